@@ -1,0 +1,285 @@
+import CMPIShim
+import Foundation
+
+/// A failed MPI call: the call's name, its return code and the library's own text for it.
+public struct MPIError: Error, CustomStringConvertible {
+    public let call: String
+    public let code: Int32
+    public let text: String
+    public var description: String { "\(call) failed (code \(code)): \(text)" }
+}
+
+/// Launcher mismatch, misuse of the communicator, or a malformed message.
+public struct CommunicatorError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Element types that travel through MPI reductions and broadcasts.
+public protocol MPIScalar {
+    static var mpiDatatype: MPI_Datatype { get }
+}
+extension Float: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_float()! } }
+extension Double: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_double()! } }
+extension Int32: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_int32()! } }
+extension Int64: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_int64()! } }
+extension UInt8: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_byte()! } }
+
+public enum ReduceOp: String, CaseIterable, Sendable {
+    case sum, max, min
+    var handle: MPI_Op {
+        switch self {
+        case .sum: return dkc_mpi_op_sum()!
+        case .max: return dkc_mpi_op_max()!
+        case .min: return dkc_mpi_op_min()!
+        }
+    }
+}
+
+/// Splits `count` elements into consecutive pieces no longer than `limit` (MPI counts are Int32).
+/// Every element is covered exactly once, in order.
+public func mpiChunks(count: Int, limit: Int = Int(Int32.max)) -> [Range<Int>] {
+    precondition(limit > 0, "chunk limit must be positive")
+    var out: [Range<Int>] = []
+    var start = 0
+    while start < count {
+        let end = Swift.min(count, start + limit)
+        out.append(start..<end)
+        start = end
+    }
+    return out
+}
+
+/// The world communicator. `MPI_Init` happens once, on first use of `Communicator.world()`; a process
+/// started without `mpirun` becomes a one-rank job through the same code path (singleton init).
+public final class Communicator: @unchecked Sendable {
+    public let rank: Int
+    public let size: Int
+    /// Largest count passed to one MPI call; lowered in tests to exercise splitting.
+    public var chunkLimit: Int = Int(Int32.max)
+    private let comm: MPI_Comm
+
+    private static let lock = NSLock()
+    private static var shared: Communicator?
+
+    /// Initialises MPI (once) and returns the world communicator.
+    /// Throws when a launcher started N copies that each believe they are rank 0 of 1.
+    public static func world() throws -> Communicator {
+        lock.lock(); defer { lock.unlock() }
+        if let c = shared { return c }
+        var initialized: Int32 = 0
+        try check(MPI_Initialized(&initialized), "MPI_Initialized")
+        if initialized == 0 {
+            var provided: Int32 = 0
+            try check(MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided), "MPI_Init_thread")
+        }
+        try check(dkc_mpi_errors_return(), "MPI_Comm_set_errhandler")
+        guard let comm = dkc_mpi_comm_world() else { throw CommunicatorError("MPI_COMM_WORLD is null") }
+        var r: Int32 = 0, s: Int32 = 0
+        try check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
+        try check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
+        let c = Communicator(comm: comm, rank: Int(r), size: Int(s))
+        try c.checkLauncher(environment: ProcessInfo.processInfo.environment)
+        shared = c
+        return c
+    }
+
+    private init(comm: MPI_Comm, rank: Int, size: Int) {
+        self.comm = comm
+        self.rank = rank
+        self.size = size
+    }
+
+    public var isRoot: Bool { rank == 0 }
+
+    /// Compares the MPI world size with what the launcher announced in the environment.
+    /// A mismatch means `srun`/`mpirun` started independent copies without wiring MPI.
+    public func checkLauncher(environment env: [String: String]) throws {
+        if let message = Communicator.launcherMismatch(worldSize: size, environment: env) {
+            throw CommunicatorError(message)
+        }
+    }
+
+    /// The explanation of a launcher mismatch, or nil when the world size agrees with the environment.
+    public static func launcherMismatch(worldSize: Int, environment env: [String: String]) -> String? {
+        // OpenMPI's own variable is authoritative when present; Slurm's only when OpenMPI did not launch us.
+        let keys = env["OMPI_COMM_WORLD_SIZE"] != nil ? ["OMPI_COMM_WORLD_SIZE"] : ["PMI_SIZE", "SLURM_NTASKS"]
+        for key in keys {
+            guard let raw = env[key], let announced = Int(raw) else { continue }
+            if announced != worldSize {
+                return """
+                the launcher announced \(announced) tasks (\(key)=\(raw)) but MPI sees a world of \(worldSize): \
+                the copies were started without MPI wiring, so each would run alone. \
+                Under Slurm use `srun --mpi=pmix` (or `mpirun` inside the allocation); \
+                to run one rank on purpose, unset \(key).
+                """
+            }
+        }
+        return nil
+    }
+
+    // MARK: Collectives
+
+    /// In-place allreduce of `count` elements starting at `buffer`, split into pieces of at most `chunkLimit`.
+    public func allreduce<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, op: ReduceOp = .sum) throws {
+        for piece in mpiChunks(count: count, limit: chunkLimit) {
+            try Communicator.check(MPI_Allreduce(dkc_mpi_in_place(), buffer + piece.lowerBound, Int32(piece.count),
+                                                 T.mpiDatatype, op.handle, comm), "MPI_Allreduce")
+        }
+    }
+
+    public func allreduce<T: MPIScalar>(_ array: inout [T], op: ReduceOp = .sum) throws {
+        let n = array.count
+        try array.withUnsafeMutableBufferPointer { try allreduce($0.baseAddress!, count: n, op: op) }
+    }
+
+    /// Allreduce of one value.
+    public func allreduce<T: MPIScalar>(_ value: T, op: ReduceOp = .sum) throws -> T {
+        var a = [value]
+        try allreduce(&a, op: op)
+        return a[0]
+    }
+
+    /// Broadcast of `count` elements from `root`, in pieces of at most `chunkLimit`.
+    public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, root: Int = 0) throws {
+        for piece in mpiChunks(count: count, limit: chunkLimit) {
+            try Communicator.check(MPI_Bcast(buffer + piece.lowerBound, Int32(piece.count), T.mpiDatatype,
+                                             Int32(root), comm), "MPI_Bcast")
+        }
+    }
+
+    public func broadcast<T: MPIScalar>(_ array: inout [T], root: Int = 0) throws {
+        let n = array.count
+        if n == 0 { return }
+        try array.withUnsafeMutableBufferPointer { try broadcast($0.baseAddress!, count: n, root: root) }
+    }
+
+    /// Broadcast of a byte string whose length only `root` knows.
+    public func broadcast(bytes: [UInt8], root: Int = 0) throws -> [UInt8] {
+        var length: [Int64] = [Int64(bytes.count)]
+        try broadcast(&length, root: root)
+        var data = rank == root ? bytes : [UInt8](repeating: 0, count: Int(length[0]))
+        try broadcast(&data, root: root)
+        return data
+    }
+
+    /// Gathers one fixed-size block per rank to `root` (rank order). Other ranks receive [].
+    public func gather<T: MPIScalar>(_ local: [T], root: Int = 0) throws -> [T] {
+        try gatherv(local, root: root).flatMap { $0 }
+    }
+
+    /// Gathers a variable-length array per rank to `root`; returns one array per rank there, [] elsewhere.
+    public func gatherv<T: MPIScalar>(_ local: [T], root: Int = 0) throws -> [[T]] {
+        var myCount: [Int32] = [Int32(local.count)]
+        guard local.count <= chunkLimit && local.count <= Int(Int32.max) else {
+            throw CommunicatorError("gatherv of \(local.count) elements exceeds the per-call limit \(chunkLimit)")
+        }
+        var counts = [Int32](repeating: 0, count: size)
+        try Communicator.check(MPI_Gather(&myCount, 1, Int32.mpiDatatype, &counts, 1, Int32.mpiDatatype,
+                                          Int32(root), comm), "MPI_Gather")
+        var displs = [Int32](repeating: 0, count: size)
+        var total = 0
+        if rank == root {
+            for i in 0..<size {
+                guard total <= Int(Int32.max) else { throw CommunicatorError("gatherv total exceeds Int32.max elements") }
+                displs[i] = Int32(total); total += Int(counts[i])
+            }
+        }
+        var recv = [T](unsafeUninitializedCapacity: Swift.max(total, 1)) { _, n in n = Swift.max(total, 1) }
+        var send = local
+        try send.withUnsafeMutableBufferPointer { sp in
+            try recv.withUnsafeMutableBufferPointer { rp in
+                try Communicator.check(MPI_Gatherv(sp.baseAddress, Int32(local.count), T.mpiDatatype,
+                                                   rp.baseAddress, &counts, &displs, T.mpiDatatype,
+                                                   Int32(root), comm), "MPI_Gatherv")
+            }
+        }
+        guard rank == root else { return [] }
+        return (0..<size).map { i in Array(recv[Int(displs[i])..<Int(displs[i]) + Int(counts[i])]) }
+    }
+
+    /// Gathers one string per rank to `root`, in rank order.
+    public func gather(string: String, root: Int = 0) throws -> [String] {
+        try gatherv(Array(string.utf8), root: root).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    public func barrier() throws {
+        try Communicator.check(MPI_Barrier(comm), "MPI_Barrier")
+    }
+
+    // MARK: Point to point (work distribution)
+
+    /// Sends a byte message; the length travels first so the receiver can size its buffer.
+    public func send(bytes: [UInt8], to dest: Int, tag: Int) throws {
+        var length: [Int64] = [Int64(bytes.count)]
+        try Communicator.check(MPI_Send(&length, 1, Int64.mpiDatatype, Int32(dest), Int32(tag), comm), "MPI_Send")
+        var data = bytes
+        for piece in mpiChunks(count: data.count, limit: chunkLimit) {
+            try data.withUnsafeMutableBufferPointer { p in
+                try Communicator.check(MPI_Send(p.baseAddress! + piece.lowerBound, Int32(piece.count),
+                                                UInt8.mpiDatatype, Int32(dest), Int32(tag), comm), "MPI_Send")
+            }
+        }
+    }
+
+    /// Receives a byte message sent with `send(bytes:to:tag:)`; `from: nil` accepts any rank.
+    /// Returns the sender, the tag and the bytes.
+    public func receive(from source: Int? = nil, tag: Int? = nil) throws -> (source: Int, tag: Int, bytes: [UInt8]) {
+        var status = MPI_Status()
+        var length: [Int64] = [0]
+        try Communicator.check(MPI_Recv(&length, 1, Int64.mpiDatatype, Int32(source ?? Int(dkc_mpi_any_source())),
+                                        Int32(tag ?? Int(dkc_mpi_any_tag())), comm, &status), "MPI_Recv")
+        let src = Int(dkc_mpi_status_source(&status))
+        let tg = Int(dkc_mpi_status_tag(&status))
+        var data = [UInt8](repeating: 0, count: Int(length[0]))
+        for piece in mpiChunks(count: data.count, limit: chunkLimit) {
+            var st = MPI_Status()
+            try data.withUnsafeMutableBufferPointer { p in
+                try Communicator.check(MPI_Recv(p.baseAddress! + piece.lowerBound, Int32(piece.count), UInt8.mpiDatatype,
+                                                Int32(src), Int32(tg), comm, &st), "MPI_Recv")
+            }
+        }
+        return (src, tg, data)
+    }
+
+    // MARK: Ending the job
+
+    /// Prints `message` to stderr with this rank's number and ends every rank of the job with `code`.
+    public func abort(_ message: String, code: Int32 = 1) -> Never {
+        FileHandle.standardError.write(Data("dkc: rank \(rank) of \(size): \(message)\n".utf8))
+        MPI_Abort(comm, code)
+        exit(code)  // MPI_Abort does not return; this satisfies the type checker.
+    }
+
+    /// Finalises MPI; call once, on every rank, before a normal exit.
+    public func finalize() {
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if finalized == 0 { MPI_Finalize() }
+    }
+
+    // MARK: Library facts
+
+    public static func libraryVersion() -> String {
+        var buf = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING))
+        var len: Int32 = 0
+        MPI_Get_library_version(&buf, &len)
+        let s = String(cString: buf)
+        return s.split(separator: ",").first.map(String.init)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? s
+    }
+
+    public static func processorName() -> String {
+        var buf = [CChar](repeating: 0, count: Int(dkc_mpi_max_processor_name()) + 1)
+        var len: Int32 = 0
+        MPI_Get_processor_name(&buf, &len)
+        return String(cString: buf)
+    }
+
+    static func check(_ code: Int32, _ call: String) throws {
+        guard code != dkc_mpi_success() else { return }
+        var buf = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING))
+        var len: Int32 = 0
+        MPI_Error_string(code, &buf, &len)
+        throw MPIError(call: call, code: code, text: String(cString: buf))
+    }
+}

@@ -1,0 +1,36 @@
+import Core
+import Foundation
+import MPIShim
+
+/// Exit codes shared by every subcommand (documented in `dkc --help` and the README).
+enum ExitStatus {
+    static let ok: Int32 = 0
+    static let failure: Int32 = 1
+    static let usage: Int32 = 64
+    static let dataError: Int32 = 65
+}
+
+/// Runs `body` on every rank with the world communicator, then finalises MPI.
+/// An error on any rank prints its message and brings the whole job down, so nothing hangs.
+func withWorld(_ body: (Communicator) throws -> Void) -> Never {
+    let comm: Communicator
+    do {
+        comm = try Communicator.world()
+    } catch {
+        FileHandle.standardError.write(Data("dkc: \(error)\n".utf8))
+        exit(ExitStatus.failure)
+    }
+    do {
+        try body(comm)
+    } catch {
+        let code: Int32 = (error as? UserFacingError)?.exitCode ?? ExitStatus.failure
+        if comm.size > 1 {
+            comm.abort("\(error)", code: code)
+        }
+        FileHandle.standardError.write(Data("dkc: \(error)\n".utf8))
+        comm.finalize()
+        exit(code)
+    }
+    comm.finalize()
+    exit(ExitStatus.ok)
+}
