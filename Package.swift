@@ -37,6 +37,8 @@ let package = Package(
         ], path: "Sources/dkc", swiftSettings: optimise),
 
         .testTarget(name: "CoreTests", dependencies: ["Core"], path: "Tests/CoreTests"),
-        .testTarget(name: "DistTests", dependencies: ["Core", "MPIShim", "dkc"], path: "Tests/DistTests"),
+        // Launched under mpirun by DistTests.
+        .executableTarget(name: "MPISelfTest", dependencies: ["MPIShim"], path: "Tests/MPISelfTest"),
+        .testTarget(name: "DistTests", dependencies: ["Core", "MPIShim", "dkc", "MPISelfTest"], path: "Tests/DistTests"),
     ]
 )

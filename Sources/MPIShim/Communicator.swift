@@ -169,33 +169,59 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Gathers a variable-length array per rank to `root`; returns one array per rank there, [] elsewhere.
+    /// Totals within `chunkLimit` go through one MPI_Gatherv; larger ones travel rank by rank in
+    /// pieces of at most `chunkLimit` elements.
     public func gatherv<T: MPIScalar>(_ local: [T], root: Int = 0) throws -> [[T]] {
-        var myCount: [Int32] = [Int32(local.count)]
-        guard local.count <= chunkLimit && local.count <= Int(Int32.max) else {
-            throw CommunicatorError("gatherv of \(local.count) elements exceeds the per-call limit \(chunkLimit)")
-        }
-        var counts = [Int32](repeating: 0, count: size)
-        try Communicator.check(MPI_Gather(&myCount, 1, Int32.mpiDatatype, &counts, 1, Int32.mpiDatatype,
+        var myCount: [Int64] = [Int64(local.count)]
+        var counts64 = [Int64](repeating: 0, count: size)
+        try Communicator.check(MPI_Gather(&myCount, 1, Int64.mpiDatatype, &counts64, 1, Int64.mpiDatatype,
                                           Int32(root), comm), "MPI_Gather")
-        var displs = [Int32](repeating: 0, count: size)
-        var total = 0
-        if rank == root {
-            for i in 0..<size {
-                guard total <= Int(Int32.max) else { throw CommunicatorError("gatherv total exceeds Int32.max elements") }
-                displs[i] = Int32(total); total += Int(counts[i])
+        // Every rank must take the same branch: the root tells the others which one.
+        var total: [Int64] = [counts64.reduce(0, +)]
+        try broadcast(&total, root: root)
+        if total[0] <= Int64(chunkLimit) {
+            var counts = counts64.map { Int32($0) }
+            var displs = [Int32](repeating: 0, count: size)
+            for i in 1..<Swift.max(size, 1) where i < size { displs[i] = displs[i - 1] + counts[i - 1] }
+            let n = Int(total[0])
+            var recv = [T](unsafeUninitializedCapacity: Swift.max(n, 1)) { _, c in c = Swift.max(n, 1) }
+            var send = local
+            try send.withUnsafeMutableBufferPointer { sp in
+                try recv.withUnsafeMutableBufferPointer { rp in
+                    try Communicator.check(MPI_Gatherv(sp.baseAddress, Int32(local.count), T.mpiDatatype,
+                                                       rp.baseAddress, &counts, &displs, T.mpiDatatype,
+                                                       Int32(root), comm), "MPI_Gatherv")
+                }
             }
+            guard rank == root else { return [] }
+            return (0..<size).map { i in Array(recv[Int(displs[i])..<Int(displs[i]) + Int(counts[i])]) }
         }
-        var recv = [T](unsafeUninitializedCapacity: Swift.max(total, 1)) { _, n in n = Swift.max(total, 1) }
-        var send = local
-        try send.withUnsafeMutableBufferPointer { sp in
-            try recv.withUnsafeMutableBufferPointer { rp in
-                try Communicator.check(MPI_Gatherv(sp.baseAddress, Int32(local.count), T.mpiDatatype,
-                                                   rp.baseAddress, &counts, &displs, T.mpiDatatype,
-                                                   Int32(root), comm), "MPI_Gatherv")
+        let tag: Int32 = 0x6761  // reserved for this exchange
+        if rank != root {
+            var send = local
+            for piece in mpiChunks(count: send.count, limit: chunkLimit) {
+                try send.withUnsafeMutableBufferPointer { p in
+                    try Communicator.check(MPI_Send(p.baseAddress! + piece.lowerBound, Int32(piece.count), T.mpiDatatype,
+                                                    Int32(root), tag, comm), "MPI_Send")
+                }
             }
+            return []
         }
-        guard rank == root else { return [] }
-        return (0..<size).map { i in Array(recv[Int(displs[i])..<Int(displs[i]) + Int(counts[i])]) }
+        var out: [[T]] = []
+        for src in 0..<size {
+            if src == root { out.append(local); continue }
+            let n = Int(counts64[src])
+            var buf = [T](unsafeUninitializedCapacity: n) { _, c in c = n }
+            for piece in mpiChunks(count: n, limit: chunkLimit) {
+                var st = MPI_Status()
+                try buf.withUnsafeMutableBufferPointer { p in
+                    try Communicator.check(MPI_Recv(p.baseAddress! + piece.lowerBound, Int32(piece.count), T.mpiDatatype,
+                                                    Int32(src), tag, comm, &st), "MPI_Recv")
+                }
+            }
+            out.append(buf)
+        }
+        return out
     }
 
     /// Gathers one string per rank to `root`, in rank order.

@@ -1,0 +1,26 @@
+# dkc — the two commands:
+#   make demo   the whole study on the built-in tiny configuration (sets everything up first)
+#   make test   every test: unit, parity with the reference fixtures, multi-rank under mpirun
+SHELL := /bin/bash
+SWIFT ?= swift
+# Tests run on an optimised build (the parity tests run real models); -enable-testing keeps @testable imports.
+TEST_FLAGS := -c release -Xswiftc -enable-testing
+export OMPI_ALLOW_RUN_AS_ROOT ?= 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM ?= 1
+
+.PHONY: all bootstrap build test clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap --tests
+
+build: bootstrap
+	$(SWIFT) build -c release
+
+test: bootstrap
+	$(SWIFT) build $(TEST_FLAGS) --build-tests
+	$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing
+
+clean:
+	rm -rf .build
