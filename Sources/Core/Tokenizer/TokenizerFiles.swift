@@ -51,7 +51,7 @@ struct BPEFiles {
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
             throw TokenizerError(file: directory, problem: "no such folder",
-                                 fix: "give a folder holding GPT-2's vocab.json and merges.txt (or tokenizer.json)")
+                                 fix: "give a folder holding GPT-2's vocab.json and merges.txt, or tokenizer.json")
         }
         let vocabURL = directory.appendingPathComponent("vocab.json")
         let mergesURL = directory.appendingPathComponent("merges.txt")
