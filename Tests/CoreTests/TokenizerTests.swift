@@ -124,6 +124,27 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
+    /// Encoding from many threads at once (a shared cache) gives the same ids as one thread.
+    func testConcurrentEncodingAgrees() throws {
+        let dir = try requireFixtures()
+        let texts = try loadCases(dir).map(\.text)
+        let serial = try GPT2Tokenizer(directory: dir)
+        let expected = texts.map { serial.encode($0) }
+        let shared = try GPT2Tokenizer(directory: dir)
+        let lock = NSLock()
+        var mismatches: [String] = []
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            // Each worker walks the texts from a different start, so cache fills race.
+            for k in 0..<texts.count {
+                let i = (k + worker * texts.count / 8) % texts.count
+                if shared.encode(texts[i]) != expected[i] {
+                    lock.lock(); mismatches.append(texts[i]); lock.unlock()
+                }
+            }
+        }
+        XCTAssertEqual(mismatches, [], "texts encoded differently under concurrency")
+    }
+
     // MARK: Pre-tokeniser
 
     /// Pieces worked out by hand from the pattern's semantics.
@@ -276,6 +297,13 @@ final class TokenizerTests: XCTestCase {
         try "{\"model\": {\"type\": \"BPE\",\n\"vocab\": {\"a\": 0".write(
             to: jsonTruncated.appendingPathComponent("tokenizer.json"), atomically: true, encoding: .utf8)
         assertTokenizerError(jsonTruncated, file: "tokenizer.json", line: 2, "tokenizer.json truncated")
+
+        let stripping = try temporaryFolder()
+        try """
+        {"added_tokens": [{"id": 0, "content": "<|endoftext|>", "lstrip": true}],
+         "model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]}}
+        """.write(to: stripping.appendingPathComponent("tokenizer.json"), atomically: true, encoding: .utf8)
+        assertTokenizerError(stripping, file: "tokenizer.json", mentions: "lstrip", "added token with lstrip")
 
         let wordPiece = try temporaryFolder()
         try "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}".write(

@@ -209,6 +209,12 @@ struct BPEFiles {
                 guard let content = t["content"]?.string, !content.isEmpty, let id = t["id"]?.int, id >= 0 else {
                     throw TokenizerError(file: url, problem: "added_tokens[\(k)] lacks a non-empty \"content\" and an integer \"id\"")
                 }
+                for flag in ["single_word", "lstrip", "rstrip"] {
+                    if case .bool(true)? = t[flag] {
+                        throw TokenizerError(file: url, problem: "added_tokens[\(k)] (\"\(content)\") sets \(flag), which this reader does not implement",
+                                             fix: "GPT-2's <|endoftext|> sets none of single_word, lstrip, rstrip")
+                    }
+                }
                 files.specials.append((Array(content.utf8), id))
             }
         } else if let eot = files.vocab.last(where: { $0.bytes.elementsEqual(endOfText.utf8) }) {
