@@ -231,12 +231,15 @@ public enum ConfigLoader {
 
     /// `path` as an absolute, standardized file URL: `~/…` from the home folder, relative paths from `base`.
     public static func absolute(_ path: String, relativeTo base: URL) -> URL {
-        if path == "~" || path.hasPrefix("~/") {
-            let home = FileManager.default.homeDirectoryForCurrentUser
-            return URL(fileURLWithPath: String(path.dropFirst(path == "~" ? 1 : 2)), relativeTo: home).standardizedFileURL
+        let home = FileManager.default.homeDirectoryForCurrentUser
+        if path == "~" { return home.standardizedFileURL }
+        if path.hasPrefix("~/") {
+            let folder = URL(fileURLWithPath: home.path, isDirectory: true)
+            return URL(fileURLWithPath: String(path.dropFirst(2)), relativeTo: folder).standardizedFileURL
         }
         if path.hasPrefix("/") { return URL(fileURLWithPath: path).standardizedFileURL }
-        return URL(fileURLWithPath: path, relativeTo: base).standardizedFileURL
+        let folder = URL(fileURLWithPath: base.path, isDirectory: true)  // a base without "/" would lose its last component
+        return URL(fileURLWithPath: path, relativeTo: folder).standardizedFileURL
     }
 
     public static var cwd: URL { URL(fileURLWithPath: FileManager.default.currentDirectoryPath) }
@@ -250,7 +253,7 @@ struct KeyLines {
 
     init(text: String) {
         var table: [String] = []
-        for (n, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (n, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("[") && !line.hasPrefix("[[") {
                 guard let close = line.firstIndex(of: "]") else { continue }

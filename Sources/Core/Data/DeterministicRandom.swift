@@ -103,28 +103,30 @@ public struct DeterministicRandom {
     }
 
     /// Natural logarithm of a positive finite double, from exactly specified operations only:
-    /// x = m · 2^e with m in [√½, √2), ln m = 2·atanh(s) with s = (m − 1)/(m + 1), |s| ≤ 0.1716,
-    /// summed as the odd series s + s³/3 + … + s^27/27 (truncation error < 1e-22), plus e · ln 2 in
-    /// two parts. Error ≤ about 2 ulp; what matters here is that every machine gets the same bits.
+    /// x = (1 + f) · 2^e with 1 + f in [√½, √2); with s = f / (2 + f), ln(1 + f) = 2·atanh(s)
+    /// = f − s·(f − R), R = 2s²/3 + 2s⁴/5 + … + 2s²⁶/27 (|s| ≤ 0.1716, truncation < 1e-21); f is
+    /// exact, so only the small correction s·(f − R) carries rounding error; e · ln 2 is added in
+    /// two parts. Relative error below about 1 ulp; what matters here is that every machine gets
+    /// the same bits.
     public static func log(_ x: Double) -> Double {
         precondition(x > 0 && x.isFinite, "DeterministicRandom.log needs a positive finite argument")
         var e = Int(x.exponent)
-        var m = x.significand           // [1, 2)
+        var m = x.significand           // [1, 2), exact
         if m > 1.4142135623730951 {     // √2
             m *= 0.5
             e += 1
         }
-        let s = (m - 1.0) / (m + 1.0)
-        let s2 = s * s
-        // Horner evaluation of 1 + s²/3 + s⁴/5 + … + s²⁶/27.
-        var p = 1.0 / 27.0
+        let f = m - 1.0                 // exact (Sterbenz)
+        let s = f / (2.0 + f)
+        let z = s * s
+        // Horner evaluation of R / z = 2/3 + 2z/5 + … + 2z¹²/27.
+        var p = 2.0 / 27.0
         var k = 25.0
         while k >= 3.0 {
-            p = p * s2 + 1.0 / k
+            p = p * z + 2.0 / k
             k -= 2.0
         }
-        p = p * s2 + 1.0
-        let lnm = 2.0 * s * p
+        let lnm = f - s * (f - z * p)
         let ln2Hi = 6.93147180369123816490e-01  // high 32 bits of ln 2: e · ln2Hi is exact for |e| < 2^20
         let ln2Lo = 1.90821492927058770002e-10
         let ed = Double(e)

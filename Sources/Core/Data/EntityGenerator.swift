@@ -13,12 +13,16 @@ public enum EntityGenerator {
     public static func frequencies(count: Int, rate: Double, rng: inout DeterministicRandom) -> [Int] {
         let scale = 1.0 / rate
         var f = [Int](repeating: 0, count: count)
-        for i in 0..<count {
-            let r = rng.exponential(scale: scale).rounded(.toNearestOrEven)
-            f[i] = r <= 0 ? 1 : Int(r)
-        }
+        for i in 0..<count { f[i] = frequency(fromDraw: rng.exponential(scale: scale)) }
         f.sort()
         return f
+    }
+
+    /// One draw as a frequency: rounded half to even (0.5 → 0, 2.5 → 2, 3.5 → 4), ≤ 0 → 1.
+    @inline(__always)
+    public static func frequency(fromDraw x: Double) -> Int {
+        let r = x.rounded(.toNearestOrEven)
+        return r <= 0 ? 1 : Int(r)
     }
 
     /// The sorted array thinned evenly to `n` values: the value at index ⌊i · count / n⌋.

@@ -1,6 +1,6 @@
 /// JSON text written byte for byte the way the study's Python writes it (`json.dumps` defaults):
 /// `{"key": value, "key": value}` with ", " and ": " separators, keys in the order given, and
-/// strings escaped with `ensure_ascii=True` (every character above U+007F as `\uXXXX`, surrogate
+/// strings escaped with `ensure_ascii=True` (controls, U+007F and above as `\uXXXX`, surrogate
 /// pairs above U+FFFF). Output never depends on the platform or locale.
 public enum JSONText {
     /// Appends `text` as a quoted JSON string.
@@ -22,7 +22,7 @@ public enum JSONText {
             case 0x09: out.append(0x5C); out.append(0x74)
             case 0x08: out.append(0x5C); out.append(0x62)
             case 0x0C: out.append(0x5C); out.append(0x66)
-            case 0..<0x20, 0x80..<0x10000:
+            case 0..<0x20, 0x7F..<0x10000:
                 appendUnicodeEscape(UInt16(v), to: &out)
             case 0x10000...:
                 let u = v - 0x10000

@@ -15,10 +15,9 @@ public enum WordListFile {
         }
         var out: [(String, Int)] = []
         var seen: [String: Int] = [:]
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift, so both line ends are named explicitly.
+        for (i, line) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let lineNo = i + 1
-            var line = Substring(raw)
-            if line.hasSuffix("\r") { line = line.dropLast() }
             if line.isEmpty { continue }
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.hasPrefix("#") { continue }
