@@ -349,7 +349,10 @@ final class OutputFilesTests: XCTestCase {
         try b(y)
         let differences = try NetCDFContents(path: x.path).differences(from: try NetCDFContents(path: y.path))
         XCTAssertEqual(differences, [], file: file, line: line)
-        XCTAssertEqual(try Data(contentsOf: x), try Data(contentsOf: y), "files differ byte-wise", file: file, line: line)
+        let (bytesA, bytesB) = (try Data(contentsOf: x), try Data(contentsOf: y))
+        let firstDifference = zip(bytesA, bytesB).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        XCTAssertTrue(bytesA == bytesB, "files differ byte-wise (\(bytesA.count) and \(bytesB.count) bytes, first difference at byte \(firstDifference.map(String.init) ?? "end"))",
+                      file: file, line: line)
     }
 
     func testContentsComparisonFindsADifference() throws {
@@ -441,6 +444,11 @@ final class OutputFilesTests: XCTestCase {
         XCTAssertEqual(header.created, "2025-01-01T00:00:00Z")
         try table.write(to: target, provenance: resumed, options: OutputWriteOptions(keepHistory: false))
         XCTAssertEqual(try OutputFileHeader.read(from: target).history, ["2025-01-02T00:00:00Z dkc sweep --resume"])
+        // A file of another kind at the target passes no history on.
+        let scores = ScoresTable(edges: try Self.graph(layers: 1, heads: 1), attributes: Self.attributes)
+        try scores.write(to: target, provenance: try Self.provenance("dkc discover", created: "2025-01-03T00:00:00Z"))
+        XCTAssertEqual(try OutputFileHeader.read(from: target).history, ["2025-01-03T00:00:00Z dkc discover"])
+        XCTAssertEqual(try OutputFileHeader.read(from: target).created, "2025-01-03T00:00:00Z")
         // Only the file itself remains: the temporary name is gone.
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["acquisition.nc"])
     }
@@ -525,7 +533,7 @@ final class OutputFilesTests: XCTestCase {
                 "float score(checkpoint, task, type, frequency, upstream, downstream) ;",
                 "score:_FillValue = NaNf ;", "score:_ChunkSizes = 1, 1, 1, 1, 7, 15 ;", "score:_Shuffle = \"true\" ;",
                 "score:_DeflateLevel = 1 ;", "int64 n_samples(checkpoint, task, type, frequency) ;",
-                "n_samples:_FillValue = -1LL ;", "double seconds(checkpoint, task, type, frequency) ;",
+                "n_samples:_FillValue = -1LL ;", "score:coordinates = \"checkpoint_path\" ;", "double seconds(checkpoint, task, type, frequency) ;",
                 ":title = ", ":source = ", ":history = ", ":config = ", ":mpi_ranks = 3 ;", ":blas_threads = 2 ;", ":created = ",
             ],
             "circuits.nc": [
@@ -589,6 +597,7 @@ final class OutputFilesTests: XCTestCase {
             out["dims"] = dict(ds.sizes)
             out["title"] = ds.attrs["title"]
             out["method"] = ds.score.attrs["method"]
+            out["path"] = str(cell.score.sel(checkpoint=2000, upstream="input", downstream="logits").checkpoint_path.values)
         with xr.open_dataset(folder + "/circuits.nc") as ds:
             f = ds.faithfulness.sel(task="city", type="new", frequency="high", topn=50)
             out["faithfulness_checkpoints"] = [int(c) for c in f.checkpoint.values]
@@ -617,6 +626,7 @@ final class OutputFilesTests: XCTestCase {
         XCTAssertEqual(json["dims"] as? [String: Int], ["checkpoint": 3, "task": 3, "type": 2, "frequency": 3, "upstream": 7, "downstream": 15])
         XCTAssertEqual(json["title"] as? String, "dkc edge attribution scores")
         XCTAssertEqual(json["method"] as? String, "EAP-IG")
+        XCTAssertEqual(json["path"] as? String, "/run/train/base/checkpoints/checkpoint-2000")
         XCTAssertEqual(json["faithfulness_checkpoints"] as? [Int], [1000, 2000, 3000])
         let expectedFaithfulness = [1, 2, 4].map { circuits.faithfulness(Self.cellsOrder[$0], topn: 50)!.value }
         XCTAssertEqual(numbers("faithfulness"), expectedFaithfulness)

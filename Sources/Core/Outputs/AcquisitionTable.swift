@@ -115,7 +115,7 @@ public struct AcquisitionTable: Equatable, Sendable {
     /// Writes the table to `url` atomically; the same table and provenance give the same file.
     public func write(to url: URL, provenance: Provenance, options: OutputWriteOptions = OutputWriteOptions()) throws {
         let compression = try options.compression()
-        let previous = options.keepHistory ? OutputFileHeader.existing(at: url) : nil
+        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: .acquisition) : nil
         let header = OutputFileHeader.make(kind: .acquisition, provenance: provenance, previous: previous)
         let steps = checkpoints.steps
         let labels = [attributes.sorted, types.sorted, frequencies.sorted]

@@ -19,7 +19,7 @@ extension CircuitsTable {
     /// unwritten (NaN / -1). The same table and provenance always give the same file.
     public func write(to url: URL, provenance: Provenance, options: OutputWriteOptions = OutputWriteOptions()) throws {
         let compression = try options.compression()
-        let previous = options.keepHistory ? OutputFileHeader.existing(at: url) : nil
+        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: .circuits) : nil
         let header = OutputFileHeader.make(kind: .circuits, provenance: provenance, previous: previous)
         let steps = checkpoints.steps
         let labels = [tasks.sorted, types.sorted, frequencies.sorted]

@@ -72,13 +72,18 @@ final class OutputFileWriter {
     }
 
     /// A compressed numeric variable. Its chunks are 1 along the first `gridRank` dimensions (the
-    /// grid: one cell per chunk) and whole along the others (the cell's own dimensions).
+    /// grid: one cell per chunk) and whole along the others (the cell's own dimensions). A
+    /// variable over the checkpoints (other than the coordinate itself) names `checkpoint_path`
+    /// in its `coordinates` attribute, so xarray carries the folder along with the step.
     func variable(_ name: String, type: NetCDFType, dimensions: [String], gridRank: Int,
                   fill: NetCDFFill?, _ attributes: AttributeList) throws {
         let chunks = dimensions.enumerated().map { axis, dim in axis < gridRank ? 1 : max(1, lengths[dim] ?? 1) }
         try file.addVariable(name, type: type, dimensions: dimensions, compression: compression,
                              chunkSizes: chunks, fill: fill)
         try setAttributes(attributes, on: name)
+        if name != "checkpoint" && dimensions.first == "checkpoint" {
+            try file.setAttribute("coordinates", "checkpoint_path", on: name)
+        }
     }
 
     func setAttributes(_ attributes: AttributeList, on variable: String) throws {

@@ -150,10 +150,12 @@ public struct OutputFileHeader: Equatable, Sendable {
             kind: file.hasAttribute("dkc_file") ? try file.textAttribute("dkc_file") : nil)
     }
 
-    /// The header of the file at `url` if there is a readable dkc file there, else nil.
-    static func existing(at url: URL) -> OutputFileHeader? {
-        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        return try? read(from: url)
+    /// The header of the file at `url` if there is a readable dkc file of this kind there, else
+    /// nil (a file of another kind, or not a dkc file, passes no history on).
+    static func existing(at url: URL, kind: OutputFileKind) -> OutputFileHeader? {
+        guard FileManager.default.fileExists(atPath: url.path), let header = try? read(from: url),
+              header.kind == kind.rawValue else { return nil }
+        return header
     }
 
     /// The header a write by `provenance` gives a file whose previous header was `previous`.

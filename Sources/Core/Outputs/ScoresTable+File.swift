@@ -18,7 +18,7 @@ extension ScoresTable {
     /// give the same file.
     public func write(to url: URL, provenance: Provenance, options: OutputWriteOptions = OutputWriteOptions()) throws {
         let compression = try options.compression()
-        let previous = options.keepHistory ? OutputFileHeader.existing(at: url) : nil
+        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: .scores) : nil
         let header = OutputFileHeader.make(kind: .scores, provenance: provenance, previous: previous)
         let steps = checkpoints.steps
         let axes = [tasks.sorted, types.sorted, frequencies.sorted]
