@@ -1,0 +1,139 @@
+import Foundation
+
+/// A Hugging Face GPT-2 model folder: `config.json` + `model.safetensors`, as `GPT2LMHeadModel.save_pretrained`
+/// writes it and `from_pretrained` reads it. This is the one place where HF tensor names meet the arena.
+///
+/// Reading accepts names with or without the `transformer.` prefix, F32/F16/BF16/F64 data, and an optional
+/// `lm_head.weight` that must equal `transformer.wte.weight` (the output matrix is tied). The causal-mask
+/// buffers old checkpoints carry (`h.{l}.attn.bias`, `h.{l}.attn.masked_bias`) are ignored; any other unknown
+/// tensor is an error, since it means the file does not match its config.
+///
+/// Writing produces F32 tensors named as `named_parameters()` names them (prefix included, no `lm_head.weight`),
+/// header metadata `{"format": "pt"}`, into a temporary folder renamed into place when complete.
+public enum HFCheckpoint {
+    public static let configFileName = "config.json"
+    public static let weightsFileName = "model.safetensors"
+    public static let lmHeadName = "lm_head.weight"
+
+    /// Reads the folder's config and weights into a new arena.
+    public static func load(folder: URL) throws -> ParameterArena {
+        let config = try GPT2Config.load(from: folder.appendingPathComponent(configFileName))
+        let arena = ParameterArena(config: config)
+        try loadWeights(from: folder.appendingPathComponent(weightsFileName), into: arena)
+        return arena
+    }
+
+    /// Reads the folder into an existing arena, reusing its memory; the folder's config must describe
+    /// the same shapes as the arena's.
+    public static func load(folder: URL, into arena: ParameterArena) throws {
+        let configURL = folder.appendingPathComponent(configFileName)
+        let config = try GPT2Config.load(from: configURL)
+        let mine = arena.config
+        let pairs: [(String, Int, Int)] = [("n_layer", config.nLayer, mine.nLayer), ("n_head", config.nHead, mine.nHead),
+                                           ("n_embd", config.nEmbd, mine.nEmbd), ("n_positions", config.nPositions, mine.nPositions),
+                                           ("vocab_size", config.vocabSize, mine.vocabSize)]
+        for (field, theirs, ours) in pairs where theirs != ours {
+            throw CheckpointError(file: configURL, item: field, problem: "is \(theirs), but the loaded model has \(ours)",
+                                  fix: "every checkpoint loaded into one model must have the same shape")
+        }
+        if config.layerNormEpsilon != mine.layerNormEpsilon || config.activationFunction != mine.activationFunction {
+            throw CheckpointError(file: configURL, item: "layer_norm_epsilon/activation_function",
+                                  problem: "differ from the loaded model's", fix: "every checkpoint loaded into one model must have the same config")
+        }
+        try loadWeights(from: folder.appendingPathComponent(weightsFileName), into: arena)
+    }
+
+    /// Copies every tensor of `file` into `arena` (converting to Float), checking names and shapes against
+    /// the arena's layout. On error the arena may be partly overwritten.
+    public static func loadWeights(from file: URL, into arena: ParameterArena) throws {
+        let st = try SafetensorsFile(url: file)
+        let layout = arena.layout
+        var found = Set<String>()
+        for info in st.tensors {
+            let name = info.name
+            if name == lmHeadName || name == ParameterLayout.prefix + lmHeadName { continue }
+            if name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias") { continue }
+            guard let t = layout.tensor(named: name) else {
+                throw CheckpointError(file: file, item: name, problem: "is not a parameter of the GPT-2 that config.json describes",
+                                      fix: "check that config.json (n_layer, …) belongs to this model.safetensors")
+            }
+            guard !found.contains(t.name) else {
+                throw CheckpointError(file: file, item: name, problem: "appears both with and without the \"transformer.\" prefix",
+                                      fix: "keep one copy of each tensor")
+            }
+            guard info.shape == t.shape else {
+                throw CheckpointError(file: file, item: name, problem: "has shape \(info.shape), expected \(t.shape)",
+                                      fix: "check that config.json belongs to this model.safetensors")
+            }
+            guard info.dtype.isFloatingPoint else {
+                throw CheckpointError(file: file, item: name, problem: "has dtype \(info.dtype.rawValue)", fix: "expected F32, F16, BF16 or F64")
+            }
+            try st.readFloats(name, into: arena.buffer(t))
+            found.insert(t.name)
+        }
+        if let missing = layout.tensors.first(where: { !found.contains($0.name) }) {
+            throw CheckpointError(file: file, item: missing.name, problem: "is missing (\(layout.tensors.count - found.count) of \(layout.tensors.count) parameters missing)",
+                                  fix: "the file is incomplete or belongs to another model")
+        }
+        // A stored output matrix must be the tied embedding.
+        for headName in [lmHeadName, ParameterLayout.prefix + lmHeadName] where st.contains(headName) {
+            let info = try st.info(headName)
+            let wte = layout.tensors[0]
+            guard info.shape == wte.shape else {
+                throw CheckpointError(file: file, item: headName, problem: "has shape \(info.shape), expected \(wte.shape)",
+                                      fix: "dkc ties lm_head.weight to transformer.wte.weight")
+            }
+            let head = try st.floats(headName)
+            let emb = arena.buffer(wte)
+            var differ = 0
+            for i in 0..<head.count where head[i].bitPattern != emb[i].bitPattern { differ += 1 }
+            if differ > 0 {
+                throw CheckpointError(file: file, item: headName, problem: "differs from transformer.wte.weight in \(differ) entries: the model is not tied",
+                                      fix: "dkc supports only tied output embeddings (tie_word_embeddings true)")
+            }
+        }
+    }
+
+    /// Writes `arena` as a HF folder at `folder` (replacing one already there): config.json and
+    /// model.safetensors, plus copies of `extraFiles` (e.g. vocab.json, merges.txt). Everything is written
+    /// into a temporary folder beside `folder` and renamed into place, so a reader never sees half a checkpoint.
+    public static func save(_ arena: ParameterArena, to folder: URL, extraFiles: [URL] = []) throws {
+        let fm = FileManager.default
+        let parent = folder.deletingLastPathComponent()
+        do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
+            throw CheckpointError(file: parent, problem: "cannot create folder: \(error.localizedDescription)", fix: "check permissions")
+        }
+        let pid = ProcessInfo.processInfo.processIdentifier
+        let tmp = parent.appendingPathComponent(".\(folder.lastPathComponent).tmp-\(pid)")
+        try? fm.removeItem(at: tmp)
+        do { try fm.createDirectory(at: tmp, withIntermediateDirectories: false) } catch {
+            throw CheckpointError(file: tmp, problem: "cannot create folder: \(error.localizedDescription)", fix: "check that \(parent.path) is writable")
+        }
+        var done = false
+        defer { if !done { try? fm.removeItem(at: tmp) } }
+        try arena.config.write(to: tmp.appendingPathComponent(configFileName))
+        let entries = arena.layout.tensors.map {
+            SafetensorsWriter.Entry.float32($0.name, shape: $0.shape, pointer: UnsafePointer(arena.pointer($0)))
+        }
+        try SafetensorsWriter.write(entries, metadata: SafetensorsWriter.ptMetadata, to: tmp.appendingPathComponent(weightsFileName))
+        for f in extraFiles {
+            do { try fm.copyItem(at: f, to: tmp.appendingPathComponent(f.lastPathComponent)) } catch {
+                throw CheckpointError(file: f, problem: "cannot copy into the checkpoint: \(error.localizedDescription)")
+            }
+        }
+        // Swap into place; an old folder is moved aside first and removed after.
+        let old = parent.appendingPathComponent(".\(folder.lastPathComponent).old-\(pid)")
+        var movedOld = false
+        if fm.fileExists(atPath: folder.path) {
+            do { try fm.moveItem(at: folder, to: old); movedOld = true } catch {
+                throw CheckpointError(file: folder, problem: "cannot replace the existing folder: \(error.localizedDescription)")
+            }
+        }
+        do { try fm.moveItem(at: tmp, to: folder) } catch {
+            if movedOld { try? fm.moveItem(at: old, to: folder) }
+            throw CheckpointError(file: folder, problem: "cannot move the finished checkpoint into place: \(error.localizedDescription)")
+        }
+        done = true
+        if movedOld { try? fm.removeItem(at: old) }
+    }
+}

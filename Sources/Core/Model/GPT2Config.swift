@@ -1,0 +1,224 @@
+import Foundation
+
+/// The shape and constants of a GPT-2, as the Hugging Face `config.json` of a `GPT2LMHeadModel` states them.
+///
+/// Only what dkc computes is supported: tied input/output embeddings, the tanh form of GELU
+/// (`gelu_new` or `gelu_pytorch_tanh`, the same function), attention scaled by 1/√d_head, an MLP of width
+/// 4·n_embd. Anything else is rejected when a config is read, naming the field.
+public struct GPT2Config: Equatable, Sendable {
+    /// Transformer blocks (`n_layer`).
+    public var nLayer: Int
+    /// Attention heads per block (`n_head`).
+    public var nHead: Int
+    /// Residual width d_model (`n_embd`).
+    public var nEmbd: Int
+    /// Rows of the positional embedding, the longest sequence (`n_positions`; `n_ctx` is written equal).
+    public var nPositions: Int
+    /// Rows of the token embedding (`vocab_size`).
+    public var vocabSize: Int
+    /// LayerNorm ε (`layer_norm_epsilon`).
+    public var layerNormEpsilon: Double
+    /// `gelu_new` or `gelu_pytorch_tanh`.
+    public var activationFunction: String
+    public var bosTokenId: Int
+    public var eosTokenId: Int
+    /// Standard deviation of the normal initialisation (`initializer_range`).
+    public var initializerRange: Double
+    /// Dropout probabilities, kept so a saved config says what training used; the dkc model has no dropout.
+    public var residPdrop: Double
+    public var embdPdrop: Double
+    public var attnPdrop: Double
+
+    /// d_head = n_embd / n_head.
+    public var headSize: Int { nEmbd / nHead }
+    /// Width of the MLP hidden layer, 4·n_embd.
+    public var mlpSize: Int { 4 * nEmbd }
+
+    public static let supportedActivations = ["gelu_new", "gelu_pytorch_tanh"]
+
+    public init(nLayer: Int, nHead: Int, nEmbd: Int, nPositions: Int = 1024, vocabSize: Int = 50257,
+                layerNormEpsilon: Double = 1e-5, activationFunction: String = "gelu_new",
+                bosTokenId: Int = 50256, eosTokenId: Int = 50256, initializerRange: Double = 0.02,
+                residPdrop: Double = 0.1, embdPdrop: Double = 0.1, attnPdrop: Double = 0.1) {
+        self.nLayer = nLayer
+        self.nHead = nHead
+        self.nEmbd = nEmbd
+        self.nPositions = nPositions
+        self.vocabSize = vocabSize
+        self.layerNormEpsilon = layerNormEpsilon
+        self.activationFunction = activationFunction
+        self.bosTokenId = bosTokenId
+        self.eosTokenId = eosTokenId
+        self.initializerRange = initializerRange
+        self.residPdrop = residPdrop
+        self.embdPdrop = embdPdrop
+        self.attnPdrop = attnPdrop
+    }
+
+    /// GPT-2 small: 12 layers, 12 heads, d_model 768, 1024 positions, vocabulary 50257.
+    public static let gpt2Small = GPT2Config(nLayer: 12, nHead: 12, nEmbd: 768)
+    /// The benchmarks' "tiny" model: 4 layers, 4 heads, d_model 128, 1024 positions, vocabulary 50257.
+    public static let tiny = GPT2Config(nLayer: 4, nHead: 4, nEmbd: 128)
+
+    /// Throws when the numbers cannot describe a model dkc runs; `source` names the file for the message.
+    public func validate(source: String = "GPT-2 config") throws {
+        func bad(_ field: String, _ problem: String, _ fix: String) -> CheckpointError {
+            CheckpointError(file: source, item: field, problem: problem, fix: fix)
+        }
+        for (field, v) in [("n_layer", nLayer), ("n_head", nHead), ("n_embd", nEmbd), ("n_positions", nPositions), ("vocab_size", vocabSize)] {
+            guard v >= 1 else { throw bad(field, "is \(v)", "must be a positive integer") }
+        }
+        guard nEmbd % nHead == 0 else {
+            throw bad("n_embd", "\(nEmbd) is not divisible by n_head \(nHead)", "choose n_embd a multiple of n_head")
+        }
+        guard Self.supportedActivations.contains(activationFunction) else {
+            throw bad("activation_function", "\"\(activationFunction)\" is not supported",
+                      "dkc implements the tanh GELU: use \(Self.supportedActivations.map { "\"\($0)\"" }.joined(separator: " or "))")
+        }
+        guard layerNormEpsilon > 0, layerNormEpsilon.isFinite else {
+            throw bad("layer_norm_epsilon", "is \(layerNormEpsilon)", "must be a small positive number such as 1e-05")
+        }
+    }
+
+    // MARK: - config.json
+
+    /// Reads and validates a Hugging Face GPT-2 `config.json`. Missing fields take transformers' defaults.
+    public static func load(from url: URL) throws -> GPT2Config {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw CheckpointError(file: url, problem: "cannot read: \(error.localizedDescription)",
+                                  fix: "a model folder needs a config.json beside model.safetensors")
+        }
+        return try GPT2Config(json: data, source: url.path)
+    }
+
+    /// Parses and validates config JSON; `source` names the file in errors.
+    public init(json data: Data, source: String) throws {
+        func bad(_ field: String, _ problem: String, _ fix: String) -> CheckpointError {
+            CheckpointError(file: source, item: field, problem: problem, fix: fix)
+        }
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw CheckpointError(file: source, problem: "not valid JSON", fix: "write a JSON object such as transformers' GPT2Config.save_pretrained produces")
+        }
+        guard let d = object as? [String: Any] else {
+            throw CheckpointError(file: source, problem: "not a JSON object", fix: "write a JSON object with n_layer, n_head, n_embd, …")
+        }
+        func int(_ key: String, _ def: Int) throws -> Int {
+            guard let v = d[key], !(v is NSNull) else { return def }
+            guard let n = v as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue == n.doubleValue.rounded() else {
+                throw bad(key, "\(v) is not an integer", "write an integer")
+            }
+            return n.intValue
+        }
+        func double(_ key: String, _ def: Double) throws -> Double {
+            guard let v = d[key], !(v is NSNull) else { return def }
+            guard let n = v as? NSNumber, String(cString: n.objCType) != "c" else { throw bad(key, "\(v) is not a number", "write a number") }
+            return n.doubleValue
+        }
+        func bool(_ key: String, _ def: Bool) throws -> Bool {
+            guard let v = d[key], !(v is NSNull) else { return def }
+            guard let b = v as? Bool, let n = v as? NSNumber, String(cString: n.objCType) == "c" else {
+                throw bad(key, "\(v) is not true or false", "write true or false")
+            }
+            return b
+        }
+        if let mt = d["model_type"] {
+            guard let s = mt as? String, s == "gpt2" else {
+                throw bad("model_type", "\"\(mt)\" is not a GPT-2", "dkc runs GPT-2 only (model_type \"gpt2\")")
+            }
+        }
+        if let arch = d["architectures"], !(arch is NSNull) {
+            let supported = ["GPT2LMHeadModel", "GPT2Model"]
+            guard let list = arch as? [String], list.contains(where: supported.contains) else {
+                throw bad("architectures", "\(arch) names no GPT-2 architecture", "expected [\"GPT2LMHeadModel\"]")
+            }
+        }
+        nLayer = try int("n_layer", 12)
+        nHead = try int("n_head", 12)
+        nEmbd = try int("n_embd", 768)
+        nPositions = try int("n_positions", 1024)
+        vocabSize = try int("vocab_size", 50257)
+        layerNormEpsilon = try double("layer_norm_epsilon", 1e-5)
+        bosTokenId = try int("bos_token_id", 50256)
+        eosTokenId = try int("eos_token_id", 50256)
+        initializerRange = try double("initializer_range", 0.02)
+        residPdrop = try double("resid_pdrop", 0.1)
+        embdPdrop = try double("embd_pdrop", 0.1)
+        attnPdrop = try double("attn_pdrop", 0.1)
+        guard let act = (d["activation_function"] ?? "gelu_new") as? String else {
+            throw bad("activation_function", "is not a string", "use \"gelu_new\"")
+        }
+        activationFunction = act
+        let nCtx = try int("n_ctx", nPositions)
+        guard nCtx == nPositions else {
+            throw bad("n_ctx", "\(nCtx) differs from n_positions \(nPositions)", "set both to the context length")
+        }
+        let nInner = try int("n_inner", 4 * nEmbd)
+        guard nInner == 4 * nEmbd else {
+            throw bad("n_inner", "\(nInner) is not 4 × n_embd = \(4 * nEmbd)", "dkc supports the standard MLP width; remove n_inner or set it to null")
+        }
+        guard try bool("tie_word_embeddings", true) else {
+            throw bad("tie_word_embeddings", "is false", "dkc ties lm_head to transformer.wte; set it to true")
+        }
+        guard try bool("scale_attn_weights", true) else {
+            throw bad("scale_attn_weights", "is false", "dkc scales attention scores by 1/sqrt(d_head); set it to true")
+        }
+        guard try !bool("scale_attn_by_inverse_layer_idx", false) else {
+            throw bad("scale_attn_by_inverse_layer_idx", "is true", "not supported; set it to false")
+        }
+        guard try !bool("add_cross_attention", false) else {
+            throw bad("add_cross_attention", "is true", "cross-attention is not supported; set it to false")
+        }
+        try validate(source: source)
+    }
+
+    /// A `config.json` that `GPT2LMHeadModel.from_pretrained` (and TransformerLens, which reads `n_ctx`) accepts:
+    /// keys sorted, two-space indentation, as transformers writes them.
+    public func jsonData() -> Data {
+        func num(_ x: Double) -> String { "\(x)" }
+        let fields: [(String, String)] = [
+            ("activation_function", "\"\(activationFunction)\""),
+            ("architectures", "[\n    \"GPT2LMHeadModel\"\n  ]"),
+            ("attn_pdrop", num(attnPdrop)),
+            ("bos_token_id", "\(bosTokenId)"),
+            ("dtype", "\"float32\""),
+            ("embd_pdrop", num(embdPdrop)),
+            ("eos_token_id", "\(eosTokenId)"),
+            ("initializer_range", num(initializerRange)),
+            ("layer_norm_epsilon", num(layerNormEpsilon)),
+            ("model_type", "\"gpt2\""),
+            ("n_ctx", "\(nPositions)"),
+            ("n_embd", "\(nEmbd)"),
+            ("n_head", "\(nHead)"),
+            ("n_inner", "null"),
+            ("n_layer", "\(nLayer)"),
+            ("n_positions", "\(nPositions)"),
+            ("reorder_and_upcast_attn", "false"),
+            ("resid_pdrop", num(residPdrop)),
+            ("scale_attn_by_inverse_layer_idx", "false"),
+            ("scale_attn_weights", "true"),
+            ("summary_activation", "null"),
+            ("summary_first_dropout", "0.1"),
+            ("summary_proj_to_labels", "true"),
+            ("summary_type", "\"cls_index\""),
+            ("summary_use_proj", "true"),
+            ("tie_word_embeddings", "true"),
+            ("torch_dtype", "\"float32\""),
+            ("use_cache", "true"),
+            ("vocab_size", "\(vocabSize)"),
+        ]
+        let body = fields.map { "  \"\($0.0)\": \($0.1)" }.joined(separator: ",\n")
+        return Data("{\n\(body)\n}\n".utf8)
+    }
+
+    /// Writes `jsonData()` to `url`.
+    public func write(to url: URL) throws {
+        do { try jsonData().write(to: url) } catch {
+            throw CheckpointError(file: url, problem: "cannot write: \(error.localizedDescription)", fix: "check that the folder is writable")
+        }
+    }
+
+    /// Number of parameters (embeddings counted once: the output matrix is tied).
+    public var parameterCount: Int { ParameterLayout(config: self).count }
+}
