@@ -32,26 +32,10 @@ enum AttributionFixtures {
         }
     }
 
-    /// A float32 or float64 tensor of a safetensors file, as Float.
-    /// Test-only stand-in until Core's safetensors reader is merged.
+    /// A tensor of a fixture safetensors file, as Float (F64 rounded).
     static func tensor(_ relative: String, _ name: String) throws -> (shape: [Int], values: [Float]) {
-        let url = try requireFixtures().appendingPathComponent(relative)
-        let data = try Data(contentsOf: url)
-        let n = data.prefix(8).withUnsafeBytes { Int($0.loadUnaligned(as: UInt64.self)) }
-        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as! [String: Any]
-        guard let info = header[name] as? [String: Any] else { throw AttributionError(item: "\(relative):\(name)", problem: "missing") }
-        let shape = (info["shape"] as! [NSNumber]).map(\.intValue)
-        let offsets = (info["data_offsets"] as! [NSNumber]).map(\.intValue)
-        let bytes = data.subdata(in: (8 + n + offsets[0])..<(8 + n + offsets[1]))
-        let dtype = info["dtype"] as! String
-        let values: [Float] = bytes.withUnsafeBytes { raw in
-            switch dtype {
-            case "F32": return (0..<(bytes.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
-            case "F64": return (0..<(bytes.count / 8)).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self)) }
-            default: return []
-            }
-        }
-        return (shape, values)
+        let file = try SafetensorsFile(url: try requireFixtures().appendingPathComponent(relative))
+        return (try file.info(name).shape, try file.floats(name))
     }
 
     static func scores(_ name: String) throws -> ScoreMatrix {
