@@ -1,6 +1,9 @@
 # dkc — the two commands:
 #   make demo   the whole study on the built-in tiny configuration (sets everything up first)
 #   make test   every test: unit, parity with the reference fixtures, multi-rank under mpirun
+# and, for CI:
+#   make test-slurm   a real one-node Slurm cluster on this machine (root; installs Slurm and munge
+#                     if missing), dkc run through sbatch/srun/mpirun, then the cluster is stopped
 SHELL := /bin/bash
 SWIFT ?= swift
 # Tests run on an optimised build (the parity tests run real models); -enable-testing keeps @testable imports.
@@ -8,7 +11,7 @@ TEST_FLAGS := -c release -Xswiftc -enable-testing
 export OMPI_ALLOW_RUN_AS_ROOT ?= 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM ?= 1
 
-.PHONY: all bootstrap build test clean
+.PHONY: all bootstrap build test test-slurm clean
 
 all: build
 
@@ -21,6 +24,11 @@ build: bootstrap
 test: bootstrap
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing
+
+test-slurm:
+	@scripts/bootstrap
+	$(SWIFT) build -c release
+	scripts/slurm-local-selftest "$$($(SWIFT) build -c release --show-bin-path)/dkc"
 
 clean:
 	rm -rf .build
