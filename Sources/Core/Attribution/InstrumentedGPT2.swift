@@ -123,12 +123,16 @@ public final class InstrumentedGPT2: @unchecked Sendable {
         public var rebuildMLP: [Bool]
         /// Rebuild the final residual (when `logits` is in the circuit).
         public var rebuildLogits: Bool
+        /// Per column: whether any valid row has a nonzero `absent` entry (else the update is exactly 0).
+        public let hasAbsent: [Bool]
 
-        public init(absent: [Float], rebuildHeads: [Bool], rebuildMLP: [Bool], rebuildLogits: Bool) {
+        public init(absent: [Float], rebuildHeads: [Bool], rebuildMLP: [Bool], rebuildLogits: Bool, graph: AttributionGraph) {
+            precondition(absent.count == graph.nForward * graph.nBackward, "absent must be [nForward, nBackward]")
             self.absent = absent
             self.rebuildHeads = rebuildHeads
             self.rebuildMLP = rebuildMLP
             self.rebuildLogits = rebuildLogits
+            hasAbsent = (0..<graph.nBackward).map { b in (0..<graph.backwardPrevIndex[b]).contains { absent[$0 * graph.nBackward + b] != 0 } }
         }
 
         /// The reference's patch for `circuit`: absent edges are those not in it; inputs of nodes in it are rebuilt.
@@ -136,10 +140,10 @@ public final class InstrumentedGPT2: @unchecked Sendable {
             let g = circuit.graph
             var absent = [Float](repeating: 1, count: g.nForward * g.nBackward)
             for (e, edge) in g.edges.enumerated() where circuit.edgeInGraph[e] { absent[edge.forward * g.nBackward + edge.backward] = 0 }
-            self.absent = absent
-            rebuildHeads = (0..<g.nLayers).map { l in (0..<g.nHeads).contains { circuit.nodeInGraph[g.headForward(layer: l, head: $0)] } }
-            rebuildMLP = (0..<g.nLayers).map { circuit.nodeInGraph[g.mlpForward(layer: $0)] }
-            rebuildLogits = circuit.nodeInGraph[g.logitsNode]
+            self.init(absent: absent,
+                      rebuildHeads: (0..<g.nLayers).map { l in (0..<g.nHeads).contains { circuit.nodeInGraph[g.headForward(layer: l, head: $0)] } },
+                      rebuildMLP: (0..<g.nLayers).map { circuit.nodeInGraph[g.mlpForward(layer: $0)] },
+                      rebuildLogits: circuit.nodeInGraph[g.logitsNode], graph: g)
         }
     }
 
@@ -200,17 +204,31 @@ public final class InstrumentedGPT2: @unchecked Sendable {
             let head = scratchC.base + 2 * capacity * C, attnOut = scratchC.base + 3 * capacity * C
             let stats1 = ln1Stats.base + l * 2 * capacity
 
-            // q, k, v of every head (value bias folded away).
+            // q, k, v of every head from LN1 of the residual (value bias folded away) ...
+            AttributionKernels.layerNormForward(out: ln, mean: stats1, rstd: stats1 + capacity, inp: x,
+                                                weight: w.ln1Weight, bias: w.ln1Bias, N: BT, C: C, eps: eps)
+            for row in 0..<BT {
+                let dst = q + row * 3 * C
+                dst.update(from: w.attnBias, count: 2 * C)
+                (dst + 2 * C).update(repeating: 0, count: C)
+            }
+            AttributionKernels.sgemm(false, false, M: BT, N: 3 * C, K: C, A: ln, lda: C, B: w.attnWeight, ldb: 3 * C,
+                                     beta: 1, C: q, ldc: 3 * C)
+            // ... except the inputs a patch rebuilds: head h's input j becomes x + Σ_f absent[f, b] · record[f].
+            // Inputs without absent edges are left alone (their update is exactly 0), so a circuit holding every
+            // edge reproduces the clean run bit for bit.
             if let patch, patch.rebuildHeads[l] {
                 let col0 = g.headBackward(layer: l, head: 0, qkv: .q), prev = g.backwardPrevIndex[col0]
-                let U = patchInputs.base
-                patch.absent.withUnsafeBufferPointer { a in
-                    AttributionKernels.sgemm(true, false, M: 3 * H, N: BTC, K: prev, A: a.baseAddress! + col0, lda: nB,
-                                             B: record!, ldb: BTC, beta: 0, C: U, ldc: BTC)
-                }
-                for j in 0..<3 {
-                    for h in 0..<H {
-                        let u = U + (j * H + h) * BTC
+                let columns = (0..<(3 * H)).filter { patch.hasAbsent[col0 + $0] }
+                if !columns.isEmpty {
+                    let U = patchInputs.base
+                    patch.absent.withUnsafeBufferPointer { a in
+                        AttributionKernels.sgemm(true, false, M: 3 * H, N: BTC, K: prev, A: a.baseAddress! + col0, lda: nB,
+                                                 B: record!, ldb: BTC, beta: 0, C: U, ldc: BTC)
+                    }
+                    for c in columns {
+                        let j = c / H, h = c % H
+                        let u = U + c * BTC
                         for i in 0..<BTC { u[i] += x[i] }
                         AttributionKernels.layerNormForward(out: ln, mean: nil, rstd: nil, inp: u, weight: w.ln1Weight, bias: w.ln1Bias,
                                                             N: BT, C: C, eps: eps)
@@ -223,26 +241,21 @@ public final class InstrumentedGPT2: @unchecked Sendable {
                                                  beta: 1, C: q + col, ldc: 3 * C)
                     }
                 }
-            } else {
-                AttributionKernels.layerNormForward(out: ln, mean: stats1, rstd: stats1 + capacity, inp: x,
-                                                    weight: w.ln1Weight, bias: w.ln1Bias, N: BT, C: C, eps: eps)
-                for row in 0..<BT {
-                    let dst = q + row * 3 * C
-                    dst.update(from: w.attnBias, count: 2 * C)
-                    (dst + 2 * C).update(repeating: 0, count: C)
-                }
-                AttributionKernels.sgemm(false, false, M: BT, N: 3 * C, K: C, A: ln, lda: C, B: w.attnWeight, ldb: 3 * C,
-                                         beta: 1, C: q, ldc: 3 * C)
             }
             let pat = pattern.base + l * batchCapacity * H * seqCapacity * seqCapacity
             mask.withUnsafeBufferPointer { m in
                 AttributionKernels.attentionForward(z: z, pattern: pat, qkv: q, mask: m.baseAddress!, B: B, T: T, C: C, H: H)
             }
 
-            // Head outputs: per head when recorded, replaced or patched, else one product.
-            let headsNeeded = record != nil || (0..<H).contains { replace[g.headForward(layer: l, head: $0)] != nil }
+            // Attention output: one product z·W_O + b_O' unless a head output is replaced (then Σ_h result_h + b_O');
+            // each head's own output result_h = z_h W_O,h is formed only when it is recorded or replaced.
+            let anyReplaced = (0..<H).contains { replace[g.headForward(layer: l, head: $0)] != nil }
             for row in 0..<BT { (attnOut + row * C).update(from: foldedBias.base + l * C, count: C) }
-            if headsNeeded {
+            if !anyReplaced {
+                AttributionKernels.sgemm(false, false, M: BT, N: C, K: C, A: z, lda: C, B: w.attnProjWeight, ldb: C,
+                                         beta: 1, C: attnOut, ldc: C)
+            }
+            if record != nil || anyReplaced {
                 for h in 0..<H {
                     let f = g.headForward(layer: l, head: h)
                     if let r = replace[f] {
@@ -252,17 +265,14 @@ public final class InstrumentedGPT2: @unchecked Sendable {
                                                  B: w.attnProjWeight + h * dh * C, ldb: C, beta: 0, C: head, ldc: C)
                     }
                     recordOutput(f, head)
-                    for i in 0..<BTC { attnOut[i] += head[i] }
+                    if anyReplaced { for i in 0..<BTC { attnOut[i] += head[i] } }
                 }
-            } else {
-                AttributionKernels.sgemm(false, false, M: BT, N: C, K: C, A: z, lda: C, B: w.attnProjWeight, ldb: C,
-                                         beta: 1, C: attnOut, ldc: C)
             }
             for i in 0..<BTC { mid[i] = x[i] + attnOut[i] }
 
             // MLP.
             var mlpIn = UnsafePointer(mid)
-            if let patch, patch.rebuildMLP[l] {
+            if let patch, patch.rebuildMLP[l], patch.hasAbsent[g.mlpBackward(layer: l)] {
                 let col = g.mlpBackward(layer: l), prev = g.backwardPrevIndex[col]
                 let u = head
                 u.update(from: mid, count: BTC)
@@ -297,7 +307,7 @@ public final class InstrumentedGPT2: @unchecked Sendable {
         let xL = resid.base + L * capacity * C
         let rows = batch.readRows
         for b in 0..<B { (lnfIn.base + b * C).update(from: xL + rows[b] * C, count: C) }
-        if let patch, patch.rebuildLogits {
+        if let patch, patch.rebuildLogits, patch.hasAbsent[g.logitsBackward] {
             let col = g.logitsBackward
             for f in 0..<g.nForward where patch.absent[f * nB + col] != 0 {
                 let d = record! + f * BTC
