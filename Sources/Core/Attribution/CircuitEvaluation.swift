@@ -121,8 +121,7 @@ extension CircuitEvaluator {
         c.pruneDeadNodes()
         var clean: [Float] = [], corrupted: [Float] = [], perf: [Float] = []
         try forEachBatch(pairs.count, batchSize) { range in
-            let batch = try PromptBatch(pairs: Array(pairs[range]), vocabSize: model.config.vocabSize,
-                                        maxPositions: model.config.nPositions, firstIndex: range.lowerBound)
+            let batch = try PromptBatch(pairs: Array(pairs[range]), config: model.config, firstIndex: range.lowerBound)
             let base = baselines(batch)
             clean += base.clean
             corrupted += base.corrupted
@@ -144,8 +143,7 @@ extension CircuitEvaluator {
         }
         var out: [(probability: Double, rank: Int)] = []
         try forEachBatch(prompts.count, batchSize) { range in
-            let batch = try PromptBatch(prompts: Array(prompts[range]), labels: Array(labels[range]), vocabSize: model.config.vocabSize,
-                                        maxPositions: model.config.nPositions, firstIndex: range.lowerBound)
+            let batch = try PromptBatch(prompts: Array(prompts[range]), labels: Array(labels[range]), config: model.config, firstIndex: range.lowerBound)
             out += labelProbabilityAndRank(zeroAblatedLogits(c, batch), batch)
         }
         return out

@@ -254,8 +254,7 @@ public final class EdgeAttribution: @unchecked Sendable {
         var start = 0
         while start < pairs.count {
             let end = min(start + batchSize, pairs.count)
-            let batch = try PromptBatch(pairs: Array(pairs[start..<end]), vocabSize: model.config.vocabSize,
-                                        maxPositions: model.config.nPositions, firstIndex: start)
+            let batch = try PromptBatch(pairs: Array(pairs[start..<end]), config: model.config, firstIndex: start)
             engine.accumulate(batch)
             start = end
         }

@@ -119,6 +119,19 @@ public struct PromptBatch: Sendable {
         self.corruptedLabels = corruptedLabels
     }
 
+    /// A batch for a model with `config`: BOS its `bos_token_id`, pad its `eos_token_id` (GPT-2: both 50256),
+    /// ids checked against its vocabulary and positions.
+    public init(pairs: [PromptPair], config: GPT2Config, firstIndex: Int = 0) throws {
+        try self.init(pairs: pairs, vocabSize: config.vocabSize, maxPositions: config.nPositions,
+                      bos: config.bosTokenId, pad: config.eosTokenId, firstIndex: firstIndex)
+    }
+
+    /// Clean prompts only, for a model with `config`.
+    public init(prompts: [[Int]], labels: [Int], config: GPT2Config, firstIndex: Int = 0) throws {
+        try self.init(prompts: prompts, labels: labels, vocabSize: config.vocabSize, maxPositions: config.nPositions,
+                      bos: config.bosTokenId, pad: config.eosTokenId, firstIndex: firstIndex)
+    }
+
     /// Row index (b·T + length_b − 1) of each sample's read-out position in a (B·T, ·) activation.
     public var readRows: [Int] { (0..<batch).map { $0 * seqLen + lengths[$0] - 1 } }
 }
