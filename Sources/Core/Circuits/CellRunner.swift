@@ -112,10 +112,7 @@ public final class CellRunner: @unchecked Sendable {
     public var graph: AttributionGraph { model.graph }
 
     /// The edge layout of every result file of this model.
-    public var edgeLayout: EdgeLayout {
-        // Names are unique and the mask holds 0/1 by construction of the graph.
-        try! EdgeLayout(upstream: graph.forwardNames, downstream: graph.backwardNames, isEdge: graph.edgeMask)
-    }
+    public var edgeLayout: EdgeLayout { EdgeLayout(graph: graph) }
 
     /// Attribution scores of `pairs` in consecutive batches of `options.batchSize`.
     public func discover(_ pairs: [PromptPair], options: CellOptions, progress: ((CellProgress) -> Void)? = nil) throws -> CellDiscovery {
@@ -218,5 +215,14 @@ public final class CellRunner: @unchecked Sendable {
             try body(start..<end)
             start = end
         }
+    }
+}
+
+extension EdgeLayout {
+    /// The layout of every result file of a model with `graph`: upstream = forward names, downstream =
+    /// backward names, the graph's edge mask.
+    public init(graph: AttributionGraph) {
+        // Names are unique and the mask holds 0/1 by construction of the graph.
+        try! self.init(upstream: graph.forwardNames, downstream: graph.backwardNames, isEdge: graph.edgeMask)
     }
 }

@@ -114,7 +114,7 @@ public struct ConfigSchema {
     }
 
     /// The schemas of every configuration kind dkc knows.
-    public static var all: [ConfigSchema] { [.data] }
+    public static var all: [ConfigSchema] { [.data, .sweep] }
 
     public static func named(_ kind: String) -> ConfigSchema? { all.first { $0.kind == kind } }
 }
