@@ -76,7 +76,7 @@ struct Sweep: ParsableCommand {
             progress.finish()
             guard let s = summary else { return }
             let busy = s.loadSeconds + s.computeSeconds
-            print(String(format: "sweep: %d items computed (%d samples) in %.1f s on %d rank(s), %.2f items/s; checkpoint loading %.1f s (%.1f %% of rank time), writing %.2f s in %d writes (%.1f %% of wall time)",
+            print(String(format: "sweep: %d item(s) computed (%d samples) in %.1f s on %d rank(s), %.2f items/s; checkpoint loading %.1f s (%.1f %% of rank time), writing %.2f s in %d writes (%.1f %% of wall time)",
                          s.computed, s.samples, s.wallSeconds, s.ranks, Double(s.computed) / max(s.wallSeconds, 1e-9), s.loadSeconds,
                          100 * s.loadSeconds / max(busy, 1e-9), s.writeSeconds, s.writes, 100 * s.writeSeconds / max(s.wallSeconds, 1e-9)))
             print("items per rank: " + s.itemsPerRank.enumerated().map { "\($0.offset): \($0.element)" }.joined(separator: ", "))

@@ -73,9 +73,7 @@ public enum Acquisition {
                                                firstLogits: { b, row in first[b] = labelProbabilityAndRank(row, V, label: batch[b].label) },
                                                isDone: { _, ids in ids.last.map { tokenizer.bytes(ofToken: $0)?.contains(period) ?? false } ?? false })
             for (b, job) in batch.enumerated() {
-                let full = cleanUpTokenizationSpaces(String(decoding: tokenizer.decodeBytes(job.tokens + generated[b]), as: UTF8.self))
-                let continuation = String(String.UnicodeScalarView(full.unicodeScalars.dropFirst(job.prompt.unicodeScalars.count)))
-                let prediction = cutAtFirstPeriod(continuation)
+                let (continuation, prediction) = answer(prompt: job.prompt, promptTokens: job.tokens, generated: generated[b], tokenizer: tokenizer)
                 let truth = job.entity.value(of: job.attribute)
                 out.append(Prediction(entity: job.entity, attribute: job.attribute, groundTruth: truth, prediction: prediction,
                                       continuation: continuation, correct: prediction == truth,
@@ -103,6 +101,16 @@ public enum Acquisition {
                                            hitsAt10: Double(ps.filter { $0.labelRank < 10 }.count) / n,
                                            labelProb: ps.reduce(0.0) { $0 + $1.labelProb } / n, nEntities: ps.count)
         }
+    }
+
+    /// The study's reading of a generation: `decode(prompt + generated, skip_special_tokens=True)` with the
+    /// tokenization spaces cleaned up, the prompt's characters cut off (the continuation), then the text
+    /// before the first "." stripped (the prediction).
+    public static func answer(prompt: String, promptTokens: [Int], generated: [Int], tokenizer: GPT2Tokenizer) -> (continuation: String, prediction: String) {
+        let ids = (promptTokens + generated).filter { $0 != tokenizer.eosTokenId }
+        let full = cleanUpTokenizationSpaces(String(decoding: tokenizer.decodeBytes(ids), as: UTF8.self))
+        let continuation = String(String.UnicodeScalarView(full.unicodeScalars.dropFirst(prompt.unicodeScalars.count)))
+        return (continuation, cutAtFirstPeriod(continuation))
     }
 
     /// Probability (softmax, summed in double) and rank (entries strictly larger) of `label` in a logits row.
