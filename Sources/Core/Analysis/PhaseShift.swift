@@ -166,8 +166,26 @@ public enum PhaseShift {
     }
 
     /// The improvement statistic for `simulations` curves of pure Gaussian noise at positions t
-    /// (equivalently, any straight line plus noise). Seeded by the number of points.
+    /// (equivalently, any straight line plus noise). Seeded by the number of points. Cached:
+    /// every cell of a sweep usually has the same checkpoints.
     static func nullImprovements(_ t: [Double], simulations: Int) -> [Double] {
+        let key = NullKey(t: t, simulations: simulations)
+        cacheLock.lock()
+        let cached = cache[key]
+        cacheLock.unlock()
+        if let cached { return cached }
+        let values = simulateNull(t, simulations: simulations)
+        cacheLock.lock()
+        cache[key] = values
+        cacheLock.unlock()
+        return values
+    }
+
+    private struct NullKey: Hashable { let t: [Double]; let simulations: Int }
+    private static let cacheLock = NSLock()
+    nonisolated(unsafe) private static var cache: [NullKey: [Double]] = [:]
+
+    private static func simulateNull(_ t: [Double], simulations: Int) -> [Double] {
         var rng = SplitMix64(seed: 0x9E37_79B9 &+ UInt64(t.count))
         var out: [Double] = []
         out.reserveCapacity(simulations)

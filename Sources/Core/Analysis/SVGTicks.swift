@@ -1,7 +1,8 @@
 import Foundation
 
-/// Axis ticks at "nice" values (1, 2 or 5 times a power of ten), after Heckbert's labelling
-/// algorithm ("Nice numbers for graph labels", Graphics Gems, 1990).
+/// Axis ticks at "nice" values: the step is 1, 2 or 5 times a power of ten, the one nearest to
+/// (max − min) / (maxTicks − 1), so there are about `maxTicks` ticks (at most about 1.5 times as
+/// many). The nice-number rounding is Heckbert's ("Nice numbers for graph labels", 1990).
 ///
 /// With `expand` the axis grows to the enclosing multiples of the step (the ticks then start
 /// and end the axis); without, the ticks are the step's multiples inside [min, max].
@@ -20,8 +21,7 @@ public struct NiceScale: Equatable {
             let pad = integer ? 1 : Swift.max(abs(lo) * 0.1, 0.5)
             lo -= pad; hi += pad
         }
-        let range = NiceScale.nice(hi - lo, round: false)
-        var step = NiceScale.nice(range / Double(Swift.max(maxTicks - 1, 1)), round: true)
+        var step = NiceScale.nice((hi - lo) / Double(Swift.max(maxTicks - 1, 1)), round: true)
         if integer { step = Swift.max(1, step.rounded()) }
         let first = (lo / step).rounded(.down) * step
         let last = (hi / step).rounded(.up) * step
@@ -31,11 +31,14 @@ public struct NiceScale: Equatable {
         } else {
             lower = lo; upper = hi
         }
+        // Tick values rounded to the step's decimals, so 3 × 0.2 is 0.6, not 0.6000000000000001.
+        let decimals = Swift.max(0, Int((-log10(step) - 1e-9).rounded(.up)))
+        let unit = pow(10, Double(decimals))
         var ticks: [Double] = []
         var k = (lower / step - 1e-9).rounded(.up)
         while k * step <= upper + step * 1e-9 {
-            let v = k * step
-            ticks.append(abs(v) < step * 1e-9 ? 0 : v)
+            let v = (k * step * unit).rounded() / unit
+            ticks.append(v == 0 ? 0 : v)
             k += 1
         }
         self.ticks = ticks
@@ -56,7 +59,7 @@ public struct NiceScale: Equatable {
     }
 
     /// Decimals that show the step exactly (0 for integer steps).
-    public var decimals: Int { Swift.max(0, Int((-log10(step) + 1e-9).rounded(.up))) }
+    public var decimals: Int { Swift.max(0, Int((-log10(step) - 1e-9).rounded(.up))) }
 
     /// A tick label: as many decimals as the step needs; `percent` shows fractions as "50 %".
     public func label(_ value: Double, percent: Bool = false) -> String {
