@@ -373,7 +373,9 @@ final class AnalysisTests: XCTestCase {
         // The report: one sentence per finding with its numbers; missing cells listed; figures embedded.
         let report = try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8)
         XCTAssertTrue(report.contains("New knowledge reaches 50 % full-model hits@10 (mean over buckets and attributes) at checkpoint step 200, revised knowledge at step 400."), report)
-        XCTAssertTrue(report.contains("**Topology.** The phase shift"))
+        // Four checkpoints: too few for the null quantile to let a break through; revised circuits never change.
+        XCTAssertTrue(report.contains("**Topology.** No phase shift from circuit formation to optimisation is found"), report)
+        XCTAssertTrue(report.contains("; revised knowledge: one straight line fits exactly."), report)
         XCTAssertTrue(report.contains("**Components.** The |score|-weighted mean layer of circuit edges"))
         XCTAssertTrue(report.contains("  - step 300: city/revised/low"))
         XCTAssertTrue(report.contains("![") && report.contains("(acquisition_full_hits_at_10.svg)"))
@@ -408,10 +410,51 @@ final class AnalysisTests: XCTestCase {
             XCTAssertGreaterThan(svg.circles + svg.cellRects, 0, "\(name) shows nothing")
         }
         let report = try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8)
-        XCTAssertTrue(report.contains("New knowledge never reaches 50 % (best 30 % at step 42) full-model hits@10"), report)
-        XCTAssertTrue(report.contains("none for new knowledge (fewer than 4 points (1))"))
+        XCTAssertTrue(report.contains("New knowledge never reaches 50 % full-model hits@10 (mean over buckets and attributes) (best 30 % at step 42)."), report)
+        XCTAssertTrue(report.contains("No phase shift from circuit formation to optimisation is found (two-segment fit of the similarity " +
+                                        "to the final circuit, mean over tasks and buckets): new knowledge: fewer than 4 points (1)."))
         XCTAssertTrue(report.contains("at the only checkpoint (step 42)"))
         XCTAssertTrue(report.contains("None: every input holds every cell"))
+    }
+
+    /// A circuit that grows edge by edge until step 500 and then stays: similarity to the final
+    /// circuit 0.2, 0.4, …, 1 and flat, so the phase shift is at 500 (an exact hinge).
+    func testPhaseShiftReported() throws {
+        let fx = SweepFixture(steps: (1...10).map { Int64(100 * $0) }, tasks: ["city"], types: ["new"], frequencies: ["all"])
+        let g = GraphNames.standard(layers: 2, heads: 2)
+        var final: [Int8] = []
+        var kept = 0
+        for u in g.upstream.indices { for d in g.downstream.indices {
+            let take = g.isEdge(upstream: u, downstream: d) && kept < 10
+            if take { kept += 1 }
+            final.append(take ? 1 : 0)
+        } }
+        let order = final.indices.filter { final[$0] == 1 }
+        try fx.writeCircuits(path("c.nc")) { c, _, _, _, _ in
+            var mask = [Int8](repeating: 0, count: final.count)
+            for i in order.prefix(min(2 + 2 * c, 10)) { mask[i] = 1 }
+            return SweepFixture.CircuitCell(mask: mask)
+        }
+        let r = try Analysis.run(inputs: AnalysisInputPaths(circuits: path("c.nc")), options: AnalysisOptions(phaseSimulations: 500))
+        assertEqual(r.jaccardFinal!.series(0, 0, 0), [0.2, 0.4, 0.6, 0.8, 1, 1, 1, 1, 1, 1])
+        let fit = try XCTUnwrap(r.phaseShiftByType["new"])
+        XCTAssertTrue(fit.isShift)
+        XCTAssertEqual(fit.breakX, 500)
+        XCTAssertEqual(fit.slopeBefore, 0.2 / 100, accuracy: 1e-12)
+        XCTAssertEqual(fit.slopeAfter, 0, accuracy: 1e-12)
+        let out = folder.appendingPathComponent("shift")
+        try AnalysisOutput.write(r, to: out, commandLine: "dkc analyze")
+        let report = try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8)
+        XCTAssertTrue(report.contains("comes at checkpoint step 500 for new knowledge (similarity to the final circuit rises " +
+                                      "0.200 per checkpoint before and 0.000 after; two segments lower the error by 100 %)."), report)
+        XCTAssertTrue(report.contains("No acquisition data: acquisition.nc was not given."))
+        let nc = try NetCDFFile.open(path: out.appendingPathComponent("analysis.nc").path)
+        XCTAssertEqual(try nc.read("phase_shift_step_by_type", as: Double.self), [500])
+        XCTAssertEqual(try nc.read("phase_shift_step", as: Double.self), [500])
+        XCTAssertFalse(nc.hasVariable("full_hits_at_10"))
+        let svg = try SVGSummary(url: out.appendingPathComponent("phase_shift.svg"))
+        XCTAssertEqual(svg.legendTexts, ["new: similarity to final", "new: two-segment fit"])
+        XCTAssertTrue(svg.texts.contains("new: phase shift at 500"))
     }
 
     // MARK: - Errors

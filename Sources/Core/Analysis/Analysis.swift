@@ -47,13 +47,14 @@ public enum Analysis {
         result.graph = try graph(circuits: circuits, scores: scores)
 
         if let acquisition { try performance(acquisition, into: &result) }
+        var scoreCellsRead = Set<String>()
         if let circuits {
             result.topn = circuits.topn
-            try topology(circuits, scores: scores, into: &result)
+            try topology(circuits, scores: scores, into: &result, scoreCellsRead: &scoreCellsRead)
         } else {
             result.notes.append("circuits.nc not given: circuit hits@10, topology and components are skipped.")
         }
-        if let scores { try listMissingScores(scores, into: &result) }
+        if let scores { try listMissingScores(scores, into: &result, alreadyRead: scoreCellsRead) }
         return result
     }
 
@@ -135,7 +136,9 @@ public enum Analysis {
 
     // MARK: - Topology and components
 
-    static func topology(_ source: CircuitsSource, scores: ScoresSource?, into result: inout AnalysisResult) throws {
+    /// `scoreCellsRead` collects "step/task/type/frequency" of the score cells read (found or not).
+    static func topology(_ source: CircuitsSource, scores: ScoresSource?, into result: inout AnalysisResult,
+                         scoreCellsRead: inout Set<String>) throws {
         guard let graph = result.graph else { return }
         let nC = result.steps.count, nT = result.tasks.count, nY = result.types.count, nF = result.frequencies.count
         let nL = graph.nLayers + 1, nN = graph.upstream.count
@@ -176,6 +179,7 @@ public enum Analysis {
                         }
                         let matrix = try scores?.scores(step: step, task: task, type: type, frequency: frequency)
                         if scores != nil && matrix == nil { scoresMissing += 1 }
+                        if matrix != nil { scoreCellsRead.insert("\(step)/\(task)/\(type)/\(frequency)") }
                         let edges = CircuitEdges(mask: mask, scores: matrix)
                         circuitsByStep.append((c, edges))
 
@@ -277,12 +281,14 @@ public enum Analysis {
         result.jaccardFinalByType = byType
     }
 
-    /// Score cells that scores.nc lacks, for the cells circuits.nc or scores.nc define.
-    static func listMissingScores(_ source: ScoresSource, into result: inout AnalysisResult) throws {
+    /// Score cells that scores.nc lacks, over its own labels and every step (cells found while
+    /// analysing the circuits are not read again).
+    static func listMissingScores(_ source: ScoresSource, into result: inout AnalysisResult, alreadyRead: Set<String>) throws {
         for step in result.steps {
             for task in sortedKeys(source.taskIndex) {
                 for type in sortedKeys(source.typeIndex) {
                     for frequency in sortedKeys(source.frequencyIndex) {
+                        if alreadyRead.contains("\(step)/\(task)/\(type)/\(frequency)") { continue }
                         if try source.scores(step: step, task: task, type: type, frequency: frequency) == nil {
                             result.missing.append(MissingCell(file: source.file.path, step: step, cell: "\(task)/\(type)/\(frequency)"))
                         }

@@ -140,36 +140,45 @@ public enum AnalysisFigures {
         var map = HeatMap(title: title, rows: rows, columns: columns, values: values,
                           rowTicks: HeatMap.ticks(layers.reversed().map(GraphNames.layerName)),
                           columnTicks: HeatMap.ticks(r.steps.map(String.init), limit: 30),
-                          xLabel: "checkpoint (training step)", yLabel: "layer of the upstream node", colorLabel: colorLabel,
+                          xLabel: "checkpoint (training step)", yLabel: "upstream layer", colorLabel: colorLabel,
                           scale: .sequential(lower: 0, upper: min(1, top)))
         map.colorPercent = true
         return AnalysisFigure(file: file, caption: caption, svg: map.render())
     }
 
-    /// The final circuit's edge scores, upstream × downstream, with layer separators.
+    /// The final circuit's edge scores, upstream × downstream, with layer separators. The colour
+    /// saturates at the 98th percentile of |score| so that a few large scores do not wash out the rest.
     static func finalMap(_ m: FinalCircuitMap, graph: GraphNames) -> AnalysisFigure {
         let rows = graph.upstream.count, columns = graph.downstream.count
         let values = m.scores.map(Double.init)
         var background = [Bool](repeating: false, count: rows * columns)
         for u in 0..<rows { for d in 0..<columns { background[u * columns + d] = graph.isEdge(upstream: u, downstream: d) } }
-        let limit = values.filter { !$0.isNaN }.map(abs).max() ?? 1
+        let magnitudes = values.filter { !$0.isNaN }.map(abs).sorted()
+        let limit = magnitudes.isEmpty ? 1 : magnitudes[min(magnitudes.count - 1, Int(0.98 * Double(magnitudes.count)))]
         func downstreamLayer(_ d: Int) -> Int { graph.downstreamNode[d].map { graph.upstreamLayer[$0] } ?? graph.nLayers }
         let rowStarts = (1..<rows).filter { graph.upstreamLayer[$0] != graph.upstreamLayer[$0 - 1] }
         let columnStarts = (1..<columns).filter { downstreamLayer($0) != downstreamLayer($0 - 1) }
+        // Large graphs: one label per layer block, at its middle.
+        func blockTicks(_ starts: [Int], count: Int, label: (Int) -> String) -> [(index: Int, label: String)] {
+            let bounds = [0] + starts + [count]
+            return zip(bounds, bounds.dropFirst()).map { a, b in ((a + b - 1) / 2, label(a)) }
+        }
         let rowTicks = rows <= 40 ? HeatMap.ticks(graph.upstream)
-            : [(0, "input")] + rowStarts.map { ($0, "L\(graph.upstreamLayer[$0])") }
+            : blockTicks(rowStarts, count: rows) { $0 == 0 ? "input" : "L\(graph.upstreamLayer[$0])" }
         let columnTicks = columns <= 60 ? HeatMap.ticks(graph.downstream, limit: 60)
-            : [(0, "L0")] + columnStarts.map { d in (d, graph.downstreamNode[d] == nil ? "logits" : "L\(downstreamLayer(d))") }
+            : blockTicks(columnStarts, count: columns) { d in graph.downstreamNode[d] == nil ? "logits" : "L\(downstreamLayer(d))" }
+        let clipped = magnitudes.last.map { $0 > limit } ?? false
         var map = HeatMap(title: "Final circuit \(m.task)/\(m.type)/\(m.frequency) at step \(m.step): edge scores",
                           rows: rows, columns: columns, values: values, rowTicks: rowTicks, columnTicks: columnTicks,
-                          xLabel: "downstream input (grey: edge outside the circuit)", yLabel: "upstream node",
-                          colorLabel: "edge score", scale: .diverging(limit: limit > 0 ? limit : 1))
+                          xLabel: "downstream input, by layer (grey: edge outside the circuit)", yLabel: "upstream node, by layer",
+                          colorLabel: clipped ? "edge score (clipped)" : "edge score", scale: .diverging(limit: limit > 0 ? limit : 1))
         map.background = background
         map.rowSeparators = rowStarts
         map.columnSeparators = columnStarts
         return AnalysisFigure(file: "final_circuit_\(safe(m.task))_\(safe(m.type))_\(safe(m.frequency)).svg",
                               caption: "Edge scores of the final circuit (\(m.task), \(m.type), \(m.frequency), step \(m.step)); " +
-                                "rows are upstream nodes, columns downstream inputs, grouped by layer.",
+                                "rows are upstream nodes, columns downstream inputs, grouped by layer" +
+                                (clipped ? "; colours saturate at the 98th percentile of |score|." : "."),
                               svg: map.render())
     }
 

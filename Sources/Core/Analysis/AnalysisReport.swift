@@ -95,8 +95,9 @@ public enum AnalysisReport {
                 parts.append(parts.isEmpty ? "\(capitalised(type)) knowledge reaches \(level) \(what) at checkpoint step \(step)"
                              : "\(type) knowledge at step \(step)")
             } else {
-                let never = "never reaches \(level) (best \(AnalysisFigures.percent(series[best])) at step \(r.steps[best]))"
-                parts.append(parts.isEmpty ? "\(capitalised(type)) knowledge \(never) \(what)" : "\(type) knowledge \(never)")
+                let best = "best \(AnalysisFigures.percent(series[best])) at step \(r.steps[best])"
+                parts.append(parts.isEmpty ? "\(capitalised(type)) knowledge never reaches \(level) \(what) (\(best))"
+                             : "\(type) knowledge never does (\(best))")
             }
         }
         return parts.isEmpty ? "No acquisition values in the inputs." : parts.joined(separator: ", ") + "."
@@ -105,19 +106,23 @@ public enum AnalysisReport {
     static func topologySentence(_ r: AnalysisResult) -> String {
         guard !r.phaseShiftByType.isEmpty else { return "No circuits to compare: circuits.nc was not given or holds no cells." }
         let spacing = r.steps.count > 1 ? Double(r.steps.last! - r.steps.first!) / Double(r.steps.count - 1) : 1
-        var parts: [String] = []
+        var shifts: [String] = [], nones: [String] = []
         for type in r.types {
             guard let fit = r.phaseShiftByType[type] else { continue }
             if fit.isShift, let x = fit.breakX {
-                parts.append("at checkpoint step \(Int64(x)) for \(type) knowledge (similarity to the final circuit rises " +
-                             String(format: "%.3f per checkpoint before and %.3f after; two segments lower the error by %.0f %%)",
-                                    fit.slopeBefore * spacing, fit.slopeAfter * spacing, 100 * fit.improvement))
+                shifts.append("at checkpoint step \(Int64(x)) for \(type) knowledge (similarity to the final circuit rises " +
+                              String(format: "%.3f per checkpoint before and %.3f after; two segments lower the error by %.0f %%)",
+                                     fit.slopeBefore * spacing, fit.slopeAfter * spacing, 100 * fit.improvement))
             } else {
-                parts.append("none for \(type) knowledge (\(fit.reasonNone ?? "no break"))")
+                nones.append("\(type) knowledge: \(fit.reasonNone ?? "no break")")
             }
         }
-        return "The phase shift from circuit formation to optimisation (two-segment fit of the similarity to the final " +
-            "circuit, mean over tasks and buckets) comes " + parts.joined(separator: "; ") + "."
+        let curve = "two-segment fit of the similarity to the final circuit, mean over tasks and buckets"
+        if shifts.isEmpty {
+            return "No phase shift from circuit formation to optimisation is found (\(curve)): " + nones.joined(separator: "; ") + "."
+        }
+        return "The phase shift from circuit formation to optimisation (\(curve)) comes " + shifts.joined(separator: "; ") +
+            (nones.isEmpty ? "" : "; none for " + nones.joined(separator: "; ")) + "."
     }
 
     static func componentSentence(_ r: AnalysisResult) -> String {
@@ -138,10 +143,17 @@ public enum AnalysisReport {
                 String(format: "%.2f", b) + " at step \(r.steps[last])"
             s += direction == "falls" ? " (a deep-to-shallow shift)" : direction == "rises" ? " (no deep-to-shallow shift)" : " (no shift)"
         }
-        let heads = r.headsByPresence().filter { $0.presence >= 0.5 }.prefix(5)
-        if !heads.isEmpty {
-            s += "; the heads in most checkpoints' circuits are " +
-                heads.map { "\($0.name) (\(AnalysisFigures.percent($0.presence)))" }.joined(separator: ", ")
+        let ranked = r.headsByPresence()
+        let always = ranked.filter { $0.presence >= 1 }
+        if always.count > 1 {
+            s += "; \(always.count) heads are in the circuit at every checkpoint of every cell (" +
+                always.prefix(6).map(\.name).joined(separator: ", ") + (always.count > 6 ? ", …)" : ")")
+        } else {
+            let heads = ranked.filter { $0.presence >= 0.5 }.prefix(5)
+            if !heads.isEmpty {
+                s += "; the heads in most checkpoints' circuits are " +
+                    heads.map { "\($0.name) (\(AnalysisFigures.percent($0.presence)))" }.joined(separator: ", ")
+            }
         }
         return s + "."
     }

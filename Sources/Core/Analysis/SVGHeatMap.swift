@@ -42,8 +42,9 @@ public struct HeatMap {
     }
 
     public func render() -> String {
-        let cellW = min(36, max(2.5, 1100 / Double(max(columns, 1))))
-        let cellH = min(28, max(3, 560 / Double(max(rows, 1))))
+        // About 1100 × 560 pixels for large matrices; small ones get big cells (at most 80 × 40).
+        let cellW = min(80, max(2.5, 1100 / Double(max(columns, 1))))
+        let cellH = min(40, max(3, 560 / Double(max(rows, 1))))
         let rowLabelW = (rowTicks.map { SVG.textWidth($0.label, size: 11) }.max() ?? 0) + 14
         let columnLabelH = (columnTicks.map { SVG.textWidth($0.label, size: 11) }.max() ?? 0) * 0.75 + 16
         let left = 36 + rowLabelW, top = 52.0
@@ -55,7 +56,7 @@ public struct HeatMap {
 
         // Background region, one rect per vertical run of defined cells.
         if let background {
-            var rects = "<g class=\"background\">"
+            var rects = "<g class=\"background\" shape-rendering=\"crispEdges\">"
             for c in 0..<columns {
                 var r = 0
                 while r < rows {
@@ -68,7 +69,7 @@ public struct HeatMap {
             }
             svg.raw(rects + "\n</g>")
         }
-        var cells = "<g class=\"cells\">"
+        var cells = "<g class=\"cells\" shape-rendering=\"crispEdges\">"
         for r in 0..<rows {
             for c in 0..<columns {
                 guard let color = scale.color(values[r * columns + c]) else { continue }
