@@ -17,6 +17,6 @@ struct DKC: ParsableCommand {
         65 bad input data or configuration.
         """,
         version: DKCVersion.source,
-        subcommands: [Doctor.self]
+        subcommands: [Doctor.self, Bench.self]
     )
 }
