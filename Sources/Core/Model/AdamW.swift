@@ -204,3 +204,43 @@ public final class AdamW: @unchecked Sendable {
     /// Forgets all state (moments to 0, step count to 0).
     public func reset() { m.zero(); v.zero(); stepCount = 0 }
 }
+
+// MARK: - State on disk
+
+extension AdamW {
+    /// Writes the moments and the step count to a safetensors file: `exp_avg` and `exp_avg_sq` (F32, [count],
+    /// flat in the parameter layout's order), `step` (I64, [1]); metadata records the hyper-parameters.
+    public func saveState(to url: URL) throws {
+        let c = config
+        let meta: [String: String] = [
+            "format": "pt", "optimizer": "AdamW", "count": "\(count)", "lr": "\(c.lr)", "beta1": "\(c.beta1)", "beta2": "\(c.beta2)",
+            "eps": "\(c.eps)", "weight_decay": "\(c.weightDecay)", "schedule": c.schedule.rawValue,
+            "warmup_steps": "\(c.warmupSteps)", "total_steps": "\(c.totalSteps)",
+            "max_grad_norm": c.maxGradNorm.map { "\($0)" } ?? "none",
+        ]
+        try SafetensorsWriter.write([
+            .float32("exp_avg", shape: [count], pointer: UnsafePointer(m.base)),
+            .float32("exp_avg_sq", shape: [count], pointer: UnsafePointer(v.base)),
+            .int64("step", shape: [1], values: [Int64(stepCount)]),
+        ], metadata: meta, to: url)
+    }
+
+    /// Restores the moments and step count written by `saveState`; the element count must match.
+    public func loadState(from url: URL) throws {
+        let f = try SafetensorsFile(url: url)
+        for name in ["exp_avg", "exp_avg_sq"] {
+            let info = try f.info(name)
+            guard info.count == count else {
+                throw CheckpointError(file: url, item: name, problem: "has \(info.count) values, the optimizer \(count)",
+                                      fix: "the optimizer state belongs to a model of another shape")
+            }
+        }
+        let step = try f.int64s("step")
+        guard step.count == 1, step[0] >= 0 else {
+            throw CheckpointError(file: url, item: "step", problem: "is not one non-negative integer", fix: "write the state again")
+        }
+        try f.readFloats("exp_avg", into: m.buffer)
+        try f.readFloats("exp_avg_sq", into: v.buffer)
+        stepCount = Int(step[0])
+    }
+}
