@@ -89,7 +89,7 @@ final class KernelGradientTests: XCTestCase {
                 }
             }
         }
-        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: 2 * T * T)
+        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: B * NH * T * T)
         Attention.backward(dqkv: &dqkv, scratch: &scratch, dout: floats(R), qkv: qkv, att: att, lengths: len32,
                            B: B, T: T, C: C, NH: NH, threads: 2)
         let g = Ref.numericalGradient(doubles(qkv)) { self.dot(ref($0), R) }

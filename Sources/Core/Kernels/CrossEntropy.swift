@@ -12,7 +12,7 @@ public enum CrossEntropy {
     public static func forward(losses: UnsafeMutablePointer<Double>, stats: UnsafeMutablePointer<Float>,
                                logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
                                N: Int, V: Int, keepExponentials: Bool = false, threads: Int) -> (sum: Double, count: Int) {
-        Parallel.chunks(N, threads: threads) { _, rows in
+        Parallel.pieces(N, threads: threads) { rows in
             for n in rows {
                 let t = Int(targets[n])
                 guard t >= 0 else { losses[n] = 0; stats[2 * n] = 0; stats[2 * n + 1] = 0; continue }
@@ -34,7 +34,7 @@ public enum CrossEntropy {
     /// the `forward` call (then the buffer holds exp(l − m) instead of the logits).
     public static func backward(dlogits: UnsafeMutablePointer<Float>, stats: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
                                 scale: Float, N: Int, V: Int, keepExponentials: Bool = false, threads: Int) {
-        Parallel.chunks(N, threads: threads) { _, rows in
+        Parallel.pieces(N, threads: threads) { rows in
             for n in rows {
                 let row = dlogits + n * V
                 let t = Int(targets[n])

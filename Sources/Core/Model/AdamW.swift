@@ -159,7 +159,7 @@ public final class AdamW: @unchecked Sendable {
             let decay = Float(1 - lr * (seg.decay ? c.weightDecay : 0))
             let k = Kernel(decay: decay, oneMinusB1: Float(1 - c.beta1), b2: Float(c.beta2), oneMinusB2: Float(1 - c.beta2),
                            stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: Float(c.eps), scale: gradScale)
-            Parallel.chunks(seg.range.count, threads: threads, minPerChunk: 65_536) { _, r in
+            Parallel.pieces(seg.range.count, threads: threads, minPerPiece: 65_536) { r in
                 let lo = seg.range.lowerBound + r.lowerBound, hi = seg.range.lowerBound + r.upperBound
                 var i = lo
                 while i + 8 <= hi {

@@ -38,6 +38,9 @@ public final class GPT2: @unchecked Sendable {
     /// When set, accumulates the wall time of every kernel (names like "fwd.matmul", "bwd.attention").
     public var phaseTimer: PhaseTimer?
 
+    /// Number of labels the last `forwardLoss` averaged over (per-row losses are in `acts.losses`).
+    public private(set) var lastLabelCount = 0
+
     private var lossScale: Float = 0
     private var readyForBackward = false
 
@@ -116,6 +119,7 @@ public final class GPT2: @unchecked Sendable {
         }
         guard count > 0 else { throw ModelError("no position has a label to predict (batch \(B) × \(T))") }
         lossScale = Float(1.0 / Double(count))
+        lastLabelCount = count
         readyForBackward = true
         return sum / Double(count)
     }

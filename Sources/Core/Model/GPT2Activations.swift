@@ -44,7 +44,7 @@ public final class GPT2Activations: @unchecked Sendable {
     public private(set) var dQKV: UnsafeMutablePointer<Float>!       // (N, 3C)
     public private(set) var dMLP: UnsafeMutablePointer<Float>!       // (N, 4C)
     public private(set) var lnScratch: UnsafeMutablePointer<Float>!  // (threads, 2C)
-    public private(set) var attScratch: UnsafeMutablePointer<Float>! // (threads, T, T)
+    public private(set) var attScratch: UnsafeMutablePointer<Float>! // (B, NH, T, T)
 
     /// Token ids (N), targets (N, −1 = no label), row lengths (B) and per-row losses (N).
     public private(set) var tokens: UnsafeMutablePointer<Int32>!
@@ -73,7 +73,7 @@ public final class GPT2Activations: @unchecked Sendable {
         let C = config.nEmbd, N = B * T, L = config.nLayer, NH = config.nHead, V = config.vocabSize
         let perLayer = N * C * 5 + N * 4 + N * 3 * C + NH * B * T * T + N * 8 * C
         let logits = (fullLogits ? N : B) * V
-        let backward = N * C * 2 + N * 3 * C + N * 4 * C + threads * 2 * C + threads * T * T
+        let backward = N * C * 2 + N * 3 * C + N * 4 * C + threads * 2 * C + NH * B * T * T
         return N * C + L * perLayer + N * C + 2 * N + B * C + logits + 2 * N + backward
     }
 
@@ -109,7 +109,7 @@ public final class GPT2Activations: @unchecked Sendable {
         logits = take((fullLogits ? N : B) * V)
         ceStats = take(2 * N)
         dResid = take(N * C); dBuf = take(N * C); dQKV = take(N * 3 * C); dMLP = take(N * 4 * C)
-        lnScratch = take(threads * 2 * C); attScratch = take(threads * T * T)
+        lnScratch = take(threads * 2 * C); attScratch = take(NH * B * T * T)
         precondition(p - storage!.base <= storage!.count)
         tokens = ints!; targets = ints! + N; lengths = ints! + 2 * N
         losses = doubles!
