@@ -81,4 +81,19 @@ final class ModelAPITests: XCTestCase {
         _ = try model.forward(tokens: other, batch: 2, seqLen: 6, lengths: [6, 3])
         for (x, y) in zip(trace, model.acts.trace()) { XCTAssertEqual(x.sum, y.sum, x.hook) }
     }
+
+    /// The benchmark engine runs and reports consistent numbers (not a timing test).
+    func testModelBenchReportsConsistentFigures() throws {
+        let small = GPT2Config(nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 16, vocabSize: 50)
+        XCTAssertEqual(ModelBench.flopsPerStep(small, batch: 2, seqLen: 8),
+                       6 * Double(small.parameterCount) * 16 + 12 * 1 * 2 * 64 * 16)
+        let r = try ModelBench.run(name: "small", config: small, batch: 2, seqLen: 8, threads: 1, repeats: 3, warmup: 1,
+                                   roof: 1, profile: true)
+        XCTAssertEqual(r.stepSeconds.count, 3)
+        XCTAssertLessThanOrEqual(r.minTokensPerS, r.tokensPerS)
+        XCTAssertLessThanOrEqual(r.tokensPerS, r.maxTokensPerS)
+        XCTAssertEqual(r.gflops, r.flopsPerStep * r.tokensPerS / 16 / 1e9, accuracy: 1e-9 * r.gflops)
+        XCTAssertTrue(r.phases.contains { $0.name == "bwd.attention" } && r.phases.contains { $0.name == "adamw" })
+        XCTAssertGreaterThan(r.peakRSSMiB, 0)
+    }
 }

@@ -19,7 +19,7 @@ public struct ModelBenchResult: Sendable {
     /// Achieved GFLOP/s at the median step time.
     public let gflops: Double
     /// Best sgemm rate measured in the same run at the same thread count.
-    public let roofGflops: Double
+    public var roofGflops: Double
     public var mfu: Double { gflops / roofGflops }
     public let peakRSSMiB: Double
     public let blasCore: String
