@@ -151,6 +151,8 @@ public final class EdgeAttribution: @unchecked Sendable {
         let delta = deltaBuffer.base, grads = gradBuffer.base
         grads.update(repeating: 0, count: graph.nBackward * BTC)
         let metric = options.batchMetric
+        // The logit difference's gradient does not depend on the logits: then no pass needs the unembedding.
+        let logitsNeeded = metric.kind != .logitDifference
         if referenceLogits.count < B * V { referenceLogits = [Float](repeating: 0, count: B * V) }
         if dLogits.count < B * V { dLogits = [Float](repeating: 0, count: B * V) }
 
@@ -164,16 +166,16 @@ public final class EdgeAttribution: @unchecked Sendable {
 
         switch options.method {
         case .eap:
-            let corrupted = model.forward(batch, clean: false, record: delta, recordMode: .set)
+            let corrupted = model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: corrupted, count: B * V) }
-            model.forward(batch, clean: true, record: delta, recordMode: .subtract)
+            model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
 
         case .eapIG:
             let corruptedEmb = extraBuffer.base, step = extraBuffer.base + BTC
-            model.forward(batch, clean: false, record: delta, recordMode: .set)
+            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
             corruptedEmb.update(from: delta, count: BTC)
-            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract)
+            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
             // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted).
             let m = options.igSteps
@@ -183,23 +185,23 @@ public final class EdgeAttribution: @unchecked Sendable {
                     let c = corruptedEmb[i], cleanPrime = c - delta[i]
                     step[i] = c + alpha * (cleanPrime - c)
                 }
-                model.forward(batch, clean: true, replace: [0: UnsafePointer(step)])
+                model.forward(batch, clean: true, replace: [0: UnsafePointer(step)], computeLogits: logitsNeeded)
                 referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
             }
 
         case .cleanCorrupted:
-            model.forward(batch, clean: false, record: delta, recordMode: .set)
-            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract)
+            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
+            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
             referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
-            model.forward(batch, clean: false)
+            model.forward(batch, clean: false, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
 
         case .eapIGActivations:
             let nF = graph.nForward
             let cleanOut = extraBuffer.base, mixed = extraBuffer.base + nF * BTC
-            model.forward(batch, clean: false, record: delta, recordMode: .set)        // delta holds corrupted outputs
-            let clean = model.forward(batch, clean: true, record: cleanOut, recordMode: .set)
+            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)   // delta holds corrupted outputs
+            let clean = model.forward(batch, clean: true, record: cleanOut, recordMode: .set, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
             var groups: [[Int]] = [[0]]
             for l in 0..<graph.nLayers {
@@ -217,7 +219,7 @@ public final class EdgeAttribution: @unchecked Sendable {
                         for i in 0..<BTC { dst[i] = alpha * c[i] + beta * x[i] }
                         replace[f] = UnsafePointer(dst)
                     }
-                    model.forward(batch, clean: true, replace: replace)
+                    model.forward(batch, clean: true, replace: replace, computeLogits: logitsNeeded)
                     referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
                 }
             }
@@ -236,10 +238,10 @@ public final class EdgeAttribution: @unchecked Sendable {
             for l in 0..<g.nLayers {
                 let col0 = g.headBackward(layer: l, head: 0, qkv: .q)
                 let rows = g.backwardPrevIndex[g.mlpBackward(layer: l)]
-                AttributionKernels.sgemm(false, true, M: rows, N: 3 * g.nHeads + 1, K: BTC, A: delta, lda: BTC,
+                Matmul.sgemm(false, true, M: rows, N: 3 * g.nHeads + 1, K: BTC, alpha: 1, A: delta, lda: BTC,
                                          B: grads + col0 * BTC, ldb: BTC, beta: 1, C: S + col0, ldc: nB)
             }
-            AttributionKernels.sgemm(false, true, M: g.nForward, N: 1, K: BTC, A: delta, lda: BTC,
+            Matmul.sgemm(false, true, M: g.nForward, N: 1, K: BTC, alpha: 1, A: delta, lda: BTC,
                                      B: grads + g.logitsBackward * BTC, ldb: BTC, beta: 1, C: S + g.logitsBackward, ldc: nB)
         }
     }
