@@ -12,6 +12,21 @@ final class AttributionSpeedProbe: XCTestCase {
         let model = InstrumentedGPT2(parameters: arena)
         let batchSizes = (ProcessInfo.processInfo.environment["DKC_PROBE_BATCH"] ?? "16,64").split(separator: ",").map { Int($0)! }
         let methods = (ProcessInfo.processInfo.environment["DKC_PROBE_METHODS"] ?? "EAP-IG,EAP").split(separator: ",").map { AttributionMethod(rawValue: String($0))! }
+        func roof(_ M: Int = 1024) -> Double {
+            let K = 768, N = 3072
+            let a = [Float](repeating: 0.01, count: M * K), b = [Float](repeating: 0.02, count: K * N)
+            var c = [Float](repeating: 0, count: M * N)
+            var best = 0.0
+            for _ in 0..<5 {
+                let t = Date()
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                    Matmul.sgemm(false, false, M: M, N: N, K: K, alpha: 1, A: ap.baseAddress!, lda: K, B: bp.baseAddress!, ldb: N, beta: 0, C: cp.baseAddress!, ldc: N)
+                } } }
+                best = max(best, 2.0 * Double(M * N * K) / Date().timeIntervalSince(t) / 1e9)
+            }
+            return best
+        }
+        print("probe sgemm roof: \(String(format: "%.0f", roof())) GFLOP/s; M=176: \(String(format: "%.0f", roof(176))), M=704: \(String(format: "%.0f", roof(704))), M=880: \(String(format: "%.0f", roof(880)))")
         var rng = SplitMix64(seed: 5)
         for bs in batchSizes {
             let n = max(bs, 64)
@@ -27,6 +42,7 @@ final class AttributionSpeedProbe: XCTestCase {
                 let t0 = Date()
                 _ = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: bs, options: .init(method: method))
                 let dt = Date().timeIntervalSince(t0)
+                print("probe sgemm roof now: \(String(format: "%.0f", roof())) GFLOP/s")
                 print("probe \(which) \(method.rawValue) batch \(bs): \(String(format: "%.2f", Double(n) / dt)) samples/s (\(String(format: "%.2f", dt)) s, threads \(BLAS.threads), core \(BLAS.coreName))")
             }
         }
