@@ -206,6 +206,19 @@ final class AttributionInputTests: XCTestCase {
         }
     }
 
+    /// Stacking integration steps into one pass changes nothing but rounding.
+    func testStackedStepsEqualSequentialSteps() throws {
+        let model = AttributionPropertyTests.tinyModel(seed: 37)
+        let pairs = AttributionPropertyTests.randomPairs(5, vocab: model.config.vocabSize, seed: 14)
+        for metric in [AttributionMetric.study, AttributionMetric(kind: .klDivergence), AttributionMetric(kind: .probabilityDifference)] {
+            let one = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 3, options: .init(method: .eapIG, igSteps: 5, metric: metric, rowsPerPass: 1))
+            let some = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 3, options: .init(method: .eapIG, igSteps: 5, metric: metric, rowsPerPass: 40))
+            let all = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 3, options: .init(method: .eapIG, igSteps: 5, metric: metric, rowsPerPass: 10_000))
+            XCTAssertLessThan(ScoreMatrix.relativeFrobenius(some, one), 1e-6, "\(metric.kind)")
+            XCTAssertLessThan(ScoreMatrix.relativeFrobenius(all, one), 1e-6, "\(metric.kind)")
+        }
+    }
+
     func testPromptBatchLayoutAndErrors() throws {
         // Right padding with the pad token; mask 1 up to the last non-pad token; corrupted shares the mask.
         let b = try PromptBatch(pairs: [PromptPair(clean: [5, 6, 7], corrupted: [8, 9, 7], cleanLabel: 1, corruptedLabel: 2),

@@ -5,20 +5,23 @@ import Foundation
 /// attribution gradient of that input), and the unembedding backward for a sparse ∂metric/∂logits.
 /// Everything else uses the model's kernels (`Matmul`, `LayerNorm`, `GELU`, `Attention`).
 enum AttributionKernels {
-    /// For every real row (b, t < lengths[b]) of `(B, T, C)` activations:
-    /// g = rstd · (w⊙d − mean(w⊙d) − x̂ · mean(w⊙d⊙x̂)) with x̂ = (x − mean) · rstd, added to `acc1` and, when
-    /// given, to `acc2`. Rows past a sample's length carry no gradient (the metric reads length − 1 and
-    /// attention is causal) and are skipped.
+    /// For every real row (b, t < lengths[b]) of `(copies·B, T, C)` activations:
+    /// g = rstd · (w⊙d − mean(w⊙d) − x̂ · mean(w⊙d⊙x̂)) with x̂ = (x − mean) · rstd, added to `acc1` (same row)
+    /// and, when given, to `acc2` at the row of the base sample (c·B + b → b; `(B, T, C)`), copies in order.
+    /// Rows past a sample's length carry no gradient (the metric reads length − 1 and attention is causal)
+    /// and are skipped. Work is split over base samples, so no two workers write the same `acc2` row.
     static func layerNormInputGrad(acc1: UnsafeMutablePointer<Float>, acc2: UnsafeMutablePointer<Float>?,
                                    dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                    mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
-                                   lengths: UnsafePointer<Int32>, B: Int, T: Int, C: Int, threads: Int) {
-        Parallel.chunks(B, threads: threads, minPerChunk: max(1, 4096 / max(1, C * T))) { _, samples in
+                                   lengths: UnsafePointer<Int32>, B: Int, copies: Int = 1, T: Int, C: Int, threads: Int) {
+        Parallel.chunks(B, threads: threads, minPerChunk: max(1, 4096 / max(1, C * T * copies))) { _, samples in
             for b in samples {
-                for t in 0..<Int(lengths[b]) {
-                    let r = b * T + t
-                    layerNormInputGradRow(acc1: acc1 + r * C, acc2: acc2.map { $0 + r * C }, dout: dout + r * C, inp: inp + r * C,
-                                          weight: weight, mean: mean[r], rstd: rstd[r], C: C)
+                for c in 0..<copies {
+                    for t in 0..<Int(lengths[b]) {
+                        let r = (c * B + b) * T + t, base = b * T + t
+                        layerNormInputGradRow(acc1: acc1 + r * C, acc2: acc2.map { $0 + base * C }, dout: dout + r * C, inp: inp + r * C,
+                                              weight: weight, mean: mean[r], rstd: rstd[r], C: C)
+                    }
                 }
             }
         }

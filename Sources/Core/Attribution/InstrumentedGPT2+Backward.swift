@@ -7,10 +7,15 @@ extension InstrumentedGPT2 {
     /// for MLP ℓ its input before LN2 (`hook_mlp_in`), for head h of layer ℓ each of its own q, k and v inputs
     /// before LN1 (`hook_q_input[h]` …). Gradients do not pass through nodes whose output was replaced.
     /// Rows past a sample's length receive nothing (they cannot reach the metric).
-    public func backward(dLogits: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>) {
+    ///
+    /// `copies` > 1: the forward batch was `base.repeated(copies)`; the gradients of all copies of a sample are
+    /// summed (in copy order) into `grads` laid out for the base batch `[nBackward, B/copies·T·C]`.
+    public func backward(dLogits: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, copies: Int = 1) {
         guard let batch = lastBatch else { preconditionFailure("backward needs a forward pass first") }
         precondition(!lastWasPatched, "backward through a patched forward pass is not supported")
+        precondition(copies >= 1 && batch.batch % copies == 0, "the batch is not a stack of \(copies) copies")
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
+        let baseB = B / copies, baseBTC = baseB * T * C
         let p = parameters.views, g = graph
         let rows = batch.readRows
 
@@ -20,9 +25,10 @@ extension InstrumentedGPT2 {
             AttributionKernels.unembeddingBackward(dlnf: dLnf.base, dlogits: dLogits, wte: p.wte, B: B, V: V, C: C)
             let dx = dResid.base
             dx.update(repeating: 0, count: BTC)
-            let gLogits = grads + g.logitsBackward * BTC
+            let gLogits = grads + g.logitsBackward * baseBTC
             for b in 0..<B {
-                AttributionKernels.layerNormInputGradRow(acc1: dx + rows[b] * C, acc2: gLogits + rows[b] * C, dout: dLnf.base + b * C,
+                let baseRow = rows[b] - (b / baseB) * baseB * T
+                AttributionKernels.layerNormInputGradRow(acc1: dx + rows[b] * C, acc2: gLogits + baseRow * C, dout: dLnf.base + b * C,
                                                          inp: lnfIn.base + b * C, weight: p.lnfWeight,
                                                          mean: lnfStats.base[b], rstd: lnfStats.base[batchCapacity + b], C: C)
             }
@@ -40,9 +46,9 @@ extension InstrumentedGPT2 {
                     GELU.backward(dinp: dact, inp: pre, dout: dact, count: BT * F, threads: threads)
                     Matmul.sgemm(false, true, M: BT, N: C, K: F, alpha: 1, A: dact, lda: F, B: w.fcWeight, ldb: F, beta: 0, C: dln, ldc: C)
                     let stats2 = layerSlice(ln2Stats, l, width: 2)
-                    AttributionKernels.layerNormInputGrad(acc1: dmid, acc2: grads + g.mlpBackward(layer: l) * BTC, dout: dln, inp: mid,
+                    AttributionKernels.layerNormInputGrad(acc1: dmid, acc2: grads + g.mlpBackward(layer: l) * baseBTC, dout: dln, inp: mid,
                                                           weight: w.ln2Weight, mean: stats2, rstd: stats2 + capacity,
-                                                          lengths: lengths, B: B, T: T, C: C, threads: threads)
+                                                          lengths: lengths, B: baseB, copies: copies, T: T, C: C, threads: threads)
                 }
 
                 // Attention ℓ: through W_O, the pattern, and each head's own q, k and v input (before LN1).
@@ -64,9 +70,9 @@ extension InstrumentedGPT2 {
                         let col = j.rawValue * C + h * dh
                         Matmul.sgemm(false, true, M: BT, N: C, K: dh, alpha: 1, A: dQKV.base + col, lda: 3 * C,
                                      B: w.attnWeight + col, ldb: 3 * C, beta: 0, C: dln, ldc: C)
-                        AttributionKernels.layerNormInputGrad(acc1: dx, acc2: grads + g.headBackward(layer: l, head: h, qkv: j) * BTC,
+                        AttributionKernels.layerNormInputGrad(acc1: dx, acc2: grads + g.headBackward(layer: l, head: h, qkv: j) * baseBTC,
                                                               dout: dln, inp: x, weight: w.ln1Weight, mean: stats1, rstd: stats1 + capacity,
-                                                              lengths: lengths, B: B, T: T, C: C, threads: threads)
+                                                              lengths: lengths, B: baseB, copies: copies, T: T, C: C, threads: threads)
                     }
                 }
             }
