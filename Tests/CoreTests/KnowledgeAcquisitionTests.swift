@@ -40,6 +40,7 @@ final class KnowledgeAcquisitionTests: XCTestCase {
         let answers = prompts.map { _ in "x" }
         let probe = KnowledgeAcquisition(model: model)
         let batched = try probe.run(prompts: prompts, labels: labels, answers: answers, batchSize: 7, maxNewTokens: 10, decode: decode)
+        XCTAssertGreaterThanOrEqual(batched.map(\.continuation.count).max()!, 4, "the test should decode several tokens")
         for i in prompts.indices {
             let single = try probe.run(prompts: [prompts[i]], labels: [labels[i]], answers: ["x"], batchSize: 1, maxNewTokens: 10, decode: decode)[0]
             XCTAssertEqual(batched[i].continuation, single.continuation, "prompt \(i)")

@@ -17,15 +17,19 @@ public struct AcquisitionOutcome: Sendable, Equatable {
 }
 
 /// Greedy decoding with the plain model over batches of prompts of different lengths (right padding, positions
-/// 0 … T−1, padded keys masked: every row computes exactly what it would alone).
+/// 0 … T−1, padded keys masked, a key/value cache for the generated tokens: every row computes what it would
+/// alone, up to rounding).
 public final class KnowledgeAcquisition: @unchecked Sendable {
     public let model: GPT2
     /// End-of-text token: generation of a row stops there (HF `generate` with `eos_token_id`).
     public let eos: Int
 
+    private let decoder: GreedyDecoder
+
     public init(model: GPT2) {
         self.model = model
         eos = model.config.eosTokenId
+        decoder = GreedyDecoder(model: model)
     }
 
     /// Runs `prompts` (token ids; the study's `predict.py` adds no BOS) in batches of `batchSize`, generating at
@@ -62,21 +66,17 @@ public final class KnowledgeAcquisition: @unchecked Sendable {
 
     private func runBatch(_ prompts: [[Int]], _ labels: [Int], _ answers: [String], maxNewTokens: Int,
                           decode: ([Int]) -> String) throws -> [AcquisitionOutcome] {
-        let B = prompts.count, V = model.config.vocabSize, maxT = model.config.nPositions
-        var rows = prompts
+        let B = prompts.count, V = model.config.vocabSize
+        let capacity = min(model.config.nPositions, prompts.map(\.count).max()! + maxNewTokens)
         var generated = [[Int]](repeating: [], count: B)
         var done = [Bool](repeating: false, count: B)
         var rank = [Int](repeating: 0, count: B), prob = [Double](repeating: 0, count: B)
+        var logits = try decoder.prefill(prompts, capacity: capacity)
+        var rows = Array(0..<B)   // the rows `logits` belongs to, in order
         for step in 0..<maxNewTokens {
-            let active = (0..<B).filter { !done[$0] }
-            if active.isEmpty { break }
-            let T = active.map { rows[$0].count }.max()!
-            var tokens = [Int](repeating: eos, count: active.count * T)
-            for (i, b) in active.enumerated() { for (t, id) in rows[b].enumerated() { tokens[i * T + t] = id } }
-            let lengths = active.map { rows[$0].count }
-            let logits = try model.forward(tokens: tokens, batch: active.count, seqLen: T, lengths: lengths, positions: lengths.map { $0 - 1 })
-            for (i, b) in active.enumerated() {
-                let row = logits.baseAddress! + i * V
+            var nextRows: [Int] = [], nextTokens: [Int] = [], nextPositions: [Int] = []
+            for (i, b) in rows.enumerated() {
+                let row = logits + i * V
                 if step == 0 {
                     let label = row[labels[b]]
                     var r = 0
@@ -90,9 +90,13 @@ public final class KnowledgeAcquisition: @unchecked Sendable {
                 for t in 1..<V where row[t] > row[best] { best = t }
                 if best == eos { done[b] = true; continue }
                 generated[b].append(best)
-                rows[b].append(best)
-                if decode(generated[b]).contains(".") || rows[b].count >= maxT { done[b] = true }
+                let position = prompts[b].count + generated[b].count - 1
+                if decode(generated[b]).contains(".") || position + 1 >= capacity { done[b] = true; continue }
+                nextRows.append(b); nextTokens.append(best); nextPositions.append(position)
             }
+            if nextRows.isEmpty || step == maxNewTokens - 1 { break }
+            logits = decoder.step(rows: nextRows, tokens: nextTokens, positions: nextPositions)
+            rows = nextRows
         }
         return (0..<B).map { b in
             let text = decode(generated[b])
