@@ -35,11 +35,11 @@ public struct SweepCost {
         // Mean prompt tokens (with BOS) per task and filter, and of the test prompts.
         let tests = try TestEntities.read(plan.data.testFile)
         var perCell: [ResultCell: Double] = [:]
-        var taskTokens: [String: (records: [CircuitRecord], tokens: [Double])] = [:]
+        var taskTokens: [String: (records: [CircuitSample], tokens: [Double])] = [:]
         for cell in cells {
             let task = try CircuitTask.named(cell.task, option: "tasks")
             if taskTokens[cell.task] == nil {
-                let records = try CircuitRecord.read(plan.data.circuitFile(cell.task))
+                let records = try CircuitSample.read(plan.data.circuitFile(cell.task))
                 taskTokens[cell.task] = (records, records.map { Double(tokenizer.encode(task.prompt(subject: $0.cleanSubject)).count + 1) })
             }
             let (records, tokens) = taskTokens[cell.task]!

@@ -73,7 +73,7 @@ public struct SweepPlan {
 
         var samples: [String: Int] = [:]
         for t in tasks {
-            let records = try CircuitRecord.read(data.circuitFile(t))
+            let records = try CircuitSample.read(data.circuitFile(t))
             for y in types {
                 for f in frequencies {
                     let filter = try CellFilter(type: y, frequency: f, buckets: data.buckets, typeOption: "types", frequencyOption: "frequencies")

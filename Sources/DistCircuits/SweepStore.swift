@@ -53,7 +53,7 @@ final class SweepStore {
         provenance = try Provenance(commandLine: Provenance.quote(arguments), config: configJSON.compactText, mpiRanks: ranks,
                                     blasThreads: BLAS.threads, created: created, source: DKCVersion.source)
 
-        let edges = EdgeLayout(graph: AttributionGraph(nLayers: plan.modelConfig.nLayer, nHeads: plan.modelConfig.nHead))
+        let edges = AttributionGraph(nLayers: plan.modelConfig.nLayer, nHeads: plan.modelConfig.nHead).edgeLayout
         let attributes = plan.config.cell.scoreAttributes
         scores = try Self.existing(directory.appendingPathComponent("scores.nc"), ScoresTable.read)
             ?? ScoresTable(edges: edges, attributes: attributes)

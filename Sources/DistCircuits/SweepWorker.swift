@@ -13,9 +13,9 @@ public final class SweepWorker {
     private var arena: ParameterArena?
     private var model: InstrumentedGPT2?
     private var runner: CellRunner?
-    private var decoder: GreedyDecoder?
+    private var decoder: KnowledgeAcquisition?
     private var loadedFolder: URL?
-    private var records: [String: [CircuitRecord]] = [:]
+    private var records: [String: [CircuitSample]] = [:]
     private var testEntities: [Entity]?
 
     /// Seconds spent loading checkpoints and computing items since the last `takeTimes()`.
@@ -61,10 +61,10 @@ public final class SweepWorker {
     private func compute(_ cell: ResultCell) throws -> CellOutcome {
         let task = try CircuitTask.named(cell.task, option: "tasks")
         let file = plan.data.circuitFile(cell.task)
-        if records[cell.task] == nil { records[cell.task] = try CircuitRecord.read(file) }
+        if records[cell.task] == nil { records[cell.task] = try CircuitSample.read(file) }
         let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: plan.data.buckets,
                                     typeOption: "types", frequencyOption: "frequencies")
-        let pairs = try CircuitRecord.pairs(records[cell.task]!, filter: filter, task: task, encoder: tokenizer, source: file.path)
+        let pairs = try CircuitSample.pairs(records[cell.task]!, filter: filter, task: task, encoder: tokenizer, source: file.path)
         let targets = TestTarget.all(try tests(), buckets: plan.data.buckets)
         let options = plan.config.cell
         let discovery = try runner!.discover(pairs, options: options)
@@ -96,7 +96,7 @@ public final class SweepWorker {
             arena = a
             model = m
             runner = CellRunner(model: m)
-            decoder = GreedyDecoder(parameters: a)
+            decoder = KnowledgeAcquisition(model: GPT2(params: a))
         }
         loadedFolder = folder
     }

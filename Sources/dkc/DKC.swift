@@ -17,6 +17,17 @@ struct DKC: ParsableCommand {
         65 bad input data or configuration.
         """,
         version: DKCVersion.source,
-        subcommands: [Doctor.self, Tokenize.self, DataCommand.self, Discover.self, Evaluate.self, Predict.self, Sweep.self]
+        subcommands: [
+            Doctor.self,
+            ConfigCommand.self,
+            Tokenize.self,
+            DataCommand.self,
+            Discover.self,
+            Evaluate.self,
+            Predict.self,
+            Sweep.self,
+            Analyze.self,
+            Bench.self,
+        ]
     )
 }

@@ -45,9 +45,9 @@ struct Discover: ParsableCommand {
 
             let buckets = try FrequencyBuckets.forData(at: dataURL)
             let filter = try CellFilter(type: type, frequency: frequency, buckets: buckets)
-            let records = try CircuitRecord.read(dataURL)
+            let records = try CircuitSample.read(dataURL)
             let tok = try loadTokenizer(option: tokenizer, model: modelURL)
-            let pairs = try CircuitRecord.pairs(records, filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
+            let pairs = try CircuitSample.pairs(records, filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
             let (instrumented, step) = try loadCircuitModel(modelURL)
             let runner = CellRunner(model: instrumented)
 

@@ -64,7 +64,7 @@ struct Evaluate: ParsableCommand {
             let buckets = try FrequencyBuckets.forData(at: dataURL)
             let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: buckets)
             let tok = try loadTokenizer(option: tokenizer, model: modelURL)
-            let pairs = try CircuitRecord.pairs(try CircuitRecord.read(dataURL), filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
+            let pairs = try CircuitSample.pairs(try CircuitSample.read(dataURL), filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
             let testBuckets = try FrequencyBuckets.forData(at: testURL)
             let targets = TestTarget.all(try TestEntities.read(testURL), buckets: testBuckets)
             guard !targets.isEmpty else {

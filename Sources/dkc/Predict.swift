@@ -42,7 +42,7 @@ struct Predict: ParsableCommand {
             let tok = try loadTokenizer(option: tokenizer, model: modelURL)
             let arena = try HFCheckpoint.load(folder: modelURL)
             let step = checkpointStep(of: modelURL) ?? 0
-            let decoder = GreedyDecoder(parameters: arena)
+            let decoder = KnowledgeAcquisition(model: GPT2(params: arena))
 
             let progress = ProgressLine()
             let started = Date()

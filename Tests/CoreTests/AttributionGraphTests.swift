@@ -202,3 +202,16 @@ final class AttributionGraphTests: XCTestCase {
         XCTAssertFalse(dot.contains("\"a1.h2\""))
     }
 }
+
+final class AttributionGraphOutputTests: XCTestCase {
+    func testEdgeLayoutBridge() {
+        let g = AttributionGraph(nLayers: 2, nHeads: 4)
+        let layout = g.edgeLayout
+        XCTAssertEqual(layout.upstream, g.forwardNames)
+        XCTAssertEqual(layout.downstream, g.backwardNames)
+        XCTAssertEqual(layout.edgeCount, g.edgeCount)
+        var c = Circuit(graph: g, edgeScores: (0..<g.edgeCount).map { Float($0) })
+        c.applyTopN(5)
+        XCTAssertEqual(c.inCircuitMask.filter { $0 == 1 }.count, 5)
+    }
+}

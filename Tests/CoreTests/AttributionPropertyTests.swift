@@ -190,3 +190,80 @@ final class AttributionPropertyTests: XCTestCase {
         }
     }
 }
+
+final class AttributionInputTests: XCTestCase {
+    func testRepeatedRunsAreBitIdentical() throws {
+        let model = AttributionPropertyTests.tinyModel(seed: 31)
+        let pairs = AttributionPropertyTests.randomPairs(5, vocab: model.config.vocabSize, seed: 12)
+        for method in AttributionMethod.allCases {
+            let a = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 2, options: .init(method: method, igSteps: 3))
+            let b = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 2, options: .init(method: method, igSteps: 3))
+            XCTAssertEqual(a, b, "\(method) is not deterministic")
+            // Non-edges are exactly 0.
+            for f in 0..<model.graph.nForward {
+                for c in 0..<model.graph.nBackward where !model.graph.isEdge(forward: f, backward: c) { XCTAssertEqual(a[f, c], 0) }
+            }
+        }
+    }
+
+    /// Stacking integration steps into one pass changes nothing but rounding.
+    func testStackedStepsEqualSequentialSteps() throws {
+        let model = AttributionPropertyTests.tinyModel(seed: 37)
+        let pairs = AttributionPropertyTests.randomPairs(5, vocab: model.config.vocabSize, seed: 14)
+        for metric in [AttributionMetric.study, AttributionMetric(kind: .klDivergence), AttributionMetric(kind: .probabilityDifference)] {
+            let one = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 3, options: .init(method: .eapIG, igSteps: 5, metric: metric, rowsPerPass: 1))
+            let some = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 3, options: .init(method: .eapIG, igSteps: 5, metric: metric, rowsPerPass: 40))
+            let all = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 3, options: .init(method: .eapIG, igSteps: 5, metric: metric, rowsPerPass: 10_000))
+            XCTAssertLessThan(ScoreMatrix.relativeFrobenius(some, one), 1e-6, "\(metric.kind)")
+            XCTAssertLessThan(ScoreMatrix.relativeFrobenius(all, one), 1e-6, "\(metric.kind)")
+        }
+    }
+
+    func testPromptBatchLayoutAndErrors() throws {
+        // Right padding with the pad token; mask 1 up to the last non-pad token; corrupted shares the mask.
+        let b = try PromptBatch(pairs: [PromptPair(clean: [5, 6, 7], corrupted: [8, 9, 7], cleanLabel: 1, corruptedLabel: 2),
+                                        PromptPair(clean: [5], corrupted: [4], cleanLabel: 3, corruptedLabel: 4)],
+                                vocabSize: 100, maxPositions: 10, bos: 99, pad: 99)
+        XCTAssertEqual(b.seqLen, 4)
+        XCTAssertEqual(b.cleanTokens, [99, 5, 6, 7, 99, 5, 99, 99])
+        XCTAssertEqual(b.corruptedTokens!, [99, 8, 9, 7, 99, 4, 99, 99])
+        XCTAssertEqual(b.mask, [1, 1, 1, 1, 1, 1, 0, 0])
+        XCTAssertEqual(b.lengths, [4, 2])
+        XCTAssertEqual(b.readRows, [3, 5])
+        // A prompt ending in the pad token is shortened as TransformerLens's mask does.
+        let t = try PromptBatch(prompts: [[5, 99], [5, 6, 7]], labels: [1, 1], vocabSize: 100, maxPositions: 10, bos: 99, pad: 99)
+        XCTAssertEqual(t.lengths, [2, 4])
+        XCTAssertThrowsError(try PromptBatch(pairs: [PromptPair(clean: [5, 6], corrupted: [5], cleanLabel: 1, corruptedLabel: 2)],
+                                             vocabSize: 100, maxPositions: 10, bos: 99, pad: 99, firstIndex: 7)) { e in
+            XCTAssertTrue("\(e)".contains("sample 7"), "\(e)")
+        }
+        XCTAssertThrowsError(try PromptBatch(prompts: [[500]], labels: [1], vocabSize: 100, maxPositions: 10, bos: 99, pad: 99))
+        XCTAssertThrowsError(try PromptBatch(prompts: [[1, 2, 3]], labels: [1], vocabSize: 100, maxPositions: 3, bos: 99, pad: 99))
+        XCTAssertThrowsError(try PromptBatch(prompts: [[1]], labels: [100], vocabSize: 100, maxPositions: 3, bos: 99, pad: 99))
+    }
+
+    func testCircuitJSONErrors() {
+        XCTAssertThrowsError(try Circuit(json: Data("{}".utf8), source: "g.json")) { XCTAssertTrue("\($0)".contains("g.json")) }
+        XCTAssertThrowsError(try Circuit(json: Data(#"{"cfg": {"n_layers": 1, "n_heads": 1}, "edges": {"input->m7": {"score": 1, "in_graph": true}}}"#.utf8), source: "g.json")) {
+            XCTAssertTrue("\($0)".contains("input->m7"), "\($0)")
+        }
+        XCTAssertThrowsError(try Circuit(json: Data(#"{"cfg": {"n_layers": 1, "n_heads": 1, "parallel_attn_mlp": true}, "edges": {}}"#.utf8), source: "g.json"))
+        XCTAssertThrowsError(try ScoreMatrix(graph: AttributionGraph(nLayers: 1, nHeads: 1), values: [1, 2], source: "scores"))
+    }
+
+    func testCircuitSampleReading() throws {
+        let o: [String: Any] = ["clean_subject": "A B", "clean_label": " X", "clean_label_idx": 3, "corrupted_subject": "C D",
+                                "corrupted_label": " Y", "corrupted_label_idx": "4", "frequency": "6", "type": "new"]
+        let s = try CircuitSample(jsonObject: o, source: "c.jsonl", line: 1)
+        XCTAssertEqual(s.corruptedLabelIndex, 4)
+        XCTAssertEqual(s.frequency, 6)
+        var bad = o
+        bad["clean_label_idx"] = nil
+        XCTAssertThrowsError(try CircuitSample(jsonObject: bad, source: "c.jsonl", line: 9)) { XCTAssertTrue("\($0)".contains("c.jsonl:9")) }
+        let high = FrequencyBucket(name: "high", min: 6, max: 1_000_000), low = FrequencyBucket(name: "low", min: 1, max: 1)
+        XCTAssertEqual(CircuitSample.filter([s], type: "new", bucket: high).count, 1)
+        XCTAssertEqual(CircuitSample.filter([s], type: "new", bucket: low).count, 0)
+        XCTAssertEqual(CircuitSample.filter([s], type: "revised", bucket: nil).count, 0)
+        XCTAssertEqual(CircuitTask.city.prompt(subject: "A B"), "A B lives in the city of")
+    }
+}

@@ -11,14 +11,14 @@ final class CellRunnerParityTests: XCTestCase {
         let file = try AttributionFixtures.requireFixtures().appendingPathComponent("reference/eap/city.jsonl")
         let buckets = try FrequencyBuckets.forData(at: file)
         let filter = try CellFilter(type: "new", frequency: OutputLabels.all, buckets: buckets)
-        return try CircuitRecord.pairs(try CircuitRecord.read(file), filter: filter, task: .city, encoder: tok, source: file.path)
+        return try CircuitSample.pairs(try CircuitSample.read(file), filter: filter, task: .city, encoder: tok, source: file.path)
     }
 
     func testDiscoveryMatchesTheStudy() throws {
         let model = try EAPParityTests.model()
         let tok = try EAPParityTests.tokenizer()
         let pairs = try studyPairs(tok)
-        XCTAssertEqual(pairs, try EAPParityTests.cityPairs(), "records read through CircuitRecord give the study's prompts and labels")
+        XCTAssertEqual(pairs, try EAPParityTests.cityPairs(), "records read through CircuitSample give the study's prompts and labels")
         let runner = CellRunner(model: model)
         var seen: [Int] = []
         let result = try runner.discover(pairs, options: CellOptions(batchSize: 8, topn: [10])) { seen.append($0.done) }

@@ -41,18 +41,17 @@ final class CircuitInputsTests: XCTestCase {
         let file = dir.appendingPathComponent("city.jsonl")
         let good = #"{"clean_subject": "Ann Lee", "clean_label": " Boston, MA", "clean_label_idx": 6182, "corrupted_subject": "Bo Kim", "corrupted_label": " Reno, NV", "corrupted_label_idx": 37819, "frequency": "7", "type": "new"}"#
         try Data((good + "\n\n" + good.replacingOccurrences(of: #""frequency": "7""#, with: #""frequency": 1"#) + "\n").utf8).write(to: file)
-        let records = try CircuitRecord.read(file)
-        XCTAssertEqual(records.map(\.frequency), [7, 1])
-        XCTAssertEqual(records.map(\.line), [1, 3])
-        XCTAssertEqual(records[0].cleanLabelIdx, 6182)
+        let records = try CircuitSample.read(file)
+        XCTAssertEqual(records.map(\.frequency), [7, 1], "frequency as a string or an integer")
+        XCTAssertEqual(records[0].cleanLabelIndex, 6182)
 
         try Data((good + "\n" + good.replacingOccurrences(of: #""clean_label_idx": 6182, "#, with: "") + "\n").utf8).write(to: file)
-        XCTAssertThrowsError(try CircuitRecord.read(file)) { e in
-            XCTAssertEqual("\(e)", "\(file.path) line 2: clean_label_idx: is missing (every record needs the study's fields)")
+        XCTAssertThrowsError(try CircuitSample.read(file)) { e in
+            XCTAssertTrue("\(e)".contains("\(file.path):2") && "\(e)".contains("clean_label_idx"), "\(e)")
         }
         try Data("not json\n".utf8).write(to: file)
-        XCTAssertThrowsError(try CircuitRecord.read(file)) { e in XCTAssertTrue("\(e)".contains("line 1: is not a JSON object"), "\(e)") }
-        XCTAssertThrowsError(try CircuitRecord.read(dir.appendingPathComponent("none.jsonl"))) { e in
+        XCTAssertThrowsError(try CircuitSample.read(file)) { e in XCTAssertTrue("\(e)".contains(":1: is not a JSON object"), "\(e)") }
+        XCTAssertThrowsError(try CircuitSample.read(dir.appendingPathComponent("none.jsonl"))) { e in
             XCTAssertTrue("\(e)".contains("none.jsonl: circuit data file not found"), "\(e)")
         }
 
@@ -60,15 +59,15 @@ final class CircuitInputsTests: XCTestCase {
         try Data((good + "\n").utf8).write(to: file)
         let tok = try EAPParityTests.tokenizer()
         let buckets = FrequencyBuckets(buckets: FrequencyBuckets.defaultBuckets, manifest: nil)
-        XCTAssertThrowsError(try CircuitRecord.pairs(try CircuitRecord.read(file), filter: try CellFilter(type: "revised", frequency: "all", buckets: buckets),
+        XCTAssertThrowsError(try CircuitSample.pairs(try CircuitSample.read(file), filter: try CellFilter(type: "revised", frequency: "all", buckets: buckets),
                                                      task: .city, encoder: tok, source: file.path)) { e in
             XCTAssertTrue("\(e)".contains("no record has type revised, frequency all"), "\(e)")
         }
         // Unequal token counts of clean and corrupted prompts are reported with the line.
         try Data((good.replacingOccurrences(of: "Bo Kim", with: "Bartholomew Xylophone Quaternion") + "\n").utf8).write(to: file)
-        XCTAssertThrowsError(try CircuitRecord.pairs(try CircuitRecord.read(file), filter: try CellFilter(type: "all", frequency: "all", buckets: buckets),
+        XCTAssertThrowsError(try CircuitSample.pairs(try CircuitSample.read(file), filter: try CellFilter(type: "all", frequency: "all", buckets: buckets),
                                                      task: .city, encoder: tok, source: file.path)) { e in
-            XCTAssertTrue("\(e)".contains("line 1") && "\(e)".contains("prompt tokens"), "\(e)")
+            XCTAssertTrue("\(e)".contains("record 1") && "\(e)".contains("prompt tokens"), "\(e)")
         }
     }
 

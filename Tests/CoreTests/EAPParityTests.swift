@@ -87,3 +87,76 @@ final class EAPParityTests: XCTestCase {
         }
     }
 }
+
+/// The instrumented model (folded value biases, per-head outputs) against the plain GPT-2 of `Model/`.
+final class InstrumentedForwardTests: XCTestCase {
+    func check(_ model: InstrumentedGPT2, _ batch: PromptBatch, tolerance: Double, _ label: String) throws {
+        let plain = GPT2(params: model.parameters)
+        let V = model.config.vocabSize
+        let tokens = batch.cleanTokens.map { Int($0) }
+        let ref = try plain.forward(tokens: tokens, batch: batch.batch, seqLen: batch.seqLen, lengths: batch.lengths,
+                                    positions: batch.lengths.map { $0 - 1 })
+        let mine = model.forward(batch)
+        var worst = 0.0
+        for i in 0..<(batch.batch * V) { worst = max(worst, abs(Double(mine[i]) - Double(ref[i]))) }
+        print("\(label): instrumented vs plain forward max |Δ| \(worst)")
+        XCTAssertLessThanOrEqual(worst, tolerance, label)
+        // Recording, and patching with nothing absent, change nothing.
+        let n = model.graph.nForward * batch.batch * batch.seqLen * model.config.nEmbd
+        let record = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { record.deallocate() }
+        let before = Array(UnsafeBufferPointer(start: model.forward(batch), count: batch.batch * V))
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: model.forward(batch, record: record), count: batch.batch * V)), before)
+    }
+
+    func testFixtureModel() throws {
+        let model = try EAPParityTests.model()
+        let batch = try PromptBatch(pairs: try EAPParityTests.cityPairs(), config: model.config)
+        try check(model, batch, tolerance: 1e-4, "fixture model, 24 city prompts")
+    }
+
+    func testRandomModelWithBiases() throws {
+        let model = AttributionPropertyTests.tinyModel(seed: 23, layers: 3, heads: 4, width: 32, vocab: 60)
+        let batch = try PromptBatch(pairs: AttributionPropertyTests.randomPairs(5, vocab: 60, seed: 2), config: model.config)
+        try check(model, batch, tolerance: 1e-4, "random model")
+    }
+
+    /// The node outputs recorded by one run, plus the positional embedding and the folded attention biases,
+    /// sum to the final residual stream (the graph covers everything that writes to the residual).
+    func testRecordedOutputsSumToResidual() throws {
+        let model = AttributionPropertyTests.tinyModel(seed: 29, layers: 2, heads: 3, width: 24, vocab: 50)
+        let batch = try PromptBatch(pairs: AttributionPropertyTests.randomPairs(3, vocab: 50, seed: 4), config: model.config)
+        let g = model.graph, C = model.config.nEmbd, BT = batch.batch * batch.seqLen, BTC = BT * C
+        let record = UnsafeMutablePointer<Float>.allocate(capacity: g.nForward * BTC)
+        defer { record.deallocate() }
+        // x_L = W_pos + Σ_f output_f + Σ_ℓ b_O' (MLP biases are part of the MLP outputs); check through LN_f and W_E.
+        model.forward(batch, record: record, recordMode: .set)
+        let p = model.parameters.views
+        var worst = 0.0
+        let logitsIn = UnsafeMutablePointer<Float>.allocate(capacity: C)
+        defer { logitsIn.deallocate() }
+        for (b, r) in batch.readRows.enumerated() {
+            let t = r % batch.seqLen
+            for i in 0..<C {
+                var s = Double(p.wpe[t * C + i])
+                for f in 0..<g.nForward { s += Double(record[f * BTC + r * C + i]) }
+                for l in 0..<g.nLayers { s += Double(model.foldedOutputBias(layer: l)[i]) }
+                logitsIn[i] = Float(s)
+            }
+            // Compare LN_f(logitsIn)·W_E with the logits at this row.
+            let V = model.config.vocabSize
+            let logits = Array(UnsafeBufferPointer(start: model.forward(batch), count: batch.batch * V))
+            var mean = 0.0, varSum = 0.0
+            for i in 0..<C { mean += Double(logitsIn[i]) }
+            mean /= Double(C)
+            for i in 0..<C { varSum += (Double(logitsIn[i]) - mean) * (Double(logitsIn[i]) - mean) }
+            let rstd = 1 / (varSum / Double(C) + 1e-5).squareRoot()
+            for v in 0..<V {
+                var s = 0.0
+                for i in 0..<C { s += ((Double(logitsIn[i]) - mean) * rstd * Double(p.lnfWeight[i]) + Double(p.lnfBias[i])) * Double(p.wte[v * C + i]) }
+                worst = max(worst, abs(s - Double(logits[b * V + v])))
+            }
+        }
+        XCTAssertLessThan(worst, 1e-4)
+    }
+}

@@ -44,14 +44,18 @@ public struct AttributionOptions: Sendable, Equatable {
     public var metric: AttributionMetric
     public var normalisation: ScoreNormalisation
     public var aggregation: ScoreAggregation
+    /// EAP-IG runs up to this many rows (B·T per step) in one pass by stacking integration steps: bigger
+    /// matrix products, more activation memory. Changes only rounding.
+    public var rowsPerPass: Int
 
     public init(method: AttributionMethod = .eapIG, igSteps: Int = 5, metric: AttributionMetric = .study,
-                normalisation: ScoreNormalisation = .study, aggregation: ScoreAggregation = .sum) {
+                normalisation: ScoreNormalisation = .study, aggregation: ScoreAggregation = .sum, rowsPerPass: Int = 1024) {
         self.method = method
         self.igSteps = igSteps
         self.metric = metric
         self.normalisation = normalisation
         self.aggregation = aggregation
+        self.rowsPerPass = rowsPerPass
     }
 
     /// The metric as evaluated on a batch (reduction set by the normalisation).
@@ -138,8 +142,13 @@ public final class EdgeAttribution: @unchecked Sendable {
         let nF = graph.nForward, nB = graph.nBackward
         if deltaBuffer.count < nF * BTC { deltaBuffer = FloatBuffer(count: nF * BTC) }
         if gradBuffer.count < nB * BTC { gradBuffer = FloatBuffer(count: nB * BTC) }
-        let extra = options.method == .eapIGActivations ? 2 * nF * BTC : (options.method == .eapIG ? 2 * BTC : 0)
+        let extra = options.method == .eapIGActivations ? 2 * nF * BTC : (options.method == .eapIG ? (1 + stepsPerPass(BTC)) * BTC : 0)
         if extraBuffer.count < extra { extraBuffer = FloatBuffer(count: extra) }
+    }
+
+    /// Integration steps stacked into one pass for a batch of `BTC` floats per step.
+    func stepsPerPass(_ BTC: Int) -> Int {
+        max(1, min(options.igSteps, options.rowsPerPass / max(1, BTC / model.config.nEmbd)))
     }
 
     /// Adds one batch's sums.
@@ -151,6 +160,8 @@ public final class EdgeAttribution: @unchecked Sendable {
         let delta = deltaBuffer.base, grads = gradBuffer.base
         grads.update(repeating: 0, count: graph.nBackward * BTC)
         let metric = options.batchMetric
+        // The logit difference's gradient does not depend on the logits: then no pass needs the unembedding.
+        let logitsNeeded = metric.kind != .logitDifference
         if referenceLogits.count < B * V { referenceLogits = [Float](repeating: 0, count: B * V) }
         if dLogits.count < B * V { dLogits = [Float](repeating: 0, count: B * V) }
 
@@ -164,42 +175,60 @@ public final class EdgeAttribution: @unchecked Sendable {
 
         switch options.method {
         case .eap:
-            let corrupted = model.forward(batch, clean: false, record: delta, recordMode: .set)
+            let corrupted = model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: corrupted, count: B * V) }
-            model.forward(batch, clean: true, record: delta, recordMode: .subtract)
+            model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
 
         case .eapIG:
-            let corruptedEmb = extraBuffer.base, step = extraBuffer.base + BTC
-            model.forward(batch, clean: false, record: delta, recordMode: .set)
+            let k = stepsPerPass(BTC)
+            let corruptedEmb = extraBuffer.base, steps = extraBuffer.base + BTC   // (k, B, T, C)
+            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
             corruptedEmb.update(from: delta, count: BTC)
-            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract)
+            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
-            // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted).
+            if dLogits.count < k * B * V { dLogits = [Float](repeating: 0, count: k * B * V) }
+            // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted),
+            // k = 1 … m; up to `k` steps run stacked in one pass, their gradients summed in step order.
             let m = options.igSteps
-            for k in 1...m {
-                let alpha = Float(Double(k) / Double(m))
-                for i in 0..<BTC {
-                    let c = corruptedEmb[i], cleanPrime = c - delta[i]
-                    step[i] = c + alpha * (cleanPrime - c)
+            var first = 1
+            while first <= m {
+                let n = min(k, m - first + 1)
+                for c in 0..<n {
+                    let alpha = Float(Double(first + c) / Double(m))
+                    let step = steps + c * BTC
+                    for i in 0..<BTC {
+                        let x = corruptedEmb[i], cleanPrime = x - delta[i]
+                        step[i] = x + alpha * (cleanPrime - x)
+                    }
                 }
-                model.forward(batch, clean: true, replace: [0: UnsafePointer(step)])
-                referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
+                let stacked = batch.repeated(n)
+                model.forward(stacked, clean: true, replace: [0: UnsafePointer(steps)], computeLogits: logitsNeeded)
+                referenceLogits.withUnsafeBufferPointer { ref in
+                    dLogits.withUnsafeMutableBufferPointer { d in
+                        for c in 0..<n {
+                            metric.gradient(logits: model.logits.base + c * B * V, reference: ref.baseAddress!, batch: batch, vocab: V,
+                                            into: d.baseAddress! + c * B * V)
+                        }
+                        model.backward(dLogits: d.baseAddress!, grads: grads, copies: n)
+                    }
+                }
+                first += n
             }
 
         case .cleanCorrupted:
-            model.forward(batch, clean: false, record: delta, recordMode: .set)
-            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract)
+            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
+            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
             referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
-            model.forward(batch, clean: false)
+            model.forward(batch, clean: false, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
 
         case .eapIGActivations:
             let nF = graph.nForward
             let cleanOut = extraBuffer.base, mixed = extraBuffer.base + nF * BTC
-            model.forward(batch, clean: false, record: delta, recordMode: .set)        // delta holds corrupted outputs
-            let clean = model.forward(batch, clean: true, record: cleanOut, recordMode: .set)
+            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)   // delta holds corrupted outputs
+            let clean = model.forward(batch, clean: true, record: cleanOut, recordMode: .set, computeLogits: logitsNeeded)
             referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
             var groups: [[Int]] = [[0]]
             for l in 0..<graph.nLayers {
@@ -217,7 +246,7 @@ public final class EdgeAttribution: @unchecked Sendable {
                         for i in 0..<BTC { dst[i] = alpha * c[i] + beta * x[i] }
                         replace[f] = UnsafePointer(dst)
                     }
-                    model.forward(batch, clean: true, replace: replace)
+                    model.forward(batch, clean: true, replace: replace, computeLogits: logitsNeeded)
                     referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
                 }
             }
@@ -236,10 +265,10 @@ public final class EdgeAttribution: @unchecked Sendable {
             for l in 0..<g.nLayers {
                 let col0 = g.headBackward(layer: l, head: 0, qkv: .q)
                 let rows = g.backwardPrevIndex[g.mlpBackward(layer: l)]
-                AttributionKernels.sgemm(false, true, M: rows, N: 3 * g.nHeads + 1, K: BTC, A: delta, lda: BTC,
+                Matmul.sgemm(false, true, M: rows, N: 3 * g.nHeads + 1, K: BTC, alpha: 1, A: delta, lda: BTC,
                                          B: grads + col0 * BTC, ldb: BTC, beta: 1, C: S + col0, ldc: nB)
             }
-            AttributionKernels.sgemm(false, true, M: g.nForward, N: 1, K: BTC, A: delta, lda: BTC,
+            Matmul.sgemm(false, true, M: g.nForward, N: 1, K: BTC, alpha: 1, A: delta, lda: BTC,
                                      B: grads + g.logitsBackward * BTC, ldb: BTC, beta: 1, C: S + g.logitsBackward, ldc: nB)
         }
     }

@@ -132,6 +132,32 @@ public struct PromptBatch: Sendable {
                       bos: config.bosTokenId, pad: config.eosTokenId, firstIndex: firstIndex)
     }
 
+    /// The batch stacked `copies` times (sample c·B + b is a copy of sample b), for running several
+    /// integration steps in one pass.
+    public func repeated(_ copies: Int) -> PromptBatch {
+        precondition(copies >= 1)
+        if copies == 1 { return self }
+        return PromptBatch(batch: batch * copies, seqLen: seqLen,
+                           cleanTokens: Array([[Int32]](repeating: cleanTokens, count: copies).joined()),
+                           corruptedTokens: corruptedTokens.map { Array([[Int32]](repeating: $0, count: copies).joined()) },
+                           mask: Array([[UInt8]](repeating: mask, count: copies).joined()),
+                           lengths: Array([[Int]](repeating: lengths, count: copies).joined()),
+                           cleanLabels: Array([[Int]](repeating: cleanLabels, count: copies).joined()),
+                           corruptedLabels: Array([[Int]](repeating: corruptedLabels, count: copies).joined()))
+    }
+
+    private init(batch: Int, seqLen: Int, cleanTokens: [Int32], corruptedTokens: [Int32]?, mask: [UInt8], lengths: [Int],
+                 cleanLabels: [Int], corruptedLabels: [Int]) {
+        self.batch = batch
+        self.seqLen = seqLen
+        self.cleanTokens = cleanTokens
+        self.corruptedTokens = corruptedTokens
+        self.mask = mask
+        self.lengths = lengths
+        self.cleanLabels = cleanLabels
+        self.corruptedLabels = corruptedLabels
+    }
+
     /// Row index (b·T + length_b − 1) of each sample's read-out position in a (B·T, ·) activation.
     public var readRows: [Int] { (0..<batch).map { $0 * seqLen + lengths[$0] - 1 } }
 }

@@ -7,7 +7,9 @@ import Foundation
 /// probability and rank of the label's first token (of " " + value) at the last prompt position.
 ///
 /// The decoded text goes through the tokenizer's `clean_up_tokenization_spaces` (on in the study's
-/// transformers version) before the prompt's characters are cut off, as `tokenizer.decode` does there.
+/// transformers version), as `tokenizer.decode` does there. The study decodes prompt + continuation and
+/// cuts the prompt's characters off; decoding the continuation alone gives the same text, since no
+/// clean-up pattern can span the boundary (prompts end in a letter, every pattern starts with a space).
 /// Decoding of a prompt stops early once its continuation holds a "." or the end-of-text token: the
 /// text before the first "." can no longer change, so the result equals decoding all `maxNewTokens`.
 public enum Acquisition {
@@ -34,50 +36,47 @@ public enum Acquisition {
         public var groundTruth: String
         /// The text after the prompt, cut at the first "." and stripped (the study's `prediction`).
         public var prediction: String
-        /// Everything decoded after the prompt.
+        /// Everything decoded after the prompt, and its token ids (end-of-text excluded).
         public var continuation: String
+        public var generated: [Int]
         public var correct: Bool
         /// Probability and rank (0 = most probable) of the label's first token at the last prompt position.
         public var labelProb: Double
         public var labelRank: Int
     }
 
-    /// Decodes every entity × attribute. `progress(done, total)` after each batch of prompts.
-    public static func predict(entities: [Entity], decoder: GreedyDecoder, tokenizer: GPT2Tokenizer, options: Options = Options(),
+    /// Decodes every entity × attribute with `decoder` (greedy, key/value cache, one batch of
+    /// `options.batchSize` prompts at a time). `progress(done, total)` after each batch of prompts.
+    public static func predict(entities: [Entity], decoder: KnowledgeAcquisition, tokenizer: GPT2Tokenizer, options: Options = Options(),
                                progress: ((Int, Int) -> Void)? = nil) throws -> [Prediction] {
         guard options.batchSize >= 1 else { throw CircuitsError(item: "batch size", problem: "is \(options.batchSize)", fix: "use at least 1") }
         guard options.maxNewTokens >= 1 else {
             throw CircuitsError(item: "max_new_tokens", problem: "is \(options.maxNewTokens)", fix: "generate at least 1 token (the study: 15)")
         }
-        struct Job { let entity: Entity; let attribute: CircuitTask; let prompt: String; let tokens: [Int]; let label: Int }
+        struct Job { let entity: Entity; let attribute: CircuitTask; let tokens: [Int]; let label: Int }
         var jobs: [Job] = []
         jobs.reserveCapacity(entities.count * attributes.count)
         for e in entities {
             for a in attributes {
-                let prompt = a.prompt(subject: e.fullName)
-                guard let label = tokenizer.encode(" " + e.value(of: a)).first else {
+                guard let label = e.labelToken(task: a, encoder: tokenizer) else {
                     throw CircuitsError(item: "test entity '\(e.fullName)'", problem: "has an empty \(a.rawValue)", fix: "regenerate the test set")
                 }
-                jobs.append(Job(entity: e, attribute: a, prompt: prompt, tokens: tokenizer.encode(prompt), label: label))
+                jobs.append(Job(entity: e, attribute: a, tokens: tokenizer.encode(a.prompt(subject: e.fullName)), label: label))
             }
         }
-        let V = decoder.config.vocabSize
-        let period = UInt8(ascii: ".")
+        let text = { (ids: [Int]) in cleanUpTokenizationSpaces(tokenizer.decode(ids)) }
         var out: [Prediction] = []
         out.reserveCapacity(jobs.count)
         var start = 0
         while start < jobs.count {
             let batch = Array(jobs[start..<min(start + options.batchSize, jobs.count)])
-            var first = [(Double, Int)](repeating: (0, 0), count: batch.count)
-            let generated = try decoder.decode(prompts: batch.map(\.tokens), maxNewTokens: options.maxNewTokens,
-                                               firstLogits: { b, row in first[b] = labelProbabilityAndRank(row, V, label: batch[b].label) },
-                                               isDone: { _, ids in ids.last.map { tokenizer.bytes(ofToken: $0)?.contains(period) ?? false } ?? false })
-            for (b, job) in batch.enumerated() {
-                let (continuation, prediction) = answer(prompt: job.prompt, promptTokens: job.tokens, generated: generated[b], tokenizer: tokenizer)
-                let truth = job.entity.value(of: job.attribute)
-                out.append(Prediction(entity: job.entity, attribute: job.attribute, groundTruth: truth, prediction: prediction,
-                                      continuation: continuation, correct: prediction == truth,
-                                      labelProb: first[b].0, labelRank: first[b].1))
+            let outcomes = try decoder.run(prompts: batch.map(\.tokens), labels: batch.map(\.label),
+                                           answers: batch.map { $0.entity.value(of: $0.attribute) }, batchSize: batch.count,
+                                           maxNewTokens: options.maxNewTokens, decode: text)
+            for (job, o) in zip(batch, outcomes) {
+                out.append(Prediction(entity: job.entity, attribute: job.attribute, groundTruth: job.entity.value(of: job.attribute),
+                                      prediction: o.prediction, continuation: text(o.continuation), generated: o.continuation,
+                                      correct: o.exactMatch, labelProb: o.labelProbability, labelRank: o.labelRank))
             }
             start += batch.count
             progress?(start, jobs.count)
@@ -95,11 +94,9 @@ public enum Acquisition {
             groups[AcquisitionKey(attribute: p.attribute.rawValue, type: p.entity.type.rawValue, frequency: bucket), default: []].append(p)
         }
         return groups.mapValues { ps in
-            let n = Double(ps.count)
-            return AcquisitionTable.Result(exactMatch: Double(ps.filter(\.correct).count) / n,
-                                           hitsAt1: Double(ps.filter { $0.labelRank < 1 }.count) / n,
-                                           hitsAt10: Double(ps.filter { $0.labelRank < 10 }.count) / n,
-                                           labelProb: ps.reduce(0.0) { $0 + $1.labelProb } / n, nEntities: ps.count)
+            let stats = LabelStatistics(probabilities: ps.map(\.labelProb), ranks: ps.map(\.labelRank))
+            return AcquisitionTable.Result(exactMatch: Double(ps.filter(\.correct).count) / Double(ps.count), hitsAt1: stats.hitsAt1,
+                                           hitsAt10: stats.hitsAt10, labelProb: stats.meanProbability, nEntities: ps.count)
         }
     }
 
@@ -111,15 +108,6 @@ public enum Acquisition {
         let full = cleanUpTokenizationSpaces(String(decoding: tokenizer.decodeBytes(ids), as: UTF8.self))
         let continuation = String(String.UnicodeScalarView(full.unicodeScalars.dropFirst(prompt.unicodeScalars.count)))
         return (continuation, cutAtFirstPeriod(continuation))
-    }
-
-    /// Probability (softmax, summed in double) and rank (entries strictly larger) of `label` in a logits row.
-    static func labelProbabilityAndRank(_ row: UnsafePointer<Float>, _ V: Int, label: Int) -> (Double, Int) {
-        let (m, lse) = AttributionMetric.logSumExp(row, V)
-        let value = row[label]
-        var rank = 0
-        for t in 0..<V where row[t] > value { rank += 1 }
-        return (exp(Double(value) - m - lse), rank)
     }
 
     /// The Hugging Face tokenizers' `clean_up_tokenization`: spaces before punctuation and English

@@ -112,7 +112,7 @@ public final class CellRunner: @unchecked Sendable {
     public var graph: AttributionGraph { model.graph }
 
     /// The edge layout of every result file of this model.
-    public var edgeLayout: EdgeLayout { EdgeLayout(graph: graph) }
+    public var edgeLayout: EdgeLayout { graph.edgeLayout }
 
     /// Attribution scores of `pairs` in consecutive batches of `options.batchSize`.
     public func discover(_ pairs: [PromptPair], options: CellOptions, progress: ((CellProgress) -> Void)? = nil) throws -> CellDiscovery {
@@ -167,7 +167,7 @@ public final class CellRunner: @unchecked Sendable {
         // run_test: prompts and labels of every target, encoded once.
         let tests = targets.map { t -> (TestTarget, [[Int]], [Int]) in
             (t, t.entities.map { encoder.encode(task.prompt(subject: $0.fullName)) },
-             t.entities.map { encoder.encode(" " + $0.value(of: task)).first ?? -1 })
+             t.entities.map { $0.labelToken(task: task, encoder: encoder) ?? -1 })
         }
         for (t, _, labels) in tests {
             if let bad = labels.firstIndex(of: -1) {
@@ -184,12 +184,10 @@ public final class CellRunner: @unchecked Sendable {
             if !c.isEmpty {
                 for (t, prompts, labels) in tests {
                     let out = try evaluator.test(c, prompts: prompts, labels: labels, batchSize: options.batchSize)
-                    let n = Double(out.count)
+                    let stats = LabelStatistics(probabilities: out.map(\.probability), ranks: out.map(\.rank))
                     targetResults[CircuitsTable.Target(type: t.type, frequency: t.frequency)] = CircuitsTable.TargetResult(
-                        labelProb: out.reduce(0.0) { $0 + $1.probability } / n,
-                        labelRankMean: out.reduce(0.0) { $0 + Double($1.rank) } / n,
-                        hitsAt1: Double(out.filter { $0.rank < 1 }.count) / n,
-                        hitsAt10: Double(out.filter { $0.rank < 10 }.count) / n, nTest: out.count)
+                        labelProb: stats.meanProbability, labelRankMean: stats.meanRank, hitsAt1: stats.hitsAt1,
+                        hitsAt10: stats.hitsAt10, nTest: stats.count)
                     if keepPredictions {
                         for (e, r) in zip(t.entities, out) {
                             predictions.append(TestPrediction(topn: sizes[i], targetType: t.type, targetFrequency: t.frequency, entity: e,
@@ -202,7 +200,7 @@ public final class CellRunner: @unchecked Sendable {
             }
             cell.circuits[sizes[i]] = CircuitsTable.Circuit(
                 performance: CircuitEvaluator.mean(performance[i]), nEdges: c.edgeCount, nNodes: c.nodeCount,
-                edgeEntropy: c.edgeEntropy() ?? .nan, inCircuit: c.inGraphMask.map { $0 ? 1 : 0 }, targets: targetResults)
+                edgeEntropy: c.edgeEntropy() ?? .nan, inCircuit: c.inCircuitMask, targets: targetResults)
         }
         return CellEvaluation(cell: cell, predictions: predictions, seconds: Date().timeIntervalSince(start))
     }
@@ -215,14 +213,5 @@ public final class CellRunner: @unchecked Sendable {
             try body(start..<end)
             start = end
         }
-    }
-}
-
-extension EdgeLayout {
-    /// The layout of every result file of a model with `graph`: upstream = forward names, downstream =
-    /// backward names, the graph's edge mask.
-    public init(graph: AttributionGraph) {
-        // Names are unique and the mask holds 0/1 by construction of the graph.
-        try! self.init(upstream: graph.forwardNames, downstream: graph.backwardNames, isEdge: graph.edgeMask)
     }
 }

@@ -5,20 +5,6 @@ import Foundation
 /// frequency buckets of the data set (`manifest.json`), and the cell filter (type × bucket).
 
 extension CircuitTask {
-    /// The study's prompt for the task (pipeline.md §3); `{subject}` stands for the person's full name.
-    public var promptTemplate: String {
-        switch self {
-        case .birthday: return "{subject} was born on"
-        case .city: return "{subject} lives in the city of"
-        case .major: return "{subject} majors in the field of"
-        case .university: return "{subject} graduates from the"
-        case .company: return "{subject} works for the company of"
-        }
-    }
-
-    /// The prompt for `subject`.
-    public func prompt(subject: String) -> String { promptTemplate.replacingOccurrences(of: "{subject}", with: subject) }
-
     /// The task named `name`, or an error naming `option` and the valid names.
     public static func named(_ name: String, option: String) throws -> CircuitTask {
         guard let task = CircuitTask(rawValue: name) else {
@@ -26,35 +12,6 @@ extension CircuitTask {
                                 fix: "use one of \(CircuitTask.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return task
-    }
-}
-
-/// One line of a circuit data file (the study's `circuits_data_generation.py` fields).
-public struct CircuitRecord: Sendable, Equatable {
-    public var cleanSubject: String
-    public var cleanLabel: String
-    /// First token of `cleanLabel` (the study's `clean_label_idx`).
-    public var cleanLabelIdx: Int
-    public var corruptedSubject: String
-    public var corruptedLabel: String
-    public var corruptedLabelIdx: Int
-    /// The clean entity's corpus frequency.
-    public var frequency: Int
-    /// "new" or "revised".
-    public var type: String
-    /// 1-based line in the file, for messages.
-    public var line: Int
-
-    /// Reads every record of `url`; an error names the file, line and field.
-    public static func read(_ url: URL) throws -> [CircuitRecord] {
-        try JSONLines.objects(url, what: "circuit data file", fix: "give a circuit_<n>/<model>/<task>.jsonl written by dkc data generate").map { line, o in
-            let field = JSONLines.Fields(object: o, place: "\(url.path) line \(line)")
-            return CircuitRecord(cleanSubject: try field.string("clean_subject"), cleanLabel: try field.string("clean_label"),
-                                 cleanLabelIdx: try field.int("clean_label_idx"),
-                                 corruptedSubject: try field.string("corrupted_subject"), corruptedLabel: try field.string("corrupted_label"),
-                                 corruptedLabelIdx: try field.int("corrupted_label_idx"),
-                                 frequency: try field.int("frequency"), type: try field.string("type"), line: line)
-        }
     }
 }
 
@@ -176,27 +133,34 @@ public struct CellFilter: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "type \(type), frequency \(frequency)" }
 }
 
-extension CircuitRecord {
-    /// The records of `filter` as attribution samples: prompts from `task`'s template, tokenised by `encoder`,
-    /// labels as the file gives them. `source` names the file; throws when no record is left or a corrupted
-    /// prompt has another token count than its clean prompt.
-    public static func pairs(_ records: [CircuitRecord], filter: CellFilter, task: CircuitTask, encoder: TextEncoder,
+extension CircuitSample {
+    /// The samples of `filter` as attribution prompt pairs (`task`'s template, tokenised by `encoder`, labels
+    /// as the file gives them). `source` names the file; throws when no sample is left or a corrupted prompt
+    /// has another token count than its clean prompt (naming the record, 1-based, in file order).
+    public static func pairs(_ samples: [CircuitSample], filter: CellFilter, task: CircuitTask, encoder: TextEncoder,
                              source: String) throws -> [PromptPair] {
-        let kept = records.filter { filter.accepts(type: $0.type, frequency: $0.frequency) }
+        let kept = samples.enumerated().filter { filter.accepts(type: $0.element.type, frequency: $0.element.frequency) }
         guard !kept.isEmpty else {
-            throw CircuitsError(item: source, problem: "no record has \(filter) (the file holds \(records.count) records)",
+            throw CircuitsError(item: source, problem: "no record has \(filter) (the file holds \(samples.count) records)",
                                 fix: "choose another --type / --frequency, or check that the file belongs to this data set")
         }
-        return try kept.map { r in
-            let pair = PromptPair(template: task.promptTemplate, cleanSubject: r.cleanSubject, corruptedSubject: r.corruptedSubject,
-                                  cleanLabel: r.cleanLabelIdx, corruptedLabel: r.corruptedLabelIdx, encoder: encoder)
+        return try kept.map { i, r in
+            let pair = r.promptPair(task: task, encoder: encoder)
             guard pair.clean.count == pair.corrupted.count else {
-                throw CircuitsError(item: "\(source) line \(r.line)",
+                throw CircuitsError(item: "\(source) record \(i + 1)",
                                     problem: "'\(r.corruptedSubject)' gives \(pair.corrupted.count) prompt tokens, '\(r.cleanSubject)' \(pair.clean.count)",
                                     fix: "corrupted subjects must have as many tokens as the clean subject; regenerate the circuit data with this tokenizer")
             }
             return pair
         }
+    }
+
+    /// The records of a circuit data file; a missing file is an error naming it.
+    public static func read(_ url: URL) throws -> [CircuitSample] {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CircuitsError.missing(url.path, what: "circuit data file", fix: "give a circuit_<n>/<model>/<task>.jsonl written by dkc data generate")
+        }
+        return try readJSONL(url)
     }
 }
 
@@ -233,28 +197,5 @@ enum JSONLines {
         }
         guard !out.isEmpty else { throw CircuitsError(item: url.path, problem: "holds no records", fix: fix) }
         return out
-    }
-
-    /// Typed access to the fields of one object; errors name the place and field.
-    struct Fields {
-        let object: [String: Any]
-        let place: String
-
-        func string(_ key: String) throws -> String {
-            guard let s = object[key] as? String else { throw bad(key, "a string") }
-            return s
-        }
-
-        /// An integer, also accepted as a string of digits (the study writes frequencies as strings).
-        func int(_ key: String) throws -> Int {
-            if let n = object[key] as? NSNumber, let i = Int(exactly: n.doubleValue) { return i }
-            if let s = object[key] as? String, let i = Int(s) { return i }
-            throw bad(key, "an integer")
-        }
-
-        private func bad(_ key: String, _ expected: String) -> CircuitsError {
-            CircuitsError(item: "\(place): \(key)", problem: object[key] == nil ? "is missing" : "is not \(expected)",
-                          fix: "every record needs the study's fields")
-        }
     }
 }

@@ -3,8 +3,8 @@ import Foundation
 extension ConfigSchema {
     /// Keys of `dkc sweep` (configs.md, "Sweep").
     public static let sweep = ConfigSchema(kind: "sweep", command: "dkc sweep", keys: [
-        ConfigKey("run_dir", .path, default: nil, required: true,
-                  help: "the run folder: checkpoints under train/<stage>/checkpoints/, results written to circuits/"),
+        ConfigKey("run_dir", .path, default: nil,
+                  help: "the run folder (required): checkpoints under train/<stage>/checkpoints/, results written to circuits/"),
         ConfigKey("stage", .string, default: .string("continual"),
                   help: "training stage whose checkpoints are swept (base and continual steps both count from 0, so one stage per sweep)"),
         ConfigKey("checkpoints", .array(.path), default: nil,
@@ -65,7 +65,10 @@ public struct SweepConfig {
         func bad(_ key: String, _ reason: String) -> ConfigError {
             ConfigError.invalidValue(key: key, location: c.origin(of: key), reason: reason)
         }
-        runDir = c.url("run_dir")
+        guard let run = c.optionalURL("run_dir") else {
+            throw ConfigError.missingRequired(key: "run_dir", help: "the run folder whose checkpoints are swept")
+        }
+        runDir = run
         stage = c.string("stage")
         guard !stage.isEmpty, !stage.contains("/") else { throw bad("stage", "must be a folder name under train/ (e.g. continual), got \"\(stage)\"") }
         if c.value("checkpoints") != nil {
