@@ -34,6 +34,17 @@ func existingPath(_ path: String, option: String, folder: Bool = false) throws -
     return url
 }
 
+/// The model folder of `--model`: it must hold config.json and model.safetensors.
+func modelFolder(_ path: String) throws -> URL {
+    let url = try existingPath(path, option: "--model", folder: true)
+    for name in [HFCheckpoint.configFileName, HFCheckpoint.weightsFileName]
+    where !FileManager.default.fileExists(atPath: url.appendingPathComponent(name).path) {
+        throw CircuitsError(item: "--model", problem: "\(url.path) has no \(name)",
+                            fix: "give a Hugging Face GPT-2 folder (config.json + model.safetensors), e.g. a checkpoint-<step> folder")
+    }
+    return url
+}
+
 /// The output path of `option`, absolute; its folder must exist.
 func outputPath(_ path: String, option: String) throws -> URL {
     let url = ConfigLoader.absolute(path, relativeTo: ConfigLoader.cwd)

@@ -36,7 +36,7 @@ struct Discover: ParsableCommand {
         try runReporting("discover") {
             if let threads { BLAS.setThreads(threads) }
             let taskValue = try CircuitTask.named(task, option: "--task")
-            let modelURL = try existingPath(model, option: "--model", folder: true)
+            let modelURL = try modelFolder(model)
             let dataURL = try existingPath(data, option: "--data")
             let outURL = try outputPath(out, option: "--out")
             let jsonURL = try json.map { try outputPath($0, option: "--json") }

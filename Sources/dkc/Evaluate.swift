@@ -43,7 +43,7 @@ struct Evaluate: ParsableCommand {
             if let threads { BLAS.setThreads(threads) }
             let taskValue = try CircuitTask.named(task, option: "--task")
             let sizes = try parseSizes(topn, option: "--topn")
-            let modelURL = try existingPath(model, option: "--model", folder: true)
+            let modelURL = try modelFolder(model)
             let scoresURL = try existingPath(scores, option: "--scores")
             let dataURL = try existingPath(data, option: "--data")
             let testURL = try existingPath(testData, option: "--test-data")

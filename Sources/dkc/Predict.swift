@@ -30,7 +30,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         try runReporting("predict") {
             if let threads { BLAS.setThreads(threads) }
-            let modelURL = try existingPath(model, option: "--model", folder: true)
+            let modelURL = try modelFolder(model)
             let testURL = try existingPath(testData, option: "--test-data")
             let outURL = try outputPath(out, option: "--out")
             let predictionsURL = try predictions.map { try outputPath($0, option: "--predictions") }
