@@ -99,7 +99,7 @@ struct Sweep: ParsableCommand {
         print("  checkpoints: \(plan.checkpoints.count) (steps \(steps.count > 12 ? steps.prefix(6).joined(separator: ", ") + ", …, " + steps.suffix(3).joined(separator: ", ") : steps.joined(separator: ", ")))")
         print("  tasks: \(plan.tasks.joined(separator: ", ")); types: \(plan.types.joined(separator: ", ")); frequencies: \(plan.frequencies.joined(separator: ", ")) (\(plan.data.buckets.source))")
         print("  cells: \(cells.count) = \(plan.checkpoints.count) checkpoints × \(plan.tasks.count) tasks × \(plan.types.count) types × \(plan.frequencies.count) frequencies")
-        print("  items: \(cells.count + acquisitions) (\(cells.count) cells + \(acquisitions) acquisitions)")
+        print("  items: \(cells.count + acquisitions) (\(cells.count) cells + \(acquisitions) acquisitions); already done in \(c.outputDir.path): \(SweepRun.finishedItems(plan: plan).count)")
         print("  model: \(m.nLayer) layers × \(m.nHead) heads, d_model \(m.nEmbd); \(c.cell.attribution.method.rawValue)\(c.cell.attribution.method.usesSteps ? " \(c.cell.attribution.igSteps) steps" : ""), batch \(c.cell.batchSize), topn \(c.cell.topn)")
         print("  samples per cell (task/type/frequency):")
         for t in plan.tasks {
