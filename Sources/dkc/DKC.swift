@@ -17,6 +17,6 @@ struct DKC: ParsableCommand {
         65 bad input data or configuration.
         """,
         version: DKCVersion.source,
-        subcommands: [Doctor.self, Tokenize.self]
+        subcommands: [Doctor.self, Tokenize.self, Train.self]
     )
 }
