@@ -57,7 +57,10 @@ public final class DataParallelStep {
         while true {
             reducer.begin()
             model.zeroGradients()
-            var lossSum = 0.0
+            // One slot per micro-batch of the global batch (index micro × ranks + rank), the stop flag last:
+            // a sum of one value and zeros is exact, and the ranks add the slots in index order, so the
+            // logged loss is the same bits whatever the rank count.
+            var slots = [Double](repeating: 0, count: reducer.microBatches + 1)
             for micro in 0..<shard.accumulation {
                 if reducer.mode == .exact && micro > 0 { model.zeroGradients() }
                 let range = shard.blocks(micro: micro)
@@ -71,13 +74,14 @@ public final class DataParallelStep {
                         }
                     }
                 }
-                lossSum += try model.forwardLoss(tokens: tokens, batch: B, seqLen: T)
+                slots[micro * comm.size + comm.rank] = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T)
                 model.backward()
                 if reducer.mode == .exact { try reducer.accumulate(model.grads.base, micro: micro) }
             }
-            var sums = [lossSum, stop ? 1 : 0]
-            try comm.allreduce(&sums, op: .sum)
-            let loss = sums[0] / Double(reducer.microBatches)
+            slots[reducer.microBatches] = stop ? 1 : 0
+            try comm.allreduce(&slots, op: .sum)
+            let loss = slots[..<reducer.microBatches].reduce(0, +) / Double(reducer.microBatches)
+            let stopRequested = slots[reducer.microBatches] > 0
             guard loss.isFinite else {
                 throw TrainError("the training loss is \(loss) at optimizer step \(optimizer.stepCount + 1): training diverged; lower learning_rate, raise warmup_steps or keep max_grad_norm > 0")
             }
@@ -86,7 +90,7 @@ public final class DataParallelStep {
             let norm = optimizer.config.maxGradNorm == nil ? optimizer.gradientNorm(model.grads.base) : nil
             let info = optimizer.step(params: model.params, grads: model.grads)
             return Result(loss: loss, step: info.step, learningRate: info.lr, gradNorm: info.gradNorm ?? norm,
-                          stopRequested: sums[1] > 0)
+                          stopRequested: stopRequested)
         }
     }
 

@@ -53,14 +53,16 @@ public final class TrainRun {
         var previous: (stage: TrainStage, params: ParameterArena?, checkpoint: URL)?
         for (setup, stageData) in zip(setups, data) {
             let s = setup.stage
-            if let r = setup.resume, r.state.finished {
+            let G = s.globalBatch(ranks: comm.size)
+            let stepsPerEpoch = stageData.train.count / G
+            let total = s.maxSteps > 0 ? s.maxSteps : s.numTrainEpochs * stepsPerEpoch
+            // Complete when the newest checkpoint reached this configuration's last step (a raised
+            // num_train_epochs or max_steps continues a finished stage, as HF's resume does).
+            if let r = setup.resume, r.state.finished, r.state.globalStep >= total {
                 observer(.stageAlreadyComplete(stage: s.stage, step: r.state.globalStep, checkpoint: r.url))
                 previous = (s.stage, nil, r.url)
                 continue
             }
-            let G = s.globalBatch(ranks: comm.size)
-            let stepsPerEpoch = stageData.train.count / G
-            let total = s.maxSteps > 0 ? s.maxSteps : s.numTrainEpochs * stepsPerEpoch
 
             let params = ParameterArena(config: setup.model)
             let optimizer = AdamW(layout: params.layout, config: s.optimizer(totalSteps: total), threads: threads)
@@ -153,7 +155,7 @@ public final class TrainRun {
             }
         }
         // Model shapes and checkpoints: rank 0 reads, everyone receives.
-        let described = try comm.agree(exitCode: CorpusLoader.exitCode) { () -> [UInt8] in
+        let described = try comm.agree(exitCode: CorpusLoader.exitCode, rootOnly: true) { () -> [UInt8] in
             guard comm.isRoot else { return [] }
             return Array(try rootDescription(tokenizers).prettyText().utf8)
         }

@@ -23,8 +23,9 @@ public struct CollectiveFailure: CollectiveError {
 extension Communicator {
     /// Runs `body` on every rank, then agrees on the outcome: when any rank threw, every rank throws a
     /// `CollectiveFailure` carrying (on rank 0) the failing ranks' messages — one message when they all
-    /// failed alike — and the largest exit code among them. `exitCode` maps an error to its code.
-    public func agree<T>(exitCode code: (Error) -> Int32, _ body: () throws -> T) throws -> T {
+    /// failed alike or when only rank 0 does the work (`rootOnly`), else each prefixed with its rank —
+    /// and the largest exit code among them. `exitCode` maps an error to its code.
+    public func agree<T>(exitCode code: (Error) -> Int32, rootOnly: Bool = false, _ body: () throws -> T) throws -> T {
         var result: T?
         var message = ""
         var myCode: Int32 = 0
@@ -38,7 +39,7 @@ extension Communicator {
         var text = ""
         if isRoot {
             let failing = messages.enumerated().filter { !$0.element.isEmpty }
-            if Set(failing.map(\.element)).count == 1, failing.count == size || size == 1 {
+            if Set(failing.map(\.element)).count == 1, failing.count == size || size == 1 || rootOnly {
                 text = failing[0].element
             } else {
                 text = failing.map { "rank \($0.offset): \($0.element)" }.joined(separator: "\n")

@@ -59,7 +59,8 @@ struct Train: ParsableCommand {
             let outcome = try run.run()
             display.finish()
             if comm.isRoot, outcome == .stopped {
-                print("The run can be resumed with the same command:\n  \(commandLine)")
+                let launcher = comm.size > 1 ? "mpirun -np \(comm.size) " : ""
+                print("The run can be resumed with the same command (any rank count that keeps the global batch):\n  \(launcher)\(commandLine)")
             }
         }
     }
