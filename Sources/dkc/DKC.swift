@@ -17,6 +17,13 @@ struct DKC: ParsableCommand {
         65 bad input data or configuration.
         """,
         version: DKCVersion.source,
-        subcommands: [Doctor.self, ConfigCommand.self, Tokenize.self, DataCommand.self, Analyze.self]
+        subcommands: [
+            Doctor.self,
+            ConfigCommand.self,
+            Tokenize.self,
+            DataCommand.self,
+            Analyze.self,
+            Bench.self,
+        ]
     )
 }

@@ -89,7 +89,7 @@ final class KernelGradientTests: XCTestCase {
                 }
             }
         }
-        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: 2 * T * T)
+        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: B * NH * T * T)
         Attention.backward(dqkv: &dqkv, scratch: &scratch, dout: floats(R), qkv: qkv, att: att, lengths: len32,
                            B: B, T: T, C: C, NH: NH, threads: 2)
         let g = Ref.numericalGradient(doubles(qkv)) { self.dot(ref($0), R) }
@@ -106,15 +106,21 @@ final class KernelGradientTests: XCTestCase {
         let N = 4, V = 37
         let logits = floats(Ref.random(N * V, seed: 14, scale: 6))
         let targets: [Int32] = [3, -1, 0, 36]
-        var losses = [Double](repeating: 0, count: N), stats = [Float](repeating: 0, count: 2 * N)
-        let (sum, count) = CrossEntropy.forward(losses: &losses, stats: &stats, logits: logits, targets: targets, N: N, V: V, threads: 2)
-        XCTAssertEqual(count, 3)
         let ref = { (l: [Double]) in Ref.crossEntropy(l, targets: targets.map(Int.init), V: V) }
-        XCTAssertEqual(sum / Double(count), ref(doubles(logits)), accuracy: 1e-6)
-        var d = logits
-        CrossEntropy.backward(dlogits: &d, stats: stats, targets: targets, scale: 1 / Float(count), N: N, V: V, threads: 2)
-        assertClose(d, Ref.numericalGradient(doubles(logits)) { ref($0) }, "cross-entropy dlogits", tol: Self.gradientTolerance, relL2: true)
-        XCTAssertTrue(d[V..<(2 * V)].allSatisfy { $0 == 0 }, "ignored row has zero gradient")
+        let g = Ref.numericalGradient(doubles(logits)) { ref($0) }
+        for keep in [false, true] {
+            var buf = logits
+            var losses = [Double](repeating: 0, count: N), stats = [Float](repeating: 0, count: 2 * N)
+            let (sum, count) = CrossEntropy.forward(losses: &losses, stats: &stats, logits: &buf, targets: targets, N: N, V: V,
+                                                    keepExponentials: keep, threads: 2)
+            XCTAssertEqual(count, 3)
+            XCTAssertEqual(sum / Double(count), ref(doubles(logits)), accuracy: 1e-6)
+            if !keep { XCTAssertEqual(buf, logits, "forward leaves the logits alone") }
+            CrossEntropy.backward(dlogits: &buf, stats: stats, targets: targets, scale: 1 / Float(count), N: N, V: V,
+                                  keepExponentials: keep, threads: 2)
+            assertClose(buf, g, "cross-entropy dlogits (keepExponentials \(keep))", tol: Self.gradientTolerance, relL2: true)
+            XCTAssertTrue(buf[V..<(2 * V)].allSatisfy { $0 == 0 }, "ignored row has zero gradient")
+        }
     }
 
     /// The whole model on a tiny random config with right padding and a label mask: loss against the float64

@@ -125,10 +125,8 @@ final class ModelParityTests: XCTestCase {
                 // The stored coefficient comes from PyTorch's float32 norm (`grad_norm`), 4e-6 below the exact one.
                 let torchNorm = try XCTUnwrap(json["grad_norm"] as? Double)
                 XCTAssertEqual(min(1, 1.0 / (torchNorm + 1e-6)), clipCoef, accuracy: 1e-12)
-                let c = Float(coef)
-                for i in 0..<grads.count { grads.base[i] *= c }
             }
-            opt.update(params: params.base, grads: grads.base, lr: 1e-3)
+            opt.update(params: params.base, grads: grads.base, lr: 1e-3, gradScale: Float(coef))
             var worst = 0.0
             for t in params.layout.tensors {
                 let diff = Diff(Array(params.buffer(t)), try step.floats("\(prefix).\(t.name)"))

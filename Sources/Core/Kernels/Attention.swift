@@ -1,3 +1,5 @@
+import Foundation
+
 /// Causal multi-head self-attention with right padding, on the fused projection `qkv (B, T, 3C)` whose columns
 /// are q | k | v with heads contiguous inside each (HF's `c_attn` layout).
 ///
@@ -16,7 +18,7 @@ public enum Attention {
                                B: Int, T: Int, C: Int, NH: Int, threads: Int) {
         let hs = C / NH
         let scale = 1 / Float(hs).squareRoot()
-        perHead(B * NH, threads: threads) { _, bh in
+        perHead(B * NH, threads: threads) { bh in
             let b = bh / NH, h = bh % NH
             let L = lengths.map { Int($0[b]) } ?? T
             let q = qkv + b * T * 3 * C + h * hs
@@ -37,13 +39,13 @@ public enum Attention {
     }
 
     /// Backward of `forward` given `dout (B, T, C)`: overwrites `dqkv (B, T, 3C)`.
-    /// `scratch` holds at least `threads · T · T` floats.
+    /// `scratch` holds at least `B · NH · T · T` floats (one T × T block per head, so heads run in any order).
     public static func backward(dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                                 dout: UnsafePointer<Float>, qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
                                 lengths: UnsafePointer<Int32>?, B: Int, T: Int, C: Int, NH: Int, threads: Int) {
         let hs = C / NH
         let scale = 1 / Float(hs).squareRoot()
-        perHead(B * NH, threads: threads) { worker, bh in
+        perHead(B * NH, threads: threads) { bh in
             let b = bh / NH, h = bh % NH
             let L = lengths.map { Int($0[b]) } ?? T
             let q = qkv + b * T * 3 * C + h * hs
@@ -52,7 +54,7 @@ public enum Attention {
             let dk = dq + C, dv = dq + 2 * C
             let p = att + bh * T * T
             let dy = dout + b * T * C + h * hs
-            let dp = scratch + worker * T * T
+            let dp = scratch + bh * T * T
             // dP (T, T) = dy · vᵀ ;  dv (T, hs) = Pᵀ · dy
             Matmul.sgemm(false, true, M: T, N: T, K: hs, alpha: 1, A: dy, lda: C, B: v, ldb: 3 * C, beta: 0, C: dp, ldc: T)
             Matmul.sgemm(true, false, M: T, N: hs, K: T, alpha: 1, A: p, lda: T, B: dy, ldb: C, beta: 0, C: dv, ldc: 3 * C)
@@ -90,18 +92,16 @@ public enum Attention {
         for j in 0..<n { row[j] *= inv }
     }
 
-    /// Runs `body(worker, index)` for index in 0..<count, concurrently over `threads` workers with OpenBLAS
+    /// Runs `body(index)` for index in 0..<count, handed out dynamically over `threads` workers with OpenBLAS
     /// single-threaded for the duration (the products inside are small).
-    static func perHead(_ count: Int, threads: Int, _ body: (Int, Int) -> Void) {
+    static func perHead(_ count: Int, threads: Int, _ body: (Int) -> Void) {
         if threads <= 1 || count == 1 {
-            for i in 0..<count { body(0, i) }
+            for i in 0..<count { body(i) }
             return
         }
         let saved = BLAS.threads
         BLAS.setThreads(1)
         defer { BLAS.setThreads(saved) }
-        Parallel.chunks(count, threads: threads) { worker, range in
-            for i in range { body(worker, i) }
-        }
+        DispatchQueue.concurrentPerform(iterations: count) { body($0) }
     }
 }

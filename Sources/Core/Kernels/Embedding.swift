@@ -5,7 +5,7 @@ public enum Embedding {
     public static func forward(out: UnsafeMutablePointer<Float>, tokens: UnsafePointer<Int32>,
                                wte: UnsafePointer<Float>, wpe: UnsafePointer<Float>,
                                B: Int, T: Int, C: Int, threads: Int) {
-        Parallel.chunks(B * T, threads: threads, minPerChunk: 64) { _, rows in
+        Parallel.pieces(B * T, threads: threads, minPerPiece: 64) { rows in
             for n in rows {
                 let e = wte + Int(tokens[n]) * C, p = wpe + (n % T) * C, o = out + n * C
                 for i in 0..<C { o[i] = e[i] + p[i] }
@@ -18,7 +18,7 @@ public enum Embedding {
     public static func backward(dwte: UnsafeMutablePointer<Float>, dwpe: UnsafeMutablePointer<Float>,
                                 dout: UnsafePointer<Float>, tokens: UnsafePointer<Int32>,
                                 B: Int, T: Int, C: Int, threads: Int) {
-        Parallel.chunks(C, threads: threads, minPerChunk: 64) { _, cols in
+        Parallel.pieces(C, threads: threads, minPerPiece: 64) { cols in
             let c0 = cols.lowerBound, w = cols.count
             for n in 0..<(B * T) {
                 let d = dout + n * C + c0

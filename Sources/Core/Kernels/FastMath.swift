@@ -9,7 +9,10 @@ public enum FastMath {
 
     @inline(__always)
     public static func exp(_ x: V8) -> V8 {
-        let xc = x.clamped(lowerBound: V8(repeating: -87.33654), upperBound: V8(repeating: 88.0))
+        // Clamp with masked replacement (the generic pointwiseMin/Max do not inline into vector code).
+        var xc = x
+        xc.replace(with: V8(repeating: -87.33654), where: xc .< V8(repeating: -87.33654))
+        xc.replace(with: V8(repeating: 88), where: xc .> V8(repeating: 88))
         // Round x·log2(e) to the nearest integer with the 1.5·2²³ trick: its low mantissa bits hold n.
         let magic = V8(repeating: 12_582_912)
         let t = xc * V8(repeating: 1.442_695_04) + magic

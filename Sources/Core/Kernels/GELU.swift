@@ -8,7 +8,7 @@ public enum GELU {
 
     /// `out (count) = gelu(inp)`; `out` may alias `inp`.
     public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, threads: Int) {
-        Parallel.chunks(count / 8, threads: threads, minPerChunk: 4096) { _, blocks in
+        Parallel.pieces(count / 8, threads: threads, minPerPiece: 4096) { blocks in
             for blk in blocks {
                 let x = FastMath.load(inp + 8 * blk)
                 FastMath.store(x * sigma(x), out + 8 * blk)
@@ -19,7 +19,7 @@ public enum GELU {
 
     /// `dinp (count) = gelu'(inp) · dout`; `dinp` may alias `dout`.
     public static func backward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int, threads: Int) {
-        Parallel.chunks(count / 8, threads: threads, minPerChunk: 4096) { _, blocks in
+        Parallel.pieces(count / 8, threads: threads, minPerPiece: 4096) { blocks in
             for blk in blocks {
                 let x = FastMath.load(inp + 8 * blk)
                 FastMath.store(slope(x) * FastMath.load(dout + 8 * blk), dinp + 8 * blk)

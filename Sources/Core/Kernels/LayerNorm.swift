@@ -5,7 +5,7 @@ public enum LayerNorm {
     public static func forward(out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                                inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                                N: Int, C: Int, eps: Float, threads: Int) {
-        Parallel.chunks(N, threads: threads, minPerChunk: max(1, 8192 / max(C, 1))) { _, rows in
+        Parallel.pieces(N, threads: threads, minPerPiece: max(1, 8192 / max(C, 1))) { rows in
             for n in rows {
                 let x = inp + n * C
                 let m = rowMean(x, C)

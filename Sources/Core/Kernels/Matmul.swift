@@ -2,7 +2,7 @@ import COpenBLAS
 
 /// Linear layers with weights in the Hugging Face Conv1D layout W [in, out]: y = x·W + b, everything row-major.
 /// All products go through `cblas_sgemm` (threaded by OpenBLAS, see `BLAS.setThreads`); bias and residual
-/// passes are split over rows or columns with `Parallel.chunks`.
+/// passes are split over rows or columns with `Parallel.pieces`.
 public enum Matmul {
     /// `out (N, OC) = [residual (N, OC) +] inp (N, IC) · weight (IC, OC) [+ bias (OC)]`.
     /// `residual` may alias `out` (then the product is added in place).
@@ -14,7 +14,7 @@ public enum Matmul {
         var beta: Float = 0
         if residual != nil || bias != nil {
             beta = 1
-            Parallel.chunks(N, threads: threads, minPerChunk: max(1, 16_384 / max(OC, 1))) { _, rows in
+            Parallel.pieces(N, threads: threads, minPerPiece: max(1, 16_384 / max(OC, 1))) { rows in
                 for n in rows {
                     let o = out + n * OC
                     if let r = residual {
@@ -52,7 +52,7 @@ public enum Matmul {
 
     /// `dbias (OC) += Σₙ dout[n, :]` for `dout (N, OC)`; columns are split across threads.
     public static func biasBackward(dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, N: Int, OC: Int, threads: Int) {
-        Parallel.chunks(OC, threads: threads, minPerChunk: 256) { _, cols in
+        Parallel.pieces(OC, threads: threads, minPerPiece: 256) { cols in
             let c0 = cols.lowerBound, w = cols.count
             let d = dbias + c0
             for n in 0..<N {

@@ -59,7 +59,7 @@ public struct AdamWStepInfo: Sendable {
 /// torch.optim.AdamW as the HF Trainer runs it, over one flat parameter buffer split into segments that do or
 /// do not get weight decay. Per step t (1-based), in Float:
 ///
-///     g ← g · clip_coef,   clip_coef = min(1, max_norm / (‖g‖₂ + 1e-6))   (optional, norm over all segments)
+///     g ← g · clip_coef,   clip_coef = min(1, max_norm / (‖g‖₂ + 1e-6))   (optional; norm over all segments in Double)
 ///     p ← p · (1 − lr·wd)                                               (decay segments only)
 ///     m ← m + (1 − β1)(g − m)                                           (= β1·m + (1 − β1)·g, as torch's lerp)
 ///     v ← β2·v + (1 − β2)·g²
@@ -123,60 +123,124 @@ public final class AdamW: @unchecked Sendable {
     }
 
     /// Clips (when configured) and applies one AdamW step to `params` using `grads` (both `count` floats).
-    /// The gradients are scaled in place by the clip coefficient.
+    /// Clipping multiplies each gradient by the clip coefficient inside the update (as torch's in-place scaling
+    /// would, in Float); `grads` itself is left unchanged.
     @discardableResult
-    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>) -> AdamWStepInfo {
+    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>) -> AdamWStepInfo {
         var norm: Double?
         var coef: Float = 1
         if let maxNorm = config.maxGradNorm {
             let n = gradientNorm(grads)
             norm = n
             coef = Float(min(1.0, maxNorm / (n + 1e-6)))
-            if coef != 1 {
-                let c = coef
-                Parallel.chunks(count, threads: threads, minPerChunk: 65_536) { _, r in
-                    for i in r { grads[i] *= c }
-                }
-            }
         }
         let t = stepCount + 1
         let lr = config.learningRate(step: t)
-        update(params: params, grads: UnsafePointer(grads), lr: lr)
+        update(params: params, grads: grads, lr: lr, gradScale: coef)
         return AdamWStepInfo(step: t, lr: lr, gradNorm: norm, clipCoef: coef)
     }
 
+    @discardableResult
     public func step(params: ParameterArena, grads: ParameterArena) -> AdamWStepInfo {
         precondition(params.count == count && grads.count == count)
-        return step(params: params.base, grads: grads.base)
+        return step(params: params.base, grads: UnsafePointer(grads.base))
     }
 
-    /// The AdamW update at learning rate `lr` without clipping or scheduling (advances `stepCount`).
-    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Double) {
+    /// The AdamW update at learning rate `lr` with gradients `gradScale · grads`, without clipping or scheduling
+    /// (advances `stepCount`).
+    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Double, gradScale: Float = 1) {
         stepCount += 1
         let t = Double(stepCount)
         let c = config
         let stepSize = Float(lr / (1 - pow(c.beta1, t)))
         let bc2Sqrt = Float((1 - pow(c.beta2, t)).squareRoot())
-        let oneMinusB1 = Float(1 - c.beta1), b2 = Float(c.beta2), oneMinusB2 = Float(1 - c.beta2)
-        let eps = Float(c.eps)
         let mp = m.base, vp = v.base
         for seg in segments {
-            let decayFactor = Float(1 - lr * (seg.decay ? c.weightDecay : 0))
-            Parallel.chunks(seg.range.count, threads: threads, minPerChunk: 65_536) { _, r in
+            let decay = Float(1 - lr * (seg.decay ? c.weightDecay : 0))
+            let k = Kernel(decay: decay, oneMinusB1: Float(1 - c.beta1), b2: Float(c.beta2), oneMinusB2: Float(1 - c.beta2),
+                           stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: Float(c.eps), scale: gradScale)
+            Parallel.pieces(seg.range.count, threads: threads, minPerPiece: 65_536) { r in
                 let lo = seg.range.lowerBound + r.lowerBound, hi = seg.range.lowerBound + r.upperBound
-                for i in lo..<hi {
-                    let g = grads[i]
-                    let p = params[i] * decayFactor
-                    let mi = mp[i] + oneMinusB1 * (g - mp[i])
-                    let vi = b2 * vp[i] + oneMinusB2 * g * g
-                    mp[i] = mi
-                    vp[i] = vi
-                    params[i] = p - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps)
+                var i = lo
+                while i + 8 <= hi {
+                    k.apply8(params + i, grads + i, mp + i, vp + i)
+                    i += 8
                 }
+                while i < hi { k.apply1(params + i, grads + i, mp + i, vp + i); i += 1 }
             }
+        }
+    }
+
+    /// One element's update, in the order of torch's operations; `apply8` is the same on 8 lanes.
+    private struct Kernel {
+        let decay, oneMinusB1, b2, oneMinusB2, stepSize, bc2Sqrt, eps, scale: Float
+
+        @inline(__always)
+        func apply1(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>) {
+            let gi = scale == 1 ? g[0] : g[0] * scale
+            let pi = p[0] * decay
+            let mi = m[0] + oneMinusB1 * (gi - m[0])
+            let vi = b2 * v[0] + oneMinusB2 * gi * gi
+            m[0] = mi
+            v[0] = vi
+            p[0] = pi - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps)
+        }
+
+        @inline(__always)
+        func apply8(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>) {
+            typealias V8 = FastMath.V8
+            let g0 = FastMath.load(g)
+            let gi = scale == 1 ? g0 : g0 * V8(repeating: scale)
+            let pi = FastMath.load(p) * V8(repeating: decay)
+            let m0 = FastMath.load(m)
+            let mi = m0 + V8(repeating: oneMinusB1) * (gi - m0)
+            let vi = V8(repeating: b2) * FastMath.load(v) + V8(repeating: oneMinusB2) * gi * gi
+            FastMath.store(mi, m)
+            FastMath.store(vi, v)
+            FastMath.store(pi - V8(repeating: stepSize) * mi / (vi.squareRoot() / V8(repeating: bc2Sqrt) + V8(repeating: eps)), p)
         }
     }
 
     /// Forgets all state (moments to 0, step count to 0).
     public func reset() { m.zero(); v.zero(); stepCount = 0 }
+}
+
+// MARK: - State on disk
+
+extension AdamW {
+    /// Writes the moments and the step count to a safetensors file: `exp_avg` and `exp_avg_sq` (F32, [count],
+    /// flat in the parameter layout's order), `step` (I64, [1]); metadata records the hyper-parameters.
+    public func saveState(to url: URL) throws {
+        let c = config
+        let meta: [String: String] = [
+            "format": "pt", "optimizer": "AdamW", "count": "\(count)", "lr": "\(c.lr)", "beta1": "\(c.beta1)", "beta2": "\(c.beta2)",
+            "eps": "\(c.eps)", "weight_decay": "\(c.weightDecay)", "schedule": c.schedule.rawValue,
+            "warmup_steps": "\(c.warmupSteps)", "total_steps": "\(c.totalSteps)",
+            "max_grad_norm": c.maxGradNorm.map { "\($0)" } ?? "none",
+        ]
+        try SafetensorsWriter.write([
+            .float32("exp_avg", shape: [count], pointer: UnsafePointer(m.base)),
+            .float32("exp_avg_sq", shape: [count], pointer: UnsafePointer(v.base)),
+            .int64("step", shape: [1], values: [Int64(stepCount)]),
+        ], metadata: meta, to: url)
+    }
+
+    /// Restores the moments and step count written by `saveState`; the element count must match.
+    public func loadState(from url: URL) throws {
+        let f = try SafetensorsFile(url: url)
+        for name in ["exp_avg", "exp_avg_sq"] {
+            let info = try f.info(name)
+            guard info.count == count else {
+                throw CheckpointError(file: url, item: name, problem: "has \(info.count) values, the optimizer \(count)",
+                                      fix: "the optimizer state belongs to a model of another shape")
+            }
+        }
+        let step = try f.int64s("step")
+        guard step.count == 1, step[0] >= 0 else {
+            throw CheckpointError(file: url, item: "step", problem: "is not one non-negative integer", fix: "write the state again")
+        }
+        try f.readFloats("exp_avg", into: m.buffer)
+        try f.readFloats("exp_avg_sq", into: v.buffer)
+        stepCount = Int(step[0])
+    }
 }

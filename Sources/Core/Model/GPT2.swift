@@ -35,6 +35,11 @@ public final class GPT2: @unchecked Sendable {
     public let acts: GPT2Activations
     /// Workers for the non-GEMM kernels.
     public var threads: Int
+    /// When set, accumulates the wall time of every kernel (names like "fwd.matmul", "bwd.attention").
+    public var phaseTimer: PhaseTimer?
+
+    /// Number of labels the last `forwardLoss` averaged over (per-row losses are in `acts.losses`).
+    public private(set) var lastLabelCount = 0
 
     private var lossScale: Float = 0
     private var readyForBackward = false
@@ -92,6 +97,7 @@ public final class GPT2: @unchecked Sendable {
     /// transformers shifts them (position t predicts token t+1; the last position predicts nothing).
     /// Token t counts as a label when `labelMask[b·T + t]` (default all true; HF's −100 is false) and
     /// t < lengths[b]. Returns the mean over counted labels, exact to ~1e-7 (the softmax sum is in Double).
+    /// The logits buffer is consumed (it keeps softmax numerators for `backward`); use `forward` to read logits.
     public func forwardLoss(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil, labelMask: [Bool]? = nil) throws -> Double {
         if let labelMask, labelMask.count != B * T {
             throw ModelError("labelMask: \(labelMask.count) values for batch \(B) × \(T)")
@@ -107,10 +113,13 @@ public final class GPT2: @unchecked Sendable {
         }
         runLayers()
         finalFull()
-        let (sum, count) = CrossEntropy.forward(losses: acts.losses, stats: acts.ceStats, logits: acts.logits, targets: acts.targets,
-                                                N: B * T, V: config.vocabSize, threads: threads)
+        let (sum, count) = phase("fwd.crossentropy") {
+            CrossEntropy.forward(losses: acts.losses, stats: acts.ceStats, logits: acts.logits, targets: acts.targets,
+                                 N: B * T, V: config.vocabSize, keepExponentials: true, threads: threads)
+        }
         guard count > 0 else { throw ModelError("no position has a label to predict (batch \(B) × \(T))") }
         lossScale = Float(1.0 / Double(count))
+        lastLabelCount = count
         readyForBackward = true
         return sum / Double(count)
     }
@@ -128,34 +137,57 @@ public final class GPT2: @unchecked Sendable {
         let lengths: UnsafePointer<Int32>? = UnsafePointer(a.lengths)
 
         // Cross-entropy and unembedding: dlogits (N, V) in place; dlnf = dlogits · wte; dwte += dlogitsᵀ · lnf.
-        CrossEntropy.backward(dlogits: a.logits, stats: a.ceStats, targets: a.targets, scale: lossScale, N: N, V: V, threads: threads)
-        Matmul.sgemm(false, false, M: N, N: C, K: V, alpha: 1, A: a.logits, lda: V, B: p.wte, ldb: C, beta: 0, C: a.dBuf, ldc: C)
-        Matmul.sgemm(true, false, M: V, N: C, K: N, alpha: 1, A: a.logits, lda: V, B: a.lnf, ldb: C, beta: 1, C: g.wte, ldc: C)
+        phase("bwd.crossentropy") {
+            CrossEntropy.backward(dlogits: a.logits, stats: a.ceStats, targets: a.targets, scale: lossScale, N: N, V: V,
+                                  keepExponentials: true, threads: threads)
+        }
+        phase("bwd.unembed") {
+            Matmul.sgemm(false, false, M: N, N: C, K: V, alpha: 1, A: a.logits, lda: V, B: p.wte, ldb: C, beta: 0, C: a.dBuf, ldc: C)
+            Matmul.sgemm(true, false, M: V, N: C, K: N, alpha: 1, A: a.logits, lda: V, B: a.lnf, ldb: C, beta: 1, C: g.wte, ldc: C)
+        }
         a.dResid.update(repeating: 0, count: N * C)
-        LayerNorm.backward(dinp: a.dResid, dweight: g.lnfWeight, dbias: g.lnfBias, scratch: a.lnScratch, dout: a.dBuf,
-                           inp: a.residFinal, weight: p.lnfWeight, mean: a.lnfMean, rstd: a.lnfRstd, N: N, C: C, threads: threads)
+        phase("bwd.layernorm") {
+            LayerNorm.backward(dinp: a.dResid, dweight: g.lnfWeight, dbias: g.lnfBias, scratch: a.lnScratch, dout: a.dBuf,
+                               inp: a.residFinal, weight: p.lnfWeight, mean: a.lnfMean, rstd: a.lnfRstd, N: N, C: C, threads: threads)
+        }
 
         for l in stride(from: config.nLayer - 1, through: 0, by: -1) {
             let la = a.layers[l], lp = p.layers[l], lg = g.layers[l]
-            // MLP: residPost = residMid + gelu(ln2 · Wfc + bfc) · Wproj + bproj
-            Matmul.backward(dinp: a.dMLP, dweight: lg.fcProjWeight, dbias: lg.fcProjBias, dout: a.dResid, inp: la.mlpPost,
-                            weight: lp.fcProjWeight, N: N, IC: 4 * C, OC: C, threads: threads)
-            GELU.backward(dinp: a.dMLP, inp: la.mlpPre, dout: a.dMLP, count: N * 4 * C, threads: threads)
-            Matmul.backward(dinp: a.dBuf, dweight: lg.fcWeight, dbias: lg.fcBias, dout: a.dMLP, inp: la.ln2,
-                            weight: lp.fcWeight, N: N, IC: C, OC: 4 * C, threads: threads)
-            LayerNorm.backward(dinp: a.dResid, dweight: lg.ln2Weight, dbias: lg.ln2Bias, scratch: a.lnScratch, dout: a.dBuf,
-                               inp: la.residMid, weight: lp.ln2Weight, mean: la.ln2Mean, rstd: la.ln2Rstd, N: N, C: C, threads: threads)
-            // Attention: residMid = residPre + attn(ln1) · Wo + bo
-            Matmul.backward(dinp: a.dBuf, dweight: lg.attnProjWeight, dbias: lg.attnProjBias, dout: a.dResid, inp: la.attY,
-                            weight: lp.attnProjWeight, N: N, IC: C, OC: C, threads: threads)
-            Attention.backward(dqkv: a.dQKV, scratch: a.attScratch, dout: a.dBuf, qkv: la.qkv, att: la.att, lengths: lengths,
-                               B: B, T: T, C: C, NH: NH, threads: threads)
-            Matmul.backward(dinp: a.dBuf, dweight: lg.attnWeight, dbias: lg.attnBias, dout: a.dQKV, inp: la.ln1,
-                            weight: lp.attnWeight, N: N, IC: C, OC: 3 * C, threads: threads)
-            LayerNorm.backward(dinp: a.dResid, dweight: lg.ln1Weight, dbias: lg.ln1Bias, scratch: a.lnScratch, dout: a.dBuf,
-                               inp: a.residPre(l), weight: lp.ln1Weight, mean: la.ln1Mean, rstd: la.ln1Rstd, N: N, C: C, threads: threads)
+            // MLP: residPost = residMid + gelu(ln2 · Wfc + bfc) · Wproj + bproj.  dResid holds d residPost.
+            phase("bwd.matmul") {
+                Matmul.backward(dinp: a.dMLP, dweight: lg.fcProjWeight, dbias: lg.fcProjBias, dout: a.dResid, inp: la.mlpPost,
+                                weight: lp.fcProjWeight, N: N, IC: 4 * C, OC: C, threads: threads)
+            }
+            phase("bwd.gelu") { GELU.backward(dinp: a.dMLP, inp: la.mlpPre, dout: a.dMLP, count: N * 4 * C, threads: threads) }
+            phase("bwd.matmul") {
+                Matmul.backward(dinp: a.dBuf, dweight: lg.fcWeight, dbias: lg.fcBias, dout: a.dMLP, inp: la.ln2,
+                                weight: lp.fcWeight, N: N, IC: C, OC: 4 * C, threads: threads)
+            }
+            phase("bwd.layernorm") {
+                LayerNorm.backward(dinp: a.dResid, dweight: lg.ln2Weight, dbias: lg.ln2Bias, scratch: a.lnScratch, dout: a.dBuf,
+                                   inp: la.residMid, weight: lp.ln2Weight, mean: la.ln2Mean, rstd: la.ln2Rstd, N: N, C: C, threads: threads)
+            }
+            // Attention: residMid = residPre + attn(ln1) · Wo + bo.  dResid now holds d residMid.
+            phase("bwd.matmul") {
+                Matmul.backward(dinp: a.dBuf, dweight: lg.attnProjWeight, dbias: lg.attnProjBias, dout: a.dResid, inp: la.attY,
+                                weight: lp.attnProjWeight, N: N, IC: C, OC: C, threads: threads)
+            }
+            phase("bwd.attention") {
+                Attention.backward(dqkv: a.dQKV, scratch: a.attScratch, dout: a.dBuf, qkv: la.qkv, att: la.att, lengths: lengths,
+                                   B: B, T: T, C: C, NH: NH, threads: threads)
+            }
+            phase("bwd.matmul") {
+                Matmul.backward(dinp: a.dBuf, dweight: lg.attnWeight, dbias: lg.attnBias, dout: a.dQKV, inp: la.ln1,
+                                weight: lp.attnWeight, N: N, IC: C, OC: 3 * C, threads: threads)
+            }
+            phase("bwd.layernorm") {
+                LayerNorm.backward(dinp: a.dResid, dweight: lg.ln1Weight, dbias: lg.ln1Bias, scratch: a.lnScratch, dout: a.dBuf,
+                                   inp: a.residPre(l), weight: lp.ln1Weight, mean: la.ln1Mean, rstd: la.ln1Rstd, N: N, C: C, threads: threads)
+            }
         }
-        Embedding.backward(dwte: g.wte, dwpe: g.wpe, dout: a.dResid, tokens: a.tokens, B: B, T: T, C: C, threads: threads)
+        phase("bwd.embedding") {
+            Embedding.backward(dwte: g.wte, dwpe: g.wpe, dout: a.dResid, tokens: a.tokens, B: B, T: T, C: C, threads: threads)
+        }
     }
 
     // MARK: - Internals
@@ -192,22 +224,38 @@ public final class GPT2: @unchecked Sendable {
         let B = a.B, T = a.T, N = B * T, C = config.nEmbd, NH = config.nHead
         let padded = (0..<B).contains { Int(a.lengths[$0]) < T }
         let lengths: UnsafePointer<Int32>? = padded ? UnsafePointer(a.lengths) : nil
-        Embedding.forward(out: a.embedded, tokens: a.tokens, wte: p.wte, wpe: p.wpe, B: B, T: T, C: C, threads: threads)
+        phase("fwd.embedding") {
+            Embedding.forward(out: a.embedded, tokens: a.tokens, wte: p.wte, wpe: p.wpe, B: B, T: T, C: C, threads: threads)
+        }
         for l in 0..<config.nLayer {
             let la = a.layers[l], lp = p.layers[l]
             let residPre = a.residPre(l)
-            LayerNorm.forward(out: la.ln1, mean: la.ln1Mean, rstd: la.ln1Rstd, inp: residPre, weight: lp.ln1Weight, bias: lp.ln1Bias,
-                              N: N, C: C, eps: eps, threads: threads)
-            Matmul.forward(out: la.qkv, inp: la.ln1, weight: lp.attnWeight, bias: lp.attnBias, N: N, IC: C, OC: 3 * C, threads: threads)
-            Attention.forward(out: la.attY, att: la.att, qkv: la.qkv, lengths: lengths, B: B, T: T, C: C, NH: NH, threads: threads)
-            Matmul.forward(out: la.residMid, inp: la.attY, weight: lp.attnProjWeight, bias: lp.attnProjBias, residual: residPre,
-                           N: N, IC: C, OC: C, threads: threads)
-            LayerNorm.forward(out: la.ln2, mean: la.ln2Mean, rstd: la.ln2Rstd, inp: la.residMid, weight: lp.ln2Weight, bias: lp.ln2Bias,
-                              N: N, C: C, eps: eps, threads: threads)
-            Matmul.forward(out: la.mlpPre, inp: la.ln2, weight: lp.fcWeight, bias: lp.fcBias, N: N, IC: C, OC: 4 * C, threads: threads)
-            GELU.forward(out: la.mlpPost, inp: la.mlpPre, count: N * 4 * C, threads: threads)
-            Matmul.forward(out: la.residPost, inp: la.mlpPost, weight: lp.fcProjWeight, bias: lp.fcProjBias, residual: la.residMid,
-                           N: N, IC: 4 * C, OC: C, threads: threads)
+            phase("fwd.layernorm") {
+                LayerNorm.forward(out: la.ln1, mean: la.ln1Mean, rstd: la.ln1Rstd, inp: residPre, weight: lp.ln1Weight,
+                                  bias: lp.ln1Bias, N: N, C: C, eps: eps, threads: threads)
+            }
+            phase("fwd.matmul") {
+                Matmul.forward(out: la.qkv, inp: la.ln1, weight: lp.attnWeight, bias: lp.attnBias, N: N, IC: C, OC: 3 * C, threads: threads)
+            }
+            phase("fwd.attention") {
+                Attention.forward(out: la.attY, att: la.att, qkv: la.qkv, lengths: lengths, B: B, T: T, C: C, NH: NH, threads: threads)
+            }
+            phase("fwd.matmul") {
+                Matmul.forward(out: la.residMid, inp: la.attY, weight: lp.attnProjWeight, bias: lp.attnProjBias, residual: residPre,
+                               N: N, IC: C, OC: C, threads: threads)
+            }
+            phase("fwd.layernorm") {
+                LayerNorm.forward(out: la.ln2, mean: la.ln2Mean, rstd: la.ln2Rstd, inp: la.residMid, weight: lp.ln2Weight,
+                                  bias: lp.ln2Bias, N: N, C: C, eps: eps, threads: threads)
+            }
+            phase("fwd.matmul") {
+                Matmul.forward(out: la.mlpPre, inp: la.ln2, weight: lp.fcWeight, bias: lp.fcBias, N: N, IC: C, OC: 4 * C, threads: threads)
+            }
+            phase("fwd.gelu") { GELU.forward(out: la.mlpPost, inp: la.mlpPre, count: N * 4 * C, threads: threads) }
+            phase("fwd.matmul") {
+                Matmul.forward(out: la.residPost, inp: la.mlpPost, weight: lp.fcProjWeight, bias: lp.fcProjBias, residual: la.residMid,
+                               N: N, IC: 4 * C, OC: C, threads: threads)
+            }
         }
     }
 
@@ -215,8 +263,18 @@ public final class GPT2: @unchecked Sendable {
     private func finalFull() {
         let a = acts, p = params.views
         let N = a.B * a.T, C = config.nEmbd, V = config.vocabSize
-        LayerNorm.forward(out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, inp: a.residFinal, weight: p.lnfWeight, bias: p.lnfBias,
-                          N: N, C: C, eps: eps, threads: threads)
-        Matmul.sgemm(false, true, M: N, N: V, K: C, alpha: 1, A: a.lnf, lda: C, B: p.wte, ldb: C, beta: 0, C: a.logits, ldc: V)
+        phase("fwd.layernorm") {
+            LayerNorm.forward(out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, inp: a.residFinal, weight: p.lnfWeight, bias: p.lnfBias,
+                              N: N, C: C, eps: eps, threads: threads)
+        }
+        phase("fwd.unembed") {
+            Matmul.sgemm(false, true, M: N, N: V, K: C, alpha: 1, A: a.lnf, lda: C, B: p.wte, ldb: C, beta: 0, C: a.logits, ldc: V)
+        }
+    }
+
+    @inline(__always)
+    private func phase<R>(_ name: String, _ body: () -> R) -> R {
+        if let t = phaseTimer { return t.measure(name, body) }
+        return body()
     }
 }

@@ -44,7 +44,7 @@ public final class GPT2Activations: @unchecked Sendable {
     public private(set) var dQKV: UnsafeMutablePointer<Float>!       // (N, 3C)
     public private(set) var dMLP: UnsafeMutablePointer<Float>!       // (N, 4C)
     public private(set) var lnScratch: UnsafeMutablePointer<Float>!  // (threads, 2C)
-    public private(set) var attScratch: UnsafeMutablePointer<Float>! // (threads, T, T)
+    public private(set) var attScratch: UnsafeMutablePointer<Float>! // (B, NH, T, T)
 
     /// Token ids (N), targets (N, −1 = no label), row lengths (B) and per-row losses (N).
     public private(set) var tokens: UnsafeMutablePointer<Int32>!
@@ -73,7 +73,7 @@ public final class GPT2Activations: @unchecked Sendable {
         let C = config.nEmbd, N = B * T, L = config.nLayer, NH = config.nHead, V = config.vocabSize
         let perLayer = N * C * 5 + N * 4 + N * 3 * C + NH * B * T * T + N * 8 * C
         let logits = (fullLogits ? N : B) * V
-        let backward = N * C * 2 + N * 3 * C + N * 4 * C + threads * 2 * C + threads * T * T
+        let backward = N * C * 2 + N * 3 * C + N * 4 * C + threads * 2 * C + NH * B * T * T
         return N * C + L * perLayer + N * C + 2 * N + B * C + logits + 2 * N + backward
     }
 
@@ -109,7 +109,7 @@ public final class GPT2Activations: @unchecked Sendable {
         logits = take((fullLogits ? N : B) * V)
         ceStats = take(2 * N)
         dResid = take(N * C); dBuf = take(N * C); dQKV = take(N * 3 * C); dMLP = take(N * 4 * C)
-        lnScratch = take(threads * 2 * C); attScratch = take(threads * T * T)
+        lnScratch = take(threads * 2 * C); attScratch = take(NH * B * T * T)
         precondition(p - storage!.base <= storage!.count)
         tokens = ints!; targets = ints! + N; lengths = ints! + 2 * N
         losses = doubles!
@@ -120,4 +120,65 @@ public final class GPT2Activations: @unchecked Sendable {
 
     /// The final residual stream (`blocks.{L−1}.hook_resid_post`), input of ln_f.
     public var residFinal: UnsafeMutablePointer<Float> { residPre(config.nLayer) }
+}
+
+extension GPT2Activations {
+    /// One line of a matched trace: a TransformerLens hook name, the shape, and the sum of the values
+    /// (in Double) over real positions only (padded positions differ between implementations by design).
+    public struct TraceLine: Sendable {
+        public let hook: String
+        public let shape: [Int]
+        public let sum: Double
+        public var text: String { "\(hook) \(shape) \(String(format: "%.9g", sum))" }
+    }
+
+    /// `hook-name shape sum` for every stored activation of the last forward pass, in computation order,
+    /// so two implementations can be compared hook by hook. Sums skip padded positions.
+    public func trace() -> [TraceLine] {
+        let C = config.nEmbd, NH = config.nHead, hs = C / NH
+        var lines: [TraceLine] = []
+        func rows(_ name: String, _ p: UnsafePointer<Float>, width: Int, shape: [Int]) {
+            var s = 0.0
+            for b in 0..<B {
+                for t in 0..<Int(lengths[b]) {
+                    let r = p + (b * T + t) * width
+                    for i in 0..<width { s += Double(r[i]) }
+                }
+            }
+            lines.append(TraceLine(hook: name, shape: shape, sum: s))
+        }
+        rows("blocks.0.hook_resid_pre", embedded, width: C, shape: [B, T, C])
+        for (l, a) in layers.enumerated() {
+            let h = "blocks.\(l)."
+            rows(h + "ln1.hook_normalized", a.ln1, width: C, shape: [B, T, C])
+            for (k, name) in ["hook_q", "hook_k", "hook_v"].enumerated() {
+                var s = 0.0
+                for b in 0..<B {
+                    for t in 0..<Int(lengths[b]) {
+                        let r = a.qkv + (b * T + t) * 3 * C + k * C
+                        for i in 0..<C { s += Double(r[i]) }
+                    }
+                }
+                lines.append(TraceLine(hook: h + "attn." + name, shape: [B, T, NH, hs], sum: s))
+            }
+            var ps = 0.0
+            for b in 0..<B {
+                for hh in 0..<NH {
+                    for i in 0..<Int(lengths[b]) {
+                        let r = a.att + ((b * NH + hh) * T + i) * T
+                        for j in 0..<T { ps += Double(r[j]) }
+                    }
+                }
+            }
+            lines.append(TraceLine(hook: h + "attn.hook_pattern", shape: [B, NH, T, T], sum: ps))
+            rows(h + "attn.hook_z", a.attY, width: C, shape: [B, T, NH, hs])
+            rows(h + "hook_resid_mid", a.residMid, width: C, shape: [B, T, C])
+            rows(h + "ln2.hook_normalized", a.ln2, width: C, shape: [B, T, C])
+            rows(h + "mlp.hook_pre", a.mlpPre, width: 4 * C, shape: [B, T, 4 * C])
+            rows(h + "mlp.hook_post", a.mlpPost, width: 4 * C, shape: [B, T, 4 * C])
+            rows(h + "hook_resid_post", a.residPost, width: C, shape: [B, T, C])
+        }
+        if fullLogits { rows("ln_final.hook_normalized", lnf, width: C, shape: [B, T, C]) }
+        return lines
+    }
 }
