@@ -14,7 +14,7 @@ enum AttributionKernels {
                                    dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                    mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
                                    lengths: UnsafePointer<Int32>, B: Int, copies: Int = 1, T: Int, C: Int, threads: Int) {
-        Parallel.chunks(B, threads: threads, minPerChunk: max(1, 4096 / max(1, C * T * copies))) { _, samples in
+        Parallel.pieces(B, threads: threads, minPerPiece: max(1, 4096 / max(1, C * T * copies))) { samples in
             for b in samples {
                 for c in 0..<copies {
                     for t in 0..<Int(lengths[b]) {

@@ -54,7 +54,7 @@ public final class InstrumentedGPT2: @unchecked Sendable {
     var dTmp = FloatBuffer(count: 0)       // (BT, C)
     var dQKV = FloatBuffer(count: 0)       // (BT, 3C)
     var dLnf = FloatBuffer(count: 0)       // (B, C)
-    var attScratch = FloatBuffer(count: 0) // (threads, T, T)
+    var attScratch = FloatBuffer(count: 0) // (B, H, T, T)  Attention.backward's per-head blocks
 
     var lastBatch: PromptBatch?
     var lastLengths: [Int32] = []
@@ -87,7 +87,7 @@ public final class InstrumentedGPT2: @unchecked Sendable {
     public func foldedOutputBias(layer l: Int) -> [Float] { Array(UnsafeBufferPointer(start: foldedBias.base + l * C, count: C)) }
 
     func ensureCapacity(B: Int, T: Int) {
-        if T * T * threads > attScratch.count { attScratch = FloatBuffer(count: T * T * threads) }
+        if B * H * T * T > attScratch.count { attScratch = FloatBuffer(count: B * H * T * T) }
         guard B * T > capacity || B > batchCapacity || T > seqCapacity else { return }
         let nB = max(B, batchCapacity), nT = max(T, seqCapacity), nBT = max(B * T, capacity)
         capacity = nBT; batchCapacity = nB; seqCapacity = nT
