@@ -17,6 +17,14 @@ struct DKC: ParsableCommand {
         65 bad input data or configuration.
         """,
         version: DKCVersion.source,
-        subcommands: [Doctor.self, Tokenize.self, Train.self]
+        subcommands: [
+            Doctor.self,
+            ConfigCommand.self,
+            Tokenize.self,
+            DataCommand.self,
+            Train.self,
+            Analyze.self,
+            Bench.self,
+        ]
     )
 }

@@ -1,0 +1,300 @@
+import Foundation
+
+/// `dkc analyze`: how knowledge circuits evolve across checkpoints (pipeline.md §7), from the
+/// sweep's scores.nc, circuits.nc and acquisition.nc.
+///
+/// Definitions (the report repeats them):
+/// - Full-model curves: acquisition.nc `exact_match`, `hits_at_10`, `hits_at_1`, averaged over
+///   the selected attributes per (checkpoint, type, frequency).
+/// - Circuit hits@10: circuits.nc `hits_at_10` at the chosen top-n with target type and
+///   frequency equal to the cell's own.
+/// - A cell's circuit: the edges with `in_circuit` = 1 at the chosen top-n. Its "final" circuit
+///   is the one at the last checkpoint where the cell is present; "previous" is the nearest
+///   earlier checkpoint where it is present. Jaccard = |A ∩ B| / |A ∪ B| (NaN if both empty).
+/// - Edge entropy and faithfulness: circuits.nc's; the entropy falls back to scores.nc's
+///   scores of the circuit's edges when circuits.nc lacks it.
+/// - Layers: an edge belongs to its upstream node's layer, `input` = −1 ("embed").
+/// - Node presence: a node is in a circuit when it touches a kept edge.
+public enum Analysis {
+    /// Reads the inputs and computes every series. Missing cells are skipped and listed.
+    public static func run(inputs: AnalysisInputPaths, options: AnalysisOptions = AnalysisOptions()) throws -> AnalysisResult {
+        var result = AnalysisResult(options: options, inputs: inputs)
+        let acquisition = try inputs.acquisition.map { try AcquisitionSource(path: $0) }
+        let circuits = try inputs.circuits.map { try CircuitsSource(path: $0, topn: options.topn) }
+        let scores = try inputs.scores.map { try ScoresSource(path: $0) }
+        for file in [acquisition?.file, circuits?.file, scores?.file].compactMap({ $0 }) {
+            result.inputSources[file.path] = file.globalText("source") ?? "unknown"
+        }
+        for path in inputs.notFound { result.notes.append("\(path) not found: its part of the analysis is skipped.") }
+
+        // Axes: union of the inputs' labels and steps.
+        func union(_ lists: [[String]?]) -> [String] {
+            var out: [String] = []
+            for list in lists.compactMap({ $0 }) { for x in list where !out.contains(x) { out.append(x) } }
+            return out
+        }
+        result.tasks = union([circuits?.tasks, scores.map { sortedKeys($0.taskIndex) }])
+        result.types = union([circuits?.types, acquisition?.types, scores.map { sortedKeys($0.typeIndex) }])
+        result.frequencies = union([circuits?.frequencies, acquisition?.frequencies, scores.map { sortedKeys($0.frequencyIndex) }])
+        var allSteps = Set<Int64>()
+        for axis in [acquisition?.checkpoints, circuits?.checkpoints, scores?.checkpoints].compactMap({ $0 }) {
+            allSteps.formUnion(axis.steps)
+        }
+        result.steps = allSteps.sorted()
+        guard !result.steps.isEmpty else {
+            throw AnalysisError.noInputs("the input files hold no checkpoints")
+        }
+        result.graph = try graph(circuits: circuits, scores: scores)
+
+        if let acquisition { try performance(acquisition, into: &result) }
+        var scoreCellsRead = Set<String>()
+        if let circuits {
+            result.topn = circuits.topn
+            try topology(circuits, scores: scores, into: &result, scoreCellsRead: &scoreCellsRead)
+        } else {
+            result.notes.append("circuits.nc not given: circuit hits@10, topology and components are skipped.")
+        }
+        if let scores { try listMissingScores(scores, into: &result, alreadyRead: scoreCellsRead) }
+        return result
+    }
+
+    private static func sortedKeys(_ index: [String: Int]) -> [String] {
+        index.sorted { $0.value < $1.value }.map(\.key)
+    }
+
+    /// Node names from circuits.nc or scores.nc (which must agree), else derived from the sizes.
+    static func graph(circuits: CircuitsSource?, scores: ScoresSource?) throws -> GraphNames? {
+        if let c = circuits, let s = scores, c.nUpstream != s.nUpstream || c.nDownstream != s.nDownstream {
+            throw AnalysisError.mismatch(files: [c.file.path, s.file.path],
+                                         problem: "graph sizes \(c.nUpstream) × \(c.nDownstream) and \(s.nUpstream) × \(s.nDownstream)")
+        }
+        if let c = circuits, let s = scores, let a = c.upstream, let b = s.upstream, a != b {
+            throw AnalysisError.mismatch(files: [c.file.path, s.file.path], problem: "upstream node names")
+        }
+        let named: [(String, [String]?, [String]?)] = [
+            (circuits?.file.path ?? "", circuits?.upstream, circuits?.downstream),
+            (scores?.file.path ?? "", scores?.upstream, scores?.downstream),
+        ]
+        for (path, up, down) in named {
+            guard let up, let down else { continue }
+            do { return try GraphNames(upstream: up, downstream: down) } catch let e as GraphNamesError {
+                throw AnalysisError.layout(file: path, object: "variables 'upstream', 'downstream'", problem: e.problem)
+            }
+        }
+        guard let nU = circuits?.nUpstream ?? scores?.nUpstream, let nD = circuits?.nDownstream ?? scores?.nDownstream else {
+            return nil
+        }
+        guard let shape = GraphNames.shape(nForward: nU, nBackward: nD) else {
+            throw AnalysisError.layout(file: circuits?.file.path ?? scores!.file.path, object: "dimensions 'upstream', 'downstream'",
+                                       problem: "\(nU) × \(nD) is no GPT-2 graph (1 + L(H+1) × L(3H+1) + 1) and no node names are stored")
+        }
+        return GraphNames.standard(layers: shape.layers, heads: shape.heads)
+    }
+
+    // MARK: - Performance
+
+    static func performance(_ source: AcquisitionSource, into result: inout AnalysisResult) throws {
+        let attributes = result.options.attributes ?? source.attributes
+        for a in attributes where !source.attributes.contains(a) {
+            throw AnalysisError.option(name: "--attributes \(a)",
+                                       problem: "\(source.file.path) has attributes \(source.attributes.joined(separator: ", "))")
+        }
+        result.attributes = attributes
+        let attributeIndices = attributes.map { source.attributes.firstIndex(of: $0)! }
+        let dims = ["checkpoint", "type", "frequency"]
+        let shape = [result.steps.count, result.types.count, result.frequencies.count]
+        func average(_ array: LabeledArray?) -> LabeledArray? {
+            guard let array else { return nil }
+            var out = LabeledArray(dimensions: dims, shape: shape)
+            for (c, step) in result.steps.enumerated() {
+                guard let fc = source.checkpoints.index[step] else { continue }
+                for (y, type) in source.types.enumerated() {
+                    for (f, frequency) in source.frequencies.enumerated() {
+                        let ry = result.types.firstIndex(of: type)!, rf = result.frequencies.firstIndex(of: frequency)!
+                        out[c, ry, rf] = CircuitMetrics.finiteMean(attributeIndices.map { array[fc, $0, y, f] })
+                    }
+                }
+            }
+            return out
+        }
+        result.fullExactMatch = average(source.exactMatch)
+        result.fullHitsAt10 = average(source.hitsAt10)
+        result.fullHitsAt1 = average(source.hitsAt1)
+
+        let main = result.fullHitsAt10 ?? result.fullExactMatch!
+        for (c, step) in result.steps.enumerated() {
+            for type in source.types {
+                for frequency in source.frequencies {
+                    let y = result.types.firstIndex(of: type)!, f = result.frequencies.firstIndex(of: frequency)!
+                    if main[c, y, f].isNaN {
+                        result.missing.append(MissingCell(file: source.file.path, step: step, cell: "\(type)/\(frequency)"))
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: - Topology and components
+
+    /// `scoreCellsRead` collects "step/task/type/frequency" of the score cells read (found or not).
+    static func topology(_ source: CircuitsSource, scores: ScoresSource?, into result: inout AnalysisResult,
+                         scoreCellsRead: inout Set<String>) throws {
+        guard let graph = result.graph else { return }
+        let nC = result.steps.count, nT = result.tasks.count, nY = result.types.count, nF = result.frequencies.count
+        let nL = graph.nLayers + 1, nN = graph.upstream.count
+        let cellDims = ["checkpoint", "task", "type", "frequency"]
+        let cellShape = [nC, nT, nY, nF]
+        func cellArray() -> LabeledArray { LabeledArray(dimensions: cellDims, shape: cellShape) }
+        var faithfulness = cellArray(), entropy = cellArray(), nEdges = cellArray(), hits = cellArray()
+        var jFinal = cellArray(), jPrevious = cellArray(), meanLayer = cellArray(), meanLayerByCount = cellArray()
+        var edgeShare = LabeledArray(dimensions: cellDims + ["layer"], shape: cellShape + [nL])
+        var scoreShare = edgeShare
+        var presence = LabeledArray(dimensions: ["task", "type", "frequency", "node"], shape: [nT, nY, nF, nN])
+        var byBucket = [LayerProfile](repeating: .zero(layers: graph.nLayers, withScores: false), count: nC * nY * nF)
+        var byCheckpoint = [LayerProfile](repeating: .zero(layers: graph.nLayers, withScores: false), count: nC)
+        var scoresMissing = 0
+
+        if let t = result.options.heatmapTask, !source.tasks.contains(t) {
+            throw AnalysisError.option(name: "--heatmap-task \(t)", problem: "circuits.nc has tasks \(source.tasks.joined(separator: ", "))")
+        }
+        if let f = result.options.heatmapFrequency, !source.frequencies.contains(f) {
+            throw AnalysisError.option(name: "--heatmap-frequency \(f)",
+                                       problem: "circuits.nc has buckets \(source.frequencies.joined(separator: ", "))")
+        }
+        let mapTask = result.options.heatmapTask ?? source.tasks.first
+        let mapFrequency = result.options.heatmapFrequency ?? (source.frequencies.contains("high") ? "high" : source.frequencies.first)
+
+        for (t, task) in source.tasks.enumerated() {
+            for (y, type) in source.types.enumerated() {
+                for (f, frequency) in source.frequencies.enumerated() {
+                    let cell = CellIndex(task: result.tasks.firstIndex(of: task)!, type: result.types.firstIndex(of: type)!,
+                                         frequency: result.frequencies.firstIndex(of: frequency)!)
+                    let (rt, ry, rf) = (cell.task, cell.type, cell.frequency)
+                    var circuitsByStep: [(c: Int, edges: CircuitEdges)] = []
+                    for (c, step) in result.steps.enumerated() {
+                        guard let fc = source.checkpoints.index[step],
+                              let mask = try source.inCircuit(checkpoint: fc, task: t, type: y, frequency: f) else {
+                            result.missing.append(MissingCell(file: source.file.path, step: step, cell: "\(task)/\(type)/\(frequency)"))
+                            continue
+                        }
+                        let matrix = try scores?.scores(step: step, task: task, type: type, frequency: frequency)
+                        if scores != nil && matrix == nil { scoresMissing += 1 }
+                        if matrix != nil { scoreCellsRead.insert("\(step)/\(task)/\(type)/\(frequency)") }
+                        let edges = CircuitEdges(mask: mask, scores: matrix)
+                        circuitsByStep.append((c, edges))
+
+                        faithfulness[c, rt, ry, rf] = source.faithfulness?[fc, t, y, f] ?? .nan
+                        let stored = source.edgeEntropy?[fc, t, y, f] ?? .nan
+                        entropy[c, rt, ry, rf] = stored.isNaN ? edges.scores.map(CircuitMetrics.entropy) ?? .nan : stored
+                        let count = source.nEdges?[fc, t, y, f] ?? .nan
+                        nEdges[c, rt, ry, rf] = count.isNaN ? Double(edges.edges.count) : count
+                        if let h = source.hitsAt10, let ty = source.targetTypes?.firstIndex(of: type),
+                           let tf = source.targetFrequencies?.firstIndex(of: frequency) {
+                            hits[c, rt, ry, rf] = h[fc, t, y, f, ty, tf]
+                        }
+                        let profile = CircuitMetrics.layerProfile(edges, graph: graph)
+                        let eShare = profile.edgeShare, sShare = profile.scoreShare
+                        for l in 0..<nL {
+                            edgeShare[c, rt, ry, rf, l] = eShare[l]
+                            scoreShare[c, rt, ry, rf, l] = sShare?[l] ?? .nan
+                        }
+                        meanLayer[c, rt, ry, rf] = profile.meanLayer
+                        meanLayerByCount[c, rt, ry, rf] = profile.meanLayerByCount
+                        byBucket[(c * nY + ry) * nF + rf].add(profile)
+                        byCheckpoint[c].add(profile)
+                    }
+                    guard let final = circuitsByStep.last else { continue }
+                    result.finalStep[cell] = result.steps[final.c]
+                    var counts = [Double](repeating: 0, count: nN)
+                    for (k, entry) in circuitsByStep.enumerated() {
+                        jFinal[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(entry.edges.edges, final.edges.edges)
+                        if k > 0 {
+                            jPrevious[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(entry.edges.edges, circuitsByStep[k - 1].edges.edges)
+                        }
+                        for (n, isIn) in CircuitMetrics.nodesPresent(entry.edges, graph: graph).enumerated() where isIn { counts[n] += 1 }
+                    }
+                    for n in 0..<nN { presence[rt, ry, rf, n] = counts[n] / Double(circuitsByStep.count) }
+                    result.phaseShift[cell] = PhaseShift.fit(
+                        x: circuitsByStep.map { Double(result.steps[$0.c]) }, y: circuitsByStep.map { jFinal[$0.c, rt, ry, rf] },
+                        minImprovement: result.options.phaseMinImprovement, confidence: result.options.phaseConfidence,
+                        simulations: result.options.phaseSimulations)
+                    if task == mapTask, frequency == mapFrequency, let scores,
+                       let matrix = try scores.scores(step: result.steps[final.c], task: task, type: type, frequency: frequency) {
+                        var masked = [Float](repeating: .nan, count: matrix.count)
+                        for e in final.edges.edges { masked[Int(e)] = matrix[Int(e)] }
+                        result.finalMaps.append(FinalCircuitMap(task: task, type: type, frequency: frequency,
+                                                                step: result.steps[final.c], scores: masked))
+                    }
+                }
+            }
+        }
+        if scoresMissing > 0 {
+            result.notes.append("\(scoresMissing) circuit(s) have no scores in scores.nc: their |score| shares and weighted mean layer are NaN.")
+        }
+        if scores == nil {
+            result.notes.append("scores.nc not given: |score| shares, the weighted mean layer and the heat maps are skipped.")
+        }
+        if source.hitsAt10 == nil { result.notes.append("circuits.nc has no hits_at_10 (with target_type, target_frequency): circuit hits@10 is skipped.") }
+
+        result.faithfulness = faithfulness
+        result.edgeEntropy = entropy
+        result.nEdges = nEdges
+        result.circuitHitsAt10 = source.hitsAt10 == nil ? nil : hits
+        result.jaccardFinal = jFinal
+        result.jaccardPrevious = jPrevious
+        result.edgeShare = edgeShare
+        result.scoreShare = scores == nil ? nil : scoreShare
+        result.meanLayer = scores == nil ? nil : meanLayer
+        result.meanLayerByCount = meanLayerByCount
+        result.nodePresence = presence
+
+        var bucketMean = LabeledArray(dimensions: ["checkpoint", "type", "frequency"], shape: [nC, nY, nF])
+        for c in 0..<nC { for y in 0..<nY { for f in 0..<nF {
+            let p = byBucket[(c * nY + y) * nF + f]
+            bucketMean[c, y, f] = scores == nil ? p.meanLayerByCount : p.meanLayer
+        } } }
+        result.meanLayerByBucket = bucketMean
+        var eAll = LabeledArray(dimensions: ["checkpoint", "layer"], shape: [nC, nL]), sAll = eAll
+        var mAll = LabeledArray(dimensions: ["checkpoint"], shape: [nC]), mcAll = mAll
+        for c in 0..<nC {
+            let p = byCheckpoint[c]
+            let e = p.edgeShare, s = p.scoreShare
+            for l in 0..<nL { eAll[c, l] = e[l]; sAll[c, l] = s?[l] ?? .nan }
+            mAll[c] = p.meanLayer
+            mcAll[c] = p.meanLayerByCount
+        }
+        result.edgeShareAll = eAll
+        result.scoreShareAll = scores == nil ? nil : sAll
+        result.meanLayerAll = scores == nil ? nil : mAll
+        result.meanLayerByCountAll = mcAll
+
+        var byType = LabeledArray(dimensions: ["checkpoint", "type"], shape: [nC, nY])
+        for y in 0..<nY {
+            for c in 0..<nC {
+                byType[c, y] = CircuitMetrics.finiteMean((0..<nT).flatMap { t in (0..<nF).map { jFinal[c, t, y, $0] } })
+            }
+            guard byType.series(y).contains(where: { !$0.isNaN }) else { continue }
+            result.phaseShiftByType[result.types[y]] = PhaseShift.fit(
+                x: result.steps.map(Double.init), y: byType.series(y), minImprovement: result.options.phaseMinImprovement,
+                confidence: result.options.phaseConfidence, simulations: result.options.phaseSimulations)
+        }
+        result.jaccardFinalByType = byType
+    }
+
+    /// Score cells that scores.nc lacks, over its own labels and every step (cells found while
+    /// analysing the circuits are not read again).
+    static func listMissingScores(_ source: ScoresSource, into result: inout AnalysisResult, alreadyRead: Set<String>) throws {
+        for step in result.steps {
+            for task in sortedKeys(source.taskIndex) {
+                for type in sortedKeys(source.typeIndex) {
+                    for frequency in sortedKeys(source.frequencyIndex) {
+                        if alreadyRead.contains("\(step)/\(task)/\(type)/\(frequency)") { continue }
+                        if try source.scores(step: step, task: task, type: type, frequency: frequency) == nil {
+                            result.missing.append(MissingCell(file: source.file.path, step: step, cell: "\(task)/\(type)/\(frequency)"))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

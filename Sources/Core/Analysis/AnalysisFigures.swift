@@ -1,0 +1,194 @@
+import Foundation
+
+/// One SVG figure of the analysis: file name (no folder), what it shows, and the document.
+public struct AnalysisFigure {
+    public let file: String
+    public let caption: String
+    public let svg: String
+}
+
+/// Draws the analysis as SVG figures. A figure whose data is absent is not drawn.
+///
+/// Conventions: one line per type × bucket, the bucket's colour and the type's dash pattern
+/// (first type solid, second dashed); circuit quantities are averaged over tasks first; the
+/// x axis is the checkpoint's training step.
+public enum AnalysisFigures {
+    public static func make(_ r: AnalysisResult) -> [AnalysisFigure] {
+        var figures: [AnalysisFigure] = []
+        let threshold = ChartMarker(value: r.options.threshold, label: percent(r.options.threshold), color: "#777777")
+
+        // Performance.
+        if let a = r.fullHitsAt10, a.hasValues {
+            figures.append(chart(r, "acquisition_full_hits_at_10.svg", "Full model: hits@10 on test entities",
+                                 "hits@10 (mean over \(r.attributes.count) attributes)", bucketSeries(r) { y, f in r.steps.indices.map { a[$0, y, f] } },
+                                 domain: 0...1, percent: true, horizontal: [threshold],
+                                 caption: "Full-model hits@10 per checkpoint, by type × frequency bucket (acquisition.nc)."))
+        }
+        if let a = r.fullExactMatch, a.hasValues {
+            figures.append(chart(r, "acquisition_full_exact_match.svg", "Full model: exact match of greedy decoding",
+                                 "exact match (mean over \(r.attributes.count) attributes)", bucketSeries(r) { y, f in r.steps.indices.map { a[$0, y, f] } },
+                                 domain: 0...1, percent: true, horizontal: [threshold],
+                                 caption: "Full-model exact match per checkpoint, by type × frequency bucket (acquisition.nc)."))
+        }
+        if let a = r.circuitHitsAt10, a.hasValues {
+            figures.append(chart(r, "acquisition_circuit_hits_at_10.svg", "Circuit: hits@10 on its own cell's test entities",
+                                 "hits@10 (mean over tasks)", bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
+                                 domain: 0...1, percent: true, horizontal: [threshold],
+                                 caption: "Hits@10 of the circuit (top-\(r.topn.map(String.init) ?? "?"), zero-ablated) per checkpoint (circuits.nc)."))
+        }
+        if let a = r.faithfulness, a.hasValues {
+            figures.append(chart(r, "faithfulness.svg", "Circuit faithfulness", "faithfulness (mean over tasks)",
+                                 bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
+                                 horizontal: [ChartMarker(value: 1, label: "whole model", color: "#777777")],
+                                 caption: "Faithfulness (circuit − corrupted) / (clean − corrupted) per checkpoint (circuits.nc)."))
+        }
+
+        // Topology.
+        let shifts = r.types.compactMap { type -> ChartMarker? in
+            guard let fit = r.phaseShiftByType[type], fit.isShift, let x = fit.breakX else { return nil }
+            return ChartMarker(value: x, label: "\(type): phase shift at \(Int64(x))", color: "#444444")
+        }
+        if let a = r.jaccardFinal, a.hasValues {
+            figures.append(chart(r, "topology_jaccard_final.svg", "Circuit similarity to the final circuit",
+                                 "Jaccard similarity (mean over tasks)", bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
+                                 domain: 0...1, vertical: shifts,
+                                 caption: "Jaccard similarity of each checkpoint's edge set with the final checkpoint's."))
+        }
+        if let a = r.jaccardPrevious, a.hasValues {
+            figures.append(chart(r, "topology_jaccard_previous.svg", "Circuit similarity to the previous checkpoint's",
+                                 "Jaccard similarity (mean over tasks)", bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
+                                 domain: 0...1, caption: "Jaccard similarity of each checkpoint's edge set with the previous checkpoint's."))
+        }
+        if let a = r.edgeEntropy, a.hasValues {
+            figures.append(chart(r, "topology_edge_entropy.svg", "Edge-score entropy of the circuit", "entropy (nats, mean over tasks)",
+                                 bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
+                                 caption: "Entropy of the |score| distribution over the circuit's edges; falling = fewer edges carry the score."))
+        }
+        if let byType = r.jaccardFinalByType, byType.hasValues {
+            var series: [LineSeries] = []
+            for (y, type) in r.types.enumerated() where byType.series(y).contains(where: { !$0.isNaN }) {
+                let color = SVG.color(y)
+                series.append(LineSeries(name: "\(type): similarity to final", x: r.steps.map(Double.init), y: byType.series(y), color: color))
+                if let fit = r.phaseShiftByType[type], fit.isShift {
+                    series.append(LineSeries(name: "\(type): two-segment fit", x: fit.segmentX, y: fit.segmentY, color: color,
+                                             dash: "6 4", width: 1.5, markers: false))
+                }
+            }
+            figures.append(chart(r, "phase_shift.svg", "Phase shift: formation → optimisation",
+                                 "Jaccard similarity to final (mean over tasks and buckets)", series, domain: 0...1, vertical: shifts,
+                                 caption: "Similarity to the final circuit per type with the continuous two-segment fit; the break is the phase shift."))
+        }
+
+        // Components.
+        if let a = r.meanLayerByBucket, a.hasValues {
+            var series = bucketSeries(r) { y, f in r.steps.indices.map { a[$0, y, f] } }
+            let all = r.meanLayerAll ?? r.meanLayerByCountAll
+            if let all { series.append(LineSeries(name: "all circuits", x: r.steps.map(Double.init), y: all.values, color: "#111111", width: 3)) }
+            let weighted = r.meanLayerAll != nil
+            figures.append(chart(r, "components_mean_layer.svg", "Mean layer of circuit edges (falling = deep → shallow)",
+                                 weighted ? "|score|-weighted mean upstream layer (embed = −1)" : "mean upstream layer (embed = −1)", series,
+                                 caption: "Mean layer of the circuit edges' upstream nodes, \(weighted ? "weighted by |score|" : "by edge count")."))
+        }
+        if let e = r.edgeShareAll, e.hasValues {
+            figures.append(layerMap(r, e, "components_edge_share.svg", "Share of circuit edges by upstream layer", "edge share",
+                                    "Share of all circuits' edges whose upstream node lies in each layer, per checkpoint."))
+        }
+        if let s = r.scoreShareAll, s.hasValues {
+            figures.append(layerMap(r, s, "components_score_share.svg", "Share of |score| mass by upstream layer", "|score| share",
+                                    "Share of the circuits' |score| mass on edges leaving each layer, per checkpoint."))
+        }
+        if let graph = r.graph {
+            for map in r.finalMaps { figures.append(finalMap(map, graph: graph)) }
+        }
+        return figures
+    }
+
+    /// One series per type × bucket; `values(type, frequency)` gives the y over `r.steps`.
+    static func bucketSeries(_ r: AnalysisResult, _ values: (Int, Int) -> [Double]) -> [LineSeries] {
+        var out: [LineSeries] = []
+        for y in r.types.indices {
+            for f in r.frequencies.indices {
+                let s = LineSeries(name: "\(r.types[y]) · \(r.frequencies[f])", x: r.steps.map(Double.init), y: values(y, f),
+                                   color: SVG.color(f), dash: SVG.dash(y))
+                if s.hasPoints { out.append(s) }
+            }
+        }
+        return out
+    }
+
+    static func chart(_ r: AnalysisResult, _ file: String, _ title: String, _ yLabel: String, _ series: [LineSeries],
+                      domain: ClosedRange<Double>? = nil, percent: Bool = false, horizontal: [ChartMarker] = [],
+                      vertical: [ChartMarker] = [], caption: String) -> AnalysisFigure {
+        var chart = LineChart(title: title, xLabel: "checkpoint (training step)", yLabel: yLabel, series: series)
+        chart.yDomain = domain
+        chart.yPercent = percent
+        chart.horizontalMarkers = horizontal
+        chart.verticalMarkers = vertical
+        return AnalysisFigure(file: file, caption: caption, svg: chart.render())
+    }
+
+    /// A (checkpoint, layer) share as a heat map: deepest layer on top, embed at the bottom.
+    static func layerMap(_ r: AnalysisResult, _ a: LabeledArray, _ file: String, _ title: String, _ colorLabel: String,
+                         _ caption: String) -> AnalysisFigure {
+        let layers = r.layers
+        let rows = layers.count, columns = r.steps.count
+        var values = [Double](repeating: .nan, count: rows * columns)
+        for (row, slot) in (0..<rows).reversed().enumerated() {
+            for c in 0..<columns { values[row * columns + c] = a[c, slot] }
+        }
+        let top = NiceScale.nice(values.filter { !$0.isNaN }.max() ?? 1, round: false)
+        var map = HeatMap(title: title, rows: rows, columns: columns, values: values,
+                          rowTicks: HeatMap.ticks(layers.reversed().map(GraphNames.layerName)),
+                          columnTicks: HeatMap.ticks(r.steps.map(String.init), limit: 30),
+                          xLabel: "checkpoint (training step)", yLabel: "upstream layer", colorLabel: colorLabel,
+                          scale: .sequential(lower: 0, upper: min(1, top)))
+        map.colorPercent = true
+        return AnalysisFigure(file: file, caption: caption, svg: map.render())
+    }
+
+    /// The final circuit's edge scores, upstream × downstream, with layer separators. The colour
+    /// saturates at the 98th percentile of |score| so that a few large scores do not wash out the rest.
+    static func finalMap(_ m: FinalCircuitMap, graph: GraphNames) -> AnalysisFigure {
+        let rows = graph.upstream.count, columns = graph.downstream.count
+        let values = m.scores.map(Double.init)
+        var background = [Bool](repeating: false, count: rows * columns)
+        for u in 0..<rows { for d in 0..<columns { background[u * columns + d] = graph.isEdge(upstream: u, downstream: d) } }
+        let magnitudes = values.filter { !$0.isNaN }.map(abs).sorted()
+        let limit = magnitudes.isEmpty ? 1 : magnitudes[min(magnitudes.count - 1, Int(0.98 * Double(magnitudes.count)))]
+        func downstreamLayer(_ d: Int) -> Int { graph.downstreamNode[d].map { graph.upstreamLayer[$0] } ?? graph.nLayers }
+        let rowStarts = (1..<rows).filter { graph.upstreamLayer[$0] != graph.upstreamLayer[$0 - 1] }
+        let columnStarts = (1..<columns).filter { downstreamLayer($0) != downstreamLayer($0 - 1) }
+        // Large graphs: one label per layer block, at its middle.
+        func blockTicks(_ starts: [Int], count: Int, label: (Int) -> String) -> [(index: Int, label: String)] {
+            let bounds = [0] + starts + [count]
+            return zip(bounds, bounds.dropFirst()).map { a, b in ((a + b - 1) / 2, label(a)) }
+        }
+        let rowTicks = rows <= 40 ? HeatMap.ticks(graph.upstream)
+            : blockTicks(rowStarts, count: rows) { $0 == 0 ? "input" : "L\(graph.upstreamLayer[$0])" }
+        let columnTicks = columns <= 60 ? HeatMap.ticks(graph.downstream, limit: 60)
+            : blockTicks(columnStarts, count: columns) { d in graph.downstreamNode[d] == nil ? "logits" : "L\(downstreamLayer(d))" }
+        let clipped = magnitudes.last.map { $0 > limit } ?? false
+        var map = HeatMap(title: "Final circuit \(m.task)/\(m.type)/\(m.frequency) at step \(m.step): edge scores",
+                          rows: rows, columns: columns, values: values, rowTicks: rowTicks, columnTicks: columnTicks,
+                          xLabel: "downstream input, by layer (grey: edge outside the circuit)", yLabel: "upstream node, by layer",
+                          colorLabel: clipped ? "edge score (clipped)" : "edge score", scale: .diverging(limit: limit > 0 ? limit : 1))
+        map.background = background
+        map.rowSeparators = rowStarts
+        map.columnSeparators = columnStarts
+        return AnalysisFigure(file: "final_circuit_\(safe(m.task))_\(safe(m.type))_\(safe(m.frequency)).svg",
+                              caption: "Edge scores of the final circuit (\(m.task), \(m.type), \(m.frequency), step \(m.step)); " +
+                                "rows are upstream nodes, columns downstream inputs, grouped by layer" +
+                                (clipped ? "; colours saturate at the 98th percentile of |score|." : "."),
+                              svg: map.render())
+    }
+
+    static func percent(_ x: Double) -> String {
+        let v = x * 100
+        return v == v.rounded() ? "\(Int(v)) %" : String(format: "%.1f %%", v)
+    }
+
+    /// A label made safe for a file name.
+    static func safe(_ s: String) -> String {
+        String(s.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })
+    }
+}

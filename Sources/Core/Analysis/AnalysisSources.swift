@@ -1,0 +1,219 @@
+import Foundation
+
+/// The three files `dkc analyze` reads; any may be absent (its part of the analysis is skipped).
+public struct AnalysisInputPaths: Equatable, Codable, Sendable {
+    public var scores: String?
+    public var circuits: String?
+    public var acquisition: String?
+    /// Files of a run folder that were looked for and not found (the report lists them).
+    public var notFound: [String] = []
+
+    public init(scores: String? = nil, circuits: String? = nil, acquisition: String? = nil, notFound: [String] = []) {
+        self.scores = scores; self.circuits = circuits; self.acquisition = acquisition; self.notFound = notFound
+    }
+
+    /// `<run>/circuits/{scores,circuits,acquisition}.nc` (those that exist), each replaced by an
+    /// explicit path when given. Explicit paths must exist; at least one file must be found.
+    public static func resolve(run: String?, scores: String?, circuits: String?,
+                               acquisition: String?) throws -> AnalysisInputPaths {
+        let fm = FileManager.default
+        var paths = AnalysisInputPaths()
+        func pick(_ explicit: String?, _ option: String, _ name: String) throws -> String? {
+            if let explicit {
+                guard fm.fileExists(atPath: explicit) else { throw AnalysisError.missingFile(option: option, path: explicit) }
+                return explicit
+            }
+            guard let run else { return nil }
+            let path = URL(fileURLWithPath: run).appendingPathComponent("circuits").appendingPathComponent(name).path
+            if fm.fileExists(atPath: path) { return path }
+            paths.notFound.append(path)
+            return nil
+        }
+        paths.scores = try pick(scores, "--scores", "scores.nc")
+        paths.circuits = try pick(circuits, "--circuits", "circuits.nc")
+        paths.acquisition = try pick(acquisition, "--acquisition", "acquisition.nc")
+        guard paths.scores != nil || paths.circuits != nil || paths.acquisition != nil else {
+            throw AnalysisError.noInputs(run == nil ? "no file given"
+                                         : "none of \(paths.notFound.joined(separator: ", ")) exists")
+        }
+        return paths
+    }
+}
+
+/// Checkpoint steps of one file, checked for repeats, with a lookup from step to index.
+struct AnalysisCheckpointAxis {
+    let steps: [Int64]
+    let index: [Int64: Int]
+
+    init(_ file: AnalysisInputFile) throws {
+        steps = try file.integers("checkpoint")
+        var index: [Int64: Int] = [:]
+        for (i, s) in steps.enumerated() {
+            if index[s] != nil {
+                throw AnalysisError.layout(file: file.path, object: "variable 'checkpoint'",
+                                           problem: "step \(s) appears twice (two training stages in one sweep?); " +
+                                               "analyse the checkpoints of one stage at a time")
+            }
+            index[s] = i
+        }
+        self.index = index
+    }
+}
+
+/// acquisition.nc: full-model knowledge by checkpoint × attribute × type × frequency.
+struct AcquisitionSource {
+    let file: AnalysisInputFile
+    let checkpoints: AnalysisCheckpointAxis
+    let attributes: [String], types: [String], frequencies: [String]
+    /// (checkpoint, attribute, type, frequency); nil when the file lacks the variable.
+    let exactMatch: LabeledArray?, hitsAt10: LabeledArray?, hitsAt1: LabeledArray?
+
+    init(path: String) throws {
+        file = try AnalysisInputFile(path: path)
+        checkpoints = try AnalysisCheckpointAxis(file)
+        attributes = try file.labels("attribute")
+        types = try file.labels("type")
+        frequencies = try file.labels("frequency")
+        let order = ["checkpoint", "attribute", "type", "frequency"]
+        let f = file
+        func optional(_ name: String) throws -> LabeledArray? { f.has(name) ? try f.array(name, order: order) : nil }
+        exactMatch = try optional("exact_match")
+        hitsAt10 = try optional("hits_at_10")
+        hitsAt1 = try optional("hits_at_1")
+        guard exactMatch != nil || hitsAt10 != nil else {
+            throw AnalysisError.layout(file: path, object: "variables 'exact_match', 'hits_at_10'", problem: "both missing")
+        }
+    }
+}
+
+/// circuits.nc: circuits (at the selected top-n) and their evaluation by checkpoint × task × type × frequency.
+struct CircuitsSource {
+    let file: AnalysisInputFile
+    let checkpoints: AnalysisCheckpointAxis
+    let tasks: [String], types: [String], frequencies: [String]
+    /// The `topn` values (nil without a `topn` variable) and the index chosen.
+    let topnValues: [Int64]?
+    let topnIndex: Int
+    let targetTypes: [String]?, targetFrequencies: [String]?
+    let upstream: [String]?, downstream: [String]?
+    let nUpstream: Int, nDownstream: Int
+    /// (checkpoint, task, type, frequency) at the chosen top-n; nil when absent.
+    let faithfulness: LabeledArray?, nEdges: LabeledArray?, edgeEntropy: LabeledArray?
+    /// (checkpoint, task, type, frequency, target_type, target_frequency) at the chosen top-n.
+    let hitsAt10: LabeledArray?
+
+    /// `topn`: the circuit size to analyse (nil: the largest in the file).
+    init(path: String, topn: Int?) throws {
+        file = try AnalysisInputFile(path: path)
+        checkpoints = try AnalysisCheckpointAxis(file)
+        tasks = try file.labels("task")
+        types = try file.labels("type")
+        frequencies = try file.labels("frequency")
+        guard let nTopn = file.dimensionLength("topn"), nTopn > 0 else {
+            throw AnalysisError.layout(file: path, object: "dimension 'topn'", problem: "missing or empty")
+        }
+        topnValues = file.has("topn") ? try file.integers("topn") : nil
+        if let topn {
+            guard let values = topnValues else {
+                throw AnalysisError.option(name: "--topn", problem: "\(path) has no 'topn' variable to select \(topn) from; omit --topn")
+            }
+            guard let i = values.firstIndex(of: Int64(topn)) else {
+                throw AnalysisError.option(name: "--topn \(topn)",
+                                           problem: "\(path) evaluated top-n \(values.map(String.init).joined(separator: ", ")); pick one of them")
+            }
+            topnIndex = i
+        } else {
+            topnIndex = topnValues.map { v in v.indices.max { v[$0] < v[$1] }! } ?? nTopn - 1
+        }
+        targetTypes = file.has("target_type") ? try file.labels("target_type") : nil
+        targetFrequencies = file.has("target_frequency") ? try file.labels("target_frequency") : nil
+        upstream = file.has("upstream") ? try file.labels("upstream") : nil
+        downstream = file.has("downstream") ? try file.labels("downstream") : nil
+        let inCircuit = try file.info("in_circuit")
+        func length(_ d: String) throws -> Int {
+            guard let i = inCircuit.dimensions.firstIndex(of: d) else {
+                throw AnalysisError.layout(file: path, object: "variable 'in_circuit'", problem: "has no dimension '\(d)'")
+            }
+            return inCircuit.shape[i]
+        }
+        nUpstream = try length("upstream")
+        nDownstream = try length("downstream")
+
+        let cell = ["checkpoint", "task", "type", "frequency"]
+        let fixed = ["topn": topnIndex]
+        let f = file
+        func scalar(_ name: String) throws -> LabeledArray? {
+            guard f.has(name) else { return nil }
+            let values = try f.slice(name, fixed: fixed, trailing: cell)
+            return LabeledArray(dimensions: cell, shape: cell.map { f.dimensionLength($0)! }, values: values)
+        }
+        faithfulness = try scalar("faithfulness")
+        nEdges = try scalar("n_edges")
+        edgeEntropy = try scalar("edge_entropy")
+        if f.has("hits_at_10"), targetTypes != nil, targetFrequencies != nil {
+            let dims = cell + ["target_type", "target_frequency"]
+            let values = try f.slice("hits_at_10", fixed: fixed, trailing: dims)
+            hitsAt10 = LabeledArray(dimensions: dims, shape: dims.map { f.dimensionLength($0)! }, values: values)
+        } else {
+            hitsAt10 = nil
+        }
+    }
+
+    /// The chosen top-n, when the file names it.
+    var topn: Int64? { topnValues?[topnIndex] }
+
+    /// The `in_circuit` matrix (upstream, downstream) of one cell; nil when the cell was not
+    /// computed (an entry outside 0/1, i.e. a fill value, or `n_edges` NaN).
+    func inCircuit(checkpoint c: Int, task t: Int, type y: Int, frequency f: Int) throws -> [Int8]? {
+        if let nEdges, nEdges[c, t, y, f].isNaN { return nil }
+        let mask = try file.rawSlice("in_circuit", fixed: ["checkpoint": c, "task": t, "type": y, "frequency": f, "topn": topnIndex],
+                                     trailing: ["upstream", "downstream"], as: Int8.self)
+        return mask.allSatisfy({ $0 == 0 || $0 == 1 }) ? mask : nil
+    }
+}
+
+/// scores.nc: edge scores by checkpoint × task × type × frequency.
+struct ScoresSource {
+    let file: AnalysisInputFile
+    let checkpoints: AnalysisCheckpointAxis
+    let taskIndex: [String: Int], typeIndex: [String: Int], frequencyIndex: [String: Int]
+    let upstream: [String]?, downstream: [String]?
+    let nUpstream: Int, nDownstream: Int
+    /// Values of `score` that mark an unwritten entry (besides NaN).
+    private let scoreFills: Set<Float>
+
+    init(path: String) throws {
+        file = try AnalysisInputFile(path: path)
+        checkpoints = try AnalysisCheckpointAxis(file)
+        let f = file
+        func lookup(_ name: String) throws -> [String: Int] {
+            Dictionary(try f.labels(name).enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        }
+        taskIndex = try lookup("task")
+        typeIndex = try lookup("type")
+        frequencyIndex = try lookup("frequency")
+        upstream = file.has("upstream") ? try file.labels("upstream") : nil
+        downstream = file.has("downstream") ? try file.labels("downstream") : nil
+        let score = try file.info("score")
+        guard let u = score.dimensions.firstIndex(of: "upstream"), let d = score.dimensions.firstIndex(of: "downstream") else {
+            throw AnalysisError.layout(file: path, object: "variable 'score'", problem: "lacks the upstream and downstream dimensions")
+        }
+        nUpstream = score.shape[u]
+        nDownstream = score.shape[d]
+        scoreFills = Set(file.fillValues("score", score.type).map(Float.init))
+    }
+
+    /// The score matrix (upstream, downstream) of a cell named by step and labels; nil when the
+    /// file lacks the cell or holds no finite score for it. Non-edges are NaN.
+    func scores(step: Int64, task: String, type: String, frequency: String) throws -> [Float]? {
+        guard let c = checkpoints.index[step], let t = taskIndex[task], let y = typeIndex[type],
+              let f = frequencyIndex[frequency] else { return nil }
+        var m = try file.rawSlice("score", fixed: ["checkpoint": c, "task": t, "type": y, "frequency": f],
+                                  trailing: ["upstream", "downstream"], as: Float.self)
+        var any = false
+        for i in m.indices {
+            if scoreFills.contains(m[i]) { m[i] = .nan } else if !m[i].isNaN { any = true }
+        }
+        return any ? m : nil
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+
+/// Writes analysis.nc: every series of an `AnalysisResult` with named dimensions, so
+/// `xarray.open_dataset("analysis.nc").jaccard_final.sel(task="city", type="new")` works.
+///
+/// Dimensions: `checkpoint` (step, int64), `task`, `type`, `frequency` (string coordinates),
+/// `layer` (int64: −1 = embed, 0 … L−1, with `layer_name`), `node` (upstream node names).
+/// Float variables are double with `_FillValue` NaN; a variable whose part of the analysis was
+/// skipped is absent. Global attributes as outputs.md requires of every file.
+public enum AnalysisWriter {
+    /// One variable to write: name, dimensions, values (C order), and its attributes.
+    struct Variable {
+        let name: String
+        let dimensions: [String]
+        let values: [Double]
+        let longName: String
+        let units: String
+        var extra: [(String, String)] = []
+    }
+
+    public static func write(_ r: AnalysisResult, to url: URL, commandLine: String) throws {
+        var variables: [Variable] = []
+        func add(_ name: String, _ array: LabeledArray?, _ longName: String, _ units: String = "1", _ extra: [(String, String)] = []) {
+            guard let array else { return }
+            variables.append(Variable(name: name, dimensions: array.dimensions, values: array.values,
+                                      longName: longName, units: units, extra: extra))
+        }
+        let mean = [("cell_methods", "attribute: mean")]
+        add("full_exact_match", r.fullExactMatch, "full-model exact match of greedy decoding, mean over attributes", "1", mean)
+        add("full_hits_at_10", r.fullHitsAt10, "full-model share of test entities whose label ranks in the top 10, mean over attributes", "1", mean)
+        add("full_hits_at_1", r.fullHitsAt1, "full-model share of test entities whose label ranks first, mean over attributes", "1", mean)
+        add("circuit_hits_at_10", r.circuitHitsAt10, "hits@10 of the circuit on its own cell's test entities (zero-ablated)")
+        add("faithfulness", r.faithfulness, "circuit faithfulness (circuit - corrupted) / (clean - corrupted)")
+        add("edge_entropy", r.edgeEntropy, "entropy of |score| over the circuit's edges", "nat")
+        add("n_edges", r.nEdges, "edges in the circuit after pruning")
+        add("jaccard_final", r.jaccardFinal, "Jaccard similarity of the circuit's edge set with the cell's final circuit")
+        add("jaccard_previous", r.jaccardPrevious, "Jaccard similarity of the circuit's edge set with the previous checkpoint's present")
+        add("edge_share", r.edgeShare, "share of the circuit's edges whose upstream node lies in the layer")
+        add("score_share", r.scoreShare, "share of the circuit's |score| mass on edges whose upstream node lies in the layer")
+        add("mean_layer", r.meanLayer, "|score|-weighted mean layer of the circuit edges' upstream nodes (embed = -1)")
+        add("mean_layer_by_count", r.meanLayerByCount, "mean layer of the circuit edges' upstream nodes (embed = -1)")
+        add("mean_layer_by_bucket", r.meanLayerByBucket, "mean upstream layer over the circuits of every task (|score|-weighted when scores exist)")
+        add("edge_share_all", r.edgeShareAll, "share of all circuits' edges by upstream layer")
+        add("score_share_all", r.scoreShareAll, "share of all circuits' |score| mass by upstream layer")
+        add("mean_layer_all", r.meanLayerAll, "|score|-weighted mean upstream layer over all circuits (embed = -1)")
+        add("mean_layer_by_count_all", r.meanLayerByCountAll, "mean upstream layer over all circuits' edges (embed = -1)")
+        add("node_presence", r.nodePresence, "share of the cell's checkpoints whose circuit contains the node")
+        add("jaccard_final_by_type", r.jaccardFinalByType, "similarity to the final circuit, mean over tasks and buckets")
+
+        // Phase shift, per cell and per type.
+        let cellShape = [r.tasks.count, r.types.count, r.frequencies.count]
+        if !r.phaseShift.isEmpty {
+            var fits = [PhaseShiftFit?](repeating: nil, count: cellShape.reduce(1, *))
+            for (cell, fit) in r.phaseShift { fits[(cell.task * r.types.count + cell.type) * r.frequencies.count + cell.frequency] = fit }
+            variables += phaseVariables(fits, dimensions: ["task", "type", "frequency"], suffix: "")
+            var final = [Double](repeating: .nan, count: fits.count)
+            for (cell, step) in r.finalStep { final[(cell.task * r.types.count + cell.type) * r.frequencies.count + cell.frequency] = Double(step) }
+            variables.append(Variable(name: "final_step", dimensions: ["task", "type", "frequency"], values: final,
+                                      longName: "step of the checkpoint whose circuit is the cell's final one", units: "1"))
+        }
+        if !r.phaseShiftByType.isEmpty {
+            variables += phaseVariables(r.types.map { r.phaseShiftByType[$0] }, dimensions: ["type"], suffix: "_by_type")
+        }
+
+        // First checkpoint reaching the threshold.
+        func firstSteps(_ name: String, _ longName: String, _ series: (Int, Int) -> [Double]) {
+            var values: [Double] = []
+            for y in r.types.indices { for f in r.frequencies.indices { values.append(r.firstStep(series(y, f)).map(Double.init) ?? .nan) } }
+            variables.append(Variable(name: name, dimensions: ["type", "frequency"], values: values, longName: longName, units: "1",
+                                      extra: [("threshold", String(r.options.threshold)), ("comment", "NaN: never reached")]))
+        }
+        if let a = r.fullHitsAt10, !r.types.isEmpty, !r.frequencies.isEmpty {
+            firstSteps("first_step_full_hits_at_10", "first checkpoint step where full-model hits@10 reaches the threshold") { y, f in a.series(y, f) }
+            variables.append(Variable(name: "first_step_full_hits_at_10_by_type", dimensions: ["type"],
+                                      values: r.types.indices.map { r.firstStep(r.meanOverBuckets(a, type: $0)).map(Double.init) ?? .nan },
+                                      longName: "first checkpoint step where full-model hits@10, mean over buckets, reaches the threshold",
+                                      units: "1", extra: [("threshold", String(r.options.threshold)), ("comment", "NaN: never reached")]))
+        }
+        if let a = r.fullExactMatch, !r.types.isEmpty, !r.frequencies.isEmpty {
+            firstSteps("first_step_full_exact_match", "first checkpoint step where full-model exact match reaches the threshold") { y, f in a.series(y, f) }
+        }
+        if let a = r.circuitHitsAt10, !r.types.isEmpty, !r.frequencies.isEmpty {
+            firstSteps("first_step_circuit_hits_at_10", "first checkpoint step where circuit hits@10 (mean over tasks) reaches the threshold") { y, f in
+                r.meanOverTasks(a, type: y, frequency: f)
+            }
+        }
+
+        let dimensionLengths: [String: Int] = ["checkpoint": r.steps.count, "task": r.tasks.count, "type": r.types.count,
+                                               "frequency": r.frequencies.count, "layer": r.layers.count,
+                                               "node": r.graph?.upstream.count ?? 0]
+        // A zero-length dimension would be unlimited in NetCDF: drop variables over one.
+        variables = variables.filter { v in v.dimensions.allSatisfy { (dimensionLengths[$0] ?? 0) > 0 } }
+        let used = Set(variables.flatMap(\.dimensions)).union(["checkpoint"])
+
+        do {
+            try NetCDFFile.writeAtomically(to: url) { file in
+                for d in ["checkpoint", "task", "type", "frequency", "layer", "node"] where used.contains(d) {
+                    try file.addDimension(d, length: dimensionLengths[d]!)
+                }
+                try file.addVariable("checkpoint", type: .int64, dimensions: ["checkpoint"])
+                try file.setAttribute("long_name", "training step of the checkpoint", on: "checkpoint")
+                try file.setAttribute("units", "1", on: "checkpoint")
+                for d in ["task", "type", "frequency", "node"] where used.contains(d) {
+                    try file.addVariable(d, type: .string, dimensions: [d])
+                }
+                if used.contains("layer") {
+                    try file.addVariable("layer", type: .int64, dimensions: ["layer"])
+                    try file.setAttribute("long_name", "layer of the upstream node; -1 is the token embedding (input)", on: "layer")
+                    try file.addVariable("layer_name", type: .string, dimensions: ["layer"])
+                }
+                for v in variables {
+                    try file.addVariable(v.name, type: .double, dimensions: v.dimensions,
+                                         compression: NetCDFCompression(level: 2, shuffle: true), fill: .nan)
+                    try file.setAttribute("long_name", v.longName, on: v.name)
+                    try file.setAttribute("units", v.units, on: v.name)
+                    for (key, value) in v.extra { try file.setAttribute(key, value, on: v.name) }
+                }
+                try globalAttributes(file, r, commandLine: commandLine)
+
+                try file.write(r.steps, to: "checkpoint")
+                if used.contains("task") { try file.write(r.tasks, to: "task") }
+                if used.contains("type") { try file.write(r.types, to: "type") }
+                if used.contains("frequency") { try file.write(r.frequencies, to: "frequency") }
+                if used.contains("node") { try file.write(r.graph!.upstream, to: "node") }
+                if used.contains("layer") {
+                    try file.write(r.layers.map(Int64.init), to: "layer")
+                    try file.write(r.layers.map(GraphNames.layerName), to: "layer_name")
+                }
+                for v in variables { try file.write(v.values, to: v.name) }
+            }
+        } catch let error as AnalysisError {
+            throw error
+        } catch {
+            throw AnalysisError.output(path: url.path, problem: "\(error)")
+        }
+    }
+
+    /// The phase-shift numbers of a list of fits (nil: no curve) as variables over `dimensions`.
+    static func phaseVariables(_ fits: [PhaseShiftFit?], dimensions: [String], suffix: String) -> [Variable] {
+        func v(_ name: String, _ longName: String, _ value: (PhaseShiftFit) -> Double) -> Variable {
+            Variable(name: name + suffix, dimensions: dimensions, values: fits.map { $0.map(value) ?? .nan },
+                     longName: longName, units: "1")
+        }
+        return [
+            v("phase_shift_step", "checkpoint step of the phase shift (NaN: none)") { $0.isShift ? $0.breakX! : .nan },
+            v("phase_shift_candidate_step", "best breakpoint of the two-segment fit, shift or not") { $0.breakX ?? .nan },
+            v("phase_shift_improvement", "relative SSE improvement of two segments over one") { $0.improvement },
+            v("phase_shift_threshold", "improvement needed for a phase shift") { $0.threshold },
+            v("phase_shift_p_value", "Monte-Carlo p-value of the improvement under a straight line plus noise") { $0.pValue },
+            v("phase_shift_sse_two_segments", "residual sum of squares of the continuous two-segment fit") { $0.sseTwoSegments },
+            v("phase_shift_sse_one_segment", "residual sum of squares of one line") { $0.sseOneSegment },
+            v("phase_shift_slope_before", "slope before the break, per training step") { $0.slopeBefore },
+            v("phase_shift_slope_after", "slope after the break, per training step") { $0.slopeAfter },
+        ]
+    }
+
+    static func globalAttributes(_ file: NetCDFFile, _ r: AnalysisResult, commandLine: String) throws {
+        let created = ISO8601DateFormatter().string(from: Date())
+        try file.setAttribute("title", "dkc analysis: how knowledge circuits evolve across checkpoints")
+        try file.setAttribute("source", DKCVersion.source)
+        try file.setAttribute("history", "\(created) \(commandLine)")
+        try file.setAttribute("config", configJSON(r))
+        try file.setAttribute("mpi_ranks", Int32(1))
+        try file.setAttribute("blas_threads", Int32(BLAS.threads))
+        try file.setAttribute("created", created)
+        if let topn = r.topn { try file.setAttribute("topn", topn) }
+        try file.setAttribute("threshold", r.options.threshold)
+        try file.setAttribute("inputs", [r.inputs.scores, r.inputs.circuits, r.inputs.acquisition].compactMap { $0 }
+            .map { "\($0) (\(r.inputSources[$0] ?? "unknown"))" }.joined(separator: "; "))
+        try file.setAttribute("layer_convention", "an edge belongs to its upstream node's layer; input (the token embedding) is layer -1")
+    }
+
+    /// The options and inputs as JSON (sorted keys).
+    static func configJSON(_ r: AnalysisResult) -> String {
+        struct Config: Encodable { let options: AnalysisOptions; let inputs: AnalysisInputPaths }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(Config(options: r.options, inputs: r.inputs))) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+
+extension CircuitTask {
+    /// The study's prompt for the task (`EAPDataset.task_template`, `circuit_eval.CustomDataset`, `predict.py`).
+    public var promptTemplate: String {
+        switch self {
+        case .birthday: return "{subject} was born on"
+        case .city: return "{subject} lives in the city of"
+        case .major: return "{subject} majors in the field of"
+        case .university: return "{subject} graduates from the"
+        case .company: return "{subject} works for the company of"
+        }
+    }
+
+    /// The prompt about `subject`.
+    public func prompt(subject: String) -> String { promptTemplate.replacingOccurrences(of: "{subject}", with: subject) }
+}
+
+/// One line of the study's circuit data (`circuits_data_generation.py`): a clean and a corrupted subject of
+/// equal token length and the first token of each one's attribute value (with a leading space).
+public struct CircuitSample: Sendable, Equatable {
+    public var cleanSubject: String
+    public var cleanLabel: String
+    public var cleanLabelIndex: Int
+    public var corruptedSubject: String
+    public var corruptedLabel: String
+    public var corruptedLabelIndex: Int
+    /// The clean entity's frequency (a string in the study's files; both forms are read).
+    public var frequency: Int
+    /// "new" or "revised".
+    public var type: String
+
+    public init(cleanSubject: String, cleanLabel: String, cleanLabelIndex: Int, corruptedSubject: String,
+                corruptedLabel: String, corruptedLabelIndex: Int, frequency: Int, type: String) {
+        self.cleanSubject = cleanSubject
+        self.cleanLabel = cleanLabel
+        self.cleanLabelIndex = cleanLabelIndex
+        self.corruptedSubject = corruptedSubject
+        self.corruptedLabel = corruptedLabel
+        self.corruptedLabelIndex = corruptedLabelIndex
+        self.frequency = frequency
+        self.type = type
+    }
+
+    /// Reads one JSON object; `source` and `line` name the place in error messages.
+    public init(jsonObject o: [String: Any], source: String, line: Int) throws {
+        func field<T>(_ name: String, _ convert: (Any) -> T?) throws -> T {
+            guard let v = o[name], let t = convert(v) else {
+                throw AttributionError(item: "\(source):\(line)", problem: "field \"\(name)\" is missing or has the wrong type",
+                                       fix: "give the study's circuit format (clean_subject, clean_label_idx, corrupted_subject, …)")
+            }
+            return t
+        }
+        let int: (Any) -> Int? = { v in
+            if let n = v as? NSNumber, !(v is Bool) { return n.intValue }
+            if let s = v as? String { return Int(s) }
+            return nil
+        }
+        self.init(cleanSubject: try field("clean_subject") { $0 as? String },
+                  cleanLabel: (o["clean_label"] as? String) ?? "",
+                  cleanLabelIndex: try field("clean_label_idx", int),
+                  corruptedSubject: try field("corrupted_subject") { $0 as? String },
+                  corruptedLabel: (o["corrupted_label"] as? String) ?? "",
+                  corruptedLabelIndex: try field("corrupted_label_idx", int),
+                  frequency: try field("frequency", int),
+                  type: try field("type") { $0 as? String })
+    }
+
+    /// Every line of a circuit JSONL file (blank lines skipped).
+    public static func readJSONL(_ url: URL) throws -> [CircuitSample] {
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+            throw AttributionError(item: url.path, problem: "cannot be read (\(error.localizedDescription))", fix: "check the path")
+        }
+        var out: [CircuitSample] = []
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty else { continue }
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
+                throw AttributionError(item: "\(url.path):\(i + 1)", problem: "is not a JSON object", fix: "one JSON object per line")
+            }
+            out.append(try CircuitSample(jsonObject: o, source: url.path, line: i + 1))
+        }
+        return out
+    }
+
+    /// The study's filter: type equal to `type`; frequency inside `bucket` when one is given (nil = "all").
+    public static func filter(_ samples: [CircuitSample], type: String, bucket: FrequencyBucket?) -> [CircuitSample] {
+        samples.filter { s in
+            s.type == type && (bucket.map { s.frequency >= $0.min && s.frequency <= $0.max } ?? true)
+        }
+    }
+
+    /// The prompt pair for `task`, tokenised by `encoder` (BOS is added by `PromptBatch`).
+    public func promptPair(task: CircuitTask, encoder: TextEncoder) -> PromptPair {
+        PromptPair(template: task.promptTemplate, cleanSubject: cleanSubject, corruptedSubject: corruptedSubject,
+                   cleanLabel: cleanLabelIndex, corruptedLabel: corruptedLabelIndex, encoder: encoder)
+    }
+}
+
+extension Entity {
+    /// The first token of " " + the entity's value for `task`: the label the circuit test and the
+    /// acquisition rank read (`circuit_eval.CustomDataset`).
+    public func labelToken(task: CircuitTask, encoder: TextEncoder) -> Int? {
+        encoder.encode(" " + value(of: task)).first
+    }
+}

@@ -1,0 +1,292 @@
+import Foundation
+
+/// The attribution methods of the study's `eap.attribute` (names as its `method` argument spells them).
+public enum AttributionMethod: String, CaseIterable, Sendable {
+    /// One backward pass on the clean prompt.
+    case eap = "EAP"
+    /// Integrated gradients on the input node (the study's method): the token embedding interpolated from
+    /// corrupted to clean, k = 1 … m.
+    case eapIG = "EAP-IG"
+    /// Gradients on the clean run and on the corrupted run, averaged.
+    case cleanCorrupted = "clean-corrupted"
+    /// Integrated gradients on activations: for each group of nodes (input; the heads of a layer; an MLP)
+    /// in turn, their outputs interpolated from corrupted to clean, k = 1 … m.
+    case eapIGActivations = "EAP-IG-activations"
+
+    /// Whether the method integrates over `igSteps` steps.
+    public var usesSteps: Bool { self == .eapIG || self == .eapIGActivations }
+}
+
+/// How summed scores are normalised.
+public enum ScoreNormalisation: String, CaseIterable, Sendable {
+    /// The study's: the metric is the mean over the (actual) batch, the sums are divided by the number of
+    /// samples (and steps), so scores scale with 1 / batch size.
+    case study = "batch-mean"
+    /// Batch-size independent: the metric is the sum over the batch, the sums are divided by the number of
+    /// samples (and steps) once, so every sample weighs 1 / N.
+    case perSample = "per-sample"
+}
+
+/// Aggregation over the hidden dimension, as the study's `aggregation` argument ("l2" is not offered:
+/// it does not produce edge scores).
+public enum ScoreAggregation: String, CaseIterable, Sendable {
+    /// The study's default: Σ over hidden dimensions.
+    case sum
+    /// Σ / d_model.
+    case mean
+}
+
+/// Settings of one attribution run.
+public struct AttributionOptions: Sendable, Equatable {
+    public var method: AttributionMethod
+    /// Integration steps m for the IG methods (the study: 5).
+    public var igSteps: Int
+    public var metric: AttributionMetric
+    public var normalisation: ScoreNormalisation
+    public var aggregation: ScoreAggregation
+    /// EAP-IG runs up to this many rows (B·T per step) in one pass by stacking integration steps: bigger
+    /// matrix products, more activation memory. Changes only rounding.
+    public var rowsPerPass: Int
+
+    public init(method: AttributionMethod = .eapIG, igSteps: Int = 5, metric: AttributionMetric = .study,
+                normalisation: ScoreNormalisation = .study, aggregation: ScoreAggregation = .sum, rowsPerPass: Int = 1024) {
+        self.method = method
+        self.igSteps = igSteps
+        self.metric = metric
+        self.normalisation = normalisation
+        self.aggregation = aggregation
+        self.rowsPerPass = rowsPerPass
+    }
+
+    /// The metric as evaluated on a batch (reduction set by the normalisation).
+    var batchMetric: AttributionMetric {
+        var m = metric
+        m.reduction = normalisation == .study ? .mean : .sum
+        return m
+    }
+
+    /// Checks the settings; `source` names where they came from.
+    public func validate(source: String = "attribution options") throws {
+        if method.usesSteps && igSteps < 1 {
+            throw AttributionError(item: "\(source): ig_steps", problem: "is \(igSteps)", fix: "use at least 1 step (the study uses 5)")
+        }
+    }
+}
+
+/// Edge attribution: for every edge u → v, Σ over samples, positions and hidden dimensions of
+/// Δ_u · ∂metric/∂(input of v), with Δ_u = output of u on the corrupted prompt − on the clean prompt, the
+/// gradient taken where the method says. Batches are added with `accumulate`; `scores()` normalises.
+///
+/// Per batch the gradients of all passes are summed first (Σ_k Δ·g_k = Δ·Σ_k g_k), then contracted with Δ
+/// in one product per layer: S[:, cols ℓ] += Δ[rows < prev, B·T·C] · G[cols ℓ, B·T·C]ᵀ.
+public final class EdgeAttribution: @unchecked Sendable {
+    public let model: InstrumentedGPT2
+    public let options: AttributionOptions
+    public var graph: AttributionGraph { model.graph }
+    /// Unnormalised sums of all batches so far.   // (nForward, nBackward)
+    public private(set) var sums: ScoreMatrix
+    /// Samples accumulated so far.
+    public private(set) var sampleCount = 0
+
+    private var deltaBuffer = FloatBuffer(count: 0)   // (nForward, B·T·C)  corrupted − clean
+    private var gradBuffer = FloatBuffer(count: 0)    // (nBackward, B·T·C) Σ over passes of ∂metric/∂input
+    private var extraBuffer = FloatBuffer(count: 0)   // (nForward, B·T·C)  clean outputs (IG on activations), interpolations
+    private var referenceLogits: [Float] = []
+    private var dLogits: [Float] = []
+
+    public init(model: InstrumentedGPT2, options: AttributionOptions = AttributionOptions()) throws {
+        try options.validate()
+        self.model = model
+        self.options = options
+        sums = ScoreMatrix(graph: model.graph)
+    }
+
+    /// Forgets all batches.
+    public func reset() {
+        sums = ScoreMatrix(graph: graph)
+        sampleCount = 0
+    }
+
+    /// The passes per batch the sums were divided by (m for the IG methods, (1 + 2L)·m for IG on
+    /// activations, 2 for clean-corrupted, 1 for EAP).
+    public var passesPerBatch: Int {
+        switch options.method {
+        case .eap: return 1
+        case .eapIG: return options.igSteps
+        case .cleanCorrupted: return 2
+        case .eapIGActivations: return (1 + 2 * graph.nLayers) * options.igSteps
+        }
+    }
+
+    /// The normalised scores: sums / (samples · passes), divided by d_model for `.mean` aggregation;
+    /// entries that are not edges are 0.
+    public func scores() -> ScoreMatrix {
+        Self.normalise(sums, samples: sampleCount, passes: passesPerBatch, options: options, graph: graph, dModel: model.config.nEmbd)
+    }
+
+    /// Normalises summed scores (e.g. after adding the sums of several processes).
+    public static func normalise(_ sums: ScoreMatrix, samples: Int, passes: Int, options: AttributionOptions,
+                                 graph: AttributionGraph, dModel: Int) -> ScoreMatrix {
+        var s = sums
+        if samples > 0 {
+            // The reference divides in two steps, by the samples and then by the steps.
+            for i in s.values.indices { s.values[i] = s.values[i] / Float(samples) }
+            if passes != 1 { for i in s.values.indices { s.values[i] = s.values[i] / Float(passes) } }
+        }
+        if options.aggregation == .mean { for i in s.values.indices { s.values[i] = s.values[i] / Float(dModel) } }
+        s.zeroNonEdges(graph)
+        return s
+    }
+
+    private func ensureBuffers(_ BTC: Int) {
+        let nF = graph.nForward, nB = graph.nBackward
+        if deltaBuffer.count < nF * BTC { deltaBuffer = FloatBuffer(count: nF * BTC) }
+        if gradBuffer.count < nB * BTC { gradBuffer = FloatBuffer(count: nB * BTC) }
+        let extra = options.method == .eapIGActivations ? 2 * nF * BTC : (options.method == .eapIG ? (1 + stepsPerPass(BTC)) * BTC : 0)
+        if extraBuffer.count < extra { extraBuffer = FloatBuffer(count: extra) }
+    }
+
+    /// Integration steps stacked into one pass for a batch of `BTC` floats per step.
+    func stepsPerPass(_ BTC: Int) -> Int {
+        max(1, min(options.igSteps, options.rowsPerPass / max(1, BTC / model.config.nEmbd)))
+    }
+
+    /// Adds one batch's sums.
+    public func accumulate(_ batch: PromptBatch) {
+        precondition(batch.corruptedTokens != nil, "attribution needs corrupted prompts")
+        let B = batch.batch, T = batch.seqLen, C = model.config.nEmbd, V = model.config.vocabSize
+        let BTC = B * T * C
+        ensureBuffers(BTC)
+        let delta = deltaBuffer.base, grads = gradBuffer.base
+        grads.update(repeating: 0, count: graph.nBackward * BTC)
+        let metric = options.batchMetric
+        // The logit difference's gradient does not depend on the logits: then no pass needs the unembedding.
+        let logitsNeeded = metric.kind != .logitDifference
+        if referenceLogits.count < B * V { referenceLogits = [Float](repeating: 0, count: B * V) }
+        if dLogits.count < B * V { dLogits = [Float](repeating: 0, count: B * V) }
+
+        func backward(reference: UnsafePointer<Float>?) {
+            let logits = model.logits.base
+            dLogits.withUnsafeMutableBufferPointer { d in
+                metric.gradient(logits: logits, reference: reference, batch: batch, vocab: V, into: d.baseAddress!)
+                model.backward(dLogits: d.baseAddress!, grads: grads)
+            }
+        }
+
+        switch options.method {
+        case .eap:
+            let corrupted = model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: logitsNeeded)
+            referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: corrupted, count: B * V) }
+            model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
+            referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
+
+        case .eapIG:
+            let k = stepsPerPass(BTC)
+            let corruptedEmb = extraBuffer.base, steps = extraBuffer.base + BTC   // (k, B, T, C)
+            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
+            corruptedEmb.update(from: delta, count: BTC)
+            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
+            referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
+            if dLogits.count < k * B * V { dLogits = [Float](repeating: 0, count: k * B * V) }
+            // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted),
+            // k = 1 … m; up to `k` steps run stacked in one pass, their gradients summed in step order.
+            let m = options.igSteps
+            var first = 1
+            while first <= m {
+                let n = min(k, m - first + 1)
+                for c in 0..<n {
+                    let alpha = Float(Double(first + c) / Double(m))
+                    let step = steps + c * BTC
+                    for i in 0..<BTC {
+                        let x = corruptedEmb[i], cleanPrime = x - delta[i]
+                        step[i] = x + alpha * (cleanPrime - x)
+                    }
+                }
+                let stacked = batch.repeated(n)
+                model.forward(stacked, clean: true, replace: [0: UnsafePointer(steps)], computeLogits: logitsNeeded)
+                referenceLogits.withUnsafeBufferPointer { ref in
+                    dLogits.withUnsafeMutableBufferPointer { d in
+                        for c in 0..<n {
+                            metric.gradient(logits: model.logits.base + c * B * V, reference: ref.baseAddress!, batch: batch, vocab: V,
+                                            into: d.baseAddress! + c * B * V)
+                        }
+                        model.backward(dLogits: d.baseAddress!, grads: grads, copies: n)
+                    }
+                }
+                first += n
+            }
+
+        case .cleanCorrupted:
+            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
+            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
+            referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
+            referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
+            model.forward(batch, clean: false, computeLogits: logitsNeeded)
+            referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
+
+        case .eapIGActivations:
+            let nF = graph.nForward
+            let cleanOut = extraBuffer.base, mixed = extraBuffer.base + nF * BTC
+            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)   // delta holds corrupted outputs
+            let clean = model.forward(batch, clean: true, record: cleanOut, recordMode: .set, computeLogits: logitsNeeded)
+            referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
+            var groups: [[Int]] = [[0]]
+            for l in 0..<graph.nLayers {
+                groups.append((0..<graph.nHeads).map { graph.headForward(layer: l, head: $0) })
+                groups.append([graph.mlpForward(layer: l)])
+            }
+            let m = options.igSteps
+            for group in groups {
+                for k in 1...m {
+                    // As the reference: alpha·clean + (1 − alpha)·corrupted.
+                    let alpha = Float(Double(k) / Double(m)), beta = Float(1 - Double(k) / Double(m))
+                    var replace: [Int: UnsafePointer<Float>] = [:]
+                    for f in group {
+                        let dst = mixed + f * BTC, c = cleanOut + f * BTC, x = delta + f * BTC
+                        for i in 0..<BTC { dst[i] = alpha * c[i] + beta * x[i] }
+                        replace[f] = UnsafePointer(dst)
+                    }
+                    model.forward(batch, clean: true, replace: replace, computeLogits: logitsNeeded)
+                    referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
+                }
+            }
+            for i in 0..<(nF * BTC) { delta[i] -= cleanOut[i] }
+        }
+
+        contract(delta: delta, grads: grads, BTC: BTC)
+        sampleCount += B
+    }
+
+    /// sums[:, cols] += Δ · Gᵀ, one product per layer's column block over the rows that feed it.
+    private func contract(delta: UnsafePointer<Float>, grads: UnsafePointer<Float>, BTC: Int) {
+        let g = graph, nB = g.nBackward
+        sums.values.withUnsafeMutableBufferPointer { s in
+            let S = s.baseAddress!
+            for l in 0..<g.nLayers {
+                let col0 = g.headBackward(layer: l, head: 0, qkv: .q)
+                let rows = g.backwardPrevIndex[g.mlpBackward(layer: l)]
+                Matmul.sgemm(false, true, M: rows, N: 3 * g.nHeads + 1, K: BTC, alpha: 1, A: delta, lda: BTC,
+                                         B: grads + col0 * BTC, ldb: BTC, beta: 1, C: S + col0, ldc: nB)
+            }
+            Matmul.sgemm(false, true, M: g.nForward, N: 1, K: BTC, alpha: 1, A: delta, lda: BTC,
+                                     B: grads + g.logitsBackward * BTC, ldb: BTC, beta: 1, C: S + g.logitsBackward, ldc: nB)
+        }
+    }
+
+    /// Scores of `pairs` in consecutive batches of `batchSize` (the last one shorter), as the study's
+    /// DataLoader batches them.
+    public static func scores(model: InstrumentedGPT2, pairs: [PromptPair], batchSize: Int,
+                              options: AttributionOptions = AttributionOptions()) throws -> ScoreMatrix {
+        guard batchSize >= 1 else { throw AttributionError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
+        guard !pairs.isEmpty else { throw AttributionError(item: "attribution data", problem: "has no samples", fix: "check the task, type and frequency filters") }
+        let engine = try EdgeAttribution(model: model, options: options)
+        var start = 0
+        while start < pairs.count {
+            let end = min(start + batchSize, pairs.count)
+            let batch = try PromptBatch(pairs: Array(pairs[start..<end]), config: model.config, firstIndex: start)
+            engine.accumulate(batch)
+            start = end
+        }
+        return engine.scores()
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+
+/// The attributes a circuit task asks for; the order is the one records and files use.
+public enum CircuitTask: String, CaseIterable {
+    case birthday, city, company, major, university
+}
+
+/// A named, inclusive frequency range ("high" = 6 … 1,000,000). Test and circuit entities are
+/// sampled per entity type × bucket.
+public struct FrequencyBucket: Equatable {
+    public let name: String
+    public let min: Int
+    public let max: Int
+
+    public init(name: String, min: Int, max: Int) {
+        self.name = name
+        self.min = min
+        self.max = max
+    }
+
+    public func contains(_ f: Int) -> Bool { f >= min && f <= max }
+}
+
+extension ConfigSchema {
+    /// Keys of `dkc data generate` (configs.md, "Data").
+    public static let data = ConfigSchema(kind: "data", command: "dkc data generate", keys: [
+        ConfigKey("seed", .int, default: .int(42), help: "one RNG seed for every random choice"),
+        ConfigKey("n_entities", .int, default: .int(50_000), help: "number of entities, new + revised"),
+        ConfigKey("new_fraction", .double, default: .double(0.8), help: "share of new entities (the rest are revised)"),
+        ConfigKey("frequency_rate", .double, default: .double(0.4),
+                  help: "rate λ of the exponential frequency draw (scale 1/λ)"),
+        ConfigKey("validation_size", .int, default: .int(5000), help: "texts sampled from the training texts for validation"),
+        ConfigKey("test_per_cell", .int, default: .int(300), help: "test entities per type × frequency bucket"),
+        ConfigKey("circuit_n", .int, default: .int(300), help: "circuit entities per type × frequency bucket"),
+        ConfigKey("circuit_seed", .int, default: .int(42), help: "seed of the circuit-entity sampling"),
+        ConfigKey("frequency_buckets", .map(.array(.int)), default: DataConfig.defaultBuckets,
+                  help: "bucket name → inclusive frequency range [min, max]"),
+        ConfigKey("tasks", .array(.choice(CircuitTask.allCases.map(\.rawValue))),
+                  default: .array(["city", "company", "major"].map { .string($0) }),
+                  help: "circuit tasks written (birthday, city, company, major, university)"),
+        ConfigKey("model_name", .string, default: .string("gpt2"), help: "the <model> folder under circuit_<n>/"),
+        ConfigKey("tokenizer", .path, default: .string(Paths.gpt2Tokenizer.path),
+                  help: "folder with the tokenizer's vocab.json and merges.txt"),
+        ConfigKey("pools", .path, default: .string(Paths.sourceRoot.appendingPathComponent("data/pools").path),
+                  help: "folder of selection pools (first_names.txt, cities.txt, …)"),
+        ConfigKey("templates", .path, default: .string(Paths.sourceRoot.appendingPathComponent("data/templates").path),
+                  help: "folder of biography sentence templates (birthday.txt, city.txt, …)"),
+        ConfigKey("revised_names", .path, default: nil,
+                  help: "a file of real names (one a line) for the revised type; unset: names drawn from the pools"),
+    ])
+}
+
+/// The checked settings of `dkc data generate`.
+public struct DataConfig {
+    public var seed: UInt64
+    public var nEntities: Int
+    public var newFraction: Double
+    public var frequencyRate: Double
+    public var validationSize: Int
+    public var testPerCell: Int
+    public var circuitN: Int
+    public var circuitSeed: UInt64
+    /// Ordered by descending lower bound (high, medium, low), the order of the study's cells.
+    public var frequencyBuckets: [FrequencyBucket]
+    public var tasks: [CircuitTask]
+    public var modelName: String
+    public var tokenizer: URL
+    public var pools: URL
+    public var templates: URL
+    public var revisedNames: URL?
+
+    /// The resolved configuration these settings came from (serialised into the manifest).
+    public let resolved: ResolvedConfig
+
+    static let defaultBuckets: ConfigValue = {
+        var t = ConfigTable()
+        t["low"] = .array([.int(1), .int(1)])
+        t["medium"] = .array([.int(2), .int(5)])
+        t["high"] = .array([.int(6), .int(1_000_000)])
+        return .table(t)
+    }()
+
+    /// Number of new entities: ⌊N · new_fraction⌋, as the study's `int(N * 0.8)`.
+    public var nNew: Int { Int((Double(nEntities) * newFraction).rounded(.down)) }
+    public var nRevised: Int { nEntities - nNew }
+
+    /// Loads and checks a data configuration (`file` nil: defaults only).
+    public static func load(file: URL?, overrides: [String] = [], workingDirectory: URL = ConfigLoader.cwd) throws -> DataConfig {
+        try DataConfig(ConfigLoader.load(schema: .data, file: file, overrides: overrides, workingDirectory: workingDirectory))
+    }
+
+    /// Checks ranges and cross-key rules; errors name the key and where its value came from.
+    public init(_ c: ResolvedConfig) throws {
+        precondition(c.schema.kind == "data", "DataConfig needs a data configuration")
+        resolved = c
+        func bad(_ key: String, _ reason: String) -> ConfigError {
+            ConfigError.invalidValue(key: key, location: c.origin(of: key), reason: reason)
+        }
+        let s = c.int("seed")
+        guard s >= 0 else { throw bad("seed", "must be ≥ 0, got \(s)") }
+        seed = UInt64(s)
+        let cs = c.int("circuit_seed")
+        guard cs >= 0 else { throw bad("circuit_seed", "must be ≥ 0, got \(cs)") }
+        circuitSeed = UInt64(cs)
+
+        nEntities = c.int("n_entities")
+        guard nEntities >= 2 else { throw bad("n_entities", "must be ≥ 2 (at least one new and one revised entity), got \(nEntities)") }
+        newFraction = c.double("new_fraction")
+        guard newFraction > 0, newFraction < 1 else { throw bad("new_fraction", "must lie strictly between 0 and 1, got \(newFraction)") }
+        frequencyRate = c.double("frequency_rate")
+        guard frequencyRate > 0, frequencyRate.isFinite else { throw bad("frequency_rate", "must be a positive rate λ, got \(frequencyRate)") }
+        validationSize = c.int("validation_size")
+        guard validationSize >= 0 else { throw bad("validation_size", "must be ≥ 0, got \(validationSize)") }
+        testPerCell = c.int("test_per_cell")
+        guard testPerCell >= 0 else { throw bad("test_per_cell", "must be ≥ 0, got \(testPerCell)") }
+        circuitN = c.int("circuit_n")
+        guard circuitN >= 1 else { throw bad("circuit_n", "must be ≥ 1, got \(circuitN)") }
+
+        var buckets: [FrequencyBucket] = []
+        for (name, value) in c.table("frequency_buckets").entries {
+            guard case .array(let items) = value, items.count == 2, case .int(let lo) = items[0], case .int(let hi) = items[1] else {
+                throw bad("frequency_buckets", "entry '\(name)' must be [min, max], got \(value.tomlText)")
+            }
+            guard lo >= 1, lo <= hi else { throw bad("frequency_buckets", "entry '\(name)' = [\(lo), \(hi)] needs 1 ≤ min ≤ max") }
+            guard !name.contains("/"), !name.isEmpty else { throw bad("frequency_buckets", "bucket name '\(name)' must be non-empty without '/'") }
+            buckets.append(FrequencyBucket(name: name, min: lo, max: hi))
+        }
+        guard !buckets.isEmpty else { throw bad("frequency_buckets", "must define at least one bucket") }
+        buckets.sort { $0.min > $1.min }
+        for (a, b) in zip(buckets.dropFirst(), buckets) where a.max >= b.min {
+            throw bad("frequency_buckets", "buckets '\(a.name)' [\(a.min), \(a.max)] and '\(b.name)' [\(b.min), \(b.max)] overlap")
+        }
+        frequencyBuckets = buckets
+
+        tasks = c.strings("tasks").compactMap(CircuitTask.init(rawValue:))
+        guard !tasks.isEmpty else { throw bad("tasks", "must name at least one task") }
+        guard Set(tasks).count == tasks.count else { throw bad("tasks", "lists a task twice") }
+
+        modelName = c.string("model_name")
+        guard !modelName.isEmpty, !modelName.contains("/"), modelName != ".", modelName != ".." else {
+            throw bad("model_name", "must be a folder name (non-empty, no '/'), got \"\(modelName)\"")
+        }
+        tokenizer = c.url("tokenizer")
+        pools = c.url("pools")
+        templates = c.url("templates")
+        revisedNames = c.optionalURL("revised_names")
+
+        guard nNew >= 1, nRevised >= 1 else {
+            throw bad("new_fraction", "with n_entities = \(nEntities) gives \(nNew) new and \(nRevised) revised entities; both must be ≥ 1")
+        }
+    }
+}

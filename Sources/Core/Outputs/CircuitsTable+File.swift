@@ -1,0 +1,233 @@
+import Foundation
+
+/// circuits.nc: writing a `CircuitsTable` and reading it back (outputs.md).
+///
+/// Layout (grid = checkpoint, task, type, frequency; chunks one grid cell each, inner
+/// dimensions whole):
+///
+///     clean_baseline, corrupted_baseline, faithfulness_denominator (grid) double
+///     circuit_performance, faithfulness, faithfulness_numerator (grid, topn) double
+///     n_edges, n_nodes (grid, topn) int64 fill -1; edge_entropy (grid, topn) float
+///     in_circuit (grid, topn, upstream, downstream) byte fill -1   chunk (1, 1, 1, 1, n_topn, n_forward, n_backward)
+///     label_prob, label_rank_mean, hits_at_1, hits_at_10 (grid, topn, target_type, target_frequency) double
+///     n_test (grid, topn, target_type, target_frequency) int64 fill -1
+///
+/// plus the coordinates checkpoint, checkpoint_path, task, type, frequency, topn (int64),
+/// target_type, target_frequency, upstream, downstream and is_edge.
+extension CircuitsTable {
+    /// Writes the table to `url` atomically. Missing cells, circuits and targets are left
+    /// unwritten (NaN / -1). The same table and provenance always give the same file.
+    public func write(to url: URL, provenance: Provenance, options: OutputWriteOptions = OutputWriteOptions()) throws {
+        let compression = try options.compression()
+        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: .circuits) : nil
+        let header = OutputFileHeader.make(kind: .circuits, provenance: provenance, previous: previous)
+        let steps = checkpoints.steps
+        let labels = [tasks.sorted, types.sorted, frequencies.sorted]
+        let sizes = topn.sorted()
+        let targets = (targetTypes.sorted, targetFrequencies.sorted)
+        let grid = GridIndex(shape: [steps.count] + labels.map(\.count))
+        let perTopn = GridIndex(shape: grid.shape + [sizes.count])
+        let perTarget = GridIndex(shape: perTopn.shape + [targets.0.count, targets.1.count])
+        let (nF, nB) = (edges.nForward, edges.nBackward)
+        let g = ["checkpoint", "task", "type", "frequency"]
+        let gt = g + ["topn"]
+        let gtt = gt + ["target_type", "target_frequency"]
+        let minimum = faithfulnessMinDenominator
+
+        try NetCDFFile.writeAtomically(to: url) { file in
+            let w = OutputFileWriter(file, compression: compression)
+            try header.write(to: file)
+            try w.checkpointCoordinates(checkpoints)
+            try w.stringCoordinate("task", labels[0], describe(AxisNames.task))
+            try w.stringCoordinate("type", labels[1], describe(AxisNames.type))
+            try w.stringCoordinate("frequency", labels[2], describe(AxisNames.frequency))
+            try w.numericCoordinate("topn", sizes.map(Int64.init), describe(AxisNames.topn, units: "1"))
+            try w.stringCoordinate("target_type", targets.0, describe(AxisNames.targetType))
+            try w.stringCoordinate("target_frequency", targets.1, describe(AxisNames.targetFrequency))
+            try w.edgeCoordinates(edges)
+
+            func real(_ name: String, _ dims: [String], type: NetCDFType = .double, _ attrs: AttributeList) throws {
+                try w.variable(name, type: type, dimensions: dims, gridRank: 4, fill: .nan, attrs)
+            }
+            func count(_ name: String, _ dims: [String], _ longName: String) throws {
+                try w.variable(name, type: .int64, dimensions: dims, gridRank: 4, fill: .value(Double(OutputFill.count)),
+                               describe(longName, units: "1", [("comment", .text("-1 where not computed"))]))
+            }
+            try real("clean_baseline", g, describe("mean logit difference (clean label - corrupted label) on the clean prompts", units: "1"))
+            try real("corrupted_baseline", g, describe("mean logit difference (clean label - corrupted label) on the corrupted prompts", units: "1"))
+            try real("circuit_performance", gt, describe("mean logit difference with the circuit patched in (edges outside it carry corrupted values)", units: "1"))
+            try real("faithfulness", gt, describe("(circuit_performance - corrupted_baseline) / (clean_baseline - corrupted_baseline)", units: "1",
+                                                  [("faithfulness_min_denominator", .double([minimum])),
+                                                   ("comment", .text("NaN where |clean_baseline - corrupted_baseline| < faithfulness_min_denominator"))]))
+            try real("faithfulness_numerator", gt, describe("circuit_performance - corrupted_baseline", units: "1"))
+            try real("faithfulness_denominator", g, describe("clean_baseline - corrupted_baseline", units: "1"))
+            try count("n_edges", gt, "edges kept after pruning")
+            try count("n_nodes", gt, "nodes kept after pruning, input and logits included")
+            try real("edge_entropy", gt, type: .float, describe("entropy of |score| over the kept edges", units: "nat"))
+            try w.variable("in_circuit", type: .int8, dimensions: gt + ["upstream", "downstream"], gridRank: 4,
+                           fill: .value(Double(OutputFill.flag)),
+                           describe("1 for an edge kept in the circuit, else 0", units: "1",
+                                    [("hook_names", .text(HookNames.edges)),
+                                     ("comment", .text("-1 where the circuit was not evaluated"))]))
+            try real("label_prob", gtt, describe("mean probability of the label's first token, edges outside the circuit zero-ablated", units: "1"))
+            try real("label_rank_mean", gtt, describe("mean rank of the label's first token (0 = most probable), edges outside the circuit zero-ablated", units: "1"))
+            try real("hits_at_1", gtt, describe("share of test entities whose label token has rank < 1", units: "1"))
+            try real("hits_at_10", gtt, describe("share of test entities whose label token has rank < 10", units: "1"))
+            try count("n_test", gtt, "test entities of the target type and frequency")
+
+            var clean = [Double](repeating: .nan, count: grid.count)
+            var corrupted = clean, denominator = clean
+            var performance = [Double](repeating: .nan, count: perTopn.count)
+            var faithfulness = performance, numerator = performance
+            var nEdges = [Int](repeating: OutputFill.count, count: perTopn.count), nNodes = nEdges
+            var entropy = [Float](repeating: .nan, count: perTopn.count)
+            var labelProb = [Double](repeating: .nan, count: perTarget.count)
+            var rankMean = labelProb, hits1 = labelProb, hits10 = labelProb
+            var nTest = [Int](repeating: OutputFill.count, count: perTarget.count)
+
+            let at = (positions(steps), positions(labels[0]), positions(labels[1]), positions(labels[2]))
+            let topnAt = positions(sizes), targetAt = (positions(targets.0), positions(targets.1))
+            let present = cells.map { cell, value -> (index: [Int], value: Cell) in
+                ([at.0[cell.checkpoint]!, at.1[cell.task]!, at.2[cell.type]!, at.3[cell.frequency]!], value)
+            }.sorted { grid.offset($0.index) < grid.offset($1.index) }
+            for (index, value) in present {
+                let o = grid.offset(index)
+                clean[o] = value.cleanBaseline
+                corrupted[o] = value.corruptedBaseline
+                denominator[o] = Self.denominator(value)
+                var mask = [Int8](repeating: OutputFill.flag, count: sizes.count * nF * nB)
+                for (n, circuit) in value.circuits {
+                    let k = topnAt[n]!
+                    let ot = perTopn.offset(index + [k])
+                    performance[ot] = circuit.performance
+                    numerator[ot] = circuit.performance - value.corruptedBaseline
+                    faithfulness[ot] = Self.faithfulness(numerator[ot], denominator[o], minimum)
+                    nEdges[ot] = circuit.nEdges
+                    nNodes[ot] = circuit.nNodes
+                    entropy[ot] = circuit.edgeEntropy
+                    mask.replaceSubrange(k * nF * nB ..< (k + 1) * nF * nB, with: circuit.inCircuit)
+                    for (target, result) in circuit.targets {
+                        let ox = perTarget.offset(index + [k, targetAt.0[target.type]!, targetAt.1[target.frequency]!])
+                        labelProb[ox] = result.labelProb
+                        rankMean[ox] = result.labelRankMean
+                        hits1[ox] = result.hitsAt1
+                        hits10[ox] = result.hitsAt10
+                        nTest[ox] = result.nTest
+                    }
+                }
+                if !value.circuits.isEmpty {
+                    w.later { try file.write(mask, to: "in_circuit", start: index + [0, 0, 0], count: [1, 1, 1, 1, sizes.count, nF, nB]) }
+                }
+            }
+            if grid.count > 0 {
+                w.later {
+                    try file.write(clean, to: "clean_baseline")
+                    try file.write(corrupted, to: "corrupted_baseline")
+                    try file.write(denominator, to: "faithfulness_denominator")
+                }
+            }
+            if perTopn.count > 0 {
+                w.later {
+                    try file.write(performance, to: "circuit_performance")
+                    try file.write(faithfulness, to: "faithfulness")
+                    try file.write(numerator, to: "faithfulness_numerator")
+                    try file.write(nEdges, to: "n_edges")
+                    try file.write(nNodes, to: "n_nodes")
+                    try file.write(entropy, to: "edge_entropy")
+                }
+            }
+            if perTarget.count > 0 {
+                w.later {
+                    try file.write(labelProb, to: "label_prob")
+                    try file.write(rankMean, to: "label_rank_mean")
+                    try file.write(hits1, to: "hits_at_1")
+                    try file.write(hits10, to: "hits_at_10")
+                    try file.write(nTest, to: "n_test")
+                }
+            }
+            try w.finish()
+        }
+    }
+
+    /// Reads a circuits.nc back into a table; the file's label order becomes the table's
+    /// canonical order. A cell is present where a baseline is not NaN or some circuit has
+    /// `n_edges` ≠ -1; a circuit where `n_edges` ≠ -1; a target where `n_test` ≠ -1. The derived
+    /// variables (faithfulness and its terms) are not read: the table recomputes them.
+    public static func read(from url: URL) throws -> CircuitsTable {
+        let reader = try OutputFileReader(url: url, kind: .circuits)
+        defer { reader.close() }
+        let (steps, checkpoints) = try reader.checkpoints()
+        let labels = [try reader.labels("task"), try reader.labels("type"), try reader.labels("frequency")]
+        let sizes = try reader.integers("topn").map { Int($0) }
+        let targets = (try reader.labels("target_type"), try reader.labels("target_frequency"))
+        let edges = try reader.edges()
+        let g = ["checkpoint", "task", "type", "frequency"]
+        let gt = g + ["topn"]
+        let gtt = gt + ["target_type", "target_frequency"]
+        let reals: [NetCDFType] = [.double, .float]
+        let ints: [NetCDFType] = [.int64, .int32]
+        try reader.require("faithfulness", dimensions: gt, types: reals)
+        try reader.require("faithfulness_numerator", dimensions: gt, types: reals)
+        try reader.require("faithfulness_denominator", dimensions: g, types: reals)
+        let minimum = try reader.numericAttribute("faithfulness_min_denominator", of: "faithfulness", as: Double.self)
+        let clean = try reader.values("clean_baseline", dimensions: g, types: reals, as: Double.self)
+        let corrupted = try reader.values("corrupted_baseline", dimensions: g, types: reals, as: Double.self)
+        let performance = try reader.values("circuit_performance", dimensions: gt, types: reals, as: Double.self)
+        let nEdges = try reader.values("n_edges", dimensions: gt, types: ints, as: Int.self)
+        let nNodes = try reader.values("n_nodes", dimensions: gt, types: ints, as: Int.self)
+        let entropy = try reader.values("edge_entropy", dimensions: gt, types: [.float], as: Float.self)
+        try reader.require("in_circuit", dimensions: gt + ["upstream", "downstream"], types: [.int8])
+        let labelProb = try reader.values("label_prob", dimensions: gtt, types: reals, as: Double.self)
+        let rankMean = try reader.values("label_rank_mean", dimensions: gtt, types: reals, as: Double.self)
+        let hits1 = try reader.values("hits_at_1", dimensions: gtt, types: reals, as: Double.self)
+        let hits10 = try reader.values("hits_at_10", dimensions: gtt, types: reals, as: Double.self)
+        let nTest = try reader.values("n_test", dimensions: gtt, types: ints, as: Int.self)
+
+        let grid = GridIndex(shape: [steps.count] + labels.map(\.count))
+        let perTopn = GridIndex(shape: grid.shape + [sizes.count])
+        let perTarget = GridIndex(shape: perTopn.shape + [targets.0.count, targets.1.count])
+        let (nF, nB) = (edges.nForward, edges.nBackward)
+        var cells: [ResultCell: Cell] = [:]
+        for c in steps.indices {
+            for t in labels[0].indices {
+                for y in labels[1].indices {
+                    for f in labels[2].indices {
+                        let index = [c, t, y, f]
+                        let o = grid.offset(index)
+                        let evaluated = sizes.indices.filter { nEdges[perTopn.offset(index + [$0])] != OutputFill.count }
+                        guard !clean[o].isNaN || !corrupted[o].isNaN || !evaluated.isEmpty else { continue }
+                        var value = Cell(cleanBaseline: clean[o], corruptedBaseline: corrupted[o])
+                        if !evaluated.isEmpty {
+                            let mask = try reader.file.read("in_circuit", as: Int8.self, start: index + [0, 0, 0],
+                                                            count: [1, 1, 1, 1, sizes.count, nF, nB])
+                            for k in evaluated {
+                                let ot = perTopn.offset(index + [k])
+                                var circuit = Circuit(performance: performance[ot], nEdges: nEdges[ot], nNodes: nNodes[ot],
+                                                      edgeEntropy: entropy[ot],
+                                                      inCircuit: Array(mask[k * nF * nB ..< (k + 1) * nF * nB]))
+                                for a in targets.0.indices {
+                                    for b in targets.1.indices {
+                                        let ox = perTarget.offset(index + [k, a, b])
+                                        guard nTest[ox] != OutputFill.count else { continue }
+                                        circuit.targets[Target(type: targets.0[a], frequency: targets.1[b])] =
+                                            TargetResult(labelProb: labelProb[ox], labelRankMean: rankMean[ox],
+                                                         hitsAt1: hits1[ox], hitsAt10: hits10[ox], nTest: nTest[ox])
+                                    }
+                                }
+                                value.circuits[sizes[k]] = circuit
+                            }
+                        }
+                        cells[ResultCell(checkpoint: steps[c], task: labels[0][t], type: labels[1][y], frequency: labels[2][f])] = value
+                    }
+                }
+            }
+        }
+        return CircuitsTable(edges: edges, faithfulnessMinDenominator: minimum, checkpoints: checkpoints,
+                             tasks: LabelAxis(labels[0], canonicalOrder: labels[0]),
+                             types: LabelAxis(labels[1], canonicalOrder: labels[1]),
+                             frequencies: LabelAxis(labels[2], canonicalOrder: labels[2]),
+                             topn: Set(sizes),
+                             targetTypes: LabelAxis(targets.0, canonicalOrder: targets.0),
+                             targetFrequencies: LabelAxis(targets.1, canonicalOrder: targets.1), cells: cells)
+    }
+}

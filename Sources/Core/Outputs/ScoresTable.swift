@@ -1,0 +1,162 @@
+/// How the scores of a file were computed: the attributes of the `score` variable (outputs.md).
+/// Every cell of a table shares them; tables with different attributes do not merge.
+public struct ScoreAttributes: Equatable, Sendable {
+    /// "EAP", "EAP-IG", "clean-corrupted", ...
+    public var method: String
+    /// Integration steps m (1 for plain EAP).
+    public var igSteps: Int
+    /// The metric the gradients are taken of (e.g. the loss form of the logit difference).
+    public var metric: String
+    /// How scores are aggregated over positions and hidden units ("sum", the study's).
+    public var aggregation: String
+    /// Samples per batch: with the study's normalisation, scores scale with 1 / batch size.
+    public var batchSize: Int
+    /// How scores are normalised after all batches (the reference's, or per sample once).
+    public var normalisation: String
+    /// One sentence on what the sign of a score means.
+    public var signConvention: String
+
+    public static let defaultSignConvention =
+        "score[u, v] estimates how much the metric (attribute 'metric') changes when edge u->v carries the "
+        + "corrupted instead of the clean activation: (corrupted - clean output of u) times the gradient of the "
+        + "metric at v's input, summed over samples, positions and hidden units, then normalised as "
+        + "'normalisation' says; circuits keep the edges of largest |score|"
+
+    public init(method: String, igSteps: Int, metric: String, aggregation: String, batchSize: Int,
+                normalisation: String, signConvention: String = ScoreAttributes.defaultSignConvention) {
+        self.method = method; self.igSteps = igSteps; self.metric = metric; self.aggregation = aggregation
+        self.batchSize = batchSize; self.normalisation = normalisation; self.signConvention = signConvention
+    }
+}
+
+/// Attribution scores of every computed grid cell: the contents of scores.nc, independent of how
+/// they were computed.
+///
+/// - Cells (checkpoint × task × type × frequency) can be set in any order; a cell not set is
+///   missing (NaN in the file). Labels and checkpoints are sets, sorted when the file is written
+///   (checkpoints by step; labels by the canonical orders given at `init`, others after them).
+/// - A cell's score matrix is (n_forward, n_backward) row-major over `edges`; entries that are
+///   not edges are stored as NaN, whatever the caller passed there.
+/// - `merge` unions disjoint parts (a job-array sweep); merged parts write the same file as the
+///   table built at once.
+/// - Equality is NaN-aware: NaN equals NaN, as in the file.
+public struct ScoresTable: Equatable, Sendable {
+    /// One computed cell.
+    public struct Cell: Equatable, Sendable {
+        /// Edge scores, NaN where not an edge. (n_forward, n_backward)
+        public var scores: [Float]
+        /// Samples attributed in the cell.
+        public var nSamples: Int
+        /// Wall time of the cell, seconds.
+        public var seconds: Double
+
+        public static func == (a: Cell, b: Cell) -> Bool {
+            a.nSamples == b.nSamples && sameValue(a.seconds, b.seconds) && sameValues(a.scores, b.scores)
+        }
+    }
+
+    public let edges: EdgeLayout
+    public let attributes: ScoreAttributes
+    public private(set) var checkpoints = CheckpointAxis()
+    public private(set) var tasks: LabelAxis
+    public private(set) var types: LabelAxis
+    public private(set) var frequencies: LabelAxis
+    public private(set) var cells: [ResultCell: Cell] = [:]
+
+    /// An empty table over `edges`. The orders decide where known labels go in the file.
+    public init(edges: EdgeLayout, attributes: ScoreAttributes,
+                taskOrder: [String] = OutputLabels.tasks, typeOrder: [String] = OutputLabels.types,
+                frequencyOrder: [String] = OutputLabels.frequencies) {
+        self.edges = edges
+        self.attributes = attributes
+        tasks = LabelAxis(canonicalOrder: taskOrder)
+        types = LabelAxis(canonicalOrder: typeOrder)
+        frequencies = LabelAxis(canonicalOrder: frequencyOrder)
+    }
+
+    /// Adds a checkpoint (its step and folder). Cells can only refer to known checkpoints.
+    public mutating func addCheckpoint(step: Int64, path: String) throws {
+        try checkpoints.insert(step: step, path: path)
+    }
+
+    /// Adds labels that have no cell yet, so the file's axes cover the whole planned grid.
+    public mutating func declare(tasks: [String] = [], types: [String] = [], frequencies: [String] = []) {
+        self.tasks.insert(contentsOf: tasks)
+        self.types.insert(contentsOf: types)
+        self.frequencies.insert(contentsOf: frequencies)
+    }
+
+    /// Sets (or replaces) a cell. `scores`: (n_forward, n_backward); non-edges become NaN.
+    public mutating func set(_ cell: ResultCell, scores: [Float], nSamples: Int, seconds: Double) throws {
+        guard scores.count == edges.isEdge.count else {
+            throw OutputFileError(.wrongSize, reason: "the score matrix of \(cell) has \(scores.count) entries; the table needs \(edges.nForward) × \(edges.nBackward) = \(edges.isEdge.count)")
+        }
+        guard nSamples >= 0 else {
+            throw OutputFileError(.invalidArgument, reason: "n_samples of \(cell) is \(nSamples); it must be at least 0")
+        }
+        try requireCheckpoint(cell)
+        var masked = scores
+        edges.maskNonEdges(&masked)
+        insertLabels(of: cell)
+        cells[cell] = Cell(scores: masked, nSamples: nSamples, seconds: seconds)
+    }
+
+    /// The cell, or nil when it is missing.
+    public subscript(cell: ResultCell) -> Cell? { cells[cell] }
+
+    /// Removes a cell (it becomes missing); its labels stay on the axes.
+    public mutating func removeCell(_ cell: ResultCell) { cells[cell] = nil }
+
+    /// Adds `other`'s checkpoints, labels and cells. Both tables must share edges and attributes;
+    /// a cell present in both must hold the same values (NaN-aware).
+    public mutating func merge(_ other: ScoresTable) throws {
+        guard edges == other.edges else {
+            throw OutputFileError(.incompatibleTables, reason: "the score tables have different graphs (upstream, downstream or is_edge differ)",
+                                  hint: "merge only parts of one sweep over one model architecture")
+        }
+        guard attributes == other.attributes else {
+            throw OutputFileError(.incompatibleTables, reason: "the score tables were computed differently: \(attributes) vs \(other.attributes)",
+                                  hint: "merge only parts of one sweep run with one configuration")
+        }
+        var merged = self
+        try merged.checkpoints.formUnion(other.checkpoints)
+        merged.tasks.formUnion(other.tasks)
+        merged.types.formUnion(other.types)
+        merged.frequencies.formUnion(other.frequencies)
+        for (cell, value) in other.cells {
+            if let mine = merged.cells[cell], mine != value {
+                throw OutputFileError(.conflictingCell(cell.description), reason: "both score tables hold cell \(cell) with different values",
+                                      hint: "a cell must be computed by one part of the sweep only")
+            }
+            merged.cells[cell] = value
+        }
+        self = merged
+    }
+
+    /// The union of `parts` (at least one), as `merge` defines it.
+    public static func merged(_ parts: [ScoresTable]) throws -> ScoresTable {
+        guard var result = parts.first else {
+            throw OutputFileError(.invalidArgument, reason: "there are no score tables to merge")
+        }
+        for part in parts.dropFirst() { try result.merge(part) }
+        return result
+    }
+
+    private func requireCheckpoint(_ cell: ResultCell) throws {
+        guard checkpoints.contains(cell.checkpoint) else {
+            throw OutputFileError(.unknownCheckpoint(cell.checkpoint), reason: "cell \(cell) refers to checkpoint step \(cell.checkpoint), which the table does not know",
+                                  hint: "call addCheckpoint(step:path:) first")
+        }
+    }
+
+    private mutating func insertLabels(of cell: ResultCell) {
+        tasks.insert(cell.task); types.insert(cell.type); frequencies.insert(cell.frequency)
+    }
+
+    /// Rebuilds a table from its parts (the reader's entry point); no checks beyond the types'.
+    init(edges: EdgeLayout, attributes: ScoreAttributes, checkpoints: CheckpointAxis, tasks: LabelAxis,
+         types: LabelAxis, frequencies: LabelAxis, cells: [ResultCell: Cell]) {
+        self.edges = edges; self.attributes = attributes; self.checkpoints = checkpoints
+        self.tasks = tasks; self.types = types; self.frequencies = frequencies; self.cells = cells
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Core
+import Foundation
+
+struct Analyze: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Analyse how knowledge circuits evolve across checkpoints: numbers (analysis.nc), SVG figures, report.md.",
+        discussion: """
+        Reads the sweep's scores.nc, circuits.nc and acquisition.nc (from RUN/circuits/, or given one by one) and \
+        computes the study's three findings: acquisition curves of the full model and of the circuits (performance), \
+        Jaccard similarity of each checkpoint's circuit with the final and the previous one, edge entropy, faithfulness \
+        and the phase shift from formation to optimisation (topology), and the distribution of circuit edges and \
+        |score| over layers with the heads the circuits keep (components). Cells missing from a partial sweep are \
+        skipped and listed in the report. Runs as one process; no mpirun needed.
+        """
+    )
+
+    @Option(name: .customLong("run"), help: ArgumentHelp(
+        "Run folder: reads RUN/circuits/{scores,circuits,acquisition}.nc, writes RUN/analysis/ by default.", valueName: "run"))
+    var runFolder: String?
+
+    @Option(name: .long, help: "scores.nc to read (overrides RUN/circuits/scores.nc).")
+    var scores: String?
+
+    @Option(name: .long, help: "circuits.nc to read (overrides RUN/circuits/circuits.nc).")
+    var circuits: String?
+
+    @Option(name: .long, help: "acquisition.nc to read (overrides RUN/circuits/acquisition.nc).")
+    var acquisition: String?
+
+    @Option(name: .long, help: "Output folder (default: RUN/analysis).")
+    var out: String?
+
+    @Option(name: .long, help: "Circuit size to analyse, one of circuits.nc's topn values (default: the largest).")
+    var topn: Int?
+
+    @Option(name: .long, help: "Level an acquisition curve must reach to count as acquired.")
+    var threshold: Double = 0.5
+
+    @Option(name: .long, parsing: .upToNextOption,
+            help: "Attributes of acquisition.nc averaged into the full-model curves (default: all).")
+    var attributes: [String] = []
+
+    @Option(name: .long, help: "Phase shift: smallest relative SSE improvement of two segments over one.")
+    var phaseMinImprovement: Double = 0.10
+
+    @Option(name: .long, help: "Phase shift: the improvement must also beat this quantile of straight-line-plus-noise curves.")
+    var phaseConfidence: Double = 0.95
+
+    @Option(name: .long, help: "Task of the final-circuit heat maps (default: the first task).")
+    var heatmapTask: String?
+
+    @Option(name: .long, help: "Frequency bucket of the final-circuit heat maps (default: high, else the first).")
+    var heatmapFrequency: String?
+
+    func validate() throws {
+        guard runFolder != nil || scores != nil || circuits != nil || acquisition != nil else {
+            throw ValidationError("give --run DIR, or at least one of --scores, --circuits, --acquisition")
+        }
+        guard runFolder != nil || out != nil else {
+            throw ValidationError("--out DIR is required without --run")
+        }
+        guard threshold > 0 && threshold <= 1 else { throw ValidationError("--threshold must be in (0, 1], got \(threshold)") }
+        guard phaseMinImprovement >= 0 && phaseMinImprovement < 1 else {
+            throw ValidationError("--phase-min-improvement must be in [0, 1), got \(phaseMinImprovement)")
+        }
+        guard phaseConfidence > 0 && phaseConfidence < 1 else {
+            throw ValidationError("--phase-confidence must be in (0, 1), got \(phaseConfidence)")
+        }
+        if let topn, topn <= 0 { throw ValidationError("--topn must be positive, got \(topn)") }
+    }
+
+    func run() throws {
+        do {
+            let inputs = try AnalysisInputPaths.resolve(run: runFolder, scores: scores, circuits: circuits, acquisition: acquisition)
+            let options = AnalysisOptions(topn: topn, threshold: threshold, attributes: attributes.isEmpty ? nil : attributes,
+                                          phaseMinImprovement: phaseMinImprovement, phaseConfidence: phaseConfidence,
+                                          heatmapTask: heatmapTask, heatmapFrequency: heatmapFrequency)
+            let result = try Analysis.run(inputs: inputs, options: options)
+            let folder = URL(fileURLWithPath: out ?? URL(fileURLWithPath: runFolder!).appendingPathComponent("analysis").path)
+            let commandLine = CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+            let written = try AnalysisOutput.write(result, to: folder, commandLine: commandLine)
+            print("dkc analyze: \(result.steps.count) checkpoint(s), \(result.missing.count) missing cell(s); wrote \(written.count) files to \(folder.path):")
+            for name in written { print("  \(name)") }
+        } catch let error as UserFacingError {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw ExitCode(error.exitCode)
+        }
+    }
+}
