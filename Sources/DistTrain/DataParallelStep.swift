@@ -18,6 +18,8 @@ public final class DataParallelStep {
     public let reducer: GradientReducer
     public let blockSize: Int
     private var tokens: [Int]
+    /// Seconds the last step spent in the gradient reduction (waiting for other ranks included).
+    public private(set) var lastReduceSeconds = 0.0
 
     /// What one step did: the mean loss over the global batch, the optimizer's report, and whether any
     /// rank asked to stop (agreed across ranks).
@@ -85,21 +87,15 @@ public final class DataParallelStep {
             guard loss.isFinite else {
                 throw TrainError("the training loss is \(loss) at optimizer step \(optimizer.stepCount + 1): training diverged; lower learning_rate, raise warmup_steps or keep max_grad_norm > 0")
             }
-            guard try reducer.finish(into: model.grads.base) else { continue }  // exact mode overflow: recompute
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let complete = try reducer.finish(into: model.grads.base)
+            lastReduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            guard complete else { continue }  // exact mode overflow: recompute
             // The norm is logged even without clipping (HF logs `grad_norm` either way).
             let norm = optimizer.config.maxGradNorm == nil ? optimizer.gradientNorm(model.grads.base) : nil
             let info = optimizer.step(params: model.params, grads: model.grads)
             return Result(loss: loss, step: info.step, learningRate: info.lr, gradNorm: info.gradNorm ?? norm,
                           stopRequested: stopRequested)
         }
-    }
-
-    /// Model FLOPs of one training step per token (forward + backward ≈ 3 × forward): the GEMMs of every
-    /// block, the unembedding, and attention scores and mixing over the full T × T (causal halves are
-    /// computed whole).
-    public static func flopsPerToken(config c: GPT2Config, seqLen T: Int) -> Double {
-        let C = Double(c.nEmbd), L = Double(c.nLayer), V = Double(c.vocabSize)
-        let perLayer = 2 * C * 3 * C + 2 * C * C + 2 * C * 4 * C + 2 * 4 * C * C + 2 * 2 * Double(T) * C
-        return 3 * (L * perLayer + 2 * C * V)
     }
 }
