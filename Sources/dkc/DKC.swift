@@ -23,6 +23,10 @@ struct DKC: ParsableCommand {
             Tokenize.self,
             DataCommand.self,
             Train.self,
+            Discover.self,
+            Evaluate.self,
+            Predict.self,
+            Sweep.self,
             Analyze.self,
             Bench.self,
         ]
