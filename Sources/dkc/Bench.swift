@@ -7,7 +7,7 @@ import MPIShim
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure dkc's speed (tokens/s, GFLOP/s, MFU against the sgemm roof measured in the same run).",
-        subcommands: [BenchModel.self]
+        subcommands: [BenchModel.self, BenchTrain.self]
     )
 }
 
@@ -129,7 +129,7 @@ struct BenchModel: ParsableCommand {
                           pad(String(format: "%.1f", r.gflops), 8), pad(String(format: "%.1f", r.roofGflops), 7),
                           pad(String(format: "%.1f%%", 100 * r.mfu), 6), pad(String(format: "%.0f MiB", r.peakRSSMiB), 10)].joined(separator: " "))
         }
-        lines.append("FLOPs per step = 6 × parameters × tokens + attention; roof = best sgemm measured before and after the steps at the same thread count.")
+        lines.append("FLOPs per step = 6 × parameters × tokens + attention; roof = best sgemm seen before, between and after the steps at the same thread count.")
         return lines.joined(separator: "\n")
     }
 }

@@ -22,6 +22,7 @@ struct DKC: ParsableCommand {
             ConfigCommand.self,
             Tokenize.self,
             DataCommand.self,
+            Train.self,
             Discover.self,
             Evaluate.self,
             Predict.self,

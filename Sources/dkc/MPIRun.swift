@@ -22,6 +22,11 @@ func withWorld(_ body: (Communicator) throws -> Void) -> Never {
     }
     do {
         try body(comm)
+    } catch let error as CollectiveError {
+        // Every rank agreed on this error: end cleanly, rank 0 reports it.
+        if comm.isRoot { FileHandle.standardError.write(Data("dkc: \(error.message)\n".utf8)) }
+        comm.finalize()
+        exit(error.exitCode)
     } catch {
         let code: Int32 = (error as? UserFacingError)?.exitCode ?? ExitStatus.failure
         if comm.size > 1 {

@@ -207,6 +207,9 @@ public enum ConfigLoader {
         case (.path, .string(let s)):
             guard !s.isEmpty else { throw ConfigError.invalidValue(key: key, location: location, reason: "is an empty path") }
             return .string(absolute(s, relativeTo: baseDirectory).path)
+        case (.pathOr(let words), .string(let s)):
+            guard !s.isEmpty else { throw ConfigError.invalidValue(key: key, location: location, reason: "is empty: give a path or one of \(words.joined(separator: ", "))") }
+            return words.contains(s) ? value : .string(absolute(s, relativeTo: baseDirectory).path)
         case (.choice(let options), .string(let s)):
             guard options.contains(s) else {
                 let near = NameSuggestion.nearest(s, in: options).map { "; did you mean \"\($0)\"?" } ?? ""

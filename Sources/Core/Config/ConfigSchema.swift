@@ -8,6 +8,8 @@ public indirect enum ConfigType: Equatable {
     /// A string naming a file or folder; resolved to an absolute path (relative to the config
     /// file's folder when the file gives it, to the working directory when `--set` gives it).
     case path
+    /// A path, or one of a few keywords kept as written (`init = "scratch"` or a model folder).
+    case pathOr([String])
     /// One of a closed set of strings.
     case choice([String])
     case array(ConfigType)
@@ -22,6 +24,7 @@ public indirect enum ConfigType: Equatable {
         case .bool: return "boolean (true or false)"
         case .string: return "string"
         case .path: return "path (a string)"
+        case .pathOr(let words): return "path or one of " + words.map { "\"\($0)\"" }.joined(separator: ", ")
         case .choice(let options): return "one of " + options.map { "\"\($0)\"" }.joined(separator: ", ")
         case .array(let element): return "array of " + element.pluralName
         case .map(let element): return "table of " + element.pluralName
@@ -35,6 +38,7 @@ public indirect enum ConfigType: Equatable {
         case .bool: return "booleans"
         case .string: return "strings"
         case .path: return "paths"
+        case .pathOr: return "paths or keywords"
         case .choice(let options): return "strings among " + options.map { "\"\($0)\"" }.joined(separator: ", ")
         case .array(let element): return "arrays of " + element.pluralName
         case .map(let element): return "tables of " + element.pluralName
@@ -44,7 +48,7 @@ public indirect enum ConfigType: Equatable {
     /// Whether values of this type are textual, so that a bare `--set key=word` is taken as a string.
     var isTextual: Bool {
         switch self {
-        case .string, .path, .choice: return true
+        case .string, .path, .pathOr, .choice: return true
         default: return false
         }
     }
@@ -114,7 +118,7 @@ public struct ConfigSchema {
     }
 
     /// The schemas of every configuration kind dkc knows.
-    public static var all: [ConfigSchema] { [.data, .sweep] }
+    public static var all: [ConfigSchema] { [.data, .train, .sweep] }
 
     public static func named(_ kind: String) -> ConfigSchema? { all.first { $0.kind == kind } }
 }

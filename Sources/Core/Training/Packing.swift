@@ -28,13 +28,20 @@ public struct TokenizedText: Equatable, Sendable {
     ///   - typeCode: 1 for new entities, 2 for revised ones.
     public static func make(text: String, attributes: [String], typeCode: UInt8, encoder: TextEncoder,
                             eos: Int = 50256, blockSize: Int) -> TokenizedText {
+        make(text: text, marks: attributes.map { (value: $0, code: typeCode) }, encoder: encoder, eos: eos, blockSize: blockSize)
+    }
+
+    /// Like `make(text:attributes:typeCode:…)`, with a code of its own for each value (e.g. the entity type
+    /// and which attribute it is, combined); a later value whose first token lands on the same position wins.
+    public static func make(text: String, marks: [(value: String, code: UInt8)], encoder: TextEncoder,
+                            eos: Int = 50256, blockSize: Int) -> TokenizedText {
         var ids = encoder.encode(text)
         if ids.count > blockSize { ids.removeLast(ids.count - blockSize) }
         if ids.last != eos && ids.count < blockSize { ids.append(eos) }
         var mask = [UInt8](repeating: 0, count: ids.count)
-        for value in attributes where !value.isEmpty {
-            let sub = encoder.encode(" " + value)
-            if let at = firstOccurrence(of: sub, in: ids) { mask[at] = typeCode }
+        for mark in marks where !mark.value.isEmpty {
+            let sub = encoder.encode(" " + mark.value)
+            if let at = firstOccurrence(of: sub, in: ids) { mask[at] = mark.code }
         }
         return TokenizedText(ids: ids.map { Int32($0) }, attributeMask: mask)
     }
@@ -63,6 +70,14 @@ public struct PackedBlocks: Equatable, Sendable {
         self.blockSize = blockSize
         tokens = []
         attributeMask = []
+    }
+
+    /// Blocks given flat (e.g. received from another rank): `tokens.count` must be a multiple of `blockSize`.
+    public init(blockSize: Int, tokens: [Int32], attributeMask: [UInt8]) {
+        precondition(blockSize > 0 && tokens.count % blockSize == 0 && attributeMask.count == tokens.count)
+        self.blockSize = blockSize
+        self.tokens = tokens
+        self.attributeMask = attributeMask
     }
 
     /// Packs `texts` (already in their shuffled order) in groups of `groupSize`.

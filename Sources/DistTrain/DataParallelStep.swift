@@ -1,0 +1,101 @@
+import Core
+import Foundation
+import MPIShim
+
+/// One data-parallel optimizer step: every rank runs forward/backward on its share of the global batch
+/// (`BatchShard`), the gradients are reduced to the mean-loss gradient of the global batch
+/// (`GradientReducer`, one collective per step), and every rank applies the same AdamW update, so the
+/// parameters stay identical everywhere.
+///
+/// The global batch is `ranks × perRankBatch × accumulation` blocks, given as positions into a block
+/// order; which rank runs which block does not change the result beyond float rounding (and, in exact
+/// mode with the same per-rank batch, not at all).
+public final class DataParallelStep {
+    public let comm: Communicator
+    public let model: GPT2
+    public let optimizer: AdamW
+    public let shard: BatchShard
+    public let reducer: GradientReducer
+    public let blockSize: Int
+    private var tokens: [Int]
+    /// Seconds the last step spent in the gradient reduction (waiting for other ranks included).
+    public private(set) var lastReduceSeconds = 0.0
+
+    /// What one step did: the mean loss over the global batch, the optimizer's report, and whether any
+    /// rank asked to stop (agreed across ranks).
+    public struct Result: Sendable {
+        public let loss: Double
+        /// The optimizer step just taken (1-based) and the learning rate it ran at.
+        public let step: Int
+        public let learningRate: Double
+        /// Global gradient norm before clipping.
+        public let gradNorm: Double?
+        public let stopRequested: Bool
+    }
+
+    public init(comm: Communicator, model: GPT2, optimizer: AdamW, perRankBatch: Int, accumulation: Int,
+                blockSize: Int, deterministic: Bool) {
+        precondition(blockSize <= model.config.nPositions, "block size beyond n_positions")
+        self.comm = comm
+        self.model = model
+        self.optimizer = optimizer
+        self.blockSize = blockSize
+        shard = BatchShard(ranks: comm.size, rank: comm.rank, perRankBatch: perRankBatch, accumulation: accumulation)
+        reducer = GradientReducer(comm: comm, count: model.params.count, microBatches: comm.size * accumulation,
+                                  mode: deterministic ? .exact : .float)
+        tokens = [Int](repeating: 0, count: perRankBatch * blockSize)
+    }
+
+    public var globalBatch: Int { shard.globalBatch }
+    /// Tokens one step trains on, over all ranks.
+    public var tokensPerStep: Int { shard.globalBatch * blockSize }
+
+    /// Runs one optimizer step on the blocks `order[start ..< start + globalBatch]` of `blocks`.
+    /// `stop` is this rank's stop request; the result says whether any rank had one.
+    /// - Throws: `TrainError` (on every rank alike) when the loss or a gradient is not finite.
+    public func run(blocks: PackedBlocks, order: [Int], start: Int, stop: Bool) throws -> Result {
+        precondition(blocks.blockSize == blockSize && start + globalBatch <= order.count)
+        let B = shard.perRankBatch, T = blockSize
+        while true {
+            reducer.begin()
+            model.zeroGradients()
+            // One slot per micro-batch of the global batch (index micro × ranks + rank), the stop flag last:
+            // a sum of one value and zeros is exact, and the ranks add the slots in index order, so the
+            // logged loss is the same bits whatever the rank count.
+            var slots = [Double](repeating: 0, count: reducer.microBatches + 1)
+            for micro in 0..<shard.accumulation {
+                if reducer.mode == .exact && micro > 0 { model.zeroGradients() }
+                let range = shard.blocks(micro: micro)
+                blocks.tokens.withUnsafeBufferPointer { src in
+                    tokens.withUnsafeMutableBufferPointer { dst in
+                        for (row, position) in range.enumerated() {
+                            let b = order[start + position]
+                            let from = src.baseAddress! + b * T
+                            let to = dst.baseAddress! + row * T
+                            for t in 0..<T { to[t] = Int(from[t]) }
+                        }
+                    }
+                }
+                slots[micro * comm.size + comm.rank] = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T)
+                model.backward()
+                if reducer.mode == .exact { try reducer.accumulate(model.grads.base, micro: micro) }
+            }
+            slots[reducer.microBatches] = stop ? 1 : 0
+            try comm.allreduce(&slots, op: .sum)
+            let loss = slots[..<reducer.microBatches].reduce(0, +) / Double(reducer.microBatches)
+            let stopRequested = slots[reducer.microBatches] > 0
+            guard loss.isFinite else {
+                throw TrainError("the training loss is \(loss) at optimizer step \(optimizer.stepCount + 1): training diverged; lower learning_rate, raise warmup_steps or keep max_grad_norm > 0")
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let complete = try reducer.finish(into: model.grads.base)
+            lastReduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            guard complete else { continue }  // exact mode overflow: recompute
+            // The norm is logged even without clipping (HF logs `grad_norm` either way).
+            let norm = optimizer.config.maxGradNorm == nil ? optimizer.gradientNorm(model.grads.base) : nil
+            let info = optimizer.step(params: model.params, grads: model.grads)
+            return Result(loss: loss, step: info.step, learningRate: info.lr, gradNorm: info.gradNorm ?? norm,
+                          stopRequested: stopRequested)
+        }
+    }
+}

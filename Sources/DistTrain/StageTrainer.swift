@@ -1,0 +1,214 @@
+import Core
+import Foundation
+import MPIShim
+
+/// Trains one stage to its last step, Hugging Face Trainer style: epochs of `stepsPerEpoch` optimizer
+/// steps over a per-epoch permutation of the blocks (the last partial global batch of an epoch is
+/// dropped), a metrics line every `logging_steps`, evaluation and a checkpoint per the strategies, and a
+/// final checkpoint marked finished. Rank 0 writes metrics.jsonl and the checkpoints; every rank runs the
+/// same loop and reports the same events.
+///
+/// Order at a step that ends an epoch (as the HF Trainer): log line, evaluation, checkpoint. A stop
+/// request (agreed across ranks inside the step's allreduce) ends the loop after the step with a
+/// checkpoint, so a resumed run continues exactly where this one stopped.
+final class StageTrainer {
+    enum Outcome {
+        case finished(checkpoint: URL)
+        case stopped(checkpoint: URL)
+    }
+
+    let comm: Communicator
+    let config: StageConfig
+    let data: StageData
+    let stepper: DataParallelStep
+    var state: TrainerState
+    let tokenizerFiles: [URL]
+    let threads: Int
+    let observer: (TrainEvent) -> Void
+    let plan: StagePlan
+    private var metrics: MetricsFile?
+
+    var model: GPT2 { stepper.model }
+    var optimizer: AdamW { stepper.optimizer }
+
+    init(comm: Communicator, config: StageConfig, data: StageData, stepper: DataParallelStep, state: TrainerState,
+         tokenizerFiles: [URL], threads: Int, plan: StagePlan, observer: @escaping (TrainEvent) -> Void) {
+        self.comm = comm
+        self.config = config
+        self.data = data
+        self.stepper = stepper
+        self.state = state
+        self.tokenizerFiles = tokenizerFiles
+        self.threads = threads
+        self.plan = plan
+        self.observer = observer
+    }
+
+    func run() throws -> Outcome {
+        let stage = config.stage
+        if comm.isRoot {
+            metrics = try MetricsFile(url: config.metricsFile, history: state.logHistory)
+            try FileManager.default.createDirectory(at: config.checkpointsFolder, withIntermediateDirectories: true)
+            TrainCheckpoint.removeLeftovers(in: config.checkpointsFolder)
+        }
+        observer(.stageStarted(plan))
+        let total = state.maxSteps
+        let G = stepper.globalBatch
+        var order: (epoch: Int, permutation: [Int])?
+        var lastSaved: (step: Int, url: URL)? = plan.resumedFrom.map { (state.globalStep, $0) }
+        var lastEval = -1
+        var trainingSeconds = 0.0, stepsRun = 0
+        var windowSeconds = 0.0, windowTokens = 0
+        let stageStart = Date()
+
+        while state.globalStep < total {
+            let (epoch, stepInEpoch) = state.position
+            if order?.epoch != epoch {
+                order = (epoch, DataOrder.epochPermutation(count: data.train.count, seed: config.seed, epoch: epoch))
+            }
+            let t0 = Date()
+            let result = try stepper.run(blocks: data.train, order: order!.permutation, start: stepInEpoch * G,
+                                         stop: StopRequest.shared.isRequested)
+            let dt = Date().timeIntervalSince(t0)
+            state.globalStep += 1
+            state.window.steps += 1
+            state.window.lossSum += result.loss
+            trainingSeconds += dt; stepsRun += 1
+            windowSeconds += dt; windowTokens += stepper.tokensPerStep
+            let step = state.globalStep
+            let tokensPerSecond = windowSeconds > 0 ? Double(windowTokens) / windowSeconds : 0
+            observer(.step(StepProgress(stage: stage, step: step, totalSteps: total, epoch: state.epoch, loss: result.loss,
+                                        learningRate: result.learningRate, gradNorm: result.gradNorm,
+                                        tokensPerSecond: tokensPerSecond, secondsPerStep: trainingSeconds / Double(stepsRun))))
+
+            let epochEnd = step % state.stepsPerEpoch == 0
+            let last = step == total
+            if step % config.loggingSteps == 0 || (last && state.window.steps > 0) {
+                var values: [(String, Double)] = [("loss", state.window.lossSum / Double(state.window.steps))]
+                if let g = result.gradNorm { values.append(("grad_norm", g)) }
+                // HF logs the scheduler's current rate: the one the next step will use.
+                values.append(("learning_rate", optimizer.config.learningRate(step: step + 1)))
+                values.append(("tokens_per_s", tokensPerSecond))
+                values.append(("epoch", state.epoch))
+                try record(MetricsLine(values: values, step: step))
+                state.window = .init()
+                windowSeconds = 0; windowTokens = 0
+            }
+            let evalDue: Bool
+            switch config.evalStrategy {
+            case .no: evalDue = false
+            case .epoch: evalDue = epochEnd || last
+            case .steps: evalDue = step % config.evalSteps == 0 || last
+            }
+            if evalDue, data.eval != nil, lastEval != step {
+                try evaluate()
+                lastEval = step
+            }
+            let saveDue: Bool
+            switch config.saveStrategy {
+            case .no: saveDue = last
+            case .epoch: saveDue = epochEnd || last
+            case .steps: saveDue = step % config.saveSteps == 0 || last
+            }
+            if saveDue || (result.stopRequested && lastSaved?.step != step) {
+                lastSaved = (step, try save())
+            }
+            if result.stopRequested && !last {
+                observer(.stopped(stage: stage, step: step, checkpoint: lastSaved!.url,
+                                  signal: StopRequest.shared.signalName ?? "a stop request"))
+                return .stopped(checkpoint: lastSaved!.url)
+            }
+        }
+        // Resumed at or past the end (e.g. num_train_epochs lowered): make sure a finished checkpoint exists.
+        if lastSaved?.step != state.globalStep || !state.finished {
+            lastSaved = (state.globalStep, try save())
+        }
+        let seconds = Date().timeIntervalSince(stageStart)
+        if stepsRun > 0 {
+            try record(MetricsLine(values: [
+                ("train_runtime", seconds),
+                ("train_steps_per_second", Double(stepsRun) / max(seconds, 1e-9)),
+                ("train_tokens_per_second", Double(stepsRun * stepper.tokensPerStep) / max(trainingSeconds, 1e-9)),
+                ("epoch", state.epoch),
+            ], step: state.globalStep), history: false)
+        }
+        observer(.stageFinished(stage: stage, step: state.globalStep, checkpoint: lastSaved!.url, seconds: seconds))
+        return .finished(checkpoint: lastSaved!.url)
+    }
+
+    /// Appends a line to metrics.jsonl (rank 0) and, unless `history` is false, to the log history that
+    /// checkpoints carry.
+    private func record(_ line: MetricsLine, history: Bool = true) throws {
+        if history { state.logHistory.append(line.json) }
+        try metrics?.append(line.json)
+        observer(.metrics(stage: config.stage, line: line))
+    }
+
+    private func evaluate() throws {
+        guard let blocks = data.eval else { return }
+        let t0 = Date()
+        let counts = try DistributedEvaluation.run(model: model, blocks: blocks, batch: config.perDeviceEvalBatchSize, comm: comm)
+        let seconds = Date().timeIntervalSince(t0)
+        var values = counts.metrics
+        let passes = (blocks.count + comm.size * config.perDeviceEvalBatchSize - 1) / (comm.size * config.perDeviceEvalBatchSize)
+        values += [("eval_runtime", seconds),
+                   ("eval_samples_per_second", Double(blocks.count) / max(seconds, 1e-9)),
+                   ("eval_steps_per_second", Double(passes) / max(seconds, 1e-9)),
+                   ("epoch", state.epoch)]
+        try record(MetricsLine(values: values, step: state.globalStep))
+    }
+
+    /// Writes a checkpoint of the current step (rank 0) after making sure every replica agrees; every rank
+    /// learns whether it worked.
+    private func save() throws -> URL {
+        if stepper.reducer.mode == .float, !(try ReplicaSync.ensureIdentical(params: model.params, optimizer: optimizer, comm: comm)) {
+            observer(.notice("step \(state.globalStep): the ranks' parameters had drifted apart by float rounding; rank 0's were re-broadcast"))
+        }
+        state.finished = state.globalStep >= state.maxSteps
+        let folder = TrainCheckpoint.folder(in: config.checkpointsFolder, step: state.globalStep)
+        var failure = ""
+        if comm.isRoot {
+            do {
+                _ = try TrainCheckpoint.write(params: model.params, optimizer: optimizer, state: state,
+                                              tokenizerFiles: tokenizerFiles, in: config.checkpointsFolder)
+            } catch {
+                failure = "\(error)"
+            }
+        }
+        let status = try comm.broadcast(bytes: Array(failure.utf8))
+        guard status.isEmpty else {
+            throw CollectiveFailure(message: "cannot write checkpoint \(folder.path): \(String(decoding: status, as: UTF8.self))", exitCode: 1)
+        }
+        observer(.checkpointSaved(stage: config.stage, step: state.globalStep, folder: folder))
+        return folder
+    }
+}
+
+/// metrics.jsonl of a stage, rewritten from a checkpoint's log history when a run resumes (lines a stopped
+/// run wrote after its last checkpoint are dropped), then appended to, one flushed line at a time.
+final class MetricsFile {
+    private let handle: FileHandle
+    let url: URL
+
+    init(url: URL, history: [JSONValue]) throws {
+        self.url = url
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            let text = history.map { $0.compactText + "\n" }.joined()
+            try Data(text.utf8).write(to: url)
+            handle = try FileHandle(forWritingTo: url)
+            try handle.seekToEnd()
+        } catch {
+            throw TrainError.file(url, "cannot be written (\(error.localizedDescription))", fix: "check that output_dir is writable")
+        }
+    }
+
+    deinit { try? handle.close() }
+
+    func append(_ line: JSONValue) throws {
+        do { try handle.write(contentsOf: Data((line.compactText + "\n").utf8)) } catch {
+            throw TrainError.file(url, "cannot be appended to (\(error.localizedDescription))")
+        }
+    }
+}

@@ -1,0 +1,300 @@
+import Core
+import Foundation
+import MPIShim
+
+/// `dkc train`: the stages of a run (pipeline.md §4), data-parallel over the world communicator.
+///
+/// Before any step every rank checks everything it can (data files, tokenizer, the model a stage starts
+/// from, block size against n_positions, enough blocks for one global batch, checkpoints that belong to
+/// this run), and the ranks agree: a problem anywhere ends the job on every rank with one message and
+/// exit code 65, before anything is trained.
+///
+/// A stage resumes by itself from the newest complete checkpoint in `<output_dir>/<stage>/checkpoints/`
+/// (with `requireResume`, finding none is an error); a stage whose newest checkpoint is marked finished
+/// is skipped. Rank 0 reads and writes every file of the run folder and broadcasts what it read.
+public final class TrainRun {
+    public enum Outcome: Equatable { case finished, stopped }
+
+    public let config: TrainConfig
+    let comm: Communicator
+    let threads: Int
+    let requireResume: Bool
+    let observer: (TrainEvent) -> Void
+
+    /// What the checks found for one stage.
+    struct Setup {
+        let stage: StageConfig
+        let model: GPT2Config
+        let tokenizer: GPT2Tokenizer
+        let tokenizerFiles: [URL]
+        /// Newest checkpoint of the stage and its state (from rank 0).
+        let resume: (url: URL, state: TrainerState)?
+    }
+
+    /// - Parameters:
+    ///   - threads: workers of the model's kernels and AdamW on each rank (OpenBLAS is set by the caller).
+    ///   - requireResume: fail when no stage has a checkpoint to continue from (`--resume`).
+    ///   - observer: receives every event, on every rank.
+    public init(config: TrainConfig, comm: Communicator, threads: Int, requireResume: Bool,
+                observer: @escaping (TrainEvent) -> Void) {
+        self.config = config
+        self.comm = comm
+        self.threads = max(1, threads)
+        self.requireResume = requireResume
+        self.observer = observer
+    }
+
+    public func run() throws -> Outcome {
+        let setups = try prepareSetups()
+        var data: [StageData] = []
+        for s in setups { data.append(try loadData(s)) }
+        try comm.agree(exitCode: CorpusLoader.exitCode) { try checkCompatibility(setups, data) }
+
+        var previous: (stage: TrainStage, params: ParameterArena?, checkpoint: URL)?
+        for (setup, stageData) in zip(setups, data) {
+            let s = setup.stage
+            let G = s.globalBatch(ranks: comm.size)
+            let stepsPerEpoch = stageData.train.count / G
+            let total = s.maxSteps > 0 ? s.maxSteps : s.numTrainEpochs * stepsPerEpoch
+            // Complete when the newest checkpoint reached this configuration's last step (a raised
+            // num_train_epochs or max_steps continues a finished stage, as HF's resume does).
+            if let r = setup.resume, r.state.finished, r.state.globalStep >= total {
+                observer(.stageAlreadyComplete(stage: s.stage, step: r.state.globalStep, checkpoint: r.url))
+                previous = (s.stage, nil, r.url)
+                continue
+            }
+
+            let params = ParameterArena(config: setup.model)
+            let optimizer = AdamW(layout: params.layout, config: s.optimizer(totalSteps: total), threads: threads)
+            var state: TrainerState
+            var initDescription: String
+            if let r = setup.resume {
+                try rootLoad("checkpoint \(r.url.path)") {
+                    try HFCheckpoint.load(folder: r.url, into: params)
+                    try TrainCheckpoint.readOptimizer(from: r.url.appendingPathComponent(TrainCheckpoint.optimizerFileName),
+                                                      into: optimizer, layout: params.layout)
+                }
+                try ReplicaSync.broadcast(optimizer, comm: comm)
+                state = r.state
+                initDescription = "resumed from \(r.url.path)"
+            } else {
+                switch s.initSource {
+                case .scratch:
+                    if comm.isRoot { params.initializeGPT2(seed: s.seed) }
+                    initDescription = "random GPT-2 initialisation (seed \(s.seed))"
+                case .base:
+                    if let p = previous, p.stage == .base, let inMemory = p.params {
+                        params.copy(from: inMemory)
+                        initDescription = "the base stage's final weights (\(p.checkpoint.path))"
+                    } else {
+                        let url = try baseCheckpoint(previous)
+                        try rootLoad("the base stage's checkpoint \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
+                        initDescription = "the base stage's final checkpoint \(url.path)"
+                    }
+                case .folder(let url):
+                    try rootLoad("the model folder \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
+                    initDescription = "the model folder \(url.path)"
+                }
+                state = TrainerState(stage: s.stage.rawValue, globalStep: 0, maxSteps: total, numTrainEpochs: s.numTrainEpochs,
+                                     stepsPerEpoch: stepsPerEpoch, globalBatchSize: G, perDeviceTrainBatchSize: s.perDeviceTrainBatchSize,
+                                     loggingSteps: s.loggingSteps, saveSteps: s.saveSteps, evalSteps: s.evalSteps, logHistory: [],
+                                     window: .init(), seed: s.seed, trainFile: s.trainFile.path, trainBlocks: stageData.train.count,
+                                     trainFingerprint: stageData.train.fingerprint, worldSize: comm.size, blasThreads: threads,
+                                     deterministic: s.deterministic, finished: false, config: config.resolved.json)
+            }
+            try ReplicaSync.broadcast(params, comm: comm)
+            // Settings that may change between a run and its resumption (HF allows the same).
+            state.maxSteps = total
+            state.numTrainEpochs = s.numTrainEpochs
+            state.loggingSteps = s.loggingSteps
+            state.saveSteps = s.saveSteps
+            state.evalSteps = s.evalSteps
+            state.worldSize = comm.size
+            state.blasThreads = threads
+            state.deterministic = s.deterministic
+            state.config = config.resolved.json
+            state.source = DKCVersion.source
+
+            let model = GPT2(params: params, threads: threads)
+            let stepper = DataParallelStep(comm: comm, model: model, optimizer: optimizer, perRankBatch: s.perDeviceTrainBatchSize,
+                                           accumulation: s.gradientAccumulationSteps, blockSize: s.blockSize, deterministic: s.deterministic)
+            let plan = StagePlan(stage: s.stage, ranks: comm.size, threads: threads, trainBlocks: stageData.train.count,
+                                 evalBlocks: stageData.eval?.count ?? 0, blockSize: s.blockSize, globalBatch: G,
+                                 stepsPerEpoch: stepsPerEpoch, totalSteps: total,
+                                 epochs: (total + stepsPerEpoch - 1) / stepsPerEpoch, startStep: state.globalStep,
+                                 resumedFrom: setup.resume?.url, initDescription: initDescription, parameters: params.count,
+                                 deterministic: s.deterministic)
+            let trainer = StageTrainer(comm: comm, config: s, data: stageData, stepper: stepper, state: state,
+                                       tokenizerFiles: setup.tokenizerFiles, threads: threads, plan: plan, observer: observer)
+            switch try trainer.run() {
+            case .stopped: return .stopped
+            case .finished(let url): previous = (s.stage, params, url)
+            }
+        }
+        return .finished
+    }
+
+    // MARK: - Checks
+
+    /// Every stage checked on every rank, the model shapes and resume states as rank 0 finds them.
+    func prepareSetups() throws -> [Setup] {
+        // Files every rank reads itself: data and tokenizer.
+        let tokenizers = try comm.agree(exitCode: CorpusLoader.exitCode) { () -> [GPT2Tokenizer] in
+            var byPath: [String: GPT2Tokenizer] = [:]
+            return try config.stages.map { s in
+                for (key, file) in [("train_file", s.trainFile), ("validation_file", s.validationFile)] {
+                    guard let file else { continue }
+                    guard FileManager.default.fileExists(atPath: file.path) else {
+                        throw TrainError("\(key) of the \(s.stage.rawValue) stage, \(file.path), does not exist: run `dkc data generate --out \(s.dataDir.path)` or set data_dir / \(key)")
+                    }
+                }
+                if let t = byPath[s.tokenizer.path] { return t }
+                let t = try GPT2Tokenizer(directory: s.tokenizer)
+                byPath[s.tokenizer.path] = t
+                return t
+            }
+        }
+        // Model shapes and checkpoints: rank 0 reads, everyone receives.
+        let described = try comm.agree(exitCode: CorpusLoader.exitCode, rootOnly: true) { () -> [UInt8] in
+            guard comm.isRoot else { return [] }
+            return Array(try rootDescription(tokenizers).prettyText().utf8)
+        }
+        let json = try JSONValue(parsing: Data(try comm.broadcast(bytes: described)))
+        guard case .array(let items) = json, items.count == config.stages.count else { preconditionFailure("malformed stage description") }
+        var setups: [Setup] = []
+        for (i, s) in config.stages.enumerated() {
+            let item = items[i]
+            guard let modelText = item["model"]?.stringValue else { preconditionFailure("malformed stage description") }
+            let model = try GPT2Config(json: Data(modelText.utf8), source: "the \(s.stage.rawValue) stage's model")
+            var resume: (URL, TrainerState)?
+            if let path = item["resume"]?.stringValue, let stateJSON = item["state"] {
+                let url = URL(fileURLWithPath: path)
+                resume = (url, try TrainerState(json: stateJSON, file: url.appendingPathComponent(TrainCheckpoint.stateFileName)))
+            }
+            let files = ["vocab.json", "merges.txt", "tokenizer.json"].map { s.tokenizer.appendingPathComponent($0) }
+                .filter { FileManager.default.fileExists(atPath: $0.path) }
+            setups.append(Setup(stage: s, model: model, tokenizer: tokenizers[i], tokenizerFiles: files, resume: resume))
+        }
+        if requireResume, !setups.contains(where: { $0.resume != nil }) {
+            throw CollectiveFailure(message: "--resume: no checkpoint to resume from under \(config.outputDir.path) (looked in \(config.stages.map { $0.checkpointsFolder.path }.joined(separator: ", "))); run without --resume to start training", exitCode: 65)
+        }
+        return setups
+    }
+
+    /// Rank 0: per stage, the model config (JSON text) and the newest checkpoint with its trainer state.
+    private func rootDescription(_ tokenizers: [GPT2Tokenizer]) throws -> JSONValue {
+        var items: [JSONValue] = []
+        var models: [TrainStage: GPT2Config] = [:]
+        for (i, s) in config.stages.enumerated() {
+            let model: GPT2Config
+            switch s.initSource {
+            case .scratch:
+                model = GPT2Config(nLayer: s.nLayer, nHead: s.nHead, nEmbd: s.nEmbd, nPositions: s.nPositions,
+                                   vocabSize: tokenizers[i].vocabSize, eosTokenId: tokenizers[i].eosTokenId)
+                try model.validate(source: "the \(s.stage.rawValue) stage's n_layer/n_head/n_embd/n_positions")
+            case .folder(let url):
+                model = try Self.checkModelFolder(url, key: "init")
+            case .base:
+                if let m = models[.base] {
+                    model = m
+                } else {
+                    let url = try baseCheckpoint(nil)
+                    model = try GPT2Config.load(from: url.appendingPathComponent(HFCheckpoint.configFileName))
+                }
+            }
+            models[s.stage] = model
+            guard s.blockSize <= model.nPositions else {
+                throw TrainError("block_size \(s.blockSize) of the \(s.stage.rawValue) stage exceeds the model's n_positions \(model.nPositions): lower block_size (or, for init = \"scratch\", raise n_positions)")
+            }
+            guard tokenizers[i].vocabSize <= model.vocabSize else {
+                throw TrainError("the tokenizer in \(s.tokenizer.path) has \(tokenizers[i].vocabSize) tokens but the \(s.stage.rawValue) stage's model only \(model.vocabSize): use the model's own tokenizer")
+            }
+            var pairs: [(String, JSONValue)] = [("model", .string(String(decoding: model.jsonData(), as: UTF8.self)))]
+            if let newest = TrainCheckpoint.newest(in: s.checkpointsFolder) {
+                let stateURL = newest.url.appendingPathComponent(TrainCheckpoint.stateFileName)
+                let state = try TrainerState(file: stateURL)  // validates the file
+                let cfg = try GPT2Config.load(from: newest.url.appendingPathComponent(HFCheckpoint.configFileName))
+                guard cfg.nLayer == model.nLayer, cfg.nHead == model.nHead, cfg.nEmbd == model.nEmbd,
+                      cfg.nPositions == model.nPositions, cfg.vocabSize == model.vocabSize else {
+                    throw TrainError("\(newest.url.path) holds a model of another shape than the \(s.stage.rawValue) stage's configuration: restore the configuration, or use a new output_dir")
+                }
+                pairs.append(("resume", .string(newest.url.path)))
+                pairs.append(("state", state.json))
+            }
+            items.append(.object(pairs))
+        }
+        return .array(items)
+    }
+
+    /// The config of a Hugging Face model folder, checked to be a GPT-2 dkc can train.
+    static func checkModelFolder(_ url: URL, key: String) throws -> GPT2Config {
+        let configURL = url.appendingPathComponent(HFCheckpoint.configFileName)
+        guard FileManager.default.fileExists(atPath: configURL.path) else {
+            throw TrainError("\(key) = \(url.path): no config.json there; give a Hugging Face GPT-2 folder (config.json + model.safetensors), \"scratch\" or \"base\"")
+        }
+        let model = try GPT2Config.load(from: configURL)
+        guard FileManager.default.fileExists(atPath: url.appendingPathComponent(HFCheckpoint.weightsFileName).path) else {
+            throw TrainError("\(key) = \(url.path): no model.safetensors there; save the model with save_pretrained(safe_serialization=True)")
+        }
+        return model
+    }
+
+    /// The base stage's final checkpoint (rank 0 looks on disk when this run did not train it).
+    private func baseCheckpoint(_ previous: (stage: TrainStage, params: ParameterArena?, checkpoint: URL)?) throws -> URL {
+        if let p = previous, p.stage == .base { return p.checkpoint }
+        let folder = config.outputDir.appendingPathComponent(TrainStage.base.rawValue).appendingPathComponent("checkpoints")
+        guard let newest = TrainCheckpoint.newest(in: folder),
+              (try? TrainerState(file: newest.url.appendingPathComponent(TrainCheckpoint.stateFileName)))?.finished == true else {
+            throw TrainError("init = \"base\" needs the base stage's final checkpoint in \(folder.path), and there is none: run the base stage first (stages = [\"base\", \"continual\"]) or set continual.init to a model folder")
+        }
+        return newest.url
+    }
+
+    /// Runs `load` on rank 0 and lets every rank know whether it worked.
+    private func rootLoad(_ what: String, _ load: () throws -> Void) throws {
+        var failure = ""
+        if comm.isRoot { do { try load() } catch { failure = "\(error)" } }
+        let status = try comm.broadcast(bytes: Array(failure.utf8))
+        guard status.isEmpty else {
+            throw CollectiveFailure(message: "cannot load \(what): \(String(decoding: status, as: UTF8.self))", exitCode: 65)
+        }
+    }
+
+    // MARK: - Data
+
+    private func loadData(_ setup: Setup) throws -> StageData {
+        let s = setup.stage
+        let eos = setup.tokenizer.eosTokenId
+        let train = try CorpusLoader.blocks(file: s.trainFile, encoder: setup.tokenizer, eos: eos, blockSize: s.blockSize,
+                                            groupSize: s.groupSize, seed: s.seed, comm: comm)
+        var eval: (blocks: PackedBlocks, texts: Int)?
+        if let v = s.validationFile, s.evalStrategy != .no {
+            eval = try CorpusLoader.blocks(file: v, encoder: setup.tokenizer, eos: eos, blockSize: s.blockSize,
+                                           groupSize: s.groupSize, seed: s.seed, comm: comm)
+        }
+        return StageData(train: train.blocks, eval: eval?.blocks, trainTexts: train.texts, evalTexts: eval?.texts ?? 0)
+    }
+
+    /// Enough blocks for one global batch, an evaluation set that yields blocks, and resumed states that
+    /// belong to this data and batch.
+    private func checkCompatibility(_ setups: [Setup], _ data: [StageData]) throws {
+        for (setup, d) in zip(setups, data) {
+            let s = setup.stage
+            let G = s.globalBatch(ranks: comm.size)
+            guard d.train.count >= G else {
+                throw TrainError("the \(s.stage.rawValue) stage's \(s.trainFile.lastPathComponent) packs into \(d.train.count) blocks of \(s.blockSize) tokens (\(d.trainTexts) texts), fewer than one global batch of \(G) = \(comm.size) ranks × per_device_train_batch_size \(s.perDeviceTrainBatchSize) × gradient_accumulation_steps \(s.gradientAccumulationSteps): lower those, or block_size, or generate more data")
+            }
+            if let e = d.eval, e.count == 0 {
+                throw TrainError("the \(s.stage.rawValue) stage's validation file \(s.validationFile!.lastPathComponent) (\(d.evalTexts) texts) packs into no block of \(s.blockSize) tokens (group_size \(s.groupSize)): lower block_size, use a larger validation set, or set validation_file = \"\"")
+            }
+            guard let r = setup.resume else { continue }
+            let st = r.state
+            if st.trainFingerprint != d.train.fingerprint || st.trainBlocks != d.train.count {
+                throw TrainError("\(r.url.path) was trained on other blocks (\(st.trainBlocks) blocks of \(st.trainFile)) than the \(s.stage.rawValue) stage now prepares (\(d.train.count) of \(s.trainFile.path)): data, tokenizer, block_size, group_size or seed changed; restore them to resume, or use a new output_dir")
+            }
+            if st.globalBatchSize != G {
+                throw TrainError("\(r.url.path) was trained with a global batch of \(st.globalBatchSize) blocks, this run has \(G) (\(comm.size) ranks × \(s.perDeviceTrainBatchSize) × \(s.gradientAccumulationSteps)): choose ranks, per_device_train_batch_size and gradient_accumulation_steps with the same product to resume")
+            }
+        }
+    }
+}

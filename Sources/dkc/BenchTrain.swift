@@ -1,0 +1,185 @@
+import ArgumentParser
+import Core
+import DistTrain
+import Foundation
+import MPIShim
+
+/// `dkc bench train`: data-parallel training throughput, at the world size it runs with, or — with
+/// `--scaling` — the comparison the performance target names: 1 rank × 1 thread, 1 rank × 2 threads and
+/// 2 ranks × 1 thread (`mpirun --bind-to core`), each in a child process.
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Data-parallel training throughput (forward + backward + gradient allreduce + AdamW) and its scaling over ranks.",
+        discussion: """
+        Random initialisation and random tokens; each rank runs --batch-size blocks of --seq-len tokens per \
+        micro-step (weak scaling: the global batch grows with the ranks). tokens/s counts all ranks; FLOPs as \
+        `dkc bench model` counts them, for the global batch; the roof is the sum over ranks of the sgemm rate \
+        each measures at its thread count, all at once; MFU = GFLOP/s / roof.
+
+        Run it under mpirun for one rank count, e.g. `mpirun -np 2 --bind-to core dkc bench train --threads 1`, \
+        or once without mpirun with --scaling for R = 1 (1 and 2 threads) and R = 2 (1 thread each) and the \
+        speed-up of 2 × 1 over 1 × 1 (target ≥ 1.7).
+        """
+    )
+
+    enum ConfigChoice: String, ExpressibleByArgument, CaseIterable {
+        case tiny, gpt2, all
+    }
+
+    @Option(help: "Model: \(ConfigChoice.allCases.map(\.rawValue).joined(separator: ", ")) (the shapes of `dkc bench model`).")
+    var config: ConfigChoice = .all
+
+    @Option(help: "Threads per rank for OpenBLAS and dkc's kernels (default: cores / ranks on this node).")
+    var threads: Int?
+
+    @Option(help: "Timed steps per config.")
+    var repeats: Int = 5
+
+    @Option(help: "Untimed warm-up steps per config.")
+    var warmup: Int = 2
+
+    @Option(name: .customLong("batch-size"), help: "Blocks per rank per micro-step.")
+    var batchSize: Int = 8
+
+    @Option(name: .customLong("seq-len"), help: "Tokens per block (at most 1024).")
+    var seqLen: Int = 128
+
+    @Option(help: "Micro-steps per optimizer step.")
+    var accumulation: Int = 1
+
+    @Flag(help: "Use the exact (fixed-point) gradient reduction of deterministic = true.")
+    var deterministic = false
+
+    @Flag(help: "Run 1 × 1, 1 × 2 and 2 × 1 (ranks × threads) in child processes and report the 2-rank speed-up.")
+    var scaling = false
+
+    @Flag(help: "Print one JSON object per measurement and line instead of a table.")
+    var json = false
+
+    func validate() throws {
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
+        guard batchSize >= 1, accumulation >= 1 else { throw ValidationError("--batch-size and --accumulation must be at least 1") }
+        guard (2...1024).contains(seqLen) else { throw ValidationError("--seq-len must be in 2...1024 (the configs' n_positions)") }
+    }
+
+    func run() throws {
+        if scaling { return try runScaling() }
+        let names = config == .all ? ["tiny", "gpt2"] : [config.rawValue]
+        let threads = self.threads
+        withWorld { comm in
+            let n = threads ?? defaultThreadsPerRank()
+            let live = comm.isRoot && isatty(STDERR_FILENO) == 1
+            let progress: (String) -> Void = { line in
+                guard comm.isRoot else { return }
+                FileHandle.standardError.write(Data((live ? "\r\u{1B}[K" + line : line + "\n").utf8))
+            }
+            var results: [TrainBenchResult] = []
+            for name in names {
+                let r = try TrainBench.run(name: name, config: ModelBench.config(named: name)!, comm: comm, batch: batchSize,
+                                           accumulation: accumulation, seqLen: seqLen, threads: n, repeats: repeats,
+                                           warmup: warmup, deterministic: deterministic, progress: progress)
+                results.append(r)
+                if json && comm.isRoot { print(Self.jsonLine(r)); fflush(stdout) }
+            }
+            if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            if !json && comm.isRoot { print(Self.table(results)) }
+        }
+    }
+
+    // MARK: scaling
+
+    /// Runs the three layouts as child processes of this binary and prints their lines and the speed-ups.
+    func runScaling() throws {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw BenchError("--scaling needs mpirun (install openmpi-bin, or run the layouts yourself under mpirun)")
+        }
+        var common = ["bench", "train", "--config", config.rawValue, "--repeats", "\(repeats)", "--warmup", "\(warmup)",
+                      "--batch-size", "\(batchSize)", "--seq-len", "\(seqLen)", "--accumulation", "\(accumulation)", "--json"]
+        if deterministic { common.append("--deterministic") }
+        let layouts: [(ranks: Int, threads: Int)] = [(1, 1), (1, 2), (2, 1)]
+        var all: [[String: Any]] = []
+        for (ranks, threads) in layouts {
+            let p = Process()
+            if ranks == 1 {
+                p.executableURL = exe
+                p.arguments = common + ["--threads", "\(threads)"]
+            } else {
+                p.executableURL = URL(fileURLWithPath: mpirun)
+                p.arguments = ["--oversubscribe", "--bind-to", "core", "-np", "\(ranks)", exe.path] + common + ["--threads", "\(threads)"]
+            }
+            var env = ProcessInfo.processInfo.environment
+            for k in env.keys where k.hasPrefix("OMPI_COMM_WORLD") || k.hasPrefix("PMIX_") { env.removeValue(forKey: k) }
+            env["OPENBLAS_NUM_THREADS"] = "\(threads)"
+            p.environment = env
+            let out = Pipe()
+            p.standardOutput = out
+            FileHandle.standardError.write(Data("bench train --scaling: \(ranks) rank(s) × \(threads) thread(s)…\n".utf8))
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else {
+                throw BenchError("the \(ranks) × \(threads) run failed with status \(p.terminationStatus)")
+            }
+            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+                if json { print(line) }
+                if let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { all.append(obj) }
+            }
+        }
+        var lines: [String] = []
+        for name in Set(all.compactMap { $0["config"] as? String }).sorted(by: >) {
+            func rate(_ r: Int, _ t: Int) -> Double? {
+                all.first { $0["config"] as? String == name && $0["ranks"] as? Int == r && $0["threads"] as? Int == t }?["tokens_per_s"] as? Double
+            }
+            guard let one = rate(1, 1), let two = rate(2, 1) else { continue }
+            let line = String(format: "%@: 2 ranks × 1 thread = %.0f tokens/s, %.2f× 1 rank × 1 thread (%.0f; efficiency %.0f%%)",
+                              name as NSString, two, two / one, one, 50 * two / one)
+                + (rate(1, 2).map { String(format: "; 1 rank × 2 threads = %.0f tokens/s (%.2f×)", $0, $0 / one) } ?? "")
+            lines.append(line)
+            if json {
+                print("{\"bench\": \"train\", \"config\": \"\(name)\", \"method\": \"scaling\", \"speedup_2x1_over_1x1\": \(two / one), \"efficiency\": \(two / one / 2)}")
+            }
+        }
+        if !json {
+            for obj in all {
+                let name = obj["config"] as? String ?? "?"
+                let r = obj["ranks"] as? Int ?? 0, t = obj["threads"] as? Int ?? 0
+                let tps = obj["tokens_per_s"] as? Double ?? 0, mfu = obj["mfu"] as? Double ?? 0
+                print(String(format: "%-5@ %d rank(s) × %d thread(s): %10.1f tokens/s  MFU %5.1f%%", name as NSString, r, t, tps, 100 * mfu))
+            }
+        }
+        for l in lines { (json ? FileHandle.standardError : FileHandle.standardOutput).write(Data((l + "\n").utf8)) }
+    }
+
+    // MARK: output
+
+    static func jsonLine(_ r: TrainBenchResult) -> String {
+        func num(_ x: Double) -> JSONValue { x.isFinite ? .double(x) : .null }
+        return JSONValue.object([
+            ("bench", .string("train")), ("config", .string(r.config)), ("method", .string("data-parallel forward+backward+allreduce+adamw")),
+            ("batch_size", .int(r.batchSize)), ("seq_len", .int(r.seqLen)), ("ig_steps", .null), ("ranks", .int(r.ranks)),
+            ("threads", .int(r.threads)), ("repeats", .int(r.repeats)), ("tokens_per_s", num(r.tokensPerS)),
+            ("min", num(r.minTokensPerS)), ("max", num(r.maxTokensPerS)), ("gflops", num(r.gflops)),
+            ("roof_gflops", num(r.roofGflops)), ("mfu", num(r.mfu)), ("peak_rss_mib", num(r.peakRSSMiB)),
+            ("blas_core", .string(r.blasCore)), ("dkc_version", .string(DKCVersion.source)),
+            ("accumulation", .int(r.accumulation)), ("global_batch", .int(r.ranks * r.batchSize * r.accumulation)),
+            ("deterministic", .bool(r.deterministic)), ("reduce_seconds", num(r.reduceSeconds)),
+        ]).compactText
+    }
+
+    static func table(_ results: [TrainBenchResult]) -> String {
+        var lines = ["dkc bench train: data-parallel forward + backward + allreduce + AdamW, \(DKCVersion.source), OpenBLAS core \(BLAS.coreName)",
+                     "config  ranks × threads  blocks × T   tokens/s   (min – max)          GFLOP/s   roof    MFU   reduce   peak RSS"]
+        for r in results {
+            lines.append(String(format: "%-6@  %5d × %-7d  %4d × %-5d %10.1f  (%.1f – %.1f)  %8.1f %7.1f %5.1f%% %6.1f ms %7.0f MiB",
+                                r.config as NSString, r.ranks, r.threads, r.ranks * r.batchSize * r.accumulation, r.seqLen,
+                                r.tokensPerS, r.minTokensPerS, r.maxTokensPerS, r.gflops, r.roofGflops, 100 * r.mfu,
+                                1000 * r.reduceSeconds, r.peakRSSMiB))
+        }
+        lines.append("tokens/s over all ranks; roof = Σ over ranks of the sgemm rate each measured at its thread count, concurrently.")
+        return lines.joined(separator: "\n")
+    }
+}
