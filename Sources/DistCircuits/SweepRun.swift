@@ -99,7 +99,7 @@ public enum SweepRun {
             summary.computed += 1
             summary.itemsPerRank[rank] += 1
             var samples = 0
-            if case let .cell(cell, o) = result { samples = o.nSamples; _ = cell }
+            if case let .cell(_, o) = result { samples = o.nSamples }
             summary.samples += samples
             report(.finished(result.item, rank: rank, samples: samples, done: store.done.count, planned: planned))
         }

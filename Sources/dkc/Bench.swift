@@ -7,7 +7,7 @@ import MPIShim
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure dkc's speed (tokens/s, GFLOP/s, MFU against the sgemm roof measured in the same run).",
-        subcommands: [BenchModel.self, BenchTrain.self]
+        subcommands: [BenchModel.self, BenchTrain.self, BenchSweep.self]
     )
 }
 

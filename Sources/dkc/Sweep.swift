@@ -34,6 +34,9 @@ struct Sweep: ParsableCommand {
     @Flag(name: .long, help: "Print the grid, the number of cells and a cost estimate; compute nothing.")
     var plan = false
 
+    @Flag(name: .customLong("json-summary"), help: "End with one JSON line summarising the run (for dkc bench sweep and scripts).")
+    var jsonSummary = false
+
     func run() throws {
         StopRequest.shared.install()
         withWorld { comm in
@@ -80,6 +83,14 @@ struct Sweep: ParsableCommand {
                          s.computed, s.samples, s.wallSeconds, s.ranks, Double(s.computed) / max(s.wallSeconds, 1e-9), s.loadSeconds,
                          100 * s.loadSeconds / max(busy, 1e-9), s.writeSeconds, s.writes, 100 * s.writeSeconds / max(s.wallSeconds, 1e-9)))
             print("items per rank: " + s.itemsPerRank.enumerated().map { "\($0.offset): \($0.element)" }.joined(separator: ", "))
+            if jsonSummary {
+                print(JSONValue.object([
+                    ("items", .int(s.computed)), ("samples", .int(s.samples)), ("wall_s", .double(s.wallSeconds)),
+                    ("load_s", .double(s.loadSeconds)), ("compute_s", .double(s.computeSeconds)), ("write_s", .double(s.writeSeconds)),
+                    ("writes", .int(s.writes)), ("ranks", .int(s.ranks)), ("blas_threads", .int(BLAS.threads)),
+                    ("items_per_rank", .array(s.itemsPerRank.map { .int($0) })), ("complete", .bool(s.complete)),
+                ]).compactText)
+            }
             if let signal = s.stoppedBy {
                 print("stopped by \(signal) after \(s.alreadyDone + s.computed) of \(s.planned) items; the files in \(s.outputDir.path) are complete for those.")
                 print("resume with the same command: \(Provenance.quote(CommandLine.arguments))")
