@@ -16,8 +16,9 @@ struct Sweep: ParsableCommand {
         blas_threads threads, so the numbers do not depend on R.
 
         Re-running the same command resumes: items whose results are in the files are skipped. SIGTERM or \
-        SIGUSR1 finish the items in flight, write the files and exit 0. --plan prints the grid and a cost \
-        estimate without computing.
+        SIGUSR1 on any rank finish the items in flight, write the files and exit 0 (Slurm signals every task; \
+        by hand, send SIGUSR1 to mpirun, which forwards it, while mpirun itself ends the job on SIGTERM). \
+        --plan prints the grid and a cost estimate without computing.
 
         Config keys (configs/sweep/*.toml; override with --set key=value, value in TOML syntax):
         \(ConfigSchema.sweep.keys.map { "  \($0.name): \($0.help)" }.joined(separator: "\n"))
