@@ -137,7 +137,7 @@ struct BenchDiscover: ParsableCommand {
     func table(_ results: [DiscoverBenchResult], load: (Double?, Double?)) -> String {
         let methodWidth = max(6, results.map(\.method.rawValue.count).max() ?? 0)
         var t = BenchTable([("config", 6, true), ("method", methodWidth, true), ("B", 3, false), ("T", 3, false), ("threads", 7, false),
-                            ("samples/s", 9, false), ("(min – max)", 15, false), ("GFLOP/s", 7, false), ("roof", 6, false),
+                            ("samples/s", 9, false), ("(min – max)", 19, false), ("GFLOP/s", 7, false), ("roof", 6, false),
                             ("MFU", 6, false), ("peak RSS", 9, false), ("study", 6, false), ("× study", 7, false),
                             ("target", 12, false)])
         var notes: [String] = []
