@@ -62,14 +62,16 @@ struct BenchSweep: ParsableCommand {
                                                                   overrides: ["run_dir=\(root.path)", "batch_size=\(batchSize)", "tokenizer=\(tok.path)"]))
             let flops = try SweepCost(plan: plan, cells: plan.cells, acquisitions: plan.checkpoints.count,
                                       tokenizer: try GPT2Tokenizer(directory: tok)).totalFlops
-            var results: [[String: Any]] = []
+            let seqLen = try meanPromptTokens(plan, tokenizer: try GPT2Tokenizer(directory: tok))
+            let progress = BenchProgress()
+            var records: [BenchRecord] = []
             for (r, t) in layouts {
                 BLAS.setThreads(t)
                 let roof = SweepCost.measureRoof() * Double(r)
                 var rates: [Double] = [], summaries: [[String: Any]] = []
                 for i in 0..<repeats {
                     try? fm.removeItem(at: root.appendingPathComponent("circuits"))
-                    if !json { FileHandle.standardError.write(Data("bench sweep: \(r) rank(s) × \(t) thread(s), run \(i + 1) of \(repeats)…\n".utf8)) }
+                    progress("bench sweep: \(r) rank(s) × \(t) thread(s), run \(i + 1) of \(repeats)…")
                     let summary = try runSweep(exe, base + ["--set", "blas_threads=\(t)"], ranks: r, threads: t)
                     summaries.append(summary)
                     rates.append(Double(summary["samples"] as! Int) / (summary["wall_s"] as! Double))
@@ -77,40 +79,65 @@ struct BenchSweep: ParsableCommand {
                 let order = rates.indices.sorted { rates[$0] < rates[$1] }
                 let median = summaries[order[order.count / 2]], wall = median["wall_s"] as! Double
                 let busy = (median["load_s"] as! Double) + (median["compute_s"] as! Double)
-                var rusage = rusage()
-                getrusage(RUSAGE_CHILDREN.rawValue, &rusage)
-                results.append([
-                    "bench": "sweep", "config": config.rawValue, "method": plan.config.cell.attribution.method.rawValue,
-                    "batch_size": batchSize, "seq_len": NSNull(), "ig_steps": plan.config.cell.attribution.igSteps, "ranks": r, "threads": t,
-                    "repeats": repeats, "samples_per_s": rates[order[order.count / 2]], "min": rates[order.first!], "max": rates[order.last!],
-                    "items_per_s": Double(median["items"] as! Int) / wall, "gflops": flops / wall / 1e9, "roof_gflops": roof,
-                    "mfu": flops / wall / 1e9 / roof, "peak_rss_mib": Double(rusage.ru_maxrss) / 1024, "blas_core": BLAS.coreName,
-                    "dkc_version": DKCVersion.source, "items": median["items"] as! Int, "samples": median["samples"] as! Int, "wall_s": wall,
-                    "load_fraction": (median["load_s"] as! Double) / max(busy, 1e-9), "write_fraction": (median["write_s"] as! Double) / wall,
-                    "items_per_rank": median["items_per_rank"] ?? [],
-                ])
+                let perRank = (median["items_per_rank"] as? [Int]) ?? []
+                let gflops = flops / wall / 1e9
+                records.append(BenchRecord(
+                    bench: "sweep", config: config.rawValue, method: plan.config.cell.attribution.method.rawValue, batchSize: batchSize,
+                    seqLen: seqLen, igSteps: plan.config.cell.attribution.igSteps, ranks: r, threads: t, repeats: repeats,
+                    rateKey: "samples_per_s", rate: rates[order[order.count / 2]], min: rates[order.first!], max: rates[order.last!],
+                    gflops: gflops, roofGflops: roof, mfu: gflops / roof, peakRSSMiB: childrenPeakRSSMiB(),
+                    extra: [("items", "\(median["items"] as! Int)"), ("samples", "\(median["samples"] as! Int)"),
+                            ("items_per_s", BenchJSON.number(Double(median["items"] as! Int) / wall)), ("wall_s", BenchJSON.number(wall)),
+                            ("load_fraction", BenchJSON.number((median["load_s"] as! Double) / max(busy, 1e-9))),
+                            ("write_fraction", BenchJSON.number((median["write_s"] as! Double) / wall)),
+                            ("items_per_rank", "[" + perRank.map(String.init).joined(separator: ", ") + "]")]))
             }
+            progress.finish()
             if json {
-                for r in results { print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self)) }
+                for r in records { print(r.jsonLine) }
             } else {
                 print("dkc bench sweep: \(config.rawValue) model, \(plan.checkpoints.count) checkpoints × \(plan.tasks.count) tasks × \(plan.types.count) types × \(plan.frequencies.count) buckets + acquisitions, \(DKCVersion.source), OpenBLAS core \(BLAS.coreName)")
-                print("ranks × threads   samples/s  (min – max)      items/s  GFLOP/s   roof    MFU  loading  writing  items per rank")
-                for r in results {
-                    print(String(format: "%5d × %-8d %10.1f  (%.1f – %.1f)  %7.2f %8.1f %6.0f %5.1f%% %6.2f%% %7.2f%%  %@",
-                                 r["ranks"] as! Int, r["threads"] as! Int, r["samples_per_s"] as! Double, r["min"] as! Double, r["max"] as! Double,
-                                 r["items_per_s"] as! Double, r["gflops"] as! Double, r["roof_gflops"] as! Double, 100 * (r["mfu"] as! Double),
-                                 100 * (r["load_fraction"] as! Double), 100 * (r["write_fraction"] as! Double), "\(r["items_per_rank"]!)"))
+                var table = BenchTable([("ranks × threads", 15, true), ("samples/s", 10, false), ("(min – max)", 16, false), ("items/s", 8, false),
+                                        ("GFLOP/s", 8, false), ("roof", 6, false), ("MFU", 6, false), ("loading", 8, false), ("writing", 8, false),
+                                        ("items per rank", 16, false)])
+                for r in records {
+                    let extra = Dictionary(uniqueKeysWithValues: r.extra)
+                    table.add(["\(r.ranks) × \(r.threads)", String(format: "%.1f", r.rate), String(format: "(%.1f – %.1f)", r.min, r.max),
+                               String(format: "%.2f", Double(extra["items_per_s"]!)!), String(format: "%.1f", r.gflops),
+                               String(format: "%.0f", r.roofGflops), String(format: "%.1f%%", 100 * r.mfu),
+                               String(format: "%.2f%%", 100 * Double(extra["load_fraction"]!)!),
+                               String(format: "%.2f%%", 100 * Double(extra["write_fraction"]!)!), extra["items_per_rank"]!])
                 }
+                for line in table.lines { print(line) }
+                print("samples/s: circuit samples of all cells over all ranks per wall second; loading: share of rank time; writing: share of wall time.")
             }
-            func rate(_ r: Int, _ t: Int) -> Double? {
-                results.first { $0["ranks"] as? Int == r && $0["threads"] as? Int == t }?["samples_per_s"] as? Double
-            }
+            func rate(_ r: Int, _ t: Int) -> Double? { records.first { $0.ranks == r && $0.threads == t }?.rate }
             if let two = rate(2, 1), let one = rate(1, 1) {
                 var line = String(format: "2 ranks × 1 thread: %.2f× 1 rank × 1 thread (parallel efficiency %.0f%%)", two / one, 50 * two / one)
-                if let oneTwo = rate(1, 2) { line += String(format: "; %.2f× 1 rank × 2 threads (efficiency %.0f%%)", two / oneTwo, 100 * two / oneTwo) }
+                if let oneTwo = rate(1, 2) { line += String(format: "; %.2f× 1 rank × 2 threads", two / oneTwo) }
                 (json ? FileHandle.standardError : FileHandle.standardOutput).write(Data((line + "\n").utf8))
             }
         }
+    }
+
+    /// Mean token count (BOS included) of the circuit prompts of the plan's cells.
+    private func meanPromptTokens(_ plan: SweepPlan, tokenizer: GPT2Tokenizer) throws -> Int {
+        var total = 0, n = 0
+        for t in plan.tasks {
+            let task = try CircuitTask.named(t, option: "tasks")
+            for r in try CircuitSample.read(plan.data.circuitFile(t)) {
+                total += tokenizer.encode(task.prompt(subject: r.cleanSubject)).count + 1
+                n += 1
+            }
+        }
+        return n > 0 ? Int((Double(total) / Double(n)).rounded()) : 0
+    }
+
+    /// Peak resident memory of the largest child process so far.
+    private func childrenPeakRSSMiB() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
     }
 
     /// The tokenizer folder: --tokenizer, else the fixtures' tokenizer, else GPT-2's in the cache.

@@ -21,6 +21,7 @@ struct DKC: ParsableCommand {
             Doctor.self,
             ConfigCommand.self,
             Tokenize.self,
+            Trace.self,
             DataCommand.self,
             Train.self,
             Discover.self,
