@@ -117,6 +117,9 @@ public enum SweepRun {
         }
 
         startLocal()
+        // Idle waits grow from 1 ms to 20 ms while nothing happens: a finished local item wakes the wait at
+        // once; a request from another rank waits at most 20 ms (items take seconds to minutes).
+        var idle = 0.001
         while !(inFlight.isEmpty && remote.isEmpty) {
             var progressed = false
             if let signal = StopRequest.shared.signalName { stop(signal) }
@@ -158,7 +161,12 @@ public enum SweepRun {
             if try store.writeIfDue(interval: plan.config.writeInterval) {
                 report(.wrote(seconds: store.writeSeconds))
             }
-            if !progressed { usleep(2000) }
+            if progressed {
+                idle = 0.001
+            } else {
+                local.wait(timeout: idle)
+                idle = min(2 * idle, 0.02)
+            }
         }
         try store.write()
         report(.wrote(seconds: store.writeSeconds))
@@ -198,7 +206,7 @@ final class LocalWorker: @unchecked Sendable {
             thread = t
             t.start()
         }
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -211,11 +219,18 @@ final class LocalWorker: @unchecked Sendable {
         return o
     }
 
+    /// Waits until the submitted item is finished or `timeout` seconds passed.
+    func wait(timeout: Double) {
+        condition.lock()
+        defer { condition.unlock() }
+        if outcome == nil { _ = condition.wait(until: Date(timeIntervalSinceNow: timeout)) }
+    }
+
     /// Ends the thread after its current item.
     func shutdown() {
         condition.lock()
         quit = true
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -236,6 +251,7 @@ final class LocalWorker: @unchecked Sendable {
             condition.lock()
             job = nil
             outcome = result
+            condition.broadcast()
             condition.unlock()
         }
     }

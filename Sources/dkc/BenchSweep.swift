@@ -19,7 +19,7 @@ struct BenchSweep: ParsableCommand {
         Reported per layout: samples/s (circuit samples over all ranks per wall second; median, min, max), \
         items/s, GFLOP/s from the FLOP count of `dkc sweep --plan`, the sgemm roof (rate at the layout's thread \
         count × ranks, measured by this process), MFU, the share of rank time spent loading checkpoints and of \
-        wall time spent writing files. With --scaling: 1 × 1, 1 × 2 and 2 × 1 (ranks × threads) and the \
+        wall time spent writing files, and the busy share of rank time. With --scaling: 1 × 1, 1 × 2 and 2 × 1 (ranks × threads) and the \
         parallel efficiency of 2 × 1 over 1 × 2 and over 1 × 1 (target ≥ 90 %).
         """
     )
@@ -90,6 +90,7 @@ struct BenchSweep: ParsableCommand {
                             ("items_per_s", BenchJSON.number(Double(median["items"] as! Int) / wall)), ("wall_s", BenchJSON.number(wall)),
                             ("load_fraction", BenchJSON.number((median["load_s"] as! Double) / max(busy, 1e-9))),
                             ("write_fraction", BenchJSON.number((median["write_s"] as! Double) / wall)),
+                            ("busy_fraction", BenchJSON.number(busy / (Double(r) * wall))),
                             ("items_per_rank", "[" + perRank.map(String.init).joined(separator: ", ") + "]")]))
             }
             progress.finish()
@@ -99,17 +100,19 @@ struct BenchSweep: ParsableCommand {
                 print("dkc bench sweep: \(config.rawValue) model, \(plan.checkpoints.count) checkpoints × \(plan.tasks.count) tasks × \(plan.types.count) types × \(plan.frequencies.count) buckets + acquisitions, \(DKCVersion.source), OpenBLAS core \(BLAS.coreName)")
                 var table = BenchTable([("ranks × threads", 15, true), ("samples/s", 10, false), ("(min – max)", 16, false), ("items/s", 8, false),
                                         ("GFLOP/s", 8, false), ("roof", 6, false), ("MFU", 6, false), ("loading", 8, false), ("writing", 8, false),
-                                        ("items per rank", 16, false)])
+                                        ("busy", 6, false), ("items per rank", 16, false)])
                 for r in records {
                     let extra = Dictionary(uniqueKeysWithValues: r.extra)
                     table.add(["\(r.ranks) × \(r.threads)", String(format: "%.1f", r.rate), String(format: "(%.1f – %.1f)", r.min, r.max),
                                String(format: "%.2f", Double(extra["items_per_s"]!)!), String(format: "%.1f", r.gflops),
                                String(format: "%.0f", r.roofGflops), String(format: "%.1f%%", 100 * r.mfu),
                                String(format: "%.2f%%", 100 * Double(extra["load_fraction"]!)!),
-                               String(format: "%.2f%%", 100 * Double(extra["write_fraction"]!)!), extra["items_per_rank"]!])
+                               String(format: "%.2f%%", 100 * Double(extra["write_fraction"]!)!),
+                               String(format: "%.0f%%", 100 * Double(extra["busy_fraction"]!)!), extra["items_per_rank"]!])
                 }
                 for line in table.lines { print(line) }
-                print("samples/s: circuit samples of all cells over all ranks per wall second; loading: share of rank time; writing: share of wall time.")
+                print("samples/s: circuit samples of all cells over all ranks per wall second; loading: share of rank time; writing: share of wall time;")
+                print("busy: time the ranks spent loading and computing items over ranks × wall time (the rest is waiting, writing, start-up).")
             }
             func rate(_ r: Int, _ t: Int) -> Double? { records.first { $0.ranks == r && $0.threads == t }?.rate }
             if let two = rate(2, 1), let one = rate(1, 1) {
