@@ -50,6 +50,9 @@ public struct SweepSummary: Sendable {
 /// SIGTERM / SIGUSR1 (`StopRequest`, on any rank): no new items are handed out, items in flight are
 /// finished and stored, the files are written, and the run ends normally (`stoppedBy` set).
 public enum SweepRun {
+    /// Planned items whose results are already in the results folder (what a run would skip).
+    public static func finishedItems(plan: SweepPlan) -> Set<SweepItem> { SweepStore.finishedItems(plan: plan) }
+
     public static func run(plan: SweepPlan, comm: Communicator, report: @escaping (SweepEvent) -> Void = { _ in }) throws -> SweepSummary? {
         if plan.config.blasThreads > 0 { BLAS.setThreads(plan.config.blasThreads) }
         let tokenizer = try SweepWorker.tokenizer(for: plan)
@@ -96,7 +99,7 @@ public enum SweepRun {
             summary.computed += 1
             summary.itemsPerRank[rank] += 1
             var samples = 0
-            if case let .cell(cell, o) = result { samples = o.nSamples; _ = cell }
+            if case let .cell(_, o) = result { samples = o.nSamples }
             summary.samples += samples
             report(.finished(result.item, rank: rank, samples: samples, done: store.done.count, planned: planned))
         }

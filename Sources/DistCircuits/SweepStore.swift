@@ -104,6 +104,22 @@ final class SweepStore {
         ]))
     }
 
+    /// Planned items whose results are already in the folder's files (read only, without taking the lock):
+    /// what `--plan` reports and a run would skip.
+    static func finishedItems(plan: SweepPlan) -> Set<SweepItem> {
+        let d = plan.config.outputDir
+        let scores = (try? existing(d.appendingPathComponent("scores.nc"), ScoresTable.read)) ?? nil
+        let circuits = (try? existing(d.appendingPathComponent("circuits.nc"), CircuitsTable.read)) ?? nil
+        let acquisition = (try? existing(d.appendingPathComponent("acquisition.nc"), AcquisitionTable.read)) ?? nil
+        let acquired = Set(acquisition?.cells.keys.map(\.checkpoint) ?? [])
+        return Set(plan.allItems.filter { item in
+            switch item {
+            case .cell(let c): return scores?[c] != nil && circuits?[c] != nil
+            case .acquisition(let s): return acquired.contains(s)
+            }
+        })
+    }
+
     private static func existing<T>(_ url: URL, _ read: (URL) throws -> T) throws -> T? {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         return try read(url)

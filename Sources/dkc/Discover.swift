@@ -40,6 +40,7 @@ struct Discover: ParsableCommand {
             let dataURL = try existingPath(data, option: "--data")
             let outURL = try outputPath(out, option: "--out")
             let jsonURL = try json.map { try outputPath($0, option: "--json") }
+            // Discovery uses no circuit size; [1] only satisfies the check of the shared options.
             let options = CellOptions(attribution: AttributionOptions(method: method, igSteps: igSteps), batchSize: batchSize, topn: [1])
             try options.validate(source: "options")
 

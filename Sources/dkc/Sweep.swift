@@ -16,8 +16,9 @@ struct Sweep: ParsableCommand {
         blas_threads threads, so the numbers do not depend on R.
 
         Re-running the same command resumes: items whose results are in the files are skipped. SIGTERM or \
-        SIGUSR1 finish the items in flight, write the files and exit 0. --plan prints the grid and a cost \
-        estimate without computing.
+        SIGUSR1 on any rank finish the items in flight, write the files and exit 0 (Slurm signals every task; \
+        by hand, send SIGUSR1 to mpirun, which forwards it, while mpirun itself ends the job on SIGTERM). \
+        --plan prints the grid and a cost estimate without computing.
 
         Config keys (configs/sweep/*.toml; override with --set key=value, value in TOML syntax):
         \(ConfigSchema.sweep.keys.map { "  \($0.name): \($0.help)" }.joined(separator: "\n"))
@@ -33,6 +34,9 @@ struct Sweep: ParsableCommand {
 
     @Flag(name: .long, help: "Print the grid, the number of cells and a cost estimate; compute nothing.")
     var plan = false
+
+    @Flag(name: .customLong("json-summary"), help: "End with one JSON line summarising the run (for dkc bench sweep and scripts).")
+    var jsonSummary = false
 
     func run() throws {
         StopRequest.shared.install()
@@ -80,6 +84,14 @@ struct Sweep: ParsableCommand {
                          s.computed, s.samples, s.wallSeconds, s.ranks, Double(s.computed) / max(s.wallSeconds, 1e-9), s.loadSeconds,
                          100 * s.loadSeconds / max(busy, 1e-9), s.writeSeconds, s.writes, 100 * s.writeSeconds / max(s.wallSeconds, 1e-9)))
             print("items per rank: " + s.itemsPerRank.enumerated().map { "\($0.offset): \($0.element)" }.joined(separator: ", "))
+            if jsonSummary {
+                print(JSONValue.object([
+                    ("items", .int(s.computed)), ("samples", .int(s.samples)), ("wall_s", .double(s.wallSeconds)),
+                    ("load_s", .double(s.loadSeconds)), ("compute_s", .double(s.computeSeconds)), ("write_s", .double(s.writeSeconds)),
+                    ("writes", .int(s.writes)), ("ranks", .int(s.ranks)), ("blas_threads", .int(BLAS.threads)),
+                    ("items_per_rank", .array(s.itemsPerRank.map { .int($0) })), ("complete", .bool(s.complete)),
+                ]).compactText)
+            }
             if let signal = s.stoppedBy {
                 print("stopped by \(signal) after \(s.alreadyDone + s.computed) of \(s.planned) items; the files in \(s.outputDir.path) are complete for those.")
                 print("resume with the same command: \(Provenance.quote(CommandLine.arguments))")
@@ -99,7 +111,7 @@ struct Sweep: ParsableCommand {
         print("  checkpoints: \(plan.checkpoints.count) (steps \(steps.count > 12 ? steps.prefix(6).joined(separator: ", ") + ", …, " + steps.suffix(3).joined(separator: ", ") : steps.joined(separator: ", ")))")
         print("  tasks: \(plan.tasks.joined(separator: ", ")); types: \(plan.types.joined(separator: ", ")); frequencies: \(plan.frequencies.joined(separator: ", ")) (\(plan.data.buckets.source))")
         print("  cells: \(cells.count) = \(plan.checkpoints.count) checkpoints × \(plan.tasks.count) tasks × \(plan.types.count) types × \(plan.frequencies.count) frequencies")
-        print("  items: \(cells.count + acquisitions) (\(cells.count) cells + \(acquisitions) acquisitions)")
+        print("  items: \(cells.count + acquisitions) (\(cells.count) cells + \(acquisitions) acquisitions); already done in \(c.outputDir.path): \(SweepRun.finishedItems(plan: plan).count)")
         print("  model: \(m.nLayer) layers × \(m.nHead) heads, d_model \(m.nEmbd); \(c.cell.attribution.method.rawValue)\(c.cell.attribution.method.usesSteps ? " \(c.cell.attribution.igSteps) steps" : ""), batch \(c.cell.batchSize), topn \(c.cell.topn)")
         print("  samples per cell (task/type/frequency):")
         for t in plan.tasks {

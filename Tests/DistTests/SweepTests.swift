@@ -81,7 +81,7 @@ final class SweepTests: XCTestCase {
                                sweepArguments(run, ["tasks=[\"city\", \"company\"]", "frequencies=[\"high\", \"low\"]"]) + ["--plan"])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("cells: 16 = 2 checkpoints × 2 tasks × 2 types × 2 frequencies"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("items: 18 (16 cells + 2 acquisitions)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("items: 18 (16 cells + 2 acquisitions); already done"), r.stdout)
         XCTAssertTrue(r.stdout.contains("GFLOP") && r.stdout.contains("estimate:"), r.stdout)
         XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent("circuits").path), "--plan writes nothing")
         // A bucket the data does not define is an error naming the key and the valid names.
