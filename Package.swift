@@ -39,6 +39,6 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["Core"], path: "Tests/CoreTests"),
         // Launched under mpirun by DistTests.
         .executableTarget(name: "MPISelfTest", dependencies: ["MPIShim"], path: "Tests/MPISelfTest"),
-        .testTarget(name: "DistTests", dependencies: ["Core", "MPIShim", "dkc", "MPISelfTest"], path: "Tests/DistTests"),
+        .testTarget(name: "DistTests", dependencies: ["Core", "MPIShim", "DistCircuits", "dkc", "MPISelfTest"], path: "Tests/DistTests"),
     ]
 )

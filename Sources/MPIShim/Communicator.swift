@@ -268,6 +268,17 @@ public final class Communicator: @unchecked Sendable {
         return (src, tg, data)
     }
 
+    /// Whether a message sent with `send(bytes:to:tag:)` is waiting (`from: nil` any rank, `tag: nil` any tag),
+    /// without receiving it: its sender and tag, or nil. Lets one thread serve requests while it does other work.
+    public func poll(from source: Int? = nil, tag: Int? = nil) throws -> (source: Int, tag: Int)? {
+        var status = MPI_Status()
+        var flag: Int32 = 0
+        try Communicator.check(MPI_Iprobe(Int32(source ?? Int(dkc_mpi_any_source())), Int32(tag ?? Int(dkc_mpi_any_tag())),
+                                          comm, &flag, &status), "MPI_Iprobe")
+        guard flag != 0 else { return nil }
+        return (Int(dkc_mpi_status_source(&status)), Int(dkc_mpi_status_tag(&status)))
+    }
+
     // MARK: Ending the job
 
     /// Prints `message` to stderr with this rank's number and ends every rank of the job with `code`.

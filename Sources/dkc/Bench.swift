@@ -7,7 +7,12 @@ import MPIShim
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure dkc's speed (tokens/s, GFLOP/s, MFU against the sgemm roof measured in the same run).",
-        subcommands: [BenchModel.self, BenchTrain.self]
+        subcommands: [
+            BenchModel.self,
+            BenchTrain.self,
+            BenchDiscover.self,
+            BenchSweep.self,
+        ]
     )
 }
 
@@ -67,77 +72,50 @@ struct BenchModel: ParsableCommand {
             guard comm.size == 1 else {
                 throw BenchError("bench model runs on one process; run it without mpirun (data-parallel training has its own benchmark)")
             }
-            let live = isatty(STDERR_FILENO) == 1
-            let progress: (String) -> Void = { line in
-                let text = live ? "\r\u{1B}[K" + line : line + "\n"
-                FileHandle.standardError.write(Data(text.utf8))
-            }
+            let progress = BenchProgress()
             var results: [ModelBenchResult] = []
             for name in names {
                 let cfg = ModelBench.config(named: name)!
                 var r = try ModelBench.run(name: name, config: cfg, batch: batchSize, seqLen: seqLen, threads: threads,
-                                           repeats: repeats, warmup: warmup, profile: profile, progress: progress)
+                                           repeats: repeats, warmup: warmup, profile: profile, progress: { progress($0) })
                 // The roof is measured before and after the steps; the higher value keeps MFU conservative when
                 // other processes share the cores.
-                r.roofGflops = max(r.roofGflops, ModelBench.sgemmRoof(threads: threads, progress: progress))
+                r.roofGflops = max(r.roofGflops, ModelBench.sgemmRoof(threads: threads, progress: { progress($0) }))
                 results.append(r)
                 if profile {
                     let total = r.stepSeconds.sorted()[r.stepSeconds.count / 2]
-                    var text = (live ? "\r\u{1B}[K" : "") + "\(name): time per step by phase (median step \(String(format: "%.1f", 1000 * total)) ms)\n"
+                    var text = "\(name): time per step by phase (median step \(String(format: "%.1f", 1000 * total)) ms)\n"
                     for (phase, s) in r.phases {
                         text += "  " + phase.padding(toLength: 20, withPad: " ", startingAt: 0)
                             + String(format: "%9.1f ms  %5.1f%%\n", 1000 * s, 100 * s / total)
                     }
-                    FileHandle.standardError.write(Data(text.utf8))
+                    progress.write(text)
                 }
-                if json { print(jsonLine(r, ranks: comm.size)); fflush(stdout) }
+                if json { print(record(r, ranks: comm.size).jsonLine); fflush(stdout) }
             }
-            if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            progress.finish()
             if !json { print(table(results)) }
         }
     }
 
-    func jsonLine(_ r: ModelBenchResult, ranks: Int) -> String {
-        func num(_ x: Double) -> String { x.isFinite ? String(format: "%.6g", x) : "null" }
-        func str(_ s: String) -> String {
-            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }
-        let fields: [(String, String)] = [
-            ("bench", str("model")), ("config", str(r.config)), ("method", str("forward+backward+adamw")),
-            ("batch_size", "\(r.batchSize)"), ("seq_len", "\(r.seqLen)"), ("ig_steps", "null"), ("ranks", "\(ranks)"),
-            ("threads", "\(r.threads)"), ("repeats", "\(r.repeats)"), ("tokens_per_s", num(r.tokensPerS)),
-            ("min", num(r.minTokensPerS)), ("max", num(r.maxTokensPerS)), ("gflops", num(r.gflops)),
-            ("roof_gflops", num(r.roofGflops)), ("mfu", num(r.mfu)), ("peak_rss_mib", num(r.peakRSSMiB)),
-            ("blas_core", str(r.blasCore)), ("dkc_version", str(DKCVersion.source)),
-        ]
-        return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
+    func record(_ r: ModelBenchResult, ranks: Int) -> BenchRecord {
+        BenchRecord(bench: "model", config: r.config, method: "forward+backward+adamw", batchSize: r.batchSize, seqLen: r.seqLen,
+                    igSteps: nil, ranks: ranks, threads: r.threads, repeats: r.repeats, rateKey: "tokens_per_s",
+                    rate: r.tokensPerS, min: r.minTokensPerS, max: r.maxTokensPerS, gflops: r.gflops, roofGflops: r.roofGflops,
+                    mfu: r.mfu, peakRSSMiB: r.peakRSSMiB, blasCore: r.blasCore)
     }
 
     func table(_ results: [ModelBenchResult]) -> String {
-        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
-            let p = String(repeating: " ", count: max(0, n - s.count))
-            return left ? s + p : p + s
-        }
-        let header = [pad("config", 6, left: true), pad("B × T", 9), pad("threads", 7), pad("tokens/s", 10), pad("(min – max)", 19),
-                      pad("GFLOP/s", 8), pad("roof", 7), pad("MFU", 6), pad("peak RSS", 10)]
-        var lines = ["dkc bench model: forward + backward + AdamW, \(DKCVersion.source), OpenBLAS core \(BLAS.coreName)",
-                     header.joined(separator: " ")]
+        var t = BenchTable([("config", 6, true), ("B × T", 9, false), ("threads", 7, false), ("tokens/s", 10, false),
+                            ("(min – max)", 19, false), ("GFLOP/s", 8, false), ("roof", 7, false), ("MFU", 6, false),
+                            ("peak RSS", 10, false)])
         for r in results {
-            lines.append([pad(r.config, 6, left: true), pad("\(r.batchSize) × \(r.seqLen)", 9), pad("\(r.threads)", 7),
-                          pad(String(format: "%.1f", r.tokensPerS), 10),
-                          pad(String(format: "(%.1f – %.1f)", r.minTokensPerS, r.maxTokensPerS), 19),
-                          pad(String(format: "%.1f", r.gflops), 8), pad(String(format: "%.1f", r.roofGflops), 7),
-                          pad(String(format: "%.1f%%", 100 * r.mfu), 6), pad(String(format: "%.0f MiB", r.peakRSSMiB), 10)].joined(separator: " "))
+            t.add([r.config, "\(r.batchSize) × \(r.seqLen)", "\(r.threads)", String(format: "%.1f", r.tokensPerS),
+                   String(format: "(%.1f – %.1f)", r.minTokensPerS, r.maxTokensPerS), String(format: "%.1f", r.gflops),
+                   String(format: "%.1f", r.roofGflops), String(format: "%.1f%%", 100 * r.mfu), String(format: "%.0f MiB", r.peakRSSMiB)])
         }
-        lines.append("FLOPs per step = 6 × parameters × tokens + attention; roof = best sgemm seen before, between and after the steps at the same thread count.")
+        let lines = ["dkc bench model: forward + backward + AdamW, \(DKCVersion.source), OpenBLAS core \(BLAS.coreName)"] + t.lines
+            + ["FLOPs per step = 6 × parameters × tokens + attention; roof = best sgemm seen before, between and after the steps at the same thread count."]
         return lines.joined(separator: "\n")
     }
-}
-
-/// A benchmark that cannot run as asked.
-struct BenchError: UserFacingError {
-    let message: String
-    init(_ message: String) { self.message = message }
-    var description: String { message }
-    var exitCode: Int32 { 64 }
 }

@@ -21,8 +21,13 @@ struct DKC: ParsableCommand {
             Doctor.self,
             ConfigCommand.self,
             Tokenize.self,
+            Trace.self,
             DataCommand.self,
             Train.self,
+            Discover.self,
+            Evaluate.self,
+            Predict.self,
+            Sweep.self,
             Analyze.self,
             Bench.self,
         ]

@@ -52,7 +52,8 @@ public struct CircuitSample: Sendable, Equatable {
             return t
         }
         let int: (Any) -> Int? = { v in
-            if let n = v as? NSNumber, !(v is Bool) { return n.intValue }
+            // On Linux `1 is Bool` holds for a JSON integer, so booleans are told apart by their type code.
+            if let n = v as? NSNumber, String(cString: n.objCType) != "c" { return n.intValue }
             if let s = v as? String { return Int(s) }
             return nil
         }

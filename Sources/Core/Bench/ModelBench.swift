@@ -132,12 +132,5 @@ public enum ModelBench {
     }
 
     /// Peak resident set size of this process in MiB (`VmHWM` of /proc/self/status; 0 where unavailable).
-    public static func peakRSSMiB() -> Double {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
-            return kb / 1024
-        }
-        return 0
-    }
+    public static func peakRSSMiB() -> Double { ProcessMemory.peakRSSMiB() }
 }

@@ -118,7 +118,7 @@ public struct ConfigSchema {
     }
 
     /// The schemas of every configuration kind dkc knows.
-    public static var all: [ConfigSchema] { [.data, .train] }
+    public static var all: [ConfigSchema] { [.data, .train, .sweep] }
 
     public static func named(_ kind: String) -> ConfigSchema? { all.first { $0.kind == kind } }
 }

@@ -1,13 +1,13 @@
 import Foundation
 
 /// The attributes a circuit task asks for; the order is the one records and files use.
-public enum CircuitTask: String, CaseIterable {
+public enum CircuitTask: String, CaseIterable, Sendable {
     case birthday, city, company, major, university
 }
 
 /// A named, inclusive frequency range ("high" = 6 … 1,000,000). Test and circuit entities are
 /// sampled per entity type × bucket.
-public struct FrequencyBucket: Equatable {
+public struct FrequencyBucket: Hashable, Sendable {
     public let name: String
     public let min: Int
     public let max: Int

@@ -2,14 +2,14 @@ import Foundation
 
 /// "new": a fictional person the model meets only in the continual corpus; "revised": a person
 /// the model is assumed to know already, whose attributes the continual corpus changes.
-public enum EntityType: String, CaseIterable {
+public enum EntityType: String, CaseIterable, Sendable {
     case new, revised
 }
 
 /// One knowledge entity with the study's seven attributes and its corpus frequency.
 /// JSON field names and order are the study's (`full_name, birth_date, birth_month, birth_year,
 /// city, major, university, company, birthday, frequency, type`), frequency written as a string.
-public struct Entity: Equatable {
+public struct Entity: Equatable, Sendable {
     public var fullName: String
     /// Day of month as written in the birthday ("17").
     public var birthDate: String

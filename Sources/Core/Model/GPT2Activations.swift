@@ -129,6 +129,11 @@ extension GPT2Activations {
         public let hook: String
         public let shape: [Int]
         public let sum: Double
+        public init(hook: String, shape: [Int], sum: Double) {
+            self.hook = hook
+            self.shape = shape
+            self.sum = sum
+        }
         public var text: String { "\(hook) \(shape) \(String(format: "%.9g", sum))" }
     }
 

@@ -1,0 +1,217 @@
+import Foundation
+
+/// Settings of one cell's circuit discovery and evaluation.
+public struct CellOptions: Sendable, Equatable {
+    public var attribution: AttributionOptions
+    /// Samples per batch, for attribution and evaluation alike (the study uses one batch size for both).
+    public var batchSize: Int
+    /// Circuit sizes evaluated (top-n edges by |score|).
+    public var topn: [Int]
+
+    public init(attribution: AttributionOptions = AttributionOptions(), batchSize: Int = 64, topn: [Int] = [8000]) {
+        self.attribution = attribution
+        self.batchSize = batchSize
+        self.topn = topn
+    }
+
+    /// Checks the settings; `source` says where they came from (an option list or config keys).
+    public func validate(source: String) throws {
+        try attribution.validate(source: source)
+        guard batchSize >= 1 else { throw CircuitsError(item: "\(source): batch_size", problem: "is \(batchSize)", fix: "use at least 1") }
+        guard !topn.isEmpty, topn.allSatisfy({ $0 >= 1 }) else {
+            throw CircuitsError(item: "\(source): topn", problem: "is \(topn)", fix: "give one or more circuit sizes ≥ 1")
+        }
+        guard Set(topn).count == topn.count else { throw CircuitsError(item: "\(source): topn", problem: "lists a size twice: \(topn)") }
+    }
+
+    /// The `score` attributes of scores.nc for these settings.
+    public var scoreAttributes: ScoreAttributes {
+        let m = attribution.metric
+        let metric = "\(m.kind.rawValue)(loss=\(m.loss ? "True" : "False"), mean=\(attribution.normalisation == .study ? "True" : "False"))"
+        return ScoreAttributes(method: attribution.method.rawValue, igSteps: attribution.method.usesSteps ? attribution.igSteps : 1,
+                               metric: metric, aggregation: attribution.aggregation.rawValue, batchSize: batchSize,
+                               normalisation: attribution.normalisation.rawValue)
+    }
+}
+
+/// Test entities of one target type × bucket, tested on every circuit of a cell.
+public struct TestTarget: Sendable {
+    public var type: String
+    public var frequency: String
+    public var entities: [Entity]
+
+    public init(type: String, frequency: String, entities: [Entity]) {
+        self.type = type; self.frequency = frequency; self.entities = entities
+    }
+
+    /// Every type × bucket that holds at least one of `entities`: types new then revised, buckets in the
+    /// data's order; entities in file order. Entities outside every bucket are left out.
+    public static func all(_ entities: [Entity], buckets: FrequencyBuckets) -> [TestTarget] {
+        EntityType.allCases.flatMap { type in
+            buckets.buckets.compactMap { b -> TestTarget? in
+                let kept = entities.filter { $0.type == type && b.contains($0.frequency) }
+                return kept.isEmpty ? nil : TestTarget(type: type.rawValue, frequency: b.name, entities: kept)
+            }
+        }
+    }
+}
+
+/// One test entity's result under one circuit (a row of the study's prediction file).
+public struct TestPrediction: Sendable {
+    public var topn: Int
+    public var targetType: String
+    public var targetFrequency: String
+    public var entity: Entity
+    /// The attribute's value and its label (" " + value).
+    public var groundTruth: String
+    public var probability: Double
+    public var rank: Int
+}
+
+/// Where a cell's work stands, for progress displays: `done` of `total` samples of `phase`.
+public struct CellProgress: Sendable {
+    public enum Phase: String, Sendable { case discover, evaluate, test }
+    public var phase: Phase
+    public var done: Int
+    public var total: Int
+}
+
+/// Scores of one cell.
+public struct CellDiscovery: Sendable {
+    public var scores: ScoreMatrix
+    public var nSamples: Int
+    /// Wall time of the attribution.
+    public var seconds: Double
+}
+
+/// The evaluation of one cell: baselines, every circuit and its tests, as circuits.nc stores them.
+public struct CellEvaluation: Sendable {
+    public var cell: CircuitsTable.Cell
+    /// Per-entity results of the tests, when asked for.
+    public var predictions: [TestPrediction]
+    public var seconds: Double
+}
+
+/// The one code path of `dkc discover`, `dkc evaluate` and every cell of `dkc sweep`: attribution on a
+/// cell's circuit samples, then for every top-n the study's `run_eval` (baselines computed once per cell,
+/// then the patched circuit) and `run_test` on every target (zero-ablated label probability and rank).
+///
+/// Circuits: top-n by |score| (stable, edge order breaks ties), then pruned once (a second prune changes
+/// nothing on this graph). A circuit that is empty after pruning keeps its performance (the corrupted run)
+/// but has no tests (the study's `run_test` fails on it): its targets are left missing.
+public final class CellRunner: @unchecked Sendable {
+    public let model: InstrumentedGPT2
+    private let evaluator: CircuitEvaluator
+    private var attribution: EdgeAttribution?
+
+    public init(model: InstrumentedGPT2) {
+        self.model = model
+        evaluator = CircuitEvaluator(model: model)
+    }
+
+    public var graph: AttributionGraph { model.graph }
+
+    /// The edge layout of every result file of this model.
+    public var edgeLayout: EdgeLayout { graph.edgeLayout }
+
+    /// Attribution scores of `pairs` in consecutive batches of `options.batchSize`.
+    public func discover(_ pairs: [PromptPair], options: CellOptions, progress: ((CellProgress) -> Void)? = nil) throws -> CellDiscovery {
+        guard !pairs.isEmpty else {
+            throw CircuitsError(item: "attribution data", problem: "has no samples", fix: "check the task, type and frequency filters")
+        }
+        let start = Date()
+        let engine: EdgeAttribution
+        if let a = attribution, a.options == options.attribution {
+            engine = a
+            engine.reset()
+        } else {
+            engine = try EdgeAttribution(model: model, options: options.attribution)
+            attribution = engine
+        }
+        try forEachBatch(pairs.count, options.batchSize) { range in
+            engine.accumulate(try PromptBatch(pairs: Array(pairs[range]), config: model.config, firstIndex: range.lowerBound))
+            progress?(CellProgress(phase: .discover, done: range.upperBound, total: pairs.count))
+        }
+        return CellDiscovery(scores: engine.scores(), nSamples: engine.sampleCount, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// The circuits of `scores` for every `options.topn`, evaluated on `pairs` and tested on `targets`
+    /// (prompts of `task`). `keepPredictions` also returns one row per test entity and circuit.
+    public func evaluate(scores: ScoreMatrix, pairs: [PromptPair], targets: [TestTarget], task: CircuitTask,
+                         encoder: TextEncoder, options: CellOptions, keepPredictions: Bool = false,
+                         progress: ((CellProgress) -> Void)? = nil) throws -> CellEvaluation {
+        guard !pairs.isEmpty else {
+            throw CircuitsError(item: "evaluation data", problem: "has no samples", fix: "check the task, type and frequency filters")
+        }
+        let start = Date()
+        let sizes = options.topn
+        let circuits: [Circuit] = sizes.map { n in
+            var c = Circuit(graph: graph, scores: scores)
+            c.applyTopN(n)
+            c.pruneDeadNodes()
+            return c
+        }
+
+        // run_eval: baselines once per batch, then each circuit patched in.
+        var clean: [Float] = [], corrupted: [Float] = []
+        var performance = [[Float]](repeating: [], count: sizes.count)
+        try forEachBatch(pairs.count, options.batchSize) { range in
+            let batch = try PromptBatch(pairs: Array(pairs[range]), config: model.config, firstIndex: range.lowerBound)
+            let base = evaluator.baselines(batch)
+            clean += base.clean
+            corrupted += base.corrupted
+            for (i, c) in circuits.enumerated() { performance[i] += evaluator.circuitPerformance(c, batch) }
+            progress?(CellProgress(phase: .evaluate, done: range.upperBound, total: pairs.count))
+        }
+
+        // run_test: prompts and labels of every target, encoded once.
+        let tests = targets.map { t -> (TestTarget, [[Int]], [Int]) in
+            (t, t.entities.map { encoder.encode(task.prompt(subject: $0.fullName)) },
+             t.entities.map { $0.labelToken(task: task, encoder: encoder) ?? -1 })
+        }
+        for (t, _, labels) in tests {
+            if let bad = labels.firstIndex(of: -1) {
+                throw CircuitsError(item: "test entity '\(t.entities[bad].fullName)'", problem: "has an empty \(task.rawValue)",
+                                    fix: "regenerate the test set")
+            }
+        }
+        let totalTests = tests.reduce(0) { $0 + $1.1.count } * circuits.filter { !$0.isEmpty }.count
+        var testsDone = 0
+        var cell = CircuitsTable.Cell(cleanBaseline: CircuitEvaluator.mean(clean), corruptedBaseline: CircuitEvaluator.mean(corrupted))
+        var predictions: [TestPrediction] = []
+        for (i, c) in circuits.enumerated() {
+            var targetResults: [CircuitsTable.Target: CircuitsTable.TargetResult] = [:]
+            if !c.isEmpty {
+                for (t, prompts, labels) in tests {
+                    let out = try evaluator.test(c, prompts: prompts, labels: labels, batchSize: options.batchSize)
+                    let stats = LabelStatistics(probabilities: out.map(\.probability), ranks: out.map(\.rank))
+                    targetResults[CircuitsTable.Target(type: t.type, frequency: t.frequency)] = CircuitsTable.TargetResult(
+                        labelProb: stats.meanProbability, labelRankMean: stats.meanRank, hitsAt1: stats.hitsAt1,
+                        hitsAt10: stats.hitsAt10, nTest: stats.count)
+                    if keepPredictions {
+                        for (e, r) in zip(t.entities, out) {
+                            predictions.append(TestPrediction(topn: sizes[i], targetType: t.type, targetFrequency: t.frequency, entity: e,
+                                                              groundTruth: e.value(of: task), probability: r.probability, rank: r.rank))
+                        }
+                    }
+                    testsDone += prompts.count
+                    progress?(CellProgress(phase: .test, done: testsDone, total: totalTests))
+                }
+            }
+            cell.circuits[sizes[i]] = CircuitsTable.Circuit(
+                performance: CircuitEvaluator.mean(performance[i]), nEdges: c.edgeCount, nNodes: c.nodeCount,
+                edgeEntropy: c.edgeEntropy() ?? .nan, inCircuit: c.inCircuitMask, targets: targetResults)
+        }
+        return CellEvaluation(cell: cell, predictions: predictions, seconds: Date().timeIntervalSince(start))
+    }
+
+    private func forEachBatch(_ n: Int, _ batchSize: Int, _ body: (Range<Int>) throws -> Void) throws {
+        guard batchSize >= 1 else { throw CircuitsError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
+        var start = 0
+        while start < n {
+            let end = min(start + batchSize, n)
+            try body(start..<end)
+            start = end
+        }
+    }
+}

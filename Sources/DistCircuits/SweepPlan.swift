@@ -1,0 +1,153 @@
+import Core
+import Foundation
+
+/// One unit of sweep work: a grid cell (discovery + evaluation + tests) or the full-model acquisition of
+/// a checkpoint. A rank computes it whole, so its numbers do not depend on how many ranks there are.
+public enum SweepItem: Hashable, Sendable, CustomStringConvertible {
+    case cell(ResultCell)
+    case acquisition(checkpoint: Int64)
+
+    public var checkpoint: Int64 {
+        switch self {
+        case .cell(let c): return c.checkpoint
+        case .acquisition(let s): return s
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .cell(let c): return "cell \(c)"
+        case .acquisition(let s): return "acquisition checkpoint=\(s)"
+        }
+    }
+}
+
+/// The grid of a sweep: checkpoints (sorted by step) × tasks × types × frequency buckets, plus one
+/// acquisition per checkpoint, with everything each item needs to be computed by any rank.
+public struct SweepPlan {
+    public struct Checkpoint: Sendable, Equatable {
+        public let step: Int64
+        public let folder: URL
+    }
+
+    public let config: SweepConfig
+    public let data: CircuitDataSet
+    public let checkpoints: [Checkpoint]
+    public let tasks: [String]
+    public let types: [String]
+    public let frequencies: [String]
+    /// The model shape, read from the first checkpoint's config.json (every checkpoint must share it).
+    public let modelConfig: GPT2Config
+    /// Circuit samples of each (task, type, frequency), for progress and cost estimates.
+    public let samples: [String: Int]
+
+    /// Resolves the grid: checkpoint folders, the data set's manifest and files, every filter. Errors name
+    /// the config key and the fix.
+    public init(config: SweepConfig) throws {
+        self.config = config
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: config.runDir.path, isDirectory: &isDir), isDir.boolValue else {
+            throw CircuitsError(item: "run_dir", problem: "\(config.runDir.path) is not a folder", fix: "point run_dir at the run folder")
+        }
+        checkpoints = try Self.findCheckpoints(config)
+        data = try CircuitDataSet(directory: config.dataDir)
+
+        tasks = config.tasks ?? data.tasks
+        for t in tasks {
+            _ = try CircuitTask.named(t, option: "tasks")
+            guard fm.fileExists(atPath: data.circuitFile(t).path) else {
+                throw CircuitsError(item: "tasks", problem: "the data set has no circuit records for '\(t)' (\(data.circuitFile(t).path) is missing)",
+                                    fix: "drop it from tasks or regenerate the data with it in its tasks")
+            }
+        }
+        types = config.types ?? EntityType.allCases.map(\.rawValue)
+        frequencies = config.frequencies ?? data.buckets.names
+        for f in frequencies where f != OutputLabels.all {
+            _ = try data.buckets.bucket(named: f, option: "frequencies")
+        }
+        guard fm.fileExists(atPath: data.testFile.path) else {
+            throw CircuitsError(item: "data_dir", problem: "\(data.testFile.path) is missing", fix: "point data_dir at the output folder of dkc data generate")
+        }
+        modelConfig = try GPT2Config.load(from: checkpoints[0].folder.appendingPathComponent(HFCheckpoint.configFileName))
+
+        var samples: [String: Int] = [:]
+        for t in tasks {
+            let records = try CircuitSample.read(data.circuitFile(t))
+            for y in types {
+                for f in frequencies {
+                    let filter = try CellFilter(type: y, frequency: f, buckets: data.buckets, typeOption: "types", frequencyOption: "frequencies")
+                    let n = records.filter { filter.accepts(type: $0.type, frequency: $0.frequency) }.count
+                    guard n > 0 else {
+                        throw CircuitsError(item: data.circuitFile(t).path, problem: "has no record of type \(y), frequency \(f)",
+                                            fix: "leave that type or bucket out of the grid (types / frequencies)")
+                    }
+                    samples[Self.key(t, y, f)] = n
+                }
+            }
+        }
+        self.samples = samples
+    }
+
+    static func key(_ task: String, _ type: String, _ frequency: String) -> String { "\(task)/\(type)/\(frequency)" }
+
+    /// Planned samples of `cell`.
+    public func samples(of cell: ResultCell) -> Int { samples[Self.key(cell.task, cell.type, cell.frequency)] ?? 0 }
+
+    /// The checkpoint folders: `checkpoints` when given, else every `checkpoint-<step>` of the stage; sorted
+    /// by step, steps unique.
+    static func findCheckpoints(_ config: SweepConfig) throws -> [Checkpoint] {
+        let fm = FileManager.default
+        var found: [Checkpoint] = []
+        if let list = config.checkpoints {
+            for folder in list {
+                var isDir: ObjCBool = false
+                guard fm.fileExists(atPath: folder.path, isDirectory: &isDir), isDir.boolValue else {
+                    throw CircuitsError(item: "checkpoints", problem: "\(folder.path) is not a folder", fix: "list existing checkpoint folders")
+                }
+                guard let step = checkpointStep(of: folder) else {
+                    throw CircuitsError(item: "checkpoints", problem: "\(folder.path) is not named checkpoint-<step>",
+                                        fix: "the sweep's checkpoint axis is the training step, read from the folder name")
+                }
+                found.append(Checkpoint(step: step, folder: folder.standardizedFileURL))
+            }
+        } else {
+            let root = config.runDir.appendingPathComponent("train").appendingPathComponent(config.stage).appendingPathComponent("checkpoints")
+            let names = (try? fm.contentsOfDirectory(atPath: root.path)) ?? []
+            for name in names {
+                let folder = root.appendingPathComponent(name)
+                guard let step = checkpointStep(of: folder),
+                      fm.fileExists(atPath: folder.appendingPathComponent(HFCheckpoint.weightsFileName).path) else { continue }
+                found.append(Checkpoint(step: step, folder: folder))
+            }
+            guard !found.isEmpty else {
+                throw CircuitsError(item: "run_dir", problem: "no checkpoint-<step> folder with \(HFCheckpoint.weightsFileName) under \(root.path)",
+                                    fix: "train first, set stage to the stage that has checkpoints, or list them in checkpoints")
+            }
+        }
+        found.sort { $0.step < $1.step }
+        for (a, b) in zip(found, found.dropFirst()) where a.step == b.step {
+            throw CircuitsError(item: "checkpoints", problem: "step \(a.step) is given twice (\(a.folder.path) and \(b.folder.path))",
+                                fix: "sweep one training stage at a time")
+        }
+        return found
+    }
+
+    /// Every grid cell, in checkpoint, task, type, frequency order.
+    public var cells: [ResultCell] {
+        checkpoints.flatMap { c in
+            tasks.flatMap { t in types.flatMap { y in frequencies.map { f in ResultCell(checkpoint: c.step, task: t, type: y, frequency: f) } } }
+        }
+    }
+
+    /// Work items of one checkpoint: its acquisition first (the longest item, so others can share the
+    /// checkpoint's cells meanwhile), then its cells.
+    public func items(of step: Int64) -> [SweepItem] {
+        (config.acquisition ? [.acquisition(checkpoint: step)] : [])
+            + tasks.flatMap { t in types.flatMap { y in frequencies.map { f in SweepItem.cell(ResultCell(checkpoint: step, task: t, type: y, frequency: f)) } } }
+    }
+
+    public var allItems: [SweepItem] { checkpoints.flatMap { items(of: $0.step) } }
+
+    public func folder(of step: Int64) -> URL { checkpoints.first { $0.step == step }!.folder }
+}

@@ -1,0 +1,242 @@
+import Core
+import Foundation
+import MPIShim
+
+/// What a sweep reports while it runs (rank 0 only), for the command to show.
+public enum SweepEvent: Sendable {
+    /// The grid is known: `planned` items, of which `alreadyDone` were found in the results folder.
+    case started(planned: Int, alreadyDone: Int, ranks: Int)
+    /// An item finished on `rank`; `done` of `planned` items are now done. `samples`: its circuit samples
+    /// (0 for an acquisition).
+    case finished(SweepItem, rank: Int, samples: Int, done: Int, planned: Int)
+    /// The files were written, taking `seconds`.
+    case wrote(seconds: Double)
+    /// A stop was requested (signal name); items in flight are being finished.
+    case stopping(signal: String)
+}
+
+/// How a sweep went, as rank 0 saw it.
+public struct SweepSummary: Sendable {
+    public var planned: Int
+    /// Items computed by this run, and done before it.
+    public var computed: Int
+    public var alreadyDone: Int
+    public var samples: Int
+    public var wallSeconds: Double
+    /// Summed over ranks: seconds loading checkpoints and computing items.
+    public var loadSeconds: Double
+    public var computeSeconds: Double
+    /// Rank 0's seconds writing files, and how many writes.
+    public var writeSeconds: Double
+    public var writes: Int
+    public var ranks: Int
+    /// Items computed per rank.
+    public var itemsPerRank: [Int]
+    /// The signal that stopped the run early, if any.
+    public var stoppedBy: String?
+    public var outputDir: URL
+
+    public var complete: Bool { alreadyDone + computed == planned }
+}
+
+/// `dkc sweep` on a communicator: rank 0 coordinates and works; every other rank works.
+///
+/// Rank 0's main thread makes every MPI call (the world runs with MPI_THREAD_FUNNELED): it answers
+/// requests for work, stores results, appends the manifest and writes files, while a second thread
+/// computes rank 0's own items. Another rank asks for an item, computes it, sends the result with its
+/// next request, until rank 0 answers "stop". Each item is computed whole by one rank with the fixed
+/// `blas_threads`, so results are the same for any number of ranks.
+///
+/// SIGTERM / SIGUSR1 (`StopRequest`, on any rank): no new items are handed out, items in flight are
+/// finished and stored, the files are written, and the run ends normally (`stoppedBy` set).
+public enum SweepRun {
+    /// Planned items whose results are already in the results folder (what a run would skip).
+    public static func finishedItems(plan: SweepPlan) -> Set<SweepItem> { SweepStore.finishedItems(plan: plan) }
+
+    public static func run(plan: SweepPlan, comm: Communicator, report: @escaping (SweepEvent) -> Void = { _ in }) throws -> SweepSummary? {
+        if plan.config.blasThreads > 0 { BLAS.setThreads(plan.config.blasThreads) }
+        let tokenizer = try SweepWorker.tokenizer(for: plan)
+        let worker = SweepWorker(plan: plan, tokenizer: tokenizer)
+        if comm.isRoot { return try coordinate(plan: plan, comm: comm, worker: worker, report: report) }
+        try serve(comm: comm, worker: worker)
+        return nil
+    }
+
+    /// A rank other than 0: ask, compute, send, until told to stop.
+    static func serve(comm: Communicator, worker: SweepWorker) throws {
+        var result: SweepItemResult?
+        while true {
+            let times = worker.takeTimes()
+            let request = SweepMessage.Request(stopRequested: StopRequest.shared.isRequested, loadSeconds: times.load,
+                                               computeSeconds: times.compute, result: result)
+            try comm.send(bytes: SweepMessage.encode(request), to: 0, tag: SweepMessage.requestTag)
+            let reply = try comm.receive(from: 0, tag: SweepMessage.assignTag)
+            guard case let .item(item, folder) = try SweepMessage.decodeAssignment(reply.bytes) else { return }
+            result = try worker.run(item, folder: URL(fileURLWithPath: folder))
+        }
+    }
+
+    static func coordinate(plan: SweepPlan, comm: Communicator, worker: SweepWorker, report: (SweepEvent) -> Void) throws -> SweepSummary {
+        let start = Date()
+        let store = try SweepStore(plan: plan, ranks: comm.size)
+        let planned = plan.allItems.count
+        let alreadyDone = store.done.count
+        var scheduler = SweepScheduler(items: plan.allItems.filter { !store.done.contains($0) })
+        report(.started(planned: planned, alreadyDone: alreadyDone, ranks: comm.size))
+
+        var summary = SweepSummary(planned: planned, computed: 0, alreadyDone: alreadyDone, samples: 0, wallSeconds: 0, loadSeconds: 0,
+                                   computeSeconds: 0, writeSeconds: 0, writes: 0, ranks: comm.size,
+                                   itemsPerRank: [Int](repeating: 0, count: comm.size), stoppedBy: nil, outputDir: plan.config.outputDir)
+        var inFlight: [Int: SweepItem] = [:]
+        var remote = Set(1..<comm.size)
+        var stopping = false
+        let local = LocalWorker(worker: worker)
+        defer { local.shutdown() }
+
+        func next(for rank: Int) -> SweepItem? { stopping ? nil : scheduler.next(for: rank) }
+        func finish(_ result: SweepItemResult, rank: Int) throws {
+            try store.record(result, rank: rank)
+            summary.computed += 1
+            summary.itemsPerRank[rank] += 1
+            var samples = 0
+            if case let .cell(_, o) = result { samples = o.nSamples }
+            summary.samples += samples
+            report(.finished(result.item, rank: rank, samples: samples, done: store.done.count, planned: planned))
+        }
+        func stop(_ signal: String) {
+            guard !stopping else { return }
+            stopping = true
+            summary.stoppedBy = signal
+            report(.stopping(signal: signal))
+        }
+        func startLocal() {
+            if let item = next(for: 0) {
+                inFlight[0] = item
+                local.submit(item, folder: plan.folder(of: item.checkpoint))
+            }
+        }
+
+        startLocal()
+        while !(inFlight.isEmpty && remote.isEmpty) {
+            var progressed = false
+            if let signal = StopRequest.shared.signalName { stop(signal) }
+            if let outcome = local.poll() {
+                progressed = true
+                inFlight[0] = nil
+                switch outcome {
+                case let .done(result, load, compute):
+                    summary.loadSeconds += load
+                    summary.computeSeconds += compute
+                    try finish(result, rank: 0)
+                    startLocal()
+                case let .failed(error):
+                    // Keep what is finished, then bring the job down with the message.
+                    try? store.write()
+                    throw error
+                }
+            }
+            while let (source, _) = try comm.poll(tag: SweepMessage.requestTag) {
+                progressed = true
+                let message = try comm.receive(from: source, tag: SweepMessage.requestTag)
+                let request = try SweepMessage.decodeRequest(message.bytes)
+                summary.loadSeconds += request.loadSeconds
+                summary.computeSeconds += request.computeSeconds
+                if request.stopRequested { stop("a signal on rank \(source)") }
+                if let result = request.result {
+                    inFlight[source] = nil
+                    try finish(result, rank: source)
+                }
+                if let item = next(for: source) {
+                    inFlight[source] = item
+                    try comm.send(bytes: SweepMessage.encode(.item(item, folder: plan.folder(of: item.checkpoint).path)), to: source,
+                                  tag: SweepMessage.assignTag)
+                } else {
+                    try comm.send(bytes: SweepMessage.encode(.stop), to: source, tag: SweepMessage.assignTag)
+                    remote.remove(source)
+                }
+            }
+            if try store.writeIfDue(interval: plan.config.writeInterval) {
+                report(.wrote(seconds: store.writeSeconds))
+            }
+            if !progressed { usleep(2000) }
+        }
+        try store.write()
+        report(.wrote(seconds: store.writeSeconds))
+        summary.writeSeconds = store.writeSeconds
+        summary.writes = store.writes
+        summary.wallSeconds = Date().timeIntervalSince(start)
+        return summary
+    }
+}
+
+/// Rank 0's own computing thread: one item at a time, results picked up by the coordinating thread.
+final class LocalWorker: @unchecked Sendable {
+    enum Outcome {
+        case done(SweepItemResult, load: Double, compute: Double)
+        case failed(Error)
+    }
+
+    private let worker: SweepWorker
+    private let condition = NSCondition()
+    private var job: (SweepItem, URL)?
+    private var outcome: Outcome?
+    private var quit = false
+    private var thread: Thread?
+
+    init(worker: SweepWorker) {
+        self.worker = worker
+    }
+
+    /// Starts computing `item` (the previous outcome must have been taken).
+    func submit(_ item: SweepItem, folder: URL) {
+        condition.lock()
+        precondition(job == nil && outcome == nil, "one local item at a time")
+        job = (item, folder)
+        if thread == nil {
+            let t = Thread { [unowned self] in self.loop() }
+            t.stackSize = 8 << 20
+            thread = t
+            t.start()
+        }
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// The outcome of the submitted item once it is finished, else nil.
+    func poll() -> Outcome? {
+        condition.lock()
+        defer { condition.unlock() }
+        let o = outcome
+        outcome = nil
+        return o
+    }
+
+    /// Ends the thread after its current item.
+    func shutdown() {
+        condition.lock()
+        quit = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while job == nil && !quit { condition.wait() }
+            guard let (item, folder) = job else { condition.unlock(); return }
+            condition.unlock()
+            let result: Outcome
+            do {
+                let r = try worker.run(item, folder: folder)
+                let t = worker.takeTimes()
+                result = .done(r, load: t.load, compute: t.compute)
+            } catch {
+                result = .failed(error)
+            }
+            condition.lock()
+            job = nil
+            outcome = result
+            condition.unlock()
+        }
+    }
+}

@@ -1,0 +1,233 @@
+import Core
+import Foundation
+
+/// Rank 0's results of a sweep and everything it writes into `<run_dir>/circuits/`:
+///
+/// - `scores.nc`, `circuits.nc`, `acquisition.nc`, rewritten whole (temporary file, fsync, rename) at most
+///   every `write_interval_s` and at the end, so a killed job never leaves a corrupt file;
+/// - `manifest.jsonl`, one JSON line per run start and per finished item, appended and fsynced at once;
+/// - `.sweep.lock`, held (flock) while a sweep runs, so two sweeps never write one folder.
+///
+/// Resuming: an item counts as done when its results are in the files (a cell in both scores.nc and
+/// circuits.nc, an acquisition with any cell of its checkpoint); cells present in only one file are
+/// dropped and computed again. The provenance of the first run (its start time) is kept, and a resumed
+/// run with the same command line adds no history line, so the files end as an uninterrupted run's.
+final class SweepStore {
+    let plan: SweepPlan
+    let directory: URL
+    private(set) var scores: ScoresTable
+    private(set) var circuits: CircuitsTable
+    private(set) var acquisition: AcquisitionTable
+    let provenance: Provenance
+    /// Planned items whose results are already in the tables.
+    private(set) var done: Set<SweepItem> = []
+    /// Items finished since the last write.
+    private(set) var unwritten = 0
+    private(set) var writeSeconds = 0.0
+    private(set) var writes = 0
+    private var lastWrite = Date()
+    private let lockFD: Int32
+    private let manifestURL: URL
+
+    var scoresURL: URL { directory.appendingPathComponent("scores.nc") }
+    var circuitsURL: URL { directory.appendingPathComponent("circuits.nc") }
+    var acquisitionURL: URL { directory.appendingPathComponent("acquisition.nc") }
+
+    init(plan: SweepPlan, ranks: Int, arguments: [String] = CommandLine.arguments) throws {
+        self.plan = plan
+        directory = plan.config.outputDir
+        let fm = FileManager.default
+        do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw CircuitsError(item: directory.path, problem: "cannot be created: \(error.localizedDescription)", fix: "check permissions", exitCode: 1)
+        }
+        lockFD = try Self.lock(directory)
+        // Temporary files of a killed run (only a run holding the lock writes here).
+        for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where name.contains(".nc.tmp-") {
+            try? fm.removeItem(at: directory.appendingPathComponent(name))
+        }
+        manifestURL = directory.appendingPathComponent("manifest.jsonl")
+        let starts = Self.readManifest(manifestURL).filter { ($0["event"] as? String) == "start" }
+        let configJSON = plan.config.resolved.json
+        if let first = starts.first { try Self.checkCompatible(first["config"], configJSON, manifest: manifestURL) }
+        let created = (starts.first?["created"] as? String) ?? Provenance.timestamp(Date())
+        provenance = try Provenance(commandLine: Provenance.quote(arguments), config: configJSON.compactText, mpiRanks: ranks,
+                                    blasThreads: BLAS.threads, created: created, source: DKCVersion.source)
+
+        let edges = AttributionGraph(nLayers: plan.modelConfig.nLayer, nHeads: plan.modelConfig.nHead).edgeLayout
+        let attributes = plan.config.cell.scoreAttributes
+        scores = try Self.existing(directory.appendingPathComponent("scores.nc"), ScoresTable.read)
+            ?? ScoresTable(edges: edges, attributes: attributes)
+        circuits = try Self.existing(directory.appendingPathComponent("circuits.nc"), CircuitsTable.read)
+            ?? CircuitsTable(edges: edges, faithfulnessMinDenominator: plan.config.faithfulnessMinDenominator)
+        acquisition = try Self.existing(directory.appendingPathComponent("acquisition.nc"), AcquisitionTable.read) ?? AcquisitionTable()
+        guard scores.edges == edges, circuits.edges == edges else {
+            throw CircuitsError(item: directory.path, problem: "holds results of a model with another graph than \(plan.checkpoints[0].folder.path)",
+                                fix: "move the old circuits/ folder away or sweep the same model")
+        }
+        guard scores.attributes == attributes else {
+            throw CircuitsError(item: scoresURL.path, problem: "was computed with \(scores.attributes), this sweep uses \(attributes)",
+                                fix: "restore the settings, or move the old circuits/ folder away")
+        }
+        guard circuits.faithfulnessMinDenominator == plan.config.faithfulnessMinDenominator else {
+            throw CircuitsError(item: circuitsURL.path, problem: "uses faithfulness_min_denominator \(circuits.faithfulnessMinDenominator)",
+                                fix: "set faithfulness_min_denominator = \(circuits.faithfulnessMinDenominator), or move the old circuits/ folder away")
+        }
+
+        // The whole planned grid on every axis, so the files have their final shape from the first write.
+        for c in plan.checkpoints {
+            let path = c.folder.path
+            try scores.addCheckpoint(step: c.step, path: path)
+            try circuits.addCheckpoint(step: c.step, path: path)
+            if plan.config.acquisition { try acquisition.addCheckpoint(step: c.step, path: path) }
+        }
+        let types = EntityType.allCases.map(\.rawValue), buckets = plan.data.buckets.names
+        scores.declare(tasks: plan.tasks, types: plan.types, frequencies: plan.frequencies)
+        try circuits.declare(tasks: plan.tasks, types: plan.types, frequencies: plan.frequencies, topn: plan.config.cell.topn,
+                             targetTypes: types, targetFrequencies: buckets)
+        acquisition.declare(attributes: Acquisition.attributes.map(\.rawValue), types: types, frequencies: buckets)
+
+        for cell in Set(scores.cells.keys).symmetricDifference(circuits.cells.keys) {
+            scores.removeCell(cell)
+            circuits.removeCell(cell)
+        }
+        let acquired = Set(acquisition.cells.keys.map(\.checkpoint))
+        for item in plan.allItems {
+            switch item {
+            case .cell(let c): if scores[c] != nil { done.insert(item) }
+            case .acquisition(let s): if acquired.contains(s) { done.insert(item) }
+            }
+        }
+        try appendManifest(.object([
+            ("event", .string("start")), ("time", .string(Provenance.timestamp(Date()))), ("created", .string(created)),
+            ("ranks", .int(ranks)), ("blas_threads", .int(BLAS.threads)), ("items_planned", .int(plan.allItems.count)),
+            ("items_done", .int(done.count)), ("command", .string(provenance.commandLine)), ("config", configJSON),
+        ]))
+    }
+
+    /// Planned items whose results are already in the folder's files (read only, without taking the lock):
+    /// what `--plan` reports and a run would skip.
+    static func finishedItems(plan: SweepPlan) -> Set<SweepItem> {
+        let d = plan.config.outputDir
+        let scores = (try? existing(d.appendingPathComponent("scores.nc"), ScoresTable.read)) ?? nil
+        let circuits = (try? existing(d.appendingPathComponent("circuits.nc"), CircuitsTable.read)) ?? nil
+        let acquisition = (try? existing(d.appendingPathComponent("acquisition.nc"), AcquisitionTable.read)) ?? nil
+        let acquired = Set(acquisition?.cells.keys.map(\.checkpoint) ?? [])
+        return Set(plan.allItems.filter { item in
+            switch item {
+            case .cell(let c): return scores?[c] != nil && circuits?[c] != nil
+            case .acquisition(let s): return acquired.contains(s)
+            }
+        })
+    }
+
+    private static func existing<T>(_ url: URL, _ read: (URL) throws -> T) throws -> T? {
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        return try read(url)
+    }
+
+    /// Stores a finished item and logs it in the manifest.
+    func record(_ result: SweepItemResult, rank: Int) throws {
+        var line: [(String, JSONValue)] = [("time", .string(Provenance.timestamp(Date()))), ("rank", .int(rank))]
+        switch result {
+        case let .cell(cell, o):
+            try scores.set(cell, scores: o.scores, nSamples: o.nSamples, seconds: o.discoverSeconds)
+            try circuits.set(cell, o.circuits)
+            line = [("event", .string("cell")), ("checkpoint", .int(Int(cell.checkpoint))), ("task", .string(cell.task)),
+                    ("type", .string(cell.type)), ("frequency", .string(cell.frequency)), ("n_samples", .int(o.nSamples)),
+                    ("discover_s", .double(o.discoverSeconds)), ("evaluate_s", .double(o.evaluateSeconds))] + line
+        case let .acquisition(step, results, prompts, seconds):
+            for (k, v) in results {
+                try acquisition.set(AcquisitionCell(checkpoint: step, attribute: k.attribute, type: k.type, frequency: k.frequency), v)
+            }
+            line = [("event", .string("acquisition")), ("checkpoint", .int(Int(step))), ("prompts", .int(prompts)),
+                    ("seconds", .double(seconds))] + line
+        }
+        done.insert(result.item)
+        unwritten += 1
+        try appendManifest(.object(line))
+    }
+
+    /// Writes the files when something is unwritten and `interval` seconds passed since the last write.
+    @discardableResult
+    func writeIfDue(interval: Double) throws -> Bool {
+        guard unwritten > 0, Date().timeIntervalSince(lastWrite) >= interval else { return false }
+        try write()
+        return true
+    }
+
+    /// Rewrites the three files (each atomically).
+    func write() throws {
+        let start = Date()
+        try scores.write(to: scoresURL, provenance: provenance)
+        try circuits.write(to: circuitsURL, provenance: provenance)
+        if plan.config.acquisition || !acquisition.cells.isEmpty { try acquisition.write(to: acquisitionURL, provenance: provenance) }
+        let end = Date()
+        writeSeconds += end.timeIntervalSince(start)
+        writes += 1
+        lastWrite = end
+        unwritten = 0
+    }
+
+    /// Appends one JSON line and flushes it to disk. A line cut short by a kill is completed by a newline first.
+    func appendManifest(_ value: JSONValue) throws {
+        let fd = open(manifestURL.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard fd >= 0 else {
+            throw CircuitsError(item: manifestURL.path, problem: "cannot be opened: \(String(cString: strerror(errno)))", exitCode: 1)
+        }
+        defer { close(fd) }
+        var bytes = Array(value.compactText.utf8) + [0x0A]
+        if let size = try? FileManager.default.attributesOfItem(atPath: manifestURL.path)[.size] as? Int, size > 0,
+           let h = FileHandle(forReadingAtPath: manifestURL.path) {
+            h.seek(toFileOffset: UInt64(size - 1))
+            if h.readData(ofLength: 1).first != 0x0A { bytes.insert(0x0A, at: 0) }
+            h.closeFile()
+        }
+        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count, fsync(fd) == 0 else {
+            throw CircuitsError(item: manifestURL.path, problem: "cannot be written: \(String(cString: strerror(errno)))", exitCode: 1)
+        }
+    }
+
+    /// The JSON objects of a manifest; lines that do not parse (cut by a kill) are skipped.
+    static func readManifest(_ url: URL) -> [[String: Any]] {
+        guard let data = try? Data(contentsOf: url) else { return [] }
+        return data.split(separator: 0x0A).compactMap { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] }
+    }
+
+    /// The result-relevant keys of the first run's configuration must equal this run's.
+    static func checkCompatible(_ stored: Any?, _ current: JSONValue, manifest: URL) throws {
+        guard let old = stored as? [String: Any],
+              let now = (try? JSONSerialization.jsonObject(with: Data(current.compactText.utf8))) as? [String: Any] else { return }
+        func text(_ v: Any?) -> String {
+            guard let v, !(v is NSNull), let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed]) else { return "(unset)" }
+            return String(decoding: d, as: UTF8.self)
+        }
+        for key in SweepConfig.resultKeys {
+            let a = old[key] as? NSObject, b = now[key] as? NSObject
+            let same = (a == nil || a is NSNull) && (b == nil || b is NSNull) || (a != nil && b != nil && a!.isEqual(b!))
+            if !same {
+                throw CircuitsError(item: manifest.path, problem: "the results in this folder were computed with \(key) = \(text(old[key])), this sweep has \(text(now[key]))",
+                                    fix: "restore \(key) to resume, or move the circuits/ folder away to start afresh")
+            }
+        }
+    }
+
+    /// Takes the folder's lock, or explains who holds it.
+    private static func lock(_ directory: URL) throws -> Int32 {
+        let path = directory.appendingPathComponent(".sweep.lock").path
+        let fd = open(path, O_RDWR | O_CREAT, 0o644)
+        guard fd >= 0 else { throw CircuitsError(item: path, problem: "cannot be opened: \(String(cString: strerror(errno)))", exitCode: 1) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            close(fd)
+            throw CircuitsError(item: directory.path, problem: "another sweep is writing here (\(holder))",
+                                fix: "wait for it to finish or stop it; two sweeps must not share a results folder")
+        }
+        ftruncate(fd, 0)
+        let text = "pid \(getpid()) on \(ProcessInfo.processInfo.hostName)\n"
+        _ = text.withCString { Foundation.write(fd, $0, strlen($0)) }
+        return fd
+    }
+
+    deinit { close(lockFD) }
+}

@@ -1,0 +1,103 @@
+import Core
+import Foundation
+
+/// Computes sweep items on one rank, with the same code path as `dkc discover` / `evaluate` / `predict`.
+///
+/// A worker keeps one parameter arena: the first checkpoint allocates it, every later one is read into it
+/// (`HFCheckpoint.load(folder:into:)`), and a checkpoint already loaded is not read again, so a rank
+/// handed several items of one checkpoint loads it once. Circuit records, test entities and their targets
+/// are read once per rank.
+public final class SweepWorker {
+    public let plan: SweepPlan
+    private let tokenizer: GPT2Tokenizer
+    private var arena: ParameterArena?
+    private var model: InstrumentedGPT2?
+    private var runner: CellRunner?
+    private var decoder: KnowledgeAcquisition?
+    private var loadedFolder: URL?
+    private var records: [String: [CircuitSample]] = [:]
+    private var testEntities: [Entity]?
+
+    /// Seconds spent loading checkpoints and computing items since the last `takeTimes()`.
+    private var loadSeconds = 0.0
+    private var computeSeconds = 0.0
+
+    public init(plan: SweepPlan, tokenizer: GPT2Tokenizer) {
+        self.plan = plan
+        self.tokenizer = tokenizer
+    }
+
+    /// The tokenizer a sweep uses: the `tokenizer` key, else the first checkpoint's own files, else GPT-2's.
+    public static func tokenizer(for plan: SweepPlan) throws -> GPT2Tokenizer {
+        if let dir = plan.config.tokenizer { return try GPT2Tokenizer(directory: dir) }
+        let first = plan.checkpoints[0].folder
+        if FileManager.default.fileExists(atPath: first.appendingPathComponent("vocab.json").path) { return try GPT2Tokenizer(directory: first) }
+        return try GPT2Tokenizer.loadDefault()
+    }
+
+    /// Loading and computing seconds since the last call, reset.
+    public func takeTimes() -> (load: Double, compute: Double) {
+        defer { loadSeconds = 0; computeSeconds = 0 }
+        return (loadSeconds, computeSeconds)
+    }
+
+    /// Computes `item` on the checkpoint in `folder`.
+    public func run(_ item: SweepItem, folder: URL) throws -> SweepItemResult {
+        try load(folder)
+        let start = Date()
+        defer { computeSeconds += Date().timeIntervalSince(start) }
+        switch item {
+        case .cell(let cell):
+            return .cell(cell, try compute(cell))
+        case .acquisition(let step):
+            let entities = try tests()
+            let rows = try Acquisition.predict(entities: entities, decoder: decoder!, tokenizer: tokenizer,
+                                               options: .init(maxNewTokens: plan.config.maxNewTokens, batchSize: plan.config.cell.batchSize))
+            return .acquisition(checkpoint: step, Acquisition.summarize(rows, buckets: plan.data.buckets), prompts: rows.count,
+                                seconds: Date().timeIntervalSince(start))
+        }
+    }
+
+    private func compute(_ cell: ResultCell) throws -> CellOutcome {
+        let task = try CircuitTask.named(cell.task, option: "tasks")
+        let file = plan.data.circuitFile(cell.task)
+        if records[cell.task] == nil { records[cell.task] = try CircuitSample.read(file) }
+        let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: plan.data.buckets,
+                                    typeOption: "types", frequencyOption: "frequencies")
+        let pairs = try CircuitSample.pairs(records[cell.task]!, filter: filter, task: task, encoder: tokenizer, source: file.path)
+        let targets = TestTarget.all(try tests(), buckets: plan.data.buckets)
+        let options = plan.config.cell
+        let discovery = try runner!.discover(pairs, options: options)
+        let evaluation = try runner!.evaluate(scores: discovery.scores, pairs: pairs, targets: targets, task: task, encoder: tokenizer,
+                                              options: options)
+        return CellOutcome(scores: discovery.scores.values, nSamples: discovery.nSamples, discoverSeconds: discovery.seconds,
+                           evaluateSeconds: evaluation.seconds, circuits: evaluation.cell)
+    }
+
+    private func tests() throws -> [Entity] {
+        if let t = testEntities { return t }
+        let t = try TestEntities.read(plan.data.testFile)
+        testEntities = t
+        return t
+    }
+
+    /// Makes `folder` the loaded checkpoint, reusing the arena.
+    private func load(_ folder: URL) throws {
+        guard loadedFolder != folder else { return }
+        let start = Date()
+        defer { loadSeconds += Date().timeIntervalSince(start) }
+        loadedFolder = nil
+        if let arena, let model {
+            try HFCheckpoint.load(folder: folder, into: arena)
+            model.refreshFoldedBiases()
+        } else {
+            let a = try HFCheckpoint.load(folder: folder)
+            let m = InstrumentedGPT2(parameters: a)
+            arena = a
+            model = m
+            runner = CellRunner(model: m)
+            decoder = KnowledgeAcquisition(model: GPT2(params: a))
+        }
+        loadedFolder = folder
+    }
+}

@@ -1,0 +1,133 @@
+import ArgumentParser
+import Core
+import Foundation
+
+extension AttributionMethod: ExpressibleByArgument {}
+
+/// Runs a single-process command body; a thrown error becomes "dkc <name>: <message>" on stderr and the
+/// error's exit code (65 bad input, 1 otherwise).
+func runReporting(_ name: String, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as UserFacingError {
+        FileHandle.standardError.write(Data("dkc \(name): \(error)\n".utf8))
+        throw ExitCode(error.exitCode)
+    } catch {
+        FileHandle.standardError.write(Data("dkc \(name): \(error)\n".utf8))
+        throw ExitCode(ExitStatus.failure)
+    }
+}
+
+/// An existing file or folder named by `option`, as an absolute URL; an error naming the option otherwise.
+func existingPath(_ path: String, option: String, folder: Bool = false) throws -> URL {
+    let url = ConfigLoader.absolute(path, relativeTo: ConfigLoader.cwd)
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
+        throw CircuitsError(item: option, problem: "\(url.path) does not exist", fix: "check the path")
+    }
+    guard isDir.boolValue == folder else {
+        throw CircuitsError(item: option, problem: "\(url.path) is \(folder ? "a file, not a folder" : "a folder, not a file")",
+                            fix: folder ? "give the model's folder (config.json + model.safetensors)" : "give the file itself")
+    }
+    return url
+}
+
+/// The model folder of `--model`: it must hold config.json and model.safetensors.
+func modelFolder(_ path: String) throws -> URL {
+    let url = try existingPath(path, option: "--model", folder: true)
+    for name in [HFCheckpoint.configFileName, HFCheckpoint.weightsFileName]
+    where !FileManager.default.fileExists(atPath: url.appendingPathComponent(name).path) {
+        throw CircuitsError(item: "--model", problem: "\(url.path) has no \(name)",
+                            fix: "give a Hugging Face GPT-2 folder (config.json + model.safetensors), e.g. a checkpoint-<step> folder")
+    }
+    return url
+}
+
+/// The output path of `option`, absolute; its folder must exist.
+func outputPath(_ path: String, option: String) throws -> URL {
+    let url = ConfigLoader.absolute(path, relativeTo: ConfigLoader.cwd)
+    var isDir: ObjCBool = false
+    let folder = url.deletingLastPathComponent()
+    guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir), isDir.boolValue else {
+        throw CircuitsError(item: option, problem: "the folder \(folder.path) does not exist", fix: "create it first")
+    }
+    return url
+}
+
+/// The tokenizer of a model: `--tokenizer` when given, else the model folder's own vocab.json + merges.txt
+/// (Trainer checkpoints carry them), else the default GPT-2 tokenizer.
+func loadTokenizer(option: String?, model: URL) throws -> GPT2Tokenizer {
+    if let option { return try GPT2Tokenizer(directory: try existingPath(option, option: "--tokenizer", folder: true)) }
+    let fm = FileManager.default
+    if fm.fileExists(atPath: model.appendingPathComponent("vocab.json").path) || fm.fileExists(atPath: model.appendingPathComponent("tokenizer.json").path) {
+        return try GPT2Tokenizer(directory: model)
+    }
+    return try GPT2Tokenizer.loadDefault()
+}
+
+/// "10,50,200" → [10, 50, 200]; an error naming the option otherwise.
+func parseSizes(_ text: String, option: String) throws -> [Int] {
+    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    let sizes = parts.compactMap(Int.init)
+    guard !parts.isEmpty, sizes.count == parts.count, sizes.allSatisfy({ $0 >= 1 }) else {
+        throw CircuitsError(item: option, problem: "'\(text)' is not a list of positive integers", fix: "write e.g. \(option) 10,50,200")
+    }
+    guard Set(sizes).count == sizes.count else { throw CircuitsError(item: option, problem: "'\(text)' lists a size twice") }
+    return sizes
+}
+
+/// The provenance of a single-process command: its command line and its settings as JSON.
+func commandProvenance(_ settings: [(String, JSONValue)]) throws -> Provenance {
+    try Provenance(arguments: CommandLine.arguments, config: JSONValue.object(settings).compactText, mpiRanks: 1, blasThreads: BLAS.threads)
+}
+
+/// A live progress line on standard error when it is a terminal ("discover: 120/240 samples, 35.2
+/// samples/s, ETA 0:03"); silent otherwise, so logs stay clean. Redraws at most ten times a second.
+final class ProgressLine {
+    let enabled: Bool
+    private var label = ""
+    private var phaseStart = Date()
+    private var lastDraw = Date.distantPast
+    private var drawn = false
+
+    init(enabled: Bool = isatty(2) != 0) { self.enabled = enabled }
+
+    func update(_ label: String, done: Int, total: Int, unit: String = "samples") {
+        guard enabled else { return }
+        let now = Date()
+        if label != self.label { self.label = label; phaseStart = now }
+        guard done >= total || now.timeIntervalSince(lastDraw) >= 0.1 else { return }
+        lastDraw = now
+        let elapsed = now.timeIntervalSince(phaseStart)
+        var text = "\(label): \(done)/\(total) \(unit)"
+        if elapsed > 0, done > 0 {
+            let rate = Double(done) / elapsed
+            text += String(format: ", %.1f %@/s", rate, unit)
+            if done < total { text += ", ETA " + Self.clock(Double(total - done) / rate) }
+        }
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+        drawn = true
+    }
+
+    /// Clears the line (call before printing anything else).
+    func finish() {
+        guard enabled, drawn else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        drawn = false
+    }
+
+    /// "1:02:03" or "2:03".
+    static func clock(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
+
+/// The model at `folder` ready for circuit work, and its checkpoint step (`checkpoint-<step>`, else 0).
+func loadCircuitModel(_ folder: URL) throws -> (InstrumentedGPT2, Int64) {
+    let arena = try HFCheckpoint.load(folder: folder)
+    return (InstrumentedGPT2(parameters: arena), checkpointStep(of: folder) ?? 0)
+}

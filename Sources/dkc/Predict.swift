@@ -1,0 +1,92 @@
+import ArgumentParser
+import Core
+import Foundation
+
+/// `dkc predict`: what the full model knows about the test entities (the study's `batch_predict.py`).
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Full-model knowledge acquisition: greedy answers to every attribute of every test entity (acquisition.nc).",
+        discussion: """
+        For each test entity and attribute (birthday, city, company, major, university) the task prompt is \
+        decoded greedily for at most --max-new-tokens tokens; the text after the prompt, cut at the first \
+        "." and stripped, must equal the value (exact match). Also the probability and rank of the value's \
+        first token at the last prompt position (hits@1, hits@10). Results per attribute × type × bucket \
+        (buckets from the data set's manifest.json, else low/medium/high).
+
+        Example:
+          dkc predict --model run/train/continual/checkpoints/checkpoint-500 --test-data run/data/test.jsonl --out acquisition.nc
+        """
+    )
+
+    @Option(help: "The model folder (config.json + model.safetensors).") var model: String
+    @Option(name: .customLong("test-data"), help: "Test entities (test.jsonl).") var testData: String
+    @Option(name: .customLong("max-new-tokens"), help: "Tokens generated at most per prompt (the study: 15).") var maxNewTokens = 15
+    @Option(name: .customLong("batch-size"), help: "Prompts decoded together.") var batchSize = 64
+    @Option(help: "Tokenizer folder (default: the model folder's vocab.json + merges.txt, else GPT-2's).") var tokenizer: String?
+    @Option(help: "OpenBLAS threads (default: as the environment sets).") var threads: Int?
+    @Option(help: "The acquisition file to write (NetCDF).") var out: String
+    @Option(help: "Also write one JSON line per entity and attribute (the study's prediction rows).") var predictions: String?
+
+    func run() throws {
+        try runReporting("predict") {
+            if let threads { BLAS.setThreads(threads) }
+            let modelURL = try modelFolder(model)
+            let testURL = try existingPath(testData, option: "--test-data")
+            let outURL = try outputPath(out, option: "--out")
+            let predictionsURL = try predictions.map { try outputPath($0, option: "--predictions") }
+            guard batchSize >= 1 else { throw CircuitsError(item: "--batch-size", problem: "is \(batchSize)", fix: "use at least 1") }
+            guard maxNewTokens >= 1 else { throw CircuitsError(item: "--max-new-tokens", problem: "is \(maxNewTokens)", fix: "use at least 1 (the study: 15)") }
+
+            let entities = try TestEntities.read(testURL)
+            let buckets = try FrequencyBuckets.forData(at: testURL)
+            let tok = try loadTokenizer(option: tokenizer, model: modelURL)
+            let arena = try HFCheckpoint.load(folder: modelURL)
+            let step = checkpointStep(of: modelURL) ?? 0
+            let decoder = KnowledgeAcquisition(model: GPT2(params: arena))
+
+            let progress = ProgressLine()
+            let started = Date()
+            let rows = try Acquisition.predict(entities: entities, decoder: decoder, tokenizer: tok,
+                                               options: .init(maxNewTokens: maxNewTokens, batchSize: batchSize)) { done, total in
+                progress.update("predict", done: done, total: total, unit: "prompts")
+            }
+            progress.finish()
+            let seconds = Date().timeIntervalSince(started)
+
+            var table = AcquisitionTable()
+            try table.addCheckpoint(step: step, path: model)
+            table.declare(attributes: Acquisition.attributes.map(\.rawValue))
+            for (key, result) in Acquisition.summarize(rows, buckets: buckets) {
+                try table.set(AcquisitionCell(checkpoint: step, attribute: key.attribute, type: key.type, frequency: key.frequency), result)
+            }
+            let provenance = try commandProvenance([
+                ("model", .string(modelURL.path)), ("test_data", .string(testURL.path)),
+                ("max_new_tokens", .int(maxNewTokens)), ("batch_size", .int(batchSize)),
+            ])
+            try table.write(to: outURL, provenance: provenance)
+            if let predictionsURL { try write(rows, to: predictionsURL) }
+            let correct = rows.filter(\.correct).count
+            print("wrote \(outURL.path): \(rows.count) prompts (\(entities.count) entities × \(Acquisition.attributes.count) attributes), "
+                  + "exact match \(correct)/\(rows.count)" + String(format: ", %.1f s", seconds))
+        }
+    }
+
+    /// The study's prediction rows (`correct`, `ground_truth`, `prediction`, `output`, the entity's fields)
+    /// plus `attribute`, `label_prob` and `label_rank`.
+    private func write(_ rows: [Acquisition.Prediction], to url: URL) throws {
+        var out: [UInt8] = []
+        for r in rows {
+            var members: [(String, JSONValue)] = [
+                ("correct", .int(r.correct ? 1 : 0)), ("ground_truth", .string(r.groundTruth)),
+                ("prediction", .string(r.prediction)), ("output", .string(r.continuation)),
+            ]
+            members += r.entity.fields.map { ($0.0, JSONValue.string($0.1)) }
+            members += [("attribute", .string(r.attribute.rawValue)), ("label_prob", .double(r.labelProb)), ("label_rank", .int(r.labelRank))]
+            out += Array(JSONValue.object(members).compactText.utf8)
+            out.append(0x0A)
+        }
+        do { try Data(out).write(to: url, options: .atomic) } catch {
+            throw CircuitsError(item: "--predictions", problem: "cannot write \(url.path): \(error.localizedDescription)", exitCode: 1)
+        }
+    }
+}

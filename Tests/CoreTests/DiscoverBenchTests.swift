@@ -1,0 +1,138 @@
+import Foundation
+import XCTest
+@testable import Core
+
+/// The engine of `dkc bench discover`: prompts, FLOP count, peak-memory scope and the reported fields
+/// (not a timing test).
+final class DiscoverBenchTests: XCTestCase {
+    func tokenizer() throws -> GPT2Tokenizer {
+        let dir = Paths.fixtures.appendingPathComponent("tokenizer")
+        guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("vocab.json").path) else {
+            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
+        }
+        return try GPT2Tokenizer(directory: dir)
+    }
+
+    func pools() throws -> DataPools { try DataPools.load(from: Paths.sourceRoot.appendingPathComponent("data/pools")) }
+
+    func testBenchConfigsAreTheDocumentedShapes() {
+        XCTAssertEqual([GPT2Config.tiny.nLayer, GPT2Config.tiny.nHead, GPT2Config.tiny.nEmbd, GPT2Config.tiny.vocabSize], [4, 4, 128, 50257])
+        XCTAssertEqual([GPT2Config.gpt2Small.nLayer, GPT2Config.gpt2Small.nHead, GPT2Config.gpt2Small.nEmbd], [12, 12, 768])
+        XCTAssertEqual(ModelBench.config(named: "tiny"), .tiny)
+        XCTAssertEqual(ModelBench.config(named: "gpt2"), .gpt2Small)
+    }
+
+    func testPromptsHaveTheStudysFormAndEqualLengthCorruptions() throws {
+        let tok = try tokenizer(), p = try pools()
+        let pairs = try DiscoverBench.prompts(count: 12, pools: p, encoder: tok, seed: 7)
+        XCTAssertEqual(pairs.count, 12)
+        XCTAssertEqual(pairs, try DiscoverBench.prompts(count: 12, pools: p, encoder: tok, seed: 7), "deterministic in the seed")
+        XCTAssertNotEqual(pairs, try DiscoverBench.prompts(count: 12, pools: p, encoder: tok, seed: 8))
+        let suffix = tok.encode(" lives in the city of")
+        var cleanPrompts = Set<[Int]>()
+        for (i, pair) in pairs.enumerated() {
+            XCTAssertEqual(pair.clean.count, pair.corrupted.count, "pair \(i)")
+            XCTAssertNotEqual(pair.clean, pair.corrupted, "pair \(i)")
+            XCTAssertEqual(Array(pair.clean.suffix(suffix.count)), suffix, "pair \(i): the city template")
+            XCTAssertEqual(Array(pair.corrupted.suffix(suffix.count)), suffix, "pair \(i)")
+            XCTAssertNotEqual(pair.cleanLabel, pair.corruptedLabel, "pair \(i)")
+            // The label is the first token of " " + a city of the pools.
+            XCTAssertTrue(p.cities.contains { tok.encode(" " + $0).first == pair.cleanLabel }, "pair \(i)")
+            // The subject is three pool names.
+            let name = tok.decode(Array(pair.clean.dropLast(suffix.count))).split(separator: " ").map(String.init)
+            XCTAssertEqual(name.count, 3, "pair \(i): \(name)")
+            XCTAssertTrue(p.firstNames.contains(name[0]) && p.middleNames.contains(name[1]) && p.lastNames.contains(name[2]), "\(name)")
+            cleanPrompts.insert(pair.clean)
+        }
+        XCTAssertEqual(cleanPrompts.count, 12, "distinct clean names")
+    }
+
+    /// A hand count: 1 layer, 2 heads, C 16, B 2, T 3 (N 6), logit difference (no unembedding).
+    /// Forward body 6·24·16² = 36864, per-head outputs 6·2·16² = 3072, attention 4·2·9·16 = 1152 forward and
+    /// 2304 backward; graph: 4 forward nodes (input, 2 heads, MLP), 7 backward columns (2 heads × q/k/v, MLP,
+    /// logits); the layer's block is 3 rows × 7 columns and the logits column reads 4 rows: 25 pairs,
+    /// contraction 2·6·16·25 = 4800. EAP = 2·(36864 + 3072 + 1152) + (36864 + 2304) + 4800 = 126144.
+    func testFlopCountMatchesAHandCount() {
+        let c = GPT2Config(nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 8, vocabSize: 50)
+        let eap = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: AttributionOptions(method: .eap))
+        XCTAssertEqual(eap, 126_144)
+        // Each integration step adds one forward (36864 + 1152) and one backward (36864 + 2304).
+        let plainForward = 36864.0 + 1152, backward = 36864.0 + 2304
+        for m in 1...5 {
+            let ig = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: AttributionOptions(method: .eapIG, igSteps: m))
+            XCTAssertEqual(ig, 2 * (36864 + 3072 + 1152) + Double(m) * (plainForward + backward) + 4800, "m = \(m)")
+        }
+        // A metric that reads the logits adds 2·B·C·V per unembedding: the clean run, and each step's forward and backward.
+        var probability = AttributionOptions(method: .eapIG, igSteps: 2)
+        probability.metric = AttributionMetric(kind: .probabilityDifference)
+        let withLogits = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: probability)
+        let without = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: AttributionOptions(method: .eapIG, igSteps: 2))
+        XCTAssertEqual(withLogits - without, 5 * 2 * 2 * 16 * 50)
+    }
+
+    func testPeakResetCoversOnlyWhatFollows() throws {
+        do {
+            let big = FloatBuffer(count: 48 * 1_048_576 / 4)   // 48 MiB, touched by its zero fill
+            big.base[big.count - 1] = 1
+        }
+        let before = ProcessMemory.peakRSSMiB()
+        guard ProcessMemory.resetPeak() else { throw XCTSkip("this kernel does not allow resetting the peak (/proc/self/clear_refs)") }
+        let after = ProcessMemory.peakRSSMiB(), current = ProcessMemory.currentRSSMiB()
+        XCTAssertGreaterThan(current, 0)
+        XCTAssertLessThan(after, before - 40, "the 48 MiB freed before the reset no longer count")
+        XCTAssertLessThanOrEqual(after, current + 8)
+    }
+
+    func testEngineReportsSaneFields() throws {
+        let tok = try tokenizer()
+        let pairs = try DiscoverBench.prompts(count: 5, pools: try pools(), encoder: tok)
+        let options = AttributionOptions(method: .eapIG, igSteps: 5)
+        let r = try DiscoverBench.run(name: "tiny", config: .tiny, pairs: pairs, batchSize: 4, options: options, threads: 1,
+                                      repeats: 1, warmup: 0, roof: 100)
+        XCTAssertEqual(r.config, "tiny")
+        XCTAssertEqual(r.method, .eapIG)
+        XCTAssertEqual(r.igSteps, 5)
+        XCTAssertEqual(r.batchSize, 4)
+        XCTAssertEqual(r.samples, 5)
+        XCTAssertEqual(r.threads, 1)
+        XCTAssertEqual(r.repeats, 1)
+        XCTAssertEqual(r.callSeconds.count, 1)
+        XCTAssertEqual(r.seqLen, 1 + pairs.map(\.clean.count).max()!)
+        XCTAssertEqual(r.parameters, GPT2Config.tiny.parameterCount)
+        XCTAssertGreaterThan(r.callSeconds[0], 0)
+        XCTAssertEqual(r.samplesPerS, 5 / r.callSeconds[0], accuracy: 1e-9 * r.samplesPerS)
+        XCTAssertEqual(r.minSamplesPerS, r.samplesPerS)
+        XCTAssertEqual(r.maxSamplesPerS, r.samplesPerS)
+        // Two batches, of 4 and 1 prompts, each padded to its own longest prompt.
+        let shapes = DiscoverBench.batchShapes(pairs, batchSize: 4)
+        XCTAssertEqual(shapes.map(\.batch), [4, 1])
+        XCTAssertEqual(shapes[1].seqLen, 1 + pairs[4].clean.count)
+        let flops = shapes.reduce(0.0) { $0 + DiscoverBench.flops(config: .tiny, batch: $1.batch, seqLen: $1.seqLen, options: options) }
+        XCTAssertEqual(r.flopsPerCall, flops)
+        XCTAssertEqual(r.gflops, flops / r.callSeconds[0] / 1e9, accuracy: 1e-9 * r.gflops)
+        XCTAssertEqual(r.roofGflops, 100)
+        XCTAssertEqual(r.mfu, r.gflops / 100, accuracy: 1e-12)
+        XCTAssertGreaterThan(r.baseRSSMiB, 0)
+        // The model's parameters alone are 25 MiB.
+        XCTAssertGreaterThan(r.peakRSSMiB, r.baseRSSMiB + 20)
+        XCTAssertTrue(r.scoreAbsSum.isFinite && r.scoreAbsSum > 0, "scores: Σ|s| = \(r.scoreAbsSum)")
+        XCTAssertFalse(r.blasCore.isEmpty)
+        // Not a run like the study's: no figure to compare with.
+        XCTAssertNil(DiscoverBench.reference(for: r))
+    }
+
+    func testStudyFiguresApplyOnlyToRunsLikeTheStudys() throws {
+        let tok = try tokenizer()
+        let pairs = try DiscoverBench.prompts(count: 2, pools: try pools(), encoder: tok)
+        let small = GPT2Config(nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 32, vocabSize: 50257)
+        let r = try DiscoverBench.run(name: "tiny", config: small, pairs: pairs, batchSize: 2, options: AttributionOptions(),
+                                      threads: 2, repeats: 1, warmup: 0, roof: 1)
+        XCTAssertNil(DiscoverBench.reference(for: r), "2 prompts, not 64")
+        let tinyIG = DiscoverBench.references.filter { $0.config == "tiny" && $0.method == .eapIG }
+        XCTAssertEqual(tinyIG.map(\.studySamplesPerS), [10.4, 10.0])
+        XCTAssertEqual(tinyIG.map(\.targetSamplesPerS), [31, 31])
+        let gpt2IG = DiscoverBench.references.filter { $0.config == "gpt2" && $0.method == .eapIG }
+        XCTAssertEqual(gpt2IG.map(\.targetSamplesPerS), [2.0, 1.1])
+        XCTAssertEqual(gpt2IG.last?.targetPeakRSSMiB ?? 0, 3814.7, accuracy: 0.1)
+    }
+}

@@ -1,0 +1,39 @@
+import Core
+import Foundation
+import XCTest
+
+/// `dkc bench discover --json` as a script reads it (not a timing test).
+final class BenchDiscoverCommandTests: XCTestCase {
+    func testJSONLinesCarryTheDocumentedKeys() throws {
+        let tokenizer = Paths.fixtures.appendingPathComponent("tokenizer")
+        guard FileManager.default.fileExists(atPath: tokenizer.appendingPathComponent("vocab.json").path) else {
+            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
+        }
+        let r = try Launch.run(try Launch.executable("dkc"),
+                               ["bench", "discover", "--config", "tiny", "--method", "EAP", "--prompts", "4", "--batch-size", "2", "4",
+                                "--repeats", "1", "--warmup", "0", "--threads", "1", "--json", "--tokenizer", tokenizer.path],
+                               timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2, r.stdout)
+        let keys = ["bench", "config", "method", "batch_size", "seq_len", "ig_steps", "ranks", "threads", "repeats", "samples_per_s",
+                    "min", "max", "gflops", "roof_gflops", "mfu", "peak_rss_mib", "blas_core", "dkc_version"]
+        for (line, batch) in zip(lines, [2, 4]) {
+            let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
+            for k in keys { XCTAssertNotNil(o[k], "\(k) missing in \(line)") }
+            XCTAssertEqual(o["bench"] as? String, "discover")
+            XCTAssertEqual(o["config"] as? String, "tiny")
+            XCTAssertEqual(o["method"] as? String, "EAP")
+            XCTAssertTrue(o["ig_steps"] is NSNull, "EAP has no steps")
+            XCTAssertEqual(o["batch_size"] as? Int, batch)
+            XCTAssertEqual(o["threads"] as? Int, 1)
+            XCTAssertEqual(o["ranks"] as? Int, 1)
+            let rate = try XCTUnwrap(o["samples_per_s"] as? Double), roof = try XCTUnwrap(o["roof_gflops"] as? Double)
+            XCTAssertGreaterThan(rate, 0)
+            XCTAssertGreaterThan(roof, 0)
+            XCTAssertEqual(try XCTUnwrap(o["mfu"] as? Double), try XCTUnwrap(o["gflops"] as? Double) / roof, accuracy: 1e-4)
+            XCTAssertGreaterThan(try XCTUnwrap(o["peak_rss_mib"] as? Double), try XCTUnwrap(o["base_rss_mib"] as? Double))
+            XCTAssertTrue(o["ratio_to_study"] is NSNull, "4 prompts: no study figure applies")
+        }
+    }
+}

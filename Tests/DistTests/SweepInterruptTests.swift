@@ -1,0 +1,259 @@
+import Foundation
+import XCTest
+import Core
+@testable import DistCircuits
+
+/// A sweep killed, stopped or failing: files stay whole, a re-run resumes to the files an uninterrupted
+/// run writes, SIGTERM ends cleanly with exit 0, a failing rank ends the job with its message.
+final class SweepInterruptTests: XCTestCase {
+    override class func tearDown() {
+        SweepFixture.cleanUp()
+        super.tearDown()
+    }
+
+    /// A sweep started in the background (under mpirun with `ranks`), with its output in files.
+    final class Background {
+        let process = Process()
+        let out: URL, err: URL
+
+        init(_ arguments: [String], ranks: Int) throws {
+            process.executableURL = try Launch.mpirun()
+            process.arguments = ["--oversubscribe", "-np", String(ranks), try Launch.executable("dkc").path] + arguments
+            process.environment = Launch.environment()
+            out = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-sweep-\(UUID().uuidString).out")
+            err = out.appendingPathExtension("err")
+            FileManager.default.createFile(atPath: out.path, contents: nil)
+            FileManager.default.createFile(atPath: err.path, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: out)
+            process.standardError = try FileHandle(forWritingTo: err)
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+
+        deinit {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: out)
+            try? FileManager.default.removeItem(at: err)
+        }
+
+        var output: String { ((try? String(contentsOf: out, encoding: .utf8)) ?? "") + ((try? String(contentsOf: err, encoding: .utf8)) ?? "") }
+        var stdout: String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
+
+        /// The rank processes: children of this mpirun (read from /proc).
+        var ranks: [pid_t] {
+            let me = process.processIdentifier
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return entries.compactMap { Int32($0) }.filter { pid in
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                return fields.count > 2 && Int32(fields[1]) == me
+            }
+        }
+
+        /// Waits until `condition` holds (checked every 20 ms), failing after `timeout` seconds.
+        func wait(until condition: () -> Bool, timeout: Double = 240) -> Bool {
+            let start = Date()
+            while !condition() {
+                if !process.isRunning || Date().timeIntervalSince(start) > timeout { return condition() }
+                usleep(20_000)
+            }
+            return true
+        }
+
+        /// Waits for the end; the exit status.
+        func finish(timeout: Double = 240) -> Int32 {
+            let start = Date()
+            while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(50_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+    }
+
+    static func finishedItems(_ run: URL) -> Int {
+        SweepStore.readManifest(run.appendingPathComponent("circuits/manifest.jsonl"))
+            .filter { ["cell", "acquisition"].contains($0["event"] as? String ?? "") }.count
+    }
+
+    /// The file's contents with the wall times blanked and the first-write attributes left out: what must
+    /// equal between an interrupted-and-resumed sweep and an uninterrupted one.
+    static func contents(_ url: URL) throws -> NetCDFContents {
+        var c = try NetCDFContents(path: url.path)
+        for i in c.variables.indices where c.variables[i].info.name == "seconds" { c.variables[i].values = .double([]) }
+        return c
+    }
+
+    /// SIGKILL of every process part-way, then the same command again: the files equal an uninterrupted
+    /// sweep's (wall times and the start time aside), and no item finished before the kill is computed again
+    /// if it had reached the files.
+    func testKilledSweepResumesToTheSameFiles() throws {
+        let run = try SweepFixture.run("killed")
+        let settings = SweepFixture.grid + ["write_interval_s=0"]
+        let arguments = SweepFixture.arguments(run, settings)
+        let circuits = run.appendingPathComponent("circuits")
+        let reference = run.appendingPathComponent("circuits.reference")
+
+        let uninterrupted = try Launch.run(try Launch.executable("dkc"), arguments, ranks: 2, timeout: 300)
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stdout + uninterrupted.stderr)
+        try FileManager.default.moveItem(at: circuits, to: reference)
+
+        let job = try Background(arguments, ranks: 2)
+        XCTAssertTrue(job.wait(until: { Self.finishedItems(run) >= 4 }), job.output)
+        let ranks = job.ranks
+        XCTAssertEqual(ranks.count, 2, "found the two rank processes of the job")
+        for pid in ranks { kill(pid, SIGKILL) }
+        kill(job.process.processIdentifier, SIGKILL)
+        _ = job.finish()
+        let before = Self.finishedItems(run)
+        XCTAssertLessThan(before, 14, "killed part-way (\(before) of 14 items finished); the test needs an unfinished sweep")
+        // Whatever the kill interrupted, the files under their real names are whole.
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+            let url = circuits.appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: url.path) { XCTAssertNoThrow(try NetCDFContents(path: url.path), name) }
+        }
+        let inFiles = try ScoresTable.read(from: circuits.appendingPathComponent("scores.nc")).cells.count
+
+        let resumed = try Launch.run(try Launch.executable("dkc"), arguments, ranks: 2, timeout: 300)
+        XCTAssertEqual(resumed.status, 0, resumed.stdout + resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("already done"), resumed.stdout)
+        let starts = SweepStore.readManifest(circuits.appendingPathComponent("manifest.jsonl")).filter { ($0["event"] as? String) == "start" }
+        XCTAssertEqual(starts.count, 2)
+        XCTAssertGreaterThanOrEqual((starts[1]["items_done"] as? NSNumber)?.intValue ?? -1, inFiles, "cells in the files are not computed again")
+        XCTAssertEqual(starts[0]["created"] as? String, starts[1]["created"] as? String, "the first run's start time is kept")
+        XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: circuits.path).allSatisfy { !$0.contains(".tmp-") }, "no temporary files left")
+
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+            let mine = try Self.contents(circuits.appendingPathComponent(name))
+            let theirs = try Self.contents(reference.appendingPathComponent(name))
+            let diff = mine.differences(from: theirs, ignoringGlobalAttributes: ["created", "history"])
+            XCTAssertEqual(diff, [], "\(name): resumed vs uninterrupted")
+        }
+        print("kill and resume: \(before) of 14 items finished before SIGKILL, \(inFiles) cells in the files; resumed files equal the uninterrupted run's")
+    }
+
+    /// SIGTERM to every rank (as Slurm's scancel sends it) while items run: exit 0, a line saying how to
+    /// resume, files holding exactly the items the manifest lists; the same command then completes the grid.
+    func testSigtermStopsCleanlyAndResumes() throws {
+        let run = try SweepFixture.run("sigterm")
+        let arguments = SweepFixture.arguments(run, SweepFixture.grid)
+        let job = try Background(arguments, ranks: 2)
+        XCTAssertTrue(job.wait(until: { Self.finishedItems(run) >= 2 }), job.output)
+        for pid in job.ranks { kill(pid, SIGTERM) }
+        let status = job.finish()
+        XCTAssertEqual(status, 0, job.output)
+        XCTAssertTrue(job.stdout.contains("stopped by SIGTERM"), job.output)
+        XCTAssertTrue(job.stdout.contains("resume with the same command"), job.output)
+        let circuits = run.appendingPathComponent("circuits")
+        let lines = SweepStore.readManifest(circuits.appendingPathComponent("manifest.jsonl"))
+        let manifestCells = Set(lines.filter { ($0["event"] as? String) == "cell" }.map {
+            ResultCell(checkpoint: Int64(($0["checkpoint"] as! NSNumber).intValue), task: $0["task"] as! String, type: $0["type"] as! String,
+                       frequency: $0["frequency"] as! String)
+        })
+        let scores = try ScoresTable.read(from: circuits.appendingPathComponent("scores.nc"))
+        let circuitsTable = try CircuitsTable.read(from: circuits.appendingPathComponent("circuits.nc"))
+        XCTAssertEqual(Set(scores.cells.keys), manifestCells, "the files hold exactly the finished cells")
+        XCTAssertEqual(Set(circuitsTable.cells.keys), manifestCells)
+        XCTAssertLessThan(manifestCells.count, 12, "stopped before the end")
+
+        let resumed = try Launch.run(try Launch.executable("dkc"), arguments, ranks: 2, timeout: 300)
+        XCTAssertEqual(resumed.status, 0, resumed.stdout + resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("done: 14 of 14 items"), resumed.stdout)
+        XCTAssertEqual(try ScoresTable.read(from: circuits.appendingPathComponent("scores.nc")).cells.count, 12)
+    }
+
+    /// A checkpoint that cannot be read fails the rank that loads it; the job ends (no hang) with a non-zero
+    /// status and the message naming the file.
+    func testFailingRankStopsTheJobWithItsMessage() throws {
+        let run = try SweepFixture.run("failing")
+        let weights = run.appendingPathComponent("train/continual/checkpoints/checkpoint-20/model.safetensors")
+        try Data("not a safetensors file".utf8).write(to: weights)
+        let r = try Launch.run(try Launch.executable("dkc"), SweepFixture.arguments(run, SweepFixture.grid), ranks: 2, timeout: 240)
+        XCTAssertFalse(r.timedOut, "the job hung")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue((r.stdout + r.stderr).contains("checkpoint-20/model.safetensors"), r.stdout + r.stderr)
+    }
+
+    /// A second sweep on a folder another sweep is writing is refused.
+    func testSecondSweepOnTheSameFolderIsRefused() throws {
+        let run = try SweepFixture.run("locked")
+        let arguments = SweepFixture.arguments(run, SweepFixture.grid)
+        let job = try Background(arguments, ranks: 1)
+        XCTAssertTrue(job.wait(until: { Self.finishedItems(run) >= 1 }), job.output)
+        let second = try Launch.run(try Launch.executable("dkc"), arguments, timeout: 60)
+        for pid in job.ranks { kill(pid, SIGTERM) }
+        XCTAssertEqual(job.finish(), 0, job.output)
+        XCTAssertEqual(second.status, 65, second.stdout + second.stderr)
+        XCTAssertTrue(second.stderr.contains("another sweep is writing here"), second.stderr)
+    }
+}
+
+/// The pieces of the sweep that need no processes: scheduling and messages.
+final class SweepUnitTests: XCTestCase {
+    /// Items grouped by checkpoint: simulated ranks finishing in turn get every item once, and load each
+    /// checkpoint rarely (a rank sticks to its checkpoint while it has items).
+    func testSchedulerHandsOutEveryItemOnceGroupedByCheckpoint() {
+        let steps: [Int64] = [10, 20, 30, 40]
+        let items = steps.flatMap { s in [SweepItem.acquisition(checkpoint: s)] + (0..<9).map { SweepItem.cell(ResultCell(checkpoint: s, task: "city", type: "new", frequency: "f\($0)")) } }
+        for ranks in [1, 2, 3, 5] {
+            var scheduler = SweepScheduler(items: items)
+            var given: [SweepItem] = []
+            var loads = 0
+            var current: [Int: Int64] = [:]
+            var active = Set(0..<ranks)
+            var turn = 0
+            while !active.isEmpty {
+                let rank = turn % ranks
+                turn += 1
+                guard active.contains(rank) else { continue }
+                guard let item = scheduler.next(for: rank) else { active.remove(rank); continue }
+                if current[rank] != item.checkpoint { loads += 1; current[rank] = item.checkpoint }
+                given.append(item)
+            }
+            XCTAssertEqual(given.count, items.count, "R=\(ranks)")
+            XCTAssertEqual(Set(given), Set(items), "R=\(ranks): every item once")
+            XCTAssertLessThanOrEqual(loads, steps.count + ranks - 1 + ranks, "R=\(ranks): \(loads) checkpoint loads")
+            XCTAssertEqual(scheduler.remaining, 0)
+        }
+        // Acquisition first within a checkpoint; a fresh rank takes a checkpoint nobody works on.
+        var s = SweepScheduler(items: items)
+        XCTAssertEqual(s.next(for: 0), .acquisition(checkpoint: 10))
+        XCTAssertEqual(s.next(for: 1), .acquisition(checkpoint: 20))
+        XCTAssertEqual(s.next(for: 0)?.checkpoint, 10)
+    }
+
+    func testMessagesRoundTrip() throws {
+        var circuits = CircuitsTable.Cell(cleanBaseline: 0.25, corruptedBaseline: -1.5)
+        circuits.circuits[10] = CircuitsTable.Circuit(performance: .nan, nEdges: 9, nNodes: 7, edgeEntropy: .nan, inCircuit: [0, 1, 0, 1],
+                                                      targets: [CircuitsTable.Target(type: "new", frequency: "high"):
+                                                                    CircuitsTable.TargetResult(labelProb: 1e-5, labelRankMean: 3.5, hitsAt1: 0, hitsAt10: 0.5, nTest: 4)])
+        circuits.circuits[50] = CircuitsTable.Circuit(performance: 0.125, nEdges: 50, nNodes: 12, edgeEntropy: 3.25, inCircuit: [1, 1, 1, 1])
+        let cell = ResultCell(checkpoint: 1200, task: "city", type: "new", frequency: "high")
+        let outcome = CellOutcome(scores: [0, -0.0, 1.5e-9, .nan], nSamples: 24, discoverSeconds: 1.25, evaluateSeconds: 2, circuits: circuits)
+        let request = SweepMessage.Request(stopRequested: true, loadSeconds: 0.5, computeSeconds: 3, result: .cell(cell, outcome))
+        let back = try SweepMessage.decodeRequest(SweepMessage.encode(request))
+        XCTAssertTrue(back.stopRequested)
+        XCTAssertEqual(back.loadSeconds, 0.5)
+        guard case let .cell(c, o)? = back.result else { return XCTFail("cell result expected") }
+        XCTAssertEqual(c, cell)
+        XCTAssertEqual(o.scores.map(\.bitPattern), outcome.scores.map(\.bitPattern))
+        XCTAssertEqual(o.circuits, circuits)
+        XCTAssertEqual(o.nSamples, 24)
+
+        let acquisition = SweepItemResult.acquisition(checkpoint: 7, [AcquisitionKey(attribute: "city", type: "new", frequency: "low"):
+            AcquisitionTable.Result(exactMatch: 0.5, hitsAt1: 0.25, hitsAt10: 1, labelProb: 0.01, nEntities: 4)], prompts: 20, seconds: 1)
+        var w = ByteWriter()
+        SweepMessage.encode(acquisition, &w)
+        var r = ByteReader(w.bytes)
+        guard case let .acquisition(step, results, prompts, _) = try SweepMessage.decodeResult(&r) else { return XCTFail("acquisition expected") }
+        XCTAssertEqual(step, 7)
+        XCTAssertEqual(prompts, 20)
+        XCTAssertEqual(results.values.first?.nEntities, 4)
+
+        for a in [SweepMessage.Assignment.stop, .item(.cell(cell), folder: "/runs/x/checkpoint-1200"), .item(.acquisition(checkpoint: 3), folder: "/c")] {
+            XCTAssertEqual(try SweepMessage.decodeAssignment(SweepMessage.encode(a)), a)
+        }
+        XCTAssertThrowsError(try SweepMessage.decodeAssignment([9]))
+        XCTAssertThrowsError(try SweepMessage.decodeRequest(Array(SweepMessage.encode(request).dropLast())))
+    }
+}

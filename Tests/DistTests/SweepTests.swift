@@ -1,0 +1,159 @@
+import Foundation
+import XCTest
+import Core
+@testable import DistCircuits
+
+/// A tiny run folder for sweep tests, made once per test class: a data set generated with the fixture
+/// tokenizer and two tiny random GPT-2 checkpoints; tests work on copies of it.
+enum SweepFixture {
+    private static var root: URL?
+
+    static func cleanUp() {
+        if let root { try? FileManager.default.removeItem(at: root) }
+        root = nil
+    }
+
+    /// The template run folder: `data/` (600 entities, 10 circuit entities and 2 test entities per cell) and
+    /// `train/continual/checkpoints/checkpoint-{10,20}` (2 layers, 2 heads, d_model 32, different seeds).
+    static func template() throws -> URL {
+        if let root { return root.appendingPathComponent("template") }
+        let tokenizer = Paths.fixtures.appendingPathComponent("tokenizer")
+        guard FileManager.default.fileExists(atPath: tokenizer.appendingPathComponent("vocab.json").path) else {
+            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-sweep-\(UUID().uuidString)")
+        let template = dir.appendingPathComponent("template")
+        try FileManager.default.createDirectory(at: template, withIntermediateDirectories: true)
+        let data = try DataConfig.load(file: nil, overrides: ["n_entities=600", "test_per_cell=2", "circuit_n=10", "validation_size=10",
+                                                             "tasks=[\"city\", \"company\"]", "tokenizer=\(tokenizer.path)"])
+        try DataGeneration.run(config: data, out: template.appendingPathComponent("data"), force: false) { try GPT2Tokenizer(directory: $0) }
+        let config = GPT2Config(nLayer: 2, nHead: 2, nEmbd: 32, nPositions: 64)
+        for (i, step) in [10, 20].enumerated() {
+            let arena = ParameterArena(config: config)
+            arena.initializeGPT2(seed: UInt64(100 + i))
+            try HFCheckpoint.save(arena, to: template.appendingPathComponent("train/continual/checkpoints/checkpoint-\(step)"),
+                                  extraFiles: ["vocab.json", "merges.txt"].map { tokenizer.appendingPathComponent($0) })
+        }
+        root = dir
+        return template
+    }
+
+    /// A fresh copy of the template run folder named `name`.
+    static func run(_ name: String) throws -> URL {
+        let template = try template()
+        let run = template.deletingLastPathComponent().appendingPathComponent(name)
+        try? FileManager.default.removeItem(at: run)
+        try FileManager.default.copyItem(at: template, to: run)
+        return run
+    }
+
+    /// `sweep --config tiny --set run_dir=<run> --set <setting> ...`.
+    static func arguments(_ run: URL, _ settings: [String]) -> [String] {
+        ["sweep", "--config", "tiny", "--set", "run_dir=\(run.path)"] + settings.flatMap { ["--set", $0] }
+    }
+
+    /// The grid of most tests: 2 checkpoints × city × 2 types × 3 buckets + 2 acquisitions = 14 items.
+    static let grid = ["tasks=[\"city\"]"]
+}
+
+/// `dkc sweep` as users run it (the built binary, under mpirun): plan, rank independence, exactly-once
+/// cells, readable files.
+final class SweepTests: XCTestCase {
+    override class func tearDown() {
+        SweepFixture.cleanUp()
+        super.tearDown()
+    }
+
+    func run(_ name: String) throws -> URL { try SweepFixture.run(name) }
+    func sweepArguments(_ run: URL, _ settings: [String]) -> [String] { SweepFixture.arguments(run, settings) }
+
+    func sweep(_ run: URL, ranks: Int?, _ settings: [String] = [], timeout: Double = 300) throws -> Launch.Result {
+        try Launch.run(try Launch.executable("dkc"), sweepArguments(run, settings), ranks: ranks, timeout: timeout)
+    }
+
+    static let grid = SweepFixture.grid
+
+    // MARK: - Tests
+
+    func testPlanCountsTheCellsAndComputesNothing() throws {
+        let run = try run("plan")
+        let r = try Launch.run(try Launch.executable("dkc"),
+                               sweepArguments(run, ["tasks=[\"city\", \"company\"]", "frequencies=[\"high\", \"low\"]"]) + ["--plan"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("cells: 16 = 2 checkpoints × 2 tasks × 2 types × 2 frequencies"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("items: 18 (16 cells + 2 acquisitions); already done"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("GFLOP") && r.stdout.contains("estimate:"), r.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent("circuits").path), "--plan writes nothing")
+        // A bucket the data does not define is an error naming the key and the valid names.
+        let bad = try Launch.run(try Launch.executable("dkc"), sweepArguments(run, ["frequencies=[\"often\"]"]) + ["--plan"])
+        XCTAssertEqual(bad.status, 65, bad.stdout + bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("frequencies: unknown frequency bucket 'often'") && bad.stderr.contains("high, medium, low"), bad.stderr)
+    }
+
+    /// Every cell is computed by exactly one rank; scores, circuits and acquisition are identical bit for bit
+    /// for 1, 2 and 3 ranks; the files open with ncdump and xarray.
+    func testSameResultsForOneTwoThreeRanks() throws {
+        var tables: [(Int, ScoresTable, CircuitsTable, AcquisitionTable)] = []
+        for ranks in [1, 2, 3] {
+            let run = try run("ranks\(ranks)")
+            let r = try sweep(run, ranks: ranks == 1 ? nil : ranks, Self.grid)
+            XCTAssertEqual(r.status, 0, "R=\(ranks): " + r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains("done: 14 of 14 items"), r.stdout)
+            let out = run.appendingPathComponent("circuits")
+            let lines = SweepStore.readManifest(out.appendingPathComponent("manifest.jsonl"))
+            let cells = lines.filter { ($0["event"] as? String) == "cell" }.map { "\($0["checkpoint"]!)/\($0["task"]!)/\($0["type"]!)/\($0["frequency"]!)" }
+            XCTAssertEqual(cells.count, 12, "R=\(ranks): one manifest line per cell")
+            XCTAssertEqual(Set(cells).count, 12, "R=\(ranks): every cell computed exactly once")
+            XCTAssertEqual(lines.filter { ($0["event"] as? String) == "acquisition" }.count, 2)
+            let ranksSeen = Set(lines.compactMap { ($0["rank"] as? NSNumber)?.intValue })
+            XCTAssertTrue(ranksSeen.isSubset(of: Set(0..<ranks)))
+            tables.append((ranks, try ScoresTable.read(from: out.appendingPathComponent("scores.nc")),
+                           try CircuitsTable.read(from: out.appendingPathComponent("circuits.nc")),
+                           try AcquisitionTable.read(from: out.appendingPathComponent("acquisition.nc"))))
+            if ranks == 1 { try checkReaders(out) }
+        }
+        let (_, s1, c1, a1) = tables[0]
+        XCTAssertEqual(s1.cells.count, 12)
+        XCTAssertTrue(s1.cells.values.allSatisfy { $0.scores.contains { !$0.isNaN && $0 != 0 } }, "every cell has nonzero scores")
+        for (ranks, s, c, a) in tables.dropFirst() {
+            XCTAssertEqual(Set(s.cells.keys), Set(s1.cells.keys))
+            for (cell, value) in s1.cells {
+                XCTAssertEqual(s.cells[cell]!.scores.map(\.bitPattern), value.scores.map(\.bitPattern), "R=\(ranks) \(cell): scores")
+                XCTAssertEqual(s.cells[cell]!.nSamples, value.nSamples)
+            }
+            XCTAssertEqual(c.cells, c1.cells, "R=\(ranks): circuits")
+            XCTAssertEqual(a.cells, a1.cells, "R=\(ranks): acquisition")
+        }
+    }
+
+    /// ncdump -h reads every file; xarray opens them and selects a cell by labels (skipped without xarray).
+    func checkReaders(_ out: URL) throws {
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+            let path = out.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: "/usr/bin/ncdump") {
+                let r = try Launch.run(URL(fileURLWithPath: "/usr/bin/ncdump"), ["-h", path])
+                XCTAssertEqual(r.status, 0, "ncdump -h \(name): " + r.stderr)
+            }
+        }
+        let script = """
+        import sys
+        try:
+            import xarray
+        except ImportError:
+            print("no xarray"); sys.exit(0)
+        s = xarray.open_dataset(sys.argv[1] + "/scores.nc")
+        c = xarray.open_dataset(sys.argv[1] + "/circuits.nc")
+        a = xarray.open_dataset(sys.argv[1] + "/acquisition.nc")
+        print("score", s.score.sel(task="city", type="new", frequency="high").shape)
+        print("faithfulness", c.faithfulness.sel(task="city", type="revised", frequency="low", topn=10).shape)
+        print("exact_match", a.exact_match.sel(attribute="city", type="new").shape)
+        """
+        let r = try Launch.run(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, out.path])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        if !r.stdout.contains("no xarray") {
+            XCTAssertTrue(r.stdout.contains("score (2, 7, 15)"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("faithfulness (2,)"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("exact_match (2, 3)"), r.stdout)
+        }
+    }
+}
