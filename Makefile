@@ -1,9 +1,9 @@
 # dkc — the two commands:
 #   make demo   the whole study on the built-in tiny configuration (sets everything up first)
 #   make test   every test: unit, parity with the reference fixtures, multi-rank under mpirun
-# and, for CI:
-#   make test-slurm   a real one-node Slurm cluster on this machine (root; installs Slurm and munge
-#                     if missing), dkc run through sbatch/srun/mpirun, then the cluster is stopped
+# `make test` includes the Slurm self-test (also alone: `make test-slurm`): a real one-node Slurm
+# cluster on this machine (root; installs Slurm and munge if missing), dkc run through
+# sbatch/srun/mpirun, then the cluster is stopped.
 SHELL := /bin/bash
 SWIFT ?= swift
 # Tests run on an optimised build (the parity tests run real models); -enable-testing keeps @testable imports.
@@ -11,7 +11,7 @@ TEST_FLAGS := -c release -Xswiftc -enable-testing
 export OMPI_ALLOW_RUN_AS_ROOT ?= 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM ?= 1
 
-.PHONY: all bootstrap build test test-slurm clean
+.PHONY: all bootstrap build demo test test-slurm clean
 
 all: build
 
@@ -21,8 +21,12 @@ bootstrap:
 build: bootstrap
 	$(SWIFT) build -c release
 
+demo:
+	scripts/demo
+
 test: bootstrap
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
+	scripts/slurm-local-selftest "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)/dkc"
 	$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing
 
 test-slurm:

@@ -171,6 +171,12 @@ final class StageTrainer {
             do {
                 _ = try TrainCheckpoint.write(params: model.params, optimizer: optimizer, state: state,
                                               tokenizerFiles: tokenizerFiles, in: config.checkpointsFolder)
+                if !config.keepAllOptimizerStates {
+                    // Older checkpoints become plain model folders; the newest one alone can be resumed from.
+                    for older in TrainCheckpoint.list(in: config.checkpointsFolder) where older.step != state.globalStep {
+                        try? FileManager.default.removeItem(at: older.url.appendingPathComponent(TrainCheckpoint.optimizerFileName))
+                    }
+                }
             } catch {
                 failure = "\(error)"
             }

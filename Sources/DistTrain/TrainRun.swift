@@ -149,7 +149,9 @@ public final class TrainRun {
                     }
                 }
                 if let t = byPath[s.tokenizer.path] { return t }
-                let t = try GPT2Tokenizer(directory: s.tokenizer)
+                // The default folder is the fetched copy: its loader says how to fetch it when absent.
+                let isDefault = s.tokenizer.standardizedFileURL.path == Paths.gpt2Tokenizer.standardizedFileURL.path
+                let t = isDefault ? try GPT2Tokenizer.loadDefault() : try GPT2Tokenizer(directory: s.tokenizer)
                 byPath[s.tokenizer.path] = t
                 return t
             }

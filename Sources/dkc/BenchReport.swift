@@ -100,7 +100,7 @@ struct BenchTable {
 
 /// Progress lines of a benchmark on standard error: one live, rewritten line on a terminal, plain lines otherwise.
 struct BenchProgress {
-    let live = isatty(STDERR_FILENO) == 1
+    let live = liveProgress(STDERR_FILENO)
 
     func callAsFunction(_ line: String) {
         let text = live ? "\r\u{1B}[K" + line : line + "\n"

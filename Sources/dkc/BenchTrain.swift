@@ -71,7 +71,7 @@ struct BenchTrain: ParsableCommand {
         let threads = self.threads
         withWorld { comm in
             let n = threads ?? defaultThreadsPerRank()
-            let live = comm.isRoot && isatty(STDERR_FILENO) == 1
+            let live = comm.isRoot && liveProgress(STDERR_FILENO)
             let progress: (String) -> Void = { line in
                 guard comm.isRoot else { return }
                 FileHandle.standardError.write(Data((live ? "\r\u{1B}[K" + line : line + "\n").utf8))

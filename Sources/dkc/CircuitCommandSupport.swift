@@ -92,7 +92,7 @@ final class ProgressLine {
     private var lastDraw = Date.distantPast
     private var drawn = false
 
-    init(enabled: Bool = isatty(2) != 0) { self.enabled = enabled }
+    init(enabled: Bool = liveProgress(2)) { self.enabled = enabled }
 
     func update(_ label: String, done: Int, total: Int, unit: String = "samples") {
         guard enabled else { return }

@@ -39,3 +39,20 @@ func withWorld(_ body: (Communicator) throws -> Void) -> Never {
     comm.finalize()
     exit(ExitStatus.ok)
 }
+
+/// Whether progress may redraw one live line on `fd` instead of printing plain lines.
+///
+/// A terminal is required, and under an MPI launcher (mpirun, srun) a terminal is not enough: OpenMPI
+/// hands each rank a pseudo-terminal even when mpirun's own output goes to a log file, so there the
+/// default is plain lines. `DKC_PROGRESS=live` or `DKC_PROGRESS=plain` overrides the choice.
+func liveProgress(_ fd: Int32) -> Bool {
+    let env = ProcessInfo.processInfo.environment
+    switch env["DKC_PROGRESS"] {
+    case "live": return true
+    case "plain": return false
+    default: break
+    }
+    guard isatty(fd) != 0 else { return false }
+    let launched = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_ID"].contains { env[$0] != nil }
+    return !launched
+}

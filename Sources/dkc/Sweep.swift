@@ -48,7 +48,7 @@ struct Sweep: ParsableCommand {
                 if comm.isRoot { try printPlan(grid, ranks: comm.size) }
                 return
             }
-            let progress = ProgressLine(enabled: comm.isRoot && isatty(2) != 0)
+            let progress = ProgressLine(enabled: comm.isRoot && liveProgress(2))
             var remaining: [Int64: Int] = [:]
             for item in grid.allItems { remaining[item.checkpoint, default: 0] += 1 }
             let started = Date()

@@ -54,7 +54,7 @@ struct Train: ParsableCommand {
             let trainConfig = try comm.agree(exitCode: { ($0 as? UserFacingError)?.exitCode ?? 1 }) {
                 try TrainConfig.load(file: try ConfigLoader.locate(config, kind: "train"), overrides: overrides)
             }
-            let display = TrainProgressDisplay(enabled: comm.isRoot, live: isatty(1) != 0)
+            let display = TrainProgressDisplay(enabled: comm.isRoot, live: liveProgress(1))
             let run = TrainRun(config: trainConfig, comm: comm, threads: n, requireResume: resume, observer: display.show)
             let outcome = try run.run()
             display.finish()

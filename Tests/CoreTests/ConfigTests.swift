@@ -36,7 +36,7 @@ final class ConfigTests: XCTestCase {
         let url = try ConfigLoader.locate("tiny", kind: "data")
         XCTAssertEqual(url.path, Paths.sourceRoot.appendingPathComponent("configs/data/tiny.toml").path)
         let c = try DataConfig.load(file: url)
-        XCTAssertEqual(c.nEntities, 600)
+        XCTAssertEqual(c.nEntities, 400)
         XCTAssertEqual(c.seed, 42)
         // Relative paths in the file resolve from the file's folder.
         XCTAssertEqual(c.pools.path, Paths.sourceRoot.appendingPathComponent("data/pools").standardizedFileURL.path)
@@ -227,7 +227,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(stagedBack.sections, staged.sections)
 
         let json = original.resolved.json.compactText
-        XCTAssertTrue(json.hasPrefix("{\"seed\": 42, \"n_entities\": 600, \"new_fraction\": 0.8, \"frequency_rate\": 0.1,"), json)
+        XCTAssertTrue(json.hasPrefix("{\"seed\": 42, \"n_entities\": 400, \"new_fraction\": 0.8, \"frequency_rate\": 0.1,"), json)
         let decoded = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
         XCTAssertEqual(decoded?["tasks"] as? [String], ["city", "birthday"])
         XCTAssertEqual(decoded?["revised_names"] as? String, "/r/n.txt")

@@ -161,6 +161,50 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(EvalCounts.argmax([0.5], 1), 0)
     }
 
+    // MARK: fixed-point sums
+
+    /// The sum does not depend on the order or grouping of its terms, stays within float rounding of the
+    /// exact sum, and refuses a term beyond its range.
+    func testFixedPointSumIsOrderIndependent() {
+        let n = 1000, k = 6
+        var rng = SplitMix64(seed: 12)
+        // Terms with entries over 12 orders of magnitude, both signs.
+        let terms: [[Float]] = (0..<k).map { _ in
+            (0..<n).map { i in Float(rng.nextGaussian()) * powf(10, Float(i % 13) - 9) }
+        }
+        let bound = terms[0].map { abs($0) }.max()!
+        func sum(order: [Int], groups: Int) -> [Float] {
+            // `groups` partial sums (as ranks would hold), each over some of the terms, then added as integers.
+            let parts = (0..<groups).map { _ in FixedPointSum(count: n, terms: k) }
+            for p in parts { p.reset(forMax: bound) }
+            for (j, t) in order.enumerated() {
+                let added = terms[t].withUnsafeBufferPointer { x in
+                    parts[j % groups].add(x.baseAddress!, maxAbs: FixedPointSum.maxAbs(x.baseAddress!, n))
+                }
+                XCTAssertTrue(added, "term \(t) within range")
+            }
+            for p in parts.dropFirst() { for i in 0..<n { parts[0].values[i] &+= p.values[i] } }
+            var out = [Float](repeating: 0, count: n)
+            out.withUnsafeMutableBufferPointer { parts[0].result(into: $0.baseAddress!, dividedBy: Double(k)) }
+            return out
+        }
+        let a = sum(order: Array(0..<k), groups: 1)
+        XCTAssertEqual(a, sum(order: [5, 3, 1, 0, 2, 4], groups: 2))
+        XCTAssertEqual(a, sum(order: [2, 0, 4, 1, 5, 3], groups: 3))
+        for i in 0..<n {
+            let exact = (0..<k).reduce(0.0) { $0 + Double(terms[$1][i]) } / Double(k)
+            let resolution = Double(bound) * pow(2, -56 + 3)   // K = 6 ≤ 2³
+            XCTAssertEqual(Double(a[i]), exact, accuracy: abs(exact) * 1.2e-7 + resolution, "entry \(i)")
+        }
+        // A term beyond 2⁶ × the bound, or not finite, is refused.
+        let s = FixedPointSum(count: 1, terms: k)
+        s.reset(forMax: 1)
+        XCTAssertTrue(s.add([63], maxAbs: 63))
+        XCTAssertFalse(s.add([Float(s.termLimit * 2)], maxAbs: Float(s.termLimit * 2)))
+        XCTAssertFalse(s.add([.nan], maxAbs: FixedPointSum.maxAbs([.nan], 1)))
+        XCTAssertTrue(FixedPointSum.maxAbs([1, -7, 3, 2, 0, 0, 0, 0, -9.5], 9) == 9.5)
+    }
+
     // MARK: JSON and trainer state
 
     func testJSONReadsBackWhatItWrote() throws {

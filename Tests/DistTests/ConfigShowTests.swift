@@ -7,7 +7,7 @@ final class ConfigShowTests: XCTestCase {
         let dkc = try Launch.executable("dkc")
         let r = try Launch.run(dkc, ["config", "show", "tiny", "--kind", "data"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stdout.contains("n_entities = 600"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("n_entities = 400"), r.stdout)
         // The printed TOML is accepted back and resolves to the same text.
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-config-\(UUID().uuidString).toml")
         defer { try? FileManager.default.removeItem(at: file) }

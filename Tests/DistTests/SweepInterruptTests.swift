@@ -174,17 +174,25 @@ final class SweepInterruptTests: XCTestCase {
         XCTAssertTrue((r.stdout + r.stderr).contains("checkpoint-20/model.safetensors"), r.stdout + r.stderr)
     }
 
-    /// A second sweep on a folder another sweep is writing is refused.
+    /// A second sweep on a folder another sweep is writing is refused. The test holds the folder's lock
+    /// itself (as a running sweep does), so the outcome does not depend on how fast a first sweep finishes.
     func testSecondSweepOnTheSameFolderIsRefused() throws {
         let run = try SweepFixture.run("locked")
-        let arguments = SweepFixture.arguments(run, SweepFixture.grid)
-        let job = try Background(arguments, ranks: 1)
-        XCTAssertTrue(job.wait(until: { Self.finishedItems(run) >= 1 }), job.output)
-        let second = try Launch.run(try Launch.executable("dkc"), arguments, timeout: 60)
-        for pid in job.ranks { kill(pid, SIGTERM) }
-        XCTAssertEqual(job.finish(), 0, job.output)
+        let circuits = run.appendingPathComponent("circuits")
+        try FileManager.default.createDirectory(at: circuits, withIntermediateDirectories: true)
+        let lockPath = circuits.appendingPathComponent(".sweep.lock").path
+        let fd = open(lockPath, O_RDWR | O_CREAT, 0o644)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
+        _ = "pid \(getpid()) (the test)\n".withCString { write(fd, $0, strlen($0)) }
+        let second = try Launch.run(try Launch.executable("dkc"), SweepFixture.arguments(run, SweepFixture.grid), timeout: 60)
         XCTAssertEqual(second.status, 65, second.stdout + second.stderr)
         XCTAssertTrue(second.stderr.contains("another sweep is writing here"), second.stderr)
+        // Once the lock is released the same command runs.
+        flock(fd, LOCK_UN)
+        let after = try Launch.run(try Launch.executable("dkc"), SweepFixture.arguments(run, SweepFixture.grid), timeout: 300)
+        XCTAssertEqual(after.status, 0, after.stdout + after.stderr)
     }
 }
 

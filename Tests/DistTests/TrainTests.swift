@@ -168,14 +168,18 @@ final class TrainTests: XCTestCase {
         assertSuccess(try train(try TrainFixture.config(root: root, output: whole, extra: base + "\nmax_steps = 4"), ranks: 1,
                                 ["--set", "gradient_accumulation_steps=6"]), "4 steps")
         let parts = root.appendingPathComponent("parts")
-        let cfg = try TrainFixture.config(root: root, output: parts, extra: base)
+        let cfg = try TrainFixture.config(root: root, output: parts, extra: base + "\nsave_optimizer = \"last\"")
         assertSuccess(try train(cfg, ranks: 2, ["--set", "max_steps=2", "--set", "gradient_accumulation_steps=3"]), "2 steps")
         let again = try train(cfg, ranks: 2, ["--set", "max_steps=2", "--set", "gradient_accumulation_steps=3"])
         assertSuccess(again, "2 steps again")
         XCTAssertTrue(again.stdout.contains("already complete"), again.stdout)
         assertSuccess(try train(cfg, ranks: 3, ["--set", "max_steps=4", "--set", "gradient_accumulation_steps=2"]),
                       "extended to 4 steps on 3 ranks")
-        XCTAssertEqual(checkpoints(parts).map(\.step), [2, 4])
+        // save_optimizer = "last": checkpoint-2 kept its model but gave up its optimizer state.
+        XCTAssertEqual(checkpoints(parts).map(\.step), [4])
+        let older = parts.appendingPathComponent("continual/checkpoints/checkpoint-2")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: older.appendingPathComponent("optimizer.safetensors").path))
+        XCTAssertNoThrow(try HFCheckpoint.load(folder: older))
         // Deterministic mode: the same bits whatever the rank count, since the per-rank batch is the same.
         XCTAssertEqual(try bytes(try finalCheckpoint(whole).appendingPathComponent("model.safetensors")),
                        try bytes(try finalCheckpoint(parts).appendingPathComponent("model.safetensors")))

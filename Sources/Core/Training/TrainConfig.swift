@@ -45,7 +45,7 @@ extension ConfigSchema {
         "num_train_epochs", "max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
         "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "warmup_steps",
         "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
-        "save_strategy", "save_steps", "logging_steps", "eval_strategy", "eval_steps", "deterministic", "seed",
+        "save_strategy", "save_steps", "save_optimizer", "logging_steps", "eval_strategy", "eval_steps", "deterministic", "seed",
     ]
 
     /// Keys of `dkc train` (configs.md, "Training"). Names follow Hugging Face `TrainingArguments`.
@@ -87,6 +87,8 @@ extension ConfigSchema {
         ConfigKey("save_strategy", .choice(IntervalStrategy.allCases.map(\.rawValue)), default: .string("epoch"),
                   help: "when to write a checkpoint: every epoch, every save_steps steps, or only at the end (no)"),
         ConfigKey("save_steps", .int, default: .int(0), help: "optimizer steps between checkpoints (save_strategy = \"steps\")"),
+        ConfigKey("save_optimizer", .choice(["all", "last"]), default: .string("all"),
+                  help: "which checkpoints keep optimizer.safetensors: all (each can be resumed from) or the newest only (the others stay model folders, a third of the disk)"),
         ConfigKey("logging_steps", .int, default: .int(10), help: "optimizer steps per metrics.jsonl training line"),
         ConfigKey("eval_strategy", .choice(IntervalStrategy.allCases.map(\.rawValue)), default: .string("epoch"),
                   help: "when to evaluate on validation_file: every epoch, every eval_steps steps, or never (no)"),
@@ -129,6 +131,8 @@ public struct StageConfig: Sendable {
     public let maxGradNorm: Double?
     public let saveStrategy: IntervalStrategy
     public let saveSteps: Int
+    /// Whether every checkpoint keeps its optimizer state (else only the newest).
+    public let keepAllOptimizerStates: Bool
     public let loggingSteps: Int
     public let evalStrategy: IntervalStrategy
     public let evalSteps: Int
@@ -230,6 +234,7 @@ public struct StageConfig: Sendable {
         saveStrategy = IntervalStrategy(rawValue: c.string("save_strategy", section: s)) ?? .epoch
         saveSteps = try nonNegative("save_steps")
         if saveStrategy == .steps, saveSteps < 1 { throw bad("save_steps", "must be ≥ 1 when save_strategy = \"steps\"") }
+        keepAllOptimizerStates = c.string("save_optimizer", section: s) == "all"
         loggingSteps = try positive("logging_steps")
         evalStrategy = IntervalStrategy(rawValue: c.string("eval_strategy", section: s)) ?? .epoch
         evalSteps = try nonNegative("eval_steps")
