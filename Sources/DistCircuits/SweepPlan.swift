@@ -22,6 +22,48 @@ public enum SweepItem: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// One of `count` parts of a sweep's work items, for queues that favour small jobs (a Slurm job array):
+/// part `index` (0-based) takes the `index`-th of `count` contiguous, near-equal ranges of the items in
+/// plan order (checkpoint by checkpoint), so with as many parts as checkpoints each part is one
+/// checkpoint. A part writes its own files under `<run_dir>/circuits/parts/part-<index>-of-<count>/`;
+/// `dkc sweep --merge` joins them.
+public struct SweepPart: Equatable, Sendable, CustomStringConvertible {
+    public let index: Int
+    public let count: Int
+
+    public init(index: Int, count: Int) throws {
+        guard count >= 1, (0..<count).contains(index) else {
+            throw CircuitsError(item: "--part", problem: "\(index)/\(count) is not a part: it needs 0 ≤ index < count",
+                                fix: "pass --part I/N with I in 0…N−1 (a Slurm array task: --part $SLURM_ARRAY_TASK_ID/N with --array=0-(N−1))", exitCode: 64)
+        }
+        self.index = index
+        self.count = count
+    }
+
+    /// Parses "I/N".
+    public init(parsing text: String) throws {
+        let fields = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard fields.count == 2, let i = Int(fields[0]), let n = Int(fields[1]) else {
+            throw CircuitsError(item: "--part", problem: "'\(text)' is not of the form I/N", fix: "pass e.g. --part 0/4 for the first of four parts", exitCode: 64)
+        }
+        try self.init(index: i, count: n)
+    }
+
+    public var description: String { "\(index)/\(count)" }
+    /// The part's folder name under `circuits/parts/`.
+    public var folderName: String { "part-\(index)-of-\(count)" }
+
+    /// The part's slice of `total` items.
+    public func range(of total: Int) -> Range<Int> { (index * total / count)..<((index + 1) * total / count) }
+
+    /// The part a folder name like `part-2-of-5` stands for, nil for any other name.
+    public static func fromFolderName(_ name: String) -> SweepPart? {
+        let f = name.split(separator: "-")
+        guard f.count == 4, f[0] == "part", f[2] == "of", let i = Int(f[1]), let n = Int(f[3]) else { return nil }
+        return try? SweepPart(index: i, count: n)
+    }
+}
+
 /// The grid of a sweep: checkpoints (sorted by step) × tasks × types × frequency buckets, plus one
 /// acquisition per checkpoint, with everything each item needs to be computed by any rank.
 public struct SweepPlan {
@@ -40,6 +82,29 @@ public struct SweepPlan {
     public let modelConfig: GPT2Config
     /// Circuit samples of each (task, type, frequency), for progress and cost estimates.
     public let samples: [String: Int]
+    /// The part of the items this run computes; nil for the whole grid.
+    public private(set) var part: SweepPart?
+
+    /// Where this run's files go: `<run_dir>/circuits`, or the part's folder under `circuits/parts/`.
+    public var outputDir: URL {
+        guard let part else { return config.outputDir }
+        return Self.partsDir(config).appendingPathComponent(part.folderName)
+    }
+
+    /// The folder holding the parts of a sweep split with `--part`.
+    public static func partsDir(_ config: SweepConfig) -> URL { config.outputDir.appendingPathComponent("parts") }
+
+    /// The same plan restricted to `part` of its items.
+    public func restricted(to part: SweepPart) throws -> SweepPlan {
+        let total = gridItems.count
+        guard part.count <= total else {
+            throw CircuitsError(item: "--part", problem: "\(part.count) parts for \(total) work items would leave parts empty",
+                                fix: "use at most \(total) parts (one per checkpoint is \(checkpoints.count))", exitCode: 64)
+        }
+        var p = self
+        p.part = part
+        return p
+    }
 
     /// Resolves the grid: checkpoint folders, the data set's manifest and files, every filter. Errors name
     /// the config key and the fix.
@@ -147,7 +212,15 @@ public struct SweepPlan {
             + tasks.flatMap { t in types.flatMap { y in frequencies.map { f in SweepItem.cell(ResultCell(checkpoint: step, task: t, type: y, frequency: f)) } } }
     }
 
-    public var allItems: [SweepItem] { checkpoints.flatMap { items(of: $0.step) } }
+    /// Every item of the grid, whatever the part.
+    public var gridItems: [SweepItem] { checkpoints.flatMap { items(of: $0.step) } }
+
+    /// The items this run computes: the whole grid, or the part's range of it.
+    public var allItems: [SweepItem] {
+        let all = gridItems
+        guard let part else { return all }
+        return Array(all[part.range(of: all.count)])
+    }
 
     public func folder(of step: Int64) -> URL { checkpoints.first { $0.step == step }!.folder }
 }

@@ -86,7 +86,7 @@ public enum SweepRun {
 
         var summary = SweepSummary(planned: planned, computed: 0, alreadyDone: alreadyDone, samples: 0, wallSeconds: 0, loadSeconds: 0,
                                    computeSeconds: 0, writeSeconds: 0, writes: 0, ranks: comm.size,
-                                   itemsPerRank: [Int](repeating: 0, count: comm.size), stoppedBy: nil, outputDir: plan.config.outputDir)
+                                   itemsPerRank: [Int](repeating: 0, count: comm.size), stoppedBy: nil, outputDir: plan.outputDir)
         var inFlight: [Int: SweepItem] = [:]
         var remote = Set(1..<comm.size)
         var stopping = false

@@ -35,7 +35,7 @@ final class SweepStore {
 
     init(plan: SweepPlan, ranks: Int, arguments: [String] = CommandLine.arguments) throws {
         self.plan = plan
-        directory = plan.config.outputDir
+        directory = plan.outputDir
         let fm = FileManager.default
         do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
             throw CircuitsError(item: directory.path, problem: "cannot be created: \(error.localizedDescription)", fix: "check permissions", exitCode: 1)
@@ -90,13 +90,7 @@ final class SweepStore {
             scores.removeCell(cell)
             circuits.removeCell(cell)
         }
-        let acquired = Set(acquisition.cells.keys.map(\.checkpoint))
-        for item in plan.allItems {
-            switch item {
-            case .cell(let c): if scores[c] != nil { done.insert(item) }
-            case .acquisition(let s): if acquired.contains(s) { done.insert(item) }
-            }
-        }
+        refreshDone()
         try appendManifest(.object([
             ("event", .string("start")), ("time", .string(Provenance.timestamp(Date()))), ("created", .string(created)),
             ("ranks", .int(ranks)), ("blas_threads", .int(BLAS.threads)), ("items_planned", .int(plan.allItems.count)),
@@ -104,10 +98,48 @@ final class SweepStore {
         ]))
     }
 
+    /// Recomputes `done`: the planned items whose results are in the tables.
+    private func refreshDone() {
+        let acquired = Set(acquisition.cells.keys.map(\.checkpoint))
+        for item in plan.allItems {
+            switch item {
+            case .cell(let c): if scores[c] != nil { done.insert(item) }
+            case .acquisition(let s): if acquired.contains(s) { done.insert(item) }
+            }
+        }
+    }
+
+    /// Joins the results of one part of this sweep (`dkc sweep --part`, files in `directory`) into the
+    /// tables and returns how many planned items that added. The part must have been run with the same
+    /// result-affecting settings and must not be running; cells in only one of its files are left out.
+    func absorb(part directory: URL) throws -> Int {
+        let manifest = directory.appendingPathComponent("manifest.jsonl")
+        guard let first = Self.readManifest(manifest).first(where: { ($0["event"] as? String) == "start" }) else {
+            throw CircuitsError(item: directory.path, problem: "has no manifest.jsonl with a start line, so it is not a sweep part",
+                                fix: "remove the folder, or run that part again")
+        }
+        try Self.checkCompatible(first["config"], plan.config.resolved.json, manifest: manifest)
+        close(try Self.lock(directory))   // refuses a part that is still running
+        let url = { (name: String) in directory.appendingPathComponent(name) }
+        guard var partScores = try Self.existing(url("scores.nc"), ScoresTable.read),
+              var partCircuits = try Self.existing(url("circuits.nc"), CircuitsTable.read) else { return 0 }
+        for cell in Set(partScores.cells.keys).symmetricDifference(partCircuits.cells.keys) {
+            partScores.removeCell(cell)
+            partCircuits.removeCell(cell)
+        }
+        try scores.merge(partScores)
+        try circuits.merge(partCircuits)
+        if let partAcquisition = try Self.existing(url("acquisition.nc"), AcquisitionTable.read) { try acquisition.merge(partAcquisition) }
+        let before = done.count
+        refreshDone()
+        unwritten += done.count - before
+        return done.count - before
+    }
+
     /// Planned items whose results are already in the folder's files (read only, without taking the lock):
     /// what `--plan` reports and a run would skip.
     static func finishedItems(plan: SweepPlan) -> Set<SweepItem> {
-        let d = plan.config.outputDir
+        let d = plan.outputDir
         let scores = (try? existing(d.appendingPathComponent("scores.nc"), ScoresTable.read)) ?? nil
         let circuits = (try? existing(d.appendingPathComponent("circuits.nc"), CircuitsTable.read)) ?? nil
         let acquisition = (try? existing(d.appendingPathComponent("acquisition.nc"), AcquisitionTable.read)) ?? nil

@@ -82,6 +82,9 @@ struct Analyze: ParsableCommand {
             let written = try AnalysisOutput.write(result, to: folder, commandLine: commandLine)
             print("dkc analyze: \(result.steps.count) checkpoint(s), \(result.missing.count) missing cell(s); wrote \(written.count) files to \(folder.path):")
             for name in written { print("  \(name)") }
+            print("")
+            print(result.summaryTable(), terminator: "")
+            print("report: \(folder.appendingPathComponent("report.md").path)")
         } catch let error as UserFacingError {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode(error.exitCode)

@@ -20,6 +20,13 @@ struct Sweep: ParsableCommand {
         by hand, send SIGUSR1 to mpirun, which forwards it, while mpirun itself ends the job on SIGTERM). \
         --plan prints the grid and a cost estimate without computing.
 
+        Job arrays: `--part I/N` computes only the I-th of N contiguous ranges of the work items (in \
+        checkpoint order, so N = number of checkpoints gives one checkpoint per part) into \
+        <run_dir>/circuits/parts/part-I-of-N/, with its own manifest, resume and lock. Once every part has \
+        finished, `dkc sweep --config NAME --merge` joins them into the three files of <run_dir>/circuits/, \
+        equal to a single job's files (creation time and history aside); it exits 65 and lists what is \
+        missing when parts are absent or unfinished (the files then hold what was found).
+
         Config keys (configs/sweep/*.toml; override with --set key=value, value in TOML syntax):
         \(ConfigSchema.sweep.keys.map { "  \($0.name): \($0.help)" }.joined(separator: "\n"))
         """
@@ -35,6 +42,12 @@ struct Sweep: ParsableCommand {
     @Flag(name: .long, help: "Print the grid, the number of cells and a cost estimate; compute nothing.")
     var plan = false
 
+    @Option(name: .long, help: ArgumentHelp("Compute only part I of N of the work items (0 ≤ I < N), into circuits/parts/part-I-of-N/ (for job arrays).", valueName: "I/N"))
+    var part: String?
+
+    @Flag(name: .long, help: "Join the results of the parts (--part) into the three files of <run_dir>/circuits/; computes nothing.")
+    var merge = false
+
     @Flag(name: .customLong("json-summary"), help: "End with one JSON line summarising the run (for dkc bench sweep and scripts).")
     var jsonSummary = false
 
@@ -43,7 +56,16 @@ struct Sweep: ParsableCommand {
         withWorld { comm in
             let file = try ConfigLoader.locate(config, kind: "sweep")
             let sweepConfig = try SweepConfig.load(file: file, overrides: overrides)
-            let grid = try SweepPlan(config: sweepConfig)
+            if merge && (part != nil || plan) {
+                throw CircuitsError(item: "--merge", problem: "cannot be combined with \(part != nil ? "--part" : "--plan")",
+                                    fix: "merge in a job of its own once every part has finished", exitCode: 64)
+            }
+            var grid = try SweepPlan(config: sweepConfig)
+            if let part { grid = try grid.restricted(to: SweepPart(parsing: part)) }
+            if merge {
+                if comm.isRoot { try mergeParts(grid) }
+                return
+            }
             if plan {
                 if comm.isRoot { try printPlan(grid, ranks: comm.size) }
                 return
@@ -56,7 +78,7 @@ struct Sweep: ParsableCommand {
             let summary = try SweepRun.run(plan: grid, comm: comm) { event in
                 switch event {
                 case let .started(planned, done, ranks):
-                    print("sweep: \(planned) items (\(grid.cells.count) cells\(sweepConfig.acquisition ? " + \(grid.checkpoints.count) acquisitions" : "")) on \(ranks) rank(s), \(done) already done; results in \(sweepConfig.outputDir.path)")
+                    print("sweep: \(planned) items\(grid.part.map { " (part \($0) of the grid's \(grid.gridItems.count))" } ?? " (\(grid.cells.count) cells\(sweepConfig.acquisition ? " + \(grid.checkpoints.count) acquisitions" : ""))") on \(ranks) rank(s), \(done) already done; results in \(grid.outputDir.path)")
                 case let .finished(item, _, n, done, planned):
                     computed += 1
                     samples += n
@@ -101,6 +123,23 @@ struct Sweep: ParsableCommand {
         }
     }
 
+    private func mergeParts(_ plan: SweepPlan) throws {
+        let s = try SweepRun.merge(plan: plan)
+        let split = s.parts[0].count
+        print("merged \(s.parts.count) of \(split) part(s) from \(SweepPlan.partsDir(plan.config).path): items added per part " +
+              zip(s.parts, s.itemsAdded).map { "\($0.0.index): \($0.1)" }.joined(separator: ", "))
+        print("\(s.outputDir.path): \(s.done) of \(s.planned) items")
+        guard s.complete else {
+            var problems: [String] = []
+            if !s.absentParts.isEmpty { problems.append("no folder for part(s) \(s.absentParts.map(String.init).joined(separator: ", ")) of \(split)") }
+            let shown = s.missing.prefix(5).map(\.description).joined(separator: "; ")
+            problems.append("\(s.missing.count) item(s) missing (\(shown)\(s.missing.count > 5 ? "; …" : ""))")
+            throw CircuitsError(item: s.outputDir.path, problem: "is incomplete: " + problems.joined(separator: ", "),
+                                fix: "run the missing or unfinished parts (the same --part command resumes), then merge again; or run dkc sweep without --part to compute the rest")
+        }
+        print("done: \(s.planned) of \(s.planned) items in \(s.outputDir.path)")
+    }
+
     private func printPlan(_ plan: SweepPlan, ranks: Int) throws {
         let c = plan.config
         let m = plan.modelConfig
@@ -111,7 +150,12 @@ struct Sweep: ParsableCommand {
         print("  checkpoints: \(plan.checkpoints.count) (steps \(steps.count > 12 ? steps.prefix(6).joined(separator: ", ") + ", …, " + steps.suffix(3).joined(separator: ", ") : steps.joined(separator: ", ")))")
         print("  tasks: \(plan.tasks.joined(separator: ", ")); types: \(plan.types.joined(separator: ", ")); frequencies: \(plan.frequencies.joined(separator: ", ")) (\(plan.data.buckets.source))")
         print("  cells: \(cells.count) = \(plan.checkpoints.count) checkpoints × \(plan.tasks.count) tasks × \(plan.types.count) types × \(plan.frequencies.count) frequencies")
-        print("  items: \(cells.count + acquisitions) (\(cells.count) cells + \(acquisitions) acquisitions); already done in \(c.outputDir.path): \(SweepRun.finishedItems(plan: plan).count)")
+        print("  items: \(cells.count + acquisitions) (\(cells.count) cells + \(acquisitions) acquisitions)")
+        if let part = plan.part {
+            let range = part.range(of: plan.gridItems.count), items = plan.allItems
+            print("  part \(part): items \(range.lowerBound + 1)–\(range.upperBound) of \(plan.gridItems.count), checkpoints \(items.first!.checkpoint)–\(items.last!.checkpoint)")
+        }
+        print("  already done in \(plan.outputDir.path): \(SweepRun.finishedItems(plan: plan).count) of \(plan.allItems.count)")
         print("  model: \(m.nLayer) layers × \(m.nHead) heads, d_model \(m.nEmbd); \(c.cell.attribution.method.rawValue)\(c.cell.attribution.method.usesSteps ? " \(c.cell.attribution.igSteps) steps" : ""), batch \(c.cell.batchSize), topn \(c.cell.topn)")
         print("  samples per cell (task/type/frequency):")
         for t in plan.tasks {

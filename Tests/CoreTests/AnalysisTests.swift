@@ -306,6 +306,18 @@ final class AnalysisTests: XCTestCase {
         XCTAssertEqual(r.finalMaps[0].scores.filter { !$0.isNaN }.count, 5)
         XCTAssertEqual(r.finalMaps[0].step, 400)
 
+        // The summary dkc analyze prints: one row per type × bucket, first → last checkpoint.
+        let table = r.summaryTable().split(separator: "\n").map(String.init)
+        XCTAssertEqual(table[0], "checkpoint 100 → 500; circuits of the top 5 edges, mean over tasks")
+        XCTAssertTrue(table[1].hasPrefix("type") && table[1].contains("first-token acc.") && table[1].contains("faithfulness"), table[1])
+        XCTAssertEqual(table.count, 3 + 4)
+        let newHigh = table[3].components(separatedBy: "  ").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        XCTAssertEqual(newHigh[0], "new")
+        XCTAssertEqual(newHigh[1], "high")
+        XCTAssertEqual(newHigh[4], "0.50 → –", "faithfulness at 100 and (missing) at 500")
+        XCTAssertEqual(newHigh[5], "0.20 → –", "circuit hits@10")
+        XCTAssertTrue(table[6].hasPrefix("revised  low"), table[6])
+
         // A smaller circuit size selects the other top-n slice.
         let small = try Analysis.run(inputs: try writeSweep(), options: AnalysisOptions(topn: 3, phaseSimulations: 200))
         XCTAssertEqual(small.topn, 3)

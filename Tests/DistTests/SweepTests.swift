@@ -126,6 +126,59 @@ final class SweepTests: XCTestCase {
         }
     }
 
+    /// A sweep split into parts (`--part I/3`, as the job array runs it, one part with 2 ranks) and joined
+    /// with `--merge` gives the files of one uninterrupted sweep (wall times, creation time and history
+    /// aside); an incomplete merge exits 65 naming the missing part; bad --part values are usage errors.
+    func testPartsMergeToTheSingleJobFiles() throws {
+        // Both sweeps use one run folder (the files record its paths); the single job's files move aside.
+        let split = try run("split")
+        let single = try sweep(split, ranks: 2, Self.grid)
+        XCTAssertEqual(single.status, 0, single.stdout + single.stderr)
+        let whole = split.appendingPathComponent("circuits-single")
+        try FileManager.default.moveItem(at: split.appendingPathComponent("circuits"), to: whole)
+        let dkc = try Launch.executable("dkc")
+        for i in [0, 2] {
+            let r = try Launch.run(dkc, sweepArguments(split, Self.grid) + ["--part", "\(i)/3"], ranks: i == 0 ? 2 : nil, timeout: 300)
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains("part \(i)/3"), r.stdout)
+        }
+        let parts = split.appendingPathComponent("circuits/parts")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parts.path).sorted(), ["part-0-of-3", "part-2-of-3"])
+        // Part 1 has not run: the merge writes what there is, names what is missing and fails.
+        let early = try Launch.run(dkc, sweepArguments(split, Self.grid) + ["--merge"])
+        XCTAssertEqual(early.status, 65, early.stdout + early.stderr)
+        XCTAssertTrue(early.stderr.contains("no folder for part(s) 1 of 3"), early.stderr)
+
+        let middle = try Launch.run(dkc, sweepArguments(split, Self.grid) + ["--part", "1/3"], timeout: 300)
+        XCTAssertEqual(middle.status, 0, middle.stdout + middle.stderr)
+        let merged = try Launch.run(dkc, sweepArguments(split, Self.grid) + ["--merge"])
+        XCTAssertEqual(merged.status, 0, merged.stdout + merged.stderr)
+        XCTAssertTrue(merged.stdout.contains("done: 14 of 14 items"), merged.stdout)
+
+        let items = (0..<3).map { i in
+            SweepStore.readManifest(parts.appendingPathComponent("part-\(i)-of-3/manifest.jsonl")).filter { $0["event"] as? String != "start" }.count
+        }
+        XCTAssertEqual(items.reduce(0, +), 14, "every item computed by exactly one part: \(items)")
+        XCTAssertTrue(items.allSatisfy { $0 >= 4 }, "near-equal parts: \(items)")
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+            let mine = try SweepInterruptTests.contents(split.appendingPathComponent("circuits").appendingPathComponent(name))
+            let theirs = try SweepInterruptTests.contents(whole.appendingPathComponent(name))
+            XCTAssertEqual(mine.differences(from: theirs, ignoringGlobalAttributes: ["created", "history"]), [], "\(name): merged parts vs one job")
+        }
+        // A second merge changes nothing; a plain sweep afterwards finds everything done.
+        let again = try sweep(split, ranks: nil, Self.grid)
+        XCTAssertTrue(again.stdout.contains("14 already done"), again.stdout)
+
+        for bad in ["3/3", "1", "a/b", "0/0"] {
+            let r = try Launch.run(dkc, sweepArguments(split, Self.grid) + ["--part", bad])
+            XCTAssertEqual(r.status, 64, "--part \(bad): " + r.stdout + r.stderr)
+            XCTAssertTrue(r.stderr.contains("--part"), r.stderr)
+        }
+        let tooMany = try Launch.run(dkc, sweepArguments(split, Self.grid) + ["--part", "0/15"])
+        XCTAssertEqual(tooMany.status, 64, tooMany.stderr)
+        XCTAssertTrue(tooMany.stderr.contains("15 parts for 14 work items"), tooMany.stderr)
+    }
+
     /// ncdump -h reads every file; xarray opens them and selects a cell by labels (skipped without xarray).
     func checkReaders(_ out: URL) throws {
         for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
