@@ -1,9 +1,10 @@
 # dkc — the two commands:
 #   make demo   the whole study on the built-in tiny configuration (sets everything up first)
 #   make test   every test: unit, parity with the reference fixtures, multi-rank under mpirun
-# `make test` includes the Slurm self-test (also alone: `make test-slurm`): a real one-node Slurm
+# `make test` includes the Slurm tests (also alone: `make test-slurm`): a real one-node Slurm
 # cluster on this machine (root; installs Slurm and munge if missing), dkc run through
-# sbatch/srun/mpirun, then the cluster is stopped.
+# sbatch/srun/mpirun (self-test), the tiny study submitted with slurm/pipeline.sh, an array sweep and
+# a preempted, requeued sweep (pipeline test), then the cluster is stopped.
 SHELL := /bin/bash
 SWIFT ?= swift
 # Tests run on an optimised build (the parity tests run real models); -enable-testing keeps @testable imports.
@@ -26,13 +27,17 @@ demo:
 
 test: bootstrap
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
+	scripts/fetch-gpt2-tokenizer
 	scripts/slurm-local-selftest "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)/dkc"
+	scripts/slurm-pipeline-test "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)/dkc"
 	$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing
 
 test-slurm:
 	@scripts/bootstrap
 	$(SWIFT) build -c release
+	scripts/fetch-gpt2-tokenizer
 	scripts/slurm-local-selftest "$$($(SWIFT) build -c release --show-bin-path)/dkc"
+	scripts/slurm-pipeline-test "$$($(SWIFT) build -c release --show-bin-path)/dkc"
 
 clean:
 	rm -rf .build

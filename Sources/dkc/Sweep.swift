@@ -52,20 +52,27 @@ struct Sweep: ParsableCommand {
     var jsonSummary = false
 
     func run() throws {
+        if merge {
+            // One process, no MPI: reads the parts' files and writes the three files.
+            do {
+                guard part == nil, !plan else {
+                    throw CircuitsError(item: "--merge", problem: "cannot be combined with \(part != nil ? "--part" : "--plan")",
+                                        fix: "merge in a job of its own once every part has finished", exitCode: 64)
+                }
+                let sweepConfig = try SweepConfig.load(file: try ConfigLoader.locate(config, kind: "sweep"), overrides: overrides)
+                try mergeParts(try SweepPlan(config: sweepConfig))
+            } catch let error as UserFacingError {
+                FileHandle.standardError.write(Data("dkc: \(error)\n".utf8))
+                throw ExitCode(error.exitCode)
+            }
+            return
+        }
         StopRequest.shared.install()
         withWorld { comm in
             let file = try ConfigLoader.locate(config, kind: "sweep")
             let sweepConfig = try SweepConfig.load(file: file, overrides: overrides)
-            if merge && (part != nil || plan) {
-                throw CircuitsError(item: "--merge", problem: "cannot be combined with \(part != nil ? "--part" : "--plan")",
-                                    fix: "merge in a job of its own once every part has finished", exitCode: 64)
-            }
             var grid = try SweepPlan(config: sweepConfig)
             if let part { grid = try grid.restricted(to: SweepPart(parsing: part)) }
-            if merge {
-                if comm.isRoot { try mergeParts(grid) }
-                return
-            }
             if plan {
                 if comm.isRoot { try printPlan(grid, ranks: comm.size) }
                 return

@@ -13,7 +13,8 @@ import Foundation
 ///     checkpoint(checkpoint) int64, checkpoint_path(checkpoint), attribute(attribute), type(type), frequency(frequency) string
 ///     exact_match, hits_at_1, hits_at_10, label_prob (checkpoint, attribute, type, frequency) double
 ///     n_entities (checkpoint, attribute, type, frequency) int64, fill -1
-public struct AcquisitionTable: Equatable, Sendable {
+public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
+    public static let tableName = "acquisition"
     /// One computed cell.
     public struct Result: Equatable, Sendable {
         /// Share of entities whose greedy continuation, cut at the first ".", equals the value.
@@ -85,23 +86,8 @@ public struct AcquisitionTable: Equatable, Sendable {
         merged.attributes.formUnion(other.attributes)
         merged.types.formUnion(other.types)
         merged.frequencies.formUnion(other.frequencies)
-        for (cell, value) in other.cells {
-            if let mine = merged.cells[cell], mine != value {
-                throw OutputFileError(.conflictingCell(cell.description), reason: "both acquisition tables hold cell \(cell) with different values",
-                                      hint: "a checkpoint must be evaluated by one part of the sweep only")
-            }
-            merged.cells[cell] = value
-        }
+        try mergeCells(&merged.cells, other.cells, table: "acquisition", hint: "a checkpoint must be evaluated by one part of the sweep only")
         self = merged
-    }
-
-    /// The union of `parts` (at least one), as `merge` defines it.
-    public static func merged(_ parts: [AcquisitionTable]) throws -> AcquisitionTable {
-        guard var result = parts.first else {
-            throw OutputFileError(.invalidArgument, reason: "there are no acquisition tables to merge")
-        }
-        for part in parts.dropFirst() { try result.merge(part) }
-        return result
     }
 
     static let gridDimensions = ["checkpoint", "attribute", "type", "frequency"]

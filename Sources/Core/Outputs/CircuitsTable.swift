@@ -12,7 +12,8 @@
 ///   corrupted), NaN when |clean − corrupted| < `faithfulnessMinDenominator`.
 /// - `merge` unions disjoint parts; merged parts write the same file as the table built at once.
 /// - Equality is NaN-aware.
-public struct CircuitsTable: Equatable, Sendable {
+public struct CircuitsTable: MergeableTable, Equatable, Sendable {
+    public static let tableName = "circuit"
     /// Target type × target frequency of a circuit test.
     public struct Target: Hashable, Sendable, CustomStringConvertible {
         public var type: String
@@ -206,23 +207,8 @@ public struct CircuitsTable: Equatable, Sendable {
         merged.topn.formUnion(other.topn)
         merged.targetTypes.formUnion(other.targetTypes)
         merged.targetFrequencies.formUnion(other.targetFrequencies)
-        for (cell, value) in other.cells {
-            if let mine = merged.cells[cell], mine != value {
-                throw OutputFileError(.conflictingCell(cell.description), reason: "both circuit tables hold cell \(cell) with different values",
-                                      hint: "a cell must be computed by one part of the sweep only")
-            }
-            merged.cells[cell] = value
-        }
+        try mergeCells(&merged.cells, other.cells, table: "circuit", hint: "a cell must be computed by one part of the sweep only")
         self = merged
-    }
-
-    /// The union of `parts` (at least one), as `merge` defines it.
-    public static func merged(_ parts: [CircuitsTable]) throws -> CircuitsTable {
-        guard var result = parts.first else {
-            throw OutputFileError(.invalidArgument, reason: "there are no circuit tables to merge")
-        }
-        for part in parts.dropFirst() { try result.merge(part) }
-        return result
     }
 
     /// Rebuilds a table from its parts (the reader's entry point).

@@ -40,7 +40,8 @@ public struct ScoreAttributes: Equatable, Sendable {
 /// - `merge` unions disjoint parts (a job-array sweep); merged parts write the same file as the
 ///   table built at once.
 /// - Equality is NaN-aware: NaN equals NaN, as in the file.
-public struct ScoresTable: Equatable, Sendable {
+public struct ScoresTable: MergeableTable, Equatable, Sendable {
+    public static let tableName = "score"
     /// One computed cell.
     public struct Cell: Equatable, Sendable {
         /// Edge scores, NaN where not an edge. (n_forward, n_backward)
@@ -123,23 +124,8 @@ public struct ScoresTable: Equatable, Sendable {
         merged.tasks.formUnion(other.tasks)
         merged.types.formUnion(other.types)
         merged.frequencies.formUnion(other.frequencies)
-        for (cell, value) in other.cells {
-            if let mine = merged.cells[cell], mine != value {
-                throw OutputFileError(.conflictingCell(cell.description), reason: "both score tables hold cell \(cell) with different values",
-                                      hint: "a cell must be computed by one part of the sweep only")
-            }
-            merged.cells[cell] = value
-        }
+        try mergeCells(&merged.cells, other.cells, table: "score", hint: "a cell must be computed by one part of the sweep only")
         self = merged
-    }
-
-    /// The union of `parts` (at least one), as `merge` defines it.
-    public static func merged(_ parts: [ScoresTable]) throws -> ScoresTable {
-        guard var result = parts.first else {
-            throw OutputFileError(.invalidArgument, reason: "there are no score tables to merge")
-        }
-        for part in parts.dropFirst() { try result.merge(part) }
-        return result
     }
 
     private func requireCheckpoint(_ cell: ResultCell) throws {
