@@ -23,7 +23,8 @@
 #   --sbatch OPTION         one more option for every sbatch (repeatable), e.g. --sbatch=--mem=8G
 #   --dry-run               print the sbatch commands instead of submitting them
 #
-# Prints one line per job ("step job-id") and, last, "jobs: data=… base=… … analysis=…".
+# Prints one line per job ("step job-id") and, last, "jobs: data=… base=… … analysis=…", which is
+# also appended to RUN/logs/pipeline-jobs.txt.
 # Exit codes: 0 submitted, 64 usage error, other: sbatch refused a job (its message is shown; jobs
 # already submitted are cancelled). Data generation is skipped when RUN/data already holds a data
 # set; training and the sweep resume from what RUN holds, so submitting again continues a run.
@@ -132,5 +133,7 @@ submit analysis "$job_sweep" --ntasks=1 --cpus-per-task=1 --time="$time_analysis
   "$root/slurm/dkc.sbatch" analyze --run "$run"
 job_analysis=$jid
 
-echo "jobs: data=${job_data:-kept} base=$job_base continual=$job_continual${job_parts:+ sweep_parts=$job_parts} sweep=$job_sweep analysis=$job_analysis"
+line="jobs: data=${job_data:-kept} base=$job_base continual=$job_continual${job_parts:+ sweep_parts=$job_parts} sweep=$job_sweep analysis=$job_analysis"
+echo "$line"
+[ "$dry" = 1 ] || echo "$(date '+%F %T') $config $line" >>"$run/logs/pipeline-jobs.txt"
 echo "watch: squeue -j $(IFS=,; echo "${submitted[*]:-none}"); logs in $run/logs; report: $run/analysis/report.md"
