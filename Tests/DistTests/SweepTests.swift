@@ -81,7 +81,14 @@ final class SweepTests: XCTestCase {
                                sweepArguments(run, ["tasks=[\"city\", \"company\"]", "frequencies=[\"high\", \"low\"]"]) + ["--plan"])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("cells: 16 = 2 checkpoints × 2 tasks × 2 types × 2 frequencies"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("items: 18 (16 cells + 2 acquisitions); already done"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("items: 18 (16 cells + 2 acquisitions)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains(": 0 of 18"), "already done: 0 of 18; " + r.stdout)
+        // A part of the grid: its range of items and checkpoints.
+        let part = try Launch.run(try Launch.executable("dkc"),
+                                  sweepArguments(run, ["tasks=[\"city\", \"company\"]", "frequencies=[\"high\", \"low\"]"]) + ["--plan", "--part", "1/2"])
+        XCTAssertEqual(part.status, 0, part.stdout + part.stderr)
+        XCTAssertTrue(part.stdout.contains("part 1/2: items 10–18 of 18, checkpoints 20–20"), part.stdout)
+        XCTAssertTrue(part.stdout.contains("circuits/parts/part-1-of-2: 0 of 9"), part.stdout)
         XCTAssertTrue(r.stdout.contains("GFLOP") && r.stdout.contains("estimate:"), r.stdout)
         XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent("circuits").path), "--plan writes nothing")
         // A bucket the data does not define is an error naming the key and the valid names.
