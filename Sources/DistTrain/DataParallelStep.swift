@@ -17,6 +17,8 @@ public final class DataParallelStep {
     public let shard: BatchShard
     public let reducer: GradientReducer
     public let blockSize: Int
+    /// Seed of the dropout masks; nil: no dropout (eval-mode steps).
+    public let dropoutSeed: UInt64?
     private var tokens: [Int]
     /// Seconds the last step spent in the gradient reduction (waiting for other ranks included).
     public private(set) var lastReduceSeconds = 0.0
@@ -34,12 +36,13 @@ public final class DataParallelStep {
     }
 
     public init(comm: Communicator, model: GPT2, optimizer: AdamW, perRankBatch: Int, accumulation: Int,
-                blockSize: Int, deterministic: Bool) {
+                blockSize: Int, deterministic: Bool, dropoutSeed: UInt64? = nil) {
         precondition(blockSize <= model.config.nPositions, "block size beyond n_positions")
         self.comm = comm
         self.model = model
         self.optimizer = optimizer
         self.blockSize = blockSize
+        self.dropoutSeed = dropoutSeed
         shard = BatchShard(ranks: comm.size, rank: comm.rank, perRankBatch: perRankBatch, accumulation: accumulation)
         reducer = GradientReducer(comm: comm, count: model.params.count, microBatches: comm.size * accumulation,
                                   mode: deterministic ? .exact : .float)
@@ -76,7 +79,13 @@ public final class DataParallelStep {
                         }
                     }
                 }
-                slots[micro * comm.size + comm.rank] = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T)
+                // Dropout masks keyed by (optimizer step, position in the global batch): the same for a block
+                // whichever rank or micro-step runs it, and again after a resume.
+                let dropout = dropoutSeed.map { seed in
+                    DropoutPlan(config: model.config, seed: seed,
+                                rowKeys: range.map { UInt64(optimizer.stepCount + 1) << 32 | UInt64($0) })
+                }
+                slots[micro * comm.size + comm.rank] = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, dropout: dropout)
                 model.backward()
                 if reducer.mode == .exact { try reducer.accumulate(model.grads.base, micro: micro) }
             }

@@ -117,7 +117,8 @@ public final class TrainRun {
 
             let model = GPT2(params: params, threads: threads)
             let stepper = DataParallelStep(comm: comm, model: model, optimizer: optimizer, perRankBatch: s.perDeviceTrainBatchSize,
-                                           accumulation: s.gradientAccumulationSteps, blockSize: s.blockSize, deterministic: s.deterministic)
+                                           accumulation: s.gradientAccumulationSteps, blockSize: s.blockSize, deterministic: s.deterministic,
+                                           dropoutSeed: s.seed)
             let plan = StagePlan(stage: s.stage, ranks: comm.size, threads: threads, trainBlocks: stageData.train.count,
                                  evalBlocks: stageData.eval?.count ?? 0, blockSize: s.blockSize, globalBatch: G,
                                  stepsPerEpoch: stepsPerEpoch, totalSteps: total,
@@ -188,7 +189,7 @@ public final class TrainRun {
         var items: [JSONValue] = []
         var models: [TrainStage: GPT2Config] = [:]
         for (i, s) in config.stages.enumerated() {
-            let model: GPT2Config
+            var model: GPT2Config
             switch s.initSource {
             case .scratch:
                 model = GPT2Config(nLayer: s.nLayer, nHead: s.nHead, nEmbd: s.nEmbd, nPositions: s.nPositions,
@@ -204,6 +205,10 @@ public final class TrainRun {
                     model = try GPT2Config.load(from: url.appendingPathComponent(HFCheckpoint.configFileName))
                 }
             }
+            // Dropout set in the train config replaces the model's (and is what its checkpoints record).
+            if let p = s.residPdrop { model.residPdrop = p }
+            if let p = s.embdPdrop { model.embdPdrop = p }
+            if let p = s.attnPdrop { model.attnPdrop = p }
             models[s.stage] = model
             guard s.blockSize <= model.nPositions else {
                 throw TrainError("block_size \(s.blockSize) of the \(s.stage.rawValue) stage exceeds the model's n_positions \(model.nPositions): lower block_size (or, for init = \"scratch\", raise n_positions)")

@@ -22,7 +22,7 @@ struct BenchModel: ParsableCommand {
         commandName: "model",
         abstract: "Training-step throughput of GPT-2 (forward + backward + AdamW) on one process.",
         discussion: """
-        Random initialisation and random tokens; warm-up steps, then --repeats timed steps (median, min, max). \
+        Random initialisation and random tokens, steps without dropout; warm-up steps, then --repeats timed steps (median, min, max). \
         FLOPs per step: 6 × parameters × tokens + 12 × n_layer × B × T² × n_embd. The roof is the best sgemm rate \
         measured in the same run (before and after each config's steps, the higher of the two) at the same thread count; \
         MFU = achieved GFLOP/s / roof. \

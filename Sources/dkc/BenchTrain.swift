@@ -12,7 +12,7 @@ struct BenchTrain: ParsableCommand {
         commandName: "train",
         abstract: "Data-parallel training throughput (forward + backward + gradient allreduce + AdamW) and its scaling over ranks.",
         discussion: """
-        Random initialisation and random tokens; each rank runs --batch-size blocks of --seq-len tokens per \
+        Random initialisation and random tokens, steps without dropout; each rank runs --batch-size blocks of --seq-len tokens per \
         micro-step (weak scaling: the global batch grows with the ranks). tokens/s counts all ranks; FLOPs as \
         `dkc bench model` counts them, for the global batch; the roof is the sum over ranks of the sgemm rate \
         each measures at its thread count, all at once; MFU = GFLOP/s / roof.

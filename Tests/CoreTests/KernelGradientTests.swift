@@ -174,6 +174,74 @@ final class KernelGradientTests: XCTestCase {
         }
     }
 
+    /// Training dropout (embeddings, attention probabilities, residual branches; p = 0.3 so many elements
+    /// drop): loss and every gradient against the float64 reference with the same masks; masks are a
+    /// function of the row keys (a row moved to another batch position keeps its mask); p = 0 is eval mode.
+    func testDropoutGradientMatchesReferenceWithTheSameMasks() throws {
+        let cfg = GPT2Config(nLayer: 2, nHead: 2, nEmbd: 8, nPositions: 8, vocabSize: 23)
+        let model = GPT2(config: cfg, seed: 42, threads: 2)
+        let layout = model.layout
+        let rnd = Ref.random(layout.count, seed: 25, scale: 0.5)
+        for t in layout.tensors {
+            for i in t.range { model.params.base[i] = Float(t.name.contains(".ln_") && t.name.hasSuffix("weight") ? 1 + rnd[i] : rnd[i]) }
+        }
+        let B = 3, T = 6
+        let tokens = Ref.random(B * T, seed: 26).map { Int(($0 + 1) / 2 * 23) % 23 }
+        let lengths = [6, 4, 5]
+        let plan = DropoutPlan(embd: 0.3, attn: 0.3, resid: 0.3, seed: 7, rowKeys: [11, 12, 13])
+
+        model.zeroGradients()
+        let loss = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, lengths: lengths, dropout: plan)
+        model.backward()
+        let p = doubles(Array(model.params.buffer))
+        let refLoss = Ref.loss(p, layout: layout, tokens: tokens, B: B, T: T, lengths: lengths, labelMask: nil, dropout: plan)
+        XCTAssertEqual(loss, refLoss, accuracy: 1e-6, "loss with dropout vs float64 reference")
+        let evalLoss = Ref.loss(p, layout: layout, tokens: tokens, B: B, T: T, lengths: lengths, labelMask: nil)
+        XCTAssertGreaterThan(abs(refLoss - evalLoss), 1e-3, "dropout changes the loss")
+        let g = Ref.numericalGradient(p) { Ref.loss($0, layout: layout, tokens: tokens, B: B, T: T, lengths: lengths, labelMask: nil, dropout: plan) }
+        var worst = 0.0
+        for t in layout.tensors {
+            let d = Diff(Array(model.grads.buffer(t)), g[t.range])
+            worst = max(worst, d.relL2)
+            XCTAssertLessThanOrEqual(d.relL2, Self.gradientTolerance, "gradient with dropout \(t.name): \(d.summary)")
+        }
+        print("tiny model gradient with dropout vs finite differences: worst rel L2 \(worst)")
+
+        // Masks follow the row keys, not batch positions: the rows in another order, each with its key, give the
+        // same loss; the same rows under other keys do not.
+        let order = [2, 0, 1]
+        let permuted = order.flatMap { Array(tokens[($0 * T)..<($0 * T + T)]) }
+        let moved = try model.forwardLoss(tokens: permuted, batch: B, seqLen: T, lengths: order.map { lengths[$0] },
+                                          dropout: DropoutPlan(embd: 0.3, attn: 0.3, resid: 0.3, seed: 7, rowKeys: order.map { plan.rowKeys[$0] }))
+        XCTAssertEqual(moved, loss, accuracy: 1e-6, "rows moved with their keys")
+        let rekeyed = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, lengths: lengths,
+                                            dropout: DropoutPlan(embd: 0.3, attn: 0.3, resid: 0.3, seed: 7, rowKeys: [21, 22, 23]))
+        XCTAssertGreaterThan(abs(rekeyed - loss), 1e-4, "other keys, other masks")
+        // Probabilities 0: exactly eval mode.
+        let zero = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, lengths: lengths,
+                                         dropout: DropoutPlan(embd: 0, attn: 0, resid: 0, seed: 7, rowKeys: [11, 12, 13]))
+        let eval = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, lengths: lengths)
+        XCTAssertEqual(zero, eval)
+        XCTAssertThrowsError(try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, dropout: DropoutPlan(embd: 1, attn: 0, resid: 0, seed: 1, rowKeys: [1, 2, 3])))
+        XCTAssertThrowsError(try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, dropout: DropoutPlan(embd: 0.1, attn: 0, resid: 0, seed: 1, rowKeys: [1])))
+    }
+
+    /// The keep decisions: a share 1 − p of a million draws (within 5σ), kept values scaled by 1 / (1 − p),
+    /// the same for the same key and different for another.
+    func testDropoutMaskStatistics() {
+        let n = 1_000_000, p: Float = 0.1
+        var x = [Float](repeating: 2, count: n)
+        x.withUnsafeMutableBufferPointer { Dropout.apply($0.baseAddress!, count: n, p: p, key: 99) }
+        let kept = x.filter { $0 != 0 }
+        let share = Double(kept.count) / Double(n)
+        XCTAssertEqual(share, 0.9, accuracy: 5 * (0.9 * 0.1 / Double(n)).squareRoot(), "kept share")
+        XCTAssertTrue(kept.allSatisfy { $0 == 2 / (1 - p) })
+        let again = (0..<1000).map { Dropout.keeps(key: 99, index: $0, p: p) }
+        XCTAssertEqual(again, (0..<1000).map { x[$0] != 0 })
+        let other = (0..<1000).map { Dropout.keeps(key: 100, index: $0, p: p) }
+        XCTAssertNotEqual(again, other)
+    }
+
     func testBadInputsAreRejected() {
         let model = GPT2(config: GPT2Config(nLayer: 1, nHead: 2, nEmbd: 8, nPositions: 8, vocabSize: 23), seed: 1, threads: 1)
         XCTAssertThrowsError(try model.forward(tokens: [1, 2, 23], batch: 1, seqLen: 3)) { XCTAssertTrue("\($0)".contains("23")) }

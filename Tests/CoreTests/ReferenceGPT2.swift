@@ -37,7 +37,9 @@ enum Ref {
     }
 
     /// Causal attention on qkv (B, T, 3C) with right padding: query i sees keys j ≤ min(i, L − 1).
-    static func attention(_ qkv: [Double], lengths: [Int], B: Int, T: Int, C: Int, NH: Int) -> [Double] {
+    /// `keep(b, h, i, j)`: the dropout factor of probability (i, j) (mask / (1 − p)); nil: none.
+    static func attention(_ qkv: [Double], lengths: [Int], B: Int, T: Int, C: Int, NH: Int,
+                          keep: ((Int, Int, Int, Int) -> Double)? = nil) -> [Double] {
         let hs = C / NH
         var out = [Double](repeating: 0, count: B * T * C)
         for b in 0..<B {
@@ -55,7 +57,7 @@ enum Ref {
                     let z = e.reduce(0, +)
                     for d in 0..<hs {
                         var s = 0.0
-                        for j in 0...kmax { s += e[j] / z * qkv[(b * T + j) * 3 * C + 2 * C + h * hs + d] }
+                        for j in 0...kmax { s += e[j] / z * (keep?(b, h, i, j) ?? 1) * qkv[(b * T + j) * 3 * C + 2 * C + h * hs + d] }
                         out[(b * T + i) * C + h * hs + d] = s
                     }
                 }
@@ -87,23 +89,41 @@ enum Ref {
     }
 
     /// The mean next-token loss of a GPT-2 whose parameters (ParameterLayout order) are `p`.
-    static func loss(_ p: [Double], layout: ParameterLayout, tokens: [Int], B: Int, T: Int, lengths: [Int], labelMask: [Bool]?) -> Double {
+    /// With `dropout`, the same masks as the model's (`Dropout.keeps` with the plan's keys), applied as
+    /// transformers applies them: embeddings, attention probabilities, both residual branches.
+    static func loss(_ p: [Double], layout: ParameterLayout, tokens: [Int], B: Int, T: Int, lengths: [Int], labelMask: [Bool]?,
+                     dropout: DropoutPlan? = nil) -> Double {
         let cfg = layout.config
         let C = cfg.nEmbd, V = cfg.vocabSize, N = B * T, eps = cfg.layerNormEpsilon
         func s(_ off: Int, _ n: Int) -> ArraySlice<Double> { p[off..<(off + n)] }
+        // Factor of element i of row b's (T, C) block at a place (1 without dropout).
+        func factor(_ q: Float, _ key: UInt64, _ i: Int) -> Double {
+            q > 0 ? (Dropout.keeps(key: key, index: i, p: q) ? 1 / Double(1 - q) : 0) : 1
+        }
+        func drop(_ x: inout [Double], _ q: Float, _ place: DropoutPlan.Place, layer: Int) {
+            guard let d = dropout, q > 0 else { return }
+            for b in 0..<B { for i in 0..<(T * C) { x[b * T * C + i] *= factor(q, d.key(row: b, place, layer: layer), i) } }
+        }
         var x = [Double](repeating: 0, count: N * C)
         for n in 0..<N {
             for i in 0..<C { x[n * C + i] = p[layout.wte + tokens[n] * C + i] + p[layout.wpe + (n % T) * C + i] }
         }
-        for o in layout.layers {
+        drop(&x, dropout?.embd ?? 0, .embedding, layer: 0)
+        for (l, o) in layout.layers.enumerated() {
             let h = layerNorm(x, s(o.ln1Weight, C), s(o.ln1Bias, C), N: N, C: C, eps: eps)
             let qkv = linear(h, s(o.attnWeight, 3 * C * C), s(o.attnBias, 3 * C), N: N, IC: C, OC: 3 * C)
-            let y = attention(qkv, lengths: lengths, B: B, T: T, C: C, NH: cfg.nHead)
-            let a = linear(y, s(o.attnProjWeight, C * C), s(o.attnProjBias, C), N: N, IC: C, OC: C)
+            var keep: ((Int, Int, Int, Int) -> Double)?
+            if let d = dropout, d.attn > 0 {
+                keep = { b, head, i, j in factor(d.attn, d.key(row: b, .attention, layer: l, head: head), i * T + j) }
+            }
+            let y = attention(qkv, lengths: lengths, B: B, T: T, C: C, NH: cfg.nHead, keep: keep)
+            var a = linear(y, s(o.attnProjWeight, C * C), s(o.attnProjBias, C), N: N, IC: C, OC: C)
+            drop(&a, dropout?.resid ?? 0, .attentionOutput, layer: l)
             for i in 0..<(N * C) { x[i] += a[i] }
             let h2 = layerNorm(x, s(o.ln2Weight, C), s(o.ln2Bias, C), N: N, C: C, eps: eps)
             let f = linear(h2, s(o.fcWeight, 4 * C * C), s(o.fcBias, 4 * C), N: N, IC: C, OC: 4 * C).map(gelu)
-            let m = linear(f, s(o.fcProjWeight, 4 * C * C), s(o.fcProjBias, C), N: N, IC: 4 * C, OC: C)
+            var m = linear(f, s(o.fcProjWeight, 4 * C * C), s(o.fcProjBias, C), N: N, IC: 4 * C, OC: C)
+            drop(&m, dropout?.resid ?? 0, .mlpOutput, layer: l)
             for i in 0..<(N * C) { x[i] += m[i] }
         }
         let hf = layerNorm(x, s(layout.lnfWeight, C), s(layout.lnfBias, C), N: N, C: C, eps: eps)

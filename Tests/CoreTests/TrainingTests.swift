@@ -278,6 +278,12 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(set.stages[1].initSource, .scratch)
         XCTAssertNil(set.stages[1].maxGradNorm, "0 turns clipping off")
         XCTAssertTrue(ConfigSchema.all.contains { $0.kind == "train" })
+        // Dropout: unset means the model's own; set per stage; an integer 0 is a probability too.
+        XCTAssertNil(base.residPdrop)
+        let drop = try trainConfig("resid_pdrop = 0.2\nattn_pdrop = 0\n[continual]\nembd_pdrop = 0.05\n")
+        XCTAssertEqual(drop.stages.map(\.residPdrop), [0.2, 0.2])
+        XCTAssertEqual(drop.stages.map(\.attnPdrop), [0, 0])
+        XCTAssertEqual(drop.stages.map(\.embdPdrop), [nil, 0.05])
     }
 
     func testTrainConfigErrorsNameTheKey() throws {
@@ -290,6 +296,8 @@ final class TrainingTests: XCTestCase {
             ("", ["continual.per_device_train_batch_size=0"], "continual.per_device_train_batch_size"),
             ("n_head = 5\n", [], "multiple of n_head"),
             ("lr_scheduler_type = \"cosin\"\n", [], "did you mean \"cosine\""),
+            ("resid_pdrop = 1.0\n", [], "resid_pdrop"),
+            ("", ["continual.attn_pdrop=-0.1"], "continual.attn_pdrop"),
         ]
         for (text, overrides, expected) in cases {
             XCTAssertThrowsError(try trainConfig(text, overrides: overrides), text) { error in

@@ -13,9 +13,14 @@ public enum Attention {
     /// `out (B, T, C)`: per head h the columns h·hs ..< (h+1)·hs hold softmax(q·kᵀ/√hs + mask)·v
     /// (TransformerLens `hook_z`, flattened). `att (B, NH, T, T)`: the probabilities (`hook_pattern`),
     /// exactly 0 where masked. `lengths`: nil for unpadded rows, else B values in 1...T.
+    ///
+    /// Training dropout (`dropout` > 0): the values are multiplied by the dropped probabilities P ⊙ mask / (1 − p),
+    /// mask `dropKey(b · NH + h)` (see `Dropout`), built in `scratch` (B · NH · T · T floats); `att` keeps P.
     public static func forward(out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
                                qkv: UnsafePointer<Float>, lengths: UnsafePointer<Int32>?,
-                               B: Int, T: Int, C: Int, NH: Int, threads: Int) {
+                               B: Int, T: Int, C: Int, NH: Int, threads: Int,
+                               dropout: Float = 0, dropKey: ((Int) -> UInt64)? = nil, scratch: UnsafeMutablePointer<Float>? = nil) {
+        precondition(dropout == 0 || (dropKey != nil && scratch != nil), "attention dropout needs its keys and a scratch buffer")
         let hs = C / NH
         let scale = 1 / Float(hs).squareRoot()
         perHead(B * NH, threads: threads) { bh in
@@ -32,8 +37,13 @@ public enum Attention {
                 softmaxRow(row, kmax + 1)
                 for j in (kmax + 1)..<T { row[j] = 0 }
             }
-            // out_h (T, hs) = P · v
-            Matmul.sgemm(false, false, M: T, N: hs, K: T, alpha: 1, A: a, lda: T, B: v, ldb: 3 * C, beta: 0,
+            // out_h (T, hs) = P · v  (P dropped, in scratch, when training with dropout)
+            var weights = UnsafePointer(a)
+            if dropout > 0, let dropKey, let scratch {
+                Dropout.copy(scratch + bh * T * T, a, count: T * T, p: dropout, key: dropKey(bh))
+                weights = UnsafePointer(scratch + bh * T * T)
+            }
+            Matmul.sgemm(false, false, M: T, N: hs, K: T, alpha: 1, A: weights, lda: T, B: v, ldb: 3 * C, beta: 0,
                          C: out + b * T * C + h * hs, ldc: C)
         }
     }
@@ -42,7 +52,9 @@ public enum Attention {
     /// `scratch` holds at least `B · NH · T · T` floats (one T × T block per head, so heads run in any order).
     public static func backward(dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                                 dout: UnsafePointer<Float>, qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
-                                lengths: UnsafePointer<Int32>?, B: Int, T: Int, C: Int, NH: Int, threads: Int) {
+                                lengths: UnsafePointer<Int32>?, B: Int, T: Int, C: Int, NH: Int, threads: Int,
+                                dropout: Float = 0, dropKey: ((Int) -> UInt64)? = nil) {
+        precondition(dropout == 0 || dropKey != nil, "attention dropout needs its keys")
         let hs = C / NH
         let scale = 1 / Float(hs).squareRoot()
         perHead(B * NH, threads: threads) { bh in
@@ -55,9 +67,19 @@ public enum Attention {
             let p = att + bh * T * T
             let dy = dout + b * T * C + h * hs
             let dp = scratch + bh * T * T
-            // dP (T, T) = dy · vᵀ ;  dv (T, hs) = Pᵀ · dy
-            Matmul.sgemm(false, true, M: T, N: T, K: hs, alpha: 1, A: dy, lda: C, B: v, ldb: 3 * C, beta: 0, C: dp, ldc: T)
-            Matmul.sgemm(true, false, M: T, N: hs, K: T, alpha: 1, A: p, lda: T, B: dy, ldb: C, beta: 0, C: dv, ldc: 3 * C)
+            if dropout > 0, let dropKey {
+                // With dropout the values saw P' = P ⊙ mask / (1 − p): dv = P'ᵀ · dy (P' regenerated in dP's buffer),
+                // then dP = (dy · vᵀ) ⊙ mask / (1 − p).
+                let key = dropKey(bh)
+                Dropout.copy(dp, p, count: T * T, p: dropout, key: key)
+                Matmul.sgemm(true, false, M: T, N: hs, K: T, alpha: 1, A: dp, lda: T, B: dy, ldb: C, beta: 0, C: dv, ldc: 3 * C)
+                Matmul.sgemm(false, true, M: T, N: T, K: hs, alpha: 1, A: dy, lda: C, B: v, ldb: 3 * C, beta: 0, C: dp, ldc: T)
+                Dropout.apply(dp, count: T * T, p: dropout, key: key)
+            } else {
+                // dP (T, T) = dy · vᵀ ;  dv (T, hs) = Pᵀ · dy
+                Matmul.sgemm(false, true, M: T, N: T, K: hs, alpha: 1, A: dy, lda: C, B: v, ldb: 3 * C, beta: 0, C: dp, ldc: T)
+                Matmul.sgemm(true, false, M: T, N: hs, K: T, alpha: 1, A: p, lda: T, B: dy, ldb: C, beta: 0, C: dv, ldc: 3 * C)
+            }
             // dS = scale · P ⊙ (dP − Σⱼ P·dP), in place over dP; masked entries become 0.
             for i in 0..<T {
                 let pr = p + i * T, dr = dp + i * T

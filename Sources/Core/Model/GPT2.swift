@@ -7,7 +7,7 @@ public struct ModelError: UserFacingError {
     public var description: String { message }
 }
 
-/// GPT-2 (HF `GPT2LMHeadModel` in eval mode: no dropout) on CPU, llm.c style: parameters in one arena, every
+/// GPT-2 (HF `GPT2LMHeadModel`; eval mode unless `forwardLoss` is given a `DropoutPlan`) on CPU, llm.c style: parameters in one arena, every
 /// activation of a (B, T) batch in another, each layer a forward/backward pair of kernels.
 ///
 /// Usage, training:
@@ -43,6 +43,8 @@ public final class GPT2: @unchecked Sendable {
 
     private var lossScale: Float = 0
     private var readyForBackward = false
+    /// The dropout of the last `forwardLoss` (nil: none), for `backward` to regenerate its masks.
+    private var dropout: DropoutPlan?
 
     public init(params: ParameterArena, threads: Int = max(1, BLAS.threads)) {
         self.config = params.config
@@ -69,6 +71,7 @@ public final class GPT2: @unchecked Sendable {
     public func forward(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil) throws -> UnsafeMutableBufferPointer<Float> {
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths, fullLogits: true)
         readyForBackward = false
+        dropout = nil
         runLayers()
         finalFull()
         return UnsafeMutableBufferPointer(start: acts.logits, count: B * T * config.vocabSize)
@@ -83,6 +86,7 @@ public final class GPT2: @unchecked Sendable {
         }
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths, fullLogits: false)
         readyForBackward = false
+        dropout = nil
         runLayers()
         let C = config.nEmbd, V = config.vocabSize
         let resid = acts.residFinal
@@ -98,10 +102,19 @@ public final class GPT2: @unchecked Sendable {
     /// Token t counts as a label when `labelMask[b·T + t]` (default all true; HF's −100 is false) and
     /// t < lengths[b]. Returns the mean over counted labels, exact to ~1e-7 (the softmax sum is in Double).
     /// The logits buffer is consumed (it keeps softmax numerators for `backward`); use `forward` to read logits.
-    public func forwardLoss(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil, labelMask: [Bool]? = nil) throws -> Double {
+    /// `dropout`: train-mode dropout with these probabilities and one mask key per row (nil: eval mode).
+    public func forwardLoss(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil, labelMask: [Bool]? = nil,
+                            dropout: DropoutPlan? = nil) throws -> Double {
         if let labelMask, labelMask.count != B * T {
             throw ModelError("labelMask: \(labelMask.count) values for batch \(B) × \(T)")
         }
+        if let dropout {
+            guard dropout.rowKeys.count == B else { throw ModelError("dropout: \(dropout.rowKeys.count) row keys for batch size \(B)") }
+            for (name, p) in [("embd", dropout.embd), ("attn", dropout.attn), ("resid", dropout.resid)] where !(p >= 0 && p < 1) {
+                throw ModelError("dropout: \(name) probability \(p) is outside [0, 1)")
+            }
+        }
+        self.dropout = dropout?.isActive == true ? dropout : nil
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths, fullLogits: true)
         for b in 0..<B {
             let L = Int(acts.lengths[b])
@@ -153,9 +166,10 @@ public final class GPT2: @unchecked Sendable {
 
         for l in stride(from: config.nLayer - 1, through: 0, by: -1) {
             let la = a.layers[l], lp = p.layers[l], lg = g.layers[l]
-            // MLP: residPost = residMid + gelu(ln2 · Wfc + bfc) · Wproj + bproj.  dResid holds d residPost.
+            // MLP: residPost = residMid + drop(gelu(ln2 · Wfc + bfc) · Wproj + bproj).  dResid holds d residPost.
+            let dMLPOut = residualBranchGradient(into: a.dBuf, .mlpOutput, layer: l)
             phase("bwd.matmul") {
-                Matmul.backward(dinp: a.dMLP, dweight: lg.fcProjWeight, dbias: lg.fcProjBias, dout: a.dResid, inp: la.mlpPost,
+                Matmul.backward(dinp: a.dMLP, dweight: lg.fcProjWeight, dbias: lg.fcProjBias, dout: dMLPOut, inp: la.mlpPost,
                                 weight: lp.fcProjWeight, N: N, IC: 4 * C, OC: C, threads: threads)
             }
             phase("bwd.gelu") { GELU.backward(dinp: a.dMLP, inp: la.mlpPre, dout: a.dMLP, count: N * 4 * C, threads: threads) }
@@ -167,14 +181,16 @@ public final class GPT2: @unchecked Sendable {
                 LayerNorm.backward(dinp: a.dResid, dweight: lg.ln2Weight, dbias: lg.ln2Bias, scratch: a.lnScratch, dout: a.dBuf,
                                    inp: la.residMid, weight: lp.ln2Weight, mean: la.ln2Mean, rstd: la.ln2Rstd, N: N, C: C, threads: threads)
             }
-            // Attention: residMid = residPre + attn(ln1) · Wo + bo.  dResid now holds d residMid.
+            // Attention: residMid = residPre + drop(attn(ln1) · Wo + bo).  dResid now holds d residMid.
+            let dAttOut = residualBranchGradient(into: a.dMLP, .attentionOutput, layer: l)
             phase("bwd.matmul") {
-                Matmul.backward(dinp: a.dBuf, dweight: lg.attnProjWeight, dbias: lg.attnProjBias, dout: a.dResid, inp: la.attY,
+                Matmul.backward(dinp: a.dBuf, dweight: lg.attnProjWeight, dbias: lg.attnProjBias, dout: dAttOut, inp: la.attY,
                                 weight: lp.attnProjWeight, N: N, IC: C, OC: C, threads: threads)
             }
             phase("bwd.attention") {
                 Attention.backward(dqkv: a.dQKV, scratch: a.attScratch, dout: a.dBuf, qkv: la.qkv, att: la.att, lengths: lengths,
-                                   B: B, T: T, C: C, NH: NH, threads: threads)
+                                   B: B, T: T, C: C, NH: NH, threads: threads,
+                                   dropout: dropout?.attn ?? 0, dropKey: attentionKeys(layer: l))
             }
             phase("bwd.matmul") {
                 Matmul.backward(dinp: a.dBuf, dweight: lg.attnWeight, dbias: lg.attnBias, dout: a.dQKV, inp: la.ln1,
@@ -185,9 +201,38 @@ public final class GPT2: @unchecked Sendable {
                                    inp: a.residPre(l), weight: lp.ln1Weight, mean: la.ln1Mean, rstd: la.ln1Rstd, N: N, C: C, threads: threads)
             }
         }
+        if let d = dropout, d.embd > 0 {
+            phase("bwd.dropout") {
+                Parallel.chunks(B, threads: threads) { _, rows in
+                    for b in rows { Dropout.apply(a.dResid + b * T * C, count: T * C, p: d.embd, key: d.key(row: b, .embedding)) }
+                }
+            }
+        }
         phase("bwd.embedding") {
             Embedding.backward(dwte: g.wte, dwpe: g.wpe, dout: a.dResid, tokens: a.tokens, B: B, T: T, C: C, threads: threads)
         }
+    }
+
+    /// The gradient reaching a residual branch's output from `acts.dResid`: dResid itself without dropout, else
+    /// dResid ⊙ mask / (1 − p) written into `buffer` (N × C floats).
+    private func residualBranchGradient(into buffer: UnsafeMutablePointer<Float>, _ place: DropoutPlan.Place, layer l: Int) -> UnsafePointer<Float> {
+        guard let d = dropout, d.resid > 0 else { return UnsafePointer(acts.dResid) }
+        let T = acts.T, C = config.nEmbd, dResid = acts.dResid!
+        phase("bwd.dropout") {
+            Parallel.chunks(acts.B, threads: threads) { _, rows in
+                for b in rows {
+                    Dropout.copy(buffer + b * T * C, dResid + b * T * C, count: T * C, p: d.resid, key: d.key(row: b, place, layer: l))
+                }
+            }
+        }
+        return UnsafePointer(buffer)
+    }
+
+    /// The attention-probability mask keys of layer `l` (per b · NH + h), nil without attention dropout.
+    private func attentionKeys(layer l: Int) -> ((Int) -> UInt64)? {
+        guard let d = dropout, d.attn > 0 else { return nil }
+        let NH = config.nHead
+        return { bh in d.key(row: bh / NH, .attention, layer: l, head: bh % NH) }
     }
 
     // MARK: - Internals
@@ -224,8 +269,16 @@ public final class GPT2: @unchecked Sendable {
         let B = a.B, T = a.T, N = B * T, C = config.nEmbd, NH = config.nHead
         let padded = (0..<B).contains { Int(a.lengths[$0]) < T }
         let lengths: UnsafePointer<Int32>? = padded ? UnsafePointer(a.lengths) : nil
+        let d = dropout
         phase("fwd.embedding") {
             Embedding.forward(out: a.embedded, tokens: a.tokens, wte: p.wte, wpe: p.wpe, B: B, T: T, C: C, threads: threads)
+        }
+        if let d, d.embd > 0 {
+            phase("fwd.dropout") {
+                Parallel.chunks(B, threads: threads) { _, rows in
+                    for b in rows { Dropout.apply(a.embedded + b * T * C, count: T * C, p: d.embd, key: d.key(row: b, .embedding)) }
+                }
+            }
         }
         for l in 0..<config.nLayer {
             let la = a.layers[l], lp = p.layers[l]
@@ -238,12 +291,14 @@ public final class GPT2: @unchecked Sendable {
                 Matmul.forward(out: la.qkv, inp: la.ln1, weight: lp.attnWeight, bias: lp.attnBias, N: N, IC: C, OC: 3 * C, threads: threads)
             }
             phase("fwd.attention") {
-                Attention.forward(out: la.attY, att: la.att, qkv: la.qkv, lengths: lengths, B: B, T: T, C: C, NH: NH, threads: threads)
+                Attention.forward(out: la.attY, att: la.att, qkv: la.qkv, lengths: lengths, B: B, T: T, C: C, NH: NH, threads: threads,
+                                  dropout: d?.attn ?? 0, dropKey: attentionKeys(layer: l), scratch: a.attScratch)
             }
             phase("fwd.matmul") {
-                Matmul.forward(out: la.residMid, inp: la.attY, weight: lp.attnProjWeight, bias: lp.attnProjBias, residual: residPre,
-                               N: N, IC: C, OC: C, threads: threads)
+                Matmul.forward(out: la.residMid, inp: la.attY, weight: lp.attnProjWeight, bias: lp.attnProjBias,
+                               residual: residualDropped ? nil : residPre, N: N, IC: C, OC: C, threads: threads)
             }
+            if residualDropped { addDroppedBranch(la.residMid, residual: residPre, .attentionOutput, layer: l) }
             phase("fwd.layernorm") {
                 LayerNorm.forward(out: la.ln2, mean: la.ln2Mean, rstd: la.ln2Rstd, inp: la.residMid, weight: lp.ln2Weight,
                                   bias: lp.ln2Bias, N: N, C: C, eps: eps, threads: threads)
@@ -253,8 +308,25 @@ public final class GPT2: @unchecked Sendable {
             }
             phase("fwd.gelu") { GELU.forward(out: la.mlpPost, inp: la.mlpPre, count: N * 4 * C, threads: threads) }
             phase("fwd.matmul") {
-                Matmul.forward(out: la.residPost, inp: la.mlpPost, weight: lp.fcProjWeight, bias: lp.fcProjBias, residual: la.residMid,
-                               N: N, IC: 4 * C, OC: C, threads: threads)
+                Matmul.forward(out: la.residPost, inp: la.mlpPost, weight: lp.fcProjWeight, bias: lp.fcProjBias,
+                               residual: residualDropped ? nil : la.residMid, N: N, IC: 4 * C, OC: C, threads: threads)
+            }
+            if residualDropped { addDroppedBranch(la.residPost, residual: la.residMid, .mlpOutput, layer: l) }
+        }
+    }
+
+    /// Whether the residual branches' outputs are dropped (training with resid_pdrop > 0).
+    private var residualDropped: Bool { (dropout?.resid ?? 0) > 0 }
+
+    /// `out = residual + drop(out)` over (B, T, C), with the mask of `place` in layer `l`.
+    private func addDroppedBranch(_ out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>, _ place: DropoutPlan.Place, layer l: Int) {
+        guard let d = dropout else { return }
+        let T = acts.T, C = config.nEmbd
+        phase("fwd.dropout") {
+            Parallel.chunks(acts.B, threads: threads) { _, rows in
+                for b in rows {
+                    Dropout.applyAdding(out + b * T * C, residual: residual + b * T * C, count: T * C, p: d.resid, key: d.key(row: b, place, layer: l))
+                }
             }
         }
     }

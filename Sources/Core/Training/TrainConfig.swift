@@ -41,7 +41,7 @@ extension ConfigSchema {
     /// Keys every stage may override in a `[base]` or `[continual]` table.
     static let trainStageKeys = [
         "data_dir", "train_file", "validation_file", "tokenizer", "init",
-        "n_layer", "n_head", "n_embd", "n_positions", "block_size", "group_size",
+        "n_layer", "n_head", "n_embd", "n_positions", "resid_pdrop", "embd_pdrop", "attn_pdrop", "block_size", "group_size",
         "num_train_epochs", "max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
         "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "warmup_steps",
         "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
@@ -67,6 +67,10 @@ extension ConfigSchema {
         ConfigKey("n_head", .int, default: .int(12), help: "attention heads per block (init = \"scratch\")"),
         ConfigKey("n_embd", .int, default: .int(768), help: "residual width (init = \"scratch\")"),
         ConfigKey("n_positions", .int, default: .int(1024), help: "longest sequence the model takes (init = \"scratch\")"),
+        ConfigKey("resid_pdrop", .double, default: nil,
+                  help: "training dropout on every block's attention and MLP outputs (unset: the model's config.json value; 0.1 for init = \"scratch\", as transformers)"),
+        ConfigKey("embd_pdrop", .double, default: nil, help: "training dropout on the embeddings (unset: the model's config.json value; 0.1 for init = \"scratch\")"),
+        ConfigKey("attn_pdrop", .double, default: nil, help: "training dropout on the attention probabilities (unset: the model's config.json value; 0.1 for init = \"scratch\")"),
         ConfigKey("block_size", .int, default: .int(1024), help: "tokens per packed training block"),
         ConfigKey("group_size", .int, default: .int(1000), help: "texts per packing group"),
         ConfigKey("num_train_epochs", .int, default: .int(25), help: "passes over the training blocks"),
@@ -115,6 +119,8 @@ public struct StageConfig: Sendable {
     public let initSource: InitSource
     /// Shape of a scratch model (vocabulary from the tokenizer).
     public let nLayer: Int, nHead: Int, nEmbd: Int, nPositions: Int
+    /// Dropout probabilities to train with; nil: the model config's.
+    public let residPdrop: Double?, embdPdrop: Double?, attnPdrop: Double?
     public let blockSize: Int
     public let groupSize: Int
     public let numTrainEpochs: Int
@@ -207,6 +213,10 @@ public struct StageConfig: Sendable {
         nEmbd = try positive("n_embd")
         guard nEmbd % nHead == 0 else { throw bad("n_embd", "\(nEmbd) is not a multiple of n_head = \(nHead)") }
         nPositions = try positive("n_positions")
+        func probability(_ key: String) throws -> Double? { c.value(key, section: s) == nil ? nil : try unitInterval(key) }
+        residPdrop = try probability("resid_pdrop")
+        embdPdrop = try probability("embd_pdrop")
+        attnPdrop = try probability("attn_pdrop")
         blockSize = try positive("block_size")
         if initSource == .scratch, blockSize > nPositions {
             throw bad("block_size", "\(blockSize) exceeds n_positions = \(nPositions): the model cannot read blocks that long; lower block_size or raise n_positions")
