@@ -123,20 +123,24 @@ final class KernelGradientTests: XCTestCase {
         }
     }
 
-    /// The whole model on a tiny random config with right padding and a label mask: loss against the float64
-    /// reference, every parameter gradient against its central differences.
-    func testWholeModelGradientOnTinyRandomConfig() throws {
-        let cfg = GPT2Config(nLayer: 2, nHead: 2, nEmbd: 8, nPositions: 8, vocabSize: 23)
-        let model = GPT2(config: cfg, seed: 42, threads: 2)
-        let layout = model.layout
-        // Larger-than-default weights so every nonlinearity is exercised.
-        let rnd = Ref.random(layout.count, seed: 15, scale: 0.5)
-        for t in layout.tensors {
+    /// A 2-layer, 2-head, width-8 model over 23 tokens with larger-than-default weights (so every nonlinearity
+    /// is exercised), and a right-padded batch of 3 × 6 tokens.
+    func tinyRandomModel(seed: UInt64) -> (model: GPT2, tokens: [Int], lengths: [Int], B: Int, T: Int) {
+        let model = GPT2(config: GPT2Config(nLayer: 2, nHead: 2, nEmbd: 8, nPositions: 8, vocabSize: 23), seed: 42, threads: 2)
+        let rnd = Ref.random(model.layout.count, seed: seed, scale: 0.5)
+        for t in model.layout.tensors {
             for i in t.range { model.params.base[i] = Float(t.name.contains(".ln_") && t.name.hasSuffix("weight") ? 1 + rnd[i] : rnd[i]) }
         }
         let B = 3, T = 6
-        let tokens = Ref.random(B * T, seed: 16).map { Int(($0 + 1) / 2 * 23) % 23 }
-        let lengths = [6, 4, 5]
+        let tokens = Ref.random(B * T, seed: seed + 1).map { Int(($0 + 1) / 2 * 23) % 23 }
+        return (model, tokens, [6, 4, 5], B, T)
+    }
+
+    /// The whole model on a tiny random config with right padding and a label mask: loss against the float64
+    /// reference, every parameter gradient against its central differences.
+    func testWholeModelGradientOnTinyRandomConfig() throws {
+        let (model, tokens, lengths, B, T) = tinyRandomModel(seed: 15)
+        let cfg = model.config, layout = model.layout
         var mask = [Bool](repeating: true, count: B * T)
         mask[2] = false
         mask[T + 1] = false
@@ -178,16 +182,8 @@ final class KernelGradientTests: XCTestCase {
     /// drop): loss and every gradient against the float64 reference with the same masks; masks are a
     /// function of the row keys (a row moved to another batch position keeps its mask); p = 0 is eval mode.
     func testDropoutGradientMatchesReferenceWithTheSameMasks() throws {
-        let cfg = GPT2Config(nLayer: 2, nHead: 2, nEmbd: 8, nPositions: 8, vocabSize: 23)
-        let model = GPT2(config: cfg, seed: 42, threads: 2)
+        let (model, tokens, lengths, B, T) = tinyRandomModel(seed: 25)
         let layout = model.layout
-        let rnd = Ref.random(layout.count, seed: 25, scale: 0.5)
-        for t in layout.tensors {
-            for i in t.range { model.params.base[i] = Float(t.name.contains(".ln_") && t.name.hasSuffix("weight") ? 1 + rnd[i] : rnd[i]) }
-        }
-        let B = 3, T = 6
-        let tokens = Ref.random(B * T, seed: 26).map { Int(($0 + 1) / 2 * 23) % 23 }
-        let lengths = [6, 4, 5]
         let plan = DropoutPlan(embd: 0.3, attn: 0.3, resid: 0.3, seed: 7, rowKeys: [11, 12, 13])
 
         model.zeroGradients()
