@@ -52,21 +52,8 @@ enum BenchJSON {
 
     static func bool(_ b: Bool?) -> String { b.map { $0 ? "true" : "false" } ?? "null" }
 
-    /// A string with quotes, backslashes and control characters escaped.
-    static func string(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    /// A quoted JSON string.
+    static func string(_ s: String) -> String { JSONText.quoted(s) }
 
     /// `{"key": value, …}` on one line, keys in the given order.
     static func object(_ fields: [(String, String)]) -> String {
@@ -114,4 +101,33 @@ struct BenchProgress {
 
     /// Clears the live line.
     func finish() { if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) } }
+}
+
+/// Runs this dkc binary as a benchmark child, under mpirun for more than one rank, with `threads` OpenBLAS
+/// threads and a clean MPI environment (a child of a rank must not inherit its wiring); returns what it
+/// printed on standard output. A non-zero exit is an error naming `what`.
+func runBenchChild(_ arguments: [String], ranks: Int, threads: Int, what: String) throws -> String {
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    let p = Process()
+    if ranks == 1 {
+        p.executableURL = exe
+        p.arguments = arguments
+    } else {
+        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw BenchError("\(ranks) ranks need mpirun (install openmpi-bin, or run the layouts yourself under mpirun)")
+        }
+        p.executableURL = URL(fileURLWithPath: mpirun)
+        p.arguments = ["--oversubscribe", "--bind-to", "core", "-np", "\(ranks)", exe.path] + arguments
+    }
+    var env = ProcessInfo.processInfo.environment
+    for k in env.keys where k.hasPrefix("OMPI_COMM_WORLD") || k.hasPrefix("PMIX_") { env.removeValue(forKey: k) }
+    env["OPENBLAS_NUM_THREADS"] = "\(threads)"
+    p.environment = env
+    let out = Pipe()
+    p.standardOutput = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw BenchError("the \(ranks) × \(threads) \(what) failed with status \(p.terminationStatus)") }
+    return String(decoding: data, as: UTF8.self)
 }

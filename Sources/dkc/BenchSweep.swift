@@ -54,7 +54,6 @@ struct BenchSweep: ParsableCommand {
             let tok = try benchTokenizer()
             try makeRun(root, tokenizer: tok)
 
-            let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
             let layouts: [(ranks: Int, threads: Int)] = scaling ? [(1, 1), (1, 2), (2, 1)] : [(ranks, threads)]
             let base = ["sweep", "--config", "tiny", "--set", "run_dir=\(root.path)", "--set", "batch_size=\(batchSize)",
                         "--set", "write_interval_s=60", "--set", "tokenizer=\(tok.path)", "--json-summary"]
@@ -72,7 +71,7 @@ struct BenchSweep: ParsableCommand {
                 for i in 0..<repeats {
                     try? fm.removeItem(at: root.appendingPathComponent("circuits"))
                     progress("bench sweep: \(r) rank(s) × \(t) thread(s), run \(i + 1) of \(repeats)…")
-                    let summary = try runSweep(exe, base + ["--set", "blas_threads=\(t)"], ranks: r, threads: t)
+                    let summary = try runSweep(base + ["--set", "blas_threads=\(t)"], ranks: r, threads: t)
                     summaries.append(summary)
                     rates.append(Double(summary["samples"] as! Int) / (summary["wall_s"] as! Double))
                 }
@@ -174,29 +173,9 @@ struct BenchSweep: ParsableCommand {
     }
 
     /// Runs one `dkc sweep` child (under mpirun for several ranks) and returns its JSON summary.
-    private func runSweep(_ exe: URL, _ arguments: [String], ranks: Int, threads: Int) throws -> [String: Any] {
-        let p = Process()
-        if ranks == 1 {
-            p.executableURL = exe
-            p.arguments = arguments
-        } else {
-            guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-                throw BenchError("more than one rank needs mpirun (install openmpi-bin)")
-            }
-            p.executableURL = URL(fileURLWithPath: mpirun)
-            p.arguments = ["--oversubscribe", "--bind-to", "core", "-np", "\(ranks)", exe.path] + arguments
-        }
-        var env = ProcessInfo.processInfo.environment
-        for k in env.keys where k.hasPrefix("OMPI_COMM_WORLD") || k.hasPrefix("PMIX_") { env.removeValue(forKey: k) }
-        env["OPENBLAS_NUM_THREADS"] = "\(threads)"
-        p.environment = env
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw BenchError("the \(ranks) × \(threads) sweep failed with status \(p.terminationStatus)") }
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n").reversed() {
+    private func runSweep(_ arguments: [String], ranks: Int, threads: Int) throws -> [String: Any] {
+        let output = try runBenchChild(arguments, ranks: ranks, threads: threads, what: "sweep")
+        for line in output.split(separator: "\n").reversed() {
             if let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["wall_s"] != nil { return o }
         }
         throw BenchError("the \(ranks) × \(threads) sweep printed no summary")

@@ -93,38 +93,15 @@ struct BenchTrain: ParsableCommand {
 
     /// Runs the three layouts as child processes of this binary and prints their lines and the speed-ups.
     func runScaling() throws {
-        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw BenchError("--scaling needs mpirun (install openmpi-bin, or run the layouts yourself under mpirun)")
-        }
         var common = ["bench", "train", "--config", config.rawValue, "--repeats", "\(repeats)", "--warmup", "\(warmup)",
                       "--batch-size", "\(batchSize)", "--seq-len", "\(seqLen)", "--accumulation", "\(accumulation)", "--json"]
         if deterministic { common.append("--deterministic") }
         let layouts: [(ranks: Int, threads: Int)] = [(1, 1), (1, 2), (2, 1)]
         var all: [[String: Any]] = []
         for (ranks, threads) in layouts {
-            let p = Process()
-            if ranks == 1 {
-                p.executableURL = exe
-                p.arguments = common + ["--threads", "\(threads)"]
-            } else {
-                p.executableURL = URL(fileURLWithPath: mpirun)
-                p.arguments = ["--oversubscribe", "--bind-to", "core", "-np", "\(ranks)", exe.path] + common + ["--threads", "\(threads)"]
-            }
-            var env = ProcessInfo.processInfo.environment
-            for k in env.keys where k.hasPrefix("OMPI_COMM_WORLD") || k.hasPrefix("PMIX_") { env.removeValue(forKey: k) }
-            env["OPENBLAS_NUM_THREADS"] = "\(threads)"
-            p.environment = env
-            let out = Pipe()
-            p.standardOutput = out
             FileHandle.standardError.write(Data("bench train --scaling: \(ranks) rank(s) × \(threads) thread(s)…\n".utf8))
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            guard p.terminationStatus == 0 else {
-                throw BenchError("the \(ranks) × \(threads) run failed with status \(p.terminationStatus)")
-            }
-            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let output = try runBenchChild(common + ["--threads", "\(threads)"], ranks: ranks, threads: threads, what: "run")
+            for line in output.split(separator: "\n") {
                 if json { print(line) }
                 if let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { all.append(obj) }
             }

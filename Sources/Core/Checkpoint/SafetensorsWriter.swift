@@ -79,7 +79,7 @@ public enum SafetensorsWriter {
         var first = true
         if let metadata, !metadata.isEmpty {
             json += "\"__metadata__\":{"
-            json += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            json += metadata.keys.sorted().map { "\(JSONText.quoted($0)):\(JSONText.quoted(metadata[$0]!))" }.joined(separator: ",")
             json += "}"
             first = false
         }
@@ -90,7 +90,7 @@ public enum SafetensorsWriter {
             let end = offset + e.byteCount
             let shape: String = e.shape.map { String($0) }.joined(separator: ",")
             let dtype: String = e.dtype.rawValue
-            json += jsonString(e.name)
+            json += JSONText.quoted(e.name)
             json += ":{\"dtype\":\"" + dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":["
             json += String(offset) + "," + String(end) + "]}"
             offset = end
@@ -151,20 +151,4 @@ public enum SafetensorsWriter {
         }
     }
 
-    /// A JSON string literal for `s` (quotes, backslashes and control characters escaped).
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
 }

@@ -34,6 +34,14 @@ public enum JSONText {
         }
     }
 
+    /// `text` as a quoted JSON string.
+    public static func quoted(_ text: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count + 2)
+        appendString(text, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// The escaped body of a JSON string, as bytes.
     public static func escaped(_ text: String) -> [UInt8] {
         var out: [UInt8] = []
