@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Submits the whole study as a chain of Slurm jobs, each starting only when the one before it
 # succeeded (sbatch --dependency=afterok):
-#   data generation → base training → continual training → circuit sweep (one job, or a job array
-#   and a merge) → analysis
+#   data generation → base training (when the training config has a base stage) → continual training →
+#   circuit sweep (one job, or a job array and a merge) → analysis
 #
 #   slurm/pipeline.sh [options] CONFIG      CONFIG names configs/{data,train,sweep}/CONFIG.toml
 #
@@ -101,7 +101,7 @@ submit() {
   printf '%-10s %s\n' "$name" "$jid"
 }
 
-job_data="" deps=""
+job_data="" job_base="" deps=""
 if [ -f "$run/data/manifest.json" ]; then
   echo "data       kept: $run/data holds a data set"
 else
@@ -111,10 +111,16 @@ else
 fi
 mpi=(--ntasks="$ranks" --cpus-per-task="$cpus" --signal="B:USR1@$lead" --requeue)
 paths=(--set "data_dir=\"$run/data\"" --set "output_dir=\"$run/train\"")
-submit base "$job_data" "${mpi[@]}" --time="$time_train" -- \
-  "$root/slurm/train.sbatch" --config "$config" --set 'stages=["base"]' "${paths[@]}" "${set_train[@]}"
-job_base=$jid
-submit continual "$job_base" "${mpi[@]}" --time="$time_train" -- \
+# A configuration that starts from a pretrained model (stages = ["continual"], e.g. gpt2-pretrained) has no base stage.
+if grep -Eq '^[[:space:]]*stages[[:space:]]*=.*"base"' "$root/configs/train/$config.toml"; then
+  submit base "$job_data" "${mpi[@]}" --time="$time_train" -- \
+    "$root/slurm/train.sbatch" --config "$config" --set 'stages=["base"]' "${paths[@]}" "${set_train[@]}"
+  job_base=$jid continual_after=$jid
+else
+  echo "base       skipped: configs/train/$config.toml has no base stage"
+  job_base="" continual_after=$job_data
+fi
+submit continual "$continual_after" "${mpi[@]}" --time="$time_train" -- \
   "$root/slurm/train.sbatch" --config "$config" --set 'stages=["continual"]' "${paths[@]}" "${set_train[@]}"
 job_continual=$jid
 sweep_args=(--config "$config" --set "run_dir=\"$run\"" --set "data_dir=\"$run/data\"" "${set_sweep[@]}")
@@ -133,7 +139,7 @@ submit analysis "$job_sweep" --ntasks=1 --cpus-per-task=1 --time="$time_analysis
   "$root/slurm/dkc.sbatch" analyze --run "$run"
 job_analysis=$jid
 
-line="jobs: data=${job_data:-kept} base=$job_base continual=$job_continual${job_parts:+ sweep_parts=$job_parts} sweep=$job_sweep analysis=$job_analysis"
+line="jobs: data=${job_data:-kept} base=${job_base:-none} continual=$job_continual${job_parts:+ sweep_parts=$job_parts} sweep=$job_sweep analysis=$job_analysis"
 echo "$line"
 [ "$dry" = 1 ] || echo "$(date '+%F %T') $config $line" >>"$run/logs/pipeline-jobs.txt"
 echo "watch: squeue -j $(IFS=,; echo "${submitted[*]:-none}"); logs in $run/logs; report: $run/analysis/report.md"

@@ -5,13 +5,14 @@ import Foundation
 public enum SweepItemResult: Sendable {
     /// A grid cell: its scores and its circuits evaluation.
     case cell(ResultCell, CellOutcome)
-    /// The acquisition of a checkpoint: one result per attribute × type × bucket.
-    case acquisition(checkpoint: Int64, [AcquisitionKey: AcquisitionTable.Result], prompts: Int, seconds: Double)
+    /// The acquisition of a checkpoint: one result per attribute × type × bucket, and the per-entity results.
+    case acquisition(checkpoint: Int64, [AcquisitionKey: AcquisitionTable.Result], entities: AcquisitionTable.EntityResults,
+                     prompts: Int, seconds: Double)
 
     public var item: SweepItem {
         switch self {
         case .cell(let c, _): return .cell(c)
-        case .acquisition(let s, _, _, _): return .acquisition(checkpoint: s)
+        case .acquisition(let s, _, _, _, _): return .acquisition(checkpoint: s)
         }
     }
 }
@@ -126,7 +127,7 @@ enum SweepMessage {
                     w.double(v.labelProb); w.double(v.labelRankMean); w.double(v.hitsAt1); w.double(v.hitsAt10); w.int(v.nTest)
                 }
             }
-        case let .acquisition(step, results, prompts, seconds):
+        case let .acquisition(step, results, entities, prompts, seconds):
             w.u8(2)
             w.i64(step)
             w.int(prompts)
@@ -136,7 +137,15 @@ enum SweepMessage {
             for k in keys {
                 let v = results[k]!
                 w.string(k.attribute); w.string(k.type); w.string(k.frequency)
-                w.double(v.exactMatch); w.double(v.hitsAt1); w.double(v.hitsAt10); w.double(v.labelProb); w.int(v.nEntities)
+                w.double(v.queryAccuracy); w.double(v.exactMatch); w.double(v.hitsAt1); w.double(v.hitsAt10); w.double(v.labelProb)
+                w.int(v.nEntities)
+            }
+            let attributes = entities.query.keys.sorted()
+            w.int(attributes.count)
+            for a in attributes {
+                w.string(a)
+                w.int8s(entities.query[a]!)
+                w.int8s(entities.exact[a] ?? [])
             }
         }
     }
@@ -167,10 +176,16 @@ enum SweepMessage {
             var results: [AcquisitionKey: AcquisitionTable.Result] = [:]
             for _ in 0..<(try r.count()) {
                 let k = AcquisitionKey(attribute: try r.string(), type: try r.string(), frequency: try r.string())
-                results[k] = AcquisitionTable.Result(exactMatch: try r.double(), hitsAt1: try r.double(), hitsAt10: try r.double(),
-                                                     labelProb: try r.double(), nEntities: try r.int())
+                results[k] = AcquisitionTable.Result(queryAccuracy: try r.double(), exactMatch: try r.double(), hitsAt1: try r.double(),
+                                                     hitsAt10: try r.double(), labelProb: try r.double(), nEntities: try r.int())
             }
-            return .acquisition(checkpoint: step, results, prompts: prompts, seconds: seconds)
+            var entities = AcquisitionTable.EntityResults(query: [:], exact: [:])
+            for _ in 0..<(try r.count()) {
+                let a = try r.string()
+                entities.query[a] = try r.int8s()
+                entities.exact[a] = try r.int8s()
+            }
+            return .acquisition(checkpoint: step, results, entities: entities, prompts: prompts, seconds: seconds)
         case let kind:
             throw ByteReader.Malformed(what: "result kind \(kind)")
         }

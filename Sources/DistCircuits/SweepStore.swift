@@ -50,8 +50,10 @@ final class SweepStore {
         let configJSON = plan.config.resolved.json
         if let first = starts.first { try Self.checkCompatible(first["config"], configJSON, manifest: manifestURL) }
         let created = (starts.first?["created"] as? String) ?? Provenance.timestamp(Date())
-        provenance = try Provenance(commandLine: Provenance.quote(arguments), config: configJSON.compactText, mpiRanks: ranks,
-                                    blasThreads: BLAS.threads, created: created, source: DKCVersion.source)
+        var provenance = try Provenance(commandLine: Provenance.quote(arguments), config: configJSON.compactText, mpiRanks: ranks,
+                                        blasThreads: BLAS.threads, created: created, source: DKCVersion.source)
+        provenance.testSet = plan.data.testSet
+        self.provenance = provenance
 
         let edges = AttributionGraph(nLayers: plan.modelConfig.nLayer, nHeads: plan.modelConfig.nHead).edgeLayout
         let attributes = plan.config.cell.scoreAttributes
@@ -85,6 +87,14 @@ final class SweepStore {
         try circuits.declare(tasks: plan.tasks, types: plan.types, frequencies: plan.frequencies, topn: plan.config.cell.topn,
                              targetTypes: types, targetFrequencies: buckets)
         acquisition.declare(attributes: Acquisition.attributes.map(\.rawValue), types: types, frequencies: buckets)
+        if plan.config.acquisition {
+            // The test_entity axis from the first write; a folder whose results came from another test.jsonl is refused.
+            let labels = Acquisition.testEntityLabels(try TestEntities.read(plan.data.testFile), buckets: plan.data.buckets)
+            do { try acquisition.setTestEntities(labels) } catch {
+                throw CircuitsError(item: acquisitionURL.path, problem: "holds per-entity results of other test entities than \(plan.data.testFile.path)",
+                                    fix: "sweep the data set the results came from, or move the old circuits/ folder away")
+            }
+        }
 
         for cell in Set(scores.cells.keys).symmetricDifference(circuits.cells.keys) {
             scores.removeCell(cell)
@@ -167,10 +177,11 @@ final class SweepStore {
             line = [("event", .string("cell")), ("checkpoint", .int(Int(cell.checkpoint))), ("task", .string(cell.task)),
                     ("type", .string(cell.type)), ("frequency", .string(cell.frequency)), ("n_samples", .int(o.nSamples)),
                     ("discover_s", .double(o.discoverSeconds)), ("evaluate_s", .double(o.evaluateSeconds))] + line
-        case let .acquisition(step, results, prompts, seconds):
+        case let .acquisition(step, results, entities, prompts, seconds):
             for (k, v) in results {
                 try acquisition.set(AcquisitionCell(checkpoint: step, attribute: k.attribute, type: k.type, frequency: k.frequency), v)
             }
+            try acquisition.setEntityResults(checkpoint: step, entities)
             line = [("event", .string("acquisition")), ("checkpoint", .int(Int(step))), ("prompts", .int(prompts)),
                     ("seconds", .double(seconds))] + line
         }

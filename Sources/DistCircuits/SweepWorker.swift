@@ -53,7 +53,8 @@ public final class SweepWorker {
             let entities = try tests()
             let rows = try Acquisition.predict(entities: entities, decoder: decoder!, tokenizer: tokenizer,
                                                options: .init(maxNewTokens: plan.config.maxNewTokens, batchSize: plan.config.cell.batchSize))
-            return .acquisition(checkpoint: step, Acquisition.summarize(rows, buckets: plan.data.buckets), prompts: rows.count,
+            return .acquisition(checkpoint: step, Acquisition.summarize(rows, buckets: plan.data.buckets),
+                                entities: try Acquisition.entityResults(rows, entities: entities), prompts: rows.count,
                                 seconds: Date().timeIntervalSince(start))
         }
     }

@@ -157,7 +157,7 @@ struct BenchSweep: ParsableCommand {
         let data = root.appendingPathComponent("data")
         if !fm.fileExists(atPath: data.appendingPathComponent("manifest.json").path) {
             let config = try DataConfig.load(file: try ConfigLoader.locate("tiny", kind: "data"), overrides: [
-                "n_entities=2000", "circuit_n=\(circuitN)", "test_per_cell=\(testPerCell)", "tokenizer=\(tokenizer.path)",
+                "n_entities=2000", "circuit_n=\(circuitN)", "test_per_cell=\(testPerCell)", "test_set=independent", "tokenizer=\(tokenizer.path)",
             ])
             try DataGeneration.run(config: config, out: data, force: true) { try GPT2Tokenizer(directory: $0) }
         }

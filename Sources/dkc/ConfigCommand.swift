@@ -13,7 +13,7 @@ struct ConfigCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print a configuration resolved: defaults filled in, paths absolute, as TOML dkc accepts back.",
             discussion: """
-            NAME is a built-in name (tiny, gpt2, gpt2-medium: the files configs/<kind>/NAME.toml) or a \
+            NAME is a built-in name (tiny, gpt2, gpt2-medium, gpt2-pretrained: the files configs/<kind>/NAME.toml) or a \
             path to a TOML file. Without --kind, every kind that has a file of that name is printed \
             (data, train, sweep), each under a comment naming its file. Unknown keys are errors.
             """

@@ -20,14 +20,16 @@ struct DataGenerate: ParsableCommand {
         Writes new.jsonl, revised.jsonl, train.jsonl, validation.jsonl, base.jsonl, test.jsonl, \
         circuit_<n>/<model_name>/<task>.jsonl and manifest.json into --out. The folder appears only \
         when complete (written as <out>.tmp-<pid>, then renamed). The same configuration gives \
-        byte-identical files on every machine.
+        byte-identical files on every machine. By default (test_set = "circuit", as the study) the test \
+        people of each type × bucket cell are that cell's circuit sample; test_set = "independent" draws \
+        them separately (docs/test-set.md).
 
         Config keys (configs/data/*.toml; override with --set key=value, value in TOML syntax):
         \(ConfigSchema.data.keys.map { "  \($0.name): \($0.help)" }.joined(separator: "\n"))
         """
     )
 
-    @Option(name: .long, help: "A config name in configs/data/ (tiny, paper, gpt2, gpt2-medium) or a path to a .toml file.")
+    @Option(name: .long, help: "A config name in configs/data/ (tiny, paper, gpt2, gpt2-medium, gpt2-pretrained) or a path to a .toml file.")
     var config: String
 
     @Option(name: .customLong("set"), parsing: .unconditionalSingleValue,

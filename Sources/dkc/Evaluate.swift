@@ -84,13 +84,14 @@ struct Evaluate: ParsableCommand {
             try circuits.addCheckpoint(step: step, path: model)
             let outCell = ResultCell(checkpoint: step, task: taskValue.rawValue, type: cell.type, frequency: cell.frequency)
             try circuits.set(outCell, result.cell)
-            let provenance = try commandProvenance([
+            var provenance = try commandProvenance([
                 ("model", .string(modelURL.path)), ("scores", .string(scoresURL.path)), ("data", .string(dataURL.path)),
                 ("test_data", .string(testURL.path)), ("task", .string(taskValue.rawValue)), ("type", .string(cell.type)),
                 ("frequency", .string(cell.frequency)), ("scores_checkpoint", .int(Int(cell.checkpoint))),
                 ("topn", .array(sizes.map { .int($0) })), ("batch_size", .int(options.batchSize)),
                 ("faithfulness_min_denominator", .double(faithfulnessMinDenominator)),
             ])
+            provenance.testSet = DataManifest.testSet(forData: testURL)
             try circuits.write(to: outURL, provenance: provenance)
             if let predictionsURL { try writePredictions(result.predictions, task: taskValue, to: predictionsURL) }
 

@@ -9,9 +9,12 @@ struct Predict: ParsableCommand {
         discussion: """
         For each test entity and attribute (birthday, city, company, major, university) the task prompt is \
         decoded greedily for at most --max-new-tokens tokens; the text after the prompt, cut at the first \
-        "." and stripped, must equal the value (exact match). Also the probability and rank of the value's \
-        first token at the last prompt position (hits@1, hits@10). Results per attribute × type × bucket \
-        (buckets from the data set's manifest.json, else low/medium/high).
+        "." and stripped, is judged under the study's rule (query_accuracy: it equals the value or is a \
+        substring of it, so an empty answer counts) and strictly (exact_match). Also the probability and \
+        rank of the value's first token at the last prompt position (hits@1, hits@10). Results per \
+        attribute × type × bucket (buckets from the data set's manifest.json, else low/medium/high), and \
+        per test entity (query_correct, exact_correct over test_entity in test.jsonl's order). The file's \
+        test_set attribute says whether the test people are the circuit people (the data's manifest.json).
 
         Example:
           dkc predict --model run/train/continual/checkpoints/checkpoint-500 --test-data run/data/test.jsonl --out acquisition.nc
@@ -59,25 +62,28 @@ struct Predict: ParsableCommand {
             for (key, result) in Acquisition.summarize(rows, buckets: buckets) {
                 try table.set(AcquisitionCell(checkpoint: step, attribute: key.attribute, type: key.type, frequency: key.frequency), result)
             }
-            let provenance = try commandProvenance([
+            try table.setTestEntities(Acquisition.testEntityLabels(entities, buckets: buckets))
+            try table.setEntityResults(checkpoint: step, try Acquisition.entityResults(rows, entities: entities))
+            var provenance = try commandProvenance([
                 ("model", .string(modelURL.path)), ("test_data", .string(testURL.path)),
                 ("max_new_tokens", .int(maxNewTokens)), ("batch_size", .int(batchSize)),
             ])
+            provenance.testSet = DataManifest.testSet(forData: testURL)
             try table.write(to: outURL, provenance: provenance)
             if let predictionsURL { try write(rows, to: predictionsURL) }
-            let correct = rows.filter(\.correct).count
+            let query = rows.filter(\.queryCorrect).count, exact = rows.filter(\.exactMatch).count
             print("wrote \(outURL.path): \(rows.count) prompts (\(entities.count) entities × \(Acquisition.attributes.count) attributes), "
-                  + "exact match \(correct)/\(rows.count)" + String(format: ", %.1f s", seconds))
+                  + "query accuracy \(query)/\(rows.count), exact match \(exact)/\(rows.count)" + String(format: ", %.1f s", seconds))
         }
     }
 
-    /// The study's prediction rows (`correct`, `ground_truth`, `prediction`, `output`, the entity's fields)
-    /// plus `attribute`, `label_prob` and `label_rank`.
+    /// The study's prediction rows (`correct` under its rule, `ground_truth`, `prediction`, `output`, the
+    /// entity's fields) plus `exact_match`, `attribute`, `label_prob` and `label_rank`.
     private func write(_ rows: [Acquisition.Prediction], to url: URL) throws {
         var out: [UInt8] = []
         for r in rows {
             var members: [(String, JSONValue)] = [
-                ("correct", .int(r.correct ? 1 : 0)), ("ground_truth", .string(r.groundTruth)),
+                ("correct", .int(r.queryCorrect ? 1 : 0)), ("exact_match", .int(r.exactMatch ? 1 : 0)), ("ground_truth", .string(r.groundTruth)),
                 ("prediction", .string(r.prediction)), ("output", .string(r.continuation)),
             ]
             members += r.entity.fields.map { ($0.0, JSONValue.string($0.1)) }

@@ -13,7 +13,10 @@ struct Sweep: ParsableCommand {
         cells (grouped by checkpoint, so a rank loads a checkpoint once for its cells) and computes too; \
         results go to <run_dir>/circuits/{scores,circuits,acquisition}.nc, rewritten every write_interval_s, \
         and manifest.jsonl gets one line per finished item. Each cell is computed by one rank with \
-        blas_threads threads, so the numbers do not depend on R.
+        blas_threads threads, so the numbers do not depend on R. acquisition.nc holds the full model's query \
+        accuracy (the study's substring rule) and exact match per attribute × type × bucket, and per test \
+        person (query_correct, exact_correct); every file's test_set attribute says whether the test \
+        people are the circuit people (docs/test-set.md).
 
         Re-running the same command resumes: items whose results are in the files are skipped. SIGTERM or \
         SIGUSR1 on any rank finish the items in flight, write the files and exit 0 (Slurm signals every task; \
@@ -32,7 +35,7 @@ struct Sweep: ParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "A config name in configs/sweep/ (tiny, gpt2, gpt2-medium) or a path to a .toml file.")
+    @Option(name: .long, help: "A config name in configs/sweep/ (tiny, gpt2, gpt2-medium, gpt2-pretrained) or a path to a .toml file.")
     var config: String
 
     @Option(name: .customLong("set"), parsing: .unconditionalSingleValue,

@@ -26,7 +26,7 @@ struct Train: ParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "A config name in configs/train/ (tiny, gpt2, gpt2-medium) or a path to a .toml file.")
+    @Option(name: .long, help: "A config name in configs/train/ (tiny, gpt2, gpt2-medium, gpt2-pretrained) or a path to a .toml file.")
     var config: String
 
     @Option(name: .customLong("set"), parsing: .unconditionalSingleValue,

@@ -36,7 +36,9 @@ final class AcquisitionTests: XCTestCase {
             let reference = Acquisition.answer(prompt: prompt, promptTokens: ids, generated: full, tokenizer: tok)
             XCTAssertEqual(r.prediction, reference.prediction, "\(r.entity.fullName) \(r.attribute)")
             XCTAssertTrue(reference.continuation.hasPrefix(r.continuation))
-            XCTAssertEqual(r.correct, reference.prediction == r.groundTruth)
+            XCTAssertEqual(r.exactMatch, reference.prediction == r.groundTruth)
+            XCTAssertEqual(r.queryCorrect, reference.prediction == r.groundTruth || reference.prediction.isEmpty
+                               || r.groundTruth.range(of: reference.prediction) != nil)
             XCTAssertEqual(r.groundTruth, r.entity.value(of: r.attribute))
         }
         let summary = Acquisition.summarize(rows, buckets: FrequencyBuckets(buckets: FrequencyBuckets.defaultBuckets, manifest: nil))
@@ -46,8 +48,16 @@ final class AcquisitionTests: XCTestCase {
                 .filter { FrequencyBuckets(buckets: FrequencyBuckets.defaultBuckets, manifest: nil).name(of: $0.entity.frequency) == k.frequency }
             XCTAssertEqual(v.nEntities, group.count)
             XCTAssertEqual(v.hitsAt10, Double(group.filter { $0.labelRank < 10 }.count) / Double(group.count))
-            XCTAssertEqual(v.exactMatch, Double(group.filter(\.correct).count) / Double(group.count))
+            XCTAssertEqual(v.exactMatch, Double(group.filter(\.exactMatch).count) / Double(group.count))
+            XCTAssertEqual(v.queryAccuracy, Double(group.filter(\.queryCorrect).count) / Double(group.count))
         }
+        // Per entity: row e × attribute a of the predictions, in the entities' order.
+        let perEntity = try Acquisition.entityResults(rows, entities: Array(entities))
+        for (n, r) in rows.enumerated() {
+            XCTAssertEqual(perEntity.query[r.attribute.rawValue]?[n / 5], r.queryCorrect ? 1 : 0)
+            XCTAssertEqual(perEntity.exact[r.attribute.rawValue]?[n / 5], r.exactMatch ? 1 : 0)
+        }
+        XCTAssertThrowsError(try Acquisition.entityResults(rows, entities: Array(entities.reversed())))
     }
 
     /// A model whose every next token is "." (LN_f weight 0, bias along the "." embedding) stops after one
@@ -68,7 +78,8 @@ final class AcquisitionTests: XCTestCase {
             let full = token == 50256 ? [] : [Int](repeating: token, count: 15)
             XCTAssertEqual(birthday.prediction, Acquisition.answer(prompt: prompt, promptTokens: ids, generated: full, tokenizer: tok).prediction)
             XCTAssertEqual(birthday.prediction, "")
-            XCTAssertFalse(birthday.correct)
+            XCTAssertFalse(birthday.exactMatch)
+            XCTAssertTrue(birthday.queryCorrect, "the study counts an empty prediction as correct")
         }
     }
 
@@ -86,5 +97,25 @@ final class AcquisitionTests: XCTestCase {
         let (continuation, prediction) = Acquisition.answer(prompt: prompt, promptTokens: ids, generated: generated, tokenizer: tok)
         XCTAssertEqual(continuation, " Princeton, NJ. She", "end-of-text skipped, spaces cleaned as decode does")
         XCTAssertEqual(prediction, "Princeton, NJ")
+    }
+
+    /// The study's query rule (`predict.py`: `prediction == answer or prediction in answer`), by hand.
+    func testTheStudysQueryRule() {
+        let cases: [(String, String, Bool)] = [
+            ("New York, NY", "New York, NY", true),     // equal
+            ("New", "New York, NY", true),              // a prefix is a substring
+            ("York", "New York, NY", true),             // so is a middle part
+            ("", "New York, NY", true),                 // the empty prediction is in every answer
+            ("", "", true),
+            ("New York, NY, USA", "New York, NY", false), // longer than the answer
+            ("New York City", "New York, NY", false),   // shares a prefix only
+            ("new", "New York, NY", false),             // case matters
+            ("Yale", "Yale University", true),
+            ("University of Yale", "Yale University", false),
+            ("é", "Café Nord", true),                   // code points, as Python compares
+        ]
+        for (prediction, answer, expected) in cases {
+            XCTAssertEqual(Acquisition.isQueryCorrect(prediction: prediction, answer: answer), expected, "'\(prediction)' for '\(answer)'")
+        }
     }
 }

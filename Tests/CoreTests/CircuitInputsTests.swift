@@ -36,6 +36,24 @@ final class CircuitInputsTests: XCTestCase {
         XCTAssertEqual(f.frequency, "often")
     }
 
+    /// The data set's test_set as the nearest data manifest above a file states it; older manifests without
+    /// the key held an independent sample; a folder inside no data set has none.
+    func testTestSetComesFromTheNearestDataManifest() throws {
+        let root = try temp()
+        let test = root.appendingPathComponent("data/test.jsonl")
+        try FileManager.default.createDirectory(at: test.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data().write(to: test)
+        XCTAssertNil(DataManifest.testSet(forData: test))
+        // A manifest.json that is not a data manifest (no frequency_buckets) is passed over.
+        try Data(#"{"format": "something else"}"#.utf8).write(to: root.appendingPathComponent("data/manifest.json"))
+        XCTAssertNil(DataManifest.testSet(forData: test))
+        try Data(#"{"frequency_buckets": [{"name": "low", "min": 1, "max": 1}]}"#.utf8).write(to: root.appendingPathComponent("manifest.json"))
+        XCTAssertEqual(DataManifest.testSet(forData: test), "independent")
+        try Data(#"{"frequency_buckets": [{"name": "low", "min": 1, "max": 1}], "test_set": "circuit"}"#.utf8)
+            .write(to: root.appendingPathComponent("data/manifest.json"))
+        XCTAssertEqual(DataManifest.testSet(forData: test), "circuit")
+    }
+
     func testRecordsAndErrorsNameFileLineAndField() throws {
         let dir = try temp()
         let file = dir.appendingPathComponent("city.jsonl")

@@ -20,7 +20,7 @@ final class DataGenerationTests: XCTestCase {
     private var folder: URL!
     private let encoder = ThreeLetterEncoder()
     /// A world of 2,000 entities: every cell holds ≥ 30 entities (revised × high about 44).
-    private let small = ["n_entities=2000", "validation_size=300", "test_per_cell=20", "circuit_n=30"]
+    private let small = ["n_entities=2000", "validation_size=300", "test_per_cell=20", "circuit_n=30", "test_set=independent"]
 
     override func setUpWithError() throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-data-\(UUID().uuidString)")
@@ -76,7 +76,7 @@ final class DataGenerationTests: XCTestCase {
 
     func testWrittenFolderAndManifestDigests() throws {
         let out = folder.appendingPathComponent("world")
-        let tiny = ["n_entities=600", "validation_size=50", "test_per_cell=5", "circuit_n=10"]
+        let tiny = ["n_entities=600", "validation_size=50", "test_per_cell=5", "circuit_n=10", "test_set=independent"]
         let c = try DataConfig.load(file: nil, overrides: tiny)
         let r = try DataGeneration.run(config: c, out: out, force: false, makeEncoder: { _ in self.encoder })
         let fm = FileManager.default
@@ -283,9 +283,67 @@ final class DataGenerationTests: XCTestCase {
             XCTAssertLessThanOrEqual(used[l]!, trainCounts[l] ?? 0, "validation line not drawn from train: \(String(decoding: l, as: UTF8.self))")
         }
         // min(size, count): asking for more than there are gives them all, once each.
-        let all = try build(["n_entities=100", "validation_size=100000", "test_per_cell=1", "circuit_n=20", "frequency_buckets={ any = [1, 1000] }"])
+        let all = try build(["n_entities=100", "validation_size=100000", "test_per_cell=1", "circuit_n=20", "test_set=independent", "frequency_buckets={ any = [1, 1000] }"])
         XCTAssertEqual(lines(file(all, "validation.jsonl")).sorted { $0.lexicographicallyPrecedes($1) },
                        lines(file(all, "train.jsonl")).sorted { $0.lexicographicallyPrecedes($1) })
+    }
+
+    /// The default `test_set = "circuit"`: each cell's test people are its circuit sample (the study's test and
+    /// circuit scripts draw the same sample), so every circuit subject is a test person of its own cell, and
+    /// the test people missing from the circuit files are exactly those whose token length had ≤ 5 names.
+    func testTestSetIsTheCircuitSampleByDefault() throws {
+        let overrides = ["n_entities=2000", "validation_size=300", "test_per_cell=30", "circuit_n=30"]
+        let c = try DataConfig.load(file: nil, overrides: overrides)
+        XCTAssertEqual(c.testSet, .circuit)
+        let r = try build(overrides)
+        let test = try records(r, "test.jsonl")
+        XCTAssertEqual(test.count, 6 * 30)
+        var cellOf: [String: String] = [:]
+        for (t, type) in EntityType.allCases.enumerated() {
+            for (b, bucket) in c.frequencyBuckets.enumerated() {
+                let block = test[(t * 3 + b) * 30..<(t * 3 + b + 1) * 30]
+                XCTAssertTrue(block.allSatisfy { $0["type"] as? String == type.rawValue && bucket.contains(Int($0["frequency"] as! String)!) })
+                XCTAssertEqual(Set(block.map { $0["full_name"] as! String }).count, 30)
+                for e in block { cellOf[e["full_name"] as! String] = "\(type.rawValue)/\(bucket.name)" }
+            }
+        }
+        let circuit = try records(r, "circuit_30/gpt2/city.jsonl")
+        let subjects = circuit.map { $0["clean_subject"] as! String }
+        for rec in circuit {
+            let name = rec["clean_subject"] as! String
+            let bucket = try XCTUnwrap(c.frequencyBuckets.first { $0.contains(Int(rec["frequency"] as! String)!) })
+            XCTAssertEqual(cellOf[name], "\(rec["type"] as! String)/\(bucket.name)", "circuit subject \(name) is not a test person of its cell")
+        }
+        // Test people left out of the circuit files: exactly the short token-length groups of the sample.
+        var perLength: [Int: Int] = [:]
+        for e in test { perLength[encoder.encode(e["full_name"] as! String).count, default: 0] += 1 }
+        let inCircuit = Set(subjects)
+        for e in test {
+            let name = e["full_name"] as! String
+            XCTAssertEqual(inCircuit.contains(name), perLength[encoder.encode(name).count]! > 5, name)
+        }
+        XCTAssertEqual(Set(test.map { $0["full_name"] as! String }).count, test.count)
+        guard case .object(let manifest) = r.manifest else { return XCTFail("manifest is not an object") }
+        XCTAssertEqual(manifest.first { $0.0 == "test_set" }?.1, .string("circuit"))
+
+        // The circuit seed now moves the test people with the circuit sample.
+        let moved = try build(overrides + ["circuit_seed=7"])
+        XCTAssertFalse(file(r, "test.jsonl") == file(moved, "test.jsonl"))
+
+        // "independent": another sample of the same cells, recorded as such.
+        let independent = try build(overrides + ["test_set=independent"])
+        XCTAssertFalse(file(r, "test.jsonl") == file(independent, "test.jsonl"))
+        XCTAssertTrue(file(r, "circuit_30/gpt2/city.jsonl") == file(independent, "circuit_30/gpt2/city.jsonl"))
+        guard case .object(let m2) = independent.manifest else { return XCTFail("manifest is not an object") }
+        XCTAssertEqual(m2.first { $0.0 == "test_set" }?.1, .string("independent"))
+
+        // The circuit sample has circuit_n people per cell: another test_per_cell is a configuration error.
+        XCTAssertThrowsError(try DataConfig.load(file: nil, overrides: ["test_per_cell=20", "circuit_n=30"])) { error in
+            guard case .invalidValue(let key, _, let reason)? = error as? ConfigError else { return XCTFail("\(error)") }
+            XCTAssertEqual(key, "test_per_cell")
+            XCTAssertTrue(reason.contains("test_set"), reason)
+        }
+        XCTAssertNoThrow(try DataConfig.load(file: nil, overrides: ["test_per_cell=20", "circuit_n=30", "test_set=independent"]))
     }
 
     func testCircuitRecords() throws {
@@ -425,12 +483,12 @@ final class DataGenerationTests: XCTestCase {
             return (cell.type.rawValue, cell.bucket.name, cell.entities.count)
         }
         // Too few entities for the test sample: N = 200 has 20 new and about 4 revised high-frequency entities.
-        let tooFew = ["n_entities=200", "test_per_cell=50", "circuit_n=5"]
+        let tooFew = ["n_entities=200", "test_per_cell=50", "circuit_n=5", "test_set=independent"]
         let (t1, b1, n1) = try firstShortCell(tooFew, 50)
         XCTAssertEqual([t1, b1], ["new", "high"])
         assertRejected(tooFew, .cellTooSmall(type: t1, bucket: b1, entities: n1, key: "test_per_cell", requested: 50))
         // Circuit size larger than a cell: at N = 2,000 only the revised × high cell (about 44) is below 100.
-        let tooMany = ["n_entities=2000", "test_per_cell=5", "circuit_n=100"]
+        let tooMany = ["n_entities=2000", "test_per_cell=5", "circuit_n=100", "test_set=independent"]
         let (t2, b2, n2) = try firstShortCell(tooMany, 100)
         XCTAssertEqual([t2, b2], ["revised", "high"])
         XCTAssertEqual(Double(n2), 400 * exp(-2.2), accuracy: 12)

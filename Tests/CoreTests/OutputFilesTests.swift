@@ -106,14 +106,27 @@ final class OutputFilesTests: XCTestCase {
         AcquisitionCell(checkpoint: 2000, attribute: "city", type: "new", frequency: "high"),
     ]
 
+    static let testEntities = [AcquisitionTable.TestEntity(name: "Ann Bo Lee", type: "new", frequency: "high"),
+                               AcquisitionTable.TestEntity(name: "Cy Dee", type: "revised", frequency: "low"),
+                               AcquisitionTable.TestEntity(name: "Ed Fox", type: "new", frequency: "")]
+
+    /// Per-entity results of the checkpoints of `acquisitionCells` (1000: city and birthday; 2000: city).
+    static let entityResults: [Int64: AcquisitionTable.EntityResults] = [
+        1000: .init(query: ["city": [1, 1, 0], "birthday": [0, 0, 1]], exact: ["city": [1, 0, 0], "birthday": [0, 0, 0]]),
+        2000: .init(query: ["city": [1, 1, 1]], exact: ["city": [0, 1, 1]]),
+    ]
+
     static func acquisitionTable(cells: [AcquisitionCell]) throws -> AcquisitionTable {
         var table = AcquisitionTable()
         for step in [2000, 1000] as [Int64] { try table.addCheckpoint(step: step, path: "/run/ckpt-\(step)") }
         table.declare(attributes: OutputLabels.attributes, types: ["new", "revised"], frequencies: ["high", "low"])
+        try table.setTestEntities(testEntities)
         for cell in cells {
             let seed = Double(acquisitionCells.firstIndex(of: cell)!)
-            try table.set(cell, .init(exactMatch: 0.1 * seed, hitsAt1: 0.2 + 0.1 * seed, hitsAt10: 0.9, labelProb: 0.05 * seed, nEntities: 300 - Int(seed)))
+            try table.set(cell, .init(queryAccuracy: 0.5 + 0.1 * seed, exactMatch: 0.1 * seed, hitsAt1: 0.2 + 0.1 * seed, hitsAt10: 0.9,
+                                      labelProb: 0.05 * seed, nEntities: 300 - Int(seed)))
         }
+        for step in Set(cells.map(\.checkpoint)) { try table.setEntityResults(checkpoint: step, entityResults[step]!) }
         return table
     }
 
@@ -242,16 +255,74 @@ final class OutputFilesTests: XCTestCase {
     func testAcquisitionRoundTrip() throws {
         let table = try Self.acquisitionTable(cells: Self.acquisitionCells)
         let target = url("acquisition.nc")
-        try table.write(to: target, provenance: try Self.provenance("dkc predict"))
+        var provenance = try Self.provenance("dkc predict")
+        provenance.testSet = "circuit"
+        try table.write(to: target, provenance: provenance)
         let back = try AcquisitionTable.read(from: target)
         XCTAssertEqual(back, table)
+        XCTAssertEqual(back.testEntities, Self.testEntities)
+        XCTAssertEqual(back.entityResults, Self.entityResults)
+        XCTAssertEqual(try OutputFileHeader.read(from: target).testSet, "circuit")
         let file = try NetCDFFile.open(path: target.path)
         defer { try? file.close() }
         XCTAssertEqual(try file.readStrings("attribute"), ["birthday", "city", "company", "major", "university"])
         XCTAssertEqual(try file.read("checkpoint", as: Int64.self), [1000, 2000])
         XCTAssertEqual(try file.read("n_entities", as: Int.self).filter { $0 != -1 }.sorted(), [297, 298, 299, 300])
         XCTAssertEqual(try file.read("exact_match", as: Double.self).filter { !$0.isNaN }.count, 4)
+        XCTAssertEqual(try file.read("query_accuracy", as: Double.self).filter { !$0.isNaN }.count, 4)
         XCTAssertEqual(try file.variable("exact_match").chunkSizes, [1, 5, 2, 2])
+        XCTAssertEqual(try file.textAttribute("test_set"), "circuit")
+
+        // Per entity: (checkpoint, test_entity, attribute), attributes birthday, city, company, major, university.
+        XCTAssertEqual(try file.readStrings("test_entity"), ["Ann Bo Lee", "Cy Dee", "Ed Fox"])
+        XCTAssertEqual(try file.readStrings("test_entity_type"), ["new", "revised", "new"])
+        XCTAssertEqual(try file.readStrings("test_entity_frequency"), ["high", "low", ""])
+        let query = try file.variable("query_correct")
+        XCTAssertEqual(query.type, .int8)
+        XCTAssertEqual(query.dimensions, ["checkpoint", "test_entity", "attribute"])
+        XCTAssertEqual(query.chunkSizes, [1, 3, 5])
+        let q = try file.read("query_correct", as: Int8.self), x = try file.read("exact_correct", as: Int8.self)
+        // checkpoint 1000: rows Ann, Cy, Ed; columns birthday, city, company, major, university.
+        XCTAssertEqual(Array(q[0..<15]), [0, 1, -1, -1, -1, 0, 1, -1, -1, -1, 1, 0, -1, -1, -1])
+        XCTAssertEqual(Array(x[0..<15]), [0, 1, -1, -1, -1, 0, 0, -1, -1, -1, 0, 0, -1, -1, -1])
+        // checkpoint 2000: city only.
+        XCTAssertEqual(Array(q[15...]), [-1, 1, -1, -1, -1, -1, 1, -1, -1, -1, -1, 1, -1, -1, -1])
+        XCTAssertEqual(Array(x[15...]), [-1, 0, -1, -1, -1, -1, 1, -1, -1, -1, -1, 1, -1, -1, -1])
+
+        // A table without test entities writes no test_entity axis and reads back without one.
+        var plain = AcquisitionTable()
+        try plain.addCheckpoint(step: 5, path: "/c")
+        try plain.write(to: url("plain.nc"), provenance: try Self.provenance())
+        XCTAssertEqual(try AcquisitionTable.read(from: url("plain.nc")), plain)
+        XCTAssertNil(try OutputFileHeader.read(from: url("plain.nc")).testSet)
+        let plainFile = try NetCDFFile.open(path: url("plain.nc").path)
+        defer { try? plainFile.close() }
+        XCTAssertFalse(plainFile.hasDimension("test_entity"))
+    }
+
+    func testAcquisitionPerEntityResultsAreChecked() throws {
+        var table = AcquisitionTable()
+        try table.addCheckpoint(step: 1, path: "/c")
+        let results = AcquisitionTable.EntityResults(query: ["city": [1, 0, 1]], exact: ["city": [0, 0, 1]])
+        XCTAssertThrowsError(try table.setEntityResults(checkpoint: 1, results), "results before the test entities")
+        try table.setTestEntities(Self.testEntities)
+        XCTAssertThrowsError(try table.setEntityResults(checkpoint: 2, results), "unknown checkpoint")
+        XCTAssertThrowsError(try table.setEntityResults(checkpoint: 1, .init(query: ["city": [1, 0]], exact: ["city": [0, 0]])), "too few values")
+        XCTAssertThrowsError(try table.setEntityResults(checkpoint: 1, .init(query: ["city": [1, 0, 2]], exact: ["city": [0, 0, 1]])), "not 0/1/-1")
+        XCTAssertThrowsError(try table.setEntityResults(checkpoint: 1, .init(query: ["city": [1, 0, 1]], exact: [:])), "one rule missing")
+        try table.setEntityResults(checkpoint: 1, results)
+        XCTAssertThrowsError(try table.setTestEntities(Array(Self.testEntities.reversed())), "another test set")
+        XCTAssertNoThrow(try table.setTestEntities(Self.testEntities))
+        // Merging parts of different test sets fails.
+        var other = AcquisitionTable()
+        try other.setTestEntities(Array(Self.testEntities.prefix(2)))
+        XCTAssertThrowsError(try table.merge(other)) { XCTAssertEqual(($0 as? OutputFileError)?.kind, .conflictingCell("test_entity")) }
+        // Same checkpoint, different per-entity values: a conflict.
+        var twin = AcquisitionTable()
+        try twin.addCheckpoint(step: 1, path: "/c")
+        try twin.setTestEntities(Self.testEntities)
+        try twin.setEntityResults(checkpoint: 1, .init(query: ["city": [1, 1, 1]], exact: ["city": [0, 0, 1]]))
+        XCTAssertThrowsError(try table.merge(twin)) { XCTAssertEqual(($0 as? OutputFileError)?.kind, .conflictingCell("1")) }
     }
 
     func testEmptyTablesWriteAndReadBack() throws {
@@ -557,7 +628,11 @@ final class OutputFilesTests: XCTestCase {
             ],
             "acquisition.nc": [
                 "attribute = 5 ;", "string attribute(attribute) ;",
+                "double query_accuracy(checkpoint, attribute, type, frequency) ;",
                 "double exact_match(checkpoint, attribute, type, frequency) ;", "double hits_at_1(checkpoint, attribute, type, frequency) ;",
+                "test_entity = 3 ;", "string test_entity(test_entity) ;", "string test_entity_type(test_entity) ;",
+                "string test_entity_frequency(test_entity) ;", "byte query_correct(checkpoint, test_entity, attribute) ;",
+                "byte exact_correct(checkpoint, test_entity, attribute) ;", "query_correct:_FillValue = -1b ;",
                 "double hits_at_10(checkpoint, attribute, type, frequency) ;", "double label_prob(checkpoint, attribute, type, frequency) ;",
                 "int64 n_entities(checkpoint, attribute, type, frequency) ;",
             ],
@@ -608,6 +683,10 @@ final class OutputFilesTests: XCTestCase {
             out["in_circuit_sum"] = num(ds.in_circuit.sel(checkpoint=1000, task="city", type="new", frequency="high", topn=10).sum())
         with xr.open_dataset(folder + "/acquisition.nc") as ds:
             out["exact_match"] = num(ds.exact_match.sel(checkpoint=2000, attribute="university", type="revised", frequency="low"))
+            out["query_accuracy"] = num(ds.query_accuracy.sel(checkpoint=2000, attribute="university", type="revised", frequency="low"))
+            out["query_correct"] = int(ds.query_correct.sel(checkpoint=1000, test_entity="Ed Fox", attribute="birthday"))
+            out["exact_correct"] = [int(v) for v in ds.exact_correct.sel(checkpoint=2000, attribute="city").values]
+            out["entity_type"] = str(ds.test_entity_type.sel(test_entity="Cy Dee").values)
         print(json.dumps(out))
         """
         let (status, output) = try run("/usr/bin/env", ["python3", "-c", script, folder.path])
@@ -634,6 +713,10 @@ final class OutputFilesTests: XCTestCase {
         XCTAssertEqual(number("label_prob"), 0.5 / 3)
         XCTAssertEqual(number("in_circuit_sum"), Double(10 / 5 + 1))
         XCTAssertEqual(number("exact_match"), 0)
+        XCTAssertEqual(number("query_accuracy"), 0.5)
+        XCTAssertEqual(json["query_correct"] as? Int, 1)
+        XCTAssertEqual(json["exact_correct"] as? [Int], [0, 1, 1])
+        XCTAssertEqual(json["entity_type"] as? String, "revised")
     }
 
     /// Runs a program, returning its exit status and its stdout and stderr together.

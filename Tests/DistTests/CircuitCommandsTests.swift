@@ -96,13 +96,30 @@ final class CircuitCommandsTests: XCTestCase {
 
         // predict → acquisition.nc for every attribute of the 12 entities.
         let acquisition = dir.appendingPathComponent("acquisition.nc")
-        let p = try Launch.run(dkc, ["predict", "--model", model, "--test-data", test.path, "--out", acquisition.path, "--batch-size", "7"])
+        let predicted = dir.appendingPathComponent("predicted.jsonl")
+        let p = try Launch.run(dkc, ["predict", "--model", model, "--test-data", test.path, "--out", acquisition.path, "--batch-size", "7",
+                                     "--predictions", predicted.path])
         XCTAssertEqual(p.status, 0, p.stdout + p.stderr)
         let at = try AcquisitionTable.read(from: acquisition)
         XCTAssertEqual(at.cells.values.reduce(0) { $0 + $1.nEntities }, 60)
         // city, full model: the ranks of eval.json's top-200 circuit run come with BOS; without BOS (the study's
         // predict.py) they differ, but hits@10 over 12 entities stays a share.
         XCTAssertTrue(at.cells.values.allSatisfy { (0...1).contains($0.hitsAt10) && (0...1).contains($0.exactMatch) })
+        XCTAssertTrue(at.cells.values.allSatisfy { $0.queryAccuracy >= $0.exactMatch })
+        // Per entity, in the test file's order, and the prediction rows: `correct` under the study's rule.
+        XCTAssertEqual(at.testEntities.map(\.name), entities.map { $0["full_name"] as! String })
+        let perEntity = try XCTUnwrap(at.entityResults[0])
+        let predictedRows = try lines(predicted)
+        XCTAssertEqual(predictedRows.count, 60)
+        for (n, row) in predictedRows.enumerated() {
+            let attribute = row["attribute"] as! String, prediction = row["prediction"] as! String, truth = row["ground_truth"] as! String
+            let study = prediction == truth || prediction.isEmpty || truth.contains(prediction)
+            XCTAssertEqual(row["correct"] as? Int, study ? 1 : 0, "\(prediction) for \(truth)")
+            XCTAssertEqual(row["exact_match"] as? Int, prediction == truth ? 1 : 0)
+            XCTAssertEqual(perEntity.query[attribute]?[n / 5], study ? 1 : 0)
+            XCTAssertEqual(perEntity.exact[attribute]?[n / 5], prediction == truth ? 1 : 0)
+        }
+        XCTAssertNil(try OutputFileHeader.read(from: acquisition).testSet, "a test file outside any data set has no test_set")
     }
 
     func testErrorsNameTheOptionOrFile() throws {

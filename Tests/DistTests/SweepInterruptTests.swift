@@ -249,14 +249,19 @@ final class SweepUnitTests: XCTestCase {
         XCTAssertEqual(o.nSamples, 24)
 
         let acquisition = SweepItemResult.acquisition(checkpoint: 7, [AcquisitionKey(attribute: "city", type: "new", frequency: "low"):
-            AcquisitionTable.Result(exactMatch: 0.5, hitsAt1: 0.25, hitsAt10: 1, labelProb: 0.01, nEntities: 4)], prompts: 20, seconds: 1)
+            AcquisitionTable.Result(queryAccuracy: 0.75, exactMatch: 0.5, hitsAt1: 0.25, hitsAt10: 1, labelProb: 0.01, nEntities: 4)],
+            entities: .init(query: ["city": [1, 1, 0, 1], "major": [-1, 0, 1, 0]], exact: ["city": [1, 0, 0, 1], "major": [-1, 0, 0, 0]]),
+            prompts: 20, seconds: 1)
         var w = ByteWriter()
         SweepMessage.encode(acquisition, &w)
         var r = ByteReader(w.bytes)
-        guard case let .acquisition(step, results, prompts, _) = try SweepMessage.decodeResult(&r) else { return XCTFail("acquisition expected") }
+        guard case let .acquisition(step, results, entities, prompts, _) = try SweepMessage.decodeResult(&r) else { return XCTFail("acquisition expected") }
         XCTAssertEqual(step, 7)
         XCTAssertEqual(prompts, 20)
         XCTAssertEqual(results.values.first?.nEntities, 4)
+        XCTAssertEqual(results.values.first?.queryAccuracy, 0.75)
+        XCTAssertEqual(entities.query["major"], [-1, 0, 1, 0])
+        XCTAssertEqual(entities.exact["city"], [1, 0, 0, 1])
 
         for a in [SweepMessage.Assignment.stop, .item(.cell(cell), folder: "/runs/x/checkpoint-1200"), .item(.acquisition(checkpoint: 3), folder: "/c")] {
             XCTAssertEqual(try SweepMessage.decodeAssignment(SweepMessage.encode(a)), a)

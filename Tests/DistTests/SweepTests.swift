@@ -13,7 +13,7 @@ enum SweepFixture {
         root = nil
     }
 
-    /// The template run folder: `data/` (600 entities, 10 circuit entities and 2 test entities per cell) and
+    /// The template run folder: `data/` (600 entities, 10 circuit entities and 2 independent test entities per cell) and
     /// `train/continual/checkpoints/checkpoint-{10,20}` (2 layers, 2 heads, d_model 32, different seeds).
     static func template() throws -> URL {
         if let root { return root.appendingPathComponent("template") }
@@ -24,7 +24,7 @@ enum SweepFixture {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-sweep-\(UUID().uuidString)")
         let template = dir.appendingPathComponent("template")
         try FileManager.default.createDirectory(at: template, withIntermediateDirectories: true)
-        let data = try DataConfig.load(file: nil, overrides: ["n_entities=600", "test_per_cell=2", "circuit_n=10", "validation_size=10",
+        let data = try DataConfig.load(file: nil, overrides: ["n_entities=600", "test_per_cell=2", "circuit_n=10", "test_set=independent", "validation_size=10",
                                                              "tasks=[\"city\", \"company\"]", "tokenizer=\(tokenizer.path)"])
         try DataGeneration.run(config: data, out: template.appendingPathComponent("data"), force: false) { try GPT2Tokenizer(directory: $0) }
         let config = GPT2Config(nLayer: 2, nHead: 2, nEmbd: 32, nPositions: 64)
@@ -101,6 +101,7 @@ final class SweepTests: XCTestCase {
     /// for 1, 2 and 3 ranks; the files open with ncdump and xarray.
     func testSameResultsForOneTwoThreeRanks() throws {
         var tables: [(Int, ScoresTable, CircuitsTable, AcquisitionTable)] = []
+        var testSet: String?
         for ranks in [1, 2, 3] {
             let run = try run("ranks\(ranks)")
             let r = try sweep(run, ranks: ranks == 1 ? nil : ranks, Self.grid)
@@ -117,7 +118,10 @@ final class SweepTests: XCTestCase {
             tables.append((ranks, try ScoresTable.read(from: out.appendingPathComponent("scores.nc")),
                            try CircuitsTable.read(from: out.appendingPathComponent("circuits.nc")),
                            try AcquisitionTable.read(from: out.appendingPathComponent("acquisition.nc"))))
-            if ranks == 1 { try checkReaders(out) }
+            if ranks == 1 {
+                try checkReaders(out)
+                testSet = try OutputFileHeader.read(from: out.appendingPathComponent("acquisition.nc")).testSet
+            }
         }
         let (_, s1, c1, a1) = tables[0]
         XCTAssertEqual(s1.cells.count, 12)
@@ -130,7 +134,28 @@ final class SweepTests: XCTestCase {
             }
             XCTAssertEqual(c.cells, c1.cells, "R=\(ranks): circuits")
             XCTAssertEqual(a.cells, a1.cells, "R=\(ranks): acquisition")
+            XCTAssertEqual(a.testEntities, a1.testEntities, "R=\(ranks): test entities")
+            XCTAssertEqual(a.entityResults, a1.entityResults, "R=\(ranks): per-entity acquisition")
         }
+        // Per-entity results: every test entity (2 per cell, test.jsonl's order) × attribute at both checkpoints,
+        // and each cell's query accuracy and exact match are their means.
+        XCTAssertEqual(a1.testEntities.count, 12)
+        XCTAssertEqual(a1.testEntities.map(\.type), [String](repeating: "new", count: 6) + [String](repeating: "revised", count: 6))
+        XCTAssertEqual(a1.testEntities.map(\.frequency), ["high", "high", "medium", "medium", "low", "low", "high", "high", "medium", "medium", "low", "low"])
+        XCTAssertEqual(Set(a1.entityResults.keys), [10, 20])
+        for (step, r) in a1.entityResults {
+            XCTAssertEqual(Set(r.query.keys), Set(Acquisition.attributes.map(\.rawValue)))
+            for (cell, v) in a1.cells where cell.checkpoint == step {
+                let rows = a1.testEntities.indices.filter { a1.testEntities[$0].type == cell.type && a1.testEntities[$0].frequency == cell.frequency }
+                XCTAssertEqual(rows.count, v.nEntities)
+                let q = rows.map { Int(r.query[cell.attribute]![$0]) }, x = rows.map { Int(r.exact[cell.attribute]![$0]) }
+                XCTAssertTrue((q + x).allSatisfy { $0 == 0 || $0 == 1 }, "\(cell)")
+                XCTAssertEqual(v.queryAccuracy, Double(q.reduce(0, +)) / Double(rows.count), "\(cell)")
+                XCTAssertEqual(v.exactMatch, Double(x.reduce(0, +)) / Double(rows.count), "\(cell)")
+                XCTAssertTrue(zip(q, x).allSatisfy { $0 >= $1 }, "an exact match is a query match: \(cell)")
+            }
+        }
+        XCTAssertEqual(testSet, "independent", "the template data set samples its test people independently")
     }
 
     /// A sweep split into parts (`--part I/3`, as the job array runs it, one part with 2 ranks) and joined
@@ -207,6 +232,7 @@ final class SweepTests: XCTestCase {
         print("score", s.score.sel(task="city", type="new", frequency="high").shape)
         print("faithfulness", c.faithfulness.sel(task="city", type="revised", frequency="low", topn=10).shape)
         print("exact_match", a.exact_match.sel(attribute="city", type="new").shape)
+        print("query_correct", a.query_correct.shape, a.attrs["test_set"])
         """
         let r = try Launch.run(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, out.path])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
@@ -214,6 +240,7 @@ final class SweepTests: XCTestCase {
             XCTAssertTrue(r.stdout.contains("score (2, 7, 15)"), r.stdout)
             XCTAssertTrue(r.stdout.contains("faithfulness (2,)"), r.stdout)
             XCTAssertTrue(r.stdout.contains("exact_match (2, 3)"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("query_correct (2, 12, 5) independent"), r.stdout)
         }
     }
 }

@@ -268,6 +268,21 @@ final class TrainTests: XCTestCase {
         XCTAssertNotNil(lines.last?["train_runtime"])
     }
 
+    /// `eval_strategy = "steps"` (the study's runs: every 50 steps) evaluates every `eval_steps` optimizer steps
+    /// and at the last step; `save_strategy = "steps"` saves on the same rule.
+    func testEvaluatesAndSavesEverySteps() throws {
+        let root = try TrainFixture.make(root: try TrainFixture.temporaryFolder(self))
+        let out = root.appendingPathComponent("steps")
+        let extra = "max_steps = 7\neval_strategy = \"steps\"\neval_steps = 3\nsave_strategy = \"steps\"\nsave_steps = 3\nlogging_steps = 2"
+        assertSuccess(try train(try TrainFixture.config(root: root, output: out, extra: extra), ranks: 1), "train")
+        let evals = try metricsLines(out).filter { $0["eval_loss"] != nil }.compactMap { $0["step"]?.intValue }
+        XCTAssertEqual(evals, [3, 6, 7])
+        XCTAssertEqual(checkpoints(out).map(\.step), [3, 6, 7])
+        let state = try TrainerState(file: try finalCheckpoint(out).appendingPathComponent("trainer_state.json"))
+        XCTAssertEqual(state.evalSteps, 3)
+        XCTAssertEqual(state.saveSteps, 3)
+    }
+
     /// Python's safetensors reads model.safetensors and optimizer.safetensors (skipped without it).
     func testCheckpointReadableByPythonSafetensors() throws {
         let probe = try Launch.run(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", "import safetensors.numpy"], timeout: 60)

@@ -1,10 +1,11 @@
 import Foundation
 
-/// Full-model knowledge acquisition (pipeline.md §5), as the study's `batch_predict.py` measures it: for
-/// every test entity and attribute, the task prompt (no BOS, as the Hugging Face tokenizer encodes it) is
-/// decoded greedily for at most `maxNewTokens` tokens; the text after the prompt, cut at the first "."
-/// and stripped of surrounding whitespace, is correct iff it equals the attribute's value. Besides, the
-/// probability and rank of the label's first token (of " " + value) at the last prompt position.
+/// Full-model knowledge acquisition (pipeline.md §5, docs/test-set.md): for every test entity and attribute,
+/// the task prompt (no BOS, as the Hugging Face tokenizer encodes it) is decoded greedily for at most
+/// `maxNewTokens` tokens and the text after the prompt is cut at the first "." and stripped. It is judged
+/// twice: under the study's rule (`predict.py`: correct iff it equals the value or is a substring of it, so
+/// an empty prediction counts; the paper's query accuracy) and strictly (exact match, `batch_predict.py`).
+/// Besides, the probability and rank of the label's first token (of " " + value) at the last prompt position.
 ///
 /// The decoded text goes through the tokenizer's `clean_up_tokenization_spaces` (on in the study's
 /// transformers version), as `tokenizer.decode` does there. The study decodes prompt + continuation and
@@ -39,7 +40,10 @@ public enum Acquisition {
         /// Everything decoded after the prompt, and its token ids (end-of-text excluded).
         public var continuation: String
         public var generated: [Int]
-        public var correct: Bool
+        /// The study's rule: `prediction == answer or prediction in answer` (`isQueryCorrect`).
+        public var queryCorrect: Bool
+        /// Strict: the prediction equals the value.
+        public var exactMatch: Bool
         /// Probability and rank (0 = most probable) of the label's first token at the last prompt position.
         public var labelProb: Double
         public var labelRank: Int
@@ -76,7 +80,8 @@ public enum Acquisition {
             for (job, o) in zip(batch, outcomes) {
                 out.append(Prediction(entity: job.entity, attribute: job.attribute, groundTruth: job.entity.value(of: job.attribute),
                                       prediction: o.prediction, continuation: text(o.continuation), generated: o.continuation,
-                                      correct: o.exactMatch, labelProb: o.labelProbability, labelRank: o.labelRank))
+                                      queryCorrect: isQueryCorrect(prediction: o.prediction, answer: job.entity.value(of: job.attribute)),
+                                      exactMatch: o.exactMatch, labelProb: o.labelProbability, labelRank: o.labelRank))
             }
             start += batch.count
             progress?(start, jobs.count)
@@ -84,9 +89,23 @@ public enum Acquisition {
         return out
     }
 
-    /// The acquisition table cells of one checkpoint: per attribute × type × bucket, the share of exact
-    /// matches, hits@1 and hits@10 of the label's first token, its mean probability, and the count.
-    /// Entities outside every bucket are left out.
+    /// The study's query rule (`predict.py`): `prediction == answer or prediction in answer`, Python's
+    /// substring test on Unicode code points. An empty prediction is a substring of every answer, so it
+    /// counts as correct; "New" counts for "New York, NY"; a prediction longer than the answer never does.
+    public static func isQueryCorrect(prediction: String, answer: String) -> Bool {
+        if prediction == answer { return true }
+        let p = Array(prediction.unicodeScalars), a = Array(answer.unicodeScalars)
+        if p.isEmpty { return true }
+        guard p.count <= a.count else { return false }
+        for start in 0...(a.count - p.count) where a[start] == p[0] {
+            if a[start..<(start + p.count)].elementsEqual(p) { return true }
+        }
+        return false
+    }
+
+    /// The acquisition table cells of one checkpoint: per attribute × type × bucket, the query accuracy
+    /// (study rule) and exact match, hits@1 and hits@10 of the label's first token, its mean probability,
+    /// and the count. Entities outside every bucket are left out.
     public static func summarize(_ predictions: [Prediction], buckets: FrequencyBuckets) -> [AcquisitionKey: AcquisitionTable.Result] {
         var groups: [AcquisitionKey: [Prediction]] = [:]
         for p in predictions {
@@ -95,9 +114,38 @@ public enum Acquisition {
         }
         return groups.mapValues { ps in
             let stats = LabelStatistics(probabilities: ps.map(\.labelProb), ranks: ps.map(\.labelRank))
-            return AcquisitionTable.Result(exactMatch: Double(ps.filter(\.correct).count) / Double(ps.count), hitsAt1: stats.hitsAt1,
+            return AcquisitionTable.Result(queryAccuracy: Double(ps.filter(\.queryCorrect).count) / Double(ps.count),
+                                           exactMatch: Double(ps.filter(\.exactMatch).count) / Double(ps.count), hitsAt1: stats.hitsAt1,
                                            hitsAt10: stats.hitsAt10, labelProb: stats.meanProbability, nEntities: ps.count)
         }
+    }
+
+    /// The test entities as acquisition.nc's `test_entity` axis: full name, type and bucket ("" when in none),
+    /// in the order given (test.jsonl's file order).
+    public static func testEntityLabels(_ entities: [Entity], buckets: FrequencyBuckets) -> [AcquisitionTable.TestEntity] {
+        entities.map { AcquisitionTable.TestEntity(name: $0.fullName, type: $0.type.rawValue, frequency: buckets.name(of: $0.frequency) ?? "") }
+    }
+
+    /// Per-entity results of one checkpoint (the study's per-row correctness): for each attribute, 1/0 per
+    /// entity of `entities` (in that order) under the study's rule and strictly. `predictions` are those
+    /// `predict` returned for exactly these entities.
+    public static func entityResults(_ predictions: [Prediction], entities: [Entity]) throws -> AcquisitionTable.EntityResults {
+        var query: [String: [Int8]] = [:], exact: [String: [Int8]] = [:]
+        for a in attributes {
+            query[a.rawValue] = [Int8](repeating: OutputFill.flag, count: entities.count)
+            exact[a.rawValue] = [Int8](repeating: OutputFill.flag, count: entities.count)
+        }
+        for (n, p) in predictions.enumerated() {
+            // predict keeps the entity × attribute order; names may repeat in a hand-made test file.
+            let i = n / attributes.count
+            guard i < entities.count, entities[i].fullName == p.entity.fullName, query[p.attribute.rawValue] != nil else {
+                throw CircuitsError(item: "prediction \(n + 1) (\(p.entity.fullName), \(p.attribute.rawValue))",
+                                    problem: "does not follow the test entities' order", fix: "pass the predictions of exactly these entities", exitCode: 1)
+            }
+            query[p.attribute.rawValue]![i] = p.queryCorrect ? 1 : 0
+            exact[p.attribute.rawValue]![i] = p.exactMatch ? 1 : 0
+        }
+        return AcquisitionTable.EntityResults(query: query, exact: exact)
     }
 
     /// The study's reading of a generation: `decode(prompt + generated, skip_special_tokens=True)` with the

@@ -51,15 +51,8 @@ public struct FrequencyBuckets: Sendable, Equatable {
     /// The buckets of the data set `file` belongs to: the first `manifest.json` in its folder or any folder
     /// above it that has `frequency_buckets`; the default buckets when there is none.
     public static func forData(at file: URL) throws -> FrequencyBuckets {
-        var dir = file.standardizedFileURL.deletingLastPathComponent()
-        while true {
-            let candidate = dir.appendingPathComponent("manifest.json")
-            if FileManager.default.fileExists(atPath: candidate.path), let found = try read(manifest: candidate) {
-                return found
-            }
-            let parent = dir.deletingLastPathComponent()
-            if parent.path == dir.path || dir.path == "/" { break }
-            dir = parent
+        for candidate in DataManifest.candidates(above: file) {
+            if let found = try read(manifest: candidate) { return found }
         }
         return FrequencyBuckets(buckets: defaultBuckets, manifest: nil)
     }
@@ -100,6 +93,42 @@ public struct FrequencyBuckets: Sendable, Equatable {
 
     /// The name of the bucket holding frequency `f`, nil when none does.
     public func name(of f: Int) -> String? { buckets.first { $0.contains(f) }?.name }
+}
+
+/// The `manifest.json` of `dkc data generate` that a data file belongs to.
+public enum DataManifest {
+    /// Every existing `manifest.json` in the folder of `file` and the folders above it, nearest first.
+    static func candidates(above file: URL) -> [URL] {
+        var out: [URL] = []
+        var dir = file.standardizedFileURL.deletingLastPathComponent()
+        while true {
+            let candidate = dir.appendingPathComponent("manifest.json")
+            if FileManager.default.fileExists(atPath: candidate.path) { out.append(candidate) }
+            let parent = dir.deletingLastPathComponent()
+            if parent.path == dir.path || dir.path == "/" { break }
+            dir = parent
+        }
+        return out
+    }
+
+    /// Which people the data set's `test.jsonl` holds (pipeline.md §2, docs/test-set.md): the manifest's
+    /// `test_set`, "circuit" (each cell's circuit sample, the study's set-up) or "independent"; a data
+    /// manifest written before the key existed held an independent sample. Nil when `file` belongs to
+    /// no dkc data set (no manifest with `frequency_buckets` beside or above it).
+    public static func testSet(forData file: URL) -> String? {
+        for candidate in candidates(above: file) {
+            guard let data = try? Data(contentsOf: candidate),
+                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+                  object["frequency_buckets"] != nil else { continue }
+            return testSet(of: object)
+        }
+        return nil
+    }
+
+    /// The `test_set` of a parsed data manifest ("independent" when absent: older manifests).
+    public static func testSet(of manifest: [String: Any]) -> String {
+        (manifest["test_set"] as? String) ?? TestSetChoice.independent.rawValue
+    }
 }
 
 /// The records or entities of one grid cell: an entity type ("new", "revised", or "all") and a frequency

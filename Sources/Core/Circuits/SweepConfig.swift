@@ -124,6 +124,8 @@ public struct CircuitDataSet: Sendable {
     /// `circuit_<n>/<model>`, holding `<task>.jsonl`.
     public let circuitFolder: URL
     public var testFile: URL { directory.appendingPathComponent("test.jsonl") }
+    /// Which people `test.jsonl` holds: "circuit" or "independent" (the manifest's `test_set`).
+    public let testSet: String
 
     /// Reads `<directory>/manifest.json`; `key` names the config key for messages.
     public init(directory: URL, key: String = "data_dir") throws {
@@ -143,6 +145,7 @@ public struct CircuitDataSet: Sendable {
             throw CircuitsError(item: manifest.path, problem: "lacks tasks or circuit.folder", fix: "regenerate the data with dkc data generate")
         }
         self.tasks = tasks
+        testSet = DataManifest.testSet(of: object)
         circuitFolder = directory.appendingPathComponent(folder)
     }
 

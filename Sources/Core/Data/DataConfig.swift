@@ -33,6 +33,9 @@ extension ConfigSchema {
         ConfigKey("test_per_cell", .int, default: .int(300), help: "test entities per type × frequency bucket"),
         ConfigKey("circuit_n", .int, default: .int(300), help: "circuit entities per type × frequency bucket"),
         ConfigKey("circuit_seed", .int, default: .int(42), help: "seed of the circuit-entity sampling"),
+        ConfigKey("test_set", .choice(TestSetChoice.allCases.map(\.rawValue)), default: .string(TestSetChoice.circuit.rawValue),
+                  help: "test people: \"circuit\" = each cell's circuit sample, as the study (test_per_cell must equal circuit_n); "
+                      + "\"independent\" = a separate sample of test_per_cell per cell"),
         ConfigKey("frequency_buckets", .map(.array(.int)), default: DataConfig.defaultBuckets,
                   help: "bucket name → inclusive frequency range [min, max]"),
         ConfigKey("tasks", .array(.choice(CircuitTask.allCases.map(\.rawValue))),
@@ -50,6 +53,15 @@ extension ConfigSchema {
     ])
 }
 
+/// Where `test.jsonl`'s people come from (pipeline.md §2, docs/test-set.md).
+public enum TestSetChoice: String, CaseIterable, Sendable {
+    /// The study's set-up: each type × bucket cell's test people are the people sampled for its circuit
+    /// set (before the token-length filter), so circuit hits@10 is measured on the circuit's own people.
+    case circuit
+    /// A second, independent sample of `test_per_cell` people per cell (stream "test" of `seed`).
+    case independent
+}
+
 /// The checked settings of `dkc data generate`.
 public struct DataConfig {
     public var seed: UInt64
@@ -60,6 +72,7 @@ public struct DataConfig {
     public var testPerCell: Int
     public var circuitN: Int
     public var circuitSeed: UInt64
+    public var testSet: TestSetChoice
     /// Ordered by descending lower bound (high, medium, low), the order of the study's cells.
     public var frequencyBuckets: [FrequencyBucket]
     public var tasks: [CircuitTask]
@@ -115,6 +128,11 @@ public struct DataConfig {
         guard testPerCell >= 0 else { throw bad("test_per_cell", "must be ≥ 0, got \(testPerCell)") }
         circuitN = c.int("circuit_n")
         guard circuitN >= 1 else { throw bad("circuit_n", "must be ≥ 1, got \(circuitN)") }
+        testSet = TestSetChoice(rawValue: c.string("test_set")) ?? .circuit
+        if testSet == .circuit, testPerCell != circuitN {
+            throw bad("test_per_cell", "is \(testPerCell) but circuit_n is \(circuitN); with test_set = \"circuit\" the test people are "
+                      + "the circuit sample, so set test_per_cell = circuit_n, or test_set = \"independent\" for a separate sample")
+        }
 
         var buckets: [FrequencyBucket] = []
         for (name, value) in c.table("frequency_buckets").entries {

@@ -8,7 +8,8 @@ import Foundation
 /// - `train.jsonl`: every biography, `{"text": …, <entity fields>}`, new entities then revised;
 /// - `validation.jsonl`: `validation_size` lines sampled from `train.jsonl` (min(size, count));
 /// - `base.jsonl`: biographies of the revised people with their original attributes, same form;
-/// - `test.jsonl`: `test_per_cell` entities per type × bucket;
+/// - `test.jsonl`: `test_per_cell` entities per type × bucket: the circuit sample of each cell
+///   (`test_set = "circuit"`, the study's set-up) or an independent sample (`"independent"`);
 /// - `circuit_<n>/<model_name>/<task>.jsonl`: circuit records per task;
 /// - `manifest.json`: resolved config, counts, dkc version and commit, SHA-256 of every other file.
 ///
@@ -91,12 +92,19 @@ public enum DataGeneration {
         BiographyCorpus.appendRecords(for: world.original, templates: templates, rng: &baseRNG, to: &base, lineStarts: &baseStarts)
         files.append(OutputFile(path: "base.jsonl", bytes: base))
 
-        var testRNG = DeterministicRandom(seed: config.seed, stream: "test")
-        let test = try EvaluationSets.testEntities(cells: cells, perCell: config.testPerCell, rng: &testRNG)
-        files.append(entityFile("test.jsonl", test))
-
         var circuitRNG = DeterministicRandom(seed: config.circuitSeed, stream: "circuits")
         let circuits = try EvaluationSets.circuitSet(cells: cells, n: config.circuitN, encoder: encoder, rng: &circuitRNG)
+
+        let test: [Entity]
+        switch config.testSet {
+        case .circuit:
+            // The study's test and circuit scripts draw the same sample (same seed, lists and order).
+            test = circuits.sample
+        case .independent:
+            var testRNG = DeterministicRandom(seed: config.seed, stream: "test")
+            test = try EvaluationSets.testEntities(cells: cells, perCell: config.testPerCell, rng: &testRNG)
+        }
+        files.append(entityFile("test.jsonl", test))
         let circuitDir = "circuit_\(config.circuitN)/\(config.modelName)"
         for task in config.tasks {
             files.append(OutputFile(path: "\(circuitDir)/\(task.rawValue).jsonl", bytes: try circuits.jsonl(task: task, encoder: encoder)))
@@ -132,6 +140,7 @@ public enum DataGeneration {
             ("entities_per_cell", perCell(entityCounts)),
             ("entities_outside_buckets", .object(unbucketed)),
             ("texts", .object([("train", .int(lineStarts.count)), ("validation", .int(nValidation)), ("base", .int(baseStarts.count))])),
+            ("test_set", .string(config.testSet.rawValue)),
             ("test_per_cell", perCell(cells.map { ("\($0.type.rawValue)/\($0.bucket.name)", config.testPerCell) })),
             ("circuit", .object([
                 ("folder", .string(circuitDir)),

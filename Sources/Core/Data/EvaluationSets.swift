@@ -1,8 +1,9 @@
 /// The test entities and circuit data sets (pipeline.md §1 buckets, §2 test set, §3 circuit data).
 ///
 /// Cells are visited in the study's order: type new then revised; buckets by descending lower
-/// bound (high, medium, low). Test entities come from stream "test" of `seed`; circuit entities and
-/// corrupted subjects from stream "circuits" of `circuit_seed`.
+/// bound (high, medium, low). Circuit entities and corrupted subjects come from stream "circuits" of
+/// `circuit_seed`; test entities are that circuit sample (`test_set = "circuit"`) or come from stream
+/// "test" of `seed` (`"independent"`).
 public enum EvaluationSets {
     /// The entities of one type whose frequency falls in one bucket, in world order.
     public struct Cell {
@@ -35,6 +36,8 @@ public enum EvaluationSets {
     public struct CircuitSet {
         /// Clean entity and corrupted entity (a different name of the same token length).
         public var pairs: [(clean: Entity, corrupted: Entity)]
+        /// Every sampled entity, cell after cell, before the token-length filter: the study's test set.
+        public var sample: [Entity]
         /// Per cell ("new/high"): entities sampled and entities kept after dropping short lengths.
         public var sampled: [(cell: String, count: Int)]
         public var kept: [(cell: String, count: Int)]
@@ -107,7 +110,7 @@ public enum EvaluationSets {
         for (c, (_, count)) in zip(cells, keptCounts) where count == 0 {
             throw DataError.circuitCellEmpty(type: c.type.rawValue, bucket: c.bucket.name, sampled: n)
         }
-        return CircuitSet(pairs: pairs, sampled: cells.map { (key($0), n) }, kept: keptCounts,
+        return CircuitSet(pairs: pairs, sample: sampled.map(\.entity), sampled: cells.map { (key($0), n) }, kept: keptCounts,
                           droppedLengths: dropped.map { ($0.key, $0.value.count) }.sorted { $0.length < $1.length })
     }
 }

@@ -18,6 +18,9 @@ public struct Provenance: Equatable, Sendable {
     public var created: String
     /// "dkc <version> (<git commit>)".
     public var source: String
+    /// Which test people the data set used ("circuit" or "independent", its manifest's `test_set`), written
+    /// as the global attribute `test_set`; nil when the command read no test set.
+    public var testSet: String? = nil
 
     /// - Parameters:
     ///   - arguments: the command line as the process got it (`CommandLine.arguments`); quoted here.
@@ -116,6 +119,8 @@ public struct OutputFileHeader: Equatable, Sendable {
     public var created: String
     /// "scores", "circuits" or "acquisition"; nil when the file lacks `dkc_file`.
     public var kind: String?
+    /// The data set's test people ("circuit" or "independent"); nil when the file lacks `test_set`.
+    public var testSet: String? = nil
 
     /// Reads the global attributes of a dkc file; names the first missing attribute.
     public static func read(from url: URL) throws -> OutputFileHeader {
@@ -147,7 +152,8 @@ public struct OutputFileHeader: Equatable, Sendable {
             history: history.isEmpty ? [] : history.components(separatedBy: "\n"),
             config: try text("config"), mpiRanks: try number("mpi_ranks"),
             blasThreads: try number("blas_threads"), created: try text("created"),
-            kind: file.hasAttribute("dkc_file") ? try file.textAttribute("dkc_file") : nil)
+            kind: file.hasAttribute("dkc_file") ? try file.textAttribute("dkc_file") : nil,
+            testSet: file.hasAttribute("test_set") ? try file.textAttribute("test_set") : nil)
     }
 
     /// The header of the file at `url` if there is a readable dkc file of this kind there, else
@@ -165,7 +171,8 @@ public struct OutputFileHeader: Equatable, Sendable {
         return OutputFileHeader(title: kind.title, source: provenance.source, history: history,
                                 config: provenance.config, mpiRanks: provenance.mpiRanks,
                                 blasThreads: provenance.blasThreads,
-                                created: previous?.created ?? provenance.created, kind: kind.rawValue)
+                                created: previous?.created ?? provenance.created, kind: kind.rawValue,
+                                testSet: provenance.testSet ?? previous?.testSet)
     }
 
     /// Writes the global attributes, in a fixed order.
@@ -178,5 +185,6 @@ public struct OutputFileHeader: Equatable, Sendable {
         try file.setAttribute("blas_threads", Int32(clamping: blasThreads))
         try file.setAttribute("created", created)
         try file.setAttribute("dkc_file", kind ?? "")
+        if let testSet { try file.setAttribute("test_set", testSet) }
     }
 }
