@@ -43,7 +43,7 @@ struct Components: ParsableCommand {
             guard batchSize >= 1 else { throw CircuitsError(item: "--batch-size", problem: "is \(batchSize)", fix: "use at least 1") }
             guard (scores == nil) == (topn == nil) else {
                 throw CircuitsError(item: scores == nil ? "--topn" : "--scores", problem: "is given without \(scores == nil ? "--scores" : "--topn")",
-                                    fix: "give both to analyse the circuits' heads, or neither")
+                                    fix: "give both to analyse the circuits' heads, or neither", exitCode: 64)
             }
             let sizes = try topn.map { try parseSizes($0, option: "--topn") } ?? []
             let modelURL = try modelFolder(model)
