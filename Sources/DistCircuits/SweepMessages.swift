@@ -25,6 +25,10 @@ public struct CellOutcome: Sendable {
     public var discoverSeconds: Double
     public var evaluateSeconds: Double
     public var circuits: CircuitsTable.Cell
+    /// The cell's component analysis (nil when the sweep's `components` key is false).
+    public var components: ComponentsTable.Cell?
+    /// Wall time of the component analysis.
+    public var componentsSeconds: Double = 0
 }
 
 /// Messages between the ranks of a sweep, as bytes (little-endian, length-prefixed strings and arrays).
@@ -126,6 +130,15 @@ enum SweepMessage {
                     w.double(v.labelProb); w.double(v.labelRankMean); w.double(v.hitsAt1); w.double(v.hitsAt10); w.int(v.nTest)
                 }
             }
+            w.bool(o.components != nil)
+            if let k = o.components {
+                w.double(o.componentsSeconds)
+                w.int(k.nEntities)
+                for a in [k.rankPlus1, k.probability, k.subjectRankPlus1, k.meanSubject, k.meanRelation] { w.doubles(a) }
+                let sizes = k.circuitHeads.keys.sorted()
+                w.int(sizes.count)
+                for n in sizes { w.int(n); w.int(k.circuitNodes[n]!); w.ints(k.circuitHeads[n]!) }
+            }
         case let .acquisition(step, results, prompts, seconds):
             w.u8(2)
             w.i64(step)
@@ -161,7 +174,21 @@ enum SweepMessage {
                 cell.circuits[n] = CircuitsTable.Circuit(performance: performance, nEdges: nEdges, nNodes: nNodes, edgeEntropy: entropy,
                                                          inCircuit: mask, targets: targets)
             }
-            return .cell(c, CellOutcome(scores: scores, nSamples: nSamples, discoverSeconds: discover, evaluateSeconds: evaluate, circuits: cell))
+            var outcome = CellOutcome(scores: scores, nSamples: nSamples, discoverSeconds: discover, evaluateSeconds: evaluate, circuits: cell)
+            if try r.bool() {
+                outcome.componentsSeconds = try r.double()
+                let n = try r.int()
+                let arrays = try (0..<5).map { _ in try r.doubles() }
+                var heads: [Int: [Int]] = [:], nodes: [Int: Int] = [:]
+                for _ in 0..<(try r.count()) {
+                    let size = try r.int()
+                    nodes[size] = try r.int()
+                    heads[size] = try r.ints()
+                }
+                outcome.components = ComponentsTable.Cell(nEntities: n, rankPlus1: arrays[0], probability: arrays[1], subjectRankPlus1: arrays[2],
+                                                          meanSubject: arrays[3], meanRelation: arrays[4], circuitHeads: heads, circuitNodes: nodes)
+            }
+            return .cell(c, outcome)
         case 2:
             let step = try r.i64(), prompts = try r.int(), seconds = try r.double()
             var results: [AcquisitionKey: AcquisitionTable.Result] = [:]
@@ -202,6 +229,14 @@ struct ByteWriter {
         for v in a { float(v) }
     }
     mutating func int8s(_ a: [Int8]) { int(a.count); bytes.append(contentsOf: a.map { UInt8(bitPattern: $0) }) }
+    mutating func doubles(_ a: [Double]) {
+        int(a.count)
+        for v in a { double(v) }
+    }
+    mutating func ints(_ a: [Int]) {
+        int(a.count)
+        for v in a { int(v) }
+    }
 }
 
 /// Little-endian bytes in; every read checks the length.
@@ -241,6 +276,8 @@ struct ByteReader {
         return raw.withUnsafeBytes { p in (0..<n).map { Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) } }
     }
     mutating func int8s() throws -> [Int8] { try take(try count()).map { Int8(bitPattern: $0) } }
+    mutating func doubles() throws -> [Double] { try (0..<(try count())).map { _ in try double() } }
+    mutating func ints() throws -> [Int] { try (0..<(try count())).map { _ in try int() } }
     func finish() throws {
         guard at == bytes.count else { throw Malformed(what: "\(bytes.count - at) trailing bytes") }
     }

@@ -13,6 +13,7 @@ public final class SweepWorker {
     private var arena: ParameterArena?
     private var model: InstrumentedGPT2?
     private var runner: CellRunner?
+    private var analyzer: ComponentAnalyzer?
     private var decoder: KnowledgeAcquisition?
     private var loadedFolder: URL?
     private var records: [String: [CircuitSample]] = [:]
@@ -70,8 +71,18 @@ public final class SweepWorker {
         let discovery = try runner!.discover(pairs, options: options)
         let evaluation = try runner!.evaluate(scores: discovery.scores, pairs: pairs, targets: targets, task: task, encoder: tokenizer,
                                               options: options)
-        return CellOutcome(scores: discovery.scores.values, nSamples: discovery.nSamples, discoverSeconds: discovery.seconds,
-                           evaluateSeconds: evaluation.seconds, circuits: evaluation.cell)
+        var outcome = CellOutcome(scores: discovery.scores.values, nSamples: discovery.nSamples, discoverSeconds: discovery.seconds,
+                                  evaluateSeconds: evaluation.seconds, circuits: evaluation.cell)
+        if plan.config.components {
+            // The same prompts' clean forwards, the circuits of the scores just found (docs/components.md).
+            let start = Date()
+            let samples = records[cell.task]!.filter { filter.accepts(type: $0.type, frequency: $0.frequency) }
+            let result = try CellComponents.analyze(samples, task: task, analyzer: analyzer!, tokenizer: tokenizer, batchSize: options.batchSize,
+                                                    scores: discovery.scores, topn: options.topn)
+            outcome.components = ComponentsTable.Cell(result)
+            outcome.componentsSeconds = Date().timeIntervalSince(start)
+        }
+        return outcome
     }
 
     private func tests() throws -> [Entity] {
@@ -90,12 +101,14 @@ public final class SweepWorker {
         if let arena, let model {
             try HFCheckpoint.load(folder: folder, into: arena)
             model.refreshFoldedBiases()
+            analyzer?.refresh()
         } else {
             let a = try HFCheckpoint.load(folder: folder)
             let m = InstrumentedGPT2(parameters: a)
             arena = a
             model = m
             runner = CellRunner(model: m)
+            analyzer = ComponentAnalyzer(model: m)
             decoder = KnowledgeAcquisition(model: GPT2(params: a))
         }
         loadedFolder = folder

@@ -108,7 +108,7 @@ final class SweepInterruptTests: XCTestCase {
         let before = Self.finishedItems(run)
         XCTAssertLessThan(before, 14, "killed part-way (\(before) of 14 items finished); the test needs an unfinished sweep")
         // Whatever the kill interrupted, the files under their real names are whole.
-        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
             let url = circuits.appendingPathComponent(name)
             if FileManager.default.fileExists(atPath: url.path) { XCTAssertNoThrow(try NetCDFContents(path: url.path), name) }
         }
@@ -123,7 +123,7 @@ final class SweepInterruptTests: XCTestCase {
         XCTAssertEqual(starts[0]["created"] as? String, starts[1]["created"] as? String, "the first run's start time is kept")
         XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: circuits.path).allSatisfy { !$0.contains(".tmp-") }, "no temporary files left")
 
-        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
             let mine = try Self.contents(circuits.appendingPathComponent(name))
             let theirs = try Self.contents(reference.appendingPathComponent(name))
             let diff = mine.differences(from: theirs, ignoringGlobalAttributes: ["created", "history"])
@@ -154,6 +154,7 @@ final class SweepInterruptTests: XCTestCase {
         let circuitsTable = try CircuitsTable.read(from: circuits.appendingPathComponent("circuits.nc"))
         XCTAssertEqual(Set(scores.cells.keys), manifestCells, "the files hold exactly the finished cells")
         XCTAssertEqual(Set(circuitsTable.cells.keys), manifestCells)
+        XCTAssertEqual(Set(try ComponentsTable.read(from: circuits.appendingPathComponent("components.nc")).cells.keys), manifestCells)
         XCTAssertLessThan(manifestCells.count, 12, "stopped before the end")
 
         let resumed = try Launch.run(try Launch.executable("dkc"), arguments, ranks: 2, timeout: 300)
@@ -237,7 +238,11 @@ final class SweepUnitTests: XCTestCase {
                                                                     CircuitsTable.TargetResult(labelProb: 1e-5, labelRankMean: 3.5, hitsAt1: 0, hitsAt10: 0.5, nTest: 4)])
         circuits.circuits[50] = CircuitsTable.Circuit(performance: 0.125, nEdges: 50, nNodes: 12, edgeEntropy: 3.25, inCircuit: [1, 1, 1, 1])
         let cell = ResultCell(checkpoint: 1200, task: "city", type: "new", frequency: "high")
-        let outcome = CellOutcome(scores: [0, -0.0, 1.5e-9, .nan], nSamples: 24, discoverSeconds: 1.25, evaluateSeconds: 2, circuits: circuits)
+        var outcome = CellOutcome(scores: [0, -0.0, 1.5e-9, .nan], nSamples: 24, discoverSeconds: 1.25, evaluateSeconds: 2, circuits: circuits)
+        let components = ComponentsTable.Cell(nEntities: 24, rankPlus1: [3, 2.5, 1], probability: [1e-9, .nan, 0.5], subjectRankPlus1: [7, 8, 9],
+                                              meanSubject: [0.1, -0.2], meanRelation: [0.3, .nan], circuitHeads: [10: [1, 0, 2, 0, 0, 1]],
+                                              circuitNodes: [10: 7])
+        outcome.components = components
         let request = SweepMessage.Request(stopRequested: true, loadSeconds: 0.5, computeSeconds: 3, result: .cell(cell, outcome))
         let back = try SweepMessage.decodeRequest(SweepMessage.encode(request))
         XCTAssertTrue(back.stopRequested)
@@ -247,6 +252,7 @@ final class SweepUnitTests: XCTestCase {
         XCTAssertEqual(o.scores.map(\.bitPattern), outcome.scores.map(\.bitPattern))
         XCTAssertEqual(o.circuits, circuits)
         XCTAssertEqual(o.nSamples, 24)
+        XCTAssertEqual(o.components, components)
 
         let acquisition = SweepItemResult.acquisition(checkpoint: 7, [AcquisitionKey(attribute: "city", type: "new", frequency: "low"):
             AcquisitionTable.Result(exactMatch: 0.5, hitsAt1: 0.25, hitsAt10: 1, labelProb: 0.01, nEntities: 4)], prompts: 20, seconds: 1)

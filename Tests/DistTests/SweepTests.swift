@@ -101,6 +101,7 @@ final class SweepTests: XCTestCase {
     /// for 1, 2 and 3 ranks; the files open with ncdump and xarray.
     func testSameResultsForOneTwoThreeRanks() throws {
         var tables: [(Int, ScoresTable, CircuitsTable, AcquisitionTable)] = []
+        var componentTables: [ComponentsTable] = []
         for ranks in [1, 2, 3] {
             let run = try run("ranks\(ranks)")
             let r = try sweep(run, ranks: ranks == 1 ? nil : ranks, Self.grid)
@@ -117,6 +118,7 @@ final class SweepTests: XCTestCase {
             tables.append((ranks, try ScoresTable.read(from: out.appendingPathComponent("scores.nc")),
                            try CircuitsTable.read(from: out.appendingPathComponent("circuits.nc")),
                            try AcquisitionTable.read(from: out.appendingPathComponent("acquisition.nc"))))
+            componentTables.append(try ComponentsTable.read(from: out.appendingPathComponent("components.nc")))
             if ranks == 1 { try checkReaders(out) }
         }
         let (_, s1, c1, a1) = tables[0]
@@ -131,6 +133,12 @@ final class SweepTests: XCTestCase {
             XCTAssertEqual(c.cells, c1.cells, "R=\(ranks): circuits")
             XCTAssertEqual(a.cells, a1.cells, "R=\(ranks): acquisition")
         }
+        // components.nc: every cell analysed (10 circuit samples, the tiny config's top-n circuits), identical for 1, 2, 3 ranks.
+        let k1 = componentTables[0]
+        XCTAssertEqual(Set(k1.cells.keys), Set(s1.cells.keys))
+        XCTAssertTrue(k1.cells.allSatisfy { $0.value.nEntities == s1.cells[$0.key]!.nSamples && !$0.value.circuitHeads.isEmpty
+            && $0.value.rankPlus1.allSatisfy { $0 >= 1 } }, "every cell's lens means and circuit heads")
+        for (i, k) in componentTables.enumerated().dropFirst() { XCTAssertEqual(k.cells, k1.cells, "R=\(i + 1): components") }
     }
 
     /// A sweep split into parts (`--part I/3`, as the job array runs it, one part with 2 ranks) and joined
@@ -167,7 +175,7 @@ final class SweepTests: XCTestCase {
         }
         XCTAssertEqual(items.reduce(0, +), 14, "every item computed by exactly one part: \(items)")
         XCTAssertTrue(items.allSatisfy { $0 >= 4 }, "near-equal parts: \(items)")
-        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
             let mine = try SweepInterruptTests.contents(split.appendingPathComponent("circuits").appendingPathComponent(name))
             let theirs = try SweepInterruptTests.contents(whole.appendingPathComponent(name))
             XCTAssertEqual(mine.differences(from: theirs, ignoringGlobalAttributes: ["created", "history"]), [], "\(name): merged parts vs one job")
@@ -188,7 +196,7 @@ final class SweepTests: XCTestCase {
 
     /// ncdump -h reads every file; xarray opens them and selects a cell by labels (skipped without xarray).
     func checkReaders(_ out: URL) throws {
-        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
             let path = out.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: "/usr/bin/ncdump") {
                 let r = try Launch.run(URL(fileURLWithPath: "/usr/bin/ncdump"), ["-h", path])
