@@ -7,11 +7,14 @@ public enum SweepItemResult: Sendable {
     case cell(ResultCell, CellOutcome)
     /// The acquisition of a checkpoint: one result per attribute × type × bucket.
     case acquisition(checkpoint: Int64, [AcquisitionKey: AcquisitionTable.Result], prompts: Int, seconds: Double)
+    /// The circuits of checkpoint `source` on the model of `checkpoint`, per cell (labelled with `checkpoint`).
+    case transplant(source: Int64, checkpoint: Int64, [ResultCell: CircuitsTable.Transplant], seconds: Double)
 
     public var item: SweepItem {
         switch self {
         case .cell(let c, _): return .cell(c)
         case .acquisition(let s, _, _, _): return .acquisition(checkpoint: s)
+        case .transplant(let source, let s, _, _): return .transplant(source: source, checkpoint: s)
         }
     }
 }
@@ -50,7 +53,9 @@ enum SweepMessage {
 
     enum Assignment: Equatable {
         case stop
-        case item(SweepItem, folder: String)
+        /// An item and its checkpoint folder; a transplant item also carries the source checkpoint's circuits
+        /// (per source cell, the `in_circuit` mask of each top-n).
+        case item(SweepItem, folder: String, sourceCircuits: [ResultCell: [Int: [Int8]]] = [:])
     }
 
     static func encode(_ r: Request) -> [UInt8] {
@@ -75,12 +80,23 @@ enum SweepMessage {
         var w = ByteWriter()
         switch a {
         case .stop: w.u8(0)
-        case let .item(item, folder):
+        case let .item(item, folder, sources):
             switch item {
             case .cell(let c): w.u8(1); cell(c, &w)
             case .acquisition(let s): w.u8(2); w.i64(s)
+            case let .transplant(source, s): w.u8(3); w.i64(source); w.i64(s)
             }
             w.string(folder)
+            if case .transplant = item {
+                let cells = sources.keys.sorted { $0.description < $1.description }
+                w.int(cells.count)
+                for c in cells {
+                    cell(c, &w)
+                    let sizes = sources[c]!.keys.sorted()
+                    w.int(sizes.count)
+                    for n in sizes { w.int(n); w.int8s(sources[c]![n]!) }
+                }
+            }
         }
         return w.bytes
     }
@@ -93,6 +109,16 @@ enum SweepMessage {
         case 0: a = .stop
         case 1: let c = try readCell(&r); a = .item(.cell(c), folder: try r.string())
         case 2: let s = try r.i64(); a = .item(.acquisition(checkpoint: s), folder: try r.string())
+        case 3:
+            let source = try r.i64(), s = try r.i64(), folder = try r.string()
+            var sources: [ResultCell: [Int: [Int8]]] = [:]
+            for _ in 0..<(try r.count()) {
+                let c = try readCell(&r)
+                var masks: [Int: [Int8]] = [:]
+                for _ in 0..<(try r.count()) { let n = try r.int(); masks[n] = try r.int8s() }
+                sources[c] = masks
+            }
+            a = .item(.transplant(source: source, checkpoint: s), folder: folder, sourceCircuits: sources)
         default: throw ByteReader.Malformed(what: "assignment kind \(kind)")
         }
         try r.finish()
@@ -151,6 +177,22 @@ enum SweepMessage {
                 w.string(k.attribute); w.string(k.type); w.string(k.frequency)
                 w.double(v.exactMatch); w.double(v.hitsAt1); w.double(v.hitsAt10); w.double(v.labelProb); w.int(v.nEntities)
             }
+        case let .transplant(source, step, results, seconds):
+            w.u8(3)
+            w.i64(source); w.i64(step); w.double(seconds)
+            let cells = results.keys.sorted { $0.description < $1.description }
+            w.int(cells.count)
+            for c in cells {
+                let t = results[c]!
+                cell(c, &w)
+                w.double(t.cleanBaseline); w.double(t.corruptedBaseline)
+                let sizes = t.circuits.keys.sorted()
+                w.int(sizes.count)
+                for n in sizes {
+                    let k = t.circuits[n]!
+                    w.int(n); w.double(k.performance); w.double(k.hitsAt10); w.int(k.nTest)
+                }
+            }
         }
     }
 
@@ -198,6 +240,19 @@ enum SweepMessage {
                                                      labelProb: try r.double(), nEntities: try r.int())
             }
             return .acquisition(checkpoint: step, results, prompts: prompts, seconds: seconds)
+        case 3:
+            let source = try r.i64(), step = try r.i64(), seconds = try r.double()
+            var results: [ResultCell: CircuitsTable.Transplant] = [:]
+            for _ in 0..<(try r.count()) {
+                let c = try readCell(&r)
+                var t = CircuitsTable.Transplant(cleanBaseline: try r.double(), corruptedBaseline: try r.double())
+                for _ in 0..<(try r.count()) {
+                    let n = try r.int()
+                    t.circuits[n] = CircuitsTable.TransplantCircuit(performance: try r.double(), hitsAt10: try r.double(), nTest: try r.int())
+                }
+                results[c] = t
+            }
+            return .transplant(source: source, checkpoint: step, results, seconds: seconds)
         case let kind:
             throw ByteReader.Malformed(what: "result kind \(kind)")
         }

@@ -91,6 +91,7 @@ final class SweepStore {
         try circuits.declare(tasks: plan.tasks, types: plan.types, frequencies: plan.frequencies, topn: plan.config.cell.topn,
                              targetTypes: types, targetFrequencies: buckets)
         acquisition.declare(attributes: Acquisition.attributes.map(\.rawValue), types: types, frequencies: buckets)
+        circuits.declare(transplantSources: plan.transplantSources)
         if plan.config.components {
             components.declare(tasks: plan.tasks, types: plan.types, frequencies: plan.frequencies, topn: plan.config.cell.topn)
         }
@@ -110,8 +111,30 @@ final class SweepStore {
             switch item {
             case .cell(let c): if scores[c] != nil { done.insert(item) }
             case .acquisition(let s): if acquired.contains(s) { done.insert(item) }
+            case let .transplant(source, s): if Self.transplanted(circuits, plan: plan, source: source, checkpoint: s) { done.insert(item) }
             }
         }
+    }
+
+    /// Whether `circuits` holds the transplant of `source`'s circuits on checkpoint `step` for every planned cell.
+    static func transplanted(_ circuits: CircuitsTable, plan: SweepPlan, source: Int64, checkpoint step: Int64) -> Bool {
+        plan.cells.filter { $0.checkpoint == step }.allSatisfy { circuits.transplants[.init(source: source, cell: $0)] != nil }
+    }
+
+    /// Whether every planned cell of checkpoint `source` is done (its transplants can start).
+    func sourceDone(_ source: Int64) -> Bool {
+        plan.cells.filter { $0.checkpoint == source }.allSatisfy { done.contains(.cell($0)) }
+    }
+
+    /// The circuits a transplant item evaluates: per cell of its source checkpoint, the in_circuit mask of each top-n.
+    func sourceCircuits(of item: SweepItem) -> [ResultCell: [Int: [Int8]]] {
+        guard case let .transplant(source, _) = item else { return [:] }
+        var out: [ResultCell: [Int: [Int8]]] = [:]
+        for cell in plan.cells where cell.checkpoint == source {
+            guard let c = circuits[cell] else { continue }
+            out[cell] = c.circuits.mapValues(\.inCircuit)
+        }
+        return out
     }
 
     /// Joins the results of one part of this sweep (`dkc sweep --part`, files in `directory`) into the
@@ -154,6 +177,7 @@ final class SweepStore {
             switch item {
             case .cell(let c): return scores?[c] != nil && circuits?[c] != nil && (!plan.config.components || components?[c] != nil)
             case .acquisition(let s): return acquired.contains(s)
+            case let .transplant(source, s): return circuits.map { transplanted($0, plan: plan, source: source, checkpoint: s) } ?? false
             }
         })
     }
@@ -193,6 +217,10 @@ final class SweepStore {
                 try acquisition.set(AcquisitionCell(checkpoint: step, attribute: k.attribute, type: k.type, frequency: k.frequency), v)
             }
             line = [("event", .string("acquisition")), ("checkpoint", .int(Int(step))), ("prompts", .int(prompts)),
+                    ("seconds", .double(seconds))] + line
+        case let .transplant(source, step, results, seconds):
+            for (cell, t) in results { try circuits.setTransplant(.init(source: source, cell: cell), t) }
+            line = [("event", .string("transplant")), ("source_checkpoint", .int(Int(source))), ("checkpoint", .int(Int(step))),
                     ("seconds", .double(seconds))] + line
         }
         done.insert(result.item)

@@ -42,8 +42,8 @@ public final class SweepWorker {
         return (loadSeconds, computeSeconds)
     }
 
-    /// Computes `item` on the checkpoint in `folder`.
-    public func run(_ item: SweepItem, folder: URL) throws -> SweepItemResult {
+    /// Computes `item` on the checkpoint in `folder`; a transplant item needs its source circuits.
+    public func run(_ item: SweepItem, folder: URL, sourceCircuits: [ResultCell: [Int: [Int8]]] = [:]) throws -> SweepItemResult {
         try load(folder)
         let start = Date()
         defer { computeSeconds += Date().timeIntervalSince(start) }
@@ -56,7 +56,39 @@ public final class SweepWorker {
                                                options: .init(maxNewTokens: plan.config.maxNewTokens, batchSize: plan.config.cell.batchSize))
             return .acquisition(checkpoint: step, Acquisition.summarize(rows, buckets: plan.data.buckets), prompts: rows.count,
                                 seconds: Date().timeIntervalSince(start))
+        case let .transplant(source, step):
+            var results: [ResultCell: CircuitsTable.Transplant] = [:]
+            for (sourceCell, masks) in sourceCircuits {
+                let cell = ResultCell(checkpoint: step, task: sourceCell.task, type: sourceCell.type, frequency: sourceCell.frequency)
+                results[cell] = try transplant(masks, cell: cell)
+            }
+            return .transplant(source: source, checkpoint: step, results, seconds: Date().timeIntervalSince(start))
         }
+    }
+
+    /// The source circuits `masks` (top-n → in_circuit) on the loaded model: `run_eval` on the cell's samples
+    /// and the zero-ablated test on the cell's own test entities (target = source cell).
+    private func transplant(_ masks: [Int: [Int8]], cell: ResultCell) throws -> CircuitsTable.Transplant {
+        let task = try CircuitTask.named(cell.task, option: "tasks")
+        let file = plan.data.circuitFile(cell.task)
+        if records[cell.task] == nil { records[cell.task] = try CircuitSample.read(file) }
+        let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: plan.data.buckets,
+                                    typeOption: "types", frequencyOption: "frequencies")
+        let pairs = try CircuitSample.pairs(records[cell.task]!, filter: filter, task: task, encoder: tokenizer, source: file.path)
+        let entities = try tests().filter { filter.accepts(type: $0.type.rawValue, frequency: $0.frequency) }
+        let target = CircuitsTable.Target(type: cell.type, frequency: cell.frequency)
+        let sizes = masks.keys.sorted()
+        var options = plan.config.cell
+        options.topn = sizes
+        let evaluation = try runner!.evaluate(circuits: sizes.map { Circuit(graph: model!.graph, inCircuit: masks[$0]!) }, pairs: pairs,
+                                              targets: entities.isEmpty ? [] : [TestTarget(type: cell.type, frequency: cell.frequency, entities: entities)],
+                                              task: task, encoder: tokenizer, options: options)
+        var out = CircuitsTable.Transplant(cleanBaseline: evaluation.cell.cleanBaseline, corruptedBaseline: evaluation.cell.corruptedBaseline)
+        for n in sizes {
+            let c = evaluation.cell.circuits[n]!, test = c.targets[target]
+            out.circuits[n] = CircuitsTable.TransplantCircuit(performance: c.performance, hitsAt10: test?.hitsAt10 ?? .nan, nTest: test?.nTest ?? OutputFill.count)
+        }
+        return out
     }
 
     private func compute(_ cell: ResultCell) throws -> CellOutcome {

@@ -73,7 +73,7 @@ final class SweepInterruptTests: XCTestCase {
 
     static func finishedItems(_ run: URL) -> Int {
         SweepStore.readManifest(run.appendingPathComponent("circuits/manifest.jsonl"))
-            .filter { ["cell", "acquisition"].contains($0["event"] as? String ?? "") }.count
+            .filter { ["cell", "acquisition", "transplant"].contains($0["event"] as? String ?? "") }.count
     }
 
     /// The file's contents with the wall times blanked and the first-write attributes left out: what must
@@ -106,7 +106,7 @@ final class SweepInterruptTests: XCTestCase {
         kill(job.process.processIdentifier, SIGKILL)
         _ = job.finish()
         let before = Self.finishedItems(run)
-        XCTAssertLessThan(before, 14, "killed part-way (\(before) of 14 items finished); the test needs an unfinished sweep")
+        XCTAssertLessThan(before, 18, "killed part-way (\(before) of 18 items finished); the test needs an unfinished sweep")
         // Whatever the kill interrupted, the files under their real names are whole.
         for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
             let url = circuits.appendingPathComponent(name)
@@ -129,7 +129,7 @@ final class SweepInterruptTests: XCTestCase {
             let diff = mine.differences(from: theirs, ignoringGlobalAttributes: ["created", "history"])
             XCTAssertEqual(diff, [], "\(name): resumed vs uninterrupted")
         }
-        print("kill and resume: \(before) of 14 items finished before SIGKILL, \(inFiles) cells in the files; resumed files equal the uninterrupted run's")
+        print("kill and resume: \(before) of 18 items finished before SIGKILL, \(inFiles) cells in the files; resumed files equal the uninterrupted run's")
     }
 
     /// SIGTERM to every rank (as Slurm's scancel sends it) while items run: exit 0, a line saying how to
@@ -159,7 +159,7 @@ final class SweepInterruptTests: XCTestCase {
 
         let resumed = try Launch.run(try Launch.executable("dkc"), arguments, ranks: 2, timeout: 300)
         XCTAssertEqual(resumed.status, 0, resumed.stdout + resumed.stderr)
-        XCTAssertTrue(resumed.stdout.contains("done: 14 of 14 items"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("done: 18 of 18 items"), resumed.stdout)
         XCTAssertEqual(try ScoresTable.read(from: circuits.appendingPathComponent("scores.nc")).cells.count, 12)
     }
 
@@ -231,6 +231,22 @@ final class SweepUnitTests: XCTestCase {
         XCTAssertEqual(s.next(for: 0)?.checkpoint, 10)
     }
 
+    /// Items the readiness check refuses (transplants whose sources are not done) wait; the others go in order.
+    func testSchedulerPassesOverItemsNotReady() {
+        let t = SweepItem.transplant(source: 20, checkpoint: 10)
+        let a = SweepItem.acquisition(checkpoint: 10), c = SweepItem.cell(ResultCell(checkpoint: 20, task: "city", type: "new", frequency: "high"))
+        var s = SweepScheduler(items: [a, t, c])
+        var sourceDone = false
+        let ready: (SweepItem) -> Bool = { if case .transplant = $0 { return sourceDone }; return true }
+        XCTAssertEqual(s.next(for: 0, ready: ready), a)
+        XCTAssertEqual(s.next(for: 0, ready: ready), c, "the transplant waits; rank 0 moves to the next checkpoint")
+        XCTAssertNil(s.next(for: 0, ready: ready))
+        XCTAssertEqual(s.remaining, 1)
+        sourceDone = true
+        XCTAssertEqual(s.next(for: 1, ready: ready), t)
+        XCTAssertEqual(s.remaining, 0)
+    }
+
     func testMessagesRoundTrip() throws {
         var circuits = CircuitsTable.Cell(cleanBaseline: 0.25, corruptedBaseline: -1.5)
         circuits.circuits[10] = CircuitsTable.Circuit(performance: .nan, nEdges: 9, nNodes: 7, edgeEntropy: .nan, inCircuit: [0, 1, 0, 1],
@@ -267,6 +283,18 @@ final class SweepUnitTests: XCTestCase {
         for a in [SweepMessage.Assignment.stop, .item(.cell(cell), folder: "/runs/x/checkpoint-1200"), .item(.acquisition(checkpoint: 3), folder: "/c")] {
             XCTAssertEqual(try SweepMessage.decodeAssignment(SweepMessage.encode(a)), a)
         }
+        let transplantAssignment = SweepMessage.Assignment.item(.transplant(source: 10, checkpoint: 20), folder: "/c/checkpoint-20",
+                                                                sourceCircuits: [cell: [10: [0, 1, 1, 0], 50: [1, 1, 1, 1]]])
+        XCTAssertEqual(try SweepMessage.decodeAssignment(SweepMessage.encode(transplantAssignment)), transplantAssignment)
+        let transplant = SweepItemResult.transplant(source: 10, checkpoint: 20, [cell: CircuitsTable.Transplant(cleanBaseline: 1, corruptedBaseline: -0.5,
+            circuits: [10: .init(performance: 0.25, hitsAt10: .nan, nTest: -1), 50: .init(performance: 1, hitsAt10: 0.5, nTest: 4)])], seconds: 2)
+        var tw = ByteWriter()
+        SweepMessage.encode(transplant, &tw)
+        var tr = ByteReader(tw.bytes)
+        guard case let .transplant(source, target, results, _) = try SweepMessage.decodeResult(&tr) else { return XCTFail("transplant expected") }
+        XCTAssertEqual([source, target], [10, 20])
+        guard case let .transplant(_, _, sent, _) = transplant else { return }
+        XCTAssertEqual(results, sent)
         XCTAssertThrowsError(try SweepMessage.decodeAssignment([9]))
         XCTAssertThrowsError(try SweepMessage.decodeRequest(Array(SweepMessage.encode(request).dropLast())))
     }

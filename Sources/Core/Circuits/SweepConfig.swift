@@ -24,6 +24,8 @@ extension ConfigSchema {
         ConfigKey("acquisition", .bool, default: .bool(true), help: "full-model acquisition (greedy decoding) once per checkpoint"),
         ConfigKey("components", .bool, default: .bool(true),
                   help: "component analysis of every cell (logit lens, DLA head classes, heads of its circuits) into components.nc"),
+        ConfigKey("transplant_sources", .array(.int), default: nil,
+                  help: "checkpoints (0-based indices in step order, negative from the end) whose circuits are evaluated on every checkpoint's model; unset: first, middle and final; [] for none"),
         ConfigKey("max_new_tokens", .int, default: .int(15), help: "tokens generated at most per acquisition prompt"),
         ConfigKey("faithfulness_min_denominator", .double, default: .double(1e-6),
                   help: "faithfulness is NaN when |clean − corrupted baseline| is below this"),
@@ -48,6 +50,8 @@ public struct SweepConfig {
     public var cell: CellOptions
     public var acquisition: Bool
     public var components: Bool
+    /// Indices of the transplant source checkpoints (nil: first, middle, final).
+    public var transplantSources: [Int]?
     public var maxNewTokens: Int
     public var faithfulnessMinDenominator: Double
     public var writeInterval: Double
@@ -102,6 +106,7 @@ public struct SweepConfig {
         cell = CellOptions(attribution: AttributionOptions(method: method, igSteps: steps), batchSize: batch, topn: topn)
         acquisition = c.bool("acquisition")
         components = c.bool("components")
+        if c.value("transplant_sources") != nil { transplantSources = c.ints("transplant_sources") }
         maxNewTokens = c.int("max_new_tokens")
         guard maxNewTokens >= 1 else { throw bad("max_new_tokens", "must be ≥ 1, got \(maxNewTokens)") }
         faithfulnessMinDenominator = c.double("faithfulness_min_denominator")
