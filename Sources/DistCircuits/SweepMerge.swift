@@ -12,6 +12,8 @@ public struct SweepMergeSummary: Sendable {
     public var done: Int
     public var planned: Int
     public var missing: [SweepItem]
+    /// Transplant items not yet computed (parts never compute them; a plain `dkc sweep` after the merge does).
+    public var transplantsLeft: Int
     public var outputDir: URL
 
     public var complete: Bool { missing.isEmpty }
@@ -50,13 +52,14 @@ extension SweepRun {
         try store.write()
         let present = Set(parts.map(\.index))
         let absent = (0..<count).filter { !present.contains($0) }
-        let missing = plan.allItems.filter { !store.done.contains($0) }
+        let missing = plan.gridItems.filter { !store.done.contains($0) }
+        let transplantsLeft = plan.transplantItems.filter { !store.done.contains($0) }.count
         try store.appendManifest(.object([
             ("event", .string("merge")), ("time", .string(Provenance.timestamp(Date()))),
             ("parts", .array(parts.map { .string($0.folderName) })), ("items_added", .array(added.map { .int($0) })),
             ("items_done", .int(store.done.count)), ("items_planned", .int(plan.allItems.count)),
         ]))
         return SweepMergeSummary(parts: parts, itemsAdded: added, absentParts: absent, done: store.done.count, planned: plan.allItems.count,
-                                 missing: missing, outputDir: plan.outputDir)
+                                 missing: missing, transplantsLeft: transplantsLeft, outputDir: plan.outputDir)
     }
 }

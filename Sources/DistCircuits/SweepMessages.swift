@@ -8,11 +8,14 @@ public enum SweepItemResult: Sendable {
     /// The acquisition of a checkpoint: one result per attribute × type × bucket, and the per-entity results.
     case acquisition(checkpoint: Int64, [AcquisitionKey: AcquisitionTable.Result], entities: AcquisitionTable.EntityResults,
                      prompts: Int, seconds: Double)
+    /// The circuits of checkpoint `source` on the model of `checkpoint`, per cell (labelled with `checkpoint`).
+    case transplant(source: Int64, checkpoint: Int64, [ResultCell: CircuitsTable.Transplant], seconds: Double)
 
     public var item: SweepItem {
         switch self {
         case .cell(let c, _): return .cell(c)
         case .acquisition(let s, _, _, _, _): return .acquisition(checkpoint: s)
+        case .transplant(let source, let s, _, _): return .transplant(source: source, checkpoint: s)
         }
     }
 }
@@ -26,6 +29,10 @@ public struct CellOutcome: Sendable {
     public var discoverSeconds: Double
     public var evaluateSeconds: Double
     public var circuits: CircuitsTable.Cell
+    /// The cell's component analysis (nil when the sweep's `components` key is false).
+    public var components: ComponentsTable.Cell?
+    /// Wall time of the component analysis.
+    public var componentsSeconds: Double = 0
 }
 
 /// Messages between the ranks of a sweep, as bytes (little-endian, length-prefixed strings and arrays).
@@ -47,7 +54,9 @@ enum SweepMessage {
 
     enum Assignment: Equatable {
         case stop
-        case item(SweepItem, folder: String)
+        /// An item and its checkpoint folder; a transplant item also carries the source checkpoint's circuits
+        /// (per source cell, the `in_circuit` mask of each top-n).
+        case item(SweepItem, folder: String, sourceCircuits: [ResultCell: [Int: [Int8]]] = [:])
     }
 
     static func encode(_ r: Request) -> [UInt8] {
@@ -72,12 +81,23 @@ enum SweepMessage {
         var w = ByteWriter()
         switch a {
         case .stop: w.u8(0)
-        case let .item(item, folder):
+        case let .item(item, folder, sources):
             switch item {
             case .cell(let c): w.u8(1); cell(c, &w)
             case .acquisition(let s): w.u8(2); w.i64(s)
+            case let .transplant(source, s): w.u8(3); w.i64(source); w.i64(s)
             }
             w.string(folder)
+            if case .transplant = item {
+                let cells = sources.keys.sorted { $0.description < $1.description }
+                w.int(cells.count)
+                for c in cells {
+                    cell(c, &w)
+                    let sizes = sources[c]!.keys.sorted()
+                    w.int(sizes.count)
+                    for n in sizes { w.int(n); w.int8s(sources[c]![n]!) }
+                }
+            }
         }
         return w.bytes
     }
@@ -90,6 +110,16 @@ enum SweepMessage {
         case 0: a = .stop
         case 1: let c = try readCell(&r); a = .item(.cell(c), folder: try r.string())
         case 2: let s = try r.i64(); a = .item(.acquisition(checkpoint: s), folder: try r.string())
+        case 3:
+            let source = try r.i64(), s = try r.i64(), folder = try r.string()
+            var sources: [ResultCell: [Int: [Int8]]] = [:]
+            for _ in 0..<(try r.count()) {
+                let c = try readCell(&r)
+                var masks: [Int: [Int8]] = [:]
+                for _ in 0..<(try r.count()) { let n = try r.int(); masks[n] = try r.int8s() }
+                sources[c] = masks
+            }
+            a = .item(.transplant(source: source, checkpoint: s), folder: folder, sourceCircuits: sources)
         default: throw ByteReader.Malformed(what: "assignment kind \(kind)")
         }
         try r.finish()
@@ -127,6 +157,15 @@ enum SweepMessage {
                     w.double(v.labelProb); w.double(v.labelRankMean); w.double(v.hitsAt1); w.double(v.hitsAt10); w.int(v.nTest)
                 }
             }
+            w.bool(o.components != nil)
+            if let k = o.components {
+                w.double(o.componentsSeconds)
+                w.int(k.nEntities)
+                for a in [k.rankPlus1, k.probability, k.subjectRankPlus1, k.meanSubject, k.meanRelation] { w.doubles(a) }
+                let sizes = k.circuitHeads.keys.sorted()
+                w.int(sizes.count)
+                for n in sizes { w.int(n); w.int(k.circuitNodes[n]!); w.ints(k.circuitHeads[n]!) }
+            }
         case let .acquisition(step, results, entities, prompts, seconds):
             w.u8(2)
             w.i64(step)
@@ -146,6 +185,22 @@ enum SweepMessage {
                 w.string(a)
                 w.int8s(entities.query[a]!)
                 w.int8s(entities.exact[a] ?? [])
+            }
+        case let .transplant(source, step, results, seconds):
+            w.u8(3)
+            w.i64(source); w.i64(step); w.double(seconds)
+            let cells = results.keys.sorted { $0.description < $1.description }
+            w.int(cells.count)
+            for c in cells {
+                let t = results[c]!
+                cell(c, &w)
+                w.double(t.cleanBaseline); w.double(t.corruptedBaseline)
+                let sizes = t.circuits.keys.sorted()
+                w.int(sizes.count)
+                for n in sizes {
+                    let k = t.circuits[n]!
+                    w.int(n); w.double(k.performance); w.double(k.hitsAt10); w.int(k.nTest)
+                }
             }
         }
     }
@@ -170,7 +225,21 @@ enum SweepMessage {
                 cell.circuits[n] = CircuitsTable.Circuit(performance: performance, nEdges: nEdges, nNodes: nNodes, edgeEntropy: entropy,
                                                          inCircuit: mask, targets: targets)
             }
-            return .cell(c, CellOutcome(scores: scores, nSamples: nSamples, discoverSeconds: discover, evaluateSeconds: evaluate, circuits: cell))
+            var outcome = CellOutcome(scores: scores, nSamples: nSamples, discoverSeconds: discover, evaluateSeconds: evaluate, circuits: cell)
+            if try r.bool() {
+                outcome.componentsSeconds = try r.double()
+                let n = try r.int()
+                let arrays = try (0..<5).map { _ in try r.doubles() }
+                var heads: [Int: [Int]] = [:], nodes: [Int: Int] = [:]
+                for _ in 0..<(try r.count()) {
+                    let size = try r.int()
+                    nodes[size] = try r.int()
+                    heads[size] = try r.ints()
+                }
+                outcome.components = ComponentsTable.Cell(nEntities: n, rankPlus1: arrays[0], probability: arrays[1], subjectRankPlus1: arrays[2],
+                                                          meanSubject: arrays[3], meanRelation: arrays[4], circuitHeads: heads, circuitNodes: nodes)
+            }
+            return .cell(c, outcome)
         case 2:
             let step = try r.i64(), prompts = try r.int(), seconds = try r.double()
             var results: [AcquisitionKey: AcquisitionTable.Result] = [:]
@@ -186,6 +255,19 @@ enum SweepMessage {
                 entities.exact[a] = try r.int8s()
             }
             return .acquisition(checkpoint: step, results, entities: entities, prompts: prompts, seconds: seconds)
+        case 3:
+            let source = try r.i64(), step = try r.i64(), seconds = try r.double()
+            var results: [ResultCell: CircuitsTable.Transplant] = [:]
+            for _ in 0..<(try r.count()) {
+                let c = try readCell(&r)
+                var t = CircuitsTable.Transplant(cleanBaseline: try r.double(), corruptedBaseline: try r.double())
+                for _ in 0..<(try r.count()) {
+                    let n = try r.int()
+                    t.circuits[n] = CircuitsTable.TransplantCircuit(performance: try r.double(), hitsAt10: try r.double(), nTest: try r.int())
+                }
+                results[c] = t
+            }
+            return .transplant(source: source, checkpoint: step, results, seconds: seconds)
         case let kind:
             throw ByteReader.Malformed(what: "result kind \(kind)")
         }
@@ -217,6 +299,14 @@ struct ByteWriter {
         for v in a { float(v) }
     }
     mutating func int8s(_ a: [Int8]) { int(a.count); bytes.append(contentsOf: a.map { UInt8(bitPattern: $0) }) }
+    mutating func doubles(_ a: [Double]) {
+        int(a.count)
+        for v in a { double(v) }
+    }
+    mutating func ints(_ a: [Int]) {
+        int(a.count)
+        for v in a { int(v) }
+    }
 }
 
 /// Little-endian bytes in; every read checks the length.
@@ -256,6 +346,8 @@ struct ByteReader {
         return raw.withUnsafeBytes { p in (0..<n).map { Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) } }
     }
     mutating func int8s() throws -> [Int8] { try take(try count()).map { Int8(bitPattern: $0) } }
+    mutating func doubles() throws -> [Double] { try (0..<(try count())).map { _ in try double() } }
+    mutating func ints() throws -> [Int] { try (0..<(try count())).map { _ in try int() } }
     func finish() throws {
         guard at == bytes.count else { throw Malformed(what: "\(bytes.count - at) trailing bytes") }
     }

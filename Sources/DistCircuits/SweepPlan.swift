@@ -6,11 +6,15 @@ import Foundation
 public enum SweepItem: Hashable, Sendable, CustomStringConvertible {
     case cell(ResultCell)
     case acquisition(checkpoint: Int64)
+    /// The circuits of every cell of checkpoint `source` evaluated with the model of `checkpoint`
+    /// (needs the source checkpoint's cells done).
+    case transplant(source: Int64, checkpoint: Int64)
 
     public var checkpoint: Int64 {
         switch self {
         case .cell(let c): return c.checkpoint
         case .acquisition(let s): return s
+        case .transplant(_, let s): return s
         }
     }
 
@@ -18,6 +22,7 @@ public enum SweepItem: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .cell(let c): return "cell \(c)"
         case .acquisition(let s): return "acquisition checkpoint=\(s)"
+        case let .transplant(source, s): return "transplant source_checkpoint=\(source) checkpoint=\(s)"
         }
     }
 }
@@ -82,6 +87,8 @@ public struct SweepPlan {
     public let modelConfig: GPT2Config
     /// Circuit samples of each (task, type, frequency), for progress and cost estimates.
     public let samples: [String: Int]
+    /// Steps of the checkpoints whose circuits are transplanted (`transplant_sources`), ascending.
+    public let transplantSources: [Int64]
     /// The part of the items this run computes; nil for the whole grid.
     public private(set) var part: SweepPart?
 
@@ -134,6 +141,16 @@ public struct SweepPlan {
         guard fm.fileExists(atPath: data.testFile.path) else {
             throw CircuitsError(item: "data_dir", problem: "\(data.testFile.path) is missing", fix: "point data_dir at the output folder of dkc data generate")
         }
+        let found = checkpoints, n = found.count
+        var sourceIndices: [Int] = []
+        for i in config.transplantSources ?? [0, (n - 1) / 2, n - 1] {
+            guard (-n..<n).contains(i) else {
+                throw CircuitsError(item: "transplant_sources", problem: "index \(i) is outside the \(n) checkpoints",
+                                    fix: "give 0-based indices in step order (0 … \(n - 1), or -1 for the final one)")
+            }
+            sourceIndices.append(i < 0 ? n + i : i)
+        }
+        transplantSources = Set(sourceIndices).sorted().map { found[$0].step }
         modelConfig = try GPT2Config.load(from: checkpoints[0].folder.appendingPathComponent(HFCheckpoint.configFileName))
 
         var samples: [String: Int] = [:]
@@ -212,13 +229,19 @@ public struct SweepPlan {
             + tasks.flatMap { t in types.flatMap { y in frequencies.map { f in SweepItem.cell(ResultCell(checkpoint: step, task: t, type: y, frequency: f)) } } }
     }
 
-    /// Every item of the grid, whatever the part.
+    /// Every item of the grid, whatever the part (transplants aside).
     public var gridItems: [SweepItem] { checkpoints.flatMap { items(of: $0.step) } }
 
-    /// The items this run computes: the whole grid, or the part's range of it.
+    /// The transplant items: every source × every checkpoint, grouped by the checkpoint evaluated.
+    public var transplantItems: [SweepItem] {
+        checkpoints.flatMap { c in transplantSources.map { SweepItem.transplant(source: $0, checkpoint: c.step) } }
+    }
+
+    /// The items this run computes: the whole grid then the transplants, or the part's range of the grid
+    /// (a part has no transplants: they need other parts' cells; a plain sweep after `--merge` computes them).
     public var allItems: [SweepItem] {
         let all = gridItems
-        guard let part else { return all }
+        guard let part else { return all + transplantItems }
         return Array(all[part.range(of: all.count)])
     }
 

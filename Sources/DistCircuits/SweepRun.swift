@@ -71,8 +71,8 @@ public enum SweepRun {
                                                computeSeconds: times.compute, result: result)
             try comm.send(bytes: SweepMessage.encode(request), to: 0, tag: SweepMessage.requestTag)
             let reply = try comm.receive(from: 0, tag: SweepMessage.assignTag)
-            guard case let .item(item, folder) = try SweepMessage.decodeAssignment(reply.bytes) else { return }
-            result = try worker.run(item, folder: URL(fileURLWithPath: folder))
+            guard case let .item(item, folder, sources) = try SweepMessage.decodeAssignment(reply.bytes) else { return }
+            result = try worker.run(item, folder: URL(fileURLWithPath: folder), sourceCircuits: sources)
         }
     }
 
@@ -93,7 +93,19 @@ public enum SweepRun {
         let local = LocalWorker(worker: worker)
         defer { local.shutdown() }
 
-        func next(for rank: Int) -> SweepItem? { stopping ? nil : scheduler.next(for: rank) }
+        // A transplant item waits until every cell of its source checkpoint is done; ranks asking meanwhile wait.
+        func next(for rank: Int) -> SweepItem? {
+            stopping ? nil : scheduler.next(for: rank) { item in
+                if case let .transplant(source, _) = item { return store.sourceDone(source) }
+                return true
+            }
+        }
+        var waiting: [Int] = []
+        func assign(_ item: SweepItem, to rank: Int) throws {
+            inFlight[rank] = item
+            try comm.send(bytes: SweepMessage.encode(.item(item, folder: plan.folder(of: item.checkpoint).path, sourceCircuits: store.sourceCircuits(of: item))),
+                          to: rank, tag: SweepMessage.assignTag)
+        }
         func finish(_ result: SweepItemResult, rank: Int) throws {
             try store.record(result, rank: rank)
             summary.computed += 1
@@ -112,7 +124,7 @@ public enum SweepRun {
         func startLocal() {
             if let item = next(for: 0) {
                 inFlight[0] = item
-                local.submit(item, folder: plan.folder(of: item.checkpoint))
+                local.submit(item, folder: plan.folder(of: item.checkpoint), sourceCircuits: store.sourceCircuits(of: item))
             }
         }
 
@@ -149,14 +161,27 @@ public enum SweepRun {
                     inFlight[source] = nil
                     try finish(result, rank: source)
                 }
-                if let item = next(for: source) {
-                    inFlight[source] = item
-                    try comm.send(bytes: SweepMessage.encode(.item(item, folder: plan.folder(of: item.checkpoint).path)), to: source,
-                                  tag: SweepMessage.assignTag)
+                waiting.append(source)
+            }
+            // Ranks without work: the next ready item, else wait while unready items remain, else stop.
+            var stillWaiting: [Int] = []
+            for rank in waiting {
+                if let item = next(for: rank) {
+                    progressed = true
+                    try assign(item, to: rank)
+                } else if !stopping && scheduler.remaining > 0 {
+                    stillWaiting.append(rank)
                 } else {
-                    try comm.send(bytes: SweepMessage.encode(.stop), to: source, tag: SweepMessage.assignTag)
-                    remote.remove(source)
+                    try comm.send(bytes: SweepMessage.encode(.stop), to: rank, tag: SweepMessage.assignTag)
+                    remote.remove(rank)
                 }
+            }
+            waiting = stillWaiting
+            if inFlight[0] == nil && !stopping { startLocal() }
+            if inFlight.isEmpty && !stopping && scheduler.remaining > 0 {
+                try? store.write()
+                throw CircuitsError(item: "transplant_sources", problem: "\(scheduler.remaining) transplant item(s) wait for source cells that this run does not compute",
+                                    fix: "run the sweep without --part (after --merge) to compute the transplants", exitCode: 1)
             }
             if try store.writeIfDue(interval: plan.config.writeInterval) {
                 report(.wrote(seconds: store.writeSeconds))
@@ -186,7 +211,7 @@ final class LocalWorker: @unchecked Sendable {
 
     private let worker: SweepWorker
     private let condition = NSCondition()
-    private var job: (SweepItem, URL)?
+    private var job: (SweepItem, URL, [ResultCell: [Int: [Int8]]])?
     private var outcome: Outcome?
     private var quit = false
     private var thread: Thread?
@@ -196,10 +221,10 @@ final class LocalWorker: @unchecked Sendable {
     }
 
     /// Starts computing `item` (the previous outcome must have been taken).
-    func submit(_ item: SweepItem, folder: URL) {
+    func submit(_ item: SweepItem, folder: URL, sourceCircuits: [ResultCell: [Int: [Int8]]] = [:]) {
         condition.lock()
         precondition(job == nil && outcome == nil, "one local item at a time")
-        job = (item, folder)
+        job = (item, folder, sourceCircuits)
         if thread == nil {
             let t = Thread { [unowned self] in self.loop() }
             t.stackSize = 8 << 20
@@ -238,11 +263,11 @@ final class LocalWorker: @unchecked Sendable {
         while true {
             condition.lock()
             while job == nil && !quit { condition.wait() }
-            guard let (item, folder) = job else { condition.unlock(); return }
+            guard let (item, folder, sources) = job else { condition.unlock(); return }
             condition.unlock()
             let result: Outcome
             do {
-                let r = try worker.run(item, folder: folder)
+                let r = try worker.run(item, folder: folder, sourceCircuits: sources)
                 let t = worker.takeTimes()
                 result = .done(r, load: t.load, compute: t.compute)
             } catch {

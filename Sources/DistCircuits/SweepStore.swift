@@ -3,14 +3,14 @@ import Foundation
 
 /// Rank 0's results of a sweep and everything it writes into `<run_dir>/circuits/`:
 ///
-/// - `scores.nc`, `circuits.nc`, `acquisition.nc`, rewritten whole (temporary file, fsync, rename) at most
+/// - `scores.nc`, `circuits.nc`, `acquisition.nc` and (key `components`) `components.nc`, rewritten whole (temporary file, fsync, rename) at most
 ///   every `write_interval_s` and at the end, so a killed job never leaves a corrupt file;
 /// - `manifest.jsonl`, one JSON line per run start and per finished item, appended and fsynced at once;
 /// - `.sweep.lock`, held (flock) while a sweep runs, so two sweeps never write one folder.
 ///
-/// Resuming: an item counts as done when its results are in the files (a cell in both scores.nc and
-/// circuits.nc, an acquisition with any cell of its checkpoint); cells present in only one file are
-/// dropped and computed again. The provenance of the first run (its start time) is kept, and a resumed
+/// Resuming: an item counts as done when its results are in the files (a cell in scores.nc, circuits.nc
+/// and, with `components`, components.nc; an acquisition with any cell of its checkpoint); cells missing
+/// from one of them are dropped and computed again. The provenance of the first run (its start time) is kept, and a resumed
 /// run with the same command line adds no history line, so the files end as an uninterrupted run's.
 final class SweepStore {
     let plan: SweepPlan
@@ -18,6 +18,7 @@ final class SweepStore {
     private(set) var scores: ScoresTable
     private(set) var circuits: CircuitsTable
     private(set) var acquisition: AcquisitionTable
+    private(set) var components: ComponentsTable
     let provenance: Provenance
     /// Planned items whose results are already in the tables.
     private(set) var done: Set<SweepItem> = []
@@ -32,6 +33,7 @@ final class SweepStore {
     var scoresURL: URL { directory.appendingPathComponent("scores.nc") }
     var circuitsURL: URL { directory.appendingPathComponent("circuits.nc") }
     var acquisitionURL: URL { directory.appendingPathComponent("acquisition.nc") }
+    var componentsURL: URL { directory.appendingPathComponent("components.nc") }
 
     init(plan: SweepPlan, ranks: Int, arguments: [String] = CommandLine.arguments) throws {
         self.plan = plan
@@ -62,7 +64,10 @@ final class SweepStore {
         circuits = try Self.existing(directory.appendingPathComponent("circuits.nc"), CircuitsTable.read)
             ?? CircuitsTable(edges: edges, faithfulnessMinDenominator: plan.config.faithfulnessMinDenominator)
         acquisition = try Self.existing(directory.appendingPathComponent("acquisition.nc"), AcquisitionTable.read) ?? AcquisitionTable()
-        guard scores.edges == edges, circuits.edges == edges else {
+        let (L, H) = (plan.modelConfig.nLayer, plan.modelConfig.nHead)
+        components = try Self.existing(directory.appendingPathComponent("components.nc"), ComponentsTable.read)
+            ?? ComponentsTable(nLayers: L, nHeads: H)
+        guard scores.edges == edges, circuits.edges == edges, components.nLayers == L, components.nHeads == H else {
             throw CircuitsError(item: directory.path, problem: "holds results of a model with another graph than \(plan.checkpoints[0].folder.path)",
                                 fix: "move the old circuits/ folder away or sweep the same model")
         }
@@ -81,6 +86,7 @@ final class SweepStore {
             try scores.addCheckpoint(step: c.step, path: path)
             try circuits.addCheckpoint(step: c.step, path: path)
             if plan.config.acquisition { try acquisition.addCheckpoint(step: c.step, path: path) }
+            if plan.config.components { try components.addCheckpoint(step: c.step, path: path) }
         }
         let types = EntityType.allCases.map(\.rawValue), buckets = plan.data.buckets.names
         scores.declare(tasks: plan.tasks, types: plan.types, frequencies: plan.frequencies)
@@ -95,11 +101,11 @@ final class SweepStore {
                                     fix: "sweep the data set the results came from, or move the old circuits/ folder away")
             }
         }
-
-        for cell in Set(scores.cells.keys).symmetricDifference(circuits.cells.keys) {
-            scores.removeCell(cell)
-            circuits.removeCell(cell)
+        circuits.declare(transplantSources: plan.transplantSources)
+        if plan.config.components {
+            components.declare(tasks: plan.tasks, types: plan.types, frequencies: plan.frequencies, topn: plan.config.cell.topn)
         }
+        Self.dropIncomplete(&scores, &circuits, &components, withComponents: plan.config.components)
         refreshDone()
         try appendManifest(.object([
             ("event", .string("start")), ("time", .string(Provenance.timestamp(Date()))), ("created", .string(created)),
@@ -115,8 +121,30 @@ final class SweepStore {
             switch item {
             case .cell(let c): if scores[c] != nil { done.insert(item) }
             case .acquisition(let s): if acquired.contains(s) { done.insert(item) }
+            case let .transplant(source, s): if Self.transplanted(circuits, plan: plan, source: source, checkpoint: s) { done.insert(item) }
             }
         }
+    }
+
+    /// Whether `circuits` holds the transplant of `source`'s circuits on checkpoint `step` for every planned cell.
+    static func transplanted(_ circuits: CircuitsTable, plan: SweepPlan, source: Int64, checkpoint step: Int64) -> Bool {
+        plan.cells.filter { $0.checkpoint == step }.allSatisfy { circuits.transplants[.init(source: source, cell: $0)] != nil }
+    }
+
+    /// Whether every planned cell of checkpoint `source` is done (its transplants can start).
+    func sourceDone(_ source: Int64) -> Bool {
+        plan.cells.filter { $0.checkpoint == source }.allSatisfy { done.contains(.cell($0)) }
+    }
+
+    /// The circuits a transplant item evaluates: per cell of its source checkpoint, the in_circuit mask of each top-n.
+    func sourceCircuits(of item: SweepItem) -> [ResultCell: [Int: [Int8]]] {
+        guard case let .transplant(source, _) = item else { return [:] }
+        var out: [ResultCell: [Int: [Int8]]] = [:]
+        for cell in plan.cells where cell.checkpoint == source {
+            guard let c = circuits[cell] else { continue }
+            out[cell] = c.circuits.mapValues(\.inCircuit)
+        }
+        return out
     }
 
     /// Joins the results of one part of this sweep (`dkc sweep --part`, files in `directory`) into the
@@ -133,12 +161,12 @@ final class SweepStore {
         let url = { (name: String) in directory.appendingPathComponent(name) }
         guard var partScores = try Self.existing(url("scores.nc"), ScoresTable.read),
               var partCircuits = try Self.existing(url("circuits.nc"), CircuitsTable.read) else { return 0 }
-        for cell in Set(partScores.cells.keys).symmetricDifference(partCircuits.cells.keys) {
-            partScores.removeCell(cell)
-            partCircuits.removeCell(cell)
-        }
+        var partComponents = try Self.existing(url("components.nc"), ComponentsTable.read)
+            ?? ComponentsTable(nLayers: components.nLayers, nHeads: components.nHeads)
+        Self.dropIncomplete(&partScores, &partCircuits, &partComponents, withComponents: plan.config.components)
         try scores.merge(partScores)
         try circuits.merge(partCircuits)
+        if !partComponents.cells.isEmpty { try components.merge(partComponents) }
         if let partAcquisition = try Self.existing(url("acquisition.nc"), AcquisitionTable.read) { try acquisition.merge(partAcquisition) }
         let before = done.count
         refreshDone()
@@ -153,13 +181,28 @@ final class SweepStore {
         let scores = (try? existing(d.appendingPathComponent("scores.nc"), ScoresTable.read)) ?? nil
         let circuits = (try? existing(d.appendingPathComponent("circuits.nc"), CircuitsTable.read)) ?? nil
         let acquisition = (try? existing(d.appendingPathComponent("acquisition.nc"), AcquisitionTable.read)) ?? nil
+        let components = (try? existing(d.appendingPathComponent("components.nc"), ComponentsTable.read)) ?? nil
         let acquired = Set(acquisition?.cells.keys.map(\.checkpoint) ?? [])
         return Set(plan.allItems.filter { item in
             switch item {
-            case .cell(let c): return scores?[c] != nil && circuits?[c] != nil
+            case .cell(let c): return scores?[c] != nil && circuits?[c] != nil && (!plan.config.components || components?[c] != nil)
             case .acquisition(let s): return acquired.contains(s)
+            case let .transplant(source, s): return circuits.map { transplanted($0, plan: plan, source: source, checkpoint: s) } ?? false
             }
         })
+    }
+
+    /// Drops the cells that are not in every file a finished cell writes (scores and circuits, and components
+    /// when the sweep analyses them): they are computed again.
+    static func dropIncomplete(_ scores: inout ScoresTable, _ circuits: inout CircuitsTable, _ components: inout ComponentsTable,
+                               withComponents: Bool) {
+        var complete = Set(scores.cells.keys).intersection(circuits.cells.keys)
+        if withComponents { complete.formIntersection(components.cells.keys) }
+        for cell in Set(scores.cells.keys).union(circuits.cells.keys).union(components.cells.keys) where !complete.contains(cell) {
+            scores.removeCell(cell)
+            circuits.removeCell(cell)
+            components.removeCell(cell)
+        }
     }
 
     private static func existing<T>(_ url: URL, _ read: (URL) throws -> T) throws -> T? {
@@ -174,15 +217,21 @@ final class SweepStore {
         case let .cell(cell, o):
             try scores.set(cell, scores: o.scores, nSamples: o.nSamples, seconds: o.discoverSeconds)
             try circuits.set(cell, o.circuits)
+            if let k = o.components { try components.set(cell, k) }
             line = [("event", .string("cell")), ("checkpoint", .int(Int(cell.checkpoint))), ("task", .string(cell.task)),
                     ("type", .string(cell.type)), ("frequency", .string(cell.frequency)), ("n_samples", .int(o.nSamples)),
-                    ("discover_s", .double(o.discoverSeconds)), ("evaluate_s", .double(o.evaluateSeconds))] + line
+                    ("discover_s", .double(o.discoverSeconds)), ("evaluate_s", .double(o.evaluateSeconds))]
+                + (o.components != nil ? [("components_s", .double(o.componentsSeconds))] : []) + line
         case let .acquisition(step, results, entities, prompts, seconds):
             for (k, v) in results {
                 try acquisition.set(AcquisitionCell(checkpoint: step, attribute: k.attribute, type: k.type, frequency: k.frequency), v)
             }
             try acquisition.setEntityResults(checkpoint: step, entities)
             line = [("event", .string("acquisition")), ("checkpoint", .int(Int(step))), ("prompts", .int(prompts)),
+                    ("seconds", .double(seconds))] + line
+        case let .transplant(source, step, results, seconds):
+            for (cell, t) in results { try circuits.setTransplant(.init(source: source, cell: cell), t) }
+            line = [("event", .string("transplant")), ("source_checkpoint", .int(Int(source))), ("checkpoint", .int(Int(step))),
                     ("seconds", .double(seconds))] + line
         }
         done.insert(result.item)
@@ -204,6 +253,7 @@ final class SweepStore {
         try scores.write(to: scoresURL, provenance: provenance)
         try circuits.write(to: circuitsURL, provenance: provenance)
         if plan.config.acquisition || !acquisition.cells.isEmpty { try acquisition.write(to: acquisitionURL, provenance: provenance) }
+        if plan.config.components || !components.cells.isEmpty { try components.write(to: componentsURL, provenance: provenance) }
         let end = Date()
         writeSeconds += end.timeIntervalSince(start)
         writes += 1

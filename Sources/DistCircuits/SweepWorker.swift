@@ -13,6 +13,7 @@ public final class SweepWorker {
     private var arena: ParameterArena?
     private var model: InstrumentedGPT2?
     private var runner: CellRunner?
+    private var analyzer: ComponentAnalyzer?
     private var decoder: KnowledgeAcquisition?
     private var loadedFolder: URL?
     private var records: [String: [CircuitSample]] = [:]
@@ -41,8 +42,8 @@ public final class SweepWorker {
         return (loadSeconds, computeSeconds)
     }
 
-    /// Computes `item` on the checkpoint in `folder`.
-    public func run(_ item: SweepItem, folder: URL) throws -> SweepItemResult {
+    /// Computes `item` on the checkpoint in `folder`; a transplant item needs its source circuits.
+    public func run(_ item: SweepItem, folder: URL, sourceCircuits: [ResultCell: [Int: [Int8]]] = [:]) throws -> SweepItemResult {
         try load(folder)
         let start = Date()
         defer { computeSeconds += Date().timeIntervalSince(start) }
@@ -56,7 +57,39 @@ public final class SweepWorker {
             return .acquisition(checkpoint: step, Acquisition.summarize(rows, buckets: plan.data.buckets),
                                 entities: try Acquisition.entityResults(rows, entities: entities), prompts: rows.count,
                                 seconds: Date().timeIntervalSince(start))
+        case let .transplant(source, step):
+            var results: [ResultCell: CircuitsTable.Transplant] = [:]
+            for (sourceCell, masks) in sourceCircuits {
+                let cell = ResultCell(checkpoint: step, task: sourceCell.task, type: sourceCell.type, frequency: sourceCell.frequency)
+                results[cell] = try transplant(masks, cell: cell)
+            }
+            return .transplant(source: source, checkpoint: step, results, seconds: Date().timeIntervalSince(start))
         }
+    }
+
+    /// The source circuits `masks` (top-n → in_circuit) on the loaded model: `run_eval` on the cell's samples
+    /// and the zero-ablated test on the cell's own test entities (target = source cell).
+    private func transplant(_ masks: [Int: [Int8]], cell: ResultCell) throws -> CircuitsTable.Transplant {
+        let task = try CircuitTask.named(cell.task, option: "tasks")
+        let file = plan.data.circuitFile(cell.task)
+        if records[cell.task] == nil { records[cell.task] = try CircuitSample.read(file) }
+        let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: plan.data.buckets,
+                                    typeOption: "types", frequencyOption: "frequencies")
+        let pairs = try CircuitSample.pairs(records[cell.task]!, filter: filter, task: task, encoder: tokenizer, source: file.path)
+        let entities = try tests().filter { filter.accepts(type: $0.type.rawValue, frequency: $0.frequency) }
+        let target = CircuitsTable.Target(type: cell.type, frequency: cell.frequency)
+        let sizes = masks.keys.sorted()
+        var options = plan.config.cell
+        options.topn = sizes
+        let evaluation = try runner!.evaluate(circuits: sizes.map { Circuit(graph: model!.graph, inCircuit: masks[$0]!) }, pairs: pairs,
+                                              targets: entities.isEmpty ? [] : [TestTarget(type: cell.type, frequency: cell.frequency, entities: entities)],
+                                              task: task, encoder: tokenizer, options: options)
+        var out = CircuitsTable.Transplant(cleanBaseline: evaluation.cell.cleanBaseline, corruptedBaseline: evaluation.cell.corruptedBaseline)
+        for n in sizes {
+            let c = evaluation.cell.circuits[n]!, test = c.targets[target]
+            out.circuits[n] = CircuitsTable.TransplantCircuit(performance: c.performance, hitsAt10: test?.hitsAt10 ?? .nan, nTest: test?.nTest ?? OutputFill.count)
+        }
+        return out
     }
 
     private func compute(_ cell: ResultCell) throws -> CellOutcome {
@@ -71,8 +104,18 @@ public final class SweepWorker {
         let discovery = try runner!.discover(pairs, options: options)
         let evaluation = try runner!.evaluate(scores: discovery.scores, pairs: pairs, targets: targets, task: task, encoder: tokenizer,
                                               options: options)
-        return CellOutcome(scores: discovery.scores.values, nSamples: discovery.nSamples, discoverSeconds: discovery.seconds,
-                           evaluateSeconds: evaluation.seconds, circuits: evaluation.cell)
+        var outcome = CellOutcome(scores: discovery.scores.values, nSamples: discovery.nSamples, discoverSeconds: discovery.seconds,
+                                  evaluateSeconds: evaluation.seconds, circuits: evaluation.cell)
+        if plan.config.components {
+            // The same prompts' clean forwards, the circuits of the scores just found (docs/components.md).
+            let start = Date()
+            let samples = records[cell.task]!.filter { filter.accepts(type: $0.type, frequency: $0.frequency) }
+            let result = try CellComponents.analyze(samples, task: task, analyzer: analyzer!, tokenizer: tokenizer, batchSize: options.batchSize,
+                                                    scores: discovery.scores, topn: options.topn)
+            outcome.components = ComponentsTable.Cell(result)
+            outcome.componentsSeconds = Date().timeIntervalSince(start)
+        }
+        return outcome
     }
 
     private func tests() throws -> [Entity] {
@@ -91,12 +134,14 @@ public final class SweepWorker {
         if let arena, let model {
             try HFCheckpoint.load(folder: folder, into: arena)
             model.refreshFoldedBiases()
+            analyzer?.refresh()
         } else {
             let a = try HFCheckpoint.load(folder: folder)
             let m = InstrumentedGPT2(parameters: a)
             arena = a
             model = m
             runner = CellRunner(model: m)
+            analyzer = ComponentAnalyzer(model: m)
             decoder = KnowledgeAcquisition(model: GPT2(params: a))
         }
         loadedFolder = folder

@@ -131,3 +131,24 @@ func loadCircuitModel(_ folder: URL) throws -> (InstrumentedGPT2, Int64) {
     let arena = try HFCheckpoint.load(folder: folder)
     return (InstrumentedGPT2(parameters: arena), checkpointStep(of: folder) ?? 0)
 }
+
+/// The one cell of scores `table` that `--task`, `--type`, `--frequency` and `--checkpoint` select; the model's
+/// own checkpoint wins when several checkpoints remain. Returns the cell and its scores as stored.
+func pickScoresCell(_ table: ScoresTable, task: String, type: String?, frequency: String?, checkpoint: Int64?,
+                    modelStep: Int64, source: String) throws -> (ResultCell, [Float]) {
+    var candidates = table.cells.keys.filter { $0.task == task }
+    if let type { candidates = candidates.filter { $0.type == type } }
+    if let frequency { candidates = candidates.filter { $0.frequency == frequency } }
+    if let checkpoint { candidates = candidates.filter { $0.checkpoint == checkpoint } }
+    if checkpoint == nil, Set(candidates.map(\.checkpoint)).count > 1, candidates.contains(where: { $0.checkpoint == modelStep }) {
+        candidates = candidates.filter { $0.checkpoint == modelStep }
+    }
+    guard candidates.count == 1, let cell = candidates.first else {
+        let all = table.cells.keys.map(\.description).sorted()
+        let problem = candidates.isEmpty ? "holds no cell for task \(task)\(type.map { ", type \($0)" } ?? "")\(frequency.map { ", frequency \($0)" } ?? "")\(checkpoint.map { ", checkpoint \($0)" } ?? "")"
+            : "holds \(candidates.count) matching cells"
+        throw CircuitsError(item: "--scores", problem: "\(source) \(problem); it has: \(all.joined(separator: "; "))",
+                            fix: "choose one with --type, --frequency and --checkpoint")
+    }
+    return (cell, table.cells[cell]!.scores)
+}

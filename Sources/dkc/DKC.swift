@@ -27,6 +27,7 @@ struct DKC: ParsableCommand {
             Discover.self,
             Evaluate.self,
             Predict.self,
+            Components.self,
             Sweep.self,
             Analyze.self,
             Bench.self,

@@ -57,7 +57,8 @@ struct Evaluate: ParsableCommand {
                 throw CircuitsError(item: "--scores", problem: "\(scoresURL.path) was computed for another graph than the model's (\(runner.graph.nLayers) layers × \(runner.graph.nHeads) heads)",
                                     fix: "use scores of this model's architecture")
             }
-            let (cell, scoreValues) = try pickCell(table, modelStep: step, source: scoresURL.path)
+            let (cell, scoreValues) = try pickScoresCell(table, task: task, type: type, frequency: frequency, checkpoint: checkpoint,
+                                                         modelStep: step, source: scoresURL.path)
             let options = CellOptions(attribution: AttributionOptions(), batchSize: batchSize ?? table.attributes.batchSize, topn: sizes)
             try options.validate(source: "options")
 
@@ -105,25 +106,6 @@ struct Evaluate: ParsableCommand {
     }
 
     private func fmt(_ x: Double) -> String { String(format: "%.4g", x) }
-
-    /// The one cell of `table` the options select; the model's own checkpoint wins when several checkpoints remain.
-    private func pickCell(_ table: ScoresTable, modelStep: Int64, source: String) throws -> (ResultCell, [Float]) {
-        var candidates = table.cells.keys.filter { $0.task == task }
-        if let type { candidates = candidates.filter { $0.type == type } }
-        if let frequency { candidates = candidates.filter { $0.frequency == frequency } }
-        if let checkpoint { candidates = candidates.filter { $0.checkpoint == checkpoint } }
-        if checkpoint == nil, Set(candidates.map(\.checkpoint)).count > 1, candidates.contains(where: { $0.checkpoint == modelStep }) {
-            candidates = candidates.filter { $0.checkpoint == modelStep }
-        }
-        guard candidates.count == 1, let cell = candidates.first else {
-            let all = table.cells.keys.map(\.description).sorted()
-            let problem = candidates.isEmpty ? "holds no cell for task \(task)\(type.map { ", type \($0)" } ?? "")\(frequency.map { ", frequency \($0)" } ?? "")\(checkpoint.map { ", checkpoint \($0)" } ?? "")"
-                : "holds \(candidates.count) matching cells"
-            throw CircuitsError(item: "--scores", problem: "\(source) \(problem); it has: \(all.joined(separator: "; "))",
-                                fix: "choose one with --type, --frequency and --checkpoint")
-        }
-        return (cell, table.cells[cell]!.scores)
-    }
 
     /// One line per test entity and circuit: the study's prediction rows (`ground_truth`, `clean_label`,
     /// `token_prob` as a one-element list, `token_rank`, the entity's fields) with `topn` first and the

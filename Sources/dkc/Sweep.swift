@@ -88,7 +88,7 @@ struct Sweep: ParsableCommand {
             let summary = try SweepRun.run(plan: grid, comm: comm) { event in
                 switch event {
                 case let .started(planned, done, ranks):
-                    print("sweep: \(planned) items\(grid.part.map { " (part \($0) of the grid's \(grid.gridItems.count))" } ?? " (\(grid.cells.count) cells\(sweepConfig.acquisition ? " + \(grid.checkpoints.count) acquisitions" : ""))") on \(ranks) rank(s), \(done) already done; results in \(grid.outputDir.path)")
+                    print("sweep: \(planned) items\(grid.part.map { " (part \($0) of the grid's \(grid.gridItems.count))" } ?? " (\(grid.cells.count) cells\(sweepConfig.acquisition ? " + \(grid.checkpoints.count) acquisitions" : "")\(grid.transplantItems.isEmpty ? "" : " + \(grid.transplantItems.count) transplants"))") on \(ranks) rank(s), \(done) already done; results in \(grid.outputDir.path)")
                 case let .finished(item, _, n, done, planned):
                     computed += 1
                     samples += n
@@ -147,7 +147,11 @@ struct Sweep: ParsableCommand {
             throw CircuitsError(item: s.outputDir.path, problem: "is incomplete: " + problems.joined(separator: ", "),
                                 fix: "run the missing or unfinished parts (the same --part command resumes), then merge again; or run dkc sweep without --part to compute the rest")
         }
-        print("done: \(s.planned) of \(s.planned) items in \(s.outputDir.path)")
+        if s.transplantsLeft > 0 {
+            print("done: the grid's \(s.planned - s.transplantsLeft) items in \(s.outputDir.path); \(s.transplantsLeft) transplant item(s) left: run dkc sweep without --part to compute them")
+        } else {
+            print("done: \(s.planned) of \(s.planned) items in \(s.outputDir.path)")
+        }
     }
 
     private func printPlan(_ plan: SweepPlan, ranks: Int) throws {
@@ -160,7 +164,11 @@ struct Sweep: ParsableCommand {
         print("  checkpoints: \(plan.checkpoints.count) (steps \(steps.count > 12 ? steps.prefix(6).joined(separator: ", ") + ", …, " + steps.suffix(3).joined(separator: ", ") : steps.joined(separator: ", ")))")
         print("  tasks: \(plan.tasks.joined(separator: ", ")); types: \(plan.types.joined(separator: ", ")); frequencies: \(plan.frequencies.joined(separator: ", ")) (\(plan.data.buckets.source))")
         print("  cells: \(cells.count) = \(plan.checkpoints.count) checkpoints × \(plan.tasks.count) tasks × \(plan.types.count) types × \(plan.frequencies.count) frequencies")
-        print("  items: \(cells.count + acquisitions) (\(cells.count) cells + \(acquisitions) acquisitions)")
+        let transplants = plan.transplantItems.count
+        print("  items: \(cells.count + acquisitions + transplants) (\(cells.count) cells + \(acquisitions) acquisitions + \(transplants) transplants)")
+        if transplants > 0 {
+            print("  transplants: circuits of checkpoints \(plan.transplantSources.map(String.init).joined(separator: ", ")) evaluated on every checkpoint's model (parts skip them; a plain sweep after --merge computes them)")
+        }
         if let part = plan.part {
             let range = part.range(of: plan.gridItems.count), items = plan.allItems
             print("  part \(part): items \(range.lowerBound + 1)–\(range.upperBound) of \(plan.gridItems.count), checkpoints \(items.first!.checkpoint)–\(items.last!.checkpoint)")

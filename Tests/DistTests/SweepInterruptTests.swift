@@ -73,7 +73,7 @@ final class SweepInterruptTests: XCTestCase {
 
     static func finishedItems(_ run: URL) -> Int {
         SweepStore.readManifest(run.appendingPathComponent("circuits/manifest.jsonl"))
-            .filter { ["cell", "acquisition"].contains($0["event"] as? String ?? "") }.count
+            .filter { ["cell", "acquisition", "transplant"].contains($0["event"] as? String ?? "") }.count
     }
 
     /// The file's contents with the wall times blanked and the first-write attributes left out: what must
@@ -106,9 +106,9 @@ final class SweepInterruptTests: XCTestCase {
         kill(job.process.processIdentifier, SIGKILL)
         _ = job.finish()
         let before = Self.finishedItems(run)
-        XCTAssertLessThan(before, 14, "killed part-way (\(before) of 14 items finished); the test needs an unfinished sweep")
+        XCTAssertLessThan(before, 18, "killed part-way (\(before) of 18 items finished); the test needs an unfinished sweep")
         // Whatever the kill interrupted, the files under their real names are whole.
-        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
             let url = circuits.appendingPathComponent(name)
             if FileManager.default.fileExists(atPath: url.path) { XCTAssertNoThrow(try NetCDFContents(path: url.path), name) }
         }
@@ -123,13 +123,13 @@ final class SweepInterruptTests: XCTestCase {
         XCTAssertEqual(starts[0]["created"] as? String, starts[1]["created"] as? String, "the first run's start time is kept")
         XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: circuits.path).allSatisfy { !$0.contains(".tmp-") }, "no temporary files left")
 
-        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
             let mine = try Self.contents(circuits.appendingPathComponent(name))
             let theirs = try Self.contents(reference.appendingPathComponent(name))
             let diff = mine.differences(from: theirs, ignoringGlobalAttributes: ["created", "history"])
             XCTAssertEqual(diff, [], "\(name): resumed vs uninterrupted")
         }
-        print("kill and resume: \(before) of 14 items finished before SIGKILL, \(inFiles) cells in the files; resumed files equal the uninterrupted run's")
+        print("kill and resume: \(before) of 18 items finished before SIGKILL, \(inFiles) cells in the files; resumed files equal the uninterrupted run's")
     }
 
     /// SIGTERM to every rank (as Slurm's scancel sends it) while items run: exit 0, a line saying how to
@@ -154,11 +154,12 @@ final class SweepInterruptTests: XCTestCase {
         let circuitsTable = try CircuitsTable.read(from: circuits.appendingPathComponent("circuits.nc"))
         XCTAssertEqual(Set(scores.cells.keys), manifestCells, "the files hold exactly the finished cells")
         XCTAssertEqual(Set(circuitsTable.cells.keys), manifestCells)
+        XCTAssertEqual(Set(try ComponentsTable.read(from: circuits.appendingPathComponent("components.nc")).cells.keys), manifestCells)
         XCTAssertLessThan(manifestCells.count, 12, "stopped before the end")
 
         let resumed = try Launch.run(try Launch.executable("dkc"), arguments, ranks: 2, timeout: 300)
         XCTAssertEqual(resumed.status, 0, resumed.stdout + resumed.stderr)
-        XCTAssertTrue(resumed.stdout.contains("done: 14 of 14 items"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("done: 18 of 18 items"), resumed.stdout)
         XCTAssertEqual(try ScoresTable.read(from: circuits.appendingPathComponent("scores.nc")).cells.count, 12)
     }
 
@@ -230,6 +231,22 @@ final class SweepUnitTests: XCTestCase {
         XCTAssertEqual(s.next(for: 0)?.checkpoint, 10)
     }
 
+    /// Items the readiness check refuses (transplants whose sources are not done) wait; the others go in order.
+    func testSchedulerPassesOverItemsNotReady() {
+        let t = SweepItem.transplant(source: 20, checkpoint: 10)
+        let a = SweepItem.acquisition(checkpoint: 10), c = SweepItem.cell(ResultCell(checkpoint: 20, task: "city", type: "new", frequency: "high"))
+        var s = SweepScheduler(items: [a, t, c])
+        var sourceDone = false
+        let ready: (SweepItem) -> Bool = { if case .transplant = $0 { return sourceDone }; return true }
+        XCTAssertEqual(s.next(for: 0, ready: ready), a)
+        XCTAssertEqual(s.next(for: 0, ready: ready), c, "the transplant waits; rank 0 moves to the next checkpoint")
+        XCTAssertNil(s.next(for: 0, ready: ready))
+        XCTAssertEqual(s.remaining, 1)
+        sourceDone = true
+        XCTAssertEqual(s.next(for: 1, ready: ready), t)
+        XCTAssertEqual(s.remaining, 0)
+    }
+
     func testMessagesRoundTrip() throws {
         var circuits = CircuitsTable.Cell(cleanBaseline: 0.25, corruptedBaseline: -1.5)
         circuits.circuits[10] = CircuitsTable.Circuit(performance: .nan, nEdges: 9, nNodes: 7, edgeEntropy: .nan, inCircuit: [0, 1, 0, 1],
@@ -237,7 +254,11 @@ final class SweepUnitTests: XCTestCase {
                                                                     CircuitsTable.TargetResult(labelProb: 1e-5, labelRankMean: 3.5, hitsAt1: 0, hitsAt10: 0.5, nTest: 4)])
         circuits.circuits[50] = CircuitsTable.Circuit(performance: 0.125, nEdges: 50, nNodes: 12, edgeEntropy: 3.25, inCircuit: [1, 1, 1, 1])
         let cell = ResultCell(checkpoint: 1200, task: "city", type: "new", frequency: "high")
-        let outcome = CellOutcome(scores: [0, -0.0, 1.5e-9, .nan], nSamples: 24, discoverSeconds: 1.25, evaluateSeconds: 2, circuits: circuits)
+        var outcome = CellOutcome(scores: [0, -0.0, 1.5e-9, .nan], nSamples: 24, discoverSeconds: 1.25, evaluateSeconds: 2, circuits: circuits)
+        let components = ComponentsTable.Cell(nEntities: 24, rankPlus1: [3, 2.5, 1], probability: [1e-9, .nan, 0.5], subjectRankPlus1: [7, 8, 9],
+                                              meanSubject: [0.1, -0.2], meanRelation: [0.3, .nan], circuitHeads: [10: [1, 0, 2, 0, 0, 1]],
+                                              circuitNodes: [10: 7])
+        outcome.components = components
         let request = SweepMessage.Request(stopRequested: true, loadSeconds: 0.5, computeSeconds: 3, result: .cell(cell, outcome))
         let back = try SweepMessage.decodeRequest(SweepMessage.encode(request))
         XCTAssertTrue(back.stopRequested)
@@ -247,6 +268,7 @@ final class SweepUnitTests: XCTestCase {
         XCTAssertEqual(o.scores.map(\.bitPattern), outcome.scores.map(\.bitPattern))
         XCTAssertEqual(o.circuits, circuits)
         XCTAssertEqual(o.nSamples, 24)
+        XCTAssertEqual(o.components, components)
 
         let acquisition = SweepItemResult.acquisition(checkpoint: 7, [AcquisitionKey(attribute: "city", type: "new", frequency: "low"):
             AcquisitionTable.Result(queryAccuracy: 0.75, exactMatch: 0.5, hitsAt1: 0.25, hitsAt10: 1, labelProb: 0.01, nEntities: 4)],
@@ -266,6 +288,18 @@ final class SweepUnitTests: XCTestCase {
         for a in [SweepMessage.Assignment.stop, .item(.cell(cell), folder: "/runs/x/checkpoint-1200"), .item(.acquisition(checkpoint: 3), folder: "/c")] {
             XCTAssertEqual(try SweepMessage.decodeAssignment(SweepMessage.encode(a)), a)
         }
+        let transplantAssignment = SweepMessage.Assignment.item(.transplant(source: 10, checkpoint: 20), folder: "/c/checkpoint-20",
+                                                                sourceCircuits: [cell: [10: [0, 1, 1, 0], 50: [1, 1, 1, 1]]])
+        XCTAssertEqual(try SweepMessage.decodeAssignment(SweepMessage.encode(transplantAssignment)), transplantAssignment)
+        let transplant = SweepItemResult.transplant(source: 10, checkpoint: 20, [cell: CircuitsTable.Transplant(cleanBaseline: 1, corruptedBaseline: -0.5,
+            circuits: [10: .init(performance: 0.25, hitsAt10: .nan, nTest: -1), 50: .init(performance: 1, hitsAt10: 0.5, nTest: 4)])], seconds: 2)
+        var tw = ByteWriter()
+        SweepMessage.encode(transplant, &tw)
+        var tr = ByteReader(tw.bytes)
+        guard case let .transplant(source, target, results, _) = try SweepMessage.decodeResult(&tr) else { return XCTFail("transplant expected") }
+        XCTAssertEqual([source, target], [10, 20])
+        guard case let .transplant(_, _, sent, _) = transplant else { return }
+        XCTAssertEqual(results, sent)
         XCTAssertThrowsError(try SweepMessage.decodeAssignment([9]))
         XCTAssertThrowsError(try SweepMessage.decodeRequest(Array(SweepMessage.encode(request).dropLast())))
     }

@@ -52,7 +52,8 @@ enum SweepFixture {
         ["sweep", "--config", "tiny", "--set", "run_dir=\(run.path)"] + settings.flatMap { ["--set", $0] }
     }
 
-    /// The grid of most tests: 2 checkpoints × city × 2 types × 3 buckets + 2 acquisitions = 14 items.
+    /// The grid of most tests: 2 checkpoints × city × 2 types × 3 buckets + 2 acquisitions = 14 items, plus 4 transplants
+    /// (sources: the first = middle and the final checkpoint, each on both checkpoints) = 18.
     static let grid = ["tasks=[\"city\"]"]
 }
 
@@ -81,8 +82,8 @@ final class SweepTests: XCTestCase {
                                sweepArguments(run, ["tasks=[\"city\", \"company\"]", "frequencies=[\"high\", \"low\"]"]) + ["--plan"])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("cells: 16 = 2 checkpoints × 2 tasks × 2 types × 2 frequencies"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("items: 18 (16 cells + 2 acquisitions)"), r.stdout)
-        XCTAssertTrue(r.stdout.contains(": 0 of 18"), "already done: 0 of 18; " + r.stdout)
+        XCTAssertTrue(r.stdout.contains("items: 22 (16 cells + 2 acquisitions + 4 transplants)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains(": 0 of 22"), "already done: 0 of 22; " + r.stdout)
         // A part of the grid: its range of items and checkpoints.
         let part = try Launch.run(try Launch.executable("dkc"),
                                   sweepArguments(run, ["tasks=[\"city\", \"company\"]", "frequencies=[\"high\", \"low\"]"]) + ["--plan", "--part", "1/2"])
@@ -102,22 +103,25 @@ final class SweepTests: XCTestCase {
     func testSameResultsForOneTwoThreeRanks() throws {
         var tables: [(Int, ScoresTable, CircuitsTable, AcquisitionTable)] = []
         var testSet: String?
+        var componentTables: [ComponentsTable] = []
         for ranks in [1, 2, 3] {
             let run = try run("ranks\(ranks)")
             let r = try sweep(run, ranks: ranks == 1 ? nil : ranks, Self.grid)
             XCTAssertEqual(r.status, 0, "R=\(ranks): " + r.stdout + r.stderr)
-            XCTAssertTrue(r.stdout.contains("done: 14 of 14 items"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("done: 18 of 18 items"), r.stdout)
             let out = run.appendingPathComponent("circuits")
             let lines = SweepStore.readManifest(out.appendingPathComponent("manifest.jsonl"))
             let cells = lines.filter { ($0["event"] as? String) == "cell" }.map { "\($0["checkpoint"]!)/\($0["task"]!)/\($0["type"]!)/\($0["frequency"]!)" }
             XCTAssertEqual(cells.count, 12, "R=\(ranks): one manifest line per cell")
             XCTAssertEqual(Set(cells).count, 12, "R=\(ranks): every cell computed exactly once")
             XCTAssertEqual(lines.filter { ($0["event"] as? String) == "acquisition" }.count, 2)
+            XCTAssertEqual(lines.filter { ($0["event"] as? String) == "transplant" }.count, 4, "2 sources (first = middle, final) × 2 checkpoints")
             let ranksSeen = Set(lines.compactMap { ($0["rank"] as? NSNumber)?.intValue })
             XCTAssertTrue(ranksSeen.isSubset(of: Set(0..<ranks)))
             tables.append((ranks, try ScoresTable.read(from: out.appendingPathComponent("scores.nc")),
                            try CircuitsTable.read(from: out.appendingPathComponent("circuits.nc")),
                            try AcquisitionTable.read(from: out.appendingPathComponent("acquisition.nc"))))
+            componentTables.append(try ComponentsTable.read(from: out.appendingPathComponent("components.nc")))
             if ranks == 1 {
                 try checkReaders(out)
                 testSet = try OutputFileHeader.read(from: out.appendingPathComponent("acquisition.nc")).testSet
@@ -136,6 +140,7 @@ final class SweepTests: XCTestCase {
             XCTAssertEqual(a.cells, a1.cells, "R=\(ranks): acquisition")
             XCTAssertEqual(a.testEntities, a1.testEntities, "R=\(ranks): test entities")
             XCTAssertEqual(a.entityResults, a1.entityResults, "R=\(ranks): per-entity acquisition")
+            XCTAssertEqual(c.transplants, c1.transplants, "R=\(ranks): transplants")
         }
         // Per-entity results: every test entity (2 per cell, test.jsonl's order) × attribute at both checkpoints,
         // and each cell's query accuracy and exact match are their means.
@@ -156,6 +161,26 @@ final class SweepTests: XCTestCase {
             }
         }
         XCTAssertEqual(testSet, "independent", "the template data set samples its test people independently")
+        // Transplants: 2 sources × 12 cells, each top-n; a checkpoint's own circuits on its own model repeat the
+        // cell's own faithfulness and hits@10 (target = source cell).
+        XCTAssertEqual(c1.transplantSources, [10, 20])
+        XCTAssertEqual(c1.transplants.count, 24)
+        for (key, t) in c1.transplants where key.source == key.cell.checkpoint {
+            let own = c1.cells[key.cell]!
+            XCTAssertEqual(t.cleanBaseline, own.cleanBaseline, "\(key)")
+            for (n, tc) in t.circuits {
+                XCTAssertEqual(tc.performance, own.circuits[n]!.performance, "\(key) top-\(n)")
+                let target = own.circuits[n]!.targets[CircuitsTable.Target(type: key.cell.type, frequency: key.cell.frequency)]
+                XCTAssertTrue(tc.hitsAt10 == target?.hitsAt10 ?? .nan || (tc.hitsAt10.isNaN && target == nil), "\(key) top-\(n) hits@10")
+            }
+        }
+        XCTAssertTrue(c1.transplants.contains { $0.key.source != $0.key.cell.checkpoint && !$0.value.circuits.isEmpty })
+        // components.nc: every cell analysed (10 circuit samples, the tiny config's top-n circuits), identical for 1, 2, 3 ranks.
+        let k1 = componentTables[0]
+        XCTAssertEqual(Set(k1.cells.keys), Set(s1.cells.keys))
+        XCTAssertTrue(k1.cells.allSatisfy { $0.value.nEntities == s1.cells[$0.key]!.nSamples && !$0.value.circuitHeads.isEmpty
+            && $0.value.rankPlus1.allSatisfy { $0 >= 1 } }, "every cell's lens means and circuit heads")
+        for (i, k) in componentTables.enumerated().dropFirst() { XCTAssertEqual(k.cells, k1.cells, "R=\(i + 1): components") }
     }
 
     /// A sweep split into parts (`--part I/3`, as the job array runs it, one part with 2 ranks) and joined
@@ -185,21 +210,25 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(middle.status, 0, middle.stdout + middle.stderr)
         let merged = try Launch.run(dkc, sweepArguments(split, Self.grid) + ["--merge"])
         XCTAssertEqual(merged.status, 0, merged.stdout + merged.stderr)
-        XCTAssertTrue(merged.stdout.contains("done: 14 of 14 items"), merged.stdout)
+        XCTAssertTrue(merged.stdout.contains("done: the grid's 14 items") && merged.stdout.contains("4 transplant item(s) left"), merged.stdout)
+        // Transplants need every part's cells: the plain sweep after the merge computes only them.
+        let transplants = try sweep(split, ranks: 2, Self.grid)
+        XCTAssertEqual(transplants.status, 0, transplants.stdout + transplants.stderr)
+        XCTAssertTrue(transplants.stdout.contains("14 already done") && transplants.stdout.contains("done: 18 of 18 items"), transplants.stdout)
 
         let items = (0..<3).map { i in
             SweepStore.readManifest(parts.appendingPathComponent("part-\(i)-of-3/manifest.jsonl")).filter { $0["event"] as? String != "start" }.count
         }
         XCTAssertEqual(items.reduce(0, +), 14, "every item computed by exactly one part: \(items)")
         XCTAssertTrue(items.allSatisfy { $0 >= 4 }, "near-equal parts: \(items)")
-        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
             let mine = try SweepInterruptTests.contents(split.appendingPathComponent("circuits").appendingPathComponent(name))
             let theirs = try SweepInterruptTests.contents(whole.appendingPathComponent(name))
             XCTAssertEqual(mine.differences(from: theirs, ignoringGlobalAttributes: ["created", "history"]), [], "\(name): merged parts vs one job")
         }
         // A second merge changes nothing; a plain sweep afterwards finds everything done.
         let again = try sweep(split, ranks: nil, Self.grid)
-        XCTAssertTrue(again.stdout.contains("14 already done"), again.stdout)
+        XCTAssertTrue(again.stdout.contains("18 already done"), again.stdout)
 
         for bad in ["3/3", "1", "a/b", "0/0"] {
             let r = try Launch.run(dkc, sweepArguments(split, Self.grid) + ["--part", bad])
@@ -213,7 +242,7 @@ final class SweepTests: XCTestCase {
 
     /// ncdump -h reads every file; xarray opens them and selects a cell by labels (skipped without xarray).
     func checkReaders(_ out: URL) throws {
-        for name in ["scores.nc", "circuits.nc", "acquisition.nc"] {
+        for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
             let path = out.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: "/usr/bin/ncdump") {
                 let r = try Launch.run(URL(fileURLWithPath: "/usr/bin/ncdump"), ["-h", path])

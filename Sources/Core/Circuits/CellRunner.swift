@@ -140,17 +140,27 @@ public final class CellRunner: @unchecked Sendable {
     public func evaluate(scores: ScoreMatrix, pairs: [PromptPair], targets: [TestTarget], task: CircuitTask,
                          encoder: TextEncoder, options: CellOptions, keepPredictions: Bool = false,
                          progress: ((CellProgress) -> Void)? = nil) throws -> CellEvaluation {
-        guard !pairs.isEmpty else {
-            throw CircuitsError(item: "evaluation data", problem: "has no samples", fix: "check the task, type and frequency filters")
-        }
-        let start = Date()
-        let sizes = options.topn
-        let circuits: [Circuit] = sizes.map { n in
+        let circuits: [Circuit] = options.topn.map { n in
             var c = Circuit(graph: graph, scores: scores)
             c.applyTopN(n)
             c.pruneDeadNodes()
             return c
         }
+        return try evaluate(circuits: circuits, pairs: pairs, targets: targets, task: task, encoder: encoder, options: options,
+                            keepPredictions: keepPredictions, progress: progress)
+    }
+
+    /// `evaluate(scores:…)` for circuits already chosen, one per `options.topn` in that order (a circuit
+    /// transplant evaluates another checkpoint's circuits this way).
+    public func evaluate(circuits: [Circuit], pairs: [PromptPair], targets: [TestTarget], task: CircuitTask,
+                         encoder: TextEncoder, options: CellOptions, keepPredictions: Bool = false,
+                         progress: ((CellProgress) -> Void)? = nil) throws -> CellEvaluation {
+        guard !pairs.isEmpty else {
+            throw CircuitsError(item: "evaluation data", problem: "has no samples", fix: "check the task, type and frequency filters")
+        }
+        precondition(circuits.count == options.topn.count, "one circuit per top-n")
+        let start = Date()
+        let sizes = options.topn
 
         // run_eval: baselines once per batch, then each circuit patched in.
         var clean: [Float] = [], corrupted: [Float] = []

@@ -22,6 +22,10 @@ extension ConfigSchema {
                   help: "samples per batch for attribution, evaluation and acquisition (scores scale with 1 / batch size)"),
         ConfigKey("topn", .array(.int), default: .array([.int(8000)]), help: "circuit sizes evaluated (top-n edges by |score|)"),
         ConfigKey("acquisition", .bool, default: .bool(true), help: "full-model acquisition (greedy decoding) once per checkpoint"),
+        ConfigKey("components", .bool, default: .bool(true),
+                  help: "component analysis of every cell (logit lens, DLA head classes, heads of its circuits) into components.nc"),
+        ConfigKey("transplant_sources", .array(.int), default: nil,
+                  help: "checkpoints (0-based indices in step order, negative from the end) whose circuits are evaluated on every checkpoint's model; unset: first, middle and final; [] for none"),
         ConfigKey("max_new_tokens", .int, default: .int(15), help: "tokens generated at most per acquisition prompt"),
         ConfigKey("faithfulness_min_denominator", .double, default: .double(1e-6),
                   help: "faithfulness is NaN when |clean − corrupted baseline| is below this"),
@@ -45,6 +49,9 @@ public struct SweepConfig {
     public var frequencies: [String]?
     public var cell: CellOptions
     public var acquisition: Bool
+    public var components: Bool
+    /// Indices of the transplant source checkpoints (nil: first, middle, final).
+    public var transplantSources: [Int]?
     public var maxNewTokens: Int
     public var faithfulnessMinDenominator: Double
     public var writeInterval: Double
@@ -98,6 +105,8 @@ public struct SweepConfig {
         guard Set(topn).count == topn.count else { throw bad("topn", "lists a size twice: \(topn)") }
         cell = CellOptions(attribution: AttributionOptions(method: method, igSteps: steps), batchSize: batch, topn: topn)
         acquisition = c.bool("acquisition")
+        components = c.bool("components")
+        if c.value("transplant_sources") != nil { transplantSources = c.ints("transplant_sources") }
         maxNewTokens = c.int("max_new_tokens")
         guard maxNewTokens >= 1 else { throw bad("max_new_tokens", "must be ≥ 1, got \(maxNewTokens)") }
         faithfulnessMinDenominator = c.double("faithfulness_min_denominator")

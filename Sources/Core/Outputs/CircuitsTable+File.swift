@@ -74,6 +74,7 @@ extension CircuitsTable {
             try real("hits_at_1", gtt, describe("share of test entities whose label token has rank < 1", units: "1"))
             try real("hits_at_10", gtt, describe("share of test entities whose label token has rank < 10", units: "1"))
             try count("n_test", gtt, "test entities of the target type and frequency")
+            try writeTransplants(w, steps: steps, labels: labels, sizes: sizes)
 
             var clean = [Double](repeating: .nan, count: grid.count)
             var corrupted = clean, denominator = clean
@@ -222,12 +223,14 @@ extension CircuitsTable {
                 }
             }
         }
-        return CircuitsTable(edges: edges, faithfulnessMinDenominator: minimum, checkpoints: checkpoints,
+        var table = CircuitsTable(edges: edges, faithfulnessMinDenominator: minimum, checkpoints: checkpoints,
                              tasks: LabelAxis(labels[0], canonicalOrder: labels[0]),
                              types: LabelAxis(labels[1], canonicalOrder: labels[1]),
                              frequencies: LabelAxis(labels[2], canonicalOrder: labels[2]),
                              topn: Set(sizes),
                              targetTypes: LabelAxis(targets.0, canonicalOrder: targets.0),
                              targetFrequencies: LabelAxis(targets.1, canonicalOrder: targets.1), cells: cells)
+        try table.readTransplants(reader, steps: steps, labels: labels, sizes: sizes)
+        return table
     }
 }

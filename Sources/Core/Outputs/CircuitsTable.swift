@@ -94,13 +94,16 @@ public struct CircuitsTable: MergeableTable, Equatable, Sendable {
     /// `faithfulness_min_denominator`).
     public let faithfulnessMinDenominator: Double
     public private(set) var checkpoints = CheckpointAxis()
-    public private(set) var tasks: LabelAxis
-    public private(set) var types: LabelAxis
-    public private(set) var frequencies: LabelAxis
-    public private(set) var topn: Set<Int> = []
+    public internal(set) var tasks: LabelAxis
+    public internal(set) var types: LabelAxis
+    public internal(set) var frequencies: LabelAxis
+    public internal(set) var topn: Set<Int> = []
     public private(set) var targetTypes: LabelAxis
     public private(set) var targetFrequencies: LabelAxis
     public private(set) var cells: [ResultCell: Cell] = [:]
+    /// Circuits of source checkpoints evaluated on other checkpoints' models (CircuitsTable+Transplant.swift).
+    public internal(set) var transplants: [TransplantKey: Transplant] = [:]
+    public internal(set) var transplantSources: Set<Int64> = []
 
     /// An empty table. Target axes use the type and frequency orders.
     public init(edges: EdgeLayout, faithfulnessMinDenominator: Double = 1e-6,
@@ -208,6 +211,8 @@ public struct CircuitsTable: MergeableTable, Equatable, Sendable {
         merged.targetTypes.formUnion(other.targetTypes)
         merged.targetFrequencies.formUnion(other.targetFrequencies)
         try mergeCells(&merged.cells, other.cells, table: "circuit", hint: "a cell must be computed by one part of the sweep only")
+        merged.transplantSources.formUnion(other.transplantSources)
+        try mergeCells(&merged.transplants, other.transplants, table: "circuit transplant", hint: "a transplant must be computed by one run only")
         self = merged
     }
 

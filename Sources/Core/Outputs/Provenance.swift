@@ -92,13 +92,14 @@ public struct OutputWriteOptions: Equatable, Sendable {
 
 /// The three kinds of dkc result files; the global attribute `dkc_file` names the kind.
 enum OutputFileKind: String, Sendable {
-    case scores, circuits, acquisition
+    case scores, circuits, acquisition, components
 
     var title: String {
         switch self {
         case .scores: return "dkc edge attribution scores"
         case .circuits: return "dkc circuit evaluation"
         case .acquisition: return "dkc knowledge acquisition (full model)"
+        case .components: return "dkc component analysis (logit lens, head classes)"
         }
     }
 

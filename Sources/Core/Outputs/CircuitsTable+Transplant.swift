@@ -1,0 +1,152 @@
+import Foundation
+
+/// Circuit transplant (the study's `one_circuit_eval.py`, docs/components.md): the circuits of a source
+/// checkpoint's cell evaluated with another checkpoint's model on the same cell's samples (faithfulness)
+/// and tested on the same cell's test entities, edges outside the circuit zero-ablated (hits@10).
+///
+/// In circuits.nc (only when the table holds or declares transplants):
+///
+///     source_checkpoint(source_checkpoint) int64
+///     transplant_clean_baseline, transplant_corrupted_baseline (source_checkpoint, grid) double
+///     transplant_circuit_performance, transplant_faithfulness, transplant_hits_at_10 (source_checkpoint, grid, topn) double
+///     transplant_n_test (source_checkpoint, grid, topn) int64 fill -1
+///
+/// where grid = checkpoint (the model evaluated), task, type, frequency (the source cell's labels).
+extension CircuitsTable {
+    /// A source checkpoint and the cell evaluated (its checkpoint is the model's).
+    public struct TransplantKey: Hashable, Sendable, CustomStringConvertible {
+        public var source: Int64
+        public var cell: ResultCell
+        public init(source: Int64, cell: ResultCell) { self.source = source; self.cell = cell }
+        public var description: String { "source_checkpoint=\(source) \(cell)" }
+    }
+
+    /// One source circuit (one top-n) on the model of `TransplantKey.cell.checkpoint`.
+    public struct TransplantCircuit: Equatable, Sendable {
+        /// Mean logit difference with the circuit patched in.
+        public var performance: Double
+        /// Share of the cell's test entities whose label token has rank < 10 (zero-ablated); NaN when not tested.
+        public var hitsAt10: Double
+        /// Test entities behind `hitsAt10` (-1 when not tested: an empty circuit).
+        public var nTest: Int
+        public init(performance: Double, hitsAt10: Double, nTest: Int) { self.performance = performance; self.hitsAt10 = hitsAt10; self.nTest = nTest }
+        public static func == (a: TransplantCircuit, b: TransplantCircuit) -> Bool {
+            sameValue(a.performance, b.performance) && sameValue(a.hitsAt10, b.hitsAt10) && a.nTest == b.nTest
+        }
+    }
+
+    /// The source cell's circuits on one model.
+    public struct Transplant: Equatable, Sendable {
+        public var cleanBaseline: Double
+        public var corruptedBaseline: Double
+        public var circuits: [Int: TransplantCircuit]
+        public init(cleanBaseline: Double, corruptedBaseline: Double, circuits: [Int: TransplantCircuit] = [:]) {
+            self.cleanBaseline = cleanBaseline; self.corruptedBaseline = corruptedBaseline; self.circuits = circuits
+        }
+        public static func == (a: Transplant, b: Transplant) -> Bool {
+            sameValue(a.cleanBaseline, b.cleanBaseline) && sameValue(a.corruptedBaseline, b.corruptedBaseline) && a.circuits == b.circuits
+        }
+    }
+
+    /// Adds source checkpoints that have no transplant yet (so the file has its final shape early).
+    public mutating func declare(transplantSources: [Int64]) { self.transplantSources.formUnion(transplantSources) }
+
+    /// Sets (or replaces) a transplant; the evaluated checkpoint must be known.
+    public mutating func setTransplant(_ key: TransplantKey, _ value: Transplant) throws {
+        guard checkpoints.contains(key.cell.checkpoint) else {
+            throw OutputFileError(.unknownCheckpoint(key.cell.checkpoint), reason: "transplant \(key) refers to checkpoint step \(key.cell.checkpoint), which the table does not know",
+                                  hint: "call addCheckpoint(step:path:) first")
+        }
+        tasks.insert(key.cell.task); types.insert(key.cell.type); frequencies.insert(key.cell.frequency)
+        topn.formUnion(value.circuits.keys)
+        transplantSources.insert(key.source)
+        transplants[key] = value
+    }
+
+    /// The faithfulness of a transplanted circuit, as `faithfulness(_:topn:)` defines it.
+    public func transplantFaithfulness(_ key: TransplantKey, topn n: Int) -> Double? {
+        guard let t = transplants[key], let c = t.circuits[n] else { return nil }
+        return Self.faithfulness(c.performance - t.corruptedBaseline, t.cleanBaseline - t.corruptedBaseline, faithfulnessMinDenominator)
+    }
+
+    /// Defines and queues the transplant variables (nothing when there are no transplant sources).
+    func writeTransplants(_ w: OutputFileWriter, steps: [Int64], labels: [[String]], sizes: [Int]) throws {
+        guard !transplantSources.isEmpty else { return }
+        let sources = transplantSources.sorted()
+        let g = ["source_checkpoint", "checkpoint", "task", "type", "frequency"], gt = g + ["topn"]
+        let grid = GridIndex(shape: [sources.count, steps.count] + labels.map(\.count))
+        let perTopn = GridIndex(shape: grid.shape + [sizes.count])
+        try w.numericCoordinate("source_checkpoint", sources, describe("training step of the checkpoint whose circuits are transplanted", units: "1"))
+        func real(_ name: String, _ dims: [String], _ longName: String, _ extra: AttributeList = []) throws {
+            try w.variable(name, type: .double, dimensions: dims, gridRank: 5, fill: .nan, describe(longName, units: "1", extra))
+        }
+        try real("transplant_clean_baseline", g, "mean logit difference on the source cell's clean prompts, model of checkpoint")
+        try real("transplant_corrupted_baseline", g, "mean logit difference on the source cell's corrupted prompts, model of checkpoint")
+        try real("transplant_circuit_performance", gt, "mean logit difference with the source checkpoint's circuit patched into the model of checkpoint")
+        try real("transplant_faithfulness", gt, "(transplant_circuit_performance - transplant_corrupted_baseline) / (transplant_clean_baseline - transplant_corrupted_baseline)",
+                 [("faithfulness_min_denominator", .double([faithfulnessMinDenominator]))])
+        try real("transplant_hits_at_10", gt, "share of the source cell's test entities whose label token has rank < 10, the source circuit zero-ablated in the model of checkpoint")
+        try w.variable("transplant_n_test", type: .int64, dimensions: gt, gridRank: 5, fill: .value(Double(OutputFill.count)),
+                       describe("test entities behind transplant_hits_at_10", units: "1", [("comment", .text("-1 where not tested"))]))
+        var clean = [Double](repeating: .nan, count: grid.count), corrupted = clean
+        var performance = [Double](repeating: .nan, count: perTopn.count), faith = performance, hits = performance
+        var nTest = [Int](repeating: OutputFill.count, count: perTopn.count)
+        let at = (positions(sources), positions(steps), positions(labels[0]), positions(labels[1]), positions(labels[2])), topnAt = positions(sizes)
+        for (key, t) in transplants {
+            let index = [at.0[key.source]!, at.1[key.cell.checkpoint]!, at.2[key.cell.task]!, at.3[key.cell.type]!, at.4[key.cell.frequency]!]
+            let o = grid.offset(index)
+            clean[o] = t.cleanBaseline; corrupted[o] = t.corruptedBaseline
+            for (n, c) in t.circuits {
+                let ot = perTopn.offset(index + [topnAt[n]!])
+                performance[ot] = c.performance; hits[ot] = c.hitsAt10; nTest[ot] = c.nTest
+                faith[ot] = transplantFaithfulness(key, topn: n)!
+            }
+        }
+        guard grid.count > 0 else { return }
+        let file = w.file
+        w.later {
+            try file.write(clean, to: "transplant_clean_baseline"); try file.write(corrupted, to: "transplant_corrupted_baseline")
+        }
+        if perTopn.count > 0 {
+            w.later {
+                try file.write(performance, to: "transplant_circuit_performance"); try file.write(faith, to: "transplant_faithfulness")
+                try file.write(hits, to: "transplant_hits_at_10"); try file.write(nTest, to: "transplant_n_test")
+            }
+        }
+    }
+
+    /// Reads the transplant variables when the file has them.
+    mutating func readTransplants(_ reader: OutputFileReader, steps: [Int64], labels: [[String]], sizes: [Int]) throws {
+        guard reader.file.hasVariable("source_checkpoint") else { return }
+        let sources = try reader.integers("source_checkpoint")
+        let g = ["source_checkpoint", "checkpoint", "task", "type", "frequency"], gt = g + ["topn"]
+        let clean = try reader.values("transplant_clean_baseline", dimensions: g, types: [.double], as: Double.self)
+        let corrupted = try reader.values("transplant_corrupted_baseline", dimensions: g, types: [.double], as: Double.self)
+        let performance = try reader.values("transplant_circuit_performance", dimensions: gt, types: [.double], as: Double.self)
+        let hits = try reader.values("transplant_hits_at_10", dimensions: gt, types: [.double], as: Double.self)
+        let nTest = try reader.values("transplant_n_test", dimensions: gt, types: [.int64], as: Int.self)
+        let grid = GridIndex(shape: [sources.count, steps.count] + labels.map(\.count))
+        let perTopn = GridIndex(shape: grid.shape + [sizes.count])
+        transplantSources.formUnion(sources)
+        for s in sources.indices {
+            for c in steps.indices {
+                for t in labels[0].indices {
+                    for y in labels[1].indices {
+                        for f in labels[2].indices {
+                            let index = [s, c, t, y, f], o = grid.offset(index)
+                            guard !clean[o].isNaN || !corrupted[o].isNaN else { continue }
+                            var value = Transplant(cleanBaseline: clean[o], corruptedBaseline: corrupted[o])
+                            for k in sizes.indices {
+                                let ot = perTopn.offset(index + [k])
+                                guard !performance[ot].isNaN else { continue }
+                                value.circuits[sizes[k]] = TransplantCircuit(performance: performance[ot], hitsAt10: hits[ot], nTest: nTest[ot])
+                            }
+                            let cell = ResultCell(checkpoint: steps[c], task: labels[0][t], type: labels[1][y], frequency: labels[2][f])
+                            transplants[TransplantKey(source: sources[s], cell: cell)] = value
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+
+/// The component analysis of every computed sweep cell: the contents of `circuits/components.nc`
+/// (docs/components.md). Per cell the means over its entities (per-entity arrays are left to `dkc components`:
+/// over a whole sweep they would dwarf every other file).
+///
+/// - Cells can be set in any order; a cell not set is missing (NaN, -1 for counts, "" for classes).
+/// - `merge` unions disjoint parts; merged parts write the same file as the table built at once.
+/// - Equality is NaN-aware.
+///
+/// File layout (grid = checkpoint, task, type, frequency; chunks one grid cell each):
+///
+///     lens(lens) string, layer(layer), head(head) int64, class(class) string, topn(topn) int64
+///     n_entities (grid) int64 fill -1
+///     logit_lens_rank_plus1_mean, logit_lens_prob_mean, min_rank_at_subject_plus1_mean (grid, lens) double
+///     head_subject_ratio, head_relation_ratio (grid, layer, head) double; head_class (grid, layer, head) string
+///     circuit_heads (grid, topn, class, layer) int64 fill -1; circuit_nodes (grid, topn) int64 fill -1
+public struct ComponentsTable: MergeableTable, Equatable, Sendable {
+    public static let tableName = "components"
+
+    /// One cell: what `CellComponents` summarises.
+    public struct Cell: Equatable, Sendable {
+        public var nEntities: Int
+        /// Means of (rank + 1), probability, (subject rank + 1) per lens point.   // (L+1)
+        public var rankPlus1: [Double]
+        public var probability: [Double]
+        public var subjectRankPlus1: [Double]
+        /// Mean DLA ratios per head, row-major [layer, head].   // (L·H)
+        public var meanSubject: [Double]
+        public var meanRelation: [Double]
+        /// Per top-n: heads per class and layer, classes in `HeadClass.allCases` order.   // (3·L)
+        public var circuitHeads: [Int: [Int]]
+        /// Per top-n: size of the circuit's node set.
+        public var circuitNodes: [Int: Int]
+
+        public init(nEntities: Int, rankPlus1: [Double], probability: [Double], subjectRankPlus1: [Double], meanSubject: [Double],
+                    meanRelation: [Double], circuitHeads: [Int: [Int]], circuitNodes: [Int: Int]) {
+            self.nEntities = nEntities; self.rankPlus1 = rankPlus1; self.probability = probability; self.subjectRankPlus1 = subjectRankPlus1
+            self.meanSubject = meanSubject; self.meanRelation = meanRelation; self.circuitHeads = circuitHeads; self.circuitNodes = circuitNodes
+        }
+
+        public init(_ c: CellComponents) {
+            let m = c.lensMeans, r = c.headRatios
+            self.init(nEntities: c.entities.count, rankPlus1: m.rankPlus1, probability: m.probability, subjectRankPlus1: m.subjectRankPlus1,
+                      meanSubject: r.meanSubject, meanRelation: r.meanRelation,
+                      circuitHeads: Dictionary(uniqueKeysWithValues: c.circuits.map { ($0.topn, $0.heads.layerCounts.flatMap { $0 }) }),
+                      circuitNodes: Dictionary(uniqueKeysWithValues: c.circuits.map { ($0.topn, $0.heads.nodeCount) }))
+        }
+
+        public static func == (a: Cell, b: Cell) -> Bool {
+            func same(_ x: [Double], _ y: [Double]) -> Bool { x.count == y.count && zip(x, y).allSatisfy { sameValue($0, $1) } }
+            return a.nEntities == b.nEntities && same(a.rankPlus1, b.rankPlus1) && same(a.probability, b.probability)
+                && same(a.subjectRankPlus1, b.subjectRankPlus1) && same(a.meanSubject, b.meanSubject)
+                && same(a.meanRelation, b.meanRelation) && a.circuitHeads == b.circuitHeads && a.circuitNodes == b.circuitNodes
+        }
+    }
+
+    public let nLayers: Int
+    public let nHeads: Int
+    public private(set) var checkpoints = CheckpointAxis()
+    public private(set) var tasks: LabelAxis
+    public private(set) var types: LabelAxis
+    public private(set) var frequencies: LabelAxis
+    public private(set) var topn: Set<Int> = []
+    public private(set) var cells: [ResultCell: Cell] = [:]
+
+    public init(nLayers: Int, nHeads: Int, taskOrder: [String] = OutputLabels.tasks, typeOrder: [String] = OutputLabels.types,
+                frequencyOrder: [String] = OutputLabels.frequencies) {
+        self.nLayers = nLayers; self.nHeads = nHeads
+        tasks = LabelAxis(canonicalOrder: taskOrder)
+        types = LabelAxis(canonicalOrder: typeOrder)
+        frequencies = LabelAxis(canonicalOrder: frequencyOrder)
+    }
+
+    public mutating func addCheckpoint(step: Int64, path: String) throws { try checkpoints.insert(step: step, path: path) }
+
+    /// Adds axis values that have no cell yet, so the file covers the whole planned grid.
+    public mutating func declare(tasks: [String] = [], types: [String] = [], frequencies: [String] = [], topn: [Int] = []) {
+        self.tasks.insert(contentsOf: tasks); self.types.insert(contentsOf: types); self.frequencies.insert(contentsOf: frequencies)
+        self.topn.formUnion(topn)
+    }
+
+    /// Sets (or replaces) a cell; its arrays must fit the table's layers and heads.
+    public mutating func set(_ cell: ResultCell, _ value: Cell) throws {
+        guard checkpoints.contains(cell.checkpoint) else {
+            throw OutputFileError(.unknownCheckpoint(cell.checkpoint), reason: "cell \(cell) refers to checkpoint step \(cell.checkpoint), which the table does not know",
+                                  hint: "call addCheckpoint(step:path:) first")
+        }
+        let L = nLayers, LH = nLayers * nHeads
+        guard value.nEntities >= 0, [value.rankPlus1, value.probability, value.subjectRankPlus1].allSatisfy({ $0.count == L + 1 }),
+              value.meanSubject.count == LH, value.meanRelation.count == LH,
+              value.circuitHeads.values.allSatisfy({ $0.count == HeadClass.allCases.count * L }),
+              Set(value.circuitHeads.keys) == Set(value.circuitNodes.keys) else {
+            throw OutputFileError(.wrongSize, reason: "the components of \(cell) do not fit \(L) layers × \(nHeads) heads")
+        }
+        tasks.insert(cell.task); types.insert(cell.type); frequencies.insert(cell.frequency)
+        topn.formUnion(value.circuitHeads.keys)
+        cells[cell] = value
+    }
+
+    public subscript(cell: ResultCell) -> Cell? { cells[cell] }
+
+    public mutating func removeCell(_ cell: ResultCell) { cells[cell] = nil }
+
+    public mutating func merge(_ other: ComponentsTable) throws {
+        guard nLayers == other.nLayers, nHeads == other.nHeads else {
+            throw OutputFileError(.incompatibleTables, reason: "the components tables are of models with different layers or heads",
+                                  hint: "merge only parts of one sweep over one model architecture")
+        }
+        var merged = self
+        try merged.checkpoints.formUnion(other.checkpoints)
+        merged.tasks.formUnion(other.tasks); merged.types.formUnion(other.types); merged.frequencies.formUnion(other.frequencies)
+        merged.topn.formUnion(other.topn)
+        try mergeCells(&merged.cells, other.cells, table: "components", hint: "a cell must be computed by one part of the sweep only")
+        self = merged
+    }
+
+    static let lensMeasures: [(name: String, longName: String, value: (Cell) -> [Double])] = [
+        ("logit_lens_rank_plus1_mean", "mean over the cell's entities of (0-based rank + 1) of the label's first token at the last position", { $0.rankPlus1 }),
+        ("logit_lens_prob_mean", "mean over the cell's entities of the label's first-token probability at the last position", { $0.probability }),
+        ("min_rank_at_subject_plus1_mean", "mean over the cell's entities of (best label rank over the subject's positions + 1)", { $0.subjectRankPlus1 }),
+    ]
+
+    /// Writes the table to `url` atomically; the same table and provenance give the same file.
+    public func write(to url: URL, provenance: Provenance, options: OutputWriteOptions = OutputWriteOptions()) throws {
+        let compression = try options.compression()
+        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: .components) : nil
+        let header = OutputFileHeader.make(kind: .components, provenance: provenance, previous: previous)
+        let steps = checkpoints.steps
+        let labels = [tasks.sorted, types.sorted, frequencies.sorted]
+        let sizes = topn.sorted()
+        let L = nLayers, H = nHeads, K = L + 1, NC = HeadClass.allCases.count
+        let grid = GridIndex(shape: [steps.count] + labels.map(\.count))
+        let g = ["checkpoint", "task", "type", "frequency"]
+
+        var nEntities = [Int](repeating: OutputFill.count, count: grid.count)
+        var lens = Self.lensMeasures.map { _ in [Double](repeating: .nan, count: grid.count * K) }
+        var meanS = [Double](repeating: .nan, count: grid.count * L * H), meanR = meanS
+        var classes = [String](repeating: "", count: grid.count * L * H)
+        var heads = [Int](repeating: OutputFill.count, count: grid.count * sizes.count * NC * L)
+        var nodes = [Int](repeating: OutputFill.count, count: grid.count * sizes.count)
+        let at = (positions(steps), positions(labels[0]), positions(labels[1]), positions(labels[2]))
+        let topnAt = positions(sizes)
+        for (cell, v) in cells {
+            let o = grid.offset([at.0[cell.checkpoint]!, at.1[cell.task]!, at.2[cell.type]!, at.3[cell.frequency]!])
+            nEntities[o] = v.nEntities
+            for (m, measure) in Self.lensMeasures.enumerated() {
+                for (k, x) in measure.value(v).enumerated() { lens[m][o * K + k] = x }
+            }
+            let cls = HeadRatios(meanSubject: v.meanSubject, meanRelation: v.meanRelation, nLayers: L, nHeads: H).classes
+            for j in 0..<(L * H) { meanS[o * L * H + j] = v.meanSubject[j]; meanR[o * L * H + j] = v.meanRelation[j]; classes[o * L * H + j] = cls[j].rawValue }
+            for (n, counts) in v.circuitHeads {
+                let t = topnAt[n]!
+                for (i, c) in counts.enumerated() { heads[(o * sizes.count + t) * NC * L + i] = c }
+                nodes[o * sizes.count + t] = v.circuitNodes[n]!
+            }
+        }
+
+        try NetCDFFile.writeAtomically(to: url) { file in
+            let w = OutputFileWriter(file, compression: compression)
+            try header.write(to: file)
+            try w.checkpointCoordinates(checkpoints)
+            try w.stringCoordinate("task", labels[0], describe(AxisNames.task))
+            try w.stringCoordinate("type", labels[1], describe(AxisNames.type))
+            try w.stringCoordinate("frequency", labels[2], describe(AxisNames.frequency))
+            try w.stringCoordinate("lens", ComponentAnalyzer.lensLabels(nLayers: L),
+                                   describe("logit-lens point: residual entering block k ('k_pre'), then the last block's output ('final_post')"))
+            try w.numericCoordinate("layer", (0..<L).map { Int64($0) }, describe("layer", units: "1"))
+            try w.numericCoordinate("head", (0..<H).map { Int64($0) }, describe("attention head", units: "1"))
+            try w.stringCoordinate("class", HeadClass.allCases.map(\.rawValue), describe("head class"))
+            try w.numericCoordinate("topn", sizes.map(Int64.init), describe(AxisNames.topn, units: "1"))
+            func count(_ name: String, _ dims: [String], _ longName: String, _ values: [Int]) throws {
+                try w.variable(name, type: .int64, dimensions: dims, gridRank: 4, fill: .value(Double(OutputFill.count)),
+                               describe(longName, units: "1", [("comment", .text("-1 where not computed"))]))
+                if !values.isEmpty { w.later { try file.write(values, to: name) } }
+            }
+            func real(_ name: String, _ dims: [String], _ longName: String, _ values: [Double]) throws {
+                try w.variable(name, type: .double, dimensions: dims, gridRank: 4, fill: .nan, describe(longName, units: "1"))
+                if !values.isEmpty { w.later { try file.write(values, to: name) } }
+            }
+            try count("n_entities", g, "circuit samples of the cell analysed (one clean prompt each)", nEntities)
+            for (m, measure) in Self.lensMeasures.enumerated() { try real(measure.name, g + ["lens"], measure.longName, lens[m]) }
+            try real("head_subject_ratio", g + ["layer", "head"], "mean over the cell's entities of the head's DLA share from the subject's positions", meanS)
+            try real("head_relation_ratio", g + ["layer", "head"], "mean over the cell's entities of the head's DLA share from the other positions (BOS excluded)", meanR)
+            try w.stringVariable("head_class", dimensions: g + ["layer", "head"], grid.count > 0 ? classes : [],
+                                 describe("mover if |head_subject_ratio / head_relation_ratio| > 10, relation if < 0.1, else mixture ('' where not computed)"))
+            try count("circuit_heads", g + ["topn", "class", "layer"], "heads of the cell's top-n circuit per class (by this cell's head_class) and layer", heads)
+            try count("circuit_nodes", g + ["topn"], "nodes of the cell's top-n circuit (input, heads, MLPs, logits): the denominator of the class proportions", nodes)
+            try w.finish()
+        }
+    }
+
+    /// Reads a components.nc of a sweep back; a cell is present where `n_entities` is not -1.
+    public static func read(from url: URL) throws -> ComponentsTable {
+        let reader = try OutputFileReader(url: url, kind: .components)
+        defer { reader.close() }
+        let (steps, checkpoints) = try reader.checkpoints()
+        let labels = [try reader.labels("task"), try reader.labels("type"), try reader.labels("frequency")]
+        let sizes = try reader.integers("topn").map { Int($0) }
+        let L = try reader.length("layer"), H = try reader.length("head"), K = try reader.length("lens"), NC = try reader.length("class")
+        guard K == L + 1, NC == HeadClass.allCases.count else {
+            throw OutputFileError(.wrongSize, path: url.path, reason: "lens has \(K) points and class \(NC) values for \(L) layers",
+                                  hint: "give the components.nc written by dkc sweep")
+        }
+        let g = ["checkpoint", "task", "type", "frequency"]
+        let nEntities = try reader.values("n_entities", dimensions: g, types: [.int64, .int32], as: Int.self)
+        let lens = try lensMeasures.map { try reader.values($0.name, dimensions: g + ["lens"], types: [.double], as: Double.self) }
+        let meanS = try reader.values("head_subject_ratio", dimensions: g + ["layer", "head"], types: [.double], as: Double.self)
+        let meanR = try reader.values("head_relation_ratio", dimensions: g + ["layer", "head"], types: [.double], as: Double.self)
+        let heads = try reader.values("circuit_heads", dimensions: g + ["topn", "class", "layer"], types: [.int64], as: Int.self)
+        let nodes = try reader.values("circuit_nodes", dimensions: g + ["topn"], types: [.int64], as: Int.self)
+
+        var table = ComponentsTable(nLayers: L, nHeads: H, taskOrder: labels[0], typeOrder: labels[1], frequencyOrder: labels[2])
+        table.checkpoints = checkpoints
+        table.declare(tasks: labels[0], types: labels[1], frequencies: labels[2], topn: sizes)
+        let grid = GridIndex(shape: [steps.count] + labels.map(\.count))
+        for c in steps.indices {
+            for t in labels[0].indices {
+                for y in labels[1].indices {
+                    for f in labels[2].indices {
+                        let o = grid.offset([c, t, y, f])
+                        guard nEntities[o] != OutputFill.count else { continue }
+                        var circuitHeads: [Int: [Int]] = [:], circuitNodes: [Int: Int] = [:]
+                        for (i, n) in sizes.enumerated() where nodes[o * sizes.count + i] != OutputFill.count {
+                            circuitNodes[n] = nodes[o * sizes.count + i]
+                            circuitHeads[n] = Array(heads[((o * sizes.count + i) * NC * L)..<((o * sizes.count + i + 1) * NC * L)])
+                        }
+                        let cell = ResultCell(checkpoint: steps[c], task: labels[0][t], type: labels[1][y], frequency: labels[2][f])
+                        table.cells[cell] = Cell(nEntities: nEntities[o], rankPlus1: Array(lens[0][(o * K)..<((o + 1) * K)]),
+                                                 probability: Array(lens[1][(o * K)..<((o + 1) * K)]),
+                                                 subjectRankPlus1: Array(lens[2][(o * K)..<((o + 1) * K)]),
+                                                 meanSubject: Array(meanS[(o * L * H)..<((o + 1) * L * H)]),
+                                                 meanRelation: Array(meanR[(o * L * H)..<((o + 1) * L * H)]),
+                                                 circuitHeads: circuitHeads, circuitNodes: circuitNodes)
+                    }
+                }
+            }
+        }
+        return table
+    }
+}
