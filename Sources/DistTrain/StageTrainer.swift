@@ -77,11 +77,11 @@ final class StageTrainer {
                 // stops here, on every rank, leaving the checkpoints as they are.
                 let step = state.globalStep + 1
                 guard state.nonfiniteSkipped < config.skipNonfiniteSteps else {
-                    let good = lastSaved.map { "the last good checkpoint, \($0.url.path), is untouched" }
-                        ?? "no checkpoint of this stage was written yet (it started from \(plan.initDescription))"
+                    let good = lastSaved.map { "the last good checkpoint, \($0.url.path), is untouched; run again to resume from it after" }
+                        ?? "no checkpoint of this stage was written yet (it started from \(plan.initDescription)); run again to start it afresh after"
                     let budget = config.skipNonfiniteSteps > 0 ? " after skipping \(state.nonfiniteSkipped) such step(s), the skip_nonfinite_steps limit" : ""
                     // Every rank reaches this alike (the verdict is agreed in the step): a clean collective end.
-                    throw CollectiveFailure(message: "[\(stage.rawValue)] step \(step): \(what)\(budget), so training stopped without applying it; \(good). Lower learning_rate, raise warmup_steps or keep max_grad_norm > 0 and run again (it resumes from that checkpoint), or set skip_nonfinite_steps to skip such steps",
+                    throw CollectiveFailure(message: "[\(stage.rawValue)] step \(step): \(what)\(budget), so training stopped without applying it; \(good) lowering learning_rate, raising warmup_steps or keeping max_grad_norm > 0, or set skip_nonfinite_steps to skip such steps",
                                             exitCode: 1)
                 }
                 state.globalStep += 1

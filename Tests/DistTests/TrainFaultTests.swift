@@ -241,6 +241,19 @@ extension TrainTests {
         }
     }
 
+    /// Real divergence, no hook: at learning_rate = 1e30 the first update blows the weights up and the next
+    /// loss is not finite; the run stops there, naming the step.
+    func testFaultDivergenceAtHugeLearningRateStops() throws {
+        let root = try TrainFixture.make(root: try TrainFixture.temporaryFolder(self))
+        let out = root.appendingPathComponent("lr")
+        let cfg = try TrainFixture.config(root: root, output: out, extra: "max_steps = 6\nlearning_rate = 1e30\neval_strategy = \"no\"\nsave_strategy = \"no\"")
+        let r = try train(cfg, ranks: 2)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("[continual] step ") && r.stderr.contains("no checkpoint of this stage was written yet"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("inf") || r.stderr.contains("nan") || r.stderr.contains("NaN"), r.stderr)
+        XCTAssertTrue(TrainCheckpoint.folders(in: checkpointsFolder(out)).isEmpty)
+    }
+
     // MARK: disk full and concurrency
 
     /// A checkpoint write past the file size limit (ulimit -f, SIGXFSZ ignored: a full disk): exit 1 naming
