@@ -2,7 +2,8 @@
 #   - refuses to run outside a Slurm allocation,
 #   - finds the dkc binary ($DKC, else .build/release/dkc of the checkout, else dkc on PATH),
 #   - sets OPENBLAS_NUM_THREADS from --cpus-per-task,
-#   - launches the ranks with `srun --mpi=pmix` (DKC_LAUNCHER=mpirun: mpirun inside the allocation),
+#   - launches the ranks with `srun --kill-on-bad-exit=1 --mpi=pmix` (a rank that dies ends the whole
+#     step at once; DKC_LAUNCHER=mpirun: mpirun inside the allocation),
 #   - forwards the time-limit warning (--signal=B:USR1@N) to the job step, and requeues the job once
 #     dkc has saved its state and exited 0, so the requeued job resumes where this one stopped.
 #
@@ -69,7 +70,7 @@ trap 'dkc_on_signal TERM' TERM
 dkc_launch() {
   local launcher=${DKC_LAUNCHER:-srun}
   case "$launcher" in
-    srun) srun --mpi="${DKC_SRUN_MPI:-pmix}" --cpus-per-task="$dkc_cpus" --export="ALL,OPENBLAS_NUM_THREADS=$dkc_cpus" "$DKC" "$@" & ;;
+    srun) srun --kill-on-bad-exit=1 --mpi="${DKC_SRUN_MPI:-pmix}" --cpus-per-task="$dkc_cpus" --export="ALL,OPENBLAS_NUM_THREADS=$dkc_cpus" "$DKC" "$@" & ;;
     mpirun) mpirun --bind-to none -x OPENBLAS_NUM_THREADS "$DKC" "$@" & ;;
     *) dkc_die 64 "DKC_LAUNCHER must be srun or mpirun, got '$launcher'" ;;
   esac

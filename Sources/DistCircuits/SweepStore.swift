@@ -27,7 +27,7 @@ final class SweepStore {
     private(set) var writeSeconds = 0.0
     private(set) var writes = 0
     private var lastWrite = Date()
-    private let lockFD: Int32
+    private let lock: FolderLock
     private let manifestURL: URL
 
     var scoresURL: URL { directory.appendingPathComponent("scores.nc") }
@@ -42,7 +42,7 @@ final class SweepStore {
         do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
             throw CircuitsError(item: directory.path, problem: "cannot be created: \(error.localizedDescription)", fix: "check permissions", exitCode: 1)
         }
-        lockFD = try Self.lock(directory)
+        lock = try Self.lock(directory)
         // Temporary files of a killed run (only a run holding the lock writes here).
         for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where name.contains(".nc.tmp-") {
             try? fm.removeItem(at: directory.appendingPathComponent(name))
@@ -157,7 +157,7 @@ final class SweepStore {
                                 fix: "remove the folder, or run that part again")
         }
         try Self.checkCompatible(first["config"], plan.config.resolved.json, manifest: manifest)
-        close(try Self.lock(directory))   // refuses a part that is still running
+        _ = try Self.lock(directory)   // refuses a part that is still running (released at once)
         let url = { (name: String) in directory.appendingPathComponent(name) }
         guard var partScores = try Self.existing(url("scores.nc"), ScoresTable.read),
               var partCircuits = try Self.existing(url("circuits.nc"), CircuitsTable.read) else { return 0 }
@@ -205,9 +205,14 @@ final class SweepStore {
         }
     }
 
+    /// The table in `url`, nil when there is no such file. A file that cannot be read (truncated or
+    /// damaged outside dkc: dkc itself only ever renames complete files into place) is a named error.
     private static func existing<T>(_ url: URL, _ read: (URL) throws -> T) throws -> T? {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        return try read(url)
+        do { return try read(url) } catch let error as CircuitsError { throw error } catch {
+            throw CircuitsError(item: url.path, problem: "cannot be read, so the sweep cannot resume from it (\(error))",
+                                fix: "move the file away (the sweep then computes its cells again; the other files are kept) or restore it from a copy")
+        }
     }
 
     /// Stores a finished item and logs it in the manifest.
@@ -306,21 +311,19 @@ final class SweepStore {
     }
 
     /// Takes the folder's lock, or explains who holds it.
-    private static func lock(_ directory: URL) throws -> Int32 {
-        let path = directory.appendingPathComponent(".sweep.lock").path
-        let fd = open(path, O_RDWR | O_CREAT, 0o644)
-        guard fd >= 0 else { throw CircuitsError(item: path, problem: "cannot be opened: \(String(cString: strerror(errno)))", exitCode: 1) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-            close(fd)
-            throw CircuitsError(item: directory.path, problem: "another sweep is writing here (\(holder))",
-                                fix: "wait for it to finish or stop it; two sweeps must not share a results folder")
+    private static func lock(_ directory: URL) throws -> FolderLock {
+        do { return try FolderLock(folder: directory, name: ".sweep.lock") } catch let failure as FolderLock.Failure {
+            switch failure {
+            case .held(let holder):
+                throw CircuitsError(item: directory.path, problem: "another sweep is writing here (\(holder))",
+                                    fix: "wait for it to finish or stop it; two sweeps must not share a results folder")
+            case .unsupported(let reason):
+                throw CircuitsError(item: directory.appendingPathComponent(".sweep.lock").path,
+                                    problem: "the file system does not support locks (flock: \(reason))",
+                                    fix: "put the run folder on a local or lock-capable file system", exitCode: 1)
+            case .cannotOpen(let reason):
+                throw CircuitsError(item: directory.appendingPathComponent(".sweep.lock").path, problem: "cannot be opened: \(reason)", exitCode: 1)
+            }
         }
-        ftruncate(fd, 0)
-        let text = "pid \(getpid()) on \(ProcessInfo.processInfo.hostName)\n"
-        _ = text.withCString { Foundation.write(fd, $0, strlen($0)) }
-        return fd
     }
-
-    deinit { close(lockFD) }
 }

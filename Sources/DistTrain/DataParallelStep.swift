@@ -33,7 +33,14 @@ public final class DataParallelStep {
         /// Global gradient norm before clipping.
         public let gradNorm: Double?
         public let stopRequested: Bool
+        /// Set when the loss or the gradient was not finite: what was (e.g. "the loss is nan"). No update
+        /// was applied (parameters and optimizer state are as before the step), and every rank reports it alike.
+        public let nonFinite: String?
     }
+
+    /// Test hook (docs/fault-tolerance.md): when set, the next step puts a NaN into rank 0's first
+    /// micro-batch gradient, as a numerical fault would. Only fault tests set it.
+    public var injectNaNGradient = false
 
     public init(comm: Communicator, model: GPT2, optimizer: AdamW, perRankBatch: Int, accumulation: Int,
                 blockSize: Int, deterministic: Bool, dropoutSeed: UInt64? = nil) {
@@ -54,8 +61,8 @@ public final class DataParallelStep {
     public var tokensPerStep: Int { shard.globalBatch * blockSize }
 
     /// Runs one optimizer step on the blocks `order[start ..< start + globalBatch]` of `blocks`.
-    /// `stop` is this rank's stop request; the result says whether any rank had one.
-    /// - Throws: `TrainError` (on every rank alike) when the loss or a gradient is not finite.
+    /// `stop` is this rank's stop request; the result says whether any rank had one. A loss or gradient
+    /// that is not finite skips the update and is reported in `Result.nonFinite` on every rank.
     public func run(blocks: PackedBlocks, order: [Int], start: Int, stop: Bool) throws -> Result {
         precondition(blocks.blockSize == blockSize && start + globalBatch <= order.count)
         let B = shard.perRankBatch, T = blockSize
@@ -87,24 +94,44 @@ public final class DataParallelStep {
                 }
                 slots[micro * comm.size + comm.rank] = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, dropout: dropout)
                 model.backward()
+                if injectNaNGradient, micro == 0, comm.rank == 0 { model.grads.base[0] = .nan }
                 if reducer.mode == .exact { try reducer.accumulate(model.grads.base, micro: micro) }
             }
             slots[reducer.microBatches] = stop ? 1 : 0
             try comm.allreduce(&slots, op: .sum)
             let loss = slots[..<reducer.microBatches].reduce(0, +) / Double(reducer.microBatches)
             let stopRequested = slots[reducer.microBatches] > 0
-            guard loss.isFinite else {
-                throw TrainError("the training loss is \(loss) at optimizer step \(optimizer.stepCount + 1): training diverged; lower learning_rate, raise warmup_steps or keep max_grad_norm > 0")
+            let lr = optimizer.config.learningRate(step: optimizer.stepCount + 1)
+            func skipped(_ what: String) -> Result {
+                injectNaNGradient = false
+                return Result(loss: loss, step: optimizer.stepCount, learningRate: lr, gradNorm: nil, stopRequested: stopRequested,
+                              nonFinite: what)
             }
+            // The loss is the allreduced sum, the same on every rank.
+            guard loss.isFinite else { return skipped("the loss is \(loss)") }
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let complete = try reducer.finish(into: model.grads.base)
+            let completion = try reducer.finish(into: model.grads.base)
             lastReduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            guard complete else { continue }  // exact mode overflow: recompute
-            // The norm is logged even without clipping (HF logs `grad_norm` either way).
-            let norm = optimizer.config.maxGradNorm == nil ? optimizer.gradientNorm(model.grads.base) : nil
-            let info = optimizer.step(params: model.params, grads: model.grads)
+            switch completion {
+            case .recompute: continue
+            case .nonFinite: return skipped("a gradient entry is inf or NaN")
+            case .complete: break
+            }
+            // The norm is logged even without clipping (HF logs `grad_norm` either way), checked for a
+            // non-finite entry, and handed to the optimizer's clipping. Float mode: the ranks' reduced
+            // gradients may differ in rounding, so they agree on the verdict.
+            let norm = optimizer.gradientNorm(model.grads.base)
+            if reducer.mode == .float {
+                var flag = [norm.isFinite ? 0.0 : 1.0]
+                try comm.allreduce(&flag, op: .max)
+                if flag[0] != 0 { return skipped("the gradient norm is \(norm.isFinite ? "not finite on another rank" : "\(norm)")") }
+            } else if !norm.isFinite {
+                return skipped("the gradient norm is \(norm)")
+            }
+            injectNaNGradient = false
+            let info = optimizer.step(params: model.params, grads: model.grads, norm: norm)
             return Result(loss: loss, step: info.step, learningRate: info.lr, gradNorm: info.gradNorm ?? norm,
-                          stopRequested: stopRequested)
+                          stopRequested: stopRequested, nonFinite: nil)
         }
     }
 }

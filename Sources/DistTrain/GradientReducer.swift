@@ -69,30 +69,37 @@ public final class GradientReducer {
         if !fixed.add(grads, maxAbs: m) { overflow = true }
     }
 
+    /// How `finish` ended.
+    public enum Completion: Equatable {
+        /// `grads` holds the mean gradient.
+        case complete
+        /// Exact mode: a micro-batch overflowed the fixed-point range; recompute the step.
+        case recompute
+        /// Exact mode: a micro-batch gradient had an inf or NaN entry on some rank (every rank learns it
+        /// alike); `grads` is not valid. (Float mode leaves the check to the caller's gradient norm.)
+        case nonFinite
+    }
+
     /// Completes the step: writes the mean gradient over the global batch into `grads` on every rank.
-    /// Returns false (exact mode) when a micro-batch overflowed the fixed-point range: recompute the step.
-    /// - Throws: `TrainError` when a gradient is not finite (every rank throws alike).
-    public func finish(into grads: UnsafeMutablePointer<Float>) throws -> Bool {
+    public func finish(into grads: UnsafeMutablePointer<Float>) throws -> Completion {
         guard let fixed else {
             try comm.allreduce(grads, count: count, op: .sum)
             if microBatches > 1 {
                 let k = Float(1) / Float(microBatches)
                 for i in 0..<count { grads[i] *= k }
             }
-            return true
+            return .complete
         }
         var flags: [Float] = [localMax, overflow ? 1 : 0]
         try comm.allreduce(&flags, op: .max)
-        guard flags[0].isFinite else {
-            throw TrainError("a gradient is not finite (inf or NaN): training diverged; lower learning_rate or raise warmup_steps")
-        }
+        guard flags[0].isFinite else { return .nonFinite }
         if flags[1] != 0 {
             forcedMax = flags[0]
-            return false
+            return .recompute
         }
         forcedMax = nil
         try comm.allreduce(fixed.values, count: count, op: .sum)
         fixed.result(into: grads, dividedBy: Double(microBatches))
-        return true
+        return .complete
     }
 }

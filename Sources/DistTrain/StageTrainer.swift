@@ -61,18 +61,38 @@ final class StageTrainer {
         var windowSeconds = 0.0, windowTokens = 0
         let stageStart = Date()
 
+        let poisoned = Self.testNaNGradientSteps()
         while state.globalStep < total {
             let (epoch, stepInEpoch) = state.position
             if order?.epoch != epoch {
                 order = (epoch, DataOrder.epochPermutation(count: data.train.count, seed: config.seed, epoch: epoch))
             }
             let t0 = Date()
+            stepper.injectNaNGradient = poisoned.contains(state.globalStep + 1)
             let result = try stepper.run(blocks: data.train, order: order!.permutation, start: stepInEpoch * G,
                                          stop: StopRequest.shared.isRequested)
             let dt = Date().timeIntervalSince(t0)
-            state.globalStep += 1
-            state.window.steps += 1
-            state.window.lossSum += result.loss
+            if let what = result.nonFinite {
+                // Nothing was updated. Either the batch is skipped (within skip_nonfinite_steps) or the run
+                // stops here, on every rank, leaving the checkpoints as they are.
+                let step = state.globalStep + 1
+                guard state.nonfiniteSkipped < config.skipNonfiniteSteps else {
+                    let good = lastSaved.map { "the last good checkpoint, \($0.url.path), is untouched; run again to resume from it after" }
+                        ?? "no checkpoint of this stage was written yet (it started from \(plan.initDescription)); run again to start it afresh after"
+                    let budget = config.skipNonfiniteSteps > 0 ? " after skipping \(state.nonfiniteSkipped) such step(s), the skip_nonfinite_steps limit" : ""
+                    // Every rank reaches this alike (the verdict is agreed in the step): a clean collective end.
+                    throw CollectiveFailure(message: "[\(stage.rawValue)] step \(step): \(what)\(budget), so training stopped without applying it; \(good) lowering learning_rate, raising warmup_steps or keeping max_grad_norm > 0, or set skip_nonfinite_steps to skip such steps",
+                                            exitCode: 1)
+                }
+                state.globalStep += 1
+                state.nonfiniteSkipped += 1
+                observer(.notice("[\(stage.rawValue)] step \(step): \(what); the step's batch was skipped without an update (\(state.nonfiniteSkipped) of at most \(config.skipNonfiniteSteps))"))
+                try record(MetricsLine(values: [("skipped_nonfinite_steps", Double(state.nonfiniteSkipped)), ("epoch", state.epoch)], step: step))
+            } else {
+                state.globalStep += 1
+                state.window.steps += 1
+                state.window.lossSum += result.loss
+            }
             trainingSeconds += dt; stepsRun += 1
             windowSeconds += dt; windowTokens += stepper.tokensPerStep
             let step = state.globalStep
@@ -83,7 +103,7 @@ final class StageTrainer {
 
             let epochEnd = step % state.stepsPerEpoch == 0
             let last = step == total
-            if step % config.loggingSteps == 0 || (last && state.window.steps > 0) {
+            if state.window.steps > 0, step % config.loggingSteps == 0 || last {
                 var values: [(String, Double)] = [("loss", state.window.lossSum / Double(state.window.steps))]
                 if let g = result.gradNorm { values.append(("grad_norm", g)) }
                 // HF logs the scheduler's current rate: the one the next step will use.
@@ -134,6 +154,13 @@ final class StageTrainer {
         }
         observer(.stageFinished(stage: stage, step: state.globalStep, checkpoint: lastSaved!.url, seconds: seconds))
         return .finished(checkpoint: lastSaved!.url)
+    }
+
+    /// Test hook (docs/fault-tolerance.md): `DKC_TEST_NAN_GRADIENT_STEPS`, comma-separated optimizer steps
+    /// (1-based) at which a NaN is put into a gradient. Only fault tests set it.
+    static func testNaNGradientSteps() -> Set<Int> {
+        let text = ProcessInfo.processInfo.environment["DKC_TEST_NAN_GRADIENT_STEPS"] ?? ""
+        return Set(text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) })
     }
 
     /// Appends a line to metrics.jsonl (rank 0) and, unless `history` is false, to the log history that

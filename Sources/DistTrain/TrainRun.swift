@@ -45,6 +45,8 @@ public final class TrainRun {
     }
 
     public func run() throws -> Outcome {
+        let lock = try lockOutputFolder()
+        defer { withExtendedLifetime(lock) {} }
         let setups = try prepareSetups()
         var data: [StageData] = []
         for s in setups { data.append(try loadData(s)) }
@@ -104,7 +106,8 @@ public final class TrainRun {
             }
             try ReplicaSync.broadcast(params, comm: comm)
             // Settings that may change between a run and its resumption (HF allows the same).
-            state.maxSteps = total
+            // A stage resumed past a lowered end keeps its step as the end (global_step ≤ max_steps).
+            state.maxSteps = max(total, state.globalStep)
             state.numTrainEpochs = s.numTrainEpochs
             state.loggingSteps = s.loggingSteps
             state.saveSteps = s.saveSteps
@@ -136,6 +139,31 @@ public final class TrainRun {
     }
 
     // MARK: - Checks
+
+    /// Rank 0 takes the lock `.train.lock` in output_dir (docs/fault-tolerance.md); every rank learns
+    /// whether it got it. A second job on the same folder is refused with the holder's pid and host.
+    private func lockOutputFolder() throws -> FolderLock? {
+        guard config.lock else { return nil }
+        var lock: FolderLock?
+        try comm.agree(exitCode: { ($0 as? UserFacingError)?.exitCode ?? 1 }, rootOnly: true) {
+            guard comm.isRoot else { return }
+            let dir = config.outputDir
+            do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+                throw TrainError.file(dir, "cannot be created (\(error.localizedDescription))", fix: "check that output_dir is writable")
+            }
+            do { lock = try FolderLock(folder: dir, name: ".train.lock") } catch let failure as FolderLock.Failure {
+                switch failure {
+                case .held(let holder):
+                    throw TrainError("\(dir.path) is in use by another dkc train (\(holder)): wait for it to finish or stop it; two jobs must not train into one output_dir", exitCode: 1)
+                case .unsupported(let reason):
+                    throw TrainError("\(dir.appendingPathComponent(".train.lock").path): the file system does not support locks (flock: \(reason)); run with --no-lock (or lock = false) if you are sure no other job uses this output_dir", exitCode: 1)
+                case .cannotOpen(let reason):
+                    throw TrainError("\(dir.appendingPathComponent(".train.lock").path) cannot be opened: \(reason); check that output_dir is writable", exitCode: 1)
+                }
+            }
+        }
+        return lock
+    }
 
     /// Every stage checked on every rank, the model shapes and resume states as rank 0 finds them.
     func prepareSetups() throws -> [Setup] {
@@ -217,9 +245,17 @@ public final class TrainRun {
                 throw TrainError("the tokenizer in \(s.tokenizer.path) has \(tokenizers[i].vocabSize) tokens but the \(s.stage.rawValue) stage's model only \(model.vocabSize): use the model's own tokenizer")
             }
             var pairs: [(String, JSONValue)] = [("model", .string(String(decoding: model.jsonData(), as: UTF8.self)))]
-            if let newest = TrainCheckpoint.newest(in: s.checkpointsFolder) {
-                let stateURL = newest.url.appendingPathComponent(TrainCheckpoint.stateFileName)
-                let state = try TrainerState(file: stateURL)  // validates the file
+            TrainCheckpoint.removeLeftovers(in: s.checkpointsFolder)
+            let found = TrainCheckpoint.resumable(in: s.checkpointsFolder)
+            let rejected = found.rejected.map { "\($0.url.path): \($0.reason)" }
+            if found.chosen == nil, !rejected.isEmpty {
+                throw TrainError("the \(s.stage.rawValue) stage has no checkpoint to resume from: \(rejected.joined(separator: "; ")). Remove or move away these folders to train the stage from its start, or restore them from a copy")
+            }
+            if let newest = found.chosen {
+                if !rejected.isEmpty {
+                    observer(.notice("[\(s.stage.rawValue)] passed over incomplete or damaged checkpoint(s) — \(rejected.joined(separator: "; ")) — and resumes from \(newest.url.path), the newest complete one"))
+                }
+                let state = newest.state
                 let cfg = try GPT2Config.load(from: newest.url.appendingPathComponent(HFCheckpoint.configFileName))
                 guard cfg.nLayer == model.nLayer, cfg.nHead == model.nHead, cfg.nEmbd == model.nEmbd,
                       cfg.nPositions == model.nPositions, cfg.vocabSize == model.vocabSize else {
@@ -301,6 +337,10 @@ public final class TrainRun {
             }
             if st.globalBatchSize != G {
                 throw TrainError("\(r.url.path) was trained with a global batch of \(st.globalBatchSize) blocks, this run has \(G) (\(comm.size) ranks × \(s.perDeviceTrainBatchSize) × \(s.gradientAccumulationSteps)): choose ranks, per_device_train_batch_size and gradient_accumulation_steps with the same product to resume")
+            }
+            // The data order resumes from global_step and steps per epoch: both must fit this data and batch.
+            if st.stepsPerEpoch != d.train.count / G || st.globalStep < 0 || st.globalStep > st.maxSteps {
+                throw TrainError("\(r.url.appendingPathComponent(TrainCheckpoint.stateFileName).path) is inconsistent: \(st.stepsPerEpoch) steps per epoch and global_step \(st.globalStep) of max_steps \(st.maxSteps), but \(d.train.count) blocks in global batches of \(G) give \(d.train.count / G) steps per epoch; remove that checkpoint folder to resume from the one before, or use a new output_dir")
             }
         }
     }

@@ -13,6 +13,9 @@ enum ExitStatus {
 /// Runs `body` on every rank with the world communicator, then finalises MPI.
 /// An error on any rank prints its message and brings the whole job down, so nothing hangs.
 func withWorld(_ body: (Communicator) throws -> Void) -> Never {
+    // Past a file size limit (ulimit -f) a write then fails with EFBIG, reported as a named error,
+    // instead of the process being killed by SIGXFSZ with a half-written temporary file.
+    signal(SIGXFSZ, SIG_IGN)
     let comm: Communicator
     do {
         comm = try Communicator.world()

@@ -20,6 +20,13 @@ struct Train: ParsableCommand {
         SIGUSR1 (e.g. from Slurm before a time limit) stops after the current step with a checkpoint \
         and exit code 0; run the same command again to continue.
 
+        Faults (docs/fault-tolerance.md): a checkpoint folder counts only when its marker \
+        dkc_checkpoint.json (written last, with every file's size and SHA-256) matches, so a crash \
+        loses at most the steps since the last checkpoint; an incomplete or damaged newest checkpoint \
+        is reported and the one before it is used. A loss or gradient that is inf or NaN stops every \
+        rank with the step and the last good checkpoint (skip_nonfinite_steps to skip such steps \
+        instead). The output folder is locked while training: a second job on it is refused.
+
         Config keys (configs/train/*.toml; override with --set key=value, or --set continual.key=value \
         for one stage):
         \(ConfigSchema.train.keys.map { "  \($0.name): \($0.help)" }.joined(separator: "\n"))
@@ -36,6 +43,9 @@ struct Train: ParsableCommand {
     @Flag(name: .long, help: "Continue from the newest checkpoint; fail if there is none.")
     var resume = false
 
+    @Flag(name: .long, help: "Do not lock output_dir (same as --set lock=false): only for file systems without locks, when no other job uses the folder.")
+    var noLock = false
+
     @Option(name: .long, help: "Threads per rank for OpenBLAS and the model's kernels (default: OPENBLAS_NUM_THREADS, else cores / ranks on this node).")
     var threads: Int?
 
@@ -46,7 +56,7 @@ struct Train: ParsableCommand {
     func run() throws {
         let commandLine = CommandLine.arguments.map(shellQuotedArgument).joined(separator: " ")
         let threads = self.threads
-        let config = self.config, overrides = self.overrides, resume = self.resume
+        let config = self.config, overrides = self.overrides + (noLock ? ["lock=false"] : []), resume = self.resume
         withWorld { comm in
             StopRequest.shared.install()
             let n = threads ?? defaultThreadsPerRank()

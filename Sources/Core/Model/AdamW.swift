@@ -124,13 +124,14 @@ public final class AdamW: @unchecked Sendable {
 
     /// Clips (when configured) and applies one AdamW step to `params` using `grads` (both `count` floats).
     /// Clipping multiplies each gradient by the clip coefficient inside the update (as torch's in-place scaling
-    /// would, in Float); `grads` itself is left unchanged.
+    /// would, in Float); `grads` itself is left unchanged. `norm`: `gradientNorm(grads)` when the caller
+    /// has computed it already (it is not computed twice).
     @discardableResult
-    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>) -> AdamWStepInfo {
+    public func step(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, norm known: Double? = nil) -> AdamWStepInfo {
         var norm: Double?
         var coef: Float = 1
         if let maxNorm = config.maxGradNorm {
-            let n = gradientNorm(grads)
+            let n = known ?? gradientNorm(grads)
             norm = n
             coef = Float(min(1.0, maxNorm / (n + 1e-6)))
         }
@@ -141,9 +142,9 @@ public final class AdamW: @unchecked Sendable {
     }
 
     @discardableResult
-    public func step(params: ParameterArena, grads: ParameterArena) -> AdamWStepInfo {
+    public func step(params: ParameterArena, grads: ParameterArena, norm: Double? = nil) -> AdamWStepInfo {
         precondition(params.count == count && grads.count == count)
-        return step(params: params.base, grads: UnsafePointer(grads.base))
+        return step(params: params.base, grads: UnsafePointer(grads.base), norm: norm)
     }
 
     /// The AdamW update at learning rate `lr` with gradients `gradScale · grads`, without clipping or scheduling

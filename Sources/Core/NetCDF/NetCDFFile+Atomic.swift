@@ -11,7 +11,7 @@ extension NetCDFFile {
     ///
     /// Creates `<name>.tmp-<pid>` next to `url` (a fresh NetCDF-4 file, or, with
     /// `updatingExisting` and an existing target, a copy of the target opened writable), runs
-    /// `body` on it, closes it, flushes it to disk and renames it over `url`. A job killed
+    /// `body` on it, closes it, flushes it to disk, renames it over `url` and flushes the folder. A job killed
     /// part-way leaves at most the temporary file, never a half-written file under the real
     /// name. If `body` or any step throws, the temporary file is removed and the error rethrown;
     /// the target is left as it was.
@@ -38,6 +38,8 @@ extension NetCDFFile {
                                   reason: String(cString: strerror(errno)),
                                   hint: "check that the folder is writable")
             }
+            // The folder too, so the new name survives a crash as well as the data.
+            try DurableFiles.sync(url.deletingLastPathComponent())
             return result
         } catch {
             try? file?.close()

@@ -46,6 +46,7 @@ extension ConfigSchema {
         "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "warmup_steps",
         "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
         "save_strategy", "save_steps", "save_optimizer", "logging_steps", "eval_strategy", "eval_steps", "deterministic", "seed",
+        "skip_nonfinite_steps",
     ]
 
     /// Keys of `dkc train` (configs.md, "Training"). Names follow Hugging Face `TrainingArguments`.
@@ -100,6 +101,10 @@ extension ConfigSchema {
         ConfigKey("deterministic", .bool, default: .bool(false),
                   help: "exact (fixed-point) gradient reduction: bit-identical repeats, and across rank counts with the same per-rank batch"),
         ConfigKey("seed", .int, default: .int(42), help: "seed of the initialisation and of the data order"),
+        ConfigKey("skip_nonfinite_steps", .int, default: .int(0),
+                  help: "optimizer steps whose loss or gradient is inf/NaN to skip (batch dropped, no update, logged in metrics.jsonl) before training stops; 0: stop at the first, leaving the last checkpoint untouched"),
+        ConfigKey("lock", .bool, default: .bool(true),
+                  help: "hold a lock on output_dir while training, so a second job on the same folder is refused; false only on file systems without locks (or use --no-lock)"),
     ], sections: [
         ConfigSection("base", help: "overrides for the base stage", keys: trainStageKeys),
         ConfigSection("continual", help: "overrides for the continual stage", keys: trainStageKeys),
@@ -144,6 +149,8 @@ public struct StageConfig: Sendable {
     public let evalSteps: Int
     public let deterministic: Bool
     public let seed: UInt64
+    /// Non-finite steps to skip before stopping (0: stop at the first).
+    public let skipNonfiniteSteps: Int
 
     /// The folder checkpoints go to: `<stage folder>/checkpoints`.
     public var checkpointsFolder: URL { folder.appendingPathComponent("checkpoints") }
@@ -253,6 +260,7 @@ public struct StageConfig: Sendable {
         let seedValue = c.int("seed", section: s)
         guard seedValue >= 0 else { throw bad("seed", "must be ≥ 0, got \(seedValue)") }
         seed = UInt64(seedValue)
+        skipNonfiniteSteps = try nonNegative("skip_nonfinite_steps")
     }
 }
 
@@ -260,6 +268,8 @@ public struct StageConfig: Sendable {
 public struct TrainConfig {
     public let stages: [StageConfig]
     public let outputDir: URL
+    /// Whether `dkc train` locks output_dir (`lock`).
+    public let lock: Bool
     /// The configuration these settings came from (recorded in every checkpoint).
     public let resolved: ResolvedConfig
 
@@ -272,6 +282,7 @@ public struct TrainConfig {
         precondition(c.schema.kind == "train", "TrainConfig needs a train configuration")
         resolved = c
         outputDir = c.url("output_dir")
+        lock = c.bool("lock")
         let names = c.strings("stages")
         guard !names.isEmpty else {
             throw ConfigError.invalidValue(key: "stages", location: c.origin(of: "stages"), reason: "lists no stage: give [\"base\", \"continual\"] or one of them")

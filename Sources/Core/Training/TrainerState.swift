@@ -41,6 +41,8 @@ public struct TrainerState: Equatable {
     public var config: JSONValue
     /// "dkc <version> (<commit>)" of the writer.
     public var source: String
+    /// Optimizer steps skipped so far because the loss or gradient was not finite (`skip_nonfinite_steps`).
+    public var nonfiniteSkipped = 0
 
     public init(stage: String, globalStep: Int, maxSteps: Int, numTrainEpochs: Int, stepsPerEpoch: Int, globalBatchSize: Int,
                 perDeviceTrainBatchSize: Int, loggingSteps: Int, saveSteps: Int, evalSteps: Int, logHistory: [JSONValue],
@@ -78,6 +80,7 @@ public struct TrainerState: Equatable {
                 ("finished", .bool(finished)),
                 ("global_batch_size", .int(globalBatchSize)),
                 ("logging_window", .object([("loss_sum", .double(window.lossSum)), ("steps", .int(window.steps))])),
+                ("nonfinite_steps_skipped", .int(nonfiniteSkipped)),
                 ("source", .string(source)),
                 ("stage", .string(stage)),
                 ("steps_per_epoch", .int(stepsPerEpoch)),
@@ -152,5 +155,35 @@ public struct TrainerState: Equatable {
         if case .bool(let b)? = d["finished"] { finished = b } else { finished = false }
         config = d["config"] ?? .null
         source = d["source"]?.stringValue ?? "unknown"
+        nonfiniteSkipped = d["nonfinite_steps_skipped"]?.intValue ?? 0
+        if let order = d["data_order"], let e = order["epoch"]?.intValue, let k = order["step_in_epoch"]?.intValue,
+           stepsPerEpoch > 0, (e, k) != position {
+            throw TrainError.file(file, "dkc.data_order (epoch \(e), step_in_epoch \(k)) does not match global_step \(globalStep) at \(stepsPerEpoch) steps per epoch",
+                                  fix: "the file was edited or damaged; remove this checkpoint folder, training resumes from the one before")
+        }
+    }
+
+    /// What makes this state impossible for a checkpoint of `folderStep` (nil when it is consistent):
+    /// global_step must equal the folder's step and lie in 0 ... max_steps, steps per epoch must be
+    /// train blocks / global batch (the last partial batch dropped) and at least 1, the logging window
+    /// at most global_step steps with a finite loss sum, `finished` exactly when global_step = max_steps. A resume then
+    /// re-derives the data order from global_step and steps per epoch alone.
+    public func inconsistency(folderStep: Int) -> String? {
+        if globalStep != folderStep { return "global_step is \(globalStep), but the folder is the checkpoint of step \(folderStep)" }
+        if maxSteps < 1 || globalStep < 0 || globalStep > maxSteps {
+            return "global_step \(globalStep) is outside 0 ... max_steps \(maxSteps)"
+        }
+        if globalBatchSize < 1 || trainBlocks < globalBatchSize || stepsPerEpoch != trainBlocks / globalBatchSize {
+            return "dkc.steps_per_epoch \(stepsPerEpoch) is not dkc.train_data.blocks \(trainBlocks) / dkc.global_batch_size \(globalBatchSize)"
+        }
+        if numTrainEpochs < 1 || loggingSteps < 1 || perDeviceTrainBatchSize < 1 || worldSize < 1 {
+            return "num_train_epochs, logging_steps, train_batch_size and dkc.world_size must be ≥ 1"
+        }
+        if window.steps < 0 || window.steps > globalStep || !window.lossSum.isFinite {
+            return "dkc.logging_window (\(window.steps) steps, loss sum \(window.lossSum)) does not fit global_step \(globalStep)"
+        }
+        if finished != (globalStep == maxSteps) { return "finished is \(finished) at global_step \(globalStep) of max_steps \(maxSteps)" }
+        if nonfiniteSkipped < 0 || nonfiniteSkipped > globalStep { return "dkc.nonfinite_steps_skipped \(nonfiniteSkipped) is outside 0 ... global_step" }
+        return nil
     }
 }
