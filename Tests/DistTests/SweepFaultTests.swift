@@ -33,10 +33,12 @@ final class SweepFaultTests: XCTestCase {
         try FileManager.default.moveItem(at: scores, to: run.appendingPathComponent("scores.nc.damaged"))
         let third = try Launch.run(dkc, args, timeout: 300)
         XCTAssertEqual(third.status, 0, third.stdout + third.stderr)
-        // The 12 cells were computed again (the acquisitions were kept), and now everything is in the files.
-        XCTAssertTrue(third.stdout.contains("14 items") && third.stdout.contains("2 already done"), third.stdout)
+        // The 12 cells were computed again (the acquisitions and the transplants, which live in circuits.nc and
+        // acquisition.nc, were kept), and now everything is in the files.
+        XCTAssertTrue(third.stdout.contains("18 items") && third.stdout.contains("6 already done")
+                      && third.stdout.contains("12 item(s) computed"), third.stdout)
         let fourth = try Launch.run(dkc, args, timeout: 120)
         XCTAssertEqual(fourth.status, 0, fourth.stdout + fourth.stderr)
-        XCTAssertTrue(fourth.stdout.contains("14 already done"), fourth.stdout)
+        XCTAssertTrue(fourth.stdout.contains("18 already done"), fourth.stdout)
     }
 }
