@@ -73,7 +73,8 @@ final class PretrainedTests: XCTestCase {
                                          "--set", "types=[\"new\"]", "--set", "frequencies=[\"high\"]", "--set", "tokenizer=\(tokenizer.path)"],
                                    ranks: 2, timeout: 300)
         XCTAssertEqual(sweep.status, 0, sweep.stdout + sweep.stderr)
-        XCTAssertTrue(sweep.stdout.contains("done: 4 of 4 items"), sweep.stdout)
+        // 2 cells + 2 acquisitions + 4 transplants (sources first = middle and final, on both checkpoints).
+        XCTAssertTrue(sweep.stdout.contains("done: 8 of 8 items"), sweep.stdout)
         let out = run.appendingPathComponent("circuits")
         let scores = try ScoresTable.read(from: out.appendingPathComponent("scores.nc"))
         XCTAssertEqual(Set(scores.cells.keys), Set(([2, 4] as [Int64]).map { ResultCell(checkpoint: $0, task: "city", type: "new", frequency: "high") }))
