@@ -8,6 +8,8 @@ public struct StageData {
     public let eval: PackedBlocks?
     public let trainTexts: Int
     public let evalTexts: Int
+    /// How a forget sub-run's training texts were mixed (nil for the other stages).
+    public var replayMix: ReplayMix? = nil
 }
 
 /// Reads a JSONL corpus and turns it into packed blocks, the work split over the ranks: rank r parses and

@@ -60,6 +60,11 @@ final class StageTrainer {
         var trainingSeconds = 0.0, stepsRun = 0
         var windowSeconds = 0.0, windowTokens = 0
         let stageStart = Date()
+        // The forget stage scores its initial weights first (step 0, docs/forgetting.md).
+        if config.evaluatesAtStart, state.globalStep == 0, data.eval != nil {
+            try evaluate()
+            lastEval = 0
+        }
 
         while state.globalStep < total {
             let (epoch, stepInEpoch) = state.position
@@ -104,12 +109,7 @@ final class StageTrainer {
                 try evaluate()
                 lastEval = step
             }
-            let saveDue: Bool
-            switch config.saveStrategy {
-            case .no: saveDue = last
-            case .epoch: saveDue = epochEnd || last
-            case .steps: saveDue = step % config.saveSteps == 0 || last
-            }
+            let saveDue = config.saveDue(step: step, total: total, epochEnd: epochEnd)
             if saveDue || (result.stopRequested && lastSaved?.step != step) {
                 lastSaved = (step, try save())
             }
