@@ -30,11 +30,17 @@ extension TrainRun {
         let mixed = mix.apply(forget: forget, replay: replayTexts)
         let train = PackedBlocks.prepare(texts: mixed, blockSize: s.blockSize, groupSize: s.groupSize, seed: s.seed)
         var eval: (blocks: PackedBlocks, texts: Int)?
+        var extra: [(name: String, blocks: PackedBlocks)] = []
         if let v = s.validationFile, s.evalStrategy != .no {
             let e = try texts(v)
             eval = (PackedBlocks.prepare(texts: e, blockSize: s.blockSize, groupSize: s.groupSize, seed: s.seed), e.count)
+            for (name, file) in s.extraValidationFiles {
+                let blocks = PackedBlocks.prepare(texts: try texts(file), blockSize: s.blockSize, groupSize: s.groupSize, seed: s.seed)
+                extra.append((name, blocks))
+            }
         }
-        return StageData(train: train, eval: eval?.blocks, trainTexts: mixed.count, evalTexts: eval?.texts ?? 0, replayMix: mix)
+        return StageData(train: train, eval: eval?.blocks, trainTexts: mixed.count, evalTexts: eval?.texts ?? 0, replayMix: mix,
+                         extraEval: extra)
     }
 
     /// The folder a stage starts from, when it is a checkpoint (nil: random initialisation).

@@ -156,6 +156,22 @@ final class StageTrainer {
                    ("eval_steps_per_second", Double(passes) / max(seconds, 1e-9)),
                    ("epoch", state.epoch)]
         try record(MetricsLine(values: values, step: state.globalStep))
+        try evaluateExtraSets()
+    }
+
+    /// The further evaluation sets (`extra_validation_files`), one metrics line each, keys `eval_<name>_…`
+    /// (as the Hugging Face Trainer names the metrics of several evaluation sets).
+    private func evaluateExtraSets() throws {
+        for (name, blocks) in data.extraEval {
+            let t0 = Date()
+            let counts = try DistributedEvaluation.run(model: model, blocks: blocks, batch: config.perDeviceEvalBatchSize, comm: comm)
+            let seconds = Date().timeIntervalSince(t0)
+            var values = counts.metrics.map { key, value in
+                (key.hasPrefix("eval_") ? "eval_\(name)_" + key.dropFirst(5) : key, value)
+            }
+            values += [("eval_\(name)_runtime", seconds), ("epoch", state.epoch)]
+            try record(MetricsLine(values: values, step: state.globalStep))
+        }
     }
 
     /// Writes a checkpoint of the current step (rank 0) after making sure every replica agrees; every rank

@@ -160,7 +160,9 @@ public final class TrainRun {
         let tokenizers = try comm.agree(exitCode: CorpusLoader.exitCode) { () -> [GPT2Tokenizer] in
             var byPath: [String: GPT2Tokenizer] = [:]
             return try config.stages.map { s in
-                for (key, file) in [("train_file", s.trainFile), ("validation_file", s.validationFile)] {
+                let files: [(String, URL?)] = [("train_file", s.trainFile), ("validation_file", s.validationFile)]
+                    + s.extraValidationFiles.map { ("extra_validation_files.\($0.name)", $0.file) }
+                for (key, file) in files {
                     guard let file else { continue }
                     guard FileManager.default.fileExists(atPath: file.path) else {
                         throw TrainError("\(key) of the \(s.stage.rawValue) stage, \(file.path), does not exist: run `dkc data generate --out \(s.dataDir.path)` or set data_dir / \(key)")
@@ -318,6 +320,9 @@ public final class TrainRun {
             }
             if let e = d.eval, e.count == 0 {
                 throw TrainError("the \(s.stage.rawValue) stage's validation file \(s.validationFile!.lastPathComponent) (\(d.evalTexts) texts) packs into no block of \(s.blockSize) tokens (group_size \(s.groupSize)): lower block_size, use a larger validation set, or set validation_file = \"\"")
+            }
+            for (name, e) in d.extraEval where e.count == 0 {
+                throw TrainError("the \(s.stage.rawValue) stage's extra validation file '\(name)' packs into no block of \(s.blockSize) tokens: lower block_size or use a larger file")
             }
             guard let r = setup.resume else { continue }
             let st = r.state

@@ -138,6 +138,11 @@ final class ForgetTrainingTests: XCTestCase {
             XCTAssertFalse(s.saveDue(step: 77, total: 300, epochEnd: true))
             XCTAssertTrue(s.saveDue(step: 300, total: 300, epochEnd: false))
         }
+        XCTAssertTrue(forget.allSatisfy { $0.extraValidationFiles.isEmpty })
+        let e = try trainConfig(["stages=[\"forget\"]", "forget.extra_validation_files={ own = \"forget/validation.jsonl\" }"])
+        XCTAssertEqual(e.stages[0].extraValidationFiles.map(\.name), ["own"])
+        XCTAssertEqual(e.stages[0].extraValidationFiles.map(\.file.path), ["/tmp/dkc-data/forget/validation.jsonl"])
+        XCTAssertThrowsError(try trainConfig(["stages=[\"forget\"]", "forget.extra_validation_files={ \"a-b\" = \"x.jsonl\" }"]))
         XCTAssertFalse(c.stages[0].evaluatesAtStart)
         XCTAssertNil(c.stages[0].replay)
     }

@@ -44,7 +44,7 @@ extension TrainTests {
                 eval_strategy = "no"
                 [continual]
                 init = "scratch"
-                \(forgetTable(ratios: "[0, 0.5]", maxSteps: 6))
+                \(forgetTable(ratios: "[0, 0.5]", maxSteps: 6, extra: "extra_validation_files = { forget = \"base.jsonl\" }"))
                 """)
             assertSuccess(try train(cfg, ranks: ranks), "R = \(ranks)")
             runs.append((ranks, out))
@@ -64,6 +64,15 @@ extension TrainTests {
             let mb = try metricsLines(b.deletingLastPathComponent(), stage: "replay_\(ratio)")
             let evalSteps = ma.filter { $0["eval_loss"] != nil }.compactMap { $0["step"]?.intValue }
             XCTAssertEqual(evalSteps, [0, 2, 4, 6], "ratio \(ratio): evaluation steps")
+            // The extra evaluation set, with its own keys, at the same steps.
+            let extraSteps = ma.filter { $0["eval_forget_loss"] != nil }.compactMap { $0["step"]?.intValue }
+            XCTAssertEqual(extraSteps, [0, 2, 4, 6], "ratio \(ratio): extra evaluation steps")
+            XCTAssertTrue(ma.allSatisfy { $0["eval_forget_loss"] == nil || $0["eval_loss"] == nil }, "extra metrics share a line with the main ones")
+            let fa = ma.compactMap { $0["eval_forget_loss"]?.doubleValue }, fb = mb.compactMap { $0["eval_forget_loss"]?.doubleValue }
+            XCTAssertEqual(fa.count, fb.count)
+            for (x, y) in zip(fa, fb) { XCTAssertEqual(x, y, accuracy: 1e-12 * abs(x)) }
+            // Training on base.jsonl lowers the loss on it.
+            XCTAssertLessThan(try XCTUnwrap(fa.last), try XCTUnwrap(fa.first), "ratio \(ratio): forgetting texts not learnt")
             XCTAssertEqual(ma.compactMap { $0["loss"]?.doubleValue }, mb.compactMap { $0["loss"]?.doubleValue })
             // Evaluation sums are reduced in rank order, so they may differ in the last bit between rank counts.
             let ea = ma.compactMap { $0["eval_loss"]?.doubleValue }, eb = mb.compactMap { $0["eval_loss"]?.doubleValue }

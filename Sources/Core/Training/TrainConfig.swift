@@ -143,6 +143,8 @@ extension ConfigSchema {
                       help: "replace: floor(r·N) of the N forgetting texts become replay texts (the study); add: floor(r·N) replay texts are appended"),
             ConfigKey("replay_draw", .choice(ReplayDraw.allCases.map(\.rawValue)), default: .string(ReplayDraw.withReplacement.rawValue),
                       help: "replay texts drawn with replacement (the study) or without"),
+            ConfigKey("extra_validation_files", .map(.string), default: .table(ConfigTable()),
+                      help: "name → JSONL file (inside data_dir unless absolute) evaluated with validation_file; metrics eval_<name>_… (e.g. { forget = \"forget/validation.jsonl\" })"),
         ]),
     ])
 
@@ -186,6 +188,8 @@ public struct StageConfig: Sendable {
     public let saveSchedule: ExponentialSaveSchedule?
     /// A forget sub-run's replay settings; nil for the other stages.
     public let replay: ForgetReplay?
+    /// Further evaluation sets of a forget sub-run (`extra_validation_files`), by name, in the table's order.
+    public let extraValidationFiles: [(name: String, file: URL)]
     /// Whether the stage evaluates its initial weights before the first step (the forget stage).
     public var evaluatesAtStart: Bool { stage == .forget }
     /// Whether every checkpoint keeps its optimizer state (else only the newest).
@@ -342,8 +346,20 @@ public struct StageConfig: Sendable {
             replay = ForgetReplay(ratio: replayRatio, file: replayPath,
                                   mode: ReplayMode(rawValue: c.string("replay_mode", section: s)) ?? .replace,
                                   draw: ReplayDraw(rawValue: c.string("replay_draw", section: s)) ?? .withReplacement)
+            var extra: [(name: String, file: URL)] = []
+            for (name, value) in c.table("extra_validation_files", section: s).entries {
+                guard case .string(let raw) = value, !raw.isEmpty else {
+                    throw bad("extra_validation_files", "entry '\(name)' must name a JSONL file, got \(value.tomlText)")
+                }
+                guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                    throw bad("extra_validation_files", "name '\(name)' becomes part of metric names (eval_<name>_loss): use letters, digits and _")
+                }
+                extra.append((name, raw.hasPrefix("/") ? URL(fileURLWithPath: raw) : dir.appendingPathComponent(raw)))
+            }
+            extraValidationFiles = extra
         } else {
             replay = nil
+            extraValidationFiles = []
         }
     }
 }
