@@ -8,6 +8,10 @@ public struct StageData {
     public let eval: PackedBlocks?
     public let trainTexts: Int
     public let evalTexts: Int
+    /// How a forget sub-run's training texts were mixed (nil for the other stages).
+    public var replayMix: ReplayMix? = nil
+    /// Further evaluation sets by name (a forget sub-run's `extra_validation_files`), evaluated with `eval`.
+    public var extraEval: [(name: String, blocks: PackedBlocks)] = []
 }
 
 /// Reads a JSONL corpus and turns it into packed blocks, the work split over the ranks: rank r parses and

@@ -60,6 +60,11 @@ final class StageTrainer {
         var trainingSeconds = 0.0, stepsRun = 0
         var windowSeconds = 0.0, windowTokens = 0
         let stageStart = Date()
+        // The forget stage scores its initial weights first (step 0, docs/forgetting.md).
+        if config.evaluatesAtStart, state.globalStep == 0, data.eval != nil {
+            try evaluate()
+            lastEval = 0
+        }
 
         let poisoned = Self.testNaNGradientSteps()
         while state.globalStep < total {
@@ -124,12 +129,7 @@ final class StageTrainer {
                 try evaluate()
                 lastEval = step
             }
-            let saveDue: Bool
-            switch config.saveStrategy {
-            case .no: saveDue = last
-            case .epoch: saveDue = epochEnd || last
-            case .steps: saveDue = step % config.saveSteps == 0 || last
-            }
+            let saveDue = config.saveDue(step: step, total: total, epochEnd: epochEnd)
             if saveDue || (result.stopRequested && lastSaved?.step != step) {
                 lastSaved = (step, try save())
             }
@@ -183,6 +183,22 @@ final class StageTrainer {
                    ("eval_steps_per_second", Double(passes) / max(seconds, 1e-9)),
                    ("epoch", state.epoch)]
         try record(MetricsLine(values: values, step: state.globalStep))
+        try evaluateExtraSets()
+    }
+
+    /// The further evaluation sets (`extra_validation_files`), one metrics line each, keys `eval_<name>_…`
+    /// (as the Hugging Face Trainer names the metrics of several evaluation sets).
+    private func evaluateExtraSets() throws {
+        for (name, blocks) in data.extraEval {
+            let t0 = Date()
+            let counts = try DistributedEvaluation.run(model: model, blocks: blocks, batch: config.perDeviceEvalBatchSize, comm: comm)
+            let seconds = Date().timeIntervalSince(t0)
+            var values = counts.metrics.map { key, value in
+                (key.hasPrefix("eval_") ? "eval_\(name)_" + key.dropFirst(5) : key, value)
+            }
+            values += [("eval_\(name)_runtime", seconds), ("epoch", state.epoch)]
+            try record(MetricsLine(values: values, step: state.globalStep))
+        }
     }
 
     /// Writes a checkpoint of the current step (rank 0) after making sure every replica agrees; every rank

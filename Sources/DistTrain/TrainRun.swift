@@ -20,6 +20,8 @@ public final class TrainRun {
     let threads: Int
     let requireResume: Bool
     let observer: (TrainEvent) -> Void
+    /// Tokenised corpora by file, block size and tokenizer: the forget sub-runs share their files.
+    var tokenizedCache: [String: [TokenizedText]] = [:]
 
     /// What the checks found for one stage.
     struct Setup {
@@ -53,7 +55,10 @@ public final class TrainRun {
         try comm.agree(exitCode: CorpusLoader.exitCode) { try checkCompatibility(setups, data) }
 
         var previous: (stage: TrainStage, params: ParameterArena?, checkpoint: URL)?
+        // The continual stage's final weights, for every forget sub-run.
+        var continualFinal: (params: ParameterArena?, checkpoint: URL)?
         for (setup, stageData) in zip(setups, data) {
+            defer { if let p = previous, p.stage == .continual { continualFinal = (p.params, p.checkpoint) } }
             let s = setup.stage
             let G = s.globalBatch(ranks: comm.size)
             let stepsPerEpoch = stageData.train.count / G
@@ -93,6 +98,15 @@ public final class TrainRun {
                         try rootLoad("the base stage's checkpoint \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
                         initDescription = "the base stage's final checkpoint \(url.path)"
                     }
+                case .continual:
+                    if let p = continualFinal, let inMemory = p.params {
+                        params.copy(from: inMemory)
+                        initDescription = "the continual stage's final weights (\(p.checkpoint.path))"
+                    } else {
+                        let url = try continualFinal?.checkpoint ?? stageCheckpoint(.continual)
+                        try rootLoad("the continual stage's checkpoint \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
+                        initDescription = "the continual stage's final checkpoint \(url.path)"
+                    }
                 case .folder(let url):
                     try rootLoad("the model folder \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
                     initDescription = "the model folder \(url.path)"
@@ -128,6 +142,9 @@ public final class TrainRun {
                                  epochs: (total + stepsPerEpoch - 1) / stepsPerEpoch, startStep: state.globalStep,
                                  resumedFrom: setup.resume?.url, initDescription: initDescription, parameters: params.count,
                                  deterministic: s.deterministic)
+            if let mix = stageData.replayMix {
+                try writeForgetRecords(stage: s, mix: mix, initCheckpoint: try initCheckpoint(s, continual: continualFinal?.checkpoint))
+            }
             let trainer = StageTrainer(comm: comm, config: s, data: stageData, stepper: stepper, state: state,
                                        tokenizerFiles: setup.tokenizerFiles, threads: threads, plan: plan, observer: observer)
             switch try trainer.run() {
@@ -171,7 +188,9 @@ public final class TrainRun {
         let tokenizers = try comm.agree(exitCode: CorpusLoader.exitCode) { () -> [GPT2Tokenizer] in
             var byPath: [String: GPT2Tokenizer] = [:]
             return try config.stages.map { s in
-                for (key, file) in [("train_file", s.trainFile), ("validation_file", s.validationFile)] {
+                let files: [(String, URL?)] = [("train_file", s.trainFile), ("validation_file", s.validationFile)]
+                    + s.extraValidationFiles.map { ("extra_validation_files.\($0.name)", $0.file) }
+                for (key, file) in files {
                     guard let file else { continue }
                     guard FileManager.default.fileExists(atPath: file.path) else {
                         throw TrainError("\(key) of the \(s.stage.rawValue) stage, \(file.path), does not exist: run `dkc data generate --out \(s.dataDir.path)` or set data_dir / \(key)")
@@ -230,6 +249,13 @@ public final class TrainRun {
                     model = m
                 } else {
                     let url = try baseCheckpoint(nil)
+                    model = try GPT2Config.load(from: url.appendingPathComponent(HFCheckpoint.configFileName))
+                }
+            case .continual:
+                if let m = models[.continual] {
+                    model = m
+                } else {
+                    let url = try stageCheckpoint(.continual)
                     model = try GPT2Config.load(from: url.appendingPathComponent(HFCheckpoint.configFileName))
                 }
             }
@@ -308,6 +334,7 @@ public final class TrainRun {
     private func loadData(_ setup: Setup) throws -> StageData {
         let s = setup.stage
         let eos = setup.tokenizer.eosTokenId
+        if s.replay != nil { return try loadForgetData(setup) }
         let train = try CorpusLoader.blocks(file: s.trainFile, encoder: setup.tokenizer, eos: eos, blockSize: s.blockSize,
                                             groupSize: s.groupSize, seed: s.seed, comm: comm)
         var eval: (blocks: PackedBlocks, texts: Int)?
@@ -329,6 +356,9 @@ public final class TrainRun {
             }
             if let e = d.eval, e.count == 0 {
                 throw TrainError("the \(s.stage.rawValue) stage's validation file \(s.validationFile!.lastPathComponent) (\(d.evalTexts) texts) packs into no block of \(s.blockSize) tokens (group_size \(s.groupSize)): lower block_size, use a larger validation set, or set validation_file = \"\"")
+            }
+            for (name, e) in d.extraEval where e.count == 0 {
+                throw TrainError("the \(s.stage.rawValue) stage's extra validation file '\(name)' packs into no block of \(s.blockSize) tokens: lower block_size or use a larger file")
             }
             guard let r = setup.resume else { continue }
             let st = r.state

@@ -22,10 +22,14 @@ struct DataGenerate: ParsableCommand {
         when complete (written as <out>.tmp-<pid>, then renamed). The same configuration gives \
         byte-identical files on every machine. By default (test_set = "circuit", as the study) the test \
         people of each type × bucket cell are that cell's circuit sample; test_set = "independent" draws \
-        them separately (docs/test-set.md).
+        them separately (docs/test-set.md). With forget.n_new > 0 it also writes the forgetting \
+        experiment's sets into forget/: new.jsonl, train.jsonl, replay.jsonl, and conflict.jsonl and \
+        validation.jsonl when asked (docs/forgetting.md).
 
         Config keys (configs/data/*.toml; override with --set key=value, value in TOML syntax):
         \(ConfigSchema.data.keys.map { "  \($0.name): \($0.help)" }.joined(separator: "\n"))
+        Keys of the [forget] table (--set forget.key=value):
+        \((ConfigSchema.data.section("forget")?.ownKeys ?? []).map { "  forget.\($0.name): \($0.help)" }.joined(separator: "\n"))
         """
     )
 

@@ -16,6 +16,12 @@ struct Train: ParsableCommand {
         result does not depend on how it is split over ranks (bit for bit with deterministic = true \
         and the same per-rank batch).
 
+        Stage "forget" (the forgetting experiment, docs/forgetting.md) starts from the continual \
+        stage's final weights with a fresh optimizer and runs one sub-run per forget.replay_ratios \
+        entry in <output_dir>/forget/replay_<r>/ (replay.json, checkpoints/ with checkpoint-0 = the \
+        initial weights, metrics.jsonl); it evaluates at step 0 too. save_strategy = "exponential" \
+        saves at intervals 1, 2, 2, 4, 4, … capped at save_steps, and the last step.
+
         A stage continues by itself from its newest checkpoint; --resume insists on one. SIGTERM or \
         SIGUSR1 (e.g. from Slurm before a time limit) stops after the current step with a checkpoint \
         and exit code 0; run the same command again to continue.
@@ -30,6 +36,8 @@ struct Train: ParsableCommand {
         Config keys (configs/train/*.toml; override with --set key=value, or --set continual.key=value \
         for one stage):
         \(ConfigSchema.train.keys.map { "  \($0.name): \($0.help)" }.joined(separator: "\n"))
+        Keys of the [forget] table only:
+        \((ConfigSchema.train.section("forget")?.ownKeys ?? []).map { "  forget.\($0.name): \($0.help)" }.joined(separator: "\n"))
         """
     )
 

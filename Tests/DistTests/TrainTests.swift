@@ -358,7 +358,7 @@ final class TrainTests: XCTestCase {
     /// Starts `dkc train` under mpirun, waits until training is under way (a metrics line written, and
     /// then `after` more lines), sends `signal` to the rank processes (children of mpirun), and waits.
     func runAndSignal(_ config: URL, ranks: Int, signal: Int32, target: SignalTarget, after lines: Int,
-                      stopped: URL?, timeout: Double = 240) throws -> SignalledResult {
+                      stopped: URL?, metricsFile: String = "continual/metrics.jsonl", timeout: Double = 240) throws -> SignalledResult {
         let p = Process()
         p.executableURL = try Launch.mpirun()
         p.arguments = ["--oversubscribe", "-np", String(ranks), dkc.path, "train", "--config", config.path, "--threads", "1"]
@@ -373,7 +373,7 @@ final class TrainTests: XCTestCase {
         p.standardInput = FileHandle.nullDevice
         try p.run()
         let start = Date()
-        let metrics = config.deletingPathExtension().appendingPathComponent("continual/metrics.jsonl")
+        let metrics = config.deletingPathExtension().appendingPathComponent(metricsFile)
         var signalled: Date?
         var timedOut = false
         while p.isRunning {

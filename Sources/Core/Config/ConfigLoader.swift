@@ -81,8 +81,8 @@ public enum ConfigLoader {
                 }
                 for k in sub.keys {
                     let loc = location([key, k])
-                    guard section.keys.contains(k), let spec = schema.key(k) else {
-                        let suggestion = NameSuggestion.nearest(k, in: section.keys)
+                    guard let spec = section.ownKey(k) ?? (section.keys.contains(k) ? schema.key(k) : nil) else {
+                        let suggestion = NameSuggestion.nearest(k, in: section.allKeys)
                         throw ConfigError.unknownKey(key: "\(key).\(k)", location: loc, suggestion: suggestion.map { "\(key).\($0)" })
                     }
                     guard let item = sub[k], let value = ConfigValue.from(item) else {
@@ -127,9 +127,10 @@ public enum ConfigLoader {
             return
         }
         if let section = schema.section(parts[0]) {
-            guard parts.count == 2, section.keys.contains(parts[1]), let spec = schema.key(parts[1]) else {
-                let suggestion = parts.count == 2 ? NameSuggestion.nearest(parts[1], in: section.keys).map { "\(section.name).\($0)" } : nil
-                throw ConfigError.unknownKey(key: keyPath, location: location, suggestion: suggestion ?? section.keys.first.map { "\(section.name).\($0)" })
+            guard parts.count == 2,
+                  let spec = section.ownKey(parts[1]) ?? (section.keys.contains(parts[1]) ? schema.key(parts[1]) : nil) else {
+                let suggestion = parts.count == 2 ? NameSuggestion.nearest(parts[1], in: section.allKeys).map { "\(section.name).\($0)" } : nil
+                throw ConfigError.unknownKey(key: keyPath, location: location, suggestion: suggestion ?? section.allKeys.first.map { "\(section.name).\($0)" })
             }
             let value = try parseOverrideValue(rawValue, type: spec.type, text: text)
             config.set(spec.name, section: section.name, to: try coerce(value, to: spec.type, key: keyPath, location: location, baseDirectory: workingDirectory), origin: location)

@@ -74,19 +74,29 @@ public struct ConfigKey {
 }
 
 /// A named table that overrides some top-level keys for one part of the work (the training
-/// stages `[base]` and `[continual]`). Its keys have no defaults of their own: an unset key falls
-/// back to the top-level value.
+/// stages `[base]` and `[continual]`). Those keys have no defaults of their own: an unset key falls
+/// back to the top-level value. A section may also own keys that exist only inside it (`ownKeys`,
+/// e.g. `[forget] n_new`), with their own defaults.
 public struct ConfigSection {
     public let name: String
     public let help: String
     /// Names of top-level keys the section may override.
     public let keys: [String]
+    /// Keys valid only inside this section (`section.key`), with their types and defaults.
+    public let ownKeys: [ConfigKey]
 
-    public init(_ name: String, help: String, keys: [String]) {
+    public init(_ name: String, help: String, keys: [String], ownKeys: [ConfigKey] = []) {
+        precondition(Set(ownKeys.map(\.name)).isDisjoint(with: keys), "section \(name) owns a key it also overrides")
         self.name = name
         self.help = help
         self.keys = keys
+        self.ownKeys = ownKeys
     }
+
+    public func ownKey(_ name: String) -> ConfigKey? { ownKeys.first { $0.name == name } }
+
+    /// Every key name valid inside the section: overridden top-level keys, then its own.
+    public var allKeys: [String] { keys + ownKeys.map(\.name) }
 }
 
 /// The schema of one configuration kind (`data`, `train`, `sweep`): the keys a file of that kind
@@ -114,7 +124,7 @@ public struct ConfigSchema {
     /// Every name valid somewhere in a file of this kind: top-level keys, section names and
     /// `section.key` forms. Used to suggest the nearest one for a misspelt key.
     public var allNames: [String] {
-        keys.map(\.name) + sections.map(\.name) + sections.flatMap { s in s.keys.map { "\(s.name).\($0)" } }
+        keys.map(\.name) + sections.map(\.name) + sections.flatMap { s in s.allKeys.map { "\(s.name).\($0)" } }
     }
 
     /// The schemas of every configuration kind dkc knows.

@@ -29,6 +29,14 @@ public struct ResolvedConfig {
                 origins[key.name] = "default"
             }
         }
+        for section in schema.sections {
+            for key in section.ownKeys {
+                if let d = key.defaultValue {
+                    sections[section.name, default: ConfigTable()][key.name] = d
+                    origins["\(section.name).\(key.name)"] = "default"
+                }
+            }
+        }
     }
 
     mutating func set(_ key: String, section: String?, to value: ConfigValue, origin: String) {
@@ -135,6 +143,14 @@ public struct ResolvedConfig {
             lines.append("[\(ConfigValue.tomlKey(section.name))]")
             for key in section.keys {
                 if let v = t[key] { lines.append("\(ConfigValue.tomlKey(key)) = \(v.tomlText)") }
+            }
+            for key in section.ownKeys {
+                lines.append("# \(key.help)")
+                if let v = t[key.name] {
+                    lines.append("\(ConfigValue.tomlKey(key.name)) = \(v.tomlText)")
+                } else {
+                    lines.append("# \(ConfigValue.tomlKey(key.name)) =  (not set)")
+                }
             }
         }
         return lines.joined(separator: "\n") + "\n"

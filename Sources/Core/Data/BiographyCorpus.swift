@@ -31,17 +31,19 @@ public enum BiographyCorpus {
     }
 
     /// Appends `frequency` JSONL records `{"text": …, <entity fields>}` per entity, in entity order,
-    /// and records where each line starts in `lineStarts`.
+    /// and records where each line starts in `lineStarts`. `extraFields` (entity index → members)
+    /// adds string members after the entity's fields.
     public static func appendRecords(for entities: [Entity], templates: BiographyTemplates, rng: inout DeterministicRandom,
-                                     to out: inout [UInt8], lineStarts: inout [Int]) {
+                                     to out: inout [UInt8], lineStarts: inout [Int],
+                                     extraFields: ((Int) -> [(String, String)])? = nil) {
         let groups = AttributeGroup.allCases
         var plan = Plan(templates: [0, 0, 0, 0, 0], order: [0, 1, 2, 3, 4])
         let head: [UInt8] = Array("{\"text\": \"".utf8)
-        for e in entities {
+        for (index, e) in entities.enumerated() {
             let name = JSONText.escaped(e.fullName)
             let values = groups.map { JSONText.escaped(e.value(of: $0)) }
             var tail: [UInt8] = [0x22]
-            e.appendJSONFields(to: &tail, leadingSeparator: true)
+            e.appendJSONFields(to: &tail, leadingSeparator: true, extra: extraFields?(index) ?? [])
             tail.append(0x7D); tail.append(0x0A)
             for _ in 0..<e.frequency {
                 drawPlan(templates, &rng, into: &plan)

@@ -50,7 +50,27 @@ extension ConfigSchema {
                   help: "folder of biography sentence templates (birthday.txt, city.txt, …)"),
         ConfigKey("revised_names", .path, default: nil,
                   help: "a file of real names (one a line) for the revised type; unset: names drawn from the pools"),
+    ], sections: [
+        ConfigSection("forget", help: "the forgetting experiment's data sets in forget/ (docs/forgetting.md); n_new = 0: none", keys: [], ownKeys: [
+            ConfigKey("n_new", .int, default: .int(0), help: "people of the forgetting corpus, one biography each (0: no forget/ folder)"),
+            ConfigKey("seed", .int, default: .int(20), help: "one seed for the forgetting sets (a stream per set)"),
+            ConfigKey("include_cpt_new", .bool, default: .bool(true),
+                      help: "true: the forgetting people include the continual corpus's new people with redrawn attributes, as the study; false: no continual name"),
+            ConfigKey("conflict", .bool, default: .bool(false), help: "also write conflict.jsonl: every continual person with all attributes redrawn"),
+            ConfigKey("validation_size", .int, default: .int(0), help: "forgetting texts sampled into forget/validation.jsonl (0: none)"),
+        ]),
     ])
+}
+
+/// The forgetting experiment's data settings (`[forget]`, docs/forgetting.md).
+public struct ForgetDataConfig: Sendable {
+    /// People of the forgetting corpus (0: nothing is written).
+    public var nNew: Int
+    public var seed: UInt64
+    /// Whether the continual corpus's new people are among them (the study's set-up).
+    public var includeCPTNew: Bool
+    public var conflict: Bool
+    public var validationSize: Int
 }
 
 /// Where `test.jsonl`'s people come from (pipeline.md §2, docs/test-set.md).
@@ -81,6 +101,8 @@ public struct DataConfig {
     public var pools: URL
     public var templates: URL
     public var revisedNames: URL?
+    /// The forgetting sets (`[forget]`).
+    public var forget: ForgetDataConfig
 
     /// The resolved configuration these settings came from (serialised into the manifest).
     public let resolved: ResolvedConfig
@@ -162,6 +184,18 @@ public struct DataConfig {
         pools = c.url("pools")
         templates = c.url("templates")
         revisedNames = c.optionalURL("revised_names")
+
+        func badForget(_ key: String, _ reason: String) -> ConfigError {
+            ConfigError.invalidValue(key: "forget.\(key)", location: c.origin(of: key, section: "forget"), reason: reason)
+        }
+        let fn = c.int("n_new", section: "forget")
+        guard fn >= 0 else { throw badForget("n_new", "must be ≥ 0 (0: no forgetting sets), got \(fn)") }
+        let fs = c.int("seed", section: "forget")
+        guard fs >= 0 else { throw badForget("seed", "must be ≥ 0, got \(fs)") }
+        let fv = c.int("validation_size", section: "forget")
+        guard fv >= 0 else { throw badForget("validation_size", "must be ≥ 0, got \(fv)") }
+        forget = ForgetDataConfig(nNew: fn, seed: UInt64(fs), includeCPTNew: c.bool("include_cpt_new", section: "forget"),
+                                  conflict: c.bool("conflict", section: "forget"), validationSize: fv)
 
         guard nNew >= 1, nRevised >= 1 else {
             throw bad("new_fraction", "with n_entities = \(nEntities) gives \(nNew) new and \(nRevised) revised entities; both must be ≥ 1")

@@ -19,6 +19,8 @@ public enum DataError: UserFacingError, Equatable {
     /// Every circuit entity of a cell was dropped because its token length had ≤ 5 names.
     case circuitCellEmpty(type: String, bucket: String, sampled: Int)
     case emptyEncoding(text: String)
+    /// A pool with a single entry: a conflicting value cannot differ from the old one.
+    case conflictPoolTooSmall(file: String)
     case outputExists(path: String)
     case outputNotEmpty(path: String)
     case io(path: String, reason: String)
@@ -60,6 +62,8 @@ public enum DataError: UserFacingError, Equatable {
             return "all \(sampled) circuit entities of the \(type) × \(bucket) cell were dropped (their names' token lengths had 5 or fewer names among the circuit entities); raise circuit_n"
         case let .emptyEncoding(text):
             return "the tokenizer encoded \"\(text)\" to no tokens; check the tokenizer files"
+        case let .conflictPoolTooSmall(file):
+            return "\(file) has a single entry, so forget.conflict cannot draw a different value; add entries or set forget.conflict = false"
         case let .outputExists(path):
             return "\(path) already holds a complete data set (manifest.json); pass --force to replace it or choose another --out"
         case let .outputNotEmpty(path):

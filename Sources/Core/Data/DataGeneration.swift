@@ -11,6 +11,7 @@ import Foundation
 /// - `test.jsonl`: `test_per_cell` entities per type × bucket: the circuit sample of each cell
 ///   (`test_set = "circuit"`, the study's set-up) or an independent sample (`"independent"`);
 /// - `circuit_<n>/<model_name>/<task>.jsonl`: circuit records per task;
+/// - `forget/…`: the forgetting sets when `[forget] n_new` > 0 (see `ForgetData`);
 /// - `manifest.json`: resolved config, counts, dkc version and commit, SHA-256 of every other file.
 ///
 /// Same configuration (hence seed) → byte-identical files on every machine.
@@ -110,6 +111,9 @@ public enum DataGeneration {
             files.append(OutputFile(path: "\(circuitDir)/\(task.rawValue).jsonl", bytes: try circuits.jsonl(task: task, encoder: encoder)))
         }
 
+        let forget = try ForgetData.build(config: config, world: world, pools: pools, templates: templates)
+        files += forget?.files ?? []
+
         // The manifest, minus the file digests (added when written).
         func perCell(_ counts: [(String, Int)]) -> JSONValue {
             .object(EntityType.allCases.map { t in
@@ -150,6 +154,7 @@ public enum DataGeneration {
                 ("records_per_task", .int(circuits.pairs.count)),
             ])),
         ]
+        if let forget { manifest.append(("forget", forget.manifest)) }
         return Result(world: world, files: files, manifest: .object(manifest), trainCount: lineStarts.count,
                       validationCount: nValidation, baseCount: baseStarts.count)
     }

@@ -61,9 +61,10 @@ public struct Entity: Equatable, Sendable {
     }
 
     /// Appends the fields as JSON members, each preceded by ", " when `leadingSeparator` (so they
-    /// can follow a "text" member) — without braces.
-    public func appendJSONFields(to out: inout [UInt8], leadingSeparator: Bool) {
-        for (i, (key, value)) in fields.enumerated() {
+    /// can follow a "text" member) — without braces; `extra` members (string values) follow the
+    /// study's fields (`origin`, `cpt_frequency` of the forgetting sets).
+    public func appendJSONFields(to out: inout [UInt8], leadingSeparator: Bool, extra: [(String, String)] = []) {
+        for (i, (key, value)) in (fields + extra).enumerated() {
             if i > 0 || leadingSeparator { out.append(0x2C); out.append(0x20) }
             JSONText.appendString(key, to: &out)
             out.append(0x3A); out.append(0x20)
@@ -72,9 +73,9 @@ public struct Entity: Equatable, Sendable {
     }
 
     /// One line of `new.jsonl` / `revised.jsonl` / `test.jsonl`, with its newline.
-    public func appendJSONLine(to out: inout [UInt8]) {
+    public func appendJSONLine(to out: inout [UInt8], extra: [(String, String)] = []) {
         out.append(0x7B)
-        appendJSONFields(to: &out, leadingSeparator: false)
+        appendJSONFields(to: &out, leadingSeparator: false, extra: extra)
         out.append(0x7D); out.append(0x0A)
     }
 

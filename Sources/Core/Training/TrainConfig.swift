@@ -2,16 +2,43 @@ import Foundation
 
 /// The training stages of a run (pipeline.md §1 and §4): `base` teaches the revised people their
 /// original attributes (the project's stand-in for pretrained knowledge), `continual` is the study's
-/// continual pre-training on the new corpus.
+/// continual pre-training on the new corpus, `forget` trains the continual model on other people,
+/// one sub-run per replay ratio (docs/forgetting.md).
 public enum TrainStage: String, CaseIterable, Sendable {
-    case base, continual
+    case base, continual, forget
 
     /// JSONL file of `dkc data generate` the stage trains on by default.
-    public var defaultTrainFile: String { self == .base ? "base.jsonl" : "train.jsonl" }
-    /// JSONL file the stage is evaluated on by default ("" = no evaluation).
+    public var defaultTrainFile: String {
+        switch self {
+        case .base: return "base.jsonl"
+        case .continual: return "train.jsonl"
+        case .forget: return "forget/train.jsonl"
+        }
+    }
+    /// JSONL file the stage is evaluated on by default ("" = no evaluation): the continual one for forget.
     public var defaultValidationFile: String { self == .base ? "" : "validation.jsonl" }
     /// Where the stage's weights come from by default.
-    public var defaultInit: String { self == .base ? "scratch" : "base" }
+    public var defaultInit: String {
+        switch self {
+        case .base: return "scratch"
+        case .continual: return "base"
+        case .forget: return "continual"
+        }
+    }
+}
+
+/// A forget sub-run's replay settings (`[forget]` table, docs/forgetting.md).
+public struct ForgetReplay: Equatable, Sendable {
+    public let ratio: Double
+    /// JSONL file of replay texts (`forget/replay.jsonl`).
+    public let file: URL
+    public let mode: ReplayMode
+    public let draw: ReplayDraw
+
+    /// The ratio as the sub-run's folder writes it: 0, 0.1, 1 (`replay_<r>`).
+    public static func label(_ ratio: Double) -> String {
+        ratio == ratio.rounded() && abs(ratio) < 1e15 ? String(Int(ratio)) : "\(ratio)"
+    }
 }
 
 /// When something happens during training (Hugging Face `IntervalStrategy`).
@@ -25,6 +52,8 @@ public enum InitSource: Equatable, Sendable {
     case scratch
     /// The last checkpoint of the `base` stage of the same run.
     case base
+    /// The last checkpoint of the `continual` stage of the same run (weights only).
+    case continual
     /// A Hugging Face GPT-2 folder (config.json + model.safetensors).
     case folder(URL)
 
@@ -32,6 +61,7 @@ public enum InitSource: Equatable, Sendable {
         switch self {
         case .scratch: return "scratch"
         case .base: return "base"
+        case .continual: return "continual"
         case .folder(let u): return u.path
         }
     }
@@ -62,8 +92,8 @@ extension ConfigSchema {
                   help: "JSONL evaluation texts, inside data_dir unless absolute; \"\" for none (default: none for base, validation.jsonl for continual)"),
         ConfigKey("tokenizer", .path, default: .string(Paths.gpt2Tokenizer.path),
                   help: "folder with the GPT-2 tokenizer's vocab.json and merges.txt (copied into every checkpoint)"),
-        ConfigKey("init", .pathOr(["scratch", "base"]), default: nil,
-                  help: "\"scratch\", \"base\" (the base stage's last checkpoint) or a Hugging Face GPT-2 folder (default: scratch for base, base for continual)"),
+        ConfigKey("init", .pathOr(["scratch", "base", "continual"]), default: nil,
+                  help: "\"scratch\", \"base\" / \"continual\" (that stage's last checkpoint) or a Hugging Face GPT-2 folder (default: scratch for base, base for continual, continual for forget)"),
         ConfigKey("n_layer", .int, default: .int(12), help: "transformer blocks (init = \"scratch\")"),
         ConfigKey("n_head", .int, default: .int(12), help: "attention heads per block (init = \"scratch\")"),
         ConfigKey("n_embd", .int, default: .int(768), help: "residual width (init = \"scratch\")"),
@@ -89,9 +119,10 @@ extension ConfigSchema {
         ConfigKey("adam_beta2", .double, default: .double(0.95), help: "AdamW β2"),
         ConfigKey("adam_epsilon", .double, default: .double(1e-6), help: "AdamW ε"),
         ConfigKey("max_grad_norm", .double, default: .double(1.0), help: "clip the global gradient norm to this (0: no clipping)"),
-        ConfigKey("save_strategy", .choice(IntervalStrategy.allCases.map(\.rawValue)), default: .string("epoch"),
-                  help: "when to write a checkpoint: every epoch, every save_steps steps, or only at the end (no)"),
-        ConfigKey("save_steps", .int, default: .int(0), help: "optimizer steps between checkpoints (save_strategy = \"steps\")"),
+        ConfigKey("save_strategy", .choice(IntervalStrategy.allCases.map(\.rawValue) + [exponentialSaveStrategy]), default: .string("epoch"),
+                  help: "when to write a checkpoint: every epoch, every save_steps steps, only at the end (no), or at intervals 1, 2, 2, 4, 4, … capped at save_steps (exponential, the forgetting runs)"),
+        ConfigKey("save_steps", .int, default: .int(0),
+                  help: "optimizer steps between checkpoints (save_strategy = \"steps\"); the largest interval (\"exponential\")"),
         ConfigKey("save_optimizer", .choice(["all", "last"]), default: .string("all"),
                   help: "which checkpoints keep optimizer.safetensors: all (each can be resumed from) or the newest only (the others stay model folders, a third of the disk)"),
         ConfigKey("logging_steps", .int, default: .int(10), help: "optimizer steps per metrics.jsonl training line"),
@@ -108,7 +139,22 @@ extension ConfigSchema {
     ], sections: [
         ConfigSection("base", help: "overrides for the base stage", keys: trainStageKeys),
         ConfigSection("continual", help: "overrides for the continual stage", keys: trainStageKeys),
+        ConfigSection("forget", help: "the forget stage (docs/forgetting.md): overrides, and its replay settings", keys: trainStageKeys, ownKeys: [
+            ConfigKey("replay_file", .string, default: .string("forget/replay.jsonl"),
+                      help: "JSONL replay texts (continual people), inside data_dir unless absolute"),
+            ConfigKey("replay_ratios", .array(.double), default: .array([0, 0.1, 0.2, 0.4, 0.6, 1.0].map { ConfigValue.double($0) }),
+                      help: "one sub-run per ratio r in [0, 1], in <output_dir>/forget/replay_<r>/"),
+            ConfigKey("replay_mode", .choice(ReplayMode.allCases.map(\.rawValue)), default: .string(ReplayMode.replace.rawValue),
+                      help: "replace: floor(r·N) of the N forgetting texts become replay texts (the study); add: floor(r·N) replay texts are appended"),
+            ConfigKey("replay_draw", .choice(ReplayDraw.allCases.map(\.rawValue)), default: .string(ReplayDraw.withReplacement.rawValue),
+                      help: "replay texts drawn with replacement (the study) or without"),
+            ConfigKey("extra_validation_files", .map(.string), default: .table(ConfigTable()),
+                      help: "name → JSONL file (inside data_dir unless absolute) evaluated with validation_file; metrics eval_<name>_… (e.g. { forget = \"forget/validation.jsonl\" })"),
+        ]),
     ])
+
+    /// The `save_strategy` value of the doubling schedule (`ExponentialSaveSchedule`).
+    public static let exponentialSaveStrategy = "exponential"
 }
 
 /// The checked settings of one stage: top-level keys with the stage's table applied, stage defaults
@@ -140,8 +186,17 @@ public struct StageConfig: Sendable {
     public let adamBeta1: Double, adamBeta2: Double, adamEpsilon: Double
     /// nil: no clipping.
     public let maxGradNorm: Double?
+    /// `.steps` also when `save_strategy = "exponential"`; then `saveSchedule` decides (`saveDue`).
     public let saveStrategy: IntervalStrategy
     public let saveSteps: Int
+    /// The doubling schedule capped at `save_steps` (`save_strategy = "exponential"`), else nil.
+    public let saveSchedule: ExponentialSaveSchedule?
+    /// A forget sub-run's replay settings; nil for the other stages.
+    public let replay: ForgetReplay?
+    /// Further evaluation sets of a forget sub-run (`extra_validation_files`), by name, in the table's order.
+    public let extraValidationFiles: [(name: String, file: URL)]
+    /// Whether the stage evaluates its initial weights before the first step (the forget stage).
+    public var evaluatesAtStart: Bool { stage == .forget }
     /// Whether every checkpoint keeps its optimizer state (else only the newest).
     public let keepAllOptimizerStates: Bool
     public let loggingSteps: Int
@@ -157,6 +212,18 @@ public struct StageConfig: Sendable {
     /// `<stage folder>/metrics.jsonl`.
     public var metricsFile: URL { folder.appendingPathComponent("metrics.jsonl") }
 
+    /// Whether a checkpoint is due after optimizer step `step` of `total` (`epochEnd`: the step ends an epoch).
+    /// The last step is always saved.
+    public func saveDue(step: Int, total: Int, epochEnd: Bool) -> Bool {
+        if step == total { return true }
+        if let saveSchedule { return saveSchedule.isSaveStep(step, total: total) }
+        switch saveStrategy {
+        case .no: return false
+        case .epoch: return epochEnd
+        case .steps: return step % saveSteps == 0
+        }
+    }
+
     /// Blocks per optimizer step across `ranks` ranks.
     public func globalBatch(ranks: Int) -> Int { ranks * perDeviceTrainBatchSize * gradientAccumulationSteps }
 
@@ -167,7 +234,8 @@ public struct StageConfig: Sendable {
     }
 
     /// Reads and checks the stage's settings from a resolved `train` configuration.
-    init(_ c: ResolvedConfig, stage: TrainStage, outputDir: URL) throws {
+    init(_ c: ResolvedConfig, stage: TrainStage, outputDir: URL, replayRatio: Double? = nil) throws {
+        precondition((stage == .forget) == (replayRatio != nil), "a forget sub-run needs its replay ratio, other stages none")
         let s = stage.rawValue
         func origin(_ key: String) -> String { c.origin(of: key, section: s) }
         func bad(_ key: String, _ reason: String) -> ConfigError {
@@ -189,7 +257,11 @@ public struct StageConfig: Sendable {
             return v
         }
         self.stage = stage
-        folder = outputDir.appendingPathComponent(s)
+        if let replayRatio {
+            folder = outputDir.appendingPathComponent(s).appendingPathComponent("replay_\(ForgetReplay.label(replayRatio))")
+        } else {
+            folder = outputDir.appendingPathComponent(s)
+        }
         let dir = c.url("data_dir", section: s)
         dataDir = dir
         func dataFile(_ key: String, default name: String) -> URL? {
@@ -212,6 +284,11 @@ public struct StageConfig: Sendable {
         case "base":
             guard stage != .base else { throw bad("init", "is \"base\" for the base stage itself: use \"scratch\" or a model folder") }
             initSource = .base
+        case "continual":
+            guard stage == .forget else {
+                throw bad("init", "is \"continual\" for the \(s) stage: only the forget stage starts from the continual stage; use \"scratch\", \"base\" or a model folder")
+            }
+            initSource = .continual
         default: initSource = .folder(URL(fileURLWithPath: initRaw))
         }
 
@@ -248,8 +325,16 @@ public struct StageConfig: Sendable {
         let clip = c.double("max_grad_norm", section: s)
         guard clip >= 0 else { throw bad("max_grad_norm", "must be ≥ 0 (0: no clipping), got \(clip)") }
         maxGradNorm = clip > 0 ? clip : nil
-        saveStrategy = IntervalStrategy(rawValue: c.string("save_strategy", section: s)) ?? .epoch
+        let saveRaw = c.string("save_strategy", section: s)
         saveSteps = try nonNegative("save_steps")
+        if saveRaw == ConfigSchema.exponentialSaveStrategy {
+            guard saveSteps >= 1 else { throw bad("save_steps", "must be ≥ 1 when save_strategy = \"exponential\" (the largest interval; the study's forgetting runs: 16, dkc: 32)") }
+            saveStrategy = .steps
+            saveSchedule = ExponentialSaveSchedule(cap: saveSteps)
+        } else {
+            saveStrategy = IntervalStrategy(rawValue: saveRaw) ?? .epoch
+            saveSchedule = nil
+        }
         if saveStrategy == .steps, saveSteps < 1 { throw bad("save_steps", "must be ≥ 1 when save_strategy = \"steps\"") }
         keepAllOptimizerStates = c.string("save_optimizer", section: s) == "all"
         loggingSteps = try positive("logging_steps")
@@ -261,6 +346,29 @@ public struct StageConfig: Sendable {
         guard seedValue >= 0 else { throw bad("seed", "must be ≥ 0, got \(seedValue)") }
         seed = UInt64(seedValue)
         skipNonfiniteSteps = try nonNegative("skip_nonfinite_steps")
+
+        if let replayRatio {
+            guard let replayPath = dataFile("replay_file", default: "forget/replay.jsonl") else {
+                throw bad("replay_file", "is empty: name the JSONL file of replay texts (e.g. \"forget/replay.jsonl\")")
+            }
+            replay = ForgetReplay(ratio: replayRatio, file: replayPath,
+                                  mode: ReplayMode(rawValue: c.string("replay_mode", section: s)) ?? .replace,
+                                  draw: ReplayDraw(rawValue: c.string("replay_draw", section: s)) ?? .withReplacement)
+            var extra: [(name: String, file: URL)] = []
+            for (name, value) in c.table("extra_validation_files", section: s).entries {
+                guard case .string(let raw) = value, !raw.isEmpty else {
+                    throw bad("extra_validation_files", "entry '\(name)' must name a JSONL file, got \(value.tomlText)")
+                }
+                guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                    throw bad("extra_validation_files", "name '\(name)' becomes part of metric names (eval_<name>_loss): use letters, digits and _")
+                }
+                extra.append((name, raw.hasPrefix("/") ? URL(fileURLWithPath: raw) : dir.appendingPathComponent(raw)))
+            }
+            extraValidationFiles = extra
+        } else {
+            replay = nil
+            extraValidationFiles = []
+        }
     }
 }
 
@@ -291,10 +399,33 @@ public struct TrainConfig {
             throw ConfigError.invalidValue(key: "stages", location: c.origin(of: "stages"), reason: "lists a stage twice")
         }
         let out = outputDir
-        let stages = try names.compactMap(TrainStage.init(rawValue:)).map { try StageConfig(c, stage: $0, outputDir: out) }
-        if let i = stages.firstIndex(where: { $0.stage == .base }), let j = stages.firstIndex(where: { $0.stage == .continual }), j < i {
+        var stages: [StageConfig] = []
+        for stage in names.compactMap(TrainStage.init(rawValue:)) {
+            guard stage == .forget else {
+                stages.append(try StageConfig(c, stage: stage, outputDir: out))
+                continue
+            }
+            // One sub-run per replay ratio, in <output_dir>/forget/replay_<r>/.
+            let ratios: [Double] = c.value("replay_ratios", section: "forget").flatMap { v -> [Double]? in
+                guard case .array(let items) = v else { return nil }
+                return items.compactMap { if case .double(let d) = $0 { return d } else { return nil } }
+            } ?? []
+            func bad(_ reason: String) -> ConfigError {
+                ConfigError.invalidValue(key: "forget.replay_ratios", location: c.origin(of: "replay_ratios", section: "forget"), reason: reason)
+            }
+            guard !ratios.isEmpty else { throw bad("lists no ratio: give e.g. [0, 0.1, 1]") }
+            for r in ratios where !(r >= 0 && r <= 1) { throw bad("holds \(r), outside [0, 1]") }
+            guard Set(ratios.map(ForgetReplay.label)).count == ratios.count else { throw bad("lists a ratio twice") }
+            for r in ratios { stages.append(try StageConfig(c, stage: .forget, outputDir: out, replayRatio: r)) }
+        }
+        func position(_ stage: TrainStage) -> Int? { stages.firstIndex { $0.stage == stage } }
+        if let i = position(.base), let j = position(.continual), j < i {
             throw ConfigError.invalidValue(key: "stages", location: c.origin(of: "stages"),
                                            reason: "runs continual before base, but continual starts from the base stage: list [\"base\", \"continual\"]")
+        }
+        if let i = position(.continual), let j = position(.forget), j < i {
+            throw ConfigError.invalidValue(key: "stages", location: c.origin(of: "stages"),
+                                           reason: "runs forget before continual, but forget starts from the continual stage: list [\"base\", \"continual\", \"forget\"]")
         }
         self.stages = stages
     }
