@@ -200,7 +200,7 @@ final class SweepTests: XCTestCase {
         try:
             import xarray
         except ImportError:
-            print("no xarray"); sys.exit(0)
+            print("no xarray"); sys.exit(3)
         s = xarray.open_dataset(sys.argv[1] + "/scores.nc")
         c = xarray.open_dataset(sys.argv[1] + "/circuits.nc")
         a = xarray.open_dataset(sys.argv[1] + "/acquisition.nc")
@@ -209,11 +209,13 @@ final class SweepTests: XCTestCase {
         print("exact_match", a.exact_match.sel(attribute="city", type="new").shape)
         """
         let r = try Launch.run(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, out.path])
-        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-        if !r.stdout.contains("no xarray") {
-            XCTAssertTrue(r.stdout.contains("score (2, 7, 15)"), r.stdout)
-            XCTAssertTrue(r.stdout.contains("faithfulness (2,)"), r.stdout)
-            XCTAssertTrue(r.stdout.contains("exact_match (2, 3)"), r.stdout)
+        // Without xarray the check is reported as skipped (scripts/bootstrap --tests installs it), never as passed.
+        if r.status == 3 && r.stdout.contains("no xarray") {
+            throw XCTSkip("python3 without xarray (run scripts/bootstrap --tests): the xarray check of the sweep files did not run")
         }
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("score (2, 7, 15)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("faithfulness (2,)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("exact_match (2, 3)"), r.stdout)
     }
 }
