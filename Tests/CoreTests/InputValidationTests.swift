@@ -85,4 +85,22 @@ final class InputValidationTests: XCTestCase {
             XCTAssertTrue((0..<arena.count).allSatisfy { arena.base[$0] == 7 }, "case \(k): the arena was written before the file was checked")
         }
     }
+
+    /// Table headers that do not start with a key crash TOMLKit's parser (an assertion in toml++); dkc names
+    /// the file, line and column instead. Valid headers still load.
+    func testTOMLHeadersThatCrashTOMLKitAreNamedErrors() throws {
+        let dir = try ModelFixtures.tempDir(self)
+        let file = dir.appendingPathComponent("c.toml")
+        for (text, line) in [("seed = 1\n[[[x]]]\n", 2), ("[\nseed = 1\n", 1), ("[+x]\n", 1), ("[[ {a}]]\n", 1), ("seed = 1\n  [[\n", 2)] {
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try ConfigLoader.load(schema: .data, file: file), text.debugDescription) { e in
+                guard case ConfigError.parse(let f, let l, _, _) = e else { return XCTFail("\(text.debugDescription): \(e)") }
+                XCTAssertEqual(f, file.path)
+                XCTAssertEqual(l, line, "\(e)")
+            }
+        }
+        for text in ["seed = 1\n", "[ \"quoted\" ]\nx = 1\n", "[[a]]\n[b-c]\n[ [d] ]\n", "[_x.y]\n["] {
+            XCTAssertNil(TOMLHeaderGuard.firstUnsafeHeader(in: text), text.debugDescription)
+        }
+    }
 }

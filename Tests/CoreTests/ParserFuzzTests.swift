@@ -336,6 +336,7 @@ final class ParserFuzzTests: XCTestCase {
             "safetensors": { _ = try SafetensorsFile(url: $0) },
             "config.json": { _ = try GPT2Config.load(from: $0) },
             "circuit-jsonl": { _ = try CircuitSample.readJSONL($0) },
+            "toml": { _ = try ConfigLoader.load(schema: .data, file: $0, workingDirectory: $0.deletingLastPathComponent()) },
             "vocab.json": { url in
                 let dir = self.folder.appendingPathComponent("regression-vocab")
                 try? fm.removeItem(at: dir)
