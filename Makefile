@@ -8,6 +8,8 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 # Tests run on an optimised build (the parity tests run real models); -enable-testing keeps @testable imports.
+# The build keeps Swift's overflow, bounds and precondition checks on (-O, not -Ounchecked; Package.swift), so
+# every test, the parser fuzz tests included, runs with them (docs/input-validation.md).
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 export OMPI_ALLOW_RUN_AS_ROOT ?= 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM ?= 1

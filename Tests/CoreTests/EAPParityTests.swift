@@ -81,8 +81,10 @@ final class EAPParityTests: XCTestCase {
         // The exact zeros the README lists stay exact.
         let zeros = AttributionFixtures.strings((try AttributionFixtures.json("reference/eap/eap.json")["checks"] as! [String: Any])[method.rawValue]
             .flatMap { ($0 as! [String: Any])["zero_score_edges"] })
+        // The fixture README lists six such edges; a missing key must not make this check vacuous.
+        XCTAssertEqual(zeros.count, 6, "eap.json checks.\(method.rawValue).zero_score_edges: expected the six edges the fixture README lists")
         for name in zeros {
-            let e = g.edges[g.edgeIndex(named: name)!]
+            let e = g.edges[try XCTUnwrap(g.edgeIndex(named: name), "\(name) is not an edge of the graph")]
             XCTAssertEqual(scores[e.forward, e.backward], 0, "\(name) should score exactly 0")
         }
     }

@@ -311,6 +311,34 @@ final class TokenizerTests: XCTestCase {
         assertTokenizerError(wordPiece, file: "tokenizer.json", mentions: "WordPiece", "not BPE")
     }
 
+    /// Ids outside 0 ..< 2^31, ids far beyond the vocabulary's size, and a token listed twice with two ids are
+    /// named errors, found before the id table is allocated.
+    func testVocabularyIdsAreBoundedAndUnique() throws {
+        let good = try tinyTokenizerFolder(extra: ["ab"], merges: ["a b"])
+        let mergesText = try String(contentsOf: good.appendingPathComponent("merges.txt"), encoding: .utf8)
+        let vocabText = try String(contentsOf: good.appendingPathComponent("vocab.json"), encoding: .utf8)
+        func folder(vocab: String) throws -> URL {
+            let dir = try temporaryFolder()
+            try vocab.write(to: dir.appendingPathComponent("vocab.json"), atomically: true, encoding: .utf8)
+            try mergesText.write(to: dir.appendingPathComponent("merges.txt"), atomically: true, encoding: .utf8)
+            return dir
+        }
+        for id in [1 << 31, 1 << 40] {
+            assertTokenizerError(try folder(vocab: vocabText.replacingOccurrences(of: "\"ab\": 256", with: "\"ab\": \(id)")),
+                                 file: "vocab.json", mentions: "\(id)", "id \(id)")
+        }
+        assertTokenizerError(try folder(vocab: vocabText.replacingOccurrences(of: "\"ab\": 256", with: "\"ab\": 10000000")),
+                             file: "vocab.json", mentions: "10000000", "sparse id")
+        assertTokenizerError(try folder(vocab: vocabText.replacingOccurrences(of: "\"ab\": 256", with: "\"ab\": 256, \"ab\": 258")),
+                             file: "vocab.json", mentions: "twice", "duplicate token")
+        let json = try temporaryFolder()
+        try """
+        {"added_tokens": [{"id": 4294967296, "content": "<|endoftext|>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]}}
+        """.write(to: json.appendingPathComponent("tokenizer.json"), atomically: true, encoding: .utf8)
+        assertTokenizerError(json, file: "tokenizer.json", mentions: "added_tokens[0]", "added token id beyond 2^31")
+        XCTAssertNoThrow(try GPT2Tokenizer(directory: good))
+    }
+
     func testLoadDefaultSaysHowToInstall() throws {
         // Only checkable when the cache is empty; otherwise it must load.
         if FileManager.default.fileExists(atPath: Paths.gpt2Tokenizer.appendingPathComponent("vocab.json").path) {

@@ -254,7 +254,7 @@ final class SweepTests: XCTestCase {
         try:
             import xarray
         except ImportError:
-            print("no xarray"); sys.exit(0)
+            print("no xarray"); sys.exit(3)
         s = xarray.open_dataset(sys.argv[1] + "/scores.nc")
         c = xarray.open_dataset(sys.argv[1] + "/circuits.nc")
         a = xarray.open_dataset(sys.argv[1] + "/acquisition.nc")
@@ -264,12 +264,16 @@ final class SweepTests: XCTestCase {
         print("query_correct", a.query_correct.shape, a.attrs["test_set"])
         """
         let r = try Launch.run(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, out.path])
-        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-        if !r.stdout.contains("no xarray") {
-            XCTAssertTrue(r.stdout.contains("score (2, 7, 15)"), r.stdout)
-            XCTAssertTrue(r.stdout.contains("faithfulness (2,)"), r.stdout)
-            XCTAssertTrue(r.stdout.contains("exact_match (2, 3)"), r.stdout)
-            XCTAssertTrue(r.stdout.contains("query_correct (2, 12, 5) independent"), r.stdout)
+        // xarray is a test dependency (scripts/bootstrap --tests installs it; make test runs that): its absence
+        // fails the check instead of letting it pass unseen.
+        if r.status == 3 && r.stdout.contains("no xarray") {
+            XCTFail("python3 without xarray (run scripts/bootstrap --tests): the xarray check of the sweep files could not run")
+            return
         }
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("score (2, 7, 15)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("faithfulness (2,)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("exact_match (2, 3)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("query_correct (2, 12, 5) independent"), r.stdout)
     }
 }

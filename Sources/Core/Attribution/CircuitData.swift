@@ -53,7 +53,11 @@ public struct CircuitSample: Sendable, Equatable {
         }
         let int: (Any) -> Int? = { v in
             // On Linux `1 is Bool` holds for a JSON integer, so booleans are told apart by their type code.
-            if let n = v as? NSNumber, String(cString: n.objCType) != "c" { return n.intValue }
+            // Integral and within ±2^53 before converting: intValue of a huge or fractional double is not the number.
+            if let n = v as? NSNumber, String(cString: n.objCType) != "c" {
+                let d = n.doubleValue
+                return d == d.rounded() && abs(d) < 9.0e15 ? n.intValue : nil
+            }
             if let s = v as? String { return Int(s) }
             return nil
         }

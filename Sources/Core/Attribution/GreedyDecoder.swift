@@ -28,7 +28,9 @@ final class GreedyDecoder {
     /// Returns the logits at each prompt's last position `(B, V)`.
     func prefill(_ prompts: [[Int]], capacity S: Int) throws -> UnsafePointer<Float> {
         let B = prompts.count, T = prompts.map(\.count).max()!
-        precondition(S >= T && S <= model.config.nPositions)
+        guard T <= S, S <= model.config.nPositions else {
+            throw ModelError("a prompt of \(T) tokens and \(S) positions of cache do not fit the model's n_positions \(model.config.nPositions)")
+        }
         var tokens = [Int](repeating: model.config.eosTokenId, count: B * T)
         for (b, p) in prompts.enumerated() { for (t, id) in p.enumerated() { tokens[b * T + t] = id } }
         let lengths = prompts.map(\.count)

@@ -15,11 +15,17 @@ public enum HFCheckpoint {
     public static let weightsFileName = "model.safetensors"
     public static let lmHeadName = "lm_head.weight"
 
-    /// Reads the folder's config and weights into a new arena.
+    /// Reads the folder's config and weights into a new arena. The weights file is opened and every tensor's
+    /// name, shape, dtype and byte range checked against the layout `config.json` describes before the arena
+    /// is allocated, so a corrupt or mismatched folder ends in a `CheckpointError`, never in a huge allocation.
     public static func load(folder: URL) throws -> ParameterArena {
         let config = try GPT2Config.load(from: folder.appendingPathComponent(configFileName))
-        let arena = ParameterArena(config: config)
-        try loadWeights(from: folder.appendingPathComponent(weightsFileName), into: arena)
+        let layout = ParameterLayout(config: config)
+        let file = folder.appendingPathComponent(weightsFileName)
+        let st = try SafetensorsFile(url: file)
+        let plan = try checkedPlan(st, layout: layout)
+        let arena = ParameterArena(layout: layout)
+        try copy(plan, from: st, into: arena)
         return arena
     }
 
@@ -43,15 +49,38 @@ public enum HFCheckpoint {
         try loadWeights(from: folder.appendingPathComponent(weightsFileName), into: arena)
     }
 
-    /// Copies every tensor of `file` into `arena` (converting to Float), checking names and shapes against
-    /// the arena's layout. On error the arena may be partly overwritten.
+    /// Copies every tensor of `file` into `arena` (converting to Float), after checking every name, shape and
+    /// dtype against the arena's layout; a file whose tensors do not match leaves the arena untouched.
     public static func loadWeights(from file: URL, into arena: ParameterArena) throws {
         let st = try SafetensorsFile(url: file)
-        let layout = arena.layout
+        let plan = try checkedPlan(st, layout: arena.layout)
+        try copy(plan, from: st, into: arena)
+    }
+
+    /// One file tensor and the layout tensor it fills.
+    private typealias Plan = [(info: SafetensorsTensorInfo, target: ParameterLayout.Tensor)]
+
+    /// Matches the file's tensors to `layout`: every parameter present once, with its shape, a floating-point
+    /// dtype and a byte range of exactly count × dtype size (`SafetensorsFile` has already checked the ranges
+    /// lie inside the file and tile it); a stored `lm_head.weight` must have the embedding's shape. Nothing is
+    /// allocated or copied here.
+    private static func checkedPlan(_ st: SafetensorsFile, layout: ParameterLayout) throws -> Plan {
+        let file = st.url
+        var plan: Plan = []
         var found = Set<String>()
         for info in st.tensors {
             let name = info.name
-            if name == lmHeadName || name == ParameterLayout.prefix + lmHeadName { continue }
+            if name == lmHeadName || name == ParameterLayout.prefix + lmHeadName {
+                let wte = layout.tensors[0]
+                guard info.shape == wte.shape else {
+                    throw CheckpointError(file: file, item: name, problem: "has shape \(info.shape), expected \(wte.shape)",
+                                          fix: "dkc ties lm_head.weight to transformer.wte.weight")
+                }
+                guard info.dtype.isFloatingPoint else {
+                    throw CheckpointError(file: file, item: name, problem: "has dtype \(info.dtype.rawValue)", fix: "expected F32, F16, BF16 or F64")
+                }
+                continue
+            }
             if name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias") { continue }
             guard let t = layout.tensor(named: name) else {
                 throw CheckpointError(file: file, item: name, problem: "is not a parameter of the GPT-2 that config.json describes",
@@ -68,23 +97,29 @@ public enum HFCheckpoint {
             guard info.dtype.isFloatingPoint else {
                 throw CheckpointError(file: file, item: name, problem: "has dtype \(info.dtype.rawValue)", fix: "expected F32, F16, BF16 or F64")
             }
-            try st.readFloats(name, into: arena.buffer(t))
+            let (bytes, overflow) = t.count.multipliedReportingOverflow(by: info.dtype.byteSize)
+            guard !overflow, info.count == t.count, info.byteRange.count == bytes else {
+                throw CheckpointError(file: file, item: name, problem: "holds \(info.byteRange.count) bytes, expected \(t.count) × \(info.dtype.byteSize)",
+                                      fix: "the header is corrupt; write the file again")
+            }
+            plan.append((info, t))
             found.insert(t.name)
         }
         if let missing = layout.tensors.first(where: { !found.contains($0.name) }) {
             throw CheckpointError(file: file, item: missing.name, problem: "is missing (\(layout.tensors.count - found.count) of \(layout.tensors.count) parameters missing)",
                                   fix: "the file is incomplete or belongs to another model")
         }
+        return plan
+    }
+
+    /// Copies a checked plan into `arena`, then checks that a stored output matrix is the tied embedding.
+    private static func copy(_ plan: Plan, from st: SafetensorsFile, into arena: ParameterArena) throws {
+        let file = st.url
+        for (info, t) in plan { try st.readFloats(info.name, into: arena.buffer(t)) }
         // A stored output matrix must be the tied embedding.
         for headName in [lmHeadName, ParameterLayout.prefix + lmHeadName] where st.contains(headName) {
-            let info = try st.info(headName)
-            let wte = layout.tensors[0]
-            guard info.shape == wte.shape else {
-                throw CheckpointError(file: file, item: headName, problem: "has shape \(info.shape), expected \(wte.shape)",
-                                      fix: "dkc ties lm_head.weight to transformer.wte.weight")
-            }
             let head = try st.floats(headName)
-            let emb = arena.buffer(wte)
+            let emb = arena.buffer(arena.layout.tensors[0])
             var differ = 0
             for i in 0..<head.count where head[i].bitPattern != emb[i].bitPattern { differ += 1 }
             if differ > 0 {

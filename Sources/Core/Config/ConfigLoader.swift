@@ -61,6 +61,7 @@ public enum ConfigLoader {
     /// Applies the keys of a TOML document (`fileName` names it in errors).
     static func apply(text: String, fileName: String, baseDirectory: URL, to config: inout ResolvedConfig) throws {
         let table: TOMLTable
+        try TOMLHeaderGuard.check(text, fileName: fileName)
         do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
             throw ConfigError.parse(file: fileName, line: e.source.begin.line, column: e.source.begin.column, message: e.description)
         }
@@ -160,7 +161,8 @@ public enum ConfigLoader {
     }
 
     private static func parseTOMLValue(_ raw: String) -> ConfigValue? {
-        guard !raw.isEmpty, let table = try? TOMLTable(string: "v = " + raw), let v = table["v"] else { return nil }
+        guard !raw.isEmpty, TOMLHeaderGuard.firstUnsafeHeader(in: "v = " + raw) == nil,
+              let table = try? TOMLTable(string: "v = " + raw), let v = table["v"] else { return nil }
         return ConfigValue.from(v)
     }
 

@@ -60,16 +60,57 @@ public struct GPT2Config: Equatable, Sendable {
     /// The benchmarks' "tiny" model: 4 layers, 4 heads, d_model 128, 1024 positions, vocabulary 50257.
     public static let tiny = GPT2Config(nLayer: 4, nHead: 4, nEmbd: 128)
 
+    /// The largest model dkc accepts. A config.json is untrusted input: these caps, and the parameter count
+    /// computed with overflow-reporting arithmetic, keep every size and offset derived from it (`ParameterLayout`,
+    /// the arenas, activation buffers) far from `Int` overflow and allocations from absurd sizes, whatever the
+    /// optimisation level. GPT-2 XL (48 layers, 25 heads, d_model 1600, 1.6 G parameters) is well inside.
+    /// docs/input-validation.md lists them.
+    public enum Limits {
+        public static let nLayer = 1_024
+        public static let nHead = 1_024
+        public static let nEmbd = 65_536
+        public static let nPositions = 1 << 20
+        public static let vocabSize = 1 << 24
+        /// Token ids (`bos_token_id`, `eos_token_id`) must lie in 0 ..< 2^31 (they are stored as Int32).
+        public static let tokenId = 1 << 31
+        /// Floats in one parameter arena (32 GiB of float32).
+        public static let parameters = 1 << 33
+    }
+
+    /// The number of floats `ParameterLayout` lays out, computed with overflow-reporting arithmetic;
+    /// nil when it overflows `Int` (the caps of `Limits` rule that out for a validated config).
+    public var checkedParameterCount: Int? {
+        func mul(_ a: Int, _ b: Int) -> Int? { let (r, o) = a.multipliedReportingOverflow(by: b); return o ? nil : r }
+        func add(_ a: Int, _ b: Int) -> Int? { let (r, o) = a.addingReportingOverflow(b); return o ? nil : r }
+        let C = nEmbd
+        // Per block: ln_1, ln_2 (2·2C), c_attn (C·3C + 3C), attn c_proj (C·C + C), c_fc (C·4C + 4C), mlp c_proj (4C·C + C).
+        guard let cc = mul(C, C), let blockSquares = mul(cc, 12), let blockLinear = mul(C, 13),
+              let block = add(blockSquares, blockLinear), let blocks = mul(block, nLayer),
+              let wte = mul(vocabSize, C), let wpe = mul(nPositions, C), let lnf = mul(C, 2),
+              let a = add(wte, wpe), let b = add(a, blocks), let total = add(b, lnf) else { return nil }
+        return total
+    }
+
     /// Throws when the numbers cannot describe a model dkc runs; `source` names the file for the message.
+    /// Every check is an explicit comparison that survives `-Ounchecked`.
     public func validate(source: String = "GPT-2 config") throws {
         func bad(_ field: String, _ problem: String, _ fix: String) -> CheckpointError {
             CheckpointError(file: source, item: field, problem: problem, fix: fix)
         }
-        for (field, v) in [("n_layer", nLayer), ("n_head", nHead), ("n_embd", nEmbd), ("n_positions", nPositions), ("vocab_size", vocabSize)] {
+        for (field, v, cap) in [("n_layer", nLayer, Limits.nLayer), ("n_head", nHead, Limits.nHead), ("n_embd", nEmbd, Limits.nEmbd),
+                                ("n_positions", nPositions, Limits.nPositions), ("vocab_size", vocabSize, Limits.vocabSize)] {
             guard v >= 1 else { throw bad(field, "is \(v)", "must be a positive integer") }
+            guard v <= cap else { throw bad(field, "is \(v), above dkc's limit \(cap)", "the file is corrupt or describes a model far larger than GPT-2 XL") }
         }
         guard nEmbd % nHead == 0 else {
             throw bad("n_embd", "\(nEmbd) is not divisible by n_head \(nHead)", "choose n_embd a multiple of n_head")
+        }
+        for (field, v) in [("bos_token_id", bosTokenId), ("eos_token_id", eosTokenId)] where v < 0 || v >= Limits.tokenId {
+            throw bad(field, "is \(v)", "a token id lies in 0 ..< 2^31")
+        }
+        guard let params = checkedParameterCount, params <= Limits.parameters else {
+            throw bad("n_layer/n_embd/vocab_size/n_positions", "describe more than \(Limits.parameters) parameters",
+                      "dkc holds at most \(Limits.parameters) float32 parameters in memory; the file is corrupt or the model too large")
         }
         guard Self.supportedActivations.contains(activationFunction) else {
             throw bad("activation_function", "\"\(activationFunction)\" is not supported",
@@ -77,6 +118,12 @@ public struct GPT2Config: Equatable, Sendable {
         }
         guard layerNormEpsilon > 0, layerNormEpsilon.isFinite else {
             throw bad("layer_norm_epsilon", "is \(layerNormEpsilon)", "must be a small positive number such as 1e-05")
+        }
+        guard initializerRange >= 0, initializerRange.isFinite else {
+            throw bad("initializer_range", "is \(initializerRange)", "must be a non-negative number such as 0.02")
+        }
+        for (field, p) in [("resid_pdrop", residPdrop), ("embd_pdrop", embdPdrop), ("attn_pdrop", attnPdrop)] where !(p >= 0 && p < 1) {
+            throw bad(field, "is \(p)", "a dropout probability lies in [0, 1)")
         }
     }
 
@@ -109,6 +156,8 @@ public struct GPT2Config: Equatable, Sendable {
             guard let n = v as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue == n.doubleValue.rounded() else {
                 throw bad(key, "\(v) is not an integer", "write an integer")
             }
+            // Beyond ±2^53 the value is not exact (and intValue of a huge double is unspecified): reject before converting.
+            guard abs(n.doubleValue) < 9.0e15 else { throw bad(key, "\(v) is out of range", "write an integer such as GPT-2's") }
             return n.intValue
         }
         func double(_ key: String, _ def: Double) throws -> Double {
@@ -154,6 +203,8 @@ public struct GPT2Config: Equatable, Sendable {
         guard nCtx == nPositions else {
             throw bad("n_ctx", "\(nCtx) differs from n_positions \(nPositions)", "set both to the context length")
         }
+        // Sizes are validated (capped) before any arithmetic on them, such as 4 × n_embd below.
+        try validate(source: source)
         let nInner = try int("n_inner", 4 * nEmbd)
         guard nInner == 4 * nEmbd else {
             throw bad("n_inner", "\(nInner) is not 4 × n_embd = \(4 * nEmbd)", "dkc supports the standard MLP width; remove n_inner or set it to null")
@@ -170,7 +221,6 @@ public struct GPT2Config: Equatable, Sendable {
         guard try !bool("add_cross_attention", false) else {
             throw bad("add_cross_attention", "is true", "cross-attention is not supported; set it to false")
         }
-        try validate(source: source)
     }
 
     /// A `config.json` that `GPT2LMHeadModel.from_pretrained` (and TransformerLens, which reads `n_ctx`) accepts:

@@ -57,8 +57,24 @@ extension NetCDFFile {
                 throw failure(call, object, "\(valueCount) values given for count \(resolved) (\(resolved.reduce(1, *)) entries)")
             }
         }
+        if valueCount == nil {
+            // A read allocates product(count) values: the lengths come from the file, so the product is
+            // computed with overflow checks and capped before anything is allocated.
+            var n = 1
+            for c in resolved {
+                let (p, o) = n.multipliedReportingOverflow(by: c)
+                guard !o, p <= Self.maxReadValues else {
+                    throw failure(call, object, "dimensions \(resolved) hold more than \(Self.maxReadValues) values; the file is corrupt or not one dkc wrote")
+                }
+                n = p
+            }
+        }
         return (start, resolved)
     }
+
+    /// The most values one read may return (2^32): far above any file dkc writes, far below memory exhaustion
+    /// by a crafted dimension length.
+    public static let maxReadValues = 1 << 32
 
     // MARK: - Numbers
 

@@ -31,6 +31,10 @@ public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
     private let cacheLock = NSLock()
     private var cache: [[UInt8]: [Int32]] = [:]       // piece bytes → ids
     private static let cacheLimit = 1 << 17
+    /// The largest token id accepted from a file (ids are stored as Int32).
+    static let maxId = Int(Int32.max)
+    /// How far the largest id may exceed twice the number of tokens (ids of real vocabularies are dense).
+    static let maxIdSlack = 1 << 16
 
     /// Reads `vocab.json` + `merges.txt` from `directory` (a Hugging Face GPT-2 model folder or the
     /// cache folder `scripts/fetch-gpt2-tokenizer` fills), or `tokenizer.json` when vocab.json is absent.
@@ -39,8 +43,21 @@ public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
         let files = try BPEFiles.read(directory: directory)
         vocabFile = files.vocabFile
 
-        // Vocabulary: raw bytes ↔ id, both ways unique.
+        // Vocabulary: raw bytes ↔ id, both ways unique. Ids are checked before the id table is allocated:
+        // each lies in 0 ..< 2^31 (stored as Int32) and below `maxIdSlack` + 2 × the number of tokens, so a
+        // crafted id cannot make the table huge.
         var maxId = 0
+        let idLimit = min(Self.maxId, Self.maxIdSlack + 2 * (files.vocab.count + files.specials.count))
+        for t in files.vocab where t.id < 0 || t.id > idLimit {
+            throw TokenizerError(file: files.vocabFile, problem:
+                "token \"\(ByteLevel.token(ofBytes: t.bytes))\" has id \(t.id), outside 0 ... \(idLimit) for \(files.vocab.count) tokens",
+                fix: "ids are 0 ..< 2^31 and (nearly) dense; the file is corrupt")
+        }
+        for s in files.specials where s.id < 0 || s.id > idLimit {
+            throw TokenizerError(file: files.vocabFile, problem:
+                "special token \"\(String(decoding: s.bytes, as: UTF8.self))\" has id \(s.id), outside 0 ... \(idLimit)",
+                fix: "ids are 0 ..< 2^31 and (nearly) dense; the file is corrupt")
+        }
         for t in files.vocab { maxId = max(maxId, t.id) }
         for s in files.specials { maxId = max(maxId, s.id) }
         var byId = [[UInt8]?](repeating: nil, count: maxId + 1)
@@ -50,6 +67,11 @@ public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
             if let other = byId[t.id], other != t.bytes {
                 throw TokenizerError(file: files.vocabFile, problem:
                     "id \(t.id) is given to two tokens, \"\(ByteLevel.token(ofBytes: other))\" and \"\(ByteLevel.token(ofBytes: t.bytes))\"")
+            }
+            if let first = idOf[t.bytes], Int(first) != t.id {
+                throw TokenizerError(file: files.vocabFile, problem:
+                    "token \"\(ByteLevel.token(ofBytes: t.bytes))\" appears twice, with ids \(first) and \(t.id)",
+                    fix: "each token has one id; the file is corrupt")
             }
             byId[t.id] = t.bytes
             idOf[t.bytes] = Int32(t.id)

@@ -104,8 +104,8 @@ struct BPEFiles {
         var out: [(bytes: [UInt8], id: Int)] = []
         out.reserveCapacity(members.count)
         for (key, value) in members {
-            guard let id = value.int, id >= 0 else {
-                throw TokenizerError(file: file, problem: "\(field): token \"\(key)\" has id \(value.brief), expected a non-negative integer")
+            guard let id = value.int, id >= 0, id <= GPT2Tokenizer.maxId else {
+                throw TokenizerError(file: file, problem: "\(field): token \"\(key)\" has id \(value.brief), expected an integer in 0 ..< 2^31")
             }
             out.append((try tokenBytes(key, file: file, place: field), id))
         }
@@ -206,7 +206,7 @@ struct BPEFiles {
         if files.merges.isEmpty { throw TokenizerError(file: url, problem: "model.merges is empty") }
         if let added = json["added_tokens"], case .array(let tokens) = added {
             for (k, t) in tokens.enumerated() {
-                guard let content = t["content"]?.string, !content.isEmpty, let id = t["id"]?.int, id >= 0 else {
+                guard let content = t["content"]?.string, !content.isEmpty, let id = t["id"]?.int, id >= 0, id <= GPT2Tokenizer.maxId else {
                     throw TokenizerError(file: url, problem: "added_tokens[\(k)] lacks a non-empty \"content\" and an integer \"id\"")
                 }
                 for flag in ["single_word", "lstrip", "rstrip"] {
