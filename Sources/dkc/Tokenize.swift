@@ -69,7 +69,8 @@ struct Tokenize: ParsableCommand {
                                                   model: try model.map { try existingPath($0, option: "--model", folder: true) })
             let byteLevel = tok as? GPT2Tokenizer
             if plain && byteLevel == nil {
-                throw TokenizeInputError(place: "--plain", problem: "applies to byte-level tokenizers only; \(tok.vocabFile.path) is not one")
+                throw TokenizeInputError(place: "--plain", problem: "applies to byte-level tokenizers only; \(tok.vocabFile.path) is not one",
+                                         exitCode: ExitStatus.usage)
             }
             let out = FileHandle.standardOutput
             func handle(_ input: String, _ place: String) throws {
@@ -121,6 +122,7 @@ struct Tokenize: ParsableCommand {
 struct TokenizeInputError: UserFacingError {
     let place: String
     let problem: String
+    var exitCode: Int32 = ExitStatus.dataError
     var description: String { "\(place): \(problem)" }
 }
 

@@ -185,6 +185,41 @@ final class TokenizerFamilyTests: XCTestCase {
         XCTAssertEqual(TokenizationCleanUp.apply("do n't ' ok ' , 're 've 'm !"), "don't'ok ','re've'm!")
     }
 
+    // MARK: Merge loop
+
+    /// The merge loop with its rank array gives what the plain loop gives, on random merge lists
+    /// (also ones whose merged tokens are not built by earlier merges) and words of 1…300 tokens.
+    func testMergeLoopAgreesWithPlainLoop() {
+        var rng = DeterministicRandom(seed: 3, stream: "bpe merges")
+        func below(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
+        var compared = 0
+        for _ in 0..<200 {
+            let alphabet = 2 + below(6)
+            var rules: [(left: Int32, right: Int32, merged: Int32)] = []
+            var next = alphabet
+            for _ in 0..<(1 + below(40)) {
+                rules.append((Int32(below(next)), Int32(below(next)), Int32(next)))
+                next += 1
+            }
+            let merges = BPEMerges(rules)
+            for _ in 0..<20 {
+                var word = (0..<(1 + below(300))).map { _ in Int32(below(alphabet)) }
+                var plain = word
+                var scratch: [Int32] = []
+                merges.apply(&word, scratch: &scratch)
+                merges.applyPlainly(&plain)
+                XCTAssertEqual(word, plain)
+                compared += 1
+            }
+        }
+        XCTAssertEqual(compared, 4000)
+        // By hand: merges a a → 2 (rank 0), 2 a → 3 (rank 1): "a a a a a" → 2 2 a → 2 3.
+        var word: [Int32] = [0, 0, 0, 0, 0]
+        var scratch: [Int32] = []
+        BPEMerges([(0, 0, 2), (2, 0, 3)]).apply(&word, scratch: &scratch)
+        XCTAssertEqual(word, [2, 3])
+    }
+
     // MARK: Resolution rule
 
     func testResolutionRule() throws {

@@ -25,29 +25,62 @@ struct BPEMerges: Sendable {
     }
 
     /// Merges `word` in place; `next` is scratch space (any contents) so callers can reuse it.
+    ///
+    /// The rank of every adjacent pair is kept in an array and looked up again only for the pairs a
+    /// merge changes, so a long word (a whole Llama stretch) costs one hash lookup per pair and merge
+    /// rather than per pair per round.
     func apply(_ word: inout [Int32], scratch next: inout [Int32]) {
+        guard word.count > 1 else { return }
+        var ranks = [UInt64](repeating: .max, count: word.count - 1)      // (count − 1) rank of pair k, k+1
+        for k in 0..<(word.count - 1) { ranks[k] = table[Self.key(word[k], word[k + 1])] ?? .max }
+        var nextRanks: [UInt64] = []
+        var fromOld: [Int] = []  // (next.count) the index in `word` of each kept token, −1 for merged ones
+        while word.count > 1 {
+            var best = UInt64.max
+            for r in ranks where r < best { best = r }
+            if best == .max { return }
+            // The rank is in the high half (one pair per rank), so every place with this value holds
+            // the same pair; merge them left to right without overlap.
+            let merged = Int32(bitPattern: UInt32(truncatingIfNeeded: best))
+            next.removeAll(keepingCapacity: true)
+            fromOld.removeAll(keepingCapacity: true)
+            var k = 0
+            while k < word.count {
+                if k + 1 < word.count && ranks[k] == best {
+                    next.append(merged); fromOld.append(-1); k += 2
+                } else {
+                    next.append(word[k]); fromOld.append(k); k += 1
+                }
+            }
+            nextRanks.removeAll(keepingCapacity: true)
+            for j in 0..<max(next.count - 1, 0) {
+                let a = fromOld[j], b = fromOld[j + 1]
+                nextRanks.append(a >= 0 && b == a + 1 ? ranks[a] : table[Self.key(next[j], next[j + 1])] ?? .max)
+            }
+            swap(&word, &next)
+            swap(&ranks, &nextRanks)
+        }
+    }
+
+    /// The merge loop written plainly (every pair looked up every round), for tests of `apply`.
+    func applyPlainly(_ word: inout [Int32]) {
         while word.count > 1 {
             var best = UInt64.max
             for k in 0..<(word.count - 1) {
                 if let m = table[Self.key(word[k], word[k + 1])], m < best { best = m }
             }
             if best == .max { return }
-            // The rank is in the high half, so the smallest value is the lowest rank; unpack its pair.
             let merged = Int32(bitPattern: UInt32(truncatingIfNeeded: best))
-            var left: Int32 = -1, right: Int32 = -1
-            for k in 0..<(word.count - 1) where table[Self.key(word[k], word[k + 1])] == best {
-                left = word[k]; right = word[k + 1]; break
-            }
-            next.removeAll(keepingCapacity: true)
+            var out: [Int32] = []
             var k = 0
             while k < word.count {
-                if k + 1 < word.count && word[k] == left && word[k + 1] == right {
-                    next.append(merged); k += 2
+                if k + 1 < word.count && table[Self.key(word[k], word[k + 1])] == best {
+                    out.append(merged); k += 2
                 } else {
-                    next.append(word[k]); k += 1
+                    out.append(word[k]); k += 1
                 }
             }
-            swap(&word, &next)
+            word = out
         }
     }
 }
