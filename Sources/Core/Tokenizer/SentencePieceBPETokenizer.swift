@@ -23,6 +23,7 @@ public final class SentencePieceBPETokenizer: Tokenizer, @unchecked Sendable {
 
     private let tokenText: [[UInt8]?]           // (vocabSize) UTF-8 of each token's text; nil for unused ids
     private let idOf: [[UInt8]: Int32]           // vocabulary token text → id
+    private let idOfScalar: [UInt32: Int32]      // the same for one-character tokens, by scalar value
     private let merges: BPEMerges
     private let byteFallback: [Int32]?           // (256) the `<0xXX>` token of each byte, when byte_fallback
     private let unkId: Int32?
@@ -123,6 +124,11 @@ public final class SentencePieceBPETokenizer: Tokenizer, @unchecked Sendable {
         vocabSize = maxId + 1
         tokenText = byId
         idOf = ids
+        var single: [UInt32: Int32] = [:]
+        for (token, id) in ids where String(decoding: token, as: UTF8.self).unicodeScalars.count == 1 {
+            single[String(decoding: token, as: UTF8.self).unicodeScalars.first!.value] = id
+        }
+        idOfScalar = single
         merges = BPEMerges(rules)
         fuseUnk = d.fuseUnk
         ignoreMerges = d.ignoreMerges
@@ -178,7 +184,7 @@ public final class SentencePieceBPETokenizer: Tokenizer, @unchecked Sendable {
         while i < range.upperBound {
             let n = Self.scalarLength(b[i])
             let end = min(i + n, range.upperBound)
-            if let id = idOf[Array(b[i..<end])] {
+            if end - i == n, let id = idOfScalar[GPT2PreTokenizer.decode(b, i).0] {
                 symbols.append(id); lastWasUnk = false
             } else if let fallback = byteFallback {
                 for k in i..<end { symbols.append(fallback[Int(b[k])]) }
