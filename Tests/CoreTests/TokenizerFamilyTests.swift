@@ -187,8 +187,9 @@ final class TokenizerFamilyTests: XCTestCase {
 
     // MARK: Merge loop
 
-    /// The merge loop with its rank array gives what the plain loop gives, on random merge lists
-    /// (also ones whose merged tokens are not built by earlier merges) and words of 1…300 tokens.
+    /// Both merge loops (rounds with a rank array, priority queue) give what the plain loop gives, on
+    /// random trained-style merge lists (each merge's parts are base tokens or made by earlier
+    /// merges, some pairs listed twice) and words of 1…300 tokens.
     func testMergeLoopAgreesWithPlainLoop() {
         var rng = DeterministicRandom(seed: 3, stream: "bpe merges")
         func below(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
@@ -204,11 +205,13 @@ final class TokenizerFamilyTests: XCTestCase {
             let merges = BPEMerges(rules)
             for _ in 0..<20 {
                 var word = (0..<(1 + below(300))).map { _ in Int32(below(alphabet)) }
-                var plain = word
+                var plain = word, queued = word
                 var scratch: [Int32] = []
-                merges.apply(&word, scratch: &scratch)
+                merges.applyRounds(&word, scratch: &scratch)
+                merges.applyQueued(&queued, scratch: &scratch)
                 merges.applyPlainly(&plain)
-                XCTAssertEqual(word, plain)
+                XCTAssertEqual(word, plain, "round by round")
+                XCTAssertEqual(queued, plain, "queued")
                 compared += 1
             }
         }
@@ -216,8 +219,11 @@ final class TokenizerFamilyTests: XCTestCase {
         // By hand: merges a a → 2 (rank 0), 2 a → 3 (rank 1): "a a a a a" → 2 2 a → 2 3.
         var word: [Int32] = [0, 0, 0, 0, 0]
         var scratch: [Int32] = []
+        var long = [Int32](repeating: 0, count: 101)
         BPEMerges([(0, 0, 2), (2, 0, 3)]).apply(&word, scratch: &scratch)
         XCTAssertEqual(word, [2, 3])
+        BPEMerges([(0, 0, 2), (2, 0, 3)]).apply(&long, scratch: &scratch)  // the queued path: 50 × "a a", then "2 a"
+        XCTAssertEqual(long, [Int32](repeating: 2, count: 49) + [3])
     }
 
     // MARK: Resolution rule

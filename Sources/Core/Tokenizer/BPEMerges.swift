@@ -25,11 +25,15 @@ struct BPEMerges: Sendable {
     }
 
     /// Merges `word` in place; `next` is scratch space (any contents) so callers can reuse it.
-    ///
-    /// The rank of every adjacent pair is kept in an array and looked up again only for the pairs a
-    /// merge changes, so a long word (a whole Llama stretch) costs one hash lookup per pair and merge
-    /// rather than per pair per round.
+    /// Short words (GPT-2's pieces) go round by round; long ones (whole Llama stretches) through a
+    /// priority queue. Both give the result the plain loop gives (`applyPlainly`, tested).
     func apply(_ word: inout [Int32], scratch next: inout [Int32]) {
+        if word.count > 48 { applyQueued(&word, scratch: &next) } else { applyRounds(&word, scratch: &next) }
+    }
+
+    /// Round by round: the rank of every adjacent pair is kept in an array and looked up again only
+    /// for the pairs a merge changes; each round merges every place of the lowest-ranked pair.
+    func applyRounds(_ word: inout [Int32], scratch next: inout [Int32]) {
         guard word.count > 1 else { return }
         var ranks = [UInt64](repeating: .max, count: word.count - 1)      // (count − 1) rank of pair k, k+1
         for k in 0..<(word.count - 1) { ranks[k] = table[Self.key(word[k], word[k + 1])] ?? .max }
@@ -62,6 +66,40 @@ struct BPEMerges: Sendable {
         }
     }
 
+    /// With a priority queue of (rank, position), lowest rank first and leftmost among equals, as
+    /// the reference merges: O(n log n) for a word of n tokens. An entry whose pair has changed
+    /// since it was queued is dropped when it comes up.
+    func applyQueued(_ word: inout [Int32], scratch next: inout [Int32]) {
+        let n = word.count
+        guard n > 1 else { return }
+        var after = [Int](repeating: -1, count: n)   // (n) the next live token, −1 at the end
+        var before = [Int](repeating: -1, count: n)  // (n) the previous live token, −1 at the start
+        var alive = [Bool](repeating: true, count: n)
+        for k in 0..<n { after[k] = k + 1 < n ? k + 1 : -1; before[k] = k - 1 }
+        var heap = MinHeap()
+        heap.reserve(n)
+        @inline(__always) func entry(_ m: UInt64, _ pos: Int) -> UInt64 { (m >> 32) << 32 | UInt64(pos) }
+        for k in 0..<(n - 1) {
+            if let m = table[Self.key(word[k], word[k + 1])] { heap.push(entry(m, k)) }
+        }
+        while let top = heap.pop() {
+            let pos = Int(top & 0xFFFF_FFFF), rank = top >> 32
+            guard alive[pos] else { continue }
+            let right = after[pos]
+            guard right >= 0, let m = table[Self.key(word[pos], word[right])], m >> 32 == rank else { continue }
+            word[pos] = Int32(bitPattern: UInt32(truncatingIfNeeded: m))
+            alive[right] = false
+            after[pos] = after[right]
+            if after[right] >= 0 { before[after[right]] = pos }
+            let left = before[pos]
+            if left >= 0, let m2 = table[Self.key(word[left], word[pos])] { heap.push(entry(m2, left)) }
+            if after[pos] >= 0, let m3 = table[Self.key(word[pos], word[after[pos]])] { heap.push(entry(m3, pos)) }
+        }
+        next.removeAll(keepingCapacity: true)
+        for k in 0..<n where alive[k] { next.append(word[k]) }
+        swap(&word, &next)
+    }
+
     /// The merge loop written plainly (every pair looked up every round), for tests of `apply`.
     func applyPlainly(_ word: inout [Int32]) {
         while word.count > 1 {
@@ -82,6 +120,42 @@ struct BPEMerges: Sendable {
             }
             word = out
         }
+    }
+}
+
+/// A binary min-heap of `UInt64` keys (rank in the high half, position in the low half).
+struct MinHeap {
+    private var items: [UInt64] = []
+
+    mutating func reserve(_ n: Int) { items.reserveCapacity(n) }
+
+    mutating func push(_ x: UInt64) {
+        items.append(x)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if items[parent] <= items[i] { break }
+            items.swapAt(parent, i)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let first = items.first else { return nil }
+        let last = items.removeLast()
+        if items.isEmpty { return first }
+        items[0] = last
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < items.count && items[l] < items[m] { m = l }
+            if r < items.count && items[r] < items[m] { m = r }
+            if m == i { break }
+            items.swapAt(i, m)
+            i = m
+        }
+        return first
     }
 }
 
