@@ -1,65 +1,63 @@
 import Foundation
 
-/// GPT-2's byte-level BPE tokenizer, giving the ids the reference (Hugging Face's GPT-2 tokenizer,
-/// `add_special_tokens=False`) gives.
+/// Byte-level BPE tokenizer: GPT-2's, and the same machinery for CodeGen/Phi, giving the ids the
+/// reference (Hugging Face's tokenizer, `add_special_tokens=False`) gives.
 ///
-/// Encoding: the literal text of a special token (`<|endoftext|>`) becomes its id; the text between
-/// special tokens is cut into pieces by `GPT2PreTokenizer`, each piece's UTF-8 bytes start as one
-/// token per byte, and adjacent pairs are merged, lowest merge rank first (every occurrence of the
-/// chosen pair, left to right), until no pair has a rank. Decoding concatenates the bytes of the
-/// tokens, so `decodeBytes(encode(s))` is exactly `s`'s UTF-8.
+/// Encoding: added tokens written literally in the text (`<|endoftext|>`; Phi's runs of spaces and
+/// tabs) become their ids, longest first; the text between them is cut into pieces by
+/// `GPT2PreTokenizer`, each piece's UTF-8 bytes start as one token per byte, and `BPEMerges`
+/// merges them. Decoding concatenates the bytes of the tokens, so `decodeBytes(encode(s))` is
+/// exactly `s`'s UTF-8. Nothing is ever added (the post-processor of GPT-2 and Phi adds nothing).
 ///
 /// Thread-safe: the tables are immutable and the cache of encoded pieces is behind a lock.
-public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
+public final class GPT2Tokenizer: Tokenizer, @unchecked Sendable {
     /// The text of GPT-2's one special token.
     public static let endOfText = "<|endoftext|>"
 
-    /// `<|endoftext|>`'s id (50256 for GPT-2): GPT-2's EOS, and also its BOS and padding token.
+    /// The EOS id: tokenizer_config.json's `eos_token`, else `<|endoftext|>` (50256 for GPT-2).
     public let eosTokenId: Int
-    public var bosTokenId: Int { eosTokenId }
-    public var padTokenId: Int { eosTokenId }
+    /// The BOS id: `bos_token`, else EOS (GPT-2 and Phi use `<|endoftext|>` for both).
+    public let bosTokenId: Int
+    /// The padding id: `pad_token`, else EOS (as TransformerLens sets it).
+    public let padTokenId: Int
     /// One more than the largest id (50257 for GPT-2): the rows of the embedding the ids index.
     public let vocabSize: Int
     /// The file the vocabulary was read from (vocab.json or tokenizer.json).
     public let vocabFile: URL
+    /// tokenizer_config.json's `clean_up_tokenization_spaces`; false without the file.
+    public let cleanUpTokenizationSpaces: Bool
 
     private let byteToken: [Int32]                    // (256) the one-byte token of each byte
-    private let merges: [UInt64: UInt64]              // (left << 32 | right) → (rank << 32 | merged id)
+    private let merges: BPEMerges
     private let tokenBytes: [[UInt8]?]                // (vocabSize) raw bytes of each id; nil for unused ids
-    private let specials: [(bytes: [UInt8], id: Int)] // matched in raw text, longest first
+    private let rawAdded: AddedTokenMatcher           // added tokens matched in raw text (special ones)
+    private let normalizedAdded: AddedTokenMatcher    // added tokens matched in the stretches between
+    private let specialIds: Set<Int>                  // dropped by skip-special decoding
     private let wholeTokens: [[UInt8]: Int32]?        // for `ignore_merges` only
     private let cacheLock = NSLock()
     private var cache: [[UInt8]: [Int32]] = [:]       // piece bytes → ids
     private static let cacheLimit = 1 << 17
-    /// The largest token id accepted from a file (ids are stored as Int32).
-    static let maxId = Int(Int32.max)
-    /// How far the largest id may exceed twice the number of tokens (ids of real vocabularies are dense).
-    static let maxIdSlack = 1 << 16
 
-    /// Reads `vocab.json` + `merges.txt` from `directory` (a Hugging Face GPT-2 model folder or the
-    /// cache folder `scripts/fetch-gpt2-tokenizer` fills), or `tokenizer.json` when vocab.json is absent.
+    /// Reads `vocab.json` + `merges.txt` (+ `added_tokens.json`) from `directory` (a Hugging Face
+    /// GPT-2 or Phi model folder, or the cache folder `scripts/fetch-gpt2-tokenizer` fills), or
+    /// `tokenizer.json` when vocab.json is absent; `tokenizer_config.json` when present.
     /// - Throws: `TokenizerError` naming the missing or malformed file (and line for merges.txt).
-    public init(directory: URL) throws {
-        let files = try BPEFiles.read(directory: directory)
+    public convenience init(directory: URL) throws {
+        try self.init(files: try BPEFiles.read(directory: directory))
+    }
+
+    /// The byte-level tokenizer a checked tokenizer.json describes, with the config beside it.
+    convenience init(definition: TokenizerDefinition, config: TokenizerConfigFile) throws {
+        var files = try BPEFiles.fromDefinition(definition)
+        files.config = config
+        try self.init(files: files)
+    }
+
+    init(files: BPEFiles) throws {
         vocabFile = files.vocabFile
 
-        // Vocabulary: raw bytes ↔ id, both ways unique. Ids are checked before the id table is allocated:
-        // each lies in 0 ..< 2^31 (stored as Int32) and below `maxIdSlack` + 2 × the number of tokens, so a
-        // crafted id cannot make the table huge.
-        var maxId = 0
-        let idLimit = min(Self.maxId, Self.maxIdSlack + 2 * (files.vocab.count + files.specials.count))
-        for t in files.vocab where t.id < 0 || t.id > idLimit {
-            throw TokenizerError(file: files.vocabFile, problem:
-                "token \"\(ByteLevel.token(ofBytes: t.bytes))\" has id \(t.id), outside 0 ... \(idLimit) for \(files.vocab.count) tokens",
-                fix: "ids are 0 ..< 2^31 and (nearly) dense; the file is corrupt")
-        }
-        for s in files.specials where s.id < 0 || s.id > idLimit {
-            throw TokenizerError(file: files.vocabFile, problem:
-                "special token \"\(String(decoding: s.bytes, as: UTF8.self))\" has id \(s.id), outside 0 ... \(idLimit)",
-                fix: "ids are 0 ..< 2^31 and (nearly) dense; the file is corrupt")
-        }
-        for t in files.vocab { maxId = max(maxId, t.id) }
-        for s in files.specials { maxId = max(maxId, s.id) }
+        // Vocabulary: raw bytes ↔ id, both ways unique.
+        let maxId = try Self.checkedMaxId(files.vocab.map(\.id) + files.added.map(\.id), file: files.vocabFile)
         var byId = [[UInt8]?](repeating: nil, count: maxId + 1)
         var idOf: [[UInt8]: Int32] = [:]
         idOf.reserveCapacity(files.vocab.count)
@@ -68,15 +66,20 @@ public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
                 throw TokenizerError(file: files.vocabFile, problem:
                     "id \(t.id) is given to two tokens, \"\(ByteLevel.token(ofBytes: other))\" and \"\(ByteLevel.token(ofBytes: t.bytes))\"")
             }
-            if let first = idOf[t.bytes], Int(first) != t.id {
+            if let other = idOf[t.bytes], Int(other) != t.id {
                 throw TokenizerError(file: files.vocabFile, problem:
-                    "token \"\(ByteLevel.token(ofBytes: t.bytes))\" appears twice, with ids \(first) and \(t.id)",
-                    fix: "each token has one id; the file is corrupt")
+                    "token \"\(ByteLevel.token(ofBytes: t.bytes))\" is listed twice, with ids \(other) and \(t.id)")
             }
             byId[t.id] = t.bytes
             idOf[t.bytes] = Int32(t.id)
         }
-        for s in files.specials where byId[s.id] == nil { byId[s.id] = s.bytes }
+        for s in files.added {
+            if let other = byId[s.id], other != s.bytes {
+                throw TokenizerError(file: files.vocabFile, problem:
+                    "added token \"\(String(decoding: s.bytes, as: UTF8.self))\" has id \(s.id), which the vocabulary gives to \"\(ByteLevel.token(ofBytes: other))\"")
+            }
+            byId[s.id] = s.bytes
+        }
 
         var oneByte = [Int32](repeating: -1, count: 256)
         for b in 0..<256 {
@@ -88,9 +91,9 @@ public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
         }
 
         // Merges: later duplicates replace earlier ones, as in the reference.
-        var table: [UInt64: UInt64] = [:]
-        table.reserveCapacity(files.merges.count)
-        for (rank, m) in files.merges.enumerated() {
+        var rules: [(left: Int32, right: Int32, merged: Int32)] = []
+        rules.reserveCapacity(files.merges.count)
+        for m in files.merges {
             func id(_ bytes: [UInt8], _ what: String) throws -> Int32 {
                 guard let id = idOf[bytes] else {
                     throw TokenizerError(file: files.mergesFile, line: m.line, problem:
@@ -98,23 +101,45 @@ public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
                 }
                 return id
             }
-            let left = try id(m.left, "token"), right = try id(m.right, "token")
-            let merged = try id(m.left + m.right, "merged token")
-            table[UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))] = UInt64(rank) << 32 | UInt64(UInt32(merged))
+            rules.append((try id(m.left, "token"), try id(m.right, "token"), try id(m.left + m.right, "merged token")))
         }
 
-        guard let eos = files.specials.first(where: { $0.bytes.elementsEqual(Self.endOfText.utf8) })?.id
-                ?? idOf[Array(Self.endOfText.utf8)].map(Int.init) else {
-            throw TokenizerError(file: files.vocabFile, problem: "no \(Self.endOfText) token",
+        func idOfName(_ name: String?, _ key: String) throws -> Int? {
+            guard let name else { return nil }
+            let bytes = Array(name.utf8)
+            if let a = files.added.first(where: { $0.bytes == bytes }) { return a.id }
+            if let v = idOf[bytes] { return Int(v) }
+            throw TokenizerError(file: files.vocabFile, problem: "tokenizer_config.json's \(key) \"\(name)\" is not a token of this vocabulary")
+        }
+        let endOfText = files.added.first(where: { $0.bytes.elementsEqual(Self.endOfText.utf8) })?.id
+            ?? idOf[Array(Self.endOfText.utf8)].map(Int.init)
+        guard let eos = try idOfName(files.config.eos, "eos_token") ?? endOfText else {
+            throw TokenizerError(file: files.vocabFile, problem: "no \(Self.endOfText) token and no eos_token in tokenizer_config.json",
                                  fix: "this is not GPT-2's vocabulary; run scripts/fetch-gpt2-tokenizer for it")
         }
         eosTokenId = eos
+        bosTokenId = try idOfName(files.config.bos, "bos_token") ?? eos
+        padTokenId = try idOfName(files.config.pad, "pad_token") ?? eos
+        cleanUpTokenizationSpaces = files.config.cleanUp ?? false
         vocabSize = maxId + 1
         byteToken = oneByte
-        merges = table
+        merges = BPEMerges(rules)
         tokenBytes = byId
-        specials = files.specials.sorted { $0.bytes.count > $1.bytes.count }
+        rawAdded = AddedTokenMatcher(files.added.filter { !$0.normalized }.map { ($0.bytes, $0.id) })
+        normalizedAdded = AddedTokenMatcher(files.added.filter { $0.normalized }.map { ($0.bytes, $0.id) })
+        specialIds = Set(files.added.filter(\.special).map(\.id))
         wholeTokens = files.ignoreMerges ? idOf : nil
+    }
+
+    /// The largest of `ids`, refusing sparse numberings that would make the id table far larger than
+    /// the vocabulary (ids index a table of `max + 1` rows).
+    static func checkedMaxId(_ ids: [Int], file: URL) throws -> Int {
+        let maxId = ids.max() ?? 0
+        guard maxId < 2 * ids.count + 1024 else {
+            throw TokenizerError(file: file, problem: "the largest id is \(maxId) but there are only \(ids.count) tokens",
+                                 fix: "ids must number the tokens densely from 0")
+        }
+        return maxId
     }
 
     /// The tokenizer in the cache folder (`Paths.gpt2Tokenizer`).
@@ -132,51 +157,38 @@ public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
 
     // MARK: Encoding
 
-    /// Token ids of `text`, adding no special tokens; the literal text `<|endoftext|>` inside `text`
-    /// becomes its id (special tokens are matched in raw text, and the text between them is encoded
-    /// on its own).
+    /// Token ids of `text`, adding no special tokens; added tokens written in `text` (the literal
+    /// `<|endoftext|>`) become their ids (they are matched in raw text, and the text between them is
+    /// encoded on its own).
     public func encode(_ text: String) -> [Int] {
-        encodeBytes(text, matchingSpecials: true)
+        encodeBytes(text, matchingAdded: true)
     }
 
-    /// Token ids of `text` with no special-token matching: `<|endoftext|>` is read as plain text.
+    /// The same as `encode(_:)`: byte-level BPE's post-processor adds nothing.
+    public func encode(_ text: String, addSpecialTokens: Bool) -> [Int] {
+        encodeBytes(text, matchingAdded: true)
+    }
+
+    /// Token ids of `text` with no added-token matching: `<|endoftext|>` is read as plain text.
     public func encodePlain(_ text: String) -> [Int] {
-        encodeBytes(text, matchingSpecials: false)
+        encodeBytes(text, matchingAdded: false)
     }
 
-    private func encodeBytes(_ text: String, matchingSpecials: Bool) -> [Int] {
+    private func encodeBytes(_ text: String, matchingAdded: Bool) -> [Int] {
         var utf8 = Array(text.utf8)
         var out: [Int] = []
         out.reserveCapacity(utf8.count / 3 + 1)
         utf8.withUnsafeMutableBufferPointer { mbuf in
             let b = UnsafeBufferPointer(mbuf)
-            var segment = 0
-            var i = 0
-            if matchingSpecials && !specials.isEmpty {
-                while i < b.count {
-                    if let (length, id) = special(at: i, in: b) {
-                        encodeSegment(b, segment..<i, into: &out)
-                        out.append(id)
-                        i += length
-                        segment = i
-                    } else {
-                        i += 1
-                    }
-                }
+            if !matchingAdded || (rawAdded.isEmpty && normalizedAdded.isEmpty) {
+                encodeSegment(b, 0..<b.count, into: &out)
+                return
             }
-            encodeSegment(b, segment..<b.count, into: &out)
+            rawAdded.split(b, 0..<b.count, text: { stretch in
+                normalizedAdded.split(b, stretch, text: { encodeSegment(b, $0, into: &out) }, token: { out.append($0) })
+            }, token: { out.append($0) })
         }
         return out
-    }
-
-    /// The longest special token starting at byte `i`, if any.
-    private func special(at i: Int, in b: UnsafeBufferPointer<UInt8>) -> (Int, Int)? {
-        for s in specials where s.bytes[0] == b[i] && i + s.bytes.count <= b.count {
-            var k = 1
-            while k < s.bytes.count && s.bytes[k] == b[i + k] { k += 1 }
-            if k == s.bytes.count { return (k, s.id) }
-        }
-        return nil
     }
 
     private func encodeSegment(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, into out: inout [Int]) {
@@ -197,38 +209,13 @@ public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
         }
     }
 
-    /// BPE of one piece: start from one token per byte and apply the lowest-ranked merge present,
-    /// at every place it occurs (left to right, not overlapping), until none applies.
+    /// BPE of one piece: one token per byte, then the merges.
     private func bpe(_ piece: [UInt8]) -> [Int32] {
         if let whole = wholeTokens?[piece] { return [whole] }
         var word = piece.map { byteToken[Int($0)] }
-        var next: [Int32] = []
-        next.reserveCapacity(word.count)
-        while word.count > 1 {
-            var best = UInt64.max
-            for k in 0..<(word.count - 1) {
-                if let m = merges[UInt64(UInt32(word[k])) << 32 | UInt64(UInt32(word[k + 1]))], m < best { best = m }
-            }
-            if best == .max { break }
-            // The rank is in the high half, so the smallest value is the lowest rank; unpack its pair.
-            let merged = Int32(truncatingIfNeeded: best & 0xFFFF_FFFF)
-            var left: Int32 = -1, right: Int32 = -1
-            for k in 0..<(word.count - 1) {
-                if merges[UInt64(UInt32(word[k])) << 32 | UInt64(UInt32(word[k + 1]))] == best {
-                    left = word[k]; right = word[k + 1]; break
-                }
-            }
-            next.removeAll(keepingCapacity: true)
-            var k = 0
-            while k < word.count {
-                if k + 1 < word.count && word[k] == left && word[k + 1] == right {
-                    next.append(merged); k += 2
-                } else {
-                    next.append(word[k]); k += 1
-                }
-            }
-            swap(&word, &next)
-        }
+        var scratch: [Int32] = []
+        scratch.reserveCapacity(word.count)
+        merges.apply(&word, scratch: &scratch)
         return word
     }
 
@@ -255,4 +242,14 @@ public final class GPT2Tokenizer: TextEncoder, @unchecked Sendable {
     public func decode(_ ids: [Int]) -> String {
         String(decoding: decodeBytes(ids), as: UTF8.self)
     }
+
+    /// The decoder's text: the tokens' bytes (special ones dropped when asked), as UTF-8 with
+    /// U+FFFD for cut characters, then transformers' clean-up when asked.
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool, cleanUpSpaces: Bool) -> String {
+        let kept = skipSpecialTokens ? ids.filter { !specialIds.contains($0) } : ids
+        let text = decode(kept)
+        return cleanUpSpaces ? TokenizationCleanUp.apply(text) : text
+    }
+
+    public func isToken(_ id: Int) -> Bool { bytes(ofToken: id) != nil }
 }

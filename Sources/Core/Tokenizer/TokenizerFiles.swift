@@ -38,8 +38,12 @@ struct BPEFiles {
     var vocab: [(bytes: [UInt8], id: Int)] = []
     /// Merge rules in rank order, with a description of where each was read (`line 12`, `model.merges[10]`).
     var merges: [(left: [UInt8], right: [UInt8], line: Int?, place: String)] = []
-    /// Tokens matched literally in raw text before pre-tokenisation (`<|endoftext|>`), by their UTF-8 bytes.
-    var specials: [(bytes: [UInt8], id: Int)] = []
+    /// Added tokens, matched literally in text before pre-tokenisation (`<|endoftext|>`, Phi's
+    /// whitespace runs), by their UTF-8 bytes; `special` ones are dropped by skip-special decoding,
+    /// `normalized` ones are matched after the non-normalized ones (tokenizer.json's flags).
+    var added: [(bytes: [UInt8], id: Int, special: Bool, normalized: Bool)] = []
+    /// tokenizer_config.json beside the files.
+    var config = TokenizerConfigFile()
     /// tokenizer.json's `model.ignore_merges`: a piece that is itself a vocabulary token is taken whole.
     var ignoreMerges = false
 
@@ -61,10 +65,22 @@ struct BPEFiles {
                 throw TokenizerError(file: mergesURL, problem: "missing: vocab.json is there but merges.txt is not",
                                      fix: "copy GPT-2's merges.txt beside vocab.json")
             }
-            return try readVocabAndMerges(vocab: vocabURL, merges: mergesURL)
+            var files = try readVocabAndMerges(vocab: vocabURL, merges: mergesURL)
+            files.config = try TokenizerConfigFile.read(directory: directory)
+            let addedURL = directory.appendingPathComponent("added_tokens.json")
+            if fm.fileExists(atPath: addedURL.path) {
+                let c = files.config
+                let names = Set([c.bos, c.eos, c.unk, c.pad].compactMap { $0 })
+                let extra = try readAddedTokensJSON(addedURL, specialNames: names)
+                files.added.removeAll { a in extra.contains { $0.bytes == a.bytes } }
+                files.added += extra
+            }
+            return files
         }
         if fm.fileExists(atPath: jsonURL.path) {
-            return try readTokenizerJSON(jsonURL)
+            var files = try readTokenizerJSON(jsonURL)
+            files.config = try TokenizerConfigFile.read(directory: directory)
+            return files
         }
         throw TokenizerError(file: directory, problem: "no tokenizer files: expected vocab.json and merges.txt, or tokenizer.json",
                              fix: "point to a GPT-2 model folder, or run scripts/fetch-gpt2-tokenizer")
@@ -104,8 +120,8 @@ struct BPEFiles {
         var out: [(bytes: [UInt8], id: Int)] = []
         out.reserveCapacity(members.count)
         for (key, value) in members {
-            guard let id = value.int, id >= 0, id <= GPT2Tokenizer.maxId else {
-                throw TokenizerError(file: file, problem: "\(field): token \"\(key)\" has id \(value.brief), expected an integer in 0 ..< 2^31")
+            guard let id = value.int, id >= 0, id < TokenizerDefinition.idLimit else {
+                throw TokenizerError(file: file, problem: "\(field): token \"\(key)\" has id \(value.brief), expected an integer in [0, 2^31)")
             }
             out.append((try tokenBytes(key, file: file, place: field), id))
         }
@@ -117,7 +133,7 @@ struct BPEFiles {
         files.vocab = try readVocab(parseJSON(vocabURL), file: vocabURL, field: "the vocabulary")
         files.merges = try readMergesText(mergesURL)
         if let eot = files.vocab.last(where: { $0.bytes.elementsEqual(endOfText.utf8) }) {
-            files.specials = [(Array(endOfText.utf8), eot.id)]
+            files.added = [(Array(endOfText.utf8), eot.id, true, false)]
         }
         return files
     }
@@ -151,75 +167,66 @@ struct BPEFiles {
         return out
     }
 
-    /// tokenizer.json (a Hugging Face fast-tokenizer file): `model.vocab`, `model.merges` (strings
-    /// "a b" or pairs ["a", "b"]) and `added_tokens`.
+    /// A byte-level BPE tokenizer.json (GPT-2, CodeGen/Phi): the byte-level pre-tokenizer, no
+    /// normalizer, a ByteLevel decoder (or none), no byte fallback.
     static func readTokenizerJSON(_ url: URL) throws -> BPEFiles {
-        let json = try parseJSON(url)
+        try fromDefinition(TokenizerDefinition.read(url))
+    }
+
+    static func fromDefinition(_ d: TokenizerDefinition) throws -> BPEFiles {
+        let url = d.file
+        guard d.preTokenizer == .byteLevel else {
+            throw TokenizerError(file: url, problem: "pre_tokenizer is not ByteLevel, so this is not a byte-level BPE tokenizer")
+        }
+        guard d.normalizers.isEmpty else {
+            throw TokenizerError(file: url, problem: "a byte-level BPE tokenizer with a normalizer is not supported", fix: "GPT-2 and Phi have normalizer null")
+        }
+        guard !d.byteFallback else {
+            throw TokenizerError(file: url, problem: "model.byte_fallback is true; a byte-level vocabulary needs no byte fallback")
+        }
+        guard d.decoder.allSatisfy({ $0 == .byteLevel }) else {
+            throw TokenizerError(file: url, problem: "the decoder of a byte-level BPE tokenizer must be ByteLevel (or absent)")
+        }
+        guard d.prefixIds.isEmpty && d.suffixIds.isEmpty else {
+            throw TokenizerError(file: url, problem: "a post_processor template adding tokens to byte-level BPE is not supported",
+                                 fix: "GPT-2 and Phi add nothing (post_processor ByteLevel)")
+        }
         var files = BPEFiles(vocabFile: url, mergesFile: url)
-        guard let model = json["model"], case .object = model else {
-            throw TokenizerError(file: url, problem: "no \"model\" object", fix: "expected a Hugging Face tokenizer.json")
+        files.ignoreMerges = d.ignoreMerges
+        files.vocab.reserveCapacity(d.vocab.count)
+        for (token, id) in d.vocab {
+            files.vocab.append((try tokenBytes(token, file: url, place: "model.vocab"), id))
         }
-        if let type = model["type"]?.string, type != "BPE" {
-            throw TokenizerError(file: url, problem: "model.type is \"\(type)\"; only BPE (GPT-2) tokenizers are supported")
-        }
-        for field in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if let v = model[field]?.string, !v.isEmpty {
-                throw TokenizerError(file: url, problem: "model.\(field) is \"\(v)\"; GPT-2's byte-level BPE uses none")
-            }
-        }
-        if let d = model["dropout"], case .number(let s) = d, (Double(s) ?? 0) != 0 {
-            throw TokenizerError(file: url, problem: "model.dropout is \(s); encoding is deterministic only without dropout")
-        }
-        if let pre = json["pre_tokenizer"], pre["type"]?.string == "ByteLevel",
-           case .bool(true)? = pre["add_prefix_space"] {
-            throw TokenizerError(file: url, problem: "pre_tokenizer.add_prefix_space is true; GPT-2 encodes without a prefix space",
-                                 fix: "set it to false")
-        }
-        if case .bool(let b)? = model["ignore_merges"] { files.ignoreMerges = b }
-        guard let vocab = model["vocab"] else { throw TokenizerError(file: url, problem: "no model.vocab") }
-        files.vocab = try readVocab(vocab, file: url, field: "model.vocab")
-        guard let merges = model["merges"], case .array(let items) = merges else {
-            throw TokenizerError(file: url, problem: "model.merges is missing or not an array")
-        }
-        files.merges.reserveCapacity(items.count)
-        for (k, item) in items.enumerated() {
-            let place = "model.merges[\(k)]"
-            let pair: (String, String)
-            switch item {
-            case .string(let s):
-                let parts = s.unicodeScalars.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                    throw TokenizerError(file: url, problem: "\(place) is \"\(s)\", expected two tokens separated by one space")
-                }
-                pair = (String(String.UnicodeScalarView(parts[0])), String(String.UnicodeScalarView(parts[1])))
-            case .array(let two):
-                guard two.count == 2, let a = two[0].string, let b = two[1].string, !a.isEmpty, !b.isEmpty else {
-                    throw TokenizerError(file: url, problem: "\(place) is not a pair of two non-empty strings")
-                }
-                pair = (a, b)
-            default:
-                throw TokenizerError(file: url, problem: "\(place) is \(item.kind), expected \"a b\" or [\"a\", \"b\"]")
-            }
-            files.merges.append((try tokenBytes(pair.0, file: url, place: place),
-                                 try tokenBytes(pair.1, file: url, place: place), nil, place))
+        files.merges.reserveCapacity(d.merges.count)
+        for m in d.merges {
+            files.merges.append((try tokenBytes(m.left, file: url, place: m.place),
+                                 try tokenBytes(m.right, file: url, place: m.place), nil, m.place))
         }
         if files.merges.isEmpty { throw TokenizerError(file: url, problem: "model.merges is empty") }
-        if let added = json["added_tokens"], case .array(let tokens) = added {
-            for (k, t) in tokens.enumerated() {
-                guard let content = t["content"]?.string, !content.isEmpty, let id = t["id"]?.int, id >= 0, id <= GPT2Tokenizer.maxId else {
-                    throw TokenizerError(file: url, problem: "added_tokens[\(k)] lacks a non-empty \"content\" and an integer \"id\"")
-                }
-                for flag in ["single_word", "lstrip", "rstrip"] {
-                    if case .bool(true)? = t[flag] {
-                        throw TokenizerError(file: url, problem: "added_tokens[\(k)] (\"\(content)\") sets \(flag), which this reader does not implement",
-                                             fix: "GPT-2's <|endoftext|> sets none of single_word, lstrip, rstrip")
-                    }
-                }
-                files.specials.append((Array(content.utf8), id))
+        if d.added.isEmpty {
+            if let eot = files.vocab.last(where: { $0.bytes.elementsEqual(endOfText.utf8) }) {
+                files.added = [(Array(endOfText.utf8), eot.id, true, false)]
             }
-        } else if let eot = files.vocab.last(where: { $0.bytes.elementsEqual(endOfText.utf8) }) {
-            files.specials = [(Array(endOfText.utf8), eot.id)]
+        } else {
+            files.added = d.added.map { (Array($0.content.utf8), $0.id, $0.special, $0.normalized) }
         }
         return files
+    }
+
+    /// added_tokens.json beside vocab.json (`{"content": id, ...}`, the slow tokenizers' added
+    /// tokens such as Phi's whitespace runs): matched in raw text; special when the content is
+    /// `<|endoftext|>` or one of `specialNames`.
+    static func readAddedTokensJSON(_ url: URL, specialNames: Set<String>) throws -> [(bytes: [UInt8], id: Int, special: Bool, normalized: Bool)] {
+        let json = try parseJSON(url)
+        guard case .object(let members) = json else {
+            throw TokenizerError(file: url, problem: "the file is \(json.kind), expected an object {\"token\": id, ...}")
+        }
+        return try members.map { key, value in
+            guard !key.isEmpty, let id = value.int, id >= 0, id < TokenizerDefinition.idLimit else {
+                throw TokenizerError(file: url, problem: "token \"\(key)\" has id \(value.brief), expected a non-empty token and an integer in [0, 2^31)")
+            }
+            let special = key == endOfText || specialNames.contains(key)
+            return (Array(key.utf8), id, special, !special)
+        }
     }
 }
