@@ -114,6 +114,34 @@ public struct AnalysisResult: Sendable {
     /// (task, type, frequency, node): share of the cell's checkpoints whose circuit contains the node.
     public var nodePresence: LabeledArray?
 
+    // MARK: Additions of issue 14 (docs/analysis.md)
+    /// The `topn` axis of circuits.nc (its values; 1-based positions when it stores none).
+    public var topnAxis: [Int64] = []
+    /// (checkpoint, task, type, frequency, topn, parent_layer): the study's edge activation ratio,
+    /// kept edges whose parent lies in layer ℓ ÷ all graph edges whose parent lies there (`input` in layer 0).
+    public var edgeActivationRatio: LabeledArray?
+    /// (checkpoint, task, type, frequency, topn, parent_layer): the numerator of that ratio.
+    public var edgesInCircuitByParentLayer: LabeledArray?
+    /// (parent_layer): the denominator, from the closed forms.
+    public var edgesByParentLayer: [Double] = []
+    /// (checkpoint, parent_layer): the activation ratio at the chosen top-n, mean over every cell present.
+    public var edgeActivationRatioAll: LabeledArray?
+    /// (checkpoint, task, type, frequency): Jaccard similarity of node sets (endpoints of kept
+    /// edges plus `logits`) with the final circuit's and with the previous checkpoint's.
+    public var jaccardNodesFinal: LabeledArray?
+    public var jaccardNodesPrevious: LabeledArray?
+    /// (checkpoint, task, type, frequency, target_frequency): circuit hits@10 of the source cell's
+    /// circuit on the test entities of each target bucket, target type = the source's type.
+    public var crossFrequencyHitsAt10: LabeledArray?
+    /// (checkpoint, frequency, target_frequency): the same, mean over tasks and types (the study's figure).
+    public var crossFrequencyBySource: LabeledArray?
+    /// First-token accuracy per evaluation of each training stage (metrics.jsonl).
+    public var firstToken: [FirstTokenLog] = []
+
+    /// Extra report sections (markdown lines each, heading included) that other analyses add,
+    /// printed after the components section (e.g. logit lens, head classes, transplant).
+    public var reportSections: [[String]] = []
+
     /// Final-circuit heat maps (one per type for the chosen task and bucket).
     public var finalMaps: [FinalCircuitMap] = []
     /// Cells the inputs lack, per file.

@@ -5,17 +5,27 @@ public struct AnalysisInputPaths: Equatable, Codable, Sendable {
     public var scores: String?
     public var circuits: String?
     public var acquisition: String?
+    /// Training stages' `metrics.jsonl` files (first-token accuracy); the stage is the file's folder name.
+    public var metrics: [String] = []
     /// Files of a run folder that were looked for and not found (the report lists them).
     public var notFound: [String] = []
 
-    public init(scores: String? = nil, circuits: String? = nil, acquisition: String? = nil, notFound: [String] = []) {
-        self.scores = scores; self.circuits = circuits; self.acquisition = acquisition; self.notFound = notFound
+    public init(scores: String? = nil, circuits: String? = nil, acquisition: String? = nil, metrics: [String] = [],
+                notFound: [String] = []) {
+        self.scores = scores; self.circuits = circuits; self.acquisition = acquisition; self.metrics = metrics
+        self.notFound = notFound
+    }
+
+    /// The stage name of a metrics file: its folder's name.
+    public static func stage(ofMetrics path: String) -> String {
+        URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
     }
 
     /// `<run>/circuits/{scores,circuits,acquisition}.nc` (those that exist), each replaced by an
     /// explicit path when given. Explicit paths must exist; at least one file must be found.
+    /// Metrics files: `metrics` when given (each must exist), else every `<run>/train/<stage>/metrics.jsonl`.
     public static func resolve(run: String?, scores: String?, circuits: String?,
-                               acquisition: String?) throws -> AnalysisInputPaths {
+                               acquisition: String?, metrics: [String] = []) throws -> AnalysisInputPaths {
         let fm = FileManager.default
         var paths = AnalysisInputPaths()
         func pick(_ explicit: String?, _ option: String, _ name: String) throws -> String? {
@@ -32,7 +42,9 @@ public struct AnalysisInputPaths: Equatable, Codable, Sendable {
         paths.scores = try pick(scores, "--scores", "scores.nc")
         paths.circuits = try pick(circuits, "--circuits", "circuits.nc")
         paths.acquisition = try pick(acquisition, "--acquisition", "acquisition.nc")
-        guard paths.scores != nil || paths.circuits != nil || paths.acquisition != nil else {
+        for path in metrics where !fm.fileExists(atPath: path) { throw AnalysisError.missingFile(option: "--metrics", path: path) }
+        paths.metrics = !metrics.isEmpty ? metrics : run.map { FirstTokenLog.stageFiles(run: $0).map(\.path) } ?? []
+        guard paths.scores != nil || paths.circuits != nil || paths.acquisition != nil || !paths.metrics.isEmpty else {
             throw AnalysisError.noInputs(run == nil ? "no file given"
                                          : "none of \(paths.notFound.joined(separator: ", ")) exists")
         }
@@ -94,6 +106,8 @@ struct CircuitsSource {
     /// The `topn` values (nil without a `topn` variable) and the index chosen.
     let topnValues: [Int64]?
     let topnIndex: Int
+    /// Length of the `topn` dimension.
+    let topnCount: Int
     let targetTypes: [String]?, targetFrequencies: [String]?
     let upstream: [String]?, downstream: [String]?
     let nUpstream: Int, nDownstream: Int
@@ -101,6 +115,8 @@ struct CircuitsSource {
     let faithfulness: LabeledArray?, nEdges: LabeledArray?, edgeEntropy: LabeledArray?
     /// (checkpoint, task, type, frequency, target_type, target_frequency) at the chosen top-n.
     let hitsAt10: LabeledArray?
+    /// (checkpoint, task, type, frequency, topn): `n_edges` at every top-n; nil when absent.
+    let nEdgesByTopn: LabeledArray?
 
     /// `topn`: the circuit size to analyse (nil: the largest in the file).
     init(path: String, topn: Int?) throws {
@@ -112,6 +128,7 @@ struct CircuitsSource {
         guard let nTopn = file.dimensionLength("topn"), nTopn > 0 else {
             throw AnalysisError.layout(file: path, object: "dimension 'topn'", problem: "missing or empty")
         }
+        topnCount = nTopn
         topnValues = file.has("topn") ? try file.integers("topn") : nil
         if let topn {
             guard let values = topnValues else {
@@ -149,6 +166,7 @@ struct CircuitsSource {
         }
         faithfulness = try scalar("faithfulness")
         nEdges = try scalar("n_edges")
+        nEdgesByTopn = f.has("n_edges") ? try f.array("n_edges", order: cell + ["topn"]) : nil
         edgeEntropy = try scalar("edge_entropy")
         if f.has("hits_at_10"), targetTypes != nil, targetFrequencies != nil {
             let dims = cell + ["target_type", "target_frequency"]
@@ -164,9 +182,11 @@ struct CircuitsSource {
 
     /// The `in_circuit` matrix (upstream, downstream) of one cell; nil when the cell was not
     /// computed (an entry outside 0/1, i.e. a fill value, or `n_edges` NaN).
-    func inCircuit(checkpoint c: Int, task t: Int, type y: Int, frequency f: Int) throws -> [Int8]? {
-        if let nEdges, nEdges[c, t, y, f].isNaN { return nil }
-        let mask = try file.rawSlice("in_circuit", fixed: ["checkpoint": c, "task": t, "type": y, "frequency": f, "topn": topnIndex],
+    /// `topn`: an index of the `topn` dimension other than the chosen one (nil: the chosen one).
+    func inCircuit(checkpoint c: Int, task t: Int, type y: Int, frequency f: Int, topn k: Int? = nil) throws -> [Int8]? {
+        let k = k ?? topnIndex
+        if let nEdgesByTopn, nEdgesByTopn[c, t, y, f, k].isNaN { return nil }
+        let mask = try file.rawSlice("in_circuit", fixed: ["checkpoint": c, "task": t, "type": y, "frequency": f, "topn": k],
                                      trailing: ["upstream", "downstream"], as: Int8.self)
         return mask.allSatisfy({ $0 == 0 || $0 == 1 }) ? mask : nil
     }

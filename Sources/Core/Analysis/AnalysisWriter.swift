@@ -46,6 +46,45 @@ public enum AnalysisWriter {
         add("mean_layer_by_count_all", r.meanLayerByCountAll, "mean upstream layer over all circuits' edges (embed = -1)")
         add("node_presence", r.nodePresence, "share of the cell's checkpoints whose circuit contains the node")
         add("jaccard_final_by_type", r.jaccardFinalByType, "similarity to the final circuit, mean over tasks and buckets")
+        add("edge_activation_ratio", r.edgeActivationRatio,
+            "kept edges whose parent lies in the layer / all graph edges whose parent lies there (input in layer 0)", "1",
+            [("comment", "the study's edge activation ratio (docs/analysis.md); every top-n of circuits.nc")])
+        add("edges_in_circuit_by_parent_layer", r.edgesInCircuitByParentLayer, "kept edges whose parent lies in the layer (input in layer 0)")
+        if !r.edgesByParentLayer.isEmpty {
+            add("edges_by_parent_layer", LabeledArray(dimensions: ["parent_layer"], shape: [r.edgesByParentLayer.count], values: r.edgesByParentLayer),
+                "edges of the full graph whose parent lies in the layer (input in layer 0)")
+        }
+        add("edge_activation_ratio_all", r.edgeActivationRatioAll, "edge activation ratio at the analysed top-n, mean over every cell present")
+        add("jaccard_nodes_final", r.jaccardNodesFinal,
+            "Jaccard similarity of the circuit's node set (endpoints of kept edges plus logits) with the cell's final circuit's")
+        add("jaccard_nodes_previous", r.jaccardNodesPrevious,
+            "Jaccard similarity of the circuit's node set with the previous checkpoint's present", "1",
+            [("comment", "dkc's own addition; the study compares with the final circuit only")])
+        add("cross_frequency_hits_at_10", r.crossFrequencyHitsAt10,
+            "hits@10 of the (frequency) cell's circuit on test entities of the target bucket, target type = the cell's type")
+        add("cross_frequency_hits_at_10_by_source", r.crossFrequencyBySource,
+            "cross-frequency circuit hits@10, mean over tasks and types (the study's figure: mean over the two types)")
+        // First-token accuracy: every stage's evaluations one after another along `evaluation`.
+        let evaluations = r.firstToken.flatMap { log in log.steps.map { (log.stage, $0) } }
+        var ftAttributes: [String] = []
+        for log in r.firstToken { for a in log.attributes where !ftAttributes.contains(a) { ftAttributes.append(a) } }
+        if !evaluations.isEmpty {
+            var overall = LabeledArray(dimensions: ["evaluation", "type"], shape: [evaluations.count, r.types.count])
+            var split = LabeledArray(dimensions: ["evaluation", "type", "attribute"], shape: [evaluations.count, r.types.count, ftAttributes.count])
+            var i0 = 0
+            for log in r.firstToken {
+                for (y, type) in r.types.enumerated() {
+                    for i in log.steps.indices {
+                        overall[i0 + i, y] = log.overall[type]?[i] ?? .nan
+                        for (a, attribute) in ftAttributes.enumerated() { split[i0 + i, y, a] = log.byAttribute[type]?[attribute]?[i] ?? .nan }
+                    }
+                }
+                i0 += log.steps.count
+            }
+            let source = [("comment", "from the stages' metrics.jsonl evaluation lines; x axis evaluation_step, not the checkpoint axis")]
+            add("first_token_accuracy", overall, "first-token attribute accuracy on the validation texts, pooled over attributes", "1", source)
+            add("first_token_accuracy_by_attribute", split, "first-token attribute accuracy on the validation texts, per attribute", "1", source)
+        }
 
         // Phase shift, per cell and per type.
         let cellShape = [r.tasks.count, r.types.count, r.frequencies.count]
@@ -87,21 +126,37 @@ public enum AnalysisWriter {
 
         let dimensionLengths: [String: Int] = ["checkpoint": r.steps.count, "task": r.tasks.count, "type": r.types.count,
                                                "frequency": r.frequencies.count, "layer": r.layers.count,
-                                               "node": r.graph?.upstream.count ?? 0]
+                                               "node": r.graph?.upstream.count ?? 0, "topn": r.topnAxis.count,
+                                               "parent_layer": r.edgesByParentLayer.count, "target_frequency": r.frequencies.count,
+                                               "evaluation": evaluations.count, "attribute": ftAttributes.count]
         // A zero-length dimension would be unlimited in NetCDF: drop variables over one.
         variables = variables.filter { v in v.dimensions.allSatisfy { (dimensionLengths[$0] ?? 0) > 0 } }
         let used = Set(variables.flatMap(\.dimensions)).union(["checkpoint"])
 
         do {
             try NetCDFFile.writeAtomically(to: url) { file in
-                for d in ["checkpoint", "task", "type", "frequency", "layer", "node"] where used.contains(d) {
+                for d in ["checkpoint", "task", "type", "frequency", "layer", "node", "topn", "parent_layer", "target_frequency",
+                          "evaluation", "attribute"] where used.contains(d) {
                     try file.addDimension(d, length: dimensionLengths[d]!)
                 }
                 try file.addVariable("checkpoint", type: .int64, dimensions: ["checkpoint"])
                 try file.setAttribute("long_name", "training step of the checkpoint", on: "checkpoint")
                 try file.setAttribute("units", "1", on: "checkpoint")
-                for d in ["task", "type", "frequency", "node"] where used.contains(d) {
+                for d in ["task", "type", "frequency", "node", "target_frequency", "attribute"] where used.contains(d) {
                     try file.addVariable(d, type: .string, dimensions: [d])
+                }
+                for d in ["topn", "parent_layer"] where used.contains(d) {
+                    try file.addVariable(d, type: .int64, dimensions: [d])
+                }
+                if used.contains("parent_layer") {
+                    try file.setAttribute("long_name", "layer of the edge's parent; input (the token embedding) counts in layer 0", on: "parent_layer")
+                }
+                if used.contains("topn") { try file.setAttribute("long_name", "circuit size: the top-n edges by |score|", on: "topn") }
+                if used.contains("evaluation") {
+                    try file.addVariable("evaluation_step", type: .int64, dimensions: ["evaluation"])
+                    try file.setAttribute("long_name", "optimizer step of the evaluation within its stage", on: "evaluation_step")
+                    try file.addVariable("evaluation_stage", type: .string, dimensions: ["evaluation"])
+                    try file.setAttribute("long_name", "training stage of the evaluation (folder under train/)", on: "evaluation_stage")
                 }
                 if used.contains("layer") {
                     try file.addVariable("layer", type: .int64, dimensions: ["layer"])
@@ -122,6 +177,14 @@ public enum AnalysisWriter {
                 if used.contains("type") { try file.write(r.types, to: "type") }
                 if used.contains("frequency") { try file.write(r.frequencies, to: "frequency") }
                 if used.contains("node") { try file.write(r.graph!.upstream, to: "node") }
+                if used.contains("target_frequency") { try file.write(r.frequencies, to: "target_frequency") }
+                if used.contains("attribute") { try file.write(ftAttributes, to: "attribute") }
+                if used.contains("topn") { try file.write(r.topnAxis, to: "topn") }
+                if used.contains("parent_layer") { try file.write((0..<r.edgesByParentLayer.count).map(Int64.init), to: "parent_layer") }
+                if used.contains("evaluation") {
+                    try file.write(evaluations.map(\.1), to: "evaluation_step")
+                    try file.write(evaluations.map(\.0), to: "evaluation_stage")
+                }
                 if used.contains("layer") {
                     try file.write(r.layers.map(Int64.init), to: "layer")
                     try file.write(r.layers.map(GraphNames.layerName), to: "layer_name")
