@@ -53,6 +53,12 @@ struct Analyze: ParsableCommand {
     @Option(name: .long, help: "Phase shift: the improvement must also beat this quantile of straight-line-plus-noise curves.")
     var phaseConfidence: Double = 0.95
 
+    @Option(name: .long, help: "Phase-shift estimate: bootstrap resamples over cells (seeded).")
+    var phaseResamples: Int = 200
+
+    @Option(name: .long, help: "Phase-shift estimate: share of resamples that must find a break for it to count as supported.")
+    var phaseMinSupport: Double = 0.5
+
     @Option(name: .long, help: "Task of the final-circuit heat maps (default: the first task).")
     var heatmapTask: String?
 
@@ -73,6 +79,10 @@ struct Analyze: ParsableCommand {
         guard phaseConfidence > 0 && phaseConfidence < 1 else {
             throw ValidationError("--phase-confidence must be in (0, 1), got \(phaseConfidence)")
         }
+        guard phaseResamples >= 0 else { throw ValidationError("--phase-resamples must be ≥ 0, got \(phaseResamples)") }
+        guard phaseMinSupport >= 0 && phaseMinSupport <= 1 else {
+            throw ValidationError("--phase-min-support must be in [0, 1], got \(phaseMinSupport)")
+        }
         if let topn, topn <= 0 { throw ValidationError("--topn must be positive, got \(topn)") }
     }
 
@@ -80,9 +90,11 @@ struct Analyze: ParsableCommand {
         do {
             let inputs = try AnalysisInputPaths.resolve(run: runFolder, scores: scores, circuits: circuits, acquisition: acquisition,
                                                       metrics: metrics)
-            let options = AnalysisOptions(topn: topn, threshold: threshold, attributes: attributes.isEmpty ? nil : attributes,
+            var options = AnalysisOptions(topn: topn, threshold: threshold, attributes: attributes.isEmpty ? nil : attributes,
                                           phaseMinImprovement: phaseMinImprovement, phaseConfidence: phaseConfidence,
                                           heatmapTask: heatmapTask, heatmapFrequency: heatmapFrequency)
+            options.phaseResamples = phaseResamples
+            options.phaseMinSupport = phaseMinSupport
             let result = try Analysis.run(inputs: inputs, options: options)
             let folder = URL(fileURLWithPath: out ?? URL(fileURLWithPath: runFolder!).appendingPathComponent("analysis").path)
             let commandLine = CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")

@@ -118,6 +118,42 @@ public enum Analysis {
             }
             return out
         }
+        result.fullQueryAccuracy = average(source.queryAccuracy)
+        result.testSet = source.testSet
+        if source.queryAccuracy == nil {
+            result.notes.append("\(source.file.path) has no query_accuracy (an older sweep): query accuracy is skipped.")
+        }
+        func byAttribute(_ array: LabeledArray?) -> LabeledArray? {
+            guard let array else { return nil }
+            var out = LabeledArray(dimensions: ["checkpoint", "attribute", "type", "frequency"],
+                                   shape: [result.steps.count, attributes.count, result.types.count, result.frequencies.count])
+            for (c, step) in result.steps.enumerated() {
+                guard let fc = source.checkpoints.index[step] else { continue }
+                for (a, fa) in attributeIndices.enumerated() {
+                    for (y, type) in source.types.enumerated() {
+                        for (f, frequency) in source.frequencies.enumerated() {
+                            out[c, a, result.types.firstIndex(of: type)!, result.frequencies.firstIndex(of: frequency)!] = array[fc, fa, y, f]
+                        }
+                    }
+                }
+            }
+            return out
+        }
+        result.queryAccuracyByAttribute = byAttribute(source.queryAccuracy)
+        result.exactMatchByAttribute = byAttribute(source.exactMatch)
+        if let entities = source.entities {
+            let rowsByCell = result.steps.map { step in
+                result.types.map { type in source.checkpoints.index[step].map { EntityResults.heatmapCells(entities.rows(checkpoint: $0, type: type)) } ?? [] }
+            }
+            let width = rowsByCell.flatMap { $0.map(\.count) }.max() ?? 0
+            if width > 0 {
+                var map = LabeledArray(dimensions: ["checkpoint", "type", "entity_cell"], shape: [result.steps.count, result.types.count, width])
+                for (c, row) in rowsByCell.enumerated() { for (y, cells) in row.enumerated() { for (i, v) in cells.enumerated() { map[c, y, i] = v } } }
+                result.entityHeatmap = map
+            }
+        } else {
+            result.notes.append("\(source.file.path) has no per-entity results (query_correct): the per-entity heat map is skipped.")
+        }
         result.fullExactMatch = average(source.exactMatch)
         result.fullHitsAt10 = average(source.hitsAt10)
         result.fullHitsAt1 = average(source.hitsAt1)
@@ -321,6 +357,27 @@ public enum Analysis {
                 confidence: result.options.phaseConfidence, simulations: result.options.phaseSimulations)
         }
         result.jaccardFinalByType = byType
+
+        // dkc's estimate: similarity to final without the reference point, and to the previous checkpoint.
+        let x = result.steps.map(Double.init)
+        for (y, type) in result.types.enumerated() {
+            var finalCells: [[Double]] = [], previousCells: [[Double]] = []
+            for t in 0..<nT {
+                for f in 0..<nF {
+                    let cell = CellIndex(task: t, type: y, frequency: f)
+                    guard let finalStep = result.finalStep[cell] else { continue }
+                    finalCells.append(result.steps.indices.map { c in result.steps[c] == finalStep ? .nan : jFinal[c, t, y, f] })
+                    previousCells.append(jPrevious.series(t, y, f))
+                }
+            }
+            guard !finalCells.isEmpty else { continue }
+            let o = result.options
+            result.phaseShiftEstimates[type] = zip(PhaseShiftEstimator.curves, [finalCells, previousCells]).map { curve, cells in
+                PhaseShiftEstimator.estimate(x: x, cells: cells, curve: curve, resamples: o.phaseResamples, minSupport: o.phaseMinSupport,
+                                             minImprovement: o.phaseMinImprovement, confidence: o.phaseConfidence,
+                                             simulations: o.phaseSimulations)
+            }
+        }
     }
 
     /// Score cells that scores.nc lacks, over its own labels and every step (cells found while

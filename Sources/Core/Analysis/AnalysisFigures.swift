@@ -36,6 +36,14 @@ public enum AnalysisFigures {
                                  domain: 0...1, percent: true, horizontal: [threshold],
                                  caption: "Hits@10 of the circuit (top-\(r.topn.map(String.init) ?? "?"), zero-ablated) per checkpoint (circuits.nc)."))
         }
+        if let a = r.fullQueryAccuracy, a.hasValues {
+            figures.append(chart(r, "acquisition_query_accuracy.svg", "Full model: query accuracy on test entities",
+                                 "query accuracy (mean over \(r.attributes.count) attributes)", bucketSeries(r) { y, f in r.steps.indices.map { a[$0, y, f] } },
+                                 domain: 0...1, percent: true, horizontal: [threshold],
+                                 caption: "The study's query accuracy (greedy answer equals the label or is a substring of it) per checkpoint, " +
+                                    "by type × frequency bucket (acquisition.nc)."))
+        }
+        figures += entityHeatmaps(r)
         figures += crossFrequencyFigures(r)
         figures += firstTokenFigures(r)
         if let a = r.faithfulness, a.hasValues {
@@ -241,6 +249,28 @@ public enum AnalysisFigures {
             out.append(AnalysisFigure(file: "acquisition_cross_frequency_map_\(safe(type)).svg",
                                       caption: "Hits@10 of each source bucket's \(type) circuit (rows) on the \(type) test entities of each " +
                                         "target bucket, per checkpoint (column groups); mean over tasks.", svg: map.render()))
+        }
+        return out
+    }
+
+    /// The study's per-entity heat map, one per type: rows = checkpoints, columns = groups of 5 results.
+    static func entityHeatmaps(_ r: AnalysisResult) -> [AnalysisFigure] {
+        guard let map = r.entityHeatmap, map.hasValues else { return [] }
+        let nC = r.steps.count, width = map.shape[2]
+        var out: [AnalysisFigure] = []
+        for (y, type) in r.types.enumerated() {
+            var values = [Double](repeating: .nan, count: nC * width)
+            for c in 0..<nC { for i in 0..<width { values[c * width + i] = map[c, y, i] } }
+            guard values.contains(where: { !$0.isNaN }) else { continue }
+            var m = HeatMap(title: "Correct attributes per entity group, \(type)", rows: nC, columns: width, values: values,
+                            rowTicks: HeatMap.ticks(r.steps.map(String.init), limit: 30),
+                            columnTicks: HeatMap.ticks((0..<width).map(String.init), limit: 20),
+                            xLabel: "group of 5 results (file order)", yLabel: "checkpoint (training step)", colorLabel: "#correct attributes",
+                            scale: .sequential(lower: 0, upper: 5))
+            m.colorPercent = false
+            out.append(AnalysisFigure(file: "acquisition_entities_\(safe(type)).svg",
+                                      caption: "Per-entity query results of \(type) test entities: each cell sums 5 consecutive 0/1 results " +
+                                        "(see docs/analysis.md for the sampling rule), per checkpoint.", svg: m.render()))
         }
         return out
     }

@@ -23,10 +23,17 @@ public enum AnalysisReport {
         out.append("")
         out.append("## Findings")
         out.append("")
-        out.append("1. **Performance: acquisition depends on relevance.** " + performanceSentence(r) +
-                   firstTokenSentence(r).map { " " + $0 } .joined())
-        out.append("2. **Topology: formation, then optimisation.** " + topologySentence(r) + similaritySentence(r).map { " " + $0 }.joined())
-        out.append("3. **Components: deep to shallow.** " + componentSentence(r) + activationSentence(r).map { " " + $0 }.joined())
+        func more(_ extra: String?...) -> String { extra.compactMap { $0 }.map { " " + $0 }.joined() }
+        let finding1 = performanceSentence(r) + more(firstTokenSentence(r), querySentence(r))
+        let finding2 = topologySentence(r) + more(similaritySentence(r), estimateSentence(r))
+        let finding3 = componentSentence(r) + more(activationSentence(r))
+        out.append("The study's three findings, checked on this run: (1) acquiring knowledge depends on its relevance to what " +
+                   "the model knew (revised before new), (2) circuits first form, then optimise, (3) the circuit edges that matter " +
+                   "move from deep to shallow layers. Each line says plainly where this run does not show one.")
+        out.append("")
+        out.append("1. **Performance.** " + finding1)
+        out.append("2. **Topology.** " + finding2)
+        out.append("3. **Components.** " + finding3)
         out.append("")
         if !r.notes.isEmpty {
             for note in r.notes { out.append("- Note: \(note)") }
@@ -45,6 +52,7 @@ public enum AnalysisReport {
         out.append("")
         embed("acquisition_")
         out += thresholdTable(r)
+        out += queryTable(r)
         out += firstTokenTable(r)
         out += crossFrequencyTable(r)
         out.append("## 2. Topology: circuit similarity, entropy, faithfulness")
@@ -185,6 +193,30 @@ public enum AnalysisReport {
         return s + "."
     }
 
+    /// Query accuracy at the last checkpoint, new vs revised and by bucket.
+    static func querySentence(_ r: AnalysisResult) -> String? {
+        guard let a = r.fullQueryAccuracy, a.hasValues,
+              let c = r.steps.indices.last(where: { c in r.types.indices.contains { y in r.frequencies.indices.contains { !a[c, y, $0].isNaN } } })
+        else { return nil }
+        var parts: [String] = []
+        for (y, type) in r.types.enumerated() {
+            let byBucket = r.frequencies.indices.compactMap { f in a[c, y, f].isNaN ? nil : "\(r.frequencies[f]) \(AnalysisFigures.percent(a[c, y, f]))" }
+            if !byBucket.isEmpty { parts.append("\(type) " + byBucket.joined(separator: ", ")) }
+        }
+        var s = "Query accuracy at step \(r.steps[c]): " + parts.joined(separator: "; ")
+        if let n = r.types.firstIndex(of: "new"), let v = r.types.firstIndex(of: "revised") {
+            let mn = CircuitMetrics.finiteMean(r.frequencies.indices.map { a[c, n, $0] })
+            let mv = CircuitMetrics.finiteMean(r.frequencies.indices.map { a[c, v, $0] })
+            if mn.isFinite && mv.isFinite {
+                s += abs(mv - mn) < 0.02 ? " (new and revised alike: the run does not show the relevance effect)"
+                    : mv > mn ? " (revised ahead of new by \(AnalysisFigures.percent(mv - mn)) on average over buckets)"
+                    : " (new ahead of revised: unlike the study)"
+            }
+        }
+        if let t = r.testSet { s += "; test people: \(t == "circuit" ? "the circuit people" : t == "independent" ? "independent of the circuit people" : t)" }
+        return s + "."
+    }
+
     /// Node and edge similarity to the final circuit at the first checkpoint, and entropy trend.
     static func similaritySentence(_ r: AnalysisResult) -> String? {
         guard let e = r.jaccardFinal, let n = r.jaccardNodesFinal, e.hasValues, r.steps.count > 1 else { return nil }
@@ -210,6 +242,26 @@ public enum AnalysisReport {
         return s
     }
 
+    /// dkc's break estimate per type on the two curves without a reference point.
+    static func estimateSentence(_ r: AnalysisResult) -> String? {
+        guard !r.phaseShiftEstimates.isEmpty else { return nil }
+        var parts: [String] = []
+        for type in r.types {
+            guard let list = r.phaseShiftEstimates[type] else { continue }
+            for e in list {
+                let curve = e.curve == "previous" ? "similarity to the previous checkpoint" : "similarity to the final circuit without the final checkpoint"
+                if e.supported {
+                    parts.append("\(type), \(curve): break at step \(Int64(e.step)) (bootstrap 90 % range \(Int64(e.low))–\(Int64(e.high)), " +
+                                 "\(AnalysisFigures.percent(e.bootstrapShare)) of resamples)")
+                } else {
+                    parts.append("\(type), \(curve): not supported (\(e.reasonNone ?? "no break"))")
+                }
+            }
+        }
+        guard !parts.isEmpty else { return nil }
+        return "dkc's own break estimate (not in the study; curves with no reference point, bootstrap over cells): " + parts.joined(separator: "; ") + "."
+    }
+
     /// Where the activated edges sit along the depth at the first and last checkpoint.
     static func activationSentence(_ r: AnalysisResult) -> String? {
         guard let all = r.edgeActivationRatioAll, all.hasValues else { return nil }
@@ -228,6 +280,24 @@ public enum AnalysisReport {
     }
 
     // MARK: - Tables
+
+    static func queryTable(_ r: AnalysisResult) -> [String] {
+        guard let q = r.queryAccuracyByAttribute, q.hasValues, let c = r.steps.indices.last(where: { c in
+            r.attributes.indices.contains { a in r.types.indices.contains { y in r.frequencies.indices.contains { !q[c, a, y, $0].isNaN } } } })
+        else { return [] }
+        let em = r.exactMatchByAttribute
+        var out = ["Query accuracy (exact match) per attribute at step \(r.steps[c])" +
+                   (r.testSet.map { "; acquisition.nc test_set = \($0)" } ?? "") + ":", "",
+                   "| type | bucket | " + r.attributes.joined(separator: " | ") + " |",
+                   "| --- | --- |" + String(repeating: " --- |", count: r.attributes.count)]
+        for y in r.types.indices {
+            for f in r.frequencies.indices {
+                let cells = r.attributes.indices.map { a in "\(pct(q[c, a, y, f])) (\(em.map { pct($0[c, a, y, f]) } ?? "—"))" }
+                out.append("| \(r.types[y]) | \(r.frequencies[f]) | " + cells.joined(separator: " | ") + " |")
+            }
+        }
+        return out + [""]
+    }
 
     static func firstTokenTable(_ r: AnalysisResult) -> [String] {
         let logs = r.firstToken.filter { !$0.steps.isEmpty }
@@ -382,6 +452,10 @@ public enum AnalysisReport {
                 "exactly, or when two segments lower the SSE of one line by less than max(\(pct(o.phaseMinImprovement)), the " +
                 "\(pct(o.phaseConfidence)) quantile of the same improvement for a straight line plus Gaussian noise at the same " +
                 "checkpoints, from \(o.phaseSimulations) seeded draws).",
+            "- Phase-shift estimate (dkc's own addition): the same hinge fit on the mean over a type's cells of (a) similarity to the final " +
+                "circuit without the final checkpoint, which is 1 by construction, and (b) similarity to the previous checkpoint; " +
+                "\(o.phaseResamples) seeded bootstrap resamples of the cells give the 5–95 % range of the break. Supported only when the " +
+                "mean curve passes the fit's test and at least \(pct(o.phaseMinSupport)) of the resamples find a break too.",
             "- Layers: an edge belongs to the layer of its upstream node; `input` (the token embedding) is layer −1 (\"embed\"), " +
                 "heads aℓ.hh and MLPs mℓ layer ℓ. Shares are over the circuit's edges (count) and over their |score| (mass); the mean " +
                 "layer is Σ|s|·layer / Σ|s|. Aggregates over cells add counts and masses before dividing.",

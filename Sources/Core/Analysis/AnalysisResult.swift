@@ -14,6 +14,10 @@ public struct AnalysisOptions: Equatable, Codable, Sendable {
     public var phaseConfidence: Double
     /// Phase shift: Monte-Carlo draws for that quantile.
     public var phaseSimulations: Int
+    /// Phase-shift estimate (`PhaseShiftEstimator`): bootstrap resamples over cells, and the share
+    /// of them that must find a break for it to count as supported.
+    public var phaseResamples: Int = 200
+    public var phaseMinSupport: Double = 0.5
     /// Task and frequency bucket of the final-circuit heat maps (one per type); nil: the first
     /// task, and "high" if the sweep has it, else the first bucket.
     public var heatmapTask: String?
@@ -96,6 +100,8 @@ public struct AnalysisResult: Sendable {
     /// (checkpoint, type): similarity to final averaged over tasks and buckets, and its phase shift.
     public var jaccardFinalByType: LabeledArray?
     public var phaseShiftByType: [String: PhaseShiftFit] = [:]
+    /// dkc's phase-shift estimate per type, one per `PhaseShiftEstimator.curves` entry.
+    public var phaseShiftEstimates: [String: [PhaseShiftEstimate]] = [:]
 
     // MARK: Components
     /// (checkpoint, task, type, frequency, layer): share of circuit edges / of |score| mass by upstream layer.
@@ -135,6 +141,17 @@ public struct AnalysisResult: Sendable {
     public var crossFrequencyHitsAt10: LabeledArray?
     /// (checkpoint, frequency, target_frequency): the same, mean over tasks and types (the study's figure).
     public var crossFrequencyBySource: LabeledArray?
+    /// (checkpoint, type, frequency): the study's query accuracy, mean over `attributes`; nil when
+    /// acquisition.nc lacks `query_accuracy` (older runs).
+    public var fullQueryAccuracy: LabeledArray?
+    /// (checkpoint, attribute, type, frequency): query accuracy and exact match per attribute.
+    public var queryAccuracyByAttribute: LabeledArray?
+    public var exactMatchByAttribute: LabeledArray?
+    /// (checkpoint, type, entity_cell): the study's per-entity heat map ("#correct attributes" per
+    /// group of 5 results); nil without `query_correct`.
+    public var entityHeatmap: LabeledArray?
+    /// acquisition.nc's `test_set` attribute ("circuit" or "independent"), when present.
+    public var testSet: String?
     /// First-token accuracy per evaluation of each training stage (metrics.jsonl).
     public var firstToken: [FirstTokenLog] = []
 

@@ -79,6 +79,12 @@ struct AcquisitionSource {
     let attributes: [String], types: [String], frequencies: [String]
     /// (checkpoint, attribute, type, frequency); nil when the file lacks the variable.
     let exactMatch: LabeledArray?, hitsAt10: LabeledArray?, hitsAt1: LabeledArray?
+    /// (checkpoint, attribute, type, frequency): the study's query accuracy; nil in older files.
+    let queryAccuracy: LabeledArray?
+    /// Per test entity × attribute results; nil in older files.
+    let entities: EntityResults?
+    /// Global attribute `test_set`: "circuit" (test people are the circuit people) or "independent".
+    let testSet: String?
 
     init(path: String) throws {
         file = try AnalysisInputFile(path: path)
@@ -92,6 +98,24 @@ struct AcquisitionSource {
         exactMatch = try optional("exact_match")
         hitsAt10 = try optional("hits_at_10")
         hitsAt1 = try optional("hits_at_1")
+        queryAccuracy = try optional("query_accuracy")
+        testSet = file.globalText("test_set")
+        if f.has("query_correct"), f.has("test_entity_type"), f.has("test_entity_frequency") {
+            let entityTypes = try f.strings("test_entity_type", over: "test_entity")
+            let entityFrequencies = try f.strings("test_entity_frequency", over: "test_entity")
+            let order = ["checkpoint", "test_entity", "attribute"]
+            let query = try f.rawSlice("query_correct", fixed: [:], trailing: order, as: Int8.self)
+            let exact = f.has("exact_correct") ? try f.rawSlice("exact_correct", fixed: [:], trailing: order, as: Int8.self) : nil
+            guard entityTypes.count == entityFrequencies.count,
+                  query.count == checkpoints.steps.count * entityTypes.count * attributes.count else {
+                throw AnalysisError.layout(file: path, object: "variables 'query_correct', 'test_entity_type'",
+                                           problem: "sizes disagree with the test_entity and attribute dimensions")
+            }
+            entities = EntityResults(types: entityTypes, frequencies: entityFrequencies, nAttributes: attributes.count,
+                                     queryCorrect: query, exactCorrect: exact)
+        } else {
+            entities = nil
+        }
         guard exactMatch != nil || hitsAt10 != nil else {
             throw AnalysisError.layout(file: path, object: "variables 'exact_match', 'hits_at_10'", problem: "both missing")
         }
@@ -235,5 +259,43 @@ struct ScoresSource {
             if scoreFills.contains(m[i]) { m[i] = .nan } else if !m[i].isNaN { any = true }
         }
         return any ? m : nil
+    }
+}
+
+/// acquisition.nc's per-row results: each test entity's type and bucket, and per checkpoint ×
+/// entity × attribute whether the query answer was right (1), wrong (0) or not computed (−1).
+public struct EntityResults: Equatable, Sendable {
+    /// Type and frequency bucket of each test entity, in file order.  (n_entity)
+    public let types: [String], frequencies: [String]
+    public let nAttributes: Int
+    /// (checkpoint, test_entity, attribute) in C order.
+    public let queryCorrect: [Int8]
+    public let exactCorrect: [Int8]?
+
+    /// The results of one checkpoint and type in file order, entity-major (each entity's
+    /// attributes together), as the study's heat map reads its result rows.  (entities of the type × attributes)
+    /// The study's per-entity heat-map row (docs/analysis.md) from N 0/1 results in file order:
+    /// with N ≥ 1000, items ⌊j·N/1000⌋ for j = 0 … 999, consecutive groups of 5 summed → 200 cells
+    /// (groups may straddle entities, as in the study). With N < 1000 the index rule would repeat
+    /// items, so every result is kept once and consecutive groups of 5 are summed → ⌈N/5⌉ cells
+    /// (the last may be partial); with 5 attributes a cell is then one entity. A group holding a
+    /// result that was not computed (−1) is NaN.
+    public static func heatmapCells(_ results: [Int8]) -> [Double] {
+        let n = results.count
+        let items = n >= 1000 ? (0..<1000).map { results[$0 * n / 1000] } : results
+        return stride(from: 0, to: items.count, by: 5).map { start in
+            let group = items[start..<min(items.count, start + 5)]
+            return group.contains { $0 < 0 || $0 > 1 } ? .nan : Double(group.reduce(0) { $0 + Int($1) })
+        }
+    }
+
+    public func rows(checkpoint c: Int, type: String) -> [Int8] {
+        var out: [Int8] = []
+        let perCheckpoint = types.count * nAttributes
+        for (e, t) in types.enumerated() where t == type {
+            let base = c * perCheckpoint + e * nAttributes
+            out.append(contentsOf: queryCorrect[base..<(base + nAttributes)])
+        }
+        return out
     }
 }
