@@ -57,7 +57,7 @@ struct Analyze: ParsableCommand {
     var phaseResamples: Int = 200
 
     @Option(name: .long, help: "Phase-shift estimate: share of resamples that must find a break for it to count as supported.")
-    var phaseMinSupport: Double = 0.5
+    var phaseMinSupport: Double = 0.8
 
     @Option(name: .long, help: "Task of the final-circuit heat maps (default: the first task).")
     var heatmapTask: String?

@@ -251,8 +251,8 @@ public enum AnalysisReport {
             for e in list {
                 let curve = e.curve == "previous" ? "similarity to the previous checkpoint" : "similarity to the final circuit without the final checkpoint"
                 if e.supported {
-                    parts.append("\(type), \(curve): break at step \(Int64(e.step)) (bootstrap 90 % range \(Int64(e.low))–\(Int64(e.high)), " +
-                                 "\(AnalysisFigures.percent(e.bootstrapShare)) of resamples)")
+                    parts.append("\(type), \(curve): break at step \(Int64(e.step)) (bootstrap over \(e.cells) cells: 90 % range " +
+                                 "\(Int64(e.low))–\(Int64(e.high)), found by \(AnalysisFigures.percent(e.bootstrapShare)) of resamples)")
                 } else {
                     parts.append("\(type), \(curve): not supported (\(e.reasonNone ?? "no break"))")
                 }

@@ -17,7 +17,7 @@ public struct AnalysisOptions: Equatable, Codable, Sendable {
     /// Phase-shift estimate (`PhaseShiftEstimator`): bootstrap resamples over cells, and the share
     /// of them that must find a break for it to count as supported.
     public var phaseResamples: Int = 200
-    public var phaseMinSupport: Double = 0.5
+    public var phaseMinSupport: Double = 0.8
     /// Task and frequency bucket of the final-circuit heat maps (one per type); nil: the first
     /// task, and "high" if the sweep has it, else the first bucket.
     public var heatmapTask: String?

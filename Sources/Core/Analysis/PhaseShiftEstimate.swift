@@ -41,7 +41,7 @@ public enum PhaseShiftEstimator {
 
     /// Fits the mean of `cells` (each a curve over `x`, NaN where missing) and bootstraps over cells.
     public static func estimate(x: [Double], cells: [[Double]], curve: String, resamples: Int = 200, seed: UInt64 = 0x14,
-                                minSupport: Double = 0.5, minImprovement: Double = 0.10, confidence: Double = 0.95,
+                                minSupport: Double = 0.8, minImprovement: Double = 0.10, confidence: Double = 0.95,
                                 simulations: Int = 2000) -> PhaseShiftEstimate {
         func mean(_ chosen: [Int]) -> [Double] {
             x.indices.map { i in CircuitMetrics.finiteMean(chosen.map { cells[$0][i] }) }
