@@ -7,10 +7,12 @@ struct Analyze: ParsableCommand {
         abstract: "Analyse how knowledge circuits evolve across checkpoints: numbers (analysis.nc), SVG figures, report.md.",
         discussion: """
         Reads the sweep's scores.nc, circuits.nc and acquisition.nc (from RUN/circuits/, or given one by one) and \
-        computes the study's three findings: acquisition curves of the full model and of the circuits (performance), \
-        Jaccard similarity of each checkpoint's circuit with the final and the previous one, edge entropy, faithfulness \
-        and the phase shift from formation to optimisation (topology), and the distribution of circuit edges and \
-        |score| over layers with the heads the circuits keep (components). Cells missing from a partial sweep are \
+        computes the study's three findings: acquisition curves of the full model and of the circuits, cross-frequency \
+        circuit tests, and first-token accuracy per evaluation from RUN/train/<stage>/metrics.jsonl (performance), \
+        Jaccard similarity of each checkpoint's circuit (edge and node sets) with the final and the previous one, \
+        edge entropy, faithfulness and the phase shift from formation to optimisation (topology), and the edge \
+        activation ratio per layer, the distribution of circuit edges and |score| over layers and the heads the \
+        circuits keep (components). docs/analysis.md defines every number. Cells missing from a partial sweep are \
         skipped and listed in the report. Runs as one process; no mpirun needed.
         """
     )
@@ -27,6 +29,10 @@ struct Analyze: ParsableCommand {
 
     @Option(name: .long, help: "acquisition.nc to read (overrides RUN/circuits/acquisition.nc).")
     var acquisition: String?
+
+    @Option(name: .long, parsing: .upToNextOption,
+            help: "Training stages' metrics.jsonl for first-token accuracy (default: every RUN/train/<stage>/metrics.jsonl).")
+    var metrics: [String] = []
 
     @Option(name: .long, help: "Output folder (default: RUN/analysis).")
     var out: String?
@@ -47,6 +53,12 @@ struct Analyze: ParsableCommand {
     @Option(name: .long, help: "Phase shift: the improvement must also beat this quantile of straight-line-plus-noise curves.")
     var phaseConfidence: Double = 0.95
 
+    @Option(name: .long, help: "Phase-shift estimate: bootstrap resamples over cells (seeded).")
+    var phaseResamples: Int = 200
+
+    @Option(name: .long, help: "Phase-shift estimate: share of resamples that must find a break for it to count as supported.")
+    var phaseMinSupport: Double = 0.8
+
     @Option(name: .long, help: "Task of the final-circuit heat maps (default: the first task).")
     var heatmapTask: String?
 
@@ -54,8 +66,8 @@ struct Analyze: ParsableCommand {
     var heatmapFrequency: String?
 
     func validate() throws {
-        guard runFolder != nil || scores != nil || circuits != nil || acquisition != nil else {
-            throw ValidationError("give --run DIR, or at least one of --scores, --circuits, --acquisition")
+        guard runFolder != nil || scores != nil || circuits != nil || acquisition != nil || !metrics.isEmpty else {
+            throw ValidationError("give --run DIR, or at least one of --scores, --circuits, --acquisition, --metrics")
         }
         guard runFolder != nil || out != nil else {
             throw ValidationError("--out DIR is required without --run")
@@ -67,15 +79,22 @@ struct Analyze: ParsableCommand {
         guard phaseConfidence > 0 && phaseConfidence < 1 else {
             throw ValidationError("--phase-confidence must be in (0, 1), got \(phaseConfidence)")
         }
+        guard phaseResamples >= 0 else { throw ValidationError("--phase-resamples must be ≥ 0, got \(phaseResamples)") }
+        guard phaseMinSupport >= 0 && phaseMinSupport <= 1 else {
+            throw ValidationError("--phase-min-support must be in [0, 1], got \(phaseMinSupport)")
+        }
         if let topn, topn <= 0 { throw ValidationError("--topn must be positive, got \(topn)") }
     }
 
     func run() throws {
         do {
-            let inputs = try AnalysisInputPaths.resolve(run: runFolder, scores: scores, circuits: circuits, acquisition: acquisition)
-            let options = AnalysisOptions(topn: topn, threshold: threshold, attributes: attributes.isEmpty ? nil : attributes,
+            let inputs = try AnalysisInputPaths.resolve(run: runFolder, scores: scores, circuits: circuits, acquisition: acquisition,
+                                                      metrics: metrics)
+            var options = AnalysisOptions(topn: topn, threshold: threshold, attributes: attributes.isEmpty ? nil : attributes,
                                           phaseMinImprovement: phaseMinImprovement, phaseConfidence: phaseConfidence,
                                           heatmapTask: heatmapTask, heatmapFrequency: heatmapFrequency)
+            options.phaseResamples = phaseResamples
+            options.phaseMinSupport = phaseMinSupport
             let result = try Analysis.run(inputs: inputs, options: options)
             let folder = URL(fileURLWithPath: out ?? URL(fileURLWithPath: runFolder!).appendingPathComponent("analysis").path)
             let commandLine = CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")

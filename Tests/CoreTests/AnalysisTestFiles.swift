@@ -178,3 +178,58 @@ struct SweepFixture {
         try f.close()
     }
 }
+
+extension SweepFixture {
+    /// Per-entity results for acquisition.nc: each test entity's type and bucket (file order), and
+    /// `correct(c, e, a)` ∈ {1, 0, −1}.
+    struct EntityRows {
+        var names: [String]
+        var types: [String]
+        var frequencies: [String]
+        var correct: (Int, Int, Int) -> Int8
+    }
+
+    /// acquisition.nc with the variables of the query-accuracy change (outputs.md): `query_accuracy`
+    /// next to `exact_match`, the `test_entity` dimension with its names, types and buckets,
+    /// `query_correct` / `exact_correct`, and the `test_set` global attribute.
+    func writeAcquisitionWithEntities(_ path: String, entities: EntityRows, testSet: String,
+                                      value: (String, Int, Int, Int, Int) -> Double) throws {
+        let f = try NetCDFFile.create(path: path)
+        try f.addDimension("checkpoint", length: steps.count)
+        try f.addVariable("checkpoint", type: .int64, dimensions: ["checkpoint"])
+        for (d, n) in [("type", types.count), ("frequency", frequencies.count), ("attribute", attributes.count),
+                       ("test_entity", entities.names.count)] {
+            try f.addDimension(d, length: n)
+            try f.addVariable(d, type: .string, dimensions: [d])
+        }
+        try f.addVariable("test_entity_type", type: .string, dimensions: ["test_entity"])
+        try f.addVariable("test_entity_frequency", type: .string, dimensions: ["test_entity"])
+        let dims = ["checkpoint", "attribute", "type", "frequency"]
+        for name in ["exact_match", "hits_at_10", "query_accuracy"] { try f.addVariable(name, type: .double, dimensions: dims, fill: .nan) }
+        for name in ["query_correct", "exact_correct"] {
+            try f.addVariable(name, type: .int8, dimensions: ["checkpoint", "test_entity", "attribute"])
+        }
+        try f.setAttribute("title", "synthetic test file")
+        try f.setAttribute("source", "test fixture")
+        try f.setAttribute("test_set", testSet)
+        try f.write(steps, to: "checkpoint")
+        try f.write(types, to: "type")
+        try f.write(frequencies, to: "frequency")
+        try f.write(attributes, to: "attribute")
+        try f.write(entities.names, to: "test_entity")
+        try f.write(entities.types, to: "test_entity_type")
+        try f.write(entities.frequencies, to: "test_entity_frequency")
+        for name in ["exact_match", "hits_at_10", "query_accuracy"] {
+            var values: [Double] = []
+            for c in steps.indices { for a in attributes.indices { for y in types.indices { for q in frequencies.indices {
+                values.append(value(name, c, a, y, q))
+            } } } }
+            try f.write(values, to: name)
+        }
+        var correct: [Int8] = []
+        for c in steps.indices { for e in entities.names.indices { for a in attributes.indices { correct.append(entities.correct(c, e, a)) } } }
+        try f.write(correct, to: "query_correct")
+        try f.write(correct, to: "exact_correct")
+        try f.close()
+    }
+}

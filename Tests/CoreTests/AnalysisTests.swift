@@ -564,3 +564,395 @@ final class SVGSummary: NSObject, XMLParserDelegate {
         }
     }
 }
+
+/// The statistics added for issue 14 (docs/analysis.md): edge activation ratio, node-set Jaccard,
+/// cross-frequency circuit tests, first-token accuracy from metrics.jsonl.
+final class AnalysisStudyStatisticsTests: XCTestCase {
+    private var folder: URL!
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-analysis-study-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    private func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
+
+    /// The closed forms of analysis.md against counting the graph's edges by parent layer.
+    func testPossibleEdgesClosedFormsMatchTheGraph() {
+        for (l, h) in [(1, 1), (2, 2), (2, 4), (3, 5), (12, 12), (24, 16)] {
+            let g = GraphNames.standard(layers: l, heads: h)
+            XCTAssertEqual(g.nHeads, h)
+            var counted = [Double](repeating: 0, count: l)
+            for u in g.upstream.indices {
+                for d in g.downstream.indices where g.isEdge(upstream: u, downstream: d) { counted[max(0, g.upstreamLayer[u])] += 1 }
+            }
+            XCTAssertEqual(CircuitMetrics.possibleEdgesByParentLayer(layers: l, heads: h), counted, "\(l) × \(h)")
+        }
+        // By hand, L = 2, H = 2: layer 0 = heads 2·(6 + 2 + 1) + MLP (7 + 1) + input (12 + 2 + 1) = 41; layer 1 = 2·2 + 1 = 5.
+        XCTAssertEqual(CircuitMetrics.possibleEdgesByParentLayer(layers: 2, heads: 2), [41, 5])
+    }
+
+    func testActivationRatioAndNodeSetByHand() {
+        let fx = SweepFixture(steps: [1], tasks: ["city"], types: ["new"], frequencies: ["high"])
+        let g = GraphNames.standard(layers: 2, heads: 2)
+        let circuit = CircuitEdges(mask: fx.mask(["input->m0", "m0->logits", "a1.h0->logits", "m1->logits", "a1.h1->m1"]))
+        let p = CircuitMetrics.layerProfile(circuit, graph: g)
+        XCTAssertEqual(CircuitMetrics.keptEdgesByParentLayer(p), [2, 3])
+        XCTAssertEqual(CircuitMetrics.edgeActivationRatio(p, graph: g), [2.0 / 41, 3.0 / 5])
+        // Nodes: input 0, m0 3, a1.h0 4, a1.h1 5, m1 6, logits 7.
+        XCTAssertEqual(CircuitMetrics.nodeSet(circuit, graph: g), [0, 3, 4, 5, 6, 7])
+        XCTAssertEqual(CircuitMetrics.ratioCentre([2.0 / 41, 3.0 / 5]), (3.0 / 5) / (2.0 / 41 + 3.0 / 5), accuracy: 1e-15)
+
+        // Node vs edge Jaccard: {input→m0, m0→logits} vs {input→a1.h0<q>, a1.h0→logits}: no common edge,
+        // nodes {input, m0, logits} vs {input, a1.h0, logits} → 2 / 4.
+        let a = CircuitEdges(mask: fx.mask(["input->m0", "m0->logits"]))
+        let b = CircuitEdges(mask: fx.mask(["input->a1.h0<q>", "a1.h0->logits"]))
+        XCTAssertEqual(CircuitMetrics.jaccard(a.edges, b.edges), 0)
+        XCTAssertEqual(CircuitMetrics.jaccard(CircuitMetrics.nodeSet(a, graph: g), CircuitMetrics.nodeSet(b, graph: g)), 0.5)
+        // An empty circuit still has the logits node (as the notebook counts it).
+        XCTAssertEqual(CircuitMetrics.nodeSet(CircuitEdges(edges: []), graph: g), [7])
+    }
+
+    /// reference/components.json `circuits[n]` and `jaccard`: the study's own numbers for the top-10/50/200
+    /// circuits of reference/eap/graph_EAP-IG.json, reproduced exactly from dkc's circuits.
+    func testActivationRatioAndNodeJaccardMatchTheStudy() throws {
+        let root = try AttributionFixtures.requireFixtures()
+        // The project's JSON reader: it reads numbers exactly (Foundation's parser on Linux can be one ulp off).
+        let reference = try JSONValue(parsing: Data(contentsOf: root.appendingPathComponent("reference/components.json")))
+        func doubles(_ v: JSONValue?) -> [Double] { v?.arrayValue?.compactMap(\.doubleValue) ?? [] }
+        let g = AttributionGraph(nLayers: 2, nHeads: 4)
+        let names = GraphNames.standard(layers: 2, heads: 4)
+        XCTAssertEqual(g.forwardNames, names.upstream)
+        var edgeSets: [Int: [Int32]] = [:], nodeSets: [Int: [Int32]] = [:]
+        for n in [10, 50, 200] {
+            let ref = try XCTUnwrap(reference["circuits"]?[String(n)])
+            var c = try Circuit(jsonFile: root.appendingPathComponent("reference/eap/graph_EAP-IG.json"))
+            c.reset()
+            c.applyTopN(n, absolute: true)
+            c.pruneDeadNodes()
+            let circuit = CircuitEdges(mask: c.inGraphMask.map { $0 ? 1 : 0 })
+            XCTAssertEqual(circuit.edges.count, ref["n_edges"]?.intValue, "top-\(n) edges")
+            let profile = CircuitMetrics.layerProfile(circuit, graph: names)
+            XCTAssertEqual(CircuitMetrics.keptEdgesByParentLayer(profile), doubles(ref["edges_in_circuit_by_parent_layer"]), "top-\(n)")
+            XCTAssertEqual(CircuitMetrics.possibleEdgesByParentLayer(layers: 2, heads: 4), doubles(ref["edges_by_parent_layer"]))
+            XCTAssertEqual(CircuitMetrics.edgeActivationRatio(profile, graph: names), doubles(ref["edge_activation_ratio"]),
+                           "top-\(n) edge activation ratio")
+            let nodes = CircuitMetrics.nodeSet(circuit, graph: names)
+            let nodeNames = nodes.map { Int($0) < names.upstream.count ? names.upstream[Int($0)] : "logits" }
+            XCTAssertEqual(Set(nodeNames), Set(ref["nodes_in_graph"]?.arrayValue?.compactMap(\.stringValue) ?? []), "top-\(n) nodes")
+            XCTAssertEqual(nodes.count, ref["count_included_nodes"]?.intValue)
+            edgeSets[n] = circuit.edges
+            nodeSets[n] = nodes
+        }
+        for (a, b) in [(10, 50), (10, 200), (50, 200)] {
+            let ref = try XCTUnwrap(reference["jaccard"]?["\(a)_vs_\(b)"])
+            XCTAssertEqual(CircuitMetrics.jaccard(nodeSets[a]!, nodeSets[b]!), ref["nodes"]?.doubleValue, "\(a) vs \(b) nodes")
+            XCTAssertEqual(CircuitMetrics.jaccard(edgeSets[a]!, edgeSets[b]!), ref["edges"]?.doubleValue, "\(a) vs \(b) edges")
+        }
+    }
+
+    /// A sweep of 3 checkpoints, top-n 2 and 4, buckets high/low, types new/revised; every circuit
+    /// hits@10 is 0.1·(checkpoint+1) + 0.2·(source bucket) + 0.4·(target bucket) + 0.05·(target type).
+    private func writeSmallSweep() throws -> SweepFixture {
+        var fx = SweepFixture(steps: [10, 20, 30], tasks: ["city"], types: ["new", "revised"], frequencies: ["high", "low"])
+        fx.topn = [2, 4]
+        // new/high, top-4: step 10 {input→m0, m0→logits, a0.h0→m0, a0.h0→logits}; step 20, 30 {input→m0, m0→logits, a1.h0→logits, m1→logits};
+        // top-2: the first two edges of each list.
+        let lists: [[String]] = [["input->m0", "m0->logits", "a0.h0->m0", "a0.h0->logits"],
+                                 ["input->m0", "m0->logits", "a1.h0->logits", "m1->logits"],
+                                 ["input->m0", "m0->logits", "a1.h0->logits", "m1->logits"]]
+        try fx.writeCircuits(path("circuits.nc")) { c, _, y, f, k in
+            let edges = (y, f) == (0, 0) ? lists[c] : ["input->m0", "m0->logits", "a1.h1->logits", "m1->logits"]
+            var cell = SweepFixture.CircuitCell(mask: fx.mask(k == 1 ? edges : Array(edges.prefix(2))))
+            cell.hits = { ty, tf in 0.1 * Double(c + 1) + 0.2 * Double(f) + 0.4 * Double(tf) + 0.05 * Double(ty) }
+            return cell
+        }
+        return fx
+    }
+
+    func testActivationRatioNodeJaccardAndCrossFrequencyInTheAnalysis() throws {
+        _ = try writeSmallSweep()
+        let r = try Analysis.run(inputs: AnalysisInputPaths(circuits: path("circuits.nc")), options: AnalysisOptions(phaseSimulations: 50))
+        XCTAssertEqual(r.topnAxis, [2, 4])
+        XCTAssertEqual(r.edgesByParentLayer, [41, 5])
+        let ratio = r.edgeActivationRatio!
+        XCTAssertEqual(ratio.dimensions, ["checkpoint", "task", "type", "frequency", "topn", "parent_layer"])
+        // new/high at step 10: top-4 all in layer 0 (input, m0, a0.h0 ×2) → [4/41, 0]; top-2 → [2/41, 0].
+        XCTAssertEqual([ratio[0, 0, 0, 0, 1, 0], ratio[0, 0, 0, 0, 1, 1]], [4.0 / 41, 0])
+        XCTAssertEqual([ratio[0, 0, 0, 0, 0, 0], ratio[0, 0, 0, 0, 0, 1]], [2.0 / 41, 0])
+        // Step 20: input→m0, m0→logits in layer 0; a1.h0→logits, m1→logits in layer 1 → [2/41, 2/5].
+        XCTAssertEqual([ratio[1, 0, 0, 0, 1, 0], ratio[1, 0, 0, 0, 1, 1]], [2.0 / 41, 2.0 / 5])
+        XCTAssertEqual(r.edgesInCircuitByParentLayer![1, 0, 0, 0, 1, 1], 2)
+        // Mean over the 4 cells at the analysed top-n (4): step 10 layer 1 = (0 + 3 · 2/5) / 4.
+        XCTAssertEqual(r.edgeActivationRatioAll![0, 1], 3.0 * 0.4 / 4, accuracy: 1e-15)
+
+        // Node sets of new/high: step 10 {input, a0.h0, m0, logits}; 20 = 30 {input, m0, a1.h0, m1, logits}.
+        // Against final: 3 common of 6 → 0.5, edges 2 common of 6 → 1/3.
+        XCTAssertEqual(r.jaccardNodesFinal!.series(0, 0, 0), [0.5, 1, 1])
+        XCTAssertEqual(r.jaccardFinal!.series(0, 0, 0)[0], 2.0 / 6)
+        let previous = r.jaccardNodesPrevious!.series(0, 0, 0)
+        XCTAssertTrue(previous[0].isNaN)
+        XCTAssertEqual(Array(previous[1...]), [0.5, 1])
+
+        // Cross-frequency: target type = source type; source low (f = 1) on target high at step 20, revised:
+        // 0.2 + 0.2 + 0 + 0.05.
+        let cross = r.crossFrequencyHitsAt10!
+        XCTAssertEqual(cross.dimensions, ["checkpoint", "task", "type", "frequency", "target_frequency"])
+        XCTAssertEqual(cross[1, 0, 1, 1, 0], 0.45, accuracy: 1e-12)
+        XCTAssertEqual(cross[2, 0, 0, 0, 1], 0.3 + 0.4, accuracy: 1e-12)
+        // The study's figure: mean over the two types (0 and 0.05) → + 0.025.
+        XCTAssertEqual(r.crossFrequencyBySource![0, 1, 1], 0.1 + 0.2 + 0.4 + 0.025, accuracy: 1e-12)
+        // The circuit's own hits@10 stays the diagonal.
+        XCTAssertEqual(r.circuitHitsAt10![2, 0, 1, 1], cross[2, 0, 1, 1, 1])
+
+        // analysis.nc: named dimensions and coordinates.
+        try AnalysisOutput.write(r, to: folder.appendingPathComponent("out"), commandLine: "test")
+        let nc = try AnalysisInputFile(path: path("out/analysis.nc"))
+        XCTAssertEqual(try nc.integers("topn"), [2, 4])
+        XCTAssertEqual(try nc.integers("parent_layer"), [0, 1])
+        XCTAssertEqual(try nc.labels("target_frequency"), ["high", "low"])
+        let stored = try nc.array("edge_activation_ratio", order: ratio.dimensions)
+        XCTAssertEqual(stored.values.map { $0.isNaN ? -1 : $0 }, ratio.values.map { $0.isNaN ? -1 : $0 })
+        XCTAssertEqual(try nc.array("jaccard_nodes_final", order: ["checkpoint", "task", "type", "frequency"]).series(0, 0, 0), [0.5, 1, 1])
+        XCTAssertEqual(try nc.array("cross_frequency_hits_at_10_by_source", order: ["checkpoint", "frequency", "target_frequency"])[0, 1, 1],
+                       0.725, accuracy: 1e-12)
+        let files = try FileManager.default.contentsOfDirectory(atPath: path("out"))
+        for name in ["components_edge_activation_ratio.svg", "components_edge_activation_ratio_city_new_high.svg",
+                     "acquisition_cross_frequency_high.svg", "acquisition_cross_frequency_low.svg",
+                     "acquisition_cross_frequency_map_new.svg", "topology_jaccard_nodes_final.svg", "topology_jaccard_nodes_previous.svg"] {
+            XCTAssertTrue(files.contains(name), "\(name) missing: \(files.sorted())")
+        }
+        let report = try String(contentsOfFile: path("out/report.md"), encoding: .utf8)
+        XCTAssertTrue(report.contains("Edge activation ratio by parent layer 0…1"), report)
+        XCTAssertTrue(report.contains("Cross-frequency circuit hits@10 at step 30"), report)
+        // Step 30, circuit of low: new 0.3 + 0.2 + 0.4·q, revised + 0.05 → mean + 0.025.
+        XCTAssertTrue(report.contains("| low | 52.5 % | 92.5 % |"), report)
+    }
+
+    /// metrics.jsonl written by hand: training lines skipped, evaluation lines by step, a type
+    /// missing from one evaluation NaN there.
+    func testFirstTokenAccuracyFromMetrics() throws {
+        let stage = folder.appendingPathComponent("run/train/continual")
+        try FileManager.default.createDirectory(at: stage, withIntermediateDirectories: true)
+        let lines = [
+            #"{"loss": 3.2, "grad_norm": 1.5, "learning_rate": 0.0001, "epoch": 0.5, "step": 10}"#,
+            #"{"eval_loss": 3.0, "eval_accuracy": 0.2, "eval_first_token_accuracy_new": 0.1, "eval_first_token_accuracy_revised": 0.3, "eval_first_token_accuracy_new_city": 0.0, "eval_first_token_accuracy_new_major": 0.2, "eval_first_token_accuracy_revised_city": 0.5, "epoch": 1.0, "step": 50}"#,
+            "",
+            #"{"eval_loss": 2.0, "eval_first_token_accuracy_new": 0.4, "eval_first_token_accuracy_new_city": 0.25, "eval_first_token_accuracy_new_major": 0.55, "epoch": 2.0, "step": 100}"#,
+        ]
+        try (lines.joined(separator: "\n") + "\n").write(to: stage.appendingPathComponent("metrics.jsonl"), atomically: true, encoding: .utf8)
+        let log = try FirstTokenLog.read(path: stage.appendingPathComponent("metrics.jsonl").path, stage: "continual")
+        XCTAssertEqual(log.steps, [50, 100])
+        XCTAssertEqual(log.types, ["new", "revised"])
+        XCTAssertEqual(log.attributes, ["city", "major"])
+        XCTAssertEqual(log.overall["new"], [0.1, 0.4])
+        XCTAssertEqual(log.overall["revised"]![0], 0.3)
+        XCTAssertTrue(log.overall["revised"]![1].isNaN)
+        XCTAssertEqual(log.byAttribute["new"]!["major"], [0.2, 0.55])
+        XCTAssertTrue(log.byAttribute["revised"]!["major"]![0].isNaN)
+
+        // Through `dkc analyze --run`: found under train/, stored along `evaluation`, drawn by step.
+        let inputs = try AnalysisInputPaths.resolve(run: path("run"), scores: nil, circuits: nil, acquisition: nil)
+        XCTAssertEqual(inputs.metrics, [stage.appendingPathComponent("metrics.jsonl").path])
+        let r = try Analysis.run(inputs: inputs, options: AnalysisOptions(phaseSimulations: 50))
+        XCTAssertEqual(r.firstToken.map(\.stage), ["continual"])
+        try AnalysisOutput.write(r, to: folder.appendingPathComponent("out"), commandLine: "test")
+        let nc = try AnalysisInputFile(path: path("out/analysis.nc"))
+        let raw = try NetCDFFile.open(path: path("out/analysis.nc"))
+        XCTAssertEqual(try raw.read("evaluation_step", as: Int64.self), [50, 100])
+        XCTAssertEqual(try raw.readStrings("evaluation_stage"), ["continual", "continual"])
+        let overall = try nc.array("first_token_accuracy", order: ["evaluation", "type"])
+        XCTAssertEqual(overall[1, 0], 0.4)
+        XCTAssertTrue(overall[1, 1].isNaN)
+        XCTAssertEqual(try nc.array("first_token_accuracy_by_attribute", order: ["evaluation", "type", "attribute"])[1, 0, 1], 0.55)
+        let files = try FileManager.default.contentsOfDirectory(atPath: path("out"))
+        XCTAssertTrue(files.contains("acquisition_first_token_continual.svg"), "\(files)")
+        XCTAssertTrue(files.contains("acquisition_first_token_by_attribute_continual.svg"), "\(files)")
+        let report = try String(contentsOfFile: path("out/report.md"), encoding: .utf8)
+        XCTAssertTrue(report.contains("| continual | new | major | 20.0 % (50) | 55.0 % (100) | 55.0 % |"), report)
+
+        // A bad line is a named error with the line number.
+        try "{\"step\": 5}\n{\"eval_first_token_accuracy_new\": 1.5, \"step\": 7}\n".write(toFile: path("bad.jsonl"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try FirstTokenLog.read(path: path("bad.jsonl"), stage: "x")) { e in
+            XCTAssertTrue("\(e)".contains("line 2") && "\(e)".contains("[0, 1]"), "\(e)")
+        }
+        try "{\"eval_first_token_accuracy_new\": 0.5}\n".write(toFile: path("nostep.jsonl"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try FirstTokenLog.read(path: path("nostep.jsonl"), stage: "x")) { e in
+            XCTAssertTrue("\(e)".contains("'step'"), "\(e)")
+        }
+    }
+}
+
+/// Query accuracy, per-attribute tables and the per-entity heat map (issue 14, item 4), and dkc's
+/// phase-shift estimate (item 5).
+final class AnalysisQueryAndPhaseTests: XCTestCase {
+    private var folder: URL!
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-analysis-query-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    private func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
+
+    func testEntityHeatmapCellsByHand() {
+        // N < 1000: every result once, groups of 5, the last partial; −1 makes its group NaN.
+        XCTAssertEqual(EntityResults.heatmapCells([1, 0, 0, 1, 1, 1]), [3, 1])
+        let withMissing = EntityResults.heatmapCells([1, 0, 0, 1, 1, 1, -1])
+        XCTAssertEqual(withMissing[0], 3)
+        XCTAssertTrue(withMissing[1].isNaN)
+        XCTAssertEqual(EntityResults.heatmapCells([]), [])
+        // N = 2000, results 1 at even positions: items ⌊j·2000/1000⌋ = 2j are all 1 → 200 cells of 5.
+        let even = (0..<2000).map { Int8($0 % 2 == 0 ? 1 : 0) }
+        XCTAssertEqual(EntityResults.heatmapCells(even), [Double](repeating: 5, count: 200))
+        // N = 1500, results 1 where i % 3 == 0: items ⌊1.5 j⌋ = 0, 1, 3, 4, 6 | 7, 9, 10, 12, 13 → 1,0,1,0,1 | 0,1,0,1,0.
+        let third = (0..<1500).map { Int8($0 % 3 == 0 ? 1 : 0) }
+        let cells = EntityResults.heatmapCells(third)
+        XCTAssertEqual(cells.count, 200)
+        XCTAssertEqual(Array(cells.prefix(2)), [3, 2])
+        // Every pair of cells covers 10 items = 15 results holding 5 ones: 1000 items hold 500 → sum 500.
+        XCTAssertEqual(cells.reduce(0, +), 500)
+    }
+
+    func testQueryAccuracyAndEntityHeatmapInTheAnalysis() throws {
+        var fx = SweepFixture(steps: [1, 2], tasks: ["city"], types: ["new", "revised"], frequencies: ["high", "low"])
+        fx.attributes = ["city", "company"]
+        // Entities in file order: e0 new/high, e1 revised/high, e2 new/low, e3 new/high, e4 revised/low.
+        let table: [[[Int8]]] = [
+            [[1, 0], [1, 1], [0, 1], [1, 1], [0, 0]],
+            [[1, 0], [1, 1], [0, 1], [1, -1], [0, 0]],
+        ]
+        let rows = SweepFixture.EntityRows(names: ["A", "B", "C", "D", "E"], types: ["new", "revised", "new", "new", "revised"],
+                                           frequencies: ["high", "high", "low", "high", "low"], correct: { c, e, a in table[c][e][a] })
+        try fx.writeAcquisitionWithEntities(path("acquisition.nc"), entities: rows, testSet: "circuit") { name, c, a, y, f in
+            name == "query_accuracy" ? 0.1 * Double(c + 1) + 0.01 * Double(a) + 0.2 * Double(y) + 0.4 * Double(f) : 0.5
+        }
+        let r = try Analysis.run(inputs: AnalysisInputPaths(acquisition: path("acquisition.nc")), options: AnalysisOptions(phaseSimulations: 50))
+        XCTAssertEqual(r.testSet, "circuit")
+        // Mean over the two attributes: 0.1 (c + 1) + 0.005 + 0.2 y + 0.4 f.
+        XCTAssertEqual(r.fullQueryAccuracy![1, 1, 0], 0.2 + 0.005 + 0.2, accuracy: 1e-12)
+        XCTAssertEqual(r.queryAccuracyByAttribute![0, 1, 0, 1], 0.1 + 0.01 + 0.4, accuracy: 1e-12)
+        XCTAssertEqual(r.exactMatchByAttribute![1, 0, 1, 1], 0.5)
+        // New rows e0, e2, e3: checkpoint 0 [1,0, 0,1, 1,1] → [3, 1]; checkpoint 1 has −1 → [3, NaN].
+        // Revised rows e1, e4: [1,1, 0,0] → [2] (padded with NaN to the width 2).
+        let map = r.entityHeatmap!
+        XCTAssertEqual(map.dimensions, ["checkpoint", "type", "entity_cell"])
+        XCTAssertEqual([map[0, 0, 0], map[0, 0, 1]], [3, 1])
+        XCTAssertEqual(map[1, 0, 0], 3)
+        XCTAssertTrue(map[1, 0, 1].isNaN)
+        XCTAssertEqual(map[0, 1, 0], 2)
+        XCTAssertTrue(map[0, 1, 1].isNaN)
+
+        try AnalysisOutput.write(r, to: folder.appendingPathComponent("out"), commandLine: "test")
+        let nc = try AnalysisInputFile(path: path("out/analysis.nc"))
+        XCTAssertEqual(nc.globalText("test_set"), "circuit")
+        XCTAssertEqual(try nc.array("entity_heatmap", order: ["checkpoint", "type", "entity_cell"])[0, 0, 0], 3)
+        XCTAssertEqual(try nc.array("full_query_accuracy", order: ["checkpoint", "type", "frequency"])[1, 1, 0], 0.405, accuracy: 1e-12)
+        let files = try FileManager.default.contentsOfDirectory(atPath: path("out"))
+        for name in ["acquisition_query_accuracy.svg", "acquisition_entities_new.svg", "acquisition_entities_revised.svg"] {
+            XCTAssertTrue(files.contains(name), "\(name): \(files.sorted())")
+        }
+        let report = try String(contentsOfFile: path("out/report.md"), encoding: .utf8)
+        // Step 2: new high 0.205, low 0.605; revised 0.405, 0.805 → revised ahead by 20 %.
+        XCTAssertTrue(report.contains("Query accuracy at step 2: new high 20.5 %, low 60.5 %; revised high 40.5 %, low 80.5 % " +
+                                      "(revised ahead of new by 20.0 % on average over buckets); test people: the circuit people."), report)
+
+        // An older acquisition.nc (no query_accuracy, no per-entity rows): skipped and said so.
+        try fx.writeAcquisition(path("old.nc")) { _, _, _, _, _ in 0.5 }
+        let old = try Analysis.run(inputs: AnalysisInputPaths(acquisition: path("old.nc")), options: AnalysisOptions(phaseSimulations: 50))
+        XCTAssertNil(old.fullQueryAccuracy)
+        XCTAssertNil(old.entityHeatmap)
+        XCTAssertTrue(old.notes.contains { $0.contains("no query_accuracy") }, "\(old.notes)")
+    }
+
+    // MARK: - Phase-shift estimate
+
+    private let x = (0..<12).map { Double(100 * ($0 + 1)) }
+
+    /// Cells rising to a kink at index 5 and flat after, with different small wiggles.
+    private func kinkedCells() -> [[Double]] {
+        (0..<6).map { (cell: Int) -> [Double] in
+            (0..<12).map { (i: Int) -> Double in
+                let rise: Double = 0.6 * Double(min(i, 5)) / 5
+                let wiggle: Double = 0.01 * sin(Double(i * (cell + 2)) * 1.3)
+                return 0.2 + rise + wiggle
+            }
+        }
+    }
+
+    func testEstimateFindsAKink() {
+        let e = PhaseShiftEstimator.estimate(x: x, cells: kinkedCells(), curve: "previous", resamples: 100, simulations: 500)
+        XCTAssertTrue(e.supported, "\(e)")
+        XCTAssertNil(e.reasonNone)
+        XCTAssertEqual(e.step, 600)
+        XCTAssertGreaterThanOrEqual(e.bootstrapShare, 0.9)
+        XCTAssertLessThanOrEqual(e.low, 600)
+        XCTAssertGreaterThanOrEqual(e.high, 600)
+        XCTAssertLessThanOrEqual(e.high - e.low, 200)
+        // Deterministic: the same seed gives the same interval.
+        XCTAssertEqual(e, PhaseShiftEstimator.estimate(x: x, cells: kinkedCells(), curve: "previous", resamples: 100, simulations: 500))
+    }
+
+    func testEstimateNotSupportedWithoutAKink() {
+        // Straight lines with noise: no break.
+        let cells: [[Double]] = (0..<6).map { (cell: Int) -> [Double] in
+            (0..<12).map { (i: Int) -> Double in
+                let wiggle: Double = 0.02 * sin(Double(i * (cell + 3)) * 2.1)
+                return 0.2 + 0.05 * Double(i) + wiggle
+            }
+        }
+        let e = PhaseShiftEstimator.estimate(x: x, cells: cells, curve: "previous", resamples: 100, simulations: 500)
+        XCTAssertFalse(e.supported)
+        XCTAssertTrue(e.step.isNaN)
+        XCTAssertNotNil(e.reasonNone)
+    }
+
+    /// Similarity to the final circuit that rises linearly and jumps to 1 at the final checkpoint
+    /// (the reference itself): the plain fit calls that a phase shift; without the reference point
+    /// the estimate finds none.
+    func testReferencePointAloneIsNoShift() throws {
+        let cells: [[Double]] = (0..<4).map { (cell: Int) -> [Double] in
+            (0..<12).map { (i: Int) -> Double in
+                if i == 11 { return 1 }
+                let wiggle: Double = 0.002 * sin(Double(i * (cell + 2)) * 1.7)
+                return 0.1 + 0.03 * Double(i) + wiggle
+            }
+        }
+        let mean: [Double] = x.indices.map { (i: Int) -> Double in cells.map { $0[i] }.reduce(0, +) / 4 }
+        let plain = PhaseShift.fit(x: x, y: mean, simulations: 500)
+        XCTAssertTrue(plain.isShift, "the artefact the estimate removes: \(plain)")
+        XCTAssertGreaterThanOrEqual(plain.breakX!, 1000)
+        let withoutReference: [[Double]] = cells.map { (c: [Double]) -> [Double] in c.indices.map { $0 == 11 ? Double.nan : c[$0] } }
+        let e = PhaseShiftEstimator.estimate(x: x, cells: withoutReference, curve: "final_without_reference", resamples: 100, simulations: 500)
+        XCTAssertFalse(e.supported, "\(e)")
+
+        // Through the analysis: a sweep whose circuits grow by one edge per checkpoint with no kink.
+        var fx = SweepFixture(steps: (1...8).map { Int64(10 * $0) }, tasks: ["city"], types: ["new"], frequencies: ["high", "low"])
+        fx.topn = [20]
+        let g = GraphNames.standard(layers: 2, heads: 2)
+        var all: [String] = []
+        for u in g.upstream.indices { for d in g.downstream.indices where g.isEdge(upstream: u, downstream: d) {
+            all.append("\(g.upstream[u])->\(g.downstream[d])")
+        } }
+        try fx.writeCircuits(path("c.nc")) { c, _, _, f, _ in SweepFixture.CircuitCell(mask: fx.mask(Array(all.prefix(8 + 2 * c + f)))) }
+        let r = try Analysis.run(inputs: AnalysisInputPaths(circuits: path("c.nc")), options: AnalysisOptions(phaseSimulations: 300))
+        let estimates = try XCTUnwrap(r.phaseShiftEstimates["new"])
+        XCTAssertEqual(estimates.map(\.curve), PhaseShiftEstimator.curves)
+        XCTAssertEqual(estimates[0].fit.n, 7, "the reference checkpoint is left out")
+        XCTAssertEqual(estimates[1].fit.n, 7, "the first checkpoint has no previous one")
+        try AnalysisOutput.write(r, to: folder.appendingPathComponent("out"), commandLine: "test")
+        let nc = try AnalysisInputFile(path: path("out/analysis.nc"))
+        XCTAssertEqual(try nc.labels("similarity_curve"), PhaseShiftEstimator.curves)
+        XCTAssertEqual(try nc.array("phase_estimate_supported", order: ["type", "similarity_curve"]).values.count, 2)
+        let report = try String(contentsOfFile: path("out/report.md"), encoding: .utf8)
+        XCTAssertTrue(report.contains("dkc's own break estimate"), report)
+    }
+}

@@ -26,6 +26,7 @@ public enum Analysis {
             result.inputSources[file.path] = file.globalText("source") ?? "unknown"
         }
         for path in inputs.notFound { result.notes.append("\(path) not found: its part of the analysis is skipped.") }
+        result.firstToken = try inputs.metrics.map { try FirstTokenLog.read(path: $0, stage: AnalysisInputPaths.stage(ofMetrics: $0)) }
 
         // Axes: union of the inputs' labels and steps.
         func union(_ lists: [[String]?]) -> [String] {
@@ -34,14 +35,14 @@ public enum Analysis {
             return out
         }
         result.tasks = union([circuits?.tasks, scores.map { sortedKeys($0.taskIndex) }])
-        result.types = union([circuits?.types, acquisition?.types, scores.map { sortedKeys($0.typeIndex) }])
+        result.types = union([circuits?.types, acquisition?.types, scores.map { sortedKeys($0.typeIndex) }] + result.firstToken.map(\.types))
         result.frequencies = union([circuits?.frequencies, acquisition?.frequencies, scores.map { sortedKeys($0.frequencyIndex) }])
         var allSteps = Set<Int64>()
         for axis in [acquisition?.checkpoints, circuits?.checkpoints, scores?.checkpoints].compactMap({ $0 }) {
             allSteps.formUnion(axis.steps)
         }
         result.steps = allSteps.sorted()
-        guard !result.steps.isEmpty else {
+        guard !result.steps.isEmpty || !result.firstToken.isEmpty else {
             throw AnalysisError.noInputs("the input files hold no checkpoints")
         }
         result.graph = try graph(circuits: circuits, scores: scores)
@@ -117,6 +118,42 @@ public enum Analysis {
             }
             return out
         }
+        result.fullQueryAccuracy = average(source.queryAccuracy)
+        result.testSet = source.testSet
+        if source.queryAccuracy == nil {
+            result.notes.append("\(source.file.path) has no query_accuracy (an older sweep): query accuracy is skipped.")
+        }
+        func byAttribute(_ array: LabeledArray?) -> LabeledArray? {
+            guard let array else { return nil }
+            var out = LabeledArray(dimensions: ["checkpoint", "attribute", "type", "frequency"],
+                                   shape: [result.steps.count, attributes.count, result.types.count, result.frequencies.count])
+            for (c, step) in result.steps.enumerated() {
+                guard let fc = source.checkpoints.index[step] else { continue }
+                for (a, fa) in attributeIndices.enumerated() {
+                    for (y, type) in source.types.enumerated() {
+                        for (f, frequency) in source.frequencies.enumerated() {
+                            out[c, a, result.types.firstIndex(of: type)!, result.frequencies.firstIndex(of: frequency)!] = array[fc, fa, y, f]
+                        }
+                    }
+                }
+            }
+            return out
+        }
+        result.queryAccuracyByAttribute = byAttribute(source.queryAccuracy)
+        result.exactMatchByAttribute = byAttribute(source.exactMatch)
+        if let entities = source.entities {
+            let rowsByCell = result.steps.map { step in
+                result.types.map { type in source.checkpoints.index[step].map { EntityResults.heatmapCells(entities.rows(checkpoint: $0, type: type)) } ?? [] }
+            }
+            let width = rowsByCell.flatMap { $0.map(\.count) }.max() ?? 0
+            if width > 0 {
+                var map = LabeledArray(dimensions: ["checkpoint", "type", "entity_cell"], shape: [result.steps.count, result.types.count, width])
+                for (c, row) in rowsByCell.enumerated() { for (y, cells) in row.enumerated() { for (i, v) in cells.enumerated() { map[c, y, i] = v } } }
+                result.entityHeatmap = map
+            }
+        } else {
+            result.notes.append("\(source.file.path) has no per-entity results (query_correct): the per-entity heat map is skipped.")
+        }
         result.fullExactMatch = average(source.exactMatch)
         result.fullHitsAt10 = average(source.hitsAt10)
         result.fullHitsAt1 = average(source.hitsAt1)
@@ -153,6 +190,11 @@ public enum Analysis {
         var byBucket = [LayerProfile](repeating: .zero(layers: graph.nLayers, withScores: false), count: nC * nY * nF)
         var byCheckpoint = [LayerProfile](repeating: .zero(layers: graph.nLayers, withScores: false), count: nC)
         var scoresMissing = 0
+        let nK = source.topnCount, nP = graph.nLayers
+        var ratio = LabeledArray(dimensions: cellDims + ["topn", "parent_layer"], shape: cellShape + [nK, nP])
+        var kept = ratio
+        var nodesFinal = cellArray(), nodesPrevious = cellArray()
+        var cross = LabeledArray(dimensions: cellDims + ["target_frequency"], shape: cellShape + [nF])
 
         if let t = result.options.heatmapTask, !source.tasks.contains(t) {
             throw AnalysisError.option(name: "--heatmap-task \(t)", problem: "circuits.nc has tasks \(source.tasks.joined(separator: ", "))")
@@ -192,6 +234,20 @@ public enum Analysis {
                            let tf = source.targetFrequencies?.firstIndex(of: frequency) {
                             hits[c, rt, ry, rf] = h[fc, t, y, f, ty, tf]
                         }
+                        if let h = source.hitsAt10, let ty = source.targetTypes?.firstIndex(of: type), let targets = source.targetFrequencies {
+                            for (tf, target) in targets.enumerated() {
+                                guard let q = result.frequencies.firstIndex(of: target) else { continue }
+                                cross[c, rt, ry, rf, q] = h[fc, t, y, f, ty, tf]
+                            }
+                        }
+                        for k in 0..<nK {
+                            let m = k == source.topnIndex ? mask : try source.inCircuit(checkpoint: fc, task: t, type: y, frequency: f, topn: k)
+                            guard let m else { continue }
+                            let p = CircuitMetrics.layerProfile(CircuitEdges(mask: m), graph: graph)
+                            let numerator = CircuitMetrics.keptEdgesByParentLayer(p)
+                            let r = CircuitMetrics.edgeActivationRatio(p, graph: graph)
+                            for l in 0..<nP { kept[c, rt, ry, rf, k, l] = numerator[l]; ratio[c, rt, ry, rf, k, l] = r[l] }
+                        }
                         let profile = CircuitMetrics.layerProfile(edges, graph: graph)
                         let eShare = profile.edgeShare, sShare = profile.scoreShare
                         for l in 0..<nL {
@@ -206,10 +262,13 @@ public enum Analysis {
                     guard let final = circuitsByStep.last else { continue }
                     result.finalStep[cell] = result.steps[final.c]
                     var counts = [Double](repeating: 0, count: nN)
+                    let nodeSets = circuitsByStep.map { CircuitMetrics.nodeSet($0.edges, graph: graph) }
                     for (k, entry) in circuitsByStep.enumerated() {
                         jFinal[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(entry.edges.edges, final.edges.edges)
+                        nodesFinal[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(nodeSets[k], nodeSets.last!)
                         if k > 0 {
                             jPrevious[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(entry.edges.edges, circuitsByStep[k - 1].edges.edges)
+                            nodesPrevious[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(nodeSets[k], nodeSets[k - 1])
                         }
                         for (n, isIn) in CircuitMetrics.nodesPresent(entry.edges, graph: graph).enumerated() where isIn { counts[n] += 1 }
                     }
@@ -236,6 +295,25 @@ public enum Analysis {
         }
         if source.hitsAt10 == nil { result.notes.append("circuits.nc has no hits_at_10 (with target_type, target_frequency): circuit hits@10 is skipped.") }
 
+        result.topnAxis = source.topnValues ?? (1...nK).map(Int64.init)
+        result.edgeActivationRatio = ratio
+        result.edgesInCircuitByParentLayer = kept
+        result.edgesByParentLayer = CircuitMetrics.possibleEdgesByParentLayer(layers: graph.nLayers, heads: graph.nHeads)
+        var ratioAll = LabeledArray(dimensions: ["checkpoint", "parent_layer"], shape: [nC, nP])
+        for c in 0..<nC { for l in 0..<nP {
+            ratioAll[c, l] = CircuitMetrics.finiteMean((0..<nT).flatMap { t in (0..<nY).flatMap { y in (0..<nF).map { ratio[c, t, y, $0, source.topnIndex, l] } } })
+        } }
+        result.edgeActivationRatioAll = ratioAll
+        result.jaccardNodesFinal = nodesFinal
+        result.jaccardNodesPrevious = nodesPrevious
+        if source.hitsAt10 != nil {
+            result.crossFrequencyHitsAt10 = cross
+            var bySource = LabeledArray(dimensions: ["checkpoint", "frequency", "target_frequency"], shape: [nC, nF, nF])
+            for c in 0..<nC { for f in 0..<nF { for q in 0..<nF {
+                bySource[c, f, q] = CircuitMetrics.finiteMean((0..<nT).flatMap { t in (0..<nY).map { cross[c, t, $0, f, q] } })
+            } } }
+            result.crossFrequencyBySource = bySource
+        }
         result.faithfulness = faithfulness
         result.edgeEntropy = entropy
         result.nEdges = nEdges
@@ -279,6 +357,27 @@ public enum Analysis {
                 confidence: result.options.phaseConfidence, simulations: result.options.phaseSimulations)
         }
         result.jaccardFinalByType = byType
+
+        // dkc's estimate: similarity to final without the reference point, and to the previous checkpoint.
+        let x = result.steps.map(Double.init)
+        for (y, type) in result.types.enumerated() {
+            var finalCells: [[Double]] = [], previousCells: [[Double]] = []
+            for t in 0..<nT {
+                for f in 0..<nF {
+                    let cell = CellIndex(task: t, type: y, frequency: f)
+                    guard let finalStep = result.finalStep[cell] else { continue }
+                    finalCells.append(result.steps.indices.map { c in result.steps[c] == finalStep ? .nan : jFinal[c, t, y, f] })
+                    previousCells.append(jPrevious.series(t, y, f))
+                }
+            }
+            guard !finalCells.isEmpty else { continue }
+            let o = result.options
+            result.phaseShiftEstimates[type] = zip(PhaseShiftEstimator.curves, [finalCells, previousCells]).map { curve, cells in
+                PhaseShiftEstimator.estimate(x: x, cells: cells, curve: curve, resamples: o.phaseResamples, minSupport: o.phaseMinSupport,
+                                             minImprovement: o.phaseMinImprovement, confidence: o.phaseConfidence,
+                                             simulations: o.phaseSimulations)
+            }
+        }
     }
 
     /// Score cells that scores.nc lacks, over its own labels and every step (cells found while

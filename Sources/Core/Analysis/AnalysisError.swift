@@ -21,7 +21,9 @@ public enum AnalysisError: UserFacingError {
             return "dkc analyze: no input files: \(detail). Give --run DIR (reading DIR/circuits/scores.nc, circuits.nc, " +
                 "acquisition.nc) or at least one of --scores, --circuits, --acquisition"
         case .missingFile(let option, let path):
-            return "dkc analyze: \(option) \(path): no such file. Give the path of the NetCDF file `dkc sweep` wrote"
+            let what = option == "--metrics" ? "a training stage's metrics.jsonl (RUN/train/<stage>/metrics.jsonl)"
+                : "the NetCDF file `dkc sweep` wrote"
+            return "dkc analyze: \(option) \(path): no such file. Give the path of \(what)"
         case .layout(let file, let object, let problem):
             return "dkc analyze: \(file): \(object): \(problem). The file does not follow the layout in " +
                 "design/outputs.md; re-create it with `dkc sweep` (or the command that writes it)"

@@ -36,6 +36,16 @@ public enum AnalysisFigures {
                                  domain: 0...1, percent: true, horizontal: [threshold],
                                  caption: "Hits@10 of the circuit (top-\(r.topn.map(String.init) ?? "?"), zero-ablated) per checkpoint (circuits.nc)."))
         }
+        if let a = r.fullQueryAccuracy, a.hasValues {
+            figures.append(chart(r, "acquisition_query_accuracy.svg", "Full model: query accuracy on test entities",
+                                 "query accuracy (mean over \(r.attributes.count) attributes)", bucketSeries(r) { y, f in r.steps.indices.map { a[$0, y, f] } },
+                                 domain: 0...1, percent: true, horizontal: [threshold],
+                                 caption: "The study's query accuracy (greedy answer equals the label or is a substring of it) per checkpoint, " +
+                                    "by type × frequency bucket (acquisition.nc)."))
+        }
+        figures += entityHeatmaps(r)
+        figures += crossFrequencyFigures(r)
+        figures += firstTokenFigures(r)
         if let a = r.faithfulness, a.hasValues {
             figures.append(chart(r, "faithfulness.svg", "Circuit faithfulness", "faithfulness (mean over tasks)",
                                  bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
@@ -58,6 +68,17 @@ public enum AnalysisFigures {
             figures.append(chart(r, "topology_jaccard_previous.svg", "Circuit similarity to the previous checkpoint's",
                                  "Jaccard similarity (mean over tasks)", bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
                                  domain: 0...1, caption: "Jaccard similarity of each checkpoint's edge set with the previous checkpoint's."))
+        }
+        if let a = r.jaccardNodesFinal, a.hasValues {
+            figures.append(chart(r, "topology_jaccard_nodes_final.svg", "Node-set similarity to the final circuit",
+                                 "Jaccard similarity of node sets (mean over tasks)", bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
+                                 domain: 0...1, caption: "Jaccard similarity of each checkpoint's node set (endpoints of kept edges plus logits) " +
+                                    "with the final checkpoint's; 1 at the final checkpoint by construction (the study plots the others)."))
+        }
+        if let a = r.jaccardNodesPrevious, a.hasValues {
+            figures.append(chart(r, "topology_jaccard_nodes_previous.svg", "Node-set similarity to the previous checkpoint's (dkc's addition)",
+                                 "Jaccard similarity of node sets (mean over tasks)", bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
+                                 domain: 0...1, caption: "Jaccard similarity of each checkpoint's node set with the previous checkpoint's (not in the study)."))
         }
         if let a = r.edgeEntropy, a.hasValues {
             figures.append(chart(r, "topology_edge_entropy.svg", "Edge-score entropy of the circuit", "entropy (nats, mean over tasks)",
@@ -97,6 +118,7 @@ public enum AnalysisFigures {
             figures.append(layerMap(r, s, "components_score_share.svg", "Share of |score| mass by upstream layer", "|score| share",
                                     "Share of the circuits' |score| mass on edges leaving each layer, per checkpoint."))
         }
+        figures += activationFigures(r)
         if let graph = r.graph {
             for map in r.finalMaps { figures.append(finalMap(map, graph: graph)) }
         }
@@ -118,8 +140,8 @@ public enum AnalysisFigures {
 
     static func chart(_ r: AnalysisResult, _ file: String, _ title: String, _ yLabel: String, _ series: [LineSeries],
                       domain: ClosedRange<Double>? = nil, percent: Bool = false, horizontal: [ChartMarker] = [],
-                      vertical: [ChartMarker] = [], caption: String) -> AnalysisFigure {
-        var chart = LineChart(title: title, xLabel: "checkpoint (training step)", yLabel: yLabel, series: series)
+                      vertical: [ChartMarker] = [], xLabel: String = "checkpoint (training step)", caption: String) -> AnalysisFigure {
+        var chart = LineChart(title: title, xLabel: xLabel, yLabel: yLabel, series: series)
         chart.yDomain = domain
         chart.yPercent = percent
         chart.horizontalMarkers = horizontal
@@ -190,5 +212,141 @@ public enum AnalysisFigures {
     /// A label made safe for a file name.
     static func safe(_ s: String) -> String {
         String(s.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })
+    }
+
+    // MARK: - Additions of issue 14 (docs/analysis.md)
+
+    /// The study's cross-frequency figure (per target bucket, one line per source bucket, mean over
+    /// tasks and types) and, per type, a heat map source bucket × (checkpoint, target bucket).
+    static func crossFrequencyFigures(_ r: AnalysisResult) -> [AnalysisFigure] {
+        guard let bySource = r.crossFrequencyBySource, bySource.hasValues, let cross = r.crossFrequencyHitsAt10 else { return [] }
+        var out: [AnalysisFigure] = []
+        let nF = r.frequencies.count, nC = r.steps.count
+        for (q, target) in r.frequencies.enumerated() {
+            let series = r.frequencies.indices.map { f in
+                LineSeries(name: "circuit of \(r.frequencies[f])", x: r.steps.map(Double.init), y: bySource.series(f, q), color: SVG.color(f))
+            }.filter(\.hasPoints)
+            guard !series.isEmpty else { continue }
+            out.append(chart(r, "acquisition_cross_frequency_\(safe(target)).svg", "Circuits tested on \(target)-frequency entities",
+                             "circuit hits@10 (mean over tasks and types)", series, domain: 0...1, percent: true,
+                             caption: "Hits@10 of each source bucket's circuit on the test entities of the \(target) bucket " +
+                                "(target type = source type; mean over tasks and the two types; circuits.nc)."))
+        }
+        for (y, type) in r.types.enumerated() {
+            var values = [Double](repeating: .nan, count: nF * nC * nF)
+            for f in 0..<nF { for c in 0..<nC { for q in 0..<nF {
+                values[f * nC * nF + c * nF + q] = CircuitMetrics.finiteMean(r.tasks.indices.map { cross[c, $0, y, f, q] })
+            } } }
+            guard values.contains(where: { !$0.isNaN }) else { continue }
+            let columnLabels = r.steps.flatMap { step in r.frequencies.map { "\(step) · \($0)" } }
+            var map = HeatMap(title: "Cross-frequency circuit hits@10, \(type)", rows: nF, columns: nC * nF, values: values,
+                              rowTicks: HeatMap.ticks(r.frequencies.map { "circuit of \($0)" }),
+                              columnTicks: HeatMap.ticks(columnLabels, limit: 60),
+                              xLabel: "checkpoint step · target bucket", yLabel: "source bucket", colorLabel: "hits@10",
+                              scale: .sequential(lower: 0, upper: 1))
+            map.colorPercent = true
+            map.columnSeparators = (1..<max(1, nC)).map { $0 * nF }
+            out.append(AnalysisFigure(file: "acquisition_cross_frequency_map_\(safe(type)).svg",
+                                      caption: "Hits@10 of each source bucket's \(type) circuit (rows) on the \(type) test entities of each " +
+                                        "target bucket, per checkpoint (column groups); mean over tasks.", svg: map.render()))
+        }
+        return out
+    }
+
+    /// The study's per-entity heat map, one per type: rows = checkpoints, columns = groups of 5 results.
+    static func entityHeatmaps(_ r: AnalysisResult) -> [AnalysisFigure] {
+        guard let map = r.entityHeatmap, map.hasValues else { return [] }
+        let nC = r.steps.count, width = map.shape[2]
+        var out: [AnalysisFigure] = []
+        for (y, type) in r.types.enumerated() {
+            var values = [Double](repeating: .nan, count: nC * width)
+            for c in 0..<nC { for i in 0..<width { values[c * width + i] = map[c, y, i] } }
+            guard values.contains(where: { !$0.isNaN }) else { continue }
+            var m = HeatMap(title: "Correct attributes per entity group, \(type)", rows: nC, columns: width, values: values,
+                            rowTicks: HeatMap.ticks(r.steps.map(String.init), limit: 30),
+                            columnTicks: HeatMap.ticks((0..<width).map(String.init), limit: 20),
+                            xLabel: "group of 5 results (file order)", yLabel: "checkpoint (training step)", colorLabel: "#correct attributes",
+                            scale: .sequential(lower: 0, upper: 5))
+            m.colorPercent = false
+            out.append(AnalysisFigure(file: "acquisition_entities_\(safe(type)).svg",
+                                      caption: "Per-entity query results of \(type) test entities: each cell sums 5 consecutive 0/1 results " +
+                                        "(see docs/analysis.md for the sampling rule), per checkpoint.", svg: m.render()))
+        }
+        return out
+    }
+
+    /// First-token accuracy by optimizer step, per stage: pooled per type, and per attribute.
+    static func firstTokenFigures(_ r: AnalysisResult) -> [AnalysisFigure] {
+        var out: [AnalysisFigure] = []
+        for log in r.firstToken where !log.steps.isEmpty {
+            let x = log.steps.map(Double.init)
+            let pooled = log.types.enumerated().map { y, type in
+                LineSeries(name: type, x: x, y: log.overall[type] ?? [], color: SVG.color(y))
+            }.filter(\.hasPoints)
+            if !pooled.isEmpty {
+                out.append(chart(r, "acquisition_first_token_\(safe(log.stage)).svg", "First-token accuracy, \(log.stage) stage",
+                                 "first-token accuracy (pooled over attributes)", pooled, domain: 0...1, percent: true,
+                                 xLabel: "optimizer step (\(log.stage) stage)",
+                                 caption: "First-token attribute accuracy on the validation texts at each evaluation of the \(log.stage) " +
+                                    "stage, new vs revised entities (\(log.path))."))
+            }
+            var split: [LineSeries] = []
+            for (y, type) in log.types.enumerated() {
+                for (a, attribute) in log.attributes.enumerated() {
+                    let s = LineSeries(name: "\(type) · \(attribute)", x: x, y: log.byAttribute[type]?[attribute] ?? [],
+                                       color: SVG.color(a), dash: SVG.dash(y))
+                    if s.hasPoints { split.append(s) }
+                }
+            }
+            if !split.isEmpty {
+                out.append(chart(r, "acquisition_first_token_by_attribute_\(safe(log.stage)).svg",
+                                 "First-token accuracy per attribute, \(log.stage) stage", "first-token accuracy", split,
+                                 domain: 0...1, percent: true, xLabel: "optimizer step (\(log.stage) stage)",
+                                 caption: "First-token accuracy per attribute (colour) and type (dash) at each evaluation of the \(log.stage) stage."))
+            }
+        }
+        return out
+    }
+
+    /// The edge activation ratio as heat maps checkpoint × parent layer (layer 0 includes input):
+    /// mean over every cell, and the study's cell (heat-map task, first type, heat-map bucket).
+    static func activationFigures(_ r: AnalysisResult) -> [AnalysisFigure] {
+        guard let all = r.edgeActivationRatioAll, all.hasValues, let ratio = r.edgeActivationRatio else { return [] }
+        let nP = all.shape[1], nC = r.steps.count
+        let topnLabel = r.topn.map { "top-\($0)" } ?? "the analysed top-n"
+        func map(_ value: (Int, Int) -> Double, file: String, title: String, caption: String) -> AnalysisFigure? {
+            var values = [Double](repeating: .nan, count: nP * nC)
+            for (row, l) in (0..<nP).reversed().enumerated() { for c in 0..<nC { values[row * nC + c] = value(c, l) } }
+            guard values.contains(where: { !$0.isNaN }) else { return nil }
+            var m = HeatMap(title: title, rows: nP, columns: nC, values: values,
+                            rowTicks: HeatMap.ticks((0..<nP).reversed().map { $0 == 0 ? "0 (+input)" : String($0) }),
+                            columnTicks: HeatMap.ticks(r.steps.map(String.init), limit: 30),
+                            xLabel: "checkpoint (training step)", yLabel: "parent layer", colorLabel: "activation ratio",
+                            scale: .sequential(lower: 0, upper: 1))
+            m.colorPercent = true
+            return AnalysisFigure(file: file, caption: caption, svg: m.render())
+        }
+        var out: [AnalysisFigure] = []
+        if let f = map({ all[$0, $1] }, file: "components_edge_activation_ratio.svg",
+                       title: "Edge activation ratio by layer (\(topnLabel), all circuits)",
+                       caption: "Share of the graph's edges leaving each layer that the circuit keeps (\(topnLabel)), mean over every cell; " +
+                        "input counts in layer 0. A shift of the mass to lower rows over checkpoints is the deep-to-shallow shift.") {
+            out.append(f)
+        }
+        let t = r.options.heatmapTask.flatMap { r.tasks.firstIndex(of: $0) } ?? (r.tasks.isEmpty ? nil : 0)
+        let y = r.types.firstIndex(of: "new") ?? (r.types.isEmpty ? nil : 0)
+        let q = r.options.heatmapFrequency.flatMap { r.frequencies.firstIndex(of: $0) } ?? r.frequencies.firstIndex(of: "high")
+            ?? (r.frequencies.isEmpty ? nil : 0)
+        let k = r.topn.flatMap { r.topnAxis.firstIndex(of: $0) } ?? r.topnAxis.count - 1
+        if let t, let y, let q, k >= 0 {
+            let cell = "\(r.tasks[t])/\(r.types[y])/\(r.frequencies[q])"
+            if let f = map({ ratio[$0, t, y, q, k, $1] }, file: "components_edge_activation_ratio_\(safe(r.tasks[t]))_\(safe(r.types[y]))_\(safe(r.frequencies[q])).svg",
+                           title: "Edge activation ratio by layer, \(cell) (\(topnLabel))",
+                           caption: "The study's figure for \(cell): edge activation ratio per parent layer and checkpoint (the study " +
+                            "shows rows 0 … L−2; all rows here).") {
+                out.append(f)
+            }
+        }
+        return out
     }
 }

@@ -50,6 +50,16 @@ public final class AnalysisInputFile {
         return try wrap(name) { try file.readStrings(name) }
     }
 
+    /// A string variable over one dimension, e.g. `test_entity_type(test_entity)`.
+    public func strings(_ name: String, over dimension: String) throws -> [String] {
+        let v = try info(name)
+        guard v.dimensions == [dimension], v.type == .string else {
+            throw AnalysisError.layout(file: path, object: "variable '\(name)'",
+                                       problem: "is \(v.type) over \(v.dimensions); expected string over (\(dimension))")
+        }
+        return try wrap(name) { try file.readStrings(name) }
+    }
+
     /// An integer coordinate variable `name(name)` (e.g. `checkpoint`, `topn`).
     public func integers(_ name: String) throws -> [Int64] {
         let v = try info(name)

@@ -23,9 +23,17 @@ public enum AnalysisReport {
         out.append("")
         out.append("## Findings")
         out.append("")
-        out.append("1. **Performance.** " + performanceSentence(r))
-        out.append("2. **Topology.** " + topologySentence(r))
-        out.append("3. **Components.** " + componentSentence(r))
+        func more(_ extra: String?...) -> String { extra.compactMap { $0 }.map { " " + $0 }.joined() }
+        let finding1 = performanceSentence(r) + more(firstTokenSentence(r), querySentence(r))
+        let finding2 = topologySentence(r) + more(similaritySentence(r), estimateSentence(r))
+        let finding3 = componentSentence(r) + more(activationSentence(r))
+        out.append("The study's three findings, checked on this run: (1) acquiring knowledge depends on its relevance to what " +
+                   "the model knew (revised before new), (2) circuits first form, then optimise, (3) the circuit edges that matter " +
+                   "move from deep to shallow layers. Each line says plainly where this run does not show one.")
+        out.append("")
+        out.append("1. **Performance.** " + finding1)
+        out.append("2. **Topology.** " + finding2)
+        out.append("3. **Components.** " + finding3)
         out.append("")
         if !r.notes.isEmpty {
             for note in r.notes { out.append("- Note: \(note)") }
@@ -44,17 +52,26 @@ public enum AnalysisReport {
         out.append("")
         embed("acquisition_")
         out += thresholdTable(r)
+        out += queryTable(r)
+        out += firstTokenTable(r)
+        out += crossFrequencyTable(r)
         out.append("## 2. Topology: circuit similarity, entropy, faithfulness")
         out.append("")
         embed("topology_")
         embed("faithfulness")
         embed("phase_shift")
         out += phaseTable(r)
+        out += similarityTable(r)
         out.append("## 3. Components: layers and heads")
         out.append("")
         embed("components_")
+        out += activationTable(r)
         out += layerTable(r)
         out += headTable(r)
+        for section in r.reportSections {
+            out += section
+            out.append("")
+        }
         if figures.contains(where: { $0.file.hasPrefix("final_circuit_") }) {
             out.append("## Final circuits")
             out.append("")
@@ -158,7 +175,190 @@ public enum AnalysisReport {
         return s + "."
     }
 
+    /// First-token accuracy of the last stage: new vs revised at its last evaluation (nil without metrics).
+    static func firstTokenSentence(_ r: AnalysisResult) -> String? {
+        guard let log = r.firstToken.last(where: { !$0.steps.isEmpty }) else { return nil }
+        var parts: [String] = []
+        for type in log.types {
+            guard let series = log.overall[type], let i = series.lastIndex(where: { !$0.isNaN }) else { continue }
+            let best = series.indices.filter { !series[$0].isNaN }.max { series[$0] < series[$1] }!
+            parts.append("\(type) \(AnalysisFigures.percent(series[i])) at step \(log.steps[i]) (best \(AnalysisFigures.percent(series[best])))")
+        }
+        guard !parts.isEmpty else { return nil }
+        var s = "First-token accuracy on the validation texts at the last evaluation of the \(log.stage) stage: " + parts.joined(separator: ", ")
+        if let n = log.overall["new"]?.last(where: { !$0.isNaN }), let v = log.overall["revised"]?.last(where: { !$0.isNaN }) {
+            s += abs(v - n) < 0.02 ? " — no difference between new and revised knowledge in this run"
+                : v > n ? " — revised knowledge (related to what the model knew) is ahead" : " — new knowledge is ahead, unlike the study"
+        }
+        return s + "."
+    }
+
+    /// Query accuracy at the last checkpoint, new vs revised and by bucket.
+    static func querySentence(_ r: AnalysisResult) -> String? {
+        guard let a = r.fullQueryAccuracy, a.hasValues,
+              let c = r.steps.indices.last(where: { c in r.types.indices.contains { y in r.frequencies.indices.contains { !a[c, y, $0].isNaN } } })
+        else { return nil }
+        var parts: [String] = []
+        for (y, type) in r.types.enumerated() {
+            let byBucket = r.frequencies.indices.compactMap { f in a[c, y, f].isNaN ? nil : "\(r.frequencies[f]) \(AnalysisFigures.percent(a[c, y, f]))" }
+            if !byBucket.isEmpty { parts.append("\(type) " + byBucket.joined(separator: ", ")) }
+        }
+        var s = "Query accuracy at step \(r.steps[c]): " + parts.joined(separator: "; ")
+        if let n = r.types.firstIndex(of: "new"), let v = r.types.firstIndex(of: "revised") {
+            let mn = CircuitMetrics.finiteMean(r.frequencies.indices.map { a[c, n, $0] })
+            let mv = CircuitMetrics.finiteMean(r.frequencies.indices.map { a[c, v, $0] })
+            if mn.isFinite && mv.isFinite {
+                s += abs(mv - mn) < 0.02 ? " (new and revised alike: the run does not show the relevance effect)"
+                    : mv > mn ? " (revised ahead of new by \(AnalysisFigures.percent(mv - mn)) on average over buckets)"
+                    : " (new ahead of revised: unlike the study)"
+            }
+        }
+        if let t = r.testSet { s += "; test people: \(t == "circuit" ? "the circuit people" : t == "independent" ? "independent of the circuit people" : t)" }
+        return s + "."
+    }
+
+    /// Node and edge similarity to the final circuit at the first checkpoint, and entropy trend.
+    static func similaritySentence(_ r: AnalysisResult) -> String? {
+        guard let e = r.jaccardFinal, let n = r.jaccardNodesFinal, e.hasValues, r.steps.count > 1 else { return nil }
+        func firstMean(_ a: LabeledArray) -> (Int, Double)? {
+            for c in r.steps.indices {
+                let m = CircuitMetrics.finiteMean(r.cells.map { a[c, $0.task, $0.type, $0.frequency] })
+                if !m.isNaN { return (c, m) }
+            }
+            return nil
+        }
+        guard let (c, je) = firstMean(e), let (_, jn) = firstMean(n) else { return nil }
+        var s = "At step \(r.steps[c]) the circuits share " + String(format: "%.2f", jn) + " (Jaccard) of their node sets and " +
+            String(format: "%.2f", je) + " of their edge sets with the final circuits (mean over cells)"
+        s += jn > je + 0.05 ? ": the nodes settle before the edges." : "."
+        if let h = r.edgeEntropy, h.hasValues {
+            let series = r.steps.indices.map { c in CircuitMetrics.finiteMean(r.cells.map { h[c, $0.task, $0.type, $0.frequency] }) }
+            if let a = series.firstIndex(where: { !$0.isNaN }), let b = series.lastIndex(where: { !$0.isNaN }), a != b {
+                let d = series[b] - series[a]
+                s += " Edge entropy " + (d < -0.01 ? "falls" : d > 0.01 ? "rises" : "stays flat") + " from " + String(format: "%.3f", series[a]) +
+                    " to " + String(format: "%.3f", series[b]) + " nats" + (d < -0.01 ? " (fewer edges carry the score: optimisation)." : " (no sign of optimisation).")
+            }
+        }
+        return s
+    }
+
+    /// dkc's break estimate per type on the two curves without a reference point.
+    static func estimateSentence(_ r: AnalysisResult) -> String? {
+        guard !r.phaseShiftEstimates.isEmpty else { return nil }
+        var parts: [String] = []
+        for type in r.types {
+            guard let list = r.phaseShiftEstimates[type] else { continue }
+            for e in list {
+                let curve = e.curve == "previous" ? "similarity to the previous checkpoint" : "similarity to the final circuit without the final checkpoint"
+                if e.supported {
+                    parts.append("\(type), \(curve): break at step \(Int64(e.step)) (bootstrap over \(e.cells) cells: 90 % range " +
+                                 "\(Int64(e.low))–\(Int64(e.high)), found by \(AnalysisFigures.percent(e.bootstrapShare)) of resamples)")
+                } else {
+                    parts.append("\(type), \(curve): not supported (\(e.reasonNone ?? "no break"))")
+                }
+            }
+        }
+        guard !parts.isEmpty else { return nil }
+        return "dkc's own break estimate (not in the study; curves with no reference point, bootstrap over cells): " + parts.joined(separator: "; ") + "."
+    }
+
+    /// Where the activated edges sit along the depth at the first and last checkpoint.
+    static func activationSentence(_ r: AnalysisResult) -> String? {
+        guard let all = r.edgeActivationRatioAll, all.hasValues else { return nil }
+        let nP = all.shape[1]
+        let centres = r.steps.indices.map { c in CircuitMetrics.ratioCentre((0..<nP).map { all[c, $0] }) }
+        guard let a = centres.firstIndex(where: { !$0.isNaN }), let b = centres.lastIndex(where: { !$0.isNaN }) else { return nil }
+        func row(_ c: Int) -> String { (0..<nP).map { String(format: "%.2f", all[c, $0]) }.joined(separator: "/") }
+        var s = "Edge activation ratio by parent layer 0…\(nP - 1) (mean over cells): \(row(a)) at step \(r.steps[a])"
+        guard a != b else { return s + " (one checkpoint: no trend)." }
+        s += " and \(row(b)) at step \(r.steps[b]); its depth centre Σℓ·r/Σr moves from " + String(format: "%.2f", centres[a]) +
+            " to " + String(format: "%.2f", centres[b])
+        let d = centres[b] - centres[a]
+        s += d < -0.05 ? " (deep to shallow, as in the study)." : d > 0.05 ? " (shallow to deep: the run does not show the study's shift)."
+            : " (no shift in this run)."
+        return s
+    }
+
     // MARK: - Tables
+
+    static func queryTable(_ r: AnalysisResult) -> [String] {
+        guard let q = r.queryAccuracyByAttribute, q.hasValues, let c = r.steps.indices.last(where: { c in
+            r.attributes.indices.contains { a in r.types.indices.contains { y in r.frequencies.indices.contains { !q[c, a, y, $0].isNaN } } } })
+        else { return [] }
+        let em = r.exactMatchByAttribute
+        var out = ["Query accuracy (exact match) per attribute at step \(r.steps[c])" +
+                   (r.testSet.map { "; acquisition.nc test_set = \($0)" } ?? "") + ":", "",
+                   "| type | bucket | " + r.attributes.joined(separator: " | ") + " |",
+                   "| --- | --- |" + String(repeating: " --- |", count: r.attributes.count)]
+        for y in r.types.indices {
+            for f in r.frequencies.indices {
+                let cells = r.attributes.indices.map { a in "\(pct(q[c, a, y, f])) (\(em.map { pct($0[c, a, y, f]) } ?? "—"))" }
+                out.append("| \(r.types[y]) | \(r.frequencies[f]) | " + cells.joined(separator: " | ") + " |")
+            }
+        }
+        return out + [""]
+    }
+
+    static func firstTokenTable(_ r: AnalysisResult) -> [String] {
+        let logs = r.firstToken.filter { !$0.steps.isEmpty }
+        guard !logs.isEmpty else { return [] }
+        var out = ["First-token accuracy (metrics.jsonl evaluation lines) at the first and last evaluation of each stage:", "",
+                   "| stage | type | attribute | first (step) | last (step) | best |", "| --- | --- | --- | --- | --- | --- |"]
+        func cells(_ series: [Double], _ steps: [Int64]) -> String? {
+            guard let a = series.firstIndex(where: { !$0.isNaN }), let b = series.lastIndex(where: { !$0.isNaN }) else { return nil }
+            let best = series.filter { !$0.isNaN }.max()!
+            return "\(pct(series[a])) (\(steps[a])) | \(pct(series[b])) (\(steps[b])) | \(pct(best))"
+        }
+        for log in logs {
+            for type in log.types {
+                if let c = cells(log.overall[type] ?? [], log.steps) { out.append("| \(log.stage) | \(type) | all | \(c) |") }
+                for a in log.attributes {
+                    if let c = cells(log.byAttribute[type]?[a] ?? [], log.steps) { out.append("| \(log.stage) | \(type) | \(a) | \(c) |") }
+                }
+            }
+        }
+        return out + [""]
+    }
+
+    static func crossFrequencyTable(_ r: AnalysisResult) -> [String] {
+        guard let a = r.crossFrequencyBySource, a.hasValues,
+              let c = r.steps.indices.last(where: { c in r.frequencies.indices.contains { f in r.frequencies.indices.contains { !a[c, f, $0].isNaN } } })
+        else { return [] }
+        var out = ["Cross-frequency circuit hits@10 at step \(r.steps[c]) (rows: the bucket whose circuit is tested; columns: the bucket " +
+                   "of the test entities; target type = source type, mean over tasks and types):", "",
+                   "| circuit of | " + r.frequencies.joined(separator: " | ") + " |",
+                   "| --- |" + String(repeating: " --- |", count: r.frequencies.count)]
+        for (f, source) in r.frequencies.enumerated() {
+            out.append("| \(source) | " + r.frequencies.indices.map { pct(a[c, f, $0]) }.joined(separator: " | ") + " |")
+        }
+        return out + [""]
+    }
+
+    static func similarityTable(_ r: AnalysisResult) -> [String] {
+        guard let e = r.jaccardFinal, let n = r.jaccardNodesFinal, let np = r.jaccardNodesPrevious, e.hasValues else { return [] }
+        var out = ["Similarity per checkpoint, mean over cells (node sets include logits; \"previous\" is dkc's own addition):", "",
+                   "| step | edges vs final | nodes vs final | nodes vs previous |", "| --- | --- | --- | --- |"]
+        for c in r.steps.indices {
+            func m(_ a: LabeledArray) -> Double { CircuitMetrics.finiteMean(r.cells.map { a[c, $0.task, $0.type, $0.frequency] }) }
+            out.append("| \(r.steps[c]) | \(num(m(e))) | \(num(m(n))) | \(num(m(np))) |")
+        }
+        return out + [""]
+    }
+
+    static func activationTable(_ r: AnalysisResult) -> [String] {
+        guard let all = r.edgeActivationRatioAll, all.hasValues, !r.edgesByParentLayer.isEmpty else { return [] }
+        let nP = all.shape[1]
+        var out = ["Edge activation ratio per parent layer (input in layer 0), \(r.topn.map { "top-\($0)" } ?? "analysed top-n"), mean over cells; " +
+                   "graph edges per layer: \(r.edgesByParentLayer.map { String(Int($0)) }.joined(separator: ", ")):", "",
+                   "| step | " + (0..<nP).map { "L\($0)" }.joined(separator: " | ") + " | centre |",
+                   "| --- |" + String(repeating: " --- |", count: nP + 1)]
+        for c in r.steps.indices {
+            let row = (0..<nP).map { all[c, $0] }
+            guard row.contains(where: { !$0.isNaN }) else { continue }
+            out.append("| \(r.steps[c]) | " + row.map(num).joined(separator: " | ") + " | \(num(CircuitMetrics.ratioCentre(row))) |")
+        }
+        return out + [""]
+    }
 
     static func thresholdTable(_ r: AnalysisResult) -> [String] {
         guard r.fullHitsAt10 != nil || r.fullExactMatch != nil || r.circuitHitsAt10 != nil else { return [] }
@@ -252,10 +452,23 @@ public enum AnalysisReport {
                 "exactly, or when two segments lower the SSE of one line by less than max(\(pct(o.phaseMinImprovement)), the " +
                 "\(pct(o.phaseConfidence)) quantile of the same improvement for a straight line plus Gaussian noise at the same " +
                 "checkpoints, from \(o.phaseSimulations) seeded draws).",
+            "- Phase-shift estimate (dkc's own addition): the same hinge fit on the mean over a type's cells of (a) similarity to the final " +
+                "circuit without the final checkpoint, which is 1 by construction, and (b) similarity to the previous checkpoint; " +
+                "\(o.phaseResamples) seeded bootstrap resamples of the cells give the 5–95 % range of the break. Supported only when the " +
+                "mean curve passes the fit's test and at least \(pct(o.phaseMinSupport)) of the resamples find a break too.",
             "- Layers: an edge belongs to the layer of its upstream node; `input` (the token embedding) is layer −1 (\"embed\"), " +
                 "heads aℓ.hh and MLPs mℓ layer ℓ. Shares are over the circuit's edges (count) and over their |score| (mass); the mean " +
                 "layer is Σ|s|·layer / Σ|s|. Aggregates over cells add counts and masses before dividing.",
             "- Node presence: a node is in a circuit when it touches one of its edges (as parent, or as the node a child input belongs to).",
+            "- Node-set Jaccard: the node set is every endpoint of a kept edge plus `logits` (as the study's notebook counts it after " +
+                "reading the saved graph back). Similarity to the previous checkpoint is dkc's own addition.",
+            "- Edge activation ratio (the study's): per parent layer ℓ, kept edges whose parent lies in ℓ ÷ all edges of the full graph " +
+                "whose parent lies in ℓ, `input` counted in layer 0 (closed forms in docs/analysis.md), at every top-n of circuits.nc; " +
+                "the depth centre is Σℓ·r_ℓ / Σr_ℓ.",
+            "- Cross-frequency circuit hits@10: circuits.nc's `hits_at_10` of a cell's circuit with target type = the cell's type and " +
+                "every target bucket; the figure per target bucket averages over tasks and the two types.",
+            "- First-token accuracy: the stages' metrics.jsonl evaluation lines (`eval_first_token_accuracy_<type>` and `_<type>_<attribute>`), " +
+                "by optimizer step within the stage, not on the checkpoint axis.",
             "- Heat maps of final circuits: task \(o.heatmapTask ?? "(first)"), bucket \(o.heatmapFrequency ?? "(high, else first)"), one per type; " +
                 "colour = signed edge score, grey = edges of the graph outside the circuit, white = not an edge.",
         ] + [""]

@@ -14,6 +14,10 @@ public struct AnalysisOptions: Equatable, Codable, Sendable {
     public var phaseConfidence: Double
     /// Phase shift: Monte-Carlo draws for that quantile.
     public var phaseSimulations: Int
+    /// Phase-shift estimate (`PhaseShiftEstimator`): bootstrap resamples over cells, and the share
+    /// of them that must find a break for it to count as supported.
+    public var phaseResamples: Int = 200
+    public var phaseMinSupport: Double = 0.8
     /// Task and frequency bucket of the final-circuit heat maps (one per type); nil: the first
     /// task, and "high" if the sweep has it, else the first bucket.
     public var heatmapTask: String?
@@ -96,6 +100,8 @@ public struct AnalysisResult: Sendable {
     /// (checkpoint, type): similarity to final averaged over tasks and buckets, and its phase shift.
     public var jaccardFinalByType: LabeledArray?
     public var phaseShiftByType: [String: PhaseShiftFit] = [:]
+    /// dkc's phase-shift estimate per type, one per `PhaseShiftEstimator.curves` entry.
+    public var phaseShiftEstimates: [String: [PhaseShiftEstimate]] = [:]
 
     // MARK: Components
     /// (checkpoint, task, type, frequency, layer): share of circuit edges / of |score| mass by upstream layer.
@@ -113,6 +119,45 @@ public struct AnalysisResult: Sendable {
     public var meanLayerByCountAll: LabeledArray?
     /// (task, type, frequency, node): share of the cell's checkpoints whose circuit contains the node.
     public var nodePresence: LabeledArray?
+
+    // MARK: Additions of issue 14 (docs/analysis.md)
+    /// The `topn` axis of circuits.nc (its values; 1-based positions when it stores none).
+    public var topnAxis: [Int64] = []
+    /// (checkpoint, task, type, frequency, topn, parent_layer): the study's edge activation ratio,
+    /// kept edges whose parent lies in layer ℓ ÷ all graph edges whose parent lies there (`input` in layer 0).
+    public var edgeActivationRatio: LabeledArray?
+    /// (checkpoint, task, type, frequency, topn, parent_layer): the numerator of that ratio.
+    public var edgesInCircuitByParentLayer: LabeledArray?
+    /// (parent_layer): the denominator, from the closed forms.
+    public var edgesByParentLayer: [Double] = []
+    /// (checkpoint, parent_layer): the activation ratio at the chosen top-n, mean over every cell present.
+    public var edgeActivationRatioAll: LabeledArray?
+    /// (checkpoint, task, type, frequency): Jaccard similarity of node sets (endpoints of kept
+    /// edges plus `logits`) with the final circuit's and with the previous checkpoint's.
+    public var jaccardNodesFinal: LabeledArray?
+    public var jaccardNodesPrevious: LabeledArray?
+    /// (checkpoint, task, type, frequency, target_frequency): circuit hits@10 of the source cell's
+    /// circuit on the test entities of each target bucket, target type = the source's type.
+    public var crossFrequencyHitsAt10: LabeledArray?
+    /// (checkpoint, frequency, target_frequency): the same, mean over tasks and types (the study's figure).
+    public var crossFrequencyBySource: LabeledArray?
+    /// (checkpoint, type, frequency): the study's query accuracy, mean over `attributes`; nil when
+    /// acquisition.nc lacks `query_accuracy` (older runs).
+    public var fullQueryAccuracy: LabeledArray?
+    /// (checkpoint, attribute, type, frequency): query accuracy and exact match per attribute.
+    public var queryAccuracyByAttribute: LabeledArray?
+    public var exactMatchByAttribute: LabeledArray?
+    /// (checkpoint, type, entity_cell): the study's per-entity heat map ("#correct attributes" per
+    /// group of 5 results); nil without `query_correct`.
+    public var entityHeatmap: LabeledArray?
+    /// acquisition.nc's `test_set` attribute ("circuit" or "independent"), when present.
+    public var testSet: String?
+    /// First-token accuracy per evaluation of each training stage (metrics.jsonl).
+    public var firstToken: [FirstTokenLog] = []
+
+    /// Extra report sections (markdown lines each, heading included) that other analyses add,
+    /// printed after the components section (e.g. logit lens, head classes, transplant).
+    public var reportSections: [[String]] = []
 
     /// Final-circuit heat maps (one per type for the chosen task and bucket).
     public var finalMaps: [FinalCircuitMap] = []

@@ -5,17 +5,27 @@ public struct AnalysisInputPaths: Equatable, Codable, Sendable {
     public var scores: String?
     public var circuits: String?
     public var acquisition: String?
+    /// Training stages' `metrics.jsonl` files (first-token accuracy); the stage is the file's folder name.
+    public var metrics: [String] = []
     /// Files of a run folder that were looked for and not found (the report lists them).
     public var notFound: [String] = []
 
-    public init(scores: String? = nil, circuits: String? = nil, acquisition: String? = nil, notFound: [String] = []) {
-        self.scores = scores; self.circuits = circuits; self.acquisition = acquisition; self.notFound = notFound
+    public init(scores: String? = nil, circuits: String? = nil, acquisition: String? = nil, metrics: [String] = [],
+                notFound: [String] = []) {
+        self.scores = scores; self.circuits = circuits; self.acquisition = acquisition; self.metrics = metrics
+        self.notFound = notFound
+    }
+
+    /// The stage name of a metrics file: its folder's name.
+    public static func stage(ofMetrics path: String) -> String {
+        URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
     }
 
     /// `<run>/circuits/{scores,circuits,acquisition}.nc` (those that exist), each replaced by an
     /// explicit path when given. Explicit paths must exist; at least one file must be found.
+    /// Metrics files: `metrics` when given (each must exist), else every `<run>/train/<stage>/metrics.jsonl`.
     public static func resolve(run: String?, scores: String?, circuits: String?,
-                               acquisition: String?) throws -> AnalysisInputPaths {
+                               acquisition: String?, metrics: [String] = []) throws -> AnalysisInputPaths {
         let fm = FileManager.default
         var paths = AnalysisInputPaths()
         func pick(_ explicit: String?, _ option: String, _ name: String) throws -> String? {
@@ -32,7 +42,9 @@ public struct AnalysisInputPaths: Equatable, Codable, Sendable {
         paths.scores = try pick(scores, "--scores", "scores.nc")
         paths.circuits = try pick(circuits, "--circuits", "circuits.nc")
         paths.acquisition = try pick(acquisition, "--acquisition", "acquisition.nc")
-        guard paths.scores != nil || paths.circuits != nil || paths.acquisition != nil else {
+        for path in metrics where !fm.fileExists(atPath: path) { throw AnalysisError.missingFile(option: "--metrics", path: path) }
+        paths.metrics = !metrics.isEmpty ? metrics : run.map { FirstTokenLog.stageFiles(run: $0).map(\.path) } ?? []
+        guard paths.scores != nil || paths.circuits != nil || paths.acquisition != nil || !paths.metrics.isEmpty else {
             throw AnalysisError.noInputs(run == nil ? "no file given"
                                          : "none of \(paths.notFound.joined(separator: ", ")) exists")
         }
@@ -67,6 +79,12 @@ struct AcquisitionSource {
     let attributes: [String], types: [String], frequencies: [String]
     /// (checkpoint, attribute, type, frequency); nil when the file lacks the variable.
     let exactMatch: LabeledArray?, hitsAt10: LabeledArray?, hitsAt1: LabeledArray?
+    /// (checkpoint, attribute, type, frequency): the study's query accuracy; nil in older files.
+    let queryAccuracy: LabeledArray?
+    /// Per test entity × attribute results; nil in older files.
+    let entities: EntityResults?
+    /// Global attribute `test_set`: "circuit" (test people are the circuit people) or "independent".
+    let testSet: String?
 
     init(path: String) throws {
         file = try AnalysisInputFile(path: path)
@@ -80,6 +98,24 @@ struct AcquisitionSource {
         exactMatch = try optional("exact_match")
         hitsAt10 = try optional("hits_at_10")
         hitsAt1 = try optional("hits_at_1")
+        queryAccuracy = try optional("query_accuracy")
+        testSet = file.globalText("test_set")
+        if f.has("query_correct"), f.has("test_entity_type"), f.has("test_entity_frequency") {
+            let entityTypes = try f.strings("test_entity_type", over: "test_entity")
+            let entityFrequencies = try f.strings("test_entity_frequency", over: "test_entity")
+            let order = ["checkpoint", "test_entity", "attribute"]
+            let query = try f.rawSlice("query_correct", fixed: [:], trailing: order, as: Int8.self)
+            let exact = f.has("exact_correct") ? try f.rawSlice("exact_correct", fixed: [:], trailing: order, as: Int8.self) : nil
+            guard entityTypes.count == entityFrequencies.count,
+                  query.count == checkpoints.steps.count * entityTypes.count * attributes.count else {
+                throw AnalysisError.layout(file: path, object: "variables 'query_correct', 'test_entity_type'",
+                                           problem: "sizes disagree with the test_entity and attribute dimensions")
+            }
+            entities = EntityResults(types: entityTypes, frequencies: entityFrequencies, nAttributes: attributes.count,
+                                     queryCorrect: query, exactCorrect: exact)
+        } else {
+            entities = nil
+        }
         guard exactMatch != nil || hitsAt10 != nil else {
             throw AnalysisError.layout(file: path, object: "variables 'exact_match', 'hits_at_10'", problem: "both missing")
         }
@@ -94,6 +130,8 @@ struct CircuitsSource {
     /// The `topn` values (nil without a `topn` variable) and the index chosen.
     let topnValues: [Int64]?
     let topnIndex: Int
+    /// Length of the `topn` dimension.
+    let topnCount: Int
     let targetTypes: [String]?, targetFrequencies: [String]?
     let upstream: [String]?, downstream: [String]?
     let nUpstream: Int, nDownstream: Int
@@ -101,6 +139,8 @@ struct CircuitsSource {
     let faithfulness: LabeledArray?, nEdges: LabeledArray?, edgeEntropy: LabeledArray?
     /// (checkpoint, task, type, frequency, target_type, target_frequency) at the chosen top-n.
     let hitsAt10: LabeledArray?
+    /// (checkpoint, task, type, frequency, topn): `n_edges` at every top-n; nil when absent.
+    let nEdgesByTopn: LabeledArray?
 
     /// `topn`: the circuit size to analyse (nil: the largest in the file).
     init(path: String, topn: Int?) throws {
@@ -112,6 +152,7 @@ struct CircuitsSource {
         guard let nTopn = file.dimensionLength("topn"), nTopn > 0 else {
             throw AnalysisError.layout(file: path, object: "dimension 'topn'", problem: "missing or empty")
         }
+        topnCount = nTopn
         topnValues = file.has("topn") ? try file.integers("topn") : nil
         if let topn {
             guard let values = topnValues else {
@@ -149,6 +190,7 @@ struct CircuitsSource {
         }
         faithfulness = try scalar("faithfulness")
         nEdges = try scalar("n_edges")
+        nEdgesByTopn = f.has("n_edges") ? try f.array("n_edges", order: cell + ["topn"]) : nil
         edgeEntropy = try scalar("edge_entropy")
         if f.has("hits_at_10"), targetTypes != nil, targetFrequencies != nil {
             let dims = cell + ["target_type", "target_frequency"]
@@ -164,9 +206,11 @@ struct CircuitsSource {
 
     /// The `in_circuit` matrix (upstream, downstream) of one cell; nil when the cell was not
     /// computed (an entry outside 0/1, i.e. a fill value, or `n_edges` NaN).
-    func inCircuit(checkpoint c: Int, task t: Int, type y: Int, frequency f: Int) throws -> [Int8]? {
-        if let nEdges, nEdges[c, t, y, f].isNaN { return nil }
-        let mask = try file.rawSlice("in_circuit", fixed: ["checkpoint": c, "task": t, "type": y, "frequency": f, "topn": topnIndex],
+    /// `topn`: an index of the `topn` dimension other than the chosen one (nil: the chosen one).
+    func inCircuit(checkpoint c: Int, task t: Int, type y: Int, frequency f: Int, topn k: Int? = nil) throws -> [Int8]? {
+        let k = k ?? topnIndex
+        if let nEdgesByTopn, nEdgesByTopn[c, t, y, f, k].isNaN { return nil }
+        let mask = try file.rawSlice("in_circuit", fixed: ["checkpoint": c, "task": t, "type": y, "frequency": f, "topn": k],
                                      trailing: ["upstream", "downstream"], as: Int8.self)
         return mask.allSatisfy({ $0 == 0 || $0 == 1 }) ? mask : nil
     }
@@ -215,5 +259,43 @@ struct ScoresSource {
             if scoreFills.contains(m[i]) { m[i] = .nan } else if !m[i].isNaN { any = true }
         }
         return any ? m : nil
+    }
+}
+
+/// acquisition.nc's per-row results: each test entity's type and bucket, and per checkpoint ×
+/// entity × attribute whether the query answer was right (1), wrong (0) or not computed (−1).
+public struct EntityResults: Equatable, Sendable {
+    /// Type and frequency bucket of each test entity, in file order.  (n_entity)
+    public let types: [String], frequencies: [String]
+    public let nAttributes: Int
+    /// (checkpoint, test_entity, attribute) in C order.
+    public let queryCorrect: [Int8]
+    public let exactCorrect: [Int8]?
+
+    /// The results of one checkpoint and type in file order, entity-major (each entity's
+    /// attributes together), as the study's heat map reads its result rows.  (entities of the type × attributes)
+    /// The study's per-entity heat-map row (docs/analysis.md) from N 0/1 results in file order:
+    /// with N ≥ 1000, items ⌊j·N/1000⌋ for j = 0 … 999, consecutive groups of 5 summed → 200 cells
+    /// (groups may straddle entities, as in the study). With N < 1000 the index rule would repeat
+    /// items, so every result is kept once and consecutive groups of 5 are summed → ⌈N/5⌉ cells
+    /// (the last may be partial); with 5 attributes a cell is then one entity. A group holding a
+    /// result that was not computed (−1) is NaN.
+    public static func heatmapCells(_ results: [Int8]) -> [Double] {
+        let n = results.count
+        let items = n >= 1000 ? (0..<1000).map { results[$0 * n / 1000] } : results
+        return stride(from: 0, to: items.count, by: 5).map { start in
+            let group = items[start..<min(items.count, start + 5)]
+            return group.contains { $0 < 0 || $0 > 1 } ? .nan : Double(group.reduce(0) { $0 + Int($1) })
+        }
+    }
+
+    public func rows(checkpoint c: Int, type: String) -> [Int8] {
+        var out: [Int8] = []
+        let perCheckpoint = types.count * nAttributes
+        for (e, t) in types.enumerated() where t == type {
+            let base = c * perCheckpoint + e * nAttributes
+            out.append(contentsOf: queryCorrect[base..<(base + nAttributes)])
+        }
+        return out
     }
 }

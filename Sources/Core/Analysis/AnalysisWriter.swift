@@ -29,6 +29,13 @@ public enum AnalysisWriter {
         add("full_exact_match", r.fullExactMatch, "full-model exact match of greedy decoding, mean over attributes", "1", mean)
         add("full_hits_at_10", r.fullHitsAt10, "full-model share of test entities whose label ranks in the top 10, mean over attributes", "1", mean)
         add("full_hits_at_1", r.fullHitsAt1, "full-model share of test entities whose label ranks first, mean over attributes", "1", mean)
+        add("full_query_accuracy", r.fullQueryAccuracy,
+            "full-model query accuracy (prediction equals the answer or is a substring of it), mean over attributes", "1", mean)
+        add("query_accuracy_by_attribute", r.queryAccuracyByAttribute, "full-model query accuracy per attribute")
+        add("exact_match_by_attribute", r.exactMatchByAttribute, "full-model exact match of greedy decoding per attribute")
+        add("entity_heatmap", r.entityHeatmap, "correct query answers per group of 5 results in file order (the study's per-entity heat map)",
+            "1", [("comment", "N >= 1000 results: items floor(j*N/1000), j = 0..999, groups of 5 -> 200 cells; " +
+                   "N < 1000: every result once, groups of 5 -> ceil(N/5) cells; NaN: not computed")])
         add("circuit_hits_at_10", r.circuitHitsAt10, "hits@10 of the circuit on its own cell's test entities (zero-ablated)")
         add("faithfulness", r.faithfulness, "circuit faithfulness (circuit - corrupted) / (clean - corrupted)")
         add("edge_entropy", r.edgeEntropy, "entropy of |score| over the circuit's edges", "nat")
@@ -46,6 +53,47 @@ public enum AnalysisWriter {
         add("mean_layer_by_count_all", r.meanLayerByCountAll, "mean upstream layer over all circuits' edges (embed = -1)")
         add("node_presence", r.nodePresence, "share of the cell's checkpoints whose circuit contains the node")
         add("jaccard_final_by_type", r.jaccardFinalByType, "similarity to the final circuit, mean over tasks and buckets")
+        add("edge_activation_ratio", r.edgeActivationRatio,
+            "kept edges whose parent lies in the layer / all graph edges whose parent lies there (input in layer 0)", "1",
+            [("comment", "the study's edge activation ratio (docs/analysis.md); every top-n of circuits.nc")])
+        add("edges_in_circuit_by_parent_layer", r.edgesInCircuitByParentLayer, "kept edges whose parent lies in the layer (input in layer 0)")
+        if !r.edgesByParentLayer.isEmpty {
+            add("edges_by_parent_layer", LabeledArray(dimensions: ["parent_layer"], shape: [r.edgesByParentLayer.count], values: r.edgesByParentLayer),
+                "edges of the full graph whose parent lies in the layer (input in layer 0)")
+        }
+        add("edge_activation_ratio_all", r.edgeActivationRatioAll, "edge activation ratio at the analysed top-n, mean over every cell present")
+        add("jaccard_nodes_final", r.jaccardNodesFinal,
+            "Jaccard similarity of the circuit's node set (endpoints of kept edges plus logits) with the cell's final circuit's")
+        add("jaccard_nodes_previous", r.jaccardNodesPrevious,
+            "Jaccard similarity of the circuit's node set with the previous checkpoint's present", "1",
+            [("comment", "dkc's own addition; the study compares with the final circuit only")])
+        add("cross_frequency_hits_at_10", r.crossFrequencyHitsAt10,
+            "hits@10 of the (frequency) cell's circuit on test entities of the target bucket, target type = the cell's type")
+        add("cross_frequency_hits_at_10_by_source", r.crossFrequencyBySource,
+            "cross-frequency circuit hits@10, mean over tasks and types (the study's figure: mean over the two types)")
+        // First-token accuracy: every stage's evaluations one after another along `evaluation`.
+        let evaluations = r.firstToken.flatMap { log in log.steps.map { (log.stage, $0) } }
+        // One `attribute` axis: acquisition.nc's attributes, then any only metrics.jsonl names.
+        var attributeAxis = r.attributes
+        for log in r.firstToken { for a in log.attributes where !attributeAxis.contains(a) { attributeAxis.append(a) } }
+        let ftAttributes = attributeAxis
+        if !evaluations.isEmpty {
+            var overall = LabeledArray(dimensions: ["evaluation", "type"], shape: [evaluations.count, r.types.count])
+            var split = LabeledArray(dimensions: ["evaluation", "type", "attribute"], shape: [evaluations.count, r.types.count, ftAttributes.count])
+            var i0 = 0
+            for log in r.firstToken {
+                for (y, type) in r.types.enumerated() {
+                    for i in log.steps.indices {
+                        overall[i0 + i, y] = log.overall[type]?[i] ?? .nan
+                        for (a, attribute) in ftAttributes.enumerated() { split[i0 + i, y, a] = log.byAttribute[type]?[attribute]?[i] ?? .nan }
+                    }
+                }
+                i0 += log.steps.count
+            }
+            let source = [("comment", "from the stages' metrics.jsonl evaluation lines; x axis evaluation_step, not the checkpoint axis")]
+            add("first_token_accuracy", overall, "first-token attribute accuracy on the validation texts, pooled over attributes", "1", source)
+            add("first_token_accuracy_by_attribute", split, "first-token attribute accuracy on the validation texts, per attribute", "1", source)
+        }
 
         // Phase shift, per cell and per type.
         let cellShape = [r.tasks.count, r.types.count, r.frequencies.count]
@@ -60,6 +108,31 @@ public enum AnalysisWriter {
         }
         if !r.phaseShiftByType.isEmpty {
             variables += phaseVariables(r.types.map { r.phaseShiftByType[$0] }, dimensions: ["type"], suffix: "_by_type")
+        }
+
+        // dkc's phase-shift estimate, per type × similarity curve.
+        if !r.phaseShiftEstimates.isEmpty {
+            let curves = PhaseShiftEstimator.curves
+            func v(_ name: String, _ longName: String, _ value: (PhaseShiftEstimate) -> Double) {
+                var values: [Double] = []
+                for type in r.types {
+                    let list = r.phaseShiftEstimates[type]
+                    for k in curves.indices { values.append(list.map { value($0[k]) } ?? .nan) }
+                }
+                variables.append(Variable(name: name, dimensions: ["type", "similarity_curve"], values: values, longName: longName,
+                                          units: "1", extra: [("comment", "dkc's own addition; docs/analysis.md")]))
+            }
+            v("phase_estimate_step", "checkpoint step of a supported break (NaN: not supported)") { $0.step }
+            v("phase_estimate_candidate_step", "best break of the mean curve, supported or not") { $0.fit.breakX ?? .nan }
+            v("phase_estimate_supported", "1 when the break is supported (fit test passed and enough bootstrap resamples agree), else 0") {
+                $0.supported ? 1 : 0
+            }
+            v("phase_estimate_bootstrap_share", "share of bootstrap resamples over cells whose fit finds a break") { $0.bootstrapShare }
+            v("phase_estimate_step_low", "5th percentile of the break step over bootstrap resamples with a break") { $0.low }
+            v("phase_estimate_step_high", "95th percentile of the break step over bootstrap resamples with a break") { $0.high }
+            v("phase_estimate_improvement", "relative SSE improvement of two segments over one on the mean curve") { $0.fit.improvement }
+            v("phase_estimate_threshold", "improvement needed") { $0.fit.threshold }
+            v("phase_estimate_cells", "cells averaged and resampled") { Double($0.cells) }
         }
 
         // First checkpoint reaching the threshold.
@@ -87,21 +160,39 @@ public enum AnalysisWriter {
 
         let dimensionLengths: [String: Int] = ["checkpoint": r.steps.count, "task": r.tasks.count, "type": r.types.count,
                                                "frequency": r.frequencies.count, "layer": r.layers.count,
-                                               "node": r.graph?.upstream.count ?? 0]
+                                               "node": r.graph?.upstream.count ?? 0, "topn": r.topnAxis.count,
+                                               "parent_layer": r.edgesByParentLayer.count, "target_frequency": r.frequencies.count,
+                                               "evaluation": evaluations.count, "attribute": attributeAxis.count,
+                                               "entity_cell": r.entityHeatmap?.shape[2] ?? 0,
+                                               "similarity_curve": PhaseShiftEstimator.curves.count]
         // A zero-length dimension would be unlimited in NetCDF: drop variables over one.
         variables = variables.filter { v in v.dimensions.allSatisfy { (dimensionLengths[$0] ?? 0) > 0 } }
         let used = Set(variables.flatMap(\.dimensions)).union(["checkpoint"])
 
         do {
             try NetCDFFile.writeAtomically(to: url) { file in
-                for d in ["checkpoint", "task", "type", "frequency", "layer", "node"] where used.contains(d) {
+                for d in ["checkpoint", "task", "type", "frequency", "layer", "node", "topn", "parent_layer", "target_frequency",
+                          "evaluation", "attribute", "entity_cell", "similarity_curve"] where used.contains(d) {
                     try file.addDimension(d, length: dimensionLengths[d]!)
                 }
                 try file.addVariable("checkpoint", type: .int64, dimensions: ["checkpoint"])
                 try file.setAttribute("long_name", "training step of the checkpoint", on: "checkpoint")
                 try file.setAttribute("units", "1", on: "checkpoint")
-                for d in ["task", "type", "frequency", "node"] where used.contains(d) {
+                for d in ["task", "type", "frequency", "node", "target_frequency", "attribute", "similarity_curve"] where used.contains(d) {
                     try file.addVariable(d, type: .string, dimensions: [d])
+                }
+                for d in ["topn", "parent_layer"] where used.contains(d) {
+                    try file.addVariable(d, type: .int64, dimensions: [d])
+                }
+                if used.contains("parent_layer") {
+                    try file.setAttribute("long_name", "layer of the edge's parent; input (the token embedding) counts in layer 0", on: "parent_layer")
+                }
+                if used.contains("topn") { try file.setAttribute("long_name", "circuit size: the top-n edges by |score|", on: "topn") }
+                if used.contains("evaluation") {
+                    try file.addVariable("evaluation_step", type: .int64, dimensions: ["evaluation"])
+                    try file.setAttribute("long_name", "optimizer step of the evaluation within its stage", on: "evaluation_step")
+                    try file.addVariable("evaluation_stage", type: .string, dimensions: ["evaluation"])
+                    try file.setAttribute("long_name", "training stage of the evaluation (folder under train/)", on: "evaluation_stage")
                 }
                 if used.contains("layer") {
                     try file.addVariable("layer", type: .int64, dimensions: ["layer"])
@@ -122,6 +213,15 @@ public enum AnalysisWriter {
                 if used.contains("type") { try file.write(r.types, to: "type") }
                 if used.contains("frequency") { try file.write(r.frequencies, to: "frequency") }
                 if used.contains("node") { try file.write(r.graph!.upstream, to: "node") }
+                if used.contains("target_frequency") { try file.write(r.frequencies, to: "target_frequency") }
+                if used.contains("similarity_curve") { try file.write(PhaseShiftEstimator.curves, to: "similarity_curve") }
+                if used.contains("attribute") { try file.write(attributeAxis, to: "attribute") }
+                if used.contains("topn") { try file.write(r.topnAxis, to: "topn") }
+                if used.contains("parent_layer") { try file.write((0..<r.edgesByParentLayer.count).map(Int64.init), to: "parent_layer") }
+                if used.contains("evaluation") {
+                    try file.write(evaluations.map(\.1), to: "evaluation_step")
+                    try file.write(evaluations.map(\.0), to: "evaluation_stage")
+                }
                 if used.contains("layer") {
                     try file.write(r.layers.map(Int64.init), to: "layer")
                     try file.write(r.layers.map(GraphNames.layerName), to: "layer_name")
@@ -164,6 +264,7 @@ public enum AnalysisWriter {
         try file.setAttribute("blas_threads", Int32(BLAS.threads))
         try file.setAttribute("created", created)
         if let topn = r.topn { try file.setAttribute("topn", topn) }
+        if let testSet = r.testSet { try file.setAttribute("test_set", testSet) }
         try file.setAttribute("threshold", r.options.threshold)
         try file.setAttribute("inputs", [r.inputs.scores, r.inputs.circuits, r.inputs.acquisition].compactMap { $0 }
             .map { "\($0) (\(r.inputSources[$0] ?? "unknown"))" }.joined(separator: "; "))

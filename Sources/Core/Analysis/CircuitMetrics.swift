@@ -112,6 +112,51 @@ public enum CircuitMetrics {
         return present
     }
 
+    /// Edges of the full graph whose parent lies in each layer ℓ = 0 … L−1, `input` counted in
+    /// layer 0 (analysis.md, edge activation ratio). Closed forms for L layers of H heads: a head of
+    /// ℓ feeds 3H(L−1−ℓ) head inputs, L−ℓ MLPs and `logits`; the MLP of ℓ feeds (3H+1)(L−1−ℓ)
+    /// inputs and `logits`; `input` feeds 3HL + L + 1.  (L)
+    public static func possibleEdgesByParentLayer(layers: Int, heads: Int) -> [Double] {
+        (0..<layers).map { l in
+            let head = 3 * heads * (layers - 1 - l) + (layers - l) + 1
+            let mlp = (3 * heads + 1) * (layers - 1 - l) + 1
+            let input = l == 0 ? 3 * heads * layers + layers + 1 : 0
+            return Double(heads * head + mlp + input)
+        }
+    }
+
+    /// Kept edges by parent layer with `input` in layer 0, from a profile whose slot 0 is `input`.  (L)
+    public static func keptEdgesByParentLayer(_ profile: LayerProfile) -> [Double] {
+        let c = profile.edgeCount
+        guard c.count > 1 else { return [] }
+        return (1..<c.count).map { slot in c[slot] + (slot == 1 ? c[0] : 0) }
+    }
+
+    /// The study's edge activation ratio per layer ℓ = 0 … L−1: kept edges whose parent is in ℓ ÷
+    /// all graph edges whose parent is in ℓ (`input` in layer 0).  (L)
+    public static func edgeActivationRatio(_ profile: LayerProfile, graph: GraphNames) -> [Double] {
+        let possible = possibleEdgesByParentLayer(layers: graph.nLayers, heads: graph.nHeads)
+        return zip(keptEdgesByParentLayer(profile), possible).map { $1 > 0 ? $0 / $1 : .nan }
+    }
+
+    /// The circuit's node set as the study's notebook counts it after reading the saved graph
+    /// back: every endpoint of a kept edge, plus `logits` always. Upstream nodes by their index,
+    /// `logits` as index n_forward; ascending, for `jaccard`.
+    public static func nodeSet(_ circuit: CircuitEdges, graph: GraphNames) -> [Int32] {
+        var out: [Int32] = []
+        for (n, isIn) in nodesPresent(circuit, graph: graph).enumerated() where isIn { out.append(Int32(n)) }
+        out.append(Int32(graph.upstream.count))
+        return out
+    }
+
+    /// Σ ℓ · r_ℓ / Σ r_ℓ over layers ℓ = 0 … L−1 of a per-layer ratio (NaN entries skipped):
+    /// where along the depth a circuit's activated edges sit, 0 = first layer.
+    public static func ratioCentre(_ ratios: [Double]) -> Double {
+        var sum = 0.0, total = 0.0
+        for (l, r) in ratios.enumerated() where r.isFinite { sum += Double(l) * r; total += r }
+        return total > 0 ? sum / total : .nan
+    }
+
     /// `values / Σ values`; NaN everywhere when the sum is not positive.
     public static func normalised(_ values: [Double]) -> [Double] {
         let total = values.reduce(0, +)

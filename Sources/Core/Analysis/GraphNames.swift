@@ -17,6 +17,8 @@ public struct GraphNames: Equatable, Sendable {
     public let downstreamNode: [Int?]
     /// Number of transformer layers L (1 + the largest layer index seen).
     public let nLayers: Int
+    /// Heads per layer H (the heads of layer 0).
+    public var nHeads: Int { upstream.indices.filter { upstreamLayer[$0] == 0 && isHead($0) }.count }
 
     /// Parses the names; throws `problem` text (caller adds the file) for a name outside the grammar.
     public init(upstream: [String], downstream: [String]) throws {
