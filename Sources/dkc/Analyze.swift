@@ -12,7 +12,7 @@ struct Analyze: ParsableCommand {
         Jaccard similarity of each checkpoint's circuit (edge and node sets) with the final and the previous one, \
         edge entropy, faithfulness and the phase shift from formation to optimisation (topology), and the edge \
         activation ratio per layer, the distribution of circuit edges and |score| over layers and the heads the \
-        circuits keep (components). docs/analysis.md defines every number. Cells missing from a partial sweep are \
+        circuits keep (components). docs/analyze.md defines every number. Cells missing from a partial sweep are \
         skipped and listed in the report. Runs as one process; no mpirun needed.
         """
     )

@@ -214,7 +214,7 @@ public enum AnalysisFigures {
         String(s.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })
     }
 
-    // MARK: - Additions of issue 14 (docs/analysis.md)
+    // MARK: - Additions of issue 14 (docs/analyze.md)
 
     /// The study's cross-frequency figure (per target bucket, one line per source bucket, mean over
     /// tasks and types) and, per type, a heat map source bucket × (checkpoint, target bucket).
@@ -270,7 +270,7 @@ public enum AnalysisFigures {
             m.colorPercent = false
             out.append(AnalysisFigure(file: "acquisition_entities_\(safe(type)).svg",
                                       caption: "Per-entity query results of \(type) test entities: each cell sums 5 consecutive 0/1 results " +
-                                        "(see docs/analysis.md for the sampling rule), per checkpoint.", svg: m.render()))
+                                        "(see docs/analyze.md for the sampling rule), per checkpoint.", svg: m.render()))
         }
         return out
     }

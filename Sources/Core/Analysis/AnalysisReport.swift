@@ -463,7 +463,7 @@ public enum AnalysisReport {
             "- Node-set Jaccard: the node set is every endpoint of a kept edge plus `logits` (as the study's notebook counts it after " +
                 "reading the saved graph back). Similarity to the previous checkpoint is dkc's own addition.",
             "- Edge activation ratio (the study's): per parent layer ℓ, kept edges whose parent lies in ℓ ÷ all edges of the full graph " +
-                "whose parent lies in ℓ, `input` counted in layer 0 (closed forms in docs/analysis.md), at every top-n of circuits.nc; " +
+                "whose parent lies in ℓ, `input` counted in layer 0 (closed forms in docs/analyze.md), at every top-n of circuits.nc; " +
                 "the depth centre is Σℓ·r_ℓ / Σr_ℓ.",
             "- Cross-frequency circuit hits@10: circuits.nc's `hits_at_10` of a cell's circuit with target type = the cell's type and " +
                 "every target bucket; the figure per target bucket averages over tasks and the two types.",

@@ -120,7 +120,7 @@ public struct AnalysisResult: Sendable {
     /// (task, type, frequency, node): share of the cell's checkpoints whose circuit contains the node.
     public var nodePresence: LabeledArray?
 
-    // MARK: Additions of issue 14 (docs/analysis.md)
+    // MARK: Additions of issue 14 (docs/analyze.md)
     /// The `topn` axis of circuits.nc (its values; 1-based positions when it stores none).
     public var topnAxis: [Int64] = []
     /// (checkpoint, task, type, frequency, topn, parent_layer): the study's edge activation ratio,

@@ -274,7 +274,7 @@ public struct EntityResults: Equatable, Sendable {
 
     /// The results of one checkpoint and type in file order, entity-major (each entity's
     /// attributes together), as the study's heat map reads its result rows.  (entities of the type × attributes)
-    /// The study's per-entity heat-map row (docs/analysis.md) from N 0/1 results in file order:
+    /// The study's per-entity heat-map row (docs/analyze.md) from N 0/1 results in file order:
     /// with N ≥ 1000, items ⌊j·N/1000⌋ for j = 0 … 999, consecutive groups of 5 summed → 200 cells
     /// (groups may straddle entities, as in the study). With N < 1000 the index rule would repeat
     /// items, so every result is kept once and consecutive groups of 5 are summed → ⌈N/5⌉ cells

@@ -55,7 +55,7 @@ public enum AnalysisWriter {
         add("jaccard_final_by_type", r.jaccardFinalByType, "similarity to the final circuit, mean over tasks and buckets")
         add("edge_activation_ratio", r.edgeActivationRatio,
             "kept edges whose parent lies in the layer / all graph edges whose parent lies there (input in layer 0)", "1",
-            [("comment", "the study's edge activation ratio (docs/analysis.md); every top-n of circuits.nc")])
+            [("comment", "the study's edge activation ratio (docs/analyze.md); every top-n of circuits.nc")])
         add("edges_in_circuit_by_parent_layer", r.edgesInCircuitByParentLayer, "kept edges whose parent lies in the layer (input in layer 0)")
         if !r.edgesByParentLayer.isEmpty {
             add("edges_by_parent_layer", LabeledArray(dimensions: ["parent_layer"], shape: [r.edgesByParentLayer.count], values: r.edgesByParentLayer),
@@ -120,7 +120,7 @@ public enum AnalysisWriter {
                     for k in curves.indices { values.append(list.map { value($0[k]) } ?? .nan) }
                 }
                 variables.append(Variable(name: name, dimensions: ["type", "similarity_curve"], values: values, longName: longName,
-                                          units: "1", extra: [("comment", "dkc's own addition; docs/analysis.md")]))
+                                          units: "1", extra: [("comment", "dkc's own addition; docs/analyze.md")]))
             }
             v("phase_estimate_step", "checkpoint step of a supported break (NaN: not supported)") { $0.step }
             v("phase_estimate_candidate_step", "best break of the mean curve, supported or not") { $0.fit.breakX ?? .nan }

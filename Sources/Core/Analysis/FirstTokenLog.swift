@@ -1,7 +1,7 @@
 import Foundation
 
 /// First-token attribute accuracy per evaluation of one training stage, read from the stage's
-/// `metrics.jsonl` (docs/analysis.md, finding 1).
+/// `metrics.jsonl` (docs/analyze.md, finding 1).
 ///
 /// An evaluation line is a JSON object with an integer `step` and at least one key
 /// `eval_first_token_accuracy_<type>` (pooled over attributes) or

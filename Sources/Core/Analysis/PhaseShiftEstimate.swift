@@ -1,6 +1,6 @@
 import Foundation
 
-/// dkc's own phase-shift estimate (the study reads the shift off its curves; docs/analysis.md).
+/// dkc's own phase-shift estimate (the study reads the shift off its curves; docs/analyze.md).
 ///
 /// The plain two-segment fit of the similarity to the final circuit (`PhaseShift.fit`, the
 /// `phase_shift_*` variables) is biased on short runs: that similarity is 1 at the final
