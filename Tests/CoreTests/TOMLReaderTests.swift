@@ -252,7 +252,7 @@ final class TOMLReaderTests: XCTestCase {
     }
 
     func testColumnsCountCharactersNotBytes() {
-        assertError("é = 1\nk = \"ü\" x\n", line: 2, column: 9, "end of the line")
+        assertError("\"é\" = 1\nk = \"ü\" x\n", line: 2, column: 9, "end of the line")
         assertError("\"αβ\" = 1 2", line: 1, column: 10, "end of the line")
     }
 
