@@ -14,7 +14,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // System C libraries, found with pkg-config (Debian: libopenmpi-dev, libopenblas-dev, libnetcdf-dev).
@@ -28,8 +27,7 @@ let package = Package(
         .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
 
         // The numerical core: no MPI, no CLI parsing.
-        .target(name: "Core", dependencies: ["COpenBLAS", "CNetCDF",
-                                             .product(name: "TOMLKit", package: "TOMLKit")],
+        .target(name: "Core", dependencies: ["COpenBLAS", "CNetCDF"],
                 path: "Sources/Core", swiftSettings: optimise),
         .target(name: "MPIShim", dependencies: ["CMPIShim"], path: "Sources/MPIShim", swiftSettings: optimise),
         .target(name: "DistTrain", dependencies: ["Core", "MPIShim"], path: "Sources/DistTrain", swiftSettings: optimise),

@@ -1,5 +1,4 @@
 import Foundation
-import TOMLKit
 
 /// Loads a configuration: the schema's defaults, then a TOML file, then `--set key=value`
 /// overrides, each value checked against the schema as it arrives.
@@ -60,36 +59,25 @@ public enum ConfigLoader {
 
     /// Applies the keys of a TOML document (`fileName` names it in errors).
     static func apply(text: String, fileName: String, baseDirectory: URL, to config: inout ResolvedConfig) throws {
-        let table: TOMLTable
-        try TOMLHeaderGuard.check(text, fileName: fileName)
-        do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw ConfigError.parse(file: fileName, line: e.source.begin.line, column: e.source.begin.column, message: e.description)
-        }
+        let table = try TOMLReader.parse(text, fileName: fileName)
         let lines = KeyLines(text: text)
         let schema = config.schema
-        for key in table.keys {
-            guard let raw = table[key] else { continue }
+        for (key, value) in table.entries {
             let location = { (path: [String]) in "\(fileName)" + (lines.line(of: path).map { " line \($0)" } ?? "") }
             if let spec = schema.key(key) {
-                guard let value = ConfigValue.from(raw) else {
-                    throw ConfigError.wrongType(key: key, location: location([key]), expected: spec.type.name, got: "a date or time")
-                }
                 let loc = location([key])
                 config.set(key, section: nil, to: try coerce(value, to: spec.type, key: key, location: loc, baseDirectory: baseDirectory), origin: loc)
             } else if let section = schema.section(key) {
-                guard let sub = raw.table else {
-                    throw ConfigError.wrongType(key: key, location: location([key]), expected: "table ([\(key)])", got: raw.type.description)
+                guard case .table(let sub) = value else {
+                    throw ConfigError.wrongType(key: key, location: location([key]), expected: "table ([\(key)])", got: value.typeName)
                 }
-                for k in sub.keys {
+                for (k, item) in sub.entries {
                     let loc = location([key, k])
                     guard let spec = section.ownKey(k) ?? (section.keys.contains(k) ? schema.key(k) : nil) else {
                         let suggestion = NameSuggestion.nearest(k, in: section.allKeys)
                         throw ConfigError.unknownKey(key: "\(key).\(k)", location: loc, suggestion: suggestion.map { "\(key).\($0)" })
                     }
-                    guard let item = sub[k], let value = ConfigValue.from(item) else {
-                        throw ConfigError.wrongType(key: "\(key).\(k)", location: loc, expected: spec.type.name, got: "a date or time")
-                    }
-                    config.set(k, section: key, to: try coerce(value, to: spec.type, key: "\(key).\(k)", location: loc, baseDirectory: baseDirectory), origin: loc)
+                    config.set(k, section: key, to: try coerce(item, to: spec.type, key: "\(key).\(k)", location: loc, baseDirectory: baseDirectory), origin: loc)
                 }
             } else {
                 throw ConfigError.unknownKey(key: key, location: location([key]), suggestion: NameSuggestion.nearest(key, in: schema.allNames))
@@ -161,9 +149,8 @@ public enum ConfigLoader {
     }
 
     private static func parseTOMLValue(_ raw: String) -> ConfigValue? {
-        guard !raw.isEmpty, TOMLHeaderGuard.firstUnsafeHeader(in: "v = " + raw) == nil,
-              let table = try? TOMLTable(string: "v = " + raw), let v = table["v"] else { return nil }
-        return ConfigValue.from(v)
+        guard !raw.isEmpty else { return nil }
+        return try? TOMLReader.value(raw)
     }
 
     /// `[city, company]` → `["city", "company"]`: words that TOML would not read as a value get quotes.
@@ -251,8 +238,8 @@ public enum ConfigLoader {
     public static var cwd: URL { URL(fileURLWithPath: FileManager.default.currentDirectoryPath) }
 }
 
-/// Finds the line on which a TOML document sets a key, for error messages (TOMLKit reports
-/// positions of syntax errors only). Understands `key = …`, `"key" = …`, dotted keys
+/// Finds the line on which a TOML document sets a key, for error messages about valid TOML
+/// (unknown keys, wrong types; TOMLReader reports the positions of syntax errors). Understands `key = …`, `"key" = …`, dotted keys
 /// (`a.b = …`) and `[table]` headers; multi-line values are skipped by the first-match rule.
 struct KeyLines {
     private var entries: [(path: [String], line: Int)] = []

@@ -1,5 +1,3 @@
-import TOMLKit
-
 /// A configuration value, independent of the TOML library: what a parsed file, a `--set` override
 /// and a schema default all become. Tables keep their keys in order.
 public indirect enum ConfigValue: Equatable, CustomStringConvertible {
@@ -90,38 +88,6 @@ public indirect enum ConfigValue: Equatable, CustomStringConvertible {
         }
         return bare ? k : tomlString(k)
     }
-
-    /// Converts a value parsed by TOMLKit. Dates and times are not configuration values here.
-    static func from(_ v: TOMLValueConvertible) -> ConfigValue? {
-        switch v.type {
-        case .int: return v.int.map { .int($0) }
-        case .double: return v.double.map { .double($0) }
-        case .bool: return v.bool.map { .bool($0) }
-        case .string: return v.string.map { .string($0) }
-        case .array:
-            guard let a = v.array else { return nil }
-            var items: [ConfigValue] = []
-            for item in a {
-                guard let c = from(item) else { return nil }
-                items.append(c)
-            }
-            return .array(items)
-        case .table:
-            guard let t = v.table else { return nil }
-            return from(table: t)
-        case .date, .time, .dateTime:
-            return nil
-        }
-    }
-
-    static func from(table t: TOMLTable) -> ConfigValue? {
-        var out = ConfigTable()
-        for key in t.keys {
-            guard let item = t[key], let c = from(item) else { return nil }
-            out[key] = c
-        }
-        return .table(out)
-    }
 }
 
 /// An ordered table of configuration values.
@@ -129,6 +95,11 @@ public struct ConfigTable: Equatable {
     public private(set) var entries: [(key: String, value: ConfigValue)] = []
 
     public init() {}
+
+    /// A table of `entries` whose keys are distinct (the TOML reader checks that), in O(n).
+    init(uniqueEntries: [(key: String, value: ConfigValue)]) {
+        entries = uniqueEntries
+    }
 
     public var isEmpty: Bool { entries.isEmpty }
     public var keys: [String] { entries.map(\.key) }
