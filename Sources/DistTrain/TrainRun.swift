@@ -2,7 +2,7 @@ import Core
 import Foundation
 import MPIShim
 
-/// `dkc train`: the stages of a run (pipeline.md §4), data-parallel over the world communicator.
+/// `dkc train`: the stages of a run (docs/pipeline.md §4), data-parallel over the world communicator.
 ///
 /// Before any step every rank checks everything it can (data files, tokenizer, the model a stage starts
 /// from, block size against n_positions, enough blocks for one global batch, checkpoints that belong to

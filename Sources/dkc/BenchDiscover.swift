@@ -4,7 +4,7 @@ import Foundation
 import MPIShim
 
 /// `dkc bench discover`: edge-attribution throughput (samples/s) on a randomly initialised GPT-2, compared
-/// with the study's own code (performance.md, "Attribution anchors").
+/// with the study's own code (docs/performance.md, "Reference figures").
 struct BenchDiscover: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "discover",
@@ -169,7 +169,7 @@ struct BenchDiscover: ParsableCommand {
         lines += notes
         lines += ["T = longest padded batch (BOS included). FLOPs = dkc's own work per call (see --help); roof = best sgemm in the same run at the same threads.",
                   "peak RSS = " + scope + ".",
-                  "study / target: the study's own code and dkc's targets (performance.md), shown for runs like the study's (64 prompts, 2 threads, 5 steps)."]
+                  "study / target: the study's own code and dkc's targets (docs/performance.md), shown for runs like the study's (64 prompts, 2 threads, 5 steps)."]
         return lines.joined(separator: "\n")
     }
 }

@@ -1,7 +1,7 @@
 import Core
 import Foundation
 
-/// The keys every `dkc bench …` JSON line carries (performance.md, "How benchmarks report"), in order;
+/// The keys every `dkc bench …` JSON line carries (docs/performance.md, "JSON keys"), in order;
 /// a benchmark appends its own keys after them. Scripts and dashboards read these names: keep them.
 struct BenchRecord {
     var bench: String

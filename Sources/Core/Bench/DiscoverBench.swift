@@ -39,7 +39,7 @@ public struct DiscoverBenchResult: Sendable {
     public let scoreAbsSum: Double
 }
 
-/// A figure of the study's own attribution code (performance.md, "Attribution anchors": CPU, 2 threads,
+/// A figure of the study's own attribution code (docs/performance.md, "Reference figures": CPU, 2 threads,
 /// 64 prompts, median of 3 repeats after a warm-up call) and dkc's target for it.
 public struct DiscoverBenchReference: Sendable {
     public let config: String
@@ -54,7 +54,7 @@ public struct DiscoverBenchReference: Sendable {
 
 /// The engine of `dkc bench discover`.
 public enum DiscoverBench {
-    /// The study's figures and dkc's targets (performance.md). They apply to runs like the study's: 64 prompts,
+    /// The study's figures and dkc's targets (docs/performance.md). They apply to runs like the study's: 64 prompts,
     /// 2 threads, 5 integration steps for EAP-IG. 4 GB = 4·10⁹ bytes.
     public static let references: [DiscoverBenchReference] = [
         DiscoverBenchReference(config: "tiny", method: .eapIG, batchSize: 16, studySamplesPerS: 10.4, targetSamplesPerS: 31, targetPeakRSSMiB: nil),

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Full-model knowledge acquisition (pipeline.md §5, docs/test-set.md): for every test entity and attribute,
+/// Full-model knowledge acquisition (docs/pipeline.md §5, docs/test-set.md): for every test entity and attribute,
 /// the task prompt (no BOS, as the Hugging Face tokenizer encodes it) is decoded greedily for at most
 /// `maxNewTokens` tokens and the text after the prompt is cut at the first "." and stripped. It is judged
 /// twice: under the study's rule (`predict.py`: correct iff it equals the value or is a substring of it, so

@@ -111,7 +111,7 @@ public enum DataManifest {
         return out
     }
 
-    /// Which people the data set's `test.jsonl` holds (pipeline.md §2, docs/test-set.md): the manifest's
+    /// Which people the data set's `test.jsonl` holds (docs/pipeline.md §2, docs/test-set.md): the manifest's
     /// `test_set`, "circuit" (each cell's circuit sample, the study's set-up) or "independent"; a data
     /// manifest written before the key existed held an independent sample. Nil when `file` belongs to
     /// no dkc data set (no manifest with `frequency_buckets` beside or above it).

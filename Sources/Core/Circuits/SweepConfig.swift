@@ -1,7 +1,7 @@
 import Foundation
 
 extension ConfigSchema {
-    /// Keys of `dkc sweep` (configs.md, "Sweep").
+    /// Keys of `dkc sweep` (docs/configs.md, "Sweep").
     public static let sweep = ConfigSchema(kind: "sweep", command: "dkc sweep", keys: [
         ConfigKey("run_dir", .path, default: nil,
                   help: "the run folder (required): checkpoints under train/<stage>/checkpoints/, results written to circuits/"),

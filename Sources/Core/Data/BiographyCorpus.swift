@@ -1,4 +1,4 @@
-/// Biographies (pipeline.md §2): for each entity, `frequency` texts; each text is five sentences,
+/// Biographies (docs/pipeline.md §2): for each entity, `frequency` texts; each text is five sentences,
 /// one per attribute group, each from a template of that group chosen uniformly, shuffled, and
 /// joined by single spaces.
 ///

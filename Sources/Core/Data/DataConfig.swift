@@ -22,7 +22,7 @@ public struct FrequencyBucket: Hashable, Sendable {
 }
 
 extension ConfigSchema {
-    /// Keys of `dkc data generate` (configs.md, "Data").
+    /// Keys of `dkc data generate` (docs/configs.md, "Data").
     public static let data = ConfigSchema(kind: "data", command: "dkc data generate", keys: [
         ConfigKey("seed", .int, default: .int(42), help: "one RNG seed for every random choice"),
         ConfigKey("n_entities", .int, default: .int(50_000), help: "number of entities, new + revised"),
@@ -73,7 +73,7 @@ public struct ForgetDataConfig: Sendable {
     public var validationSize: Int
 }
 
-/// Where `test.jsonl`'s people come from (pipeline.md §2, docs/test-set.md).
+/// Where `test.jsonl`'s people come from (docs/pipeline.md §2, docs/test-set.md).
 public enum TestSetChoice: String, CaseIterable, Sendable {
     /// The study's set-up: each type × bucket cell's test people are the people sampled for its circuit
     /// set (before the token-length filter), so circuit hits@10 is measured on the circuit's own people.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Draws the entities of a world (pipeline.md §1): names, frequencies and attributes.
+/// Draws the entities of a world (docs/pipeline.md §1): names, frequencies and attributes.
 ///
 /// Random streams of generator `seed` (see `DeterministicRandom`), each used for one purpose:
 /// - "names": the new names, their shuffle, and the revised names;

@@ -1,4 +1,4 @@
-/// The test entities and circuit data sets (pipeline.md §1 buckets, §2 test set, §3 circuit data).
+/// The test entities and circuit data sets (docs/pipeline.md §1 buckets, §2 test set, §3 circuit data).
 ///
 /// Cells are visited in the study's order: type new then revised; buckets by descending lower
 /// bound (high, medium, low). Circuit entities and corrupted subjects come from stream "circuits" of

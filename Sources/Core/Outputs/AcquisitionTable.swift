@@ -1,7 +1,7 @@
 import Foundation
 
 /// Full-model knowledge acquisition per checkpoint × attribute × type × frequency, and per test entity:
-/// the contents of acquisition.nc, independent of how it was computed (pipeline.md §5, docs/test-set.md).
+/// the contents of acquisition.nc, independent of how it was computed (docs/pipeline.md §5, docs/test-set.md).
 ///
 /// - Cells can be set in any order; a cell not set is missing (NaN, or -1 for `n_entities`).
 ///   Checkpoints are written by step, labels by the canonical orders given at `init`.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// circuits.nc: writing a `CircuitsTable` and reading it back (outputs.md).
+/// circuits.nc: writing a `CircuitsTable` and reading it back (docs/outputs.md).
 ///
 /// Layout (grid = checkpoint, task, type, frequency; chunks one grid cell each, inner
 /// dimensions whole):

@@ -1,6 +1,6 @@
 import Foundation
 
-/// How a result file was made: the global attributes every dkc NetCDF file carries (outputs.md).
+/// How a result file was made: the global attributes every dkc NetCDF file carries (docs/outputs.md).
 ///
 /// A command builds one `Provenance` when it starts and passes it to every write, so the files it
 /// rewrites again and again (a sweep rewrites them every `write_interval_s`) get one history line

@@ -146,7 +146,7 @@ public struct CheckpointAxis: Equatable, Sendable {
     }
 }
 
-/// The nodes and edges every score matrix and circuit mask of a file is laid out over (eap.md):
+/// The nodes and edges every score matrix and circuit mask of a file is laid out over (docs/eap.md):
 /// rows are upstream nodes in forward-index order (`input`, `a0.h0`, …, `m0`, …), columns are
 /// downstream inputs in backward-index order (`a0.h0<q>`, …, `m0`, …, `logits`).
 public struct EdgeLayout: Equatable, Sendable {

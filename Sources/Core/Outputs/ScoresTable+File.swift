@@ -1,6 +1,6 @@
 import Foundation
 
-/// scores.nc: writing a `ScoresTable` and reading it back (outputs.md).
+/// scores.nc: writing a `ScoresTable` and reading it back (docs/outputs.md).
 ///
 /// Layout (C order, chunks one grid cell each):
 ///

@@ -1,4 +1,4 @@
-/// How the scores of a file were computed: the attributes of the `score` variable (outputs.md).
+/// How the scores of a file were computed: the attributes of the `score` variable (docs/outputs.md).
 /// Every cell of a table shares them; tables with different attributes do not merge.
 public struct ScoreAttributes: Equatable, Sendable {
     /// "EAP", "EAP-IG", "clean-corrupted", ...

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Sums behind the study's evaluation metrics (pipeline.md §4), over any set of blocks; counts from
+/// Sums behind the study's evaluation metrics (docs/pipeline.md §4), over any set of blocks; counts from
 /// different ranks add up (`packed` / `init(packed:)` travel through one allreduce).
 ///
 /// For a block of T tokens with argmax predictions `pred` (pred[t] = argmax of the logits at t):

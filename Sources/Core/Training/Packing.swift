@@ -1,5 +1,5 @@
 /// Turning tokenised biographies into the fixed-length blocks training runs on, the way the study's
-/// training script packs them (pipeline.md §4).
+/// training script packs them (docs/pipeline.md §4).
 ///
 /// - Each text is tokenised without BOS, truncated to `blockSize`, and gets an EOS appended unless
 ///   it already ends with one or was truncated (`TokenizedText.make`).

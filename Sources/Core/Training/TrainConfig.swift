@@ -1,6 +1,6 @@
 import Foundation
 
-/// The training stages of a run (pipeline.md §1 and §4): `base` teaches the revised people their
+/// The training stages of a run (docs/pipeline.md §1 and §4): `base` teaches the revised people their
 /// original attributes (the project's stand-in for pretrained knowledge), `continual` is the study's
 /// continual pre-training on the new corpus, `forget` trains the continual model on other people,
 /// one sub-run per replay ratio (docs/forgetting.md).
@@ -79,7 +79,7 @@ extension ConfigSchema {
         "skip_nonfinite_steps",
     ]
 
-    /// Keys of `dkc train` (configs.md, "Training"). Names follow Hugging Face `TrainingArguments`.
+    /// Keys of `dkc train` (docs/configs.md, "Training"). Names follow Hugging Face `TrainingArguments`.
     public static let train = ConfigSchema(kind: "train", command: "dkc train", keys: [
         ConfigKey("stages", .array(.choice(TrainStage.allCases.map(\.rawValue))),
                   default: .array([.string("base"), .string("continual")]), help: "stages to run, in order"),

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The attributes whose first token the evaluation scores (pipeline.md §4), in the order the codes use.
+/// The attributes whose first token the evaluation scores (docs/pipeline.md §4), in the order the codes use.
 public enum BiographyAttribute: String, CaseIterable, Sendable {
     case birthday, city, company, major, university
 }
