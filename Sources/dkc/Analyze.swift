@@ -6,13 +6,14 @@ struct Analyze: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Analyse how knowledge circuits evolve across checkpoints: numbers (analysis.nc), SVG figures, report.md.",
         discussion: """
-        Reads the sweep's scores.nc, circuits.nc and acquisition.nc (from RUN/circuits/, or given one by one) and \
+        Reads the sweep's scores.nc, circuits.nc, acquisition.nc and components.nc (from RUN/circuits/, or given one by one) and \
         computes the study's three findings: acquisition curves of the full model and of the circuits, cross-frequency \
         circuit tests, and first-token accuracy per evaluation from RUN/train/<stage>/metrics.jsonl (performance), \
         Jaccard similarity of each checkpoint's circuit (edge and node sets) with the final and the previous one, \
         edge entropy, faithfulness and the phase shift from formation to optimisation (topology), and the edge \
         activation ratio per layer, the distribution of circuit edges and |score| over layers and the heads the \
-        circuits keep (components). docs/analyze.md defines every number. Cells missing from a partial sweep are \
+        circuits keep, plus from components.nc the logit-lens curves and head-class proportions, and the transplant \
+        curves of circuits.nc when the sweep made them (components). docs/analyze.md defines every number. Cells missing from a partial sweep are \
         skipped and listed in the report. Runs as one process; no mpirun needed.
         """
     )
@@ -29,6 +30,9 @@ struct Analyze: ParsableCommand {
 
     @Option(name: .long, help: "acquisition.nc to read (overrides RUN/circuits/acquisition.nc).")
     var acquisition: String?
+
+    @Option(name: .long, help: "components.nc to read (overrides RUN/circuits/components.nc): logit lens and head classes.")
+    var components: String?
 
     @Option(name: .long, parsing: .upToNextOption,
             help: "Training stages' metrics.jsonl for first-token accuracy (default: every RUN/train/<stage>/metrics.jsonl).")
@@ -89,7 +93,7 @@ struct Analyze: ParsableCommand {
     func run() throws {
         do {
             let inputs = try AnalysisInputPaths.resolve(run: runFolder, scores: scores, circuits: circuits, acquisition: acquisition,
-                                                      metrics: metrics)
+                                                      metrics: metrics, components: components)
             var options = AnalysisOptions(topn: topn, threshold: threshold, attributes: attributes.isEmpty ? nil : attributes,
                                           phaseMinImprovement: phaseMinImprovement, phaseConfidence: phaseConfidence,
                                           heatmapTask: heatmapTask, heatmapFrequency: heatmapFrequency)

@@ -107,7 +107,11 @@ struct SweepFixture {
 
     /// circuits.nc; `cell(c, t, y, f, k)` gives a cell or nil (not computed). `withNames: false`
     /// omits the upstream/downstream coordinate variables.
-    func writeCircuits(_ path: String, withNames: Bool = true, cell: (Int, Int, Int, Int, Int) -> CircuitCell?) throws {
+    /// `transplant`: source checkpoints and `value(s, c, t, y, f)` = (faithfulness, hits@10) of the
+    /// source's circuit (the same at every top-n), written as circuits.nc's `transplant_*` variables.
+    func writeCircuits(_ path: String, withNames: Bool = true,
+                       transplant: (sources: [Int64], value: (Int, Int, Int, Int, Int) -> (Double, Double))? = nil,
+                       cell: (Int, Int, Int, Int, Int) -> CircuitCell?) throws {
         let f = try NetCDFFile.create(path: path)
         try common(f)
         try f.addDimension("topn", length: topn.count)
@@ -127,7 +131,26 @@ struct SweepFixture {
         try f.addVariable("in_circuit", type: .int8, dimensions: cellDims + ["upstream", "downstream"],
                           compression: NetCDFCompression(level: 1, shuffle: true), chunkSizes: [1, 1, 1, 1, 1, nU, nD])
         try f.addVariable("hits_at_10", type: .double, dimensions: cellDims + ["target_type", "target_frequency"], fill: .nan)
+        if let transplant {
+            try f.addDimension("source_checkpoint", length: transplant.sources.count)
+            try f.addVariable("source_checkpoint", type: .int64, dimensions: ["source_checkpoint"])
+            for name in ["transplant_faithfulness", "transplant_hits_at_10"] {
+                try f.addVariable(name, type: .double, dimensions: ["source_checkpoint"] + cellDims, fill: .nan)
+            }
+        }
         try writeLabels(f)
+        if let transplant {
+            try f.write(transplant.sources, to: "source_checkpoint")
+            var faith: [Double] = [], hits: [Double] = []
+            for s in transplant.sources.indices { for c in steps.indices { for t in tasks.indices { for y in types.indices {
+                for q in frequencies.indices { for _ in topn.indices {
+                    let (a, b) = transplant.value(s, c, t, y, q)
+                    faith.append(a); hits.append(b)
+                } }
+            } } } }
+            try f.write(faith, to: "transplant_faithfulness")
+            try f.write(hits, to: "transplant_hits_at_10")
+        }
         try f.write(topn, to: "topn")
         try f.write(types, to: "target_type")
         try f.write(frequencies, to: "target_frequency")

@@ -22,7 +22,8 @@ public enum Analysis {
         let acquisition = try inputs.acquisition.map { try AcquisitionSource(path: $0) }
         let circuits = try inputs.circuits.map { try CircuitsSource(path: $0, topn: options.topn) }
         let scores = try inputs.scores.map { try ScoresSource(path: $0) }
-        for file in [acquisition?.file, circuits?.file, scores?.file].compactMap({ $0 }) {
+        let components = try inputs.components.map { try ComponentsSource(path: $0) }
+        for file in [acquisition?.file, circuits?.file, scores?.file, components?.file].compactMap({ $0 }) {
             result.inputSources[file.path] = file.globalText("source") ?? "unknown"
         }
         for path in inputs.notFound { result.notes.append("\(path) not found: its part of the analysis is skipped.") }
@@ -34,11 +35,13 @@ public enum Analysis {
             for list in lists.compactMap({ $0 }) { for x in list where !out.contains(x) { out.append(x) } }
             return out
         }
-        result.tasks = union([circuits?.tasks, scores.map { sortedKeys($0.taskIndex) }])
-        result.types = union([circuits?.types, acquisition?.types, scores.map { sortedKeys($0.typeIndex) }] + result.firstToken.map(\.types))
-        result.frequencies = union([circuits?.frequencies, acquisition?.frequencies, scores.map { sortedKeys($0.frequencyIndex) }])
+        result.tasks = union([circuits?.tasks, scores.map { sortedKeys($0.taskIndex) }, components?.tasks])
+        result.types = union([circuits?.types, acquisition?.types, scores.map { sortedKeys($0.typeIndex) }, components?.types]
+                             + result.firstToken.map(\.types))
+        result.frequencies = union([circuits?.frequencies, acquisition?.frequencies, scores.map { sortedKeys($0.frequencyIndex) },
+                                    components?.frequencies])
         var allSteps = Set<Int64>()
-        for axis in [acquisition?.checkpoints, circuits?.checkpoints, scores?.checkpoints].compactMap({ $0 }) {
+        for axis in [acquisition?.checkpoints, circuits?.checkpoints, scores?.checkpoints, components?.checkpoints].compactMap({ $0 }) {
             allSteps.formUnion(axis.steps)
         }
         result.steps = allSteps.sorted()
@@ -56,6 +59,16 @@ public enum Analysis {
             result.notes.append("circuits.nc not given: circuit hits@10, topology and components are skipped.")
         }
         if let scores { try listMissingScores(scores, into: &result, alreadyRead: scoreCellsRead) }
+        if let components {
+            result.components = ComponentTrends.compute(components, result)
+        } else {
+            result.notes.append("components.nc not given: the logit lens and head classes are skipped.")
+        }
+        if let circuits {
+            result.transplant = try TransplantTrends.read(circuits, result)
+            if result.transplant == nil { result.notes.append("circuits.nc has no transplant variables: the transplant curves are skipped.") }
+        }
+        result.reportSections += ComponentTrendsReport.sections(result)
         return result
     }
 

@@ -46,6 +46,7 @@ public enum AnalysisFigures {
         figures += entityHeatmaps(r)
         figures += crossFrequencyFigures(r)
         figures += firstTokenFigures(r)
+        figures += ComponentTrendsReport.figures(r)
         if let a = r.faithfulness, a.hasValues {
             figures.append(chart(r, "faithfulness.svg", "Circuit faithfulness", "faithfulness (mean over tasks)",
                                  bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },

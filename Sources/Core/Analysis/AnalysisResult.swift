@@ -155,6 +155,11 @@ public struct AnalysisResult: Sendable {
     /// First-token accuracy per evaluation of each training stage (metrics.jsonl).
     public var firstToken: [FirstTokenLog] = []
 
+    /// Logit lens and head classes from components.nc (docs/analyze.md); nil without it.
+    public var components: ComponentTrends?
+    /// Transplant curves from circuits.nc's `transplant_*` variables; nil when it has none.
+    public var transplant: TransplantTrends?
+
     /// Extra report sections (markdown lines each, heading included) that other analyses add,
     /// printed after the components section (e.g. logit lens, head classes, transplant).
     public var reportSections: [[String]] = []

@@ -5,6 +5,8 @@ public struct AnalysisInputPaths: Equatable, Codable, Sendable {
     public var scores: String?
     public var circuits: String?
     public var acquisition: String?
+    /// components.nc (logit lens, head classes); absent in older runs.
+    public var components: String?
     /// Training stages' `metrics.jsonl` files (first-token accuracy); the stage is the file's folder name.
     public var metrics: [String] = []
     /// Files of a run folder that were looked for and not found (the report lists them).
@@ -21,11 +23,11 @@ public struct AnalysisInputPaths: Equatable, Codable, Sendable {
         URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
     }
 
-    /// `<run>/circuits/{scores,circuits,acquisition}.nc` (those that exist), each replaced by an
+    /// `<run>/circuits/{scores,circuits,acquisition,components}.nc` (those that exist), each replaced by an
     /// explicit path when given. Explicit paths must exist; at least one file must be found.
     /// Metrics files: `metrics` when given (each must exist), else every `<run>/train/<stage>/metrics.jsonl`.
     public static func resolve(run: String?, scores: String?, circuits: String?,
-                               acquisition: String?, metrics: [String] = []) throws -> AnalysisInputPaths {
+                               acquisition: String?, metrics: [String] = [], components: String? = nil) throws -> AnalysisInputPaths {
         let fm = FileManager.default
         var paths = AnalysisInputPaths()
         func pick(_ explicit: String?, _ option: String, _ name: String) throws -> String? {
@@ -42,6 +44,7 @@ public struct AnalysisInputPaths: Equatable, Codable, Sendable {
         paths.scores = try pick(scores, "--scores", "scores.nc")
         paths.circuits = try pick(circuits, "--circuits", "circuits.nc")
         paths.acquisition = try pick(acquisition, "--acquisition", "acquisition.nc")
+        paths.components = try pick(components, "--components", "components.nc")
         for path in metrics where !fm.fileExists(atPath: path) { throw AnalysisError.missingFile(option: "--metrics", path: path) }
         paths.metrics = !metrics.isEmpty ? metrics : run.map { FirstTokenLog.stageFiles(run: $0).map(\.path) } ?? []
         guard paths.scores != nil || paths.circuits != nil || paths.acquisition != nil || !paths.metrics.isEmpty else {

@@ -158,13 +158,19 @@ public enum AnalysisWriter {
             }
         }
 
+        variables += componentVariables(r)
+
         let dimensionLengths: [String: Int] = ["checkpoint": r.steps.count, "task": r.tasks.count, "type": r.types.count,
                                                "frequency": r.frequencies.count, "layer": r.layers.count,
                                                "node": r.graph?.upstream.count ?? 0, "topn": r.topnAxis.count,
                                                "parent_layer": r.edgesByParentLayer.count, "target_frequency": r.frequencies.count,
                                                "evaluation": evaluations.count, "attribute": attributeAxis.count,
                                                "entity_cell": r.entityHeatmap?.shape[2] ?? 0,
-                                               "similarity_curve": PhaseShiftEstimator.curves.count]
+                                               "similarity_curve": PhaseShiftEstimator.curves.count,
+                                               "lens": r.components?.lens.count ?? 0, "class": r.components?.classes.count ?? 0,
+                                               "head_layer": r.components?.headLayers.count ?? 0,
+                                               "component_topn": r.components?.componentTopn.count ?? 0,
+                                               "source_checkpoint": r.transplant?.sources.count ?? 0]
         // A zero-length dimension would be unlimited in NetCDF: drop variables over one.
         variables = variables.filter { v in v.dimensions.allSatisfy { (dimensionLengths[$0] ?? 0) > 0 } }
         let used = Set(variables.flatMap(\.dimensions)).union(["checkpoint"])
@@ -172,22 +178,31 @@ public enum AnalysisWriter {
         do {
             try NetCDFFile.writeAtomically(to: url) { file in
                 for d in ["checkpoint", "task", "type", "frequency", "layer", "node", "topn", "parent_layer", "target_frequency",
-                          "evaluation", "attribute", "entity_cell", "similarity_curve"] where used.contains(d) {
+                          "evaluation", "attribute", "entity_cell", "similarity_curve",
+                          "lens", "class", "head_layer", "component_topn", "source_checkpoint"] where used.contains(d) {
                     try file.addDimension(d, length: dimensionLengths[d]!)
                 }
                 try file.addVariable("checkpoint", type: .int64, dimensions: ["checkpoint"])
                 try file.setAttribute("long_name", "training step of the checkpoint", on: "checkpoint")
                 try file.setAttribute("units", "1", on: "checkpoint")
-                for d in ["task", "type", "frequency", "node", "target_frequency", "attribute", "similarity_curve"] where used.contains(d) {
+                for d in ["task", "type", "frequency", "node", "target_frequency", "attribute", "similarity_curve", "lens", "class"] where used.contains(d) {
                     try file.addVariable(d, type: .string, dimensions: [d])
                 }
-                for d in ["topn", "parent_layer"] where used.contains(d) {
+                for d in ["topn", "parent_layer", "head_layer", "component_topn", "source_checkpoint"] where used.contains(d) {
                     try file.addVariable(d, type: .int64, dimensions: [d])
                 }
                 if used.contains("parent_layer") {
                     try file.setAttribute("long_name", "layer of the edge's parent; input (the token embedding) counts in layer 0", on: "parent_layer")
                 }
                 if used.contains("topn") { try file.setAttribute("long_name", "circuit size: the top-n edges by |score|", on: "topn") }
+                if used.contains("lens") {
+                    try file.setAttribute("long_name", "logit-lens point: residual entering block k ('k_pre'), then the last block's output ('final_post')", on: "lens")
+                }
+                if used.contains("head_layer") { try file.setAttribute("long_name", "layer of the attention heads (components.nc's layer)", on: "head_layer") }
+                if used.contains("component_topn") { try file.setAttribute("long_name", "circuit size of components.nc (its topn)", on: "component_topn") }
+                if used.contains("source_checkpoint") {
+                    try file.setAttribute("long_name", "training step of the checkpoint whose circuit is transplanted", on: "source_checkpoint")
+                }
                 if used.contains("evaluation") {
                     try file.addVariable("evaluation_step", type: .int64, dimensions: ["evaluation"])
                     try file.setAttribute("long_name", "optimizer step of the evaluation within its stage", on: "evaluation_step")
@@ -217,6 +232,13 @@ public enum AnalysisWriter {
                 if used.contains("similarity_curve") { try file.write(PhaseShiftEstimator.curves, to: "similarity_curve") }
                 if used.contains("attribute") { try file.write(attributeAxis, to: "attribute") }
                 if used.contains("topn") { try file.write(r.topnAxis, to: "topn") }
+                if let c = r.components {
+                    if used.contains("lens") { try file.write(c.lens, to: "lens") }
+                    if used.contains("class") { try file.write(c.classes, to: "class") }
+                    if used.contains("head_layer") { try file.write(c.headLayers, to: "head_layer") }
+                    if used.contains("component_topn") { try file.write(c.componentTopn, to: "component_topn") }
+                }
+                if let t = r.transplant, used.contains("source_checkpoint") { try file.write(t.sources, to: "source_checkpoint") }
                 if used.contains("parent_layer") { try file.write((0..<r.edgesByParentLayer.count).map(Int64.init), to: "parent_layer") }
                 if used.contains("evaluation") {
                     try file.write(evaluations.map(\.1), to: "evaluation_step")
