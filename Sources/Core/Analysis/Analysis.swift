@@ -1,6 +1,6 @@
 import Foundation
 
-/// `dkc analyze`: how knowledge circuits evolve across checkpoints (pipeline.md §7), from the
+/// `dkc analyze`: how knowledge circuits evolve across checkpoints (docs/pipeline.md §7), from the
 /// sweep's scores.nc, circuits.nc and acquisition.nc.
 ///
 /// Definitions (the report repeats them):

@@ -6,7 +6,7 @@ public enum AnalysisError: UserFacingError {
     case noInputs(String)
     /// A file given on the command line does not exist.
     case missingFile(option: String, path: String)
-    /// A file lacks something outputs.md promises, or has it in another shape.
+    /// A file lacks something docs/outputs.md promises, or has it in another shape.
     case layout(file: String, object: String, problem: String)
     /// Two files disagree about something they must share (node names, graph size).
     case mismatch(files: [String], problem: String)

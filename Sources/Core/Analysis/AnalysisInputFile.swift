@@ -1,6 +1,6 @@
 import Foundation
 
-/// One input NetCDF file read by variable and dimension *name* (outputs.md is the contract; the
+/// One input NetCDF file read by variable and dimension *name* (docs/outputs.md is the contract; the
 /// order of a variable's dimensions in the file does not matter).
 ///
 /// Missing values: NaN, the variable's `_FillValue` / `missing_value` attribute, or, without

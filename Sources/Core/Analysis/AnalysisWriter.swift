@@ -6,7 +6,7 @@ import Foundation
 /// Dimensions: `checkpoint` (step, int64), `task`, `type`, `frequency` (string coordinates),
 /// `layer` (int64: −1 = embed, 0 … L−1, with `layer_name`), `node` (upstream node names).
 /// Float variables are double with `_FillValue` NaN; a variable whose part of the analysis was
-/// skipped is absent. Global attributes as outputs.md requires of every file.
+/// skipped is absent. Global attributes as docs/outputs.md requires of every file.
 public enum AnalysisWriter {
     /// One variable to write: name, dimensions, values (C order), and its attributes.
     struct Variable {

@@ -71,7 +71,7 @@ public enum CircuitMetrics {
         return union == 0 ? .nan : Double(common) / Double(union)
     }
 
-    /// Edge-score entropy (eap.md): p_e = |s_e| / Σ|s|, H = −Σ p_e ln p_e with 0 · ln 0 = 0,
+    /// Edge-score entropy (docs/eap.md): p_e = |s_e| / Σ|s|, H = −Σ p_e ln p_e with 0 · ln 0 = 0,
     /// natural log. NaN for an empty circuit, a zero total, or a NaN score. Sums in double.
     public static func entropy(_ scores: [Float]) -> Double {
         var total = 0.0
@@ -113,7 +113,7 @@ public enum CircuitMetrics {
     }
 
     /// Edges of the full graph whose parent lies in each layer ℓ = 0 … L−1, `input` counted in
-    /// layer 0 (analysis.md, edge activation ratio). Closed forms for L layers of H heads: a head of
+    /// layer 0 (docs/analysis.md, edge activation ratio). Closed forms for L layers of H heads: a head of
     /// ℓ feeds 3H(L−1−ℓ) head inputs, L−ℓ MLPs and `logits`; the MLP of ℓ feeds (3H+1)(L−1−ℓ)
     /// inputs and `logits`; `input` feeds 3HL + L + 1.  (L)
     public static func possibleEdgesByParentLayer(layers: Int, heads: Int) -> [Double] {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The EAP-IG node and edge names of a GPT-2 graph (eap.md), as the analysis needs them:
+/// The EAP-IG node and edge names of a GPT-2 graph (docs/eap.md), as the analysis needs them:
 /// which layer an upstream node lies in, which node a downstream input belongs to.
 ///
 /// Layer convention used by every analysis output: `input` (the token embedding) is layer −1,
@@ -47,7 +47,7 @@ public struct GraphNames: Equatable, Sendable {
         self.nLayers = (layers.max() ?? -1) + 1
     }
 
-    /// The names eap.md defines for L layers of H heads, in forward / backward index order.
+    /// The names docs/eap.md defines for L layers of H heads, in forward / backward index order.
     public static func standard(layers: Int, heads: Int) -> GraphNames {
         var up = ["input"]
         var down: [String] = []
@@ -93,7 +93,7 @@ public struct GraphNames: Equatable, Sendable {
         return name
     }
 
-    /// Whether (u, d) is an edge of the graph (eap.md): every node feeds `logits`; a head input of
+    /// Whether (u, d) is an edge of the graph (docs/eap.md): every node feeds `logits`; a head input of
     /// layer ℓ reads nodes of earlier layers; MLP ℓ also reads the heads of its own layer.
     public func isEdge(upstream u: Int, downstream d: Int) -> Bool {
         guard let child = downstreamNode[d] else { return true }
