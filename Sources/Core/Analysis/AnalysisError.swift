@@ -26,7 +26,7 @@ public enum AnalysisError: UserFacingError {
             return "dkc analyze: \(option) \(path): no such file. Give the path of \(what)"
         case .layout(let file, let object, let problem):
             return "dkc analyze: \(file): \(object): \(problem). The file does not follow the layout in " +
-                "design/outputs.md; re-create it with `dkc sweep` (or the command that writes it)"
+                "docs/outputs.md; re-create it with `dkc sweep` (or the command that writes it)"
         case .mismatch(let files, let problem):
             return "dkc analyze: \(files.joined(separator: " and ")) disagree: \(problem). Analyse files from the same run"
         case .option(let name, let problem):
