@@ -70,12 +70,7 @@ public final class SweepWorker {
     /// The source circuits `masks` (top-n → in_circuit) on the loaded model: `run_eval` on the cell's samples
     /// and the zero-ablated test on the cell's own test entities (target = source cell).
     private func transplant(_ masks: [Int: [Int8]], cell: ResultCell) throws -> CircuitsTable.Transplant {
-        let task = try CircuitTask.named(cell.task, option: "tasks")
-        let file = plan.data.circuitFile(cell.task)
-        if records[cell.task] == nil { records[cell.task] = try CircuitSample.read(file) }
-        let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: plan.data.buckets,
-                                    typeOption: "types", frequencyOption: "frequencies")
-        let pairs = try CircuitSample.pairs(records[cell.task]!, filter: filter, task: task, encoder: tokenizer, source: file.path)
+        let (task, filter, pairs) = try cellSamples(of: cell)
         let entities = try tests().filter { filter.accepts(type: $0.type.rawValue, frequency: $0.frequency) }
         let target = CircuitsTable.Target(type: cell.type, frequency: cell.frequency)
         let sizes = masks.keys.sorted()
@@ -92,13 +87,19 @@ public final class SweepWorker {
         return out
     }
 
-    private func compute(_ cell: ResultCell) throws -> CellOutcome {
+    /// The cell's task, its type × bucket filter and its circuit samples (the task's circuit file is read once).
+    private func cellSamples(of cell: ResultCell) throws -> (CircuitTask, CellFilter, [PromptPair]) {
         let task = try CircuitTask.named(cell.task, option: "tasks")
         let file = plan.data.circuitFile(cell.task)
         if records[cell.task] == nil { records[cell.task] = try CircuitSample.read(file) }
         let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: plan.data.buckets,
                                     typeOption: "types", frequencyOption: "frequencies")
         let pairs = try CircuitSample.pairs(records[cell.task]!, filter: filter, task: task, encoder: tokenizer, source: file.path)
+        return (task, filter, pairs)
+    }
+
+    private func compute(_ cell: ResultCell) throws -> CellOutcome {
+        let (task, filter, pairs) = try cellSamples(of: cell)
         let targets = TestTarget.all(try tests(), buckets: plan.data.buckets)
         let options = plan.config.cell
         let discovery = try runner!.discover(pairs, options: options)
