@@ -28,8 +28,8 @@ final class AnalysisComponentTrendsTests: XCTestCase {
     }
 
     /// Lens ranks and circuit heads (classes mover, relation, mixture × layers 0, 1) by hand:
-    /// step 10 new: ranks 50, 20, 8; heads [1,0 | 0,1 | 1,1] of 8 nodes. Step 10 revised: ranks 100 ×3;
-    /// no heads, 4 nodes. Step 30 new: ranks 30, 5, 2; heads [2,1 | 1,0 | 0,0] of 8 nodes. Step 20: not computed.
+    /// step 10 new: ranks 50, 20, 8; heads [1,0 | 0,1 | 1,1] of 10 nodes. Step 10 revised: ranks 100 ×3;
+    /// no heads, 4 nodes. Step 30 new: ranks 30, 5, 2; heads [2,1 | 1,0 | 0,0] of 10 nodes. Step 20: not computed.
     private func writeComponents() throws {
         var table = ComponentsTable(nLayers: 2, nHeads: 2)
         for step: Int64 in [10, 20, 30] { try table.addCheckpoint(step: step, path: "/c/checkpoint-\(step)") }
@@ -38,9 +38,9 @@ final class AnalysisComponentTrendsTests: XCTestCase {
             ComponentsTable.Cell(nEntities: 3, rankPlus1: ranks, probability: ranks.map { 1 / $0 }, subjectRankPlus1: ranks,
                                  meanSubject: [1, 0, 0, 0], meanRelation: [0, 1, 0, 0], circuitHeads: [5: heads], circuitNodes: [5: nodes])
         }
-        try table.set(ResultCell(checkpoint: 10, task: "city", type: "new", frequency: "high"), cell([50, 20, 8], [1, 0, 0, 1, 1, 1], 8))
+        try table.set(ResultCell(checkpoint: 10, task: "city", type: "new", frequency: "high"), cell([50, 20, 8], [1, 0, 0, 1, 1, 1], 10))
         try table.set(ResultCell(checkpoint: 10, task: "city", type: "revised", frequency: "high"), cell([100, 100, 100], [0, 0, 0, 0, 0, 0], 4))
-        try table.set(ResultCell(checkpoint: 30, task: "city", type: "new", frequency: "high"), cell([30, 5, 2], [2, 1, 1, 0, 0, 0], 8))
+        try table.set(ResultCell(checkpoint: 30, task: "city", type: "new", frequency: "high"), cell([30, 5, 2], [2, 1, 1, 0, 0, 0], 10))
         let provenance = try Provenance(commandLine: "dkc sweep", config: "{}", mpiRanks: 1, blasThreads: 1,
                                         created: "2026-01-01T00:00:00Z", source: "dkc test")
         try table.write(to: folder.appendingPathComponent("components.nc"), provenance: provenance)
@@ -69,12 +69,12 @@ final class AnalysisComponentTrendsTests: XCTestCase {
         XCTAssertTrue(c.lensFirstRank10[0, 0, 1, 0].isNaN, "never ≤ 10")
         XCTAssertTrue(c.lensFirstRank10[1, 0, 0, 0].isNaN, "step 20 not computed")
         // Proportions: class heads summed over layers ÷ node-set size.
-        XCTAssertEqual((0..<3).map { c.headClassShare[0, 0, 0, 0, 0, $0] }, [1.0 / 8, 1.0 / 8, 2.0 / 8])
-        XCTAssertEqual((0..<3).map { c.headClassShare[2, 0, 0, 0, 0, $0] }, [3.0 / 8, 1.0 / 8, 0])
+        XCTAssertEqual((0..<3).map { c.headClassShare[0, 0, 0, 0, 0, $0] }, [0.1, 0.1, 0.2])
+        XCTAssertEqual((0..<3).map { c.headClassShare[2, 0, 0, 0, 0, $0] }, [0.3, 0.1, 0])
         XCTAssertEqual((0..<3).map { c.headClassShare[0, 0, 1, 0, 0, $0] }, [0, 0, 0])
         XCTAssertEqual((0..<2).map { c.circuitHeadsByLayer[2, 0, 0, 0, 0, 0, $0] }, [2, 1], "mover heads per layer at step 30")
-        XCTAssertEqual((0..<3).map { c.headClassShareAll[0, $0] }, [1.0 / 16, 1.0 / 16, 1.0 / 8], "mean of new and revised")
-        XCTAssertEqual((0..<3).map { c.headClassShareAll[2, $0] }, [3.0 / 8, 1.0 / 8, 0])
+        XCTAssertEqual((0..<3).map { c.headClassShareAll[0, $0] }, [0.05, 0.05, 0.1], "mean of new and revised")
+        XCTAssertEqual((0..<3).map { c.headClassShareAll[2, $0] }, [0.3, 0.1, 0])
         XCTAssertTrue(c.headClassShareAll[1, 0].isNaN)
         // Transplant: per cell, and the high-bucket curve (mean of new and revised).
         let t = try XCTUnwrap(r.transplant)
@@ -91,7 +91,7 @@ final class AnalysisComponentTrendsTests: XCTestCase {
         XCTAssertEqual(try nc.labels("lens"), ["0_pre", "1_pre", "final_post"])
         XCTAssertEqual(try nc.integers("source_checkpoint"), [10, 30])
         let share = try nc.array("head_class_share", order: ["checkpoint", "task", "type", "frequency", "component_topn", "class"])
-        XCTAssertEqual(share[2, 0, 0, 0, 0, 0], 3.0 / 8)
+        XCTAssertEqual(share[2, 0, 0, 0, 0, 0], 0.3)
         XCTAssertEqual(try nc.array("logit_lens_first_rank10", order: ["checkpoint", "task", "type", "frequency"])[2, 0, 0, 0], 1)
         XCTAssertEqual(try nc.array("circuit_heads_by_layer", order: ["checkpoint", "task", "type", "frequency", "component_topn", "class", "head_layer"])[0, 0, 0, 0, 0, 2, 1], 1)
         XCTAssertEqual(try nc.array("transplant_hits_at_10_curve", order: ["source_checkpoint", "checkpoint"])[0, 1], 0.2, accuracy: 1e-12)
@@ -103,8 +103,8 @@ final class AnalysisComponentTrendsTests: XCTestCase {
         }
         let report = try String(contentsOfFile: path("out/report.md"), encoding: .utf8)
         XCTAssertTrue(report.contains("the first lens point where the mean answer rank + 1 is at most 10 is final_post at step 10 and 1_pre at step 30: it moves earlier"), report)
-        XCTAssertTrue(report.contains("mover share rises from 0.06 to 0.38"), report)
-        XCTAssertTrue(report.contains("Mover and relation heads together take a larger share at the end"), report)
+        XCTAssertTrue(report.contains("city/new/high circuit (top-5, class count ÷ node-set size, the study's proportion), step 10 to step 30: mover share rises from 0.10 to 0.30; relation share stays at 0.10; mixture share falls from 0.20 to 0.00."), report)
+        XCTAssertTrue(report.contains("Mover and relation heads together: 0.20 at the first checkpoint, 0.40 at the last (more specialised heads"), report)
         XCTAssertTrue(report.contains("The circuit of checkpoint 10 keeps faithfulness 0.40 and hits@10 0.30 on the 2 later checkpoint(s)"), report)
         XCTAssertTrue(report.contains("their own circuits: faithfulness 0.90"), report)
     }

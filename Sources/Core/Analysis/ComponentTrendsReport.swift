@@ -47,18 +47,24 @@ public enum ComponentTrendsReport {
             let map = HeatMap(title: "Logit lens: mean answer rank + 1, \(r.tasks[t])/\(r.types[y])/\(r.frequencies[f])",
                               rows: nC, columns: K, values: values, rowTicks: HeatMap.ticks(r.steps.map(String.init)),
                               columnTicks: HeatMap.ticks(c.lens), xLabel: "lens point", yLabel: "checkpoint (training step)",
-                              colorLabel: "mean rank + 1", scale: .sequential(lower: 1, upper: top))
+                              colorLabel: "mean rank + 1", scale: .sequential(lower: 1, upper: max(top, 10)))
             figures.append(AnalysisFigure(file: "components_logit_lens_rank.svg",
                                           caption: "Mean rank + 1 of the answer's first token at each logit-lens point, per checkpoint (components.nc).",
                                           svg: map.render()))
         }
         if let c = r.components, c.headClassShareAll.hasValues {
             let x = r.steps.map(Double.init)
-            let series = c.classes.indices.map { LineSeries(name: c.classes[$0], x: x, y: c.headClassShareAll.series($0), color: SVG.color($0)) }
-                .filter(\.hasPoints)
+            var series = c.classes.indices.map { LineSeries(name: "\(c.classes[$0]) (all cells)", x: x, y: c.headClassShareAll.series($0), color: SVG.color($0), dash: SVG.dash(1)) }
+            if let t = c.mapTask, let y = c.mapType, let f = c.mapFrequency {
+                series += c.classes.indices.map { k in
+                    LineSeries(name: "\(c.classes[k]) (\(r.tasks[t])/\(r.types[y])/\(r.frequencies[f]))", x: x,
+                               y: r.steps.indices.map { c.headClassShare[$0, t, y, f, c.topnIndex, k] }, color: SVG.color(k))
+                }
+            }
+            series = series.filter(\.hasPoints)
             figures.append(AnalysisFigures.chart(r, "components_head_classes.svg", "Head classes in the circuits",
                                                  "class count ÷ circuit nodes (mean over cells)", series, percent: true,
-                                                 caption: "Share of the circuit's node set that is a head of each class, per checkpoint (components.nc)."))
+                                                 caption: "Share of the circuit's node set that is a head of each class, per checkpoint: the study's cell (solid) and the mean over every cell (dashed) (components.nc)."))
         }
         if let t = r.transplant {
             let x = r.steps.map(Double.init)
@@ -105,19 +111,24 @@ public enum ComponentTrendsReport {
                     lines.append("")
                 }
             }
-            let present = r.steps.indices.filter { c.headClassShareAll[$0, 0].isNaN == false }
-            if let a = present.first, let b = present.last {
-                let parts = c.classes.indices.map { k -> String in
-                    let (x, z) = (c.headClassShareAll[a, k], c.headClassShareAll[b, k])
-                    let verb = z > x ? "rises" : z < x ? "falls" : "stays"
-                    return "\(c.classes[k]) share \(verb) from \(f2(x)) to \(f2(z))"
-                }
-                lines.append("Head classes in the circuits (top-\(c.componentTopn.isEmpty ? 0 : c.componentTopn[c.topnIndex]), class count ÷ " +
-                             "node-set size, mean over cells), step \(r.steps[a]) to step \(r.steps[b]): " + parts.joined(separator: "; ") + ".")
-                if let m = c.classes.firstIndex(of: "mover"), let rel = c.classes.firstIndex(of: "relation") {
-                    let up = c.headClassShareAll[b, m] + c.headClassShareAll[b, rel] > c.headClassShareAll[a, m] + c.headClassShareAll[a, rel]
-                    lines.append(up ? "Mover and relation heads together take a larger share at the end, as the study reports for the specialised heads."
-                                    : "Mover and relation heads together do not take a larger share at the end: the data do not show the study's finding.")
+            if let t = c.mapTask, let y = c.mapType, let f = c.mapFrequency {
+                let n = c.topnIndex
+                let share = { (i: Int, k: Int) in c.headClassShare[i, t, y, f, n, k] }
+                let present = r.steps.indices.filter { !share($0, 0).isNaN }
+                if let a = present.first, let b = present.last {
+                    let parts = c.classes.indices.map { k -> String in
+                        let (x, z) = (share(a, k), share(b, k))
+                        if f2(x) == f2(z) { return "\(c.classes[k]) share stays at \(f2(x))" }
+                        return "\(c.classes[k]) share \(z > x ? "rises" : "falls") from \(f2(x)) to \(f2(z))"
+                    }
+                    lines.append("Head classes in the \(r.tasks[t])/\(r.types[y])/\(r.frequencies[f]) circuit (top-\(c.componentTopn[n]), " +
+                                 "class count ÷ node-set size, the study's proportion), step \(r.steps[a]) to step \(r.steps[b]): " +
+                                 parts.joined(separator: "; ") + ".")
+                    if let m = c.classes.firstIndex(of: "mover"), let rel = c.classes.firstIndex(of: "relation") {
+                        let (x, z) = (share(a, m) + share(a, rel), share(b, m) + share(b, rel))
+                        lines.append("Mover and relation heads together: \(f2(x)) at the first checkpoint, \(f2(z)) at the last" +
+                                     (z > x ? " (more specialised heads in the circuit)." : z < x ? " (fewer specialised heads in the circuit)." : " (no change)."))
+                    }
                 }
             }
             out.append(lines)
