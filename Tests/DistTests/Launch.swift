@@ -92,3 +92,47 @@ enum Launch {
                       seconds: Date().timeIntervalSince(start), timedOut: timedOut)
     }
 }
+
+/// A dkc job under `mpirun` in the background, its output in temporary files (removed with the job); a job
+/// still running when it is released is killed.
+class BackgroundJob {
+    let process = Process()
+    let out: URL, err: URL
+
+    init(dkc: URL, _ arguments: [String], ranks: Int, env: [String: String] = [:], label: String) throws {
+        process.executableURL = try Launch.mpirun()
+        process.arguments = ["--oversubscribe", "-np", String(ranks), dkc.path] + arguments
+        process.environment = Launch.environment(env)
+        out = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-\(label)-\(UUID().uuidString).out")
+        err = out.appendingPathExtension("err")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        try? FileManager.default.removeItem(at: out)
+        try? FileManager.default.removeItem(at: err)
+    }
+
+    var stdout: String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOf: err, encoding: .utf8)) ?? "" }
+    var output: String { stdout + stderr }
+
+    /// Every process whose parent is this mpirun (a scan of /proc/*/stat, which, unlike
+    /// /proc/<pid>/task/*/children, sees children forked by any of mpirun's threads at once).
+    var children: [pid_t] {
+        let me = process.processIdentifier
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[1]) == me
+        }
+    }
+}

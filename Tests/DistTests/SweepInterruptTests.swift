@@ -12,44 +12,13 @@ final class SweepInterruptTests: XCTestCase {
     }
 
     /// A sweep started in the background (under mpirun with `ranks`), with its output in files.
-    final class Background {
-        let process = Process()
-        let out: URL, err: URL
-
+    final class Background: BackgroundJob {
         init(_ arguments: [String], ranks: Int) throws {
-            process.executableURL = try Launch.mpirun()
-            process.arguments = ["--oversubscribe", "-np", String(ranks), try Launch.executable("dkc").path] + arguments
-            process.environment = Launch.environment()
-            out = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-sweep-\(UUID().uuidString).out")
-            err = out.appendingPathExtension("err")
-            FileManager.default.createFile(atPath: out.path, contents: nil)
-            FileManager.default.createFile(atPath: err.path, contents: nil)
-            process.standardOutput = try FileHandle(forWritingTo: out)
-            process.standardError = try FileHandle(forWritingTo: err)
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
+            try super.init(dkc: try Launch.executable("dkc"), arguments, ranks: ranks, label: "sweep")
         }
-
-        deinit {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
-        }
-
-        var output: String { ((try? String(contentsOf: out, encoding: .utf8)) ?? "") + ((try? String(contentsOf: err, encoding: .utf8)) ?? "") }
-        var stdout: String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
 
         /// The rank processes: children of this mpirun (read from /proc).
-        var ranks: [pid_t] {
-            let me = process.processIdentifier
-            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            return entries.compactMap { Int32($0) }.filter { pid in
-                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { return false }
-                let fields = stat[stat.index(after: close)...].split(separator: " ")
-                return fields.count > 2 && Int32(fields[1]) == me
-            }
-        }
+        var ranks: [pid_t] { children }
 
         /// Waits until `condition` holds (checked every 20 ms), failing after `timeout` seconds.
         func wait(until condition: () -> Bool, timeout: Double = 240) -> Bool {

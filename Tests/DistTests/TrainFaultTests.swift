@@ -7,44 +7,14 @@ import XCTest
 /// one folder. The tiny world of `TrainFixture`; each case takes a few seconds.
 extension TrainTests {
     /// A `dkc train` under mpirun in the background, with its output in files.
-    final class TrainJob {
-        let process = Process()
-        let out: URL, err: URL
-
+    final class TrainJob: BackgroundJob {
         init(dkc: URL, config: URL, ranks: Int, env: [String: String] = [:]) throws {
-            process.executableURL = try Launch.mpirun()
-            process.arguments = ["--oversubscribe", "-np", String(ranks), dkc.path, "train", "--config", config.path, "--threads", "1"]
-            process.environment = Launch.environment(["OPENBLAS_NUM_THREADS": "1"].merging(env) { $1 })
-            out = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-fault-\(UUID().uuidString).out")
-            err = out.appendingPathExtension("err")
-            FileManager.default.createFile(atPath: out.path, contents: nil)
-            FileManager.default.createFile(atPath: err.path, contents: nil)
-            process.standardOutput = try FileHandle(forWritingTo: out)
-            process.standardError = try FileHandle(forWritingTo: err)
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
+            try super.init(dkc: dkc, ["train", "--config", config.path, "--threads", "1"], ranks: ranks,
+                           env: ["OPENBLAS_NUM_THREADS": "1"].merging(env) { $1 }, label: "fault")
         }
 
-        deinit {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
-        }
-
-        var stdout: String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
-        var stderr: String { (try? String(contentsOf: err, encoding: .utf8)) ?? "" }
-        /// The rank processes: every process whose parent is this mpirun (a scan of /proc/*/stat, which,
-        /// unlike /proc/<pid>/task/*/children, sees children forked by any of mpirun's threads at once).
-        var ranks: [Int32] {
-            let me = process.processIdentifier
-            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            return entries.compactMap { Int32($0) }.filter { pid in
-                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { return false }
-                let fields = stat[stat.index(after: close)...].split(separator: " ")
-                return fields.count > 2 && Int32(fields[1]) == me && TrainTests.command(of: pid).contains("dkc")
-            }
-        }
+        /// The rank processes: the children of this mpirun that run dkc.
+        var ranks: [Int32] { children.filter { TrainTests.command(of: $0).contains("dkc") } }
 
         /// Polls `condition` every 2 ms; false when the job ended first or `timeout` passed.
         func wait(until condition: () -> Bool, timeout: Double = 120) -> Bool {
