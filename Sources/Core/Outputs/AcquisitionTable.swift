@@ -180,9 +180,6 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
 
     /// Writes the table to `url` atomically; the same table and provenance give the same file.
     public func write(to url: URL, provenance: Provenance, options: OutputWriteOptions = OutputWriteOptions()) throws {
-        let compression = try options.compression()
-        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: .acquisition) : nil
-        let header = OutputFileHeader.make(kind: .acquisition, provenance: provenance, previous: previous)
         let steps = checkpoints.steps
         let labels = [attributes.sorted, types.sorted, frequencies.sorted]
         let grid = GridIndex(shape: [steps.count] + labels.map(\.count))
@@ -197,9 +194,7 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
             nEntities[o] = result.nEntities
         }
 
-        try NetCDFFile.writeAtomically(to: url) { file in
-            let w = OutputFileWriter(file, compression: compression)
-            try header.write(to: file)
+        try OutputFileWriter.write(.acquisition, to: url, provenance: provenance, options: options) { w, file in
             try w.checkpointCoordinates(checkpoints)
             try w.stringCoordinate("attribute", labels[0], describe(AxisNames.attribute))
             try w.stringCoordinate("type", labels[1], describe(AxisNames.type))
@@ -213,7 +208,6 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
                            describe("test entities in the cell", units: "1", [("comment", .text("-1 where not computed"))]))
             if grid.count > 0 { w.later { try file.write(nEntities, to: "n_entities") } }
             if !testEntities.isEmpty { try writeEntities(w, steps: steps, attributes: labels[0]) }
-            try w.finish()
         }
     }
 

@@ -18,29 +18,19 @@ extension CircuitsTable {
     /// Writes the table to `url` atomically. Missing cells, circuits and targets are left
     /// unwritten (NaN / -1). The same table and provenance always give the same file.
     public func write(to url: URL, provenance: Provenance, options: OutputWriteOptions = OutputWriteOptions()) throws {
-        let compression = try options.compression()
-        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: .circuits) : nil
-        let header = OutputFileHeader.make(kind: .circuits, provenance: provenance, previous: previous)
-        let steps = checkpoints.steps
-        let labels = [tasks.sorted, types.sorted, frequencies.sorted]
+        let layout = grid.layout
         let sizes = topn.sorted()
         let targets = (targetTypes.sorted, targetFrequencies.sorted)
-        let grid = GridIndex(shape: [steps.count] + labels.map(\.count))
-        let perTopn = GridIndex(shape: grid.shape + [sizes.count])
+        let perTopn = GridIndex(shape: layout.index.shape + [sizes.count])
         let perTarget = GridIndex(shape: perTopn.shape + [targets.0.count, targets.1.count])
         let (nF, nB) = (edges.nForward, edges.nBackward)
-        let g = ["checkpoint", "task", "type", "frequency"]
+        let g = ResultGrid.dimensions
         let gt = g + ["topn"]
         let gtt = gt + ["target_type", "target_frequency"]
         let minimum = faithfulnessMinDenominator
 
-        try NetCDFFile.writeAtomically(to: url) { file in
-            let w = OutputFileWriter(file, compression: compression)
-            try header.write(to: file)
-            try w.checkpointCoordinates(checkpoints)
-            try w.stringCoordinate("task", labels[0], describe(AxisNames.task))
-            try w.stringCoordinate("type", labels[1], describe(AxisNames.type))
-            try w.stringCoordinate("frequency", labels[2], describe(AxisNames.frequency))
+        try OutputFileWriter.write(.circuits, to: url, provenance: provenance, options: options) { w, file in
+            try layout.writeCoordinates(w, checkpoints: checkpoints)
             try w.numericCoordinate("topn", sizes.map(Int64.init), describe(AxisNames.topn, units: "1"))
             try w.stringCoordinate("target_type", targets.0, describe(AxisNames.targetType))
             try w.stringCoordinate("target_frequency", targets.1, describe(AxisNames.targetFrequency))
@@ -74,9 +64,9 @@ extension CircuitsTable {
             try real("hits_at_1", gtt, describe("share of test entities whose label token has rank < 1", units: "1"))
             try real("hits_at_10", gtt, describe("share of test entities whose label token has rank < 10", units: "1"))
             try count("n_test", gtt, "test entities of the target type and frequency")
-            try writeTransplants(w, steps: steps, labels: labels, sizes: sizes)
+            try writeTransplants(w, layout: layout, sizes: sizes)
 
-            var clean = [Double](repeating: .nan, count: grid.count)
+            var clean = [Double](repeating: .nan, count: layout.count)
             var corrupted = clean, denominator = clean
             var performance = [Double](repeating: .nan, count: perTopn.count)
             var faithfulness = performance, numerator = performance
@@ -86,13 +76,9 @@ extension CircuitsTable {
             var rankMean = labelProb, hits1 = labelProb, hits10 = labelProb
             var nTest = [Int](repeating: OutputFill.count, count: perTarget.count)
 
-            let at = (positions(steps), positions(labels[0]), positions(labels[1]), positions(labels[2]))
             let topnAt = positions(sizes), targetAt = (positions(targets.0), positions(targets.1))
-            let present = cells.map { cell, value -> (index: [Int], value: Cell) in
-                ([at.0[cell.checkpoint]!, at.1[cell.task]!, at.2[cell.type]!, at.3[cell.frequency]!], value)
-            }.sorted { grid.offset($0.index) < grid.offset($1.index) }
-            for (index, value) in present {
-                let o = grid.offset(index)
+            for (index, _, value) in layout.inFileOrder(cells) {
+                let o = layout.index.offset(index)
                 clean[o] = value.cleanBaseline
                 corrupted[o] = value.corruptedBaseline
                 denominator[o] = Self.denominator(value)
@@ -120,7 +106,7 @@ extension CircuitsTable {
                     w.later { try file.write(mask, to: "in_circuit", start: index + [0, 0, 0], count: [1, 1, 1, 1, sizes.count, nF, nB]) }
                 }
             }
-            if grid.count > 0 {
+            if layout.count > 0 {
                 w.later {
                     try file.write(clean, to: "clean_baseline")
                     try file.write(corrupted, to: "corrupted_baseline")
@@ -146,7 +132,6 @@ extension CircuitsTable {
                     try file.write(nTest, to: "n_test")
                 }
             }
-            try w.finish()
         }
     }
 
@@ -157,12 +142,11 @@ extension CircuitsTable {
     public static func read(from url: URL) throws -> CircuitsTable {
         let reader = try OutputFileReader(url: url, kind: .circuits)
         defer { reader.close() }
-        let (steps, checkpoints) = try reader.checkpoints()
-        let labels = [try reader.labels("task"), try reader.labels("type"), try reader.labels("frequency")]
+        let (layout, checkpoints) = try ResultGridLayout.read(reader)
         let sizes = try reader.integers("topn").map { Int($0) }
         let targets = (try reader.labels("target_type"), try reader.labels("target_frequency"))
         let edges = try reader.edges()
-        let g = ["checkpoint", "task", "type", "frequency"]
+        let g = ResultGrid.dimensions
         let gt = g + ["topn"]
         let gtt = gt + ["target_type", "target_frequency"]
         let reals: [NetCDFType] = [.double, .float]
@@ -184,53 +168,42 @@ extension CircuitsTable {
         let hits10 = try reader.values("hits_at_10", dimensions: gtt, types: reals, as: Double.self)
         let nTest = try reader.values("n_test", dimensions: gtt, types: ints, as: Int.self)
 
-        let grid = GridIndex(shape: [steps.count] + labels.map(\.count))
-        let perTopn = GridIndex(shape: grid.shape + [sizes.count])
+        let perTopn = GridIndex(shape: layout.index.shape + [sizes.count])
         let perTarget = GridIndex(shape: perTopn.shape + [targets.0.count, targets.1.count])
         let (nF, nB) = (edges.nForward, edges.nBackward)
         var cells: [ResultCell: Cell] = [:]
-        for c in steps.indices {
-            for t in labels[0].indices {
-                for y in labels[1].indices {
-                    for f in labels[2].indices {
-                        let index = [c, t, y, f]
-                        let o = grid.offset(index)
-                        let evaluated = sizes.indices.filter { nEdges[perTopn.offset(index + [$0])] != OutputFill.count }
-                        guard !clean[o].isNaN || !corrupted[o].isNaN || !evaluated.isEmpty else { continue }
-                        var value = Cell(cleanBaseline: clean[o], corruptedBaseline: corrupted[o])
-                        if !evaluated.isEmpty {
-                            let mask = try reader.file.read("in_circuit", as: Int8.self, start: index + [0, 0, 0],
-                                                            count: [1, 1, 1, 1, sizes.count, nF, nB])
-                            for k in evaluated {
-                                let ot = perTopn.offset(index + [k])
-                                var circuit = Circuit(performance: performance[ot], nEdges: nEdges[ot], nNodes: nNodes[ot],
-                                                      edgeEntropy: entropy[ot],
-                                                      inCircuit: Array(mask[k * nF * nB ..< (k + 1) * nF * nB]))
-                                for a in targets.0.indices {
-                                    for b in targets.1.indices {
-                                        let ox = perTarget.offset(index + [k, a, b])
-                                        guard nTest[ox] != OutputFill.count else { continue }
-                                        circuit.targets[Target(type: targets.0[a], frequency: targets.1[b])] =
-                                            TargetResult(labelProb: labelProb[ox], labelRankMean: rankMean[ox],
-                                                         hitsAt1: hits1[ox], hitsAt10: hits10[ox], nTest: nTest[ox])
-                                    }
-                                }
-                                value.circuits[sizes[k]] = circuit
-                            }
+        for index in layout.allPositions {
+            let o = layout.index.offset(index)
+            let evaluated = sizes.indices.filter { nEdges[perTopn.offset(index + [$0])] != OutputFill.count }
+            guard !clean[o].isNaN || !corrupted[o].isNaN || !evaluated.isEmpty else { continue }
+            var value = Cell(cleanBaseline: clean[o], corruptedBaseline: corrupted[o])
+            if !evaluated.isEmpty {
+                let mask = try reader.file.read("in_circuit", as: Int8.self, start: index + [0, 0, 0],
+                                                count: [1, 1, 1, 1, sizes.count, nF, nB])
+                for k in evaluated {
+                    let ot = perTopn.offset(index + [k])
+                    var circuit = Circuit(performance: performance[ot], nEdges: nEdges[ot], nNodes: nNodes[ot],
+                                          edgeEntropy: entropy[ot],
+                                          inCircuit: Array(mask[k * nF * nB ..< (k + 1) * nF * nB]))
+                    for a in targets.0.indices {
+                        for b in targets.1.indices {
+                            let ox = perTarget.offset(index + [k, a, b])
+                            guard nTest[ox] != OutputFill.count else { continue }
+                            circuit.targets[Target(type: targets.0[a], frequency: targets.1[b])] =
+                                TargetResult(labelProb: labelProb[ox], labelRankMean: rankMean[ox],
+                                             hitsAt1: hits1[ox], hitsAt10: hits10[ox], nTest: nTest[ox])
                         }
-                        cells[ResultCell(checkpoint: steps[c], task: labels[0][t], type: labels[1][y], frequency: labels[2][f])] = value
                     }
+                    value.circuits[sizes[k]] = circuit
                 }
             }
+            cells[layout.cell(at: index)] = value
         }
-        var table = CircuitsTable(edges: edges, faithfulnessMinDenominator: minimum, checkpoints: checkpoints,
-                             tasks: LabelAxis(labels[0], canonicalOrder: labels[0]),
-                             types: LabelAxis(labels[1], canonicalOrder: labels[1]),
-                             frequencies: LabelAxis(labels[2], canonicalOrder: labels[2]),
-                             topn: Set(sizes),
-                             targetTypes: LabelAxis(targets.0, canonicalOrder: targets.0),
-                             targetFrequencies: LabelAxis(targets.1, canonicalOrder: targets.1), cells: cells)
-        try table.readTransplants(reader, steps: steps, labels: labels, sizes: sizes)
+        var table = CircuitsTable(edges: edges, faithfulnessMinDenominator: minimum, grid: ResultGrid(layout, checkpoints: checkpoints),
+                                  topn: Set(sizes),
+                                  targetTypes: LabelAxis(targets.0, canonicalOrder: targets.0),
+                                  targetFrequencies: LabelAxis(targets.1, canonicalOrder: targets.1), cells: cells)
+        try table.readTransplants(reader, layout: layout, sizes: sizes)
         return table
     }
 }

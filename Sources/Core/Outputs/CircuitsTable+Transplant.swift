@@ -53,11 +53,8 @@ extension CircuitsTable {
 
     /// Sets (or replaces) a transplant; the evaluated checkpoint must be known.
     public mutating func setTransplant(_ key: TransplantKey, _ value: Transplant) throws {
-        guard checkpoints.contains(key.cell.checkpoint) else {
-            throw OutputFileError(.unknownCheckpoint(key.cell.checkpoint), reason: "transplant \(key) refers to checkpoint step \(key.cell.checkpoint), which the table does not know",
-                                  hint: "call addCheckpoint(step:path:) first")
-        }
-        tasks.insert(key.cell.task); types.insert(key.cell.type); frequencies.insert(key.cell.frequency)
+        try grid.requireCheckpoint(of: key.cell, "transplant \(key)")
+        grid.insertLabels(of: key.cell)
         topn.formUnion(value.circuits.keys)
         transplantSources.insert(key.source)
         transplants[key] = value
@@ -70,12 +67,12 @@ extension CircuitsTable {
     }
 
     /// Defines and queues the transplant variables (nothing when there are no transplant sources).
-    func writeTransplants(_ w: OutputFileWriter, steps: [Int64], labels: [[String]], sizes: [Int]) throws {
+    func writeTransplants(_ w: OutputFileWriter, layout: ResultGridLayout, sizes: [Int]) throws {
         guard !transplantSources.isEmpty else { return }
         let sources = transplantSources.sorted()
-        let g = ["source_checkpoint", "checkpoint", "task", "type", "frequency"], gt = g + ["topn"]
-        let grid = GridIndex(shape: [sources.count, steps.count] + labels.map(\.count))
-        let perTopn = GridIndex(shape: grid.shape + [sizes.count])
+        let g = ["source_checkpoint"] + ResultGrid.dimensions, gt = g + ["topn"]
+        let bySource = GridIndex(shape: [sources.count] + layout.index.shape)
+        let perTopn = GridIndex(shape: bySource.shape + [sizes.count])
         try w.numericCoordinate("source_checkpoint", sources, describe("training step of the checkpoint whose circuits are transplanted", units: "1"))
         func real(_ name: String, _ dims: [String], _ longName: String, _ extra: AttributeList = []) throws {
             try w.variable(name, type: .double, dimensions: dims, gridRank: 5, fill: .nan, describe(longName, units: "1", extra))
@@ -88,13 +85,13 @@ extension CircuitsTable {
         try real("transplant_hits_at_10", gt, "share of the source cell's test entities whose label token has rank < 10, the source circuit zero-ablated in the model of checkpoint")
         try w.variable("transplant_n_test", type: .int64, dimensions: gt, gridRank: 5, fill: .value(Double(OutputFill.count)),
                        describe("test entities behind transplant_hits_at_10", units: "1", [("comment", .text("-1 where not tested"))]))
-        var clean = [Double](repeating: .nan, count: grid.count), corrupted = clean
+        var clean = [Double](repeating: .nan, count: bySource.count), corrupted = clean
         var performance = [Double](repeating: .nan, count: perTopn.count), faith = performance, hits = performance
         var nTest = [Int](repeating: OutputFill.count, count: perTopn.count)
-        let at = (positions(sources), positions(steps), positions(labels[0]), positions(labels[1]), positions(labels[2])), topnAt = positions(sizes)
+        let sourceAt = positions(sources), topnAt = positions(sizes)
         for (key, t) in transplants {
-            let index = [at.0[key.source]!, at.1[key.cell.checkpoint]!, at.2[key.cell.task]!, at.3[key.cell.type]!, at.4[key.cell.frequency]!]
-            let o = grid.offset(index)
+            let index = [sourceAt[key.source]!] + layout.position(of: key.cell)
+            let o = bySource.offset(index)
             clean[o] = t.cleanBaseline; corrupted[o] = t.corruptedBaseline
             for (n, c) in t.circuits {
                 let ot = perTopn.offset(index + [topnAt[n]!])
@@ -102,7 +99,7 @@ extension CircuitsTable {
                 faith[ot] = transplantFaithfulness(key, topn: n)!
             }
         }
-        guard grid.count > 0 else { return }
+        guard bySource.count > 0 else { return }
         let file = w.file
         w.later {
             try file.write(clean, to: "transplant_clean_baseline"); try file.write(corrupted, to: "transplant_corrupted_baseline")
@@ -116,36 +113,29 @@ extension CircuitsTable {
     }
 
     /// Reads the transplant variables when the file has them.
-    mutating func readTransplants(_ reader: OutputFileReader, steps: [Int64], labels: [[String]], sizes: [Int]) throws {
+    mutating func readTransplants(_ reader: OutputFileReader, layout: ResultGridLayout, sizes: [Int]) throws {
         guard reader.file.hasVariable("source_checkpoint") else { return }
         let sources = try reader.integers("source_checkpoint")
-        let g = ["source_checkpoint", "checkpoint", "task", "type", "frequency"], gt = g + ["topn"]
+        let g = ["source_checkpoint"] + ResultGrid.dimensions, gt = g + ["topn"]
         let clean = try reader.values("transplant_clean_baseline", dimensions: g, types: [.double], as: Double.self)
         let corrupted = try reader.values("transplant_corrupted_baseline", dimensions: g, types: [.double], as: Double.self)
         let performance = try reader.values("transplant_circuit_performance", dimensions: gt, types: [.double], as: Double.self)
         let hits = try reader.values("transplant_hits_at_10", dimensions: gt, types: [.double], as: Double.self)
         let nTest = try reader.values("transplant_n_test", dimensions: gt, types: [.int64], as: Int.self)
-        let grid = GridIndex(shape: [sources.count, steps.count] + labels.map(\.count))
-        let perTopn = GridIndex(shape: grid.shape + [sizes.count])
+        let bySource = GridIndex(shape: [sources.count] + layout.index.shape)
+        let perTopn = GridIndex(shape: bySource.shape + [sizes.count])
         transplantSources.formUnion(sources)
         for s in sources.indices {
-            for c in steps.indices {
-                for t in labels[0].indices {
-                    for y in labels[1].indices {
-                        for f in labels[2].indices {
-                            let index = [s, c, t, y, f], o = grid.offset(index)
-                            guard !clean[o].isNaN || !corrupted[o].isNaN else { continue }
-                            var value = Transplant(cleanBaseline: clean[o], corruptedBaseline: corrupted[o])
-                            for k in sizes.indices {
-                                let ot = perTopn.offset(index + [k])
-                                guard !performance[ot].isNaN else { continue }
-                                value.circuits[sizes[k]] = TransplantCircuit(performance: performance[ot], hitsAt10: hits[ot], nTest: nTest[ot])
-                            }
-                            let cell = ResultCell(checkpoint: steps[c], task: labels[0][t], type: labels[1][y], frequency: labels[2][f])
-                            transplants[TransplantKey(source: sources[s], cell: cell)] = value
-                        }
-                    }
+            for position in layout.allPositions {
+                let index = [s] + position, o = bySource.offset(index)
+                guard !clean[o].isNaN || !corrupted[o].isNaN else { continue }
+                var value = Transplant(cleanBaseline: clean[o], corruptedBaseline: corrupted[o])
+                for k in sizes.indices {
+                    let ot = perTopn.offset(index + [k])
+                    guard !performance[ot].isNaN else { continue }
+                    value.circuits[sizes[k]] = TransplantCircuit(performance: performance[ot], hitsAt10: hits[ot], nTest: nTest[ot])
                 }
+                transplants[TransplantKey(source: sources[s], cell: layout.cell(at: position))] = value
             }
         }
     }

@@ -12,7 +12,7 @@
 ///   corrupted), NaN when |clean − corrupted| < `faithfulnessMinDenominator`.
 /// - `merge` unions disjoint parts; merged parts write the same file as the table built at once.
 /// - Equality is NaN-aware.
-public struct CircuitsTable: MergeableTable, Equatable, Sendable {
+public struct CircuitsTable: MergeableTable, ResultGridTable, Equatable, Sendable {
     public static let tableName = "circuit"
     /// Target type × target frequency of a circuit test.
     public struct Target: Hashable, Sendable, CustomStringConvertible {
@@ -93,10 +93,8 @@ public struct CircuitsTable: MergeableTable, Equatable, Sendable {
     /// Faithfulness is NaN when |clean − corrupted| is below this (the `faithfulness` attribute
     /// `faithfulness_min_denominator`).
     public let faithfulnessMinDenominator: Double
-    public private(set) var checkpoints = CheckpointAxis()
-    public internal(set) var tasks: LabelAxis
-    public internal(set) var types: LabelAxis
-    public internal(set) var frequencies: LabelAxis
+    /// Checkpoints and labels of the cells (and transplants) set or declared.
+    public internal(set) var grid: ResultGrid
     public internal(set) var topn: Set<Int> = []
     public private(set) var targetTypes: LabelAxis
     public private(set) var targetFrequencies: LabelAxis
@@ -111,16 +109,14 @@ public struct CircuitsTable: MergeableTable, Equatable, Sendable {
                 frequencyOrder: [String] = OutputLabels.frequencies) {
         self.edges = edges
         self.faithfulnessMinDenominator = faithfulnessMinDenominator
-        tasks = LabelAxis(canonicalOrder: taskOrder)
-        types = LabelAxis(canonicalOrder: typeOrder)
-        frequencies = LabelAxis(canonicalOrder: frequencyOrder)
+        grid = ResultGrid(taskOrder: taskOrder, typeOrder: typeOrder, frequencyOrder: frequencyOrder)
         targetTypes = LabelAxis(canonicalOrder: typeOrder)
         targetFrequencies = LabelAxis(canonicalOrder: frequencyOrder)
     }
 
     /// Adds a checkpoint (its step and folder). Cells can only refer to known checkpoints.
     public mutating func addCheckpoint(step: Int64, path: String) throws {
-        try checkpoints.insert(step: step, path: path)
+        try grid.addCheckpoint(step: step, path: path)
     }
 
     /// Adds axis values that have no cell yet, so the file covers the whole planned grid.
@@ -129,9 +125,7 @@ public struct CircuitsTable: MergeableTable, Equatable, Sendable {
         if let bad = topn.first(where: { $0 < 0 }) {
             throw OutputFileError(.invalidArgument, reason: "top-n \(bad) is negative")
         }
-        self.tasks.insert(contentsOf: tasks)
-        self.types.insert(contentsOf: types)
-        self.frequencies.insert(contentsOf: frequencies)
+        grid.declare(tasks: tasks, types: types, frequencies: frequencies)
         self.topn.formUnion(topn)
         self.targetTypes.insert(contentsOf: targetTypes)
         self.targetFrequencies.insert(contentsOf: targetFrequencies)
@@ -140,10 +134,7 @@ public struct CircuitsTable: MergeableTable, Equatable, Sendable {
     /// Sets (or replaces) a whole cell. Every circuit's `inCircuit` must be (n_forward,
     /// n_backward) of 0 and 1, with 1 only on edges; counts must be at least 0.
     public mutating func set(_ cell: ResultCell, _ value: Cell) throws {
-        guard checkpoints.contains(cell.checkpoint) else {
-            throw OutputFileError(.unknownCheckpoint(cell.checkpoint), reason: "cell \(cell) refers to checkpoint step \(cell.checkpoint), which the table does not know",
-                                  hint: "call addCheckpoint(step:path:) first")
-        }
+        try grid.requireCheckpoint(of: cell, "cell \(cell)")
         for (n, circuit) in value.circuits {
             let what = "the top-\(n) circuit of \(cell)"
             guard n >= 0 else { throw OutputFileError(.invalidArgument, reason: "\(what): top-n is negative") }
@@ -159,7 +150,7 @@ public struct CircuitsTable: MergeableTable, Equatable, Sendable {
                 throw OutputFileError(.invalidArgument, reason: "\(what) has a negative count (n_edges, n_nodes or n_test)")
             }
         }
-        tasks.insert(cell.task); types.insert(cell.type); frequencies.insert(cell.frequency)
+        grid.insertLabels(of: cell)
         for (n, circuit) in value.circuits {
             topn.insert(n)
             for target in circuit.targets.keys {
@@ -203,10 +194,7 @@ public struct CircuitsTable: MergeableTable, Equatable, Sendable {
                                   hint: "merge only parts of one sweep run with one configuration")
         }
         var merged = self
-        try merged.checkpoints.formUnion(other.checkpoints)
-        merged.tasks.formUnion(other.tasks)
-        merged.types.formUnion(other.types)
-        merged.frequencies.formUnion(other.frequencies)
+        merged.grid = try grid.union(other.grid)
         merged.topn.formUnion(other.topn)
         merged.targetTypes.formUnion(other.targetTypes)
         merged.targetFrequencies.formUnion(other.targetFrequencies)
@@ -217,11 +205,9 @@ public struct CircuitsTable: MergeableTable, Equatable, Sendable {
     }
 
     /// Rebuilds a table from its parts (the reader's entry point).
-    init(edges: EdgeLayout, faithfulnessMinDenominator: Double, checkpoints: CheckpointAxis,
-         tasks: LabelAxis, types: LabelAxis, frequencies: LabelAxis, topn: Set<Int>,
+    init(edges: EdgeLayout, faithfulnessMinDenominator: Double, grid: ResultGrid, topn: Set<Int>,
          targetTypes: LabelAxis, targetFrequencies: LabelAxis, cells: [ResultCell: Cell]) {
-        self.edges = edges; self.faithfulnessMinDenominator = faithfulnessMinDenominator
-        self.checkpoints = checkpoints; self.tasks = tasks; self.types = types; self.frequencies = frequencies
+        self.edges = edges; self.faithfulnessMinDenominator = faithfulnessMinDenominator; self.grid = grid
         self.topn = topn; self.targetTypes = targetTypes; self.targetFrequencies = targetFrequencies
         self.cells = cells
     }

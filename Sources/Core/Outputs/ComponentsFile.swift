@@ -60,14 +60,9 @@ public struct CellComponents: Sendable, Equatable {
 
     /// Writes the cell to `url` atomically.
     public func write(to url: URL, provenance: Provenance, options: OutputWriteOptions = OutputWriteOptions()) throws {
-        let compression = try options.compression()
-        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: .components) : nil
-        let header = OutputFileHeader.make(kind: .components, provenance: provenance, previous: previous)
         let L = nLayers, H = nHeads, K = L + 1, E = entities.count
         let ratios = headRatios
-        try NetCDFFile.writeAtomically(to: url) { file in
-            let w = OutputFileWriter(file, compression: compression)
-            try header.write(to: file)
+        try OutputFileWriter.write(.components, to: url, provenance: provenance, options: options) { w, file in
             try w.stringCoordinate("entity", entities, describe("entity (clean subject of the circuit sample), data order"))
             try w.stringCoordinate("lens", lensLabels, describe("logit-lens point: residual entering block k ('k_pre'), then the last block's output ('final_post')"))
             try w.numericCoordinate("layer", (0..<L).map { Int64($0) }, describe("layer", units: "1"))
@@ -115,7 +110,6 @@ public struct CellComponents: Sendable, Equatable {
                                describe("nodes of the circuit (input, heads, MLPs and logits): the denominator of the class proportions", units: "1"))
                 w.later { try file.write(self.circuits.map(\.heads.nodeCount), to: "circuit_nodes") }
             }
-            try w.finish()
         }
     }
 }

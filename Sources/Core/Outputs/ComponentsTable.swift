@@ -15,7 +15,7 @@ import Foundation
 ///     logit_lens_rank_plus1_mean, logit_lens_prob_mean, min_rank_at_subject_plus1_mean (grid, lens) double
 ///     head_subject_ratio, head_relation_ratio (grid, layer, head) double; head_class (grid, layer, head) string
 ///     circuit_heads (grid, topn, class, layer) int64 fill -1; circuit_nodes (grid, topn) int64 fill -1
-public struct ComponentsTable: MergeableTable, Equatable, Sendable {
+public struct ComponentsTable: MergeableTable, ResultGridTable, Equatable, Sendable {
     public static let tableName = "components"
 
     /// One cell: what `CellComponents` summarises.
@@ -57,35 +57,28 @@ public struct ComponentsTable: MergeableTable, Equatable, Sendable {
 
     public let nLayers: Int
     public let nHeads: Int
-    public private(set) var checkpoints = CheckpointAxis()
-    public private(set) var tasks: LabelAxis
-    public private(set) var types: LabelAxis
-    public private(set) var frequencies: LabelAxis
+    /// Checkpoints and labels of the cells set or declared.
+    public private(set) var grid: ResultGrid
     public private(set) var topn: Set<Int> = []
     public private(set) var cells: [ResultCell: Cell] = [:]
 
     public init(nLayers: Int, nHeads: Int, taskOrder: [String] = OutputLabels.tasks, typeOrder: [String] = OutputLabels.types,
                 frequencyOrder: [String] = OutputLabels.frequencies) {
         self.nLayers = nLayers; self.nHeads = nHeads
-        tasks = LabelAxis(canonicalOrder: taskOrder)
-        types = LabelAxis(canonicalOrder: typeOrder)
-        frequencies = LabelAxis(canonicalOrder: frequencyOrder)
+        grid = ResultGrid(taskOrder: taskOrder, typeOrder: typeOrder, frequencyOrder: frequencyOrder)
     }
 
-    public mutating func addCheckpoint(step: Int64, path: String) throws { try checkpoints.insert(step: step, path: path) }
+    public mutating func addCheckpoint(step: Int64, path: String) throws { try grid.addCheckpoint(step: step, path: path) }
 
     /// Adds axis values that have no cell yet, so the file covers the whole planned grid.
     public mutating func declare(tasks: [String] = [], types: [String] = [], frequencies: [String] = [], topn: [Int] = []) {
-        self.tasks.insert(contentsOf: tasks); self.types.insert(contentsOf: types); self.frequencies.insert(contentsOf: frequencies)
+        grid.declare(tasks: tasks, types: types, frequencies: frequencies)
         self.topn.formUnion(topn)
     }
 
     /// Sets (or replaces) a cell; its arrays must fit the table's layers and heads.
     public mutating func set(_ cell: ResultCell, _ value: Cell) throws {
-        guard checkpoints.contains(cell.checkpoint) else {
-            throw OutputFileError(.unknownCheckpoint(cell.checkpoint), reason: "cell \(cell) refers to checkpoint step \(cell.checkpoint), which the table does not know",
-                                  hint: "call addCheckpoint(step:path:) first")
-        }
+        try grid.requireCheckpoint(of: cell, "cell \(cell)")
         let L = nLayers, LH = nLayers * nHeads
         guard value.nEntities >= 0, [value.rankPlus1, value.probability, value.subjectRankPlus1].allSatisfy({ $0.count == L + 1 }),
               value.meanSubject.count == LH, value.meanRelation.count == LH,
@@ -93,7 +86,7 @@ public struct ComponentsTable: MergeableTable, Equatable, Sendable {
               Set(value.circuitHeads.keys) == Set(value.circuitNodes.keys) else {
             throw OutputFileError(.wrongSize, reason: "the components of \(cell) do not fit \(L) layers × \(nHeads) heads")
         }
-        tasks.insert(cell.task); types.insert(cell.type); frequencies.insert(cell.frequency)
+        grid.insertLabels(of: cell)
         topn.formUnion(value.circuitHeads.keys)
         cells[cell] = value
     }
@@ -108,8 +101,7 @@ public struct ComponentsTable: MergeableTable, Equatable, Sendable {
                                   hint: "merge only parts of one sweep over one model architecture")
         }
         var merged = self
-        try merged.checkpoints.formUnion(other.checkpoints)
-        merged.tasks.formUnion(other.tasks); merged.types.formUnion(other.types); merged.frequencies.formUnion(other.frequencies)
+        merged.grid = try grid.union(other.grid)
         merged.topn.formUnion(other.topn)
         try mergeCells(&merged.cells, other.cells, table: "components", hint: "a cell must be computed by one part of the sweep only")
         self = merged
@@ -123,46 +115,36 @@ public struct ComponentsTable: MergeableTable, Equatable, Sendable {
 
     /// Writes the table to `url` atomically; the same table and provenance give the same file.
     public func write(to url: URL, provenance: Provenance, options: OutputWriteOptions = OutputWriteOptions()) throws {
-        let compression = try options.compression()
-        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: .components) : nil
-        let header = OutputFileHeader.make(kind: .components, provenance: provenance, previous: previous)
-        let steps = checkpoints.steps
-        let labels = [tasks.sorted, types.sorted, frequencies.sorted]
+        let layout = grid.layout
         let sizes = topn.sorted()
         let L = nLayers, H = nHeads, K = L + 1, NC = HeadClass.allCases.count
-        let grid = GridIndex(shape: [steps.count] + labels.map(\.count))
-        let g = ["checkpoint", "task", "type", "frequency"]
+        let n = layout.count
+        let g = ResultGrid.dimensions
 
-        var nEntities = [Int](repeating: OutputFill.count, count: grid.count)
-        var lens = Self.lensMeasures.map { _ in [Double](repeating: .nan, count: grid.count * K) }
-        var meanS = [Double](repeating: .nan, count: grid.count * L * H), meanR = meanS
-        var classes = [String](repeating: "", count: grid.count * L * H)
-        var heads = [Int](repeating: OutputFill.count, count: grid.count * sizes.count * NC * L)
-        var nodes = [Int](repeating: OutputFill.count, count: grid.count * sizes.count)
-        let at = (positions(steps), positions(labels[0]), positions(labels[1]), positions(labels[2]))
+        var nEntities = [Int](repeating: OutputFill.count, count: n)
+        var lens = Self.lensMeasures.map { _ in [Double](repeating: .nan, count: n * K) }
+        var meanS = [Double](repeating: .nan, count: n * L * H), meanR = meanS
+        var classes = [String](repeating: "", count: n * L * H)
+        var heads = [Int](repeating: OutputFill.count, count: n * sizes.count * NC * L)
+        var nodes = [Int](repeating: OutputFill.count, count: n * sizes.count)
         let topnAt = positions(sizes)
         for (cell, v) in cells {
-            let o = grid.offset([at.0[cell.checkpoint]!, at.1[cell.task]!, at.2[cell.type]!, at.3[cell.frequency]!])
+            let o = layout.offset(of: cell)
             nEntities[o] = v.nEntities
             for (m, measure) in Self.lensMeasures.enumerated() {
                 for (k, x) in measure.value(v).enumerated() { lens[m][o * K + k] = x }
             }
             let cls = HeadRatios(meanSubject: v.meanSubject, meanRelation: v.meanRelation, nLayers: L, nHeads: H).classes
             for j in 0..<(L * H) { meanS[o * L * H + j] = v.meanSubject[j]; meanR[o * L * H + j] = v.meanRelation[j]; classes[o * L * H + j] = cls[j].rawValue }
-            for (n, counts) in v.circuitHeads {
-                let t = topnAt[n]!
+            for (size, counts) in v.circuitHeads {
+                let t = topnAt[size]!
                 for (i, c) in counts.enumerated() { heads[(o * sizes.count + t) * NC * L + i] = c }
-                nodes[o * sizes.count + t] = v.circuitNodes[n]!
+                nodes[o * sizes.count + t] = v.circuitNodes[size]!
             }
         }
 
-        try NetCDFFile.writeAtomically(to: url) { file in
-            let w = OutputFileWriter(file, compression: compression)
-            try header.write(to: file)
-            try w.checkpointCoordinates(checkpoints)
-            try w.stringCoordinate("task", labels[0], describe(AxisNames.task))
-            try w.stringCoordinate("type", labels[1], describe(AxisNames.type))
-            try w.stringCoordinate("frequency", labels[2], describe(AxisNames.frequency))
+        try OutputFileWriter.write(.components, to: url, provenance: provenance, options: options) { w, file in
+            try layout.writeCoordinates(w, checkpoints: checkpoints)
             try w.stringCoordinate("lens", ComponentAnalyzer.lensLabels(nLayers: L),
                                    describe("logit-lens point: residual entering block k ('k_pre'), then the last block's output ('final_post')"))
             try w.numericCoordinate("layer", (0..<L).map { Int64($0) }, describe("layer", units: "1"))
@@ -182,11 +164,10 @@ public struct ComponentsTable: MergeableTable, Equatable, Sendable {
             for (m, measure) in Self.lensMeasures.enumerated() { try real(measure.name, g + ["lens"], measure.longName, lens[m]) }
             try real("head_subject_ratio", g + ["layer", "head"], "mean over the cell's entities of the head's DLA share from the subject's positions", meanS)
             try real("head_relation_ratio", g + ["layer", "head"], "mean over the cell's entities of the head's DLA share from the other positions (BOS excluded)", meanR)
-            try w.stringVariable("head_class", dimensions: g + ["layer", "head"], grid.count > 0 ? classes : [],
+            try w.stringVariable("head_class", dimensions: g + ["layer", "head"], n > 0 ? classes : [],
                                  describe("mover if |head_subject_ratio / head_relation_ratio| > 10, relation if < 0.1, else mixture ('' where not computed)"))
             try count("circuit_heads", g + ["topn", "class", "layer"], "heads of the cell's top-n circuit per class (by this cell's head_class) and layer", heads)
             try count("circuit_nodes", g + ["topn"], "nodes of the cell's top-n circuit (input, heads, MLPs, logits): the denominator of the class proportions", nodes)
-            try w.finish()
         }
     }
 
@@ -194,15 +175,14 @@ public struct ComponentsTable: MergeableTable, Equatable, Sendable {
     public static func read(from url: URL) throws -> ComponentsTable {
         let reader = try OutputFileReader(url: url, kind: .components)
         defer { reader.close() }
-        let (steps, checkpoints) = try reader.checkpoints()
-        let labels = [try reader.labels("task"), try reader.labels("type"), try reader.labels("frequency")]
+        let (layout, checkpoints) = try ResultGridLayout.read(reader)
         let sizes = try reader.integers("topn").map { Int($0) }
         let L = try reader.length("layer"), H = try reader.length("head"), K = try reader.length("lens"), NC = try reader.length("class")
         guard K == L + 1, NC == HeadClass.allCases.count else {
             throw OutputFileError(.wrongSize, path: url.path, reason: "lens has \(K) points and class \(NC) values for \(L) layers",
                                   hint: "give the components.nc written by dkc sweep")
         }
-        let g = ["checkpoint", "task", "type", "frequency"]
+        let g = ResultGrid.dimensions
         let nEntities = try reader.values("n_entities", dimensions: g, types: [.int64, .int32], as: Int.self)
         let lens = try lensMeasures.map { try reader.values($0.name, dimensions: g + ["lens"], types: [.double], as: Double.self) }
         let meanS = try reader.values("head_subject_ratio", dimensions: g + ["layer", "head"], types: [.double], as: Double.self)
@@ -210,31 +190,23 @@ public struct ComponentsTable: MergeableTable, Equatable, Sendable {
         let heads = try reader.values("circuit_heads", dimensions: g + ["topn", "class", "layer"], types: [.int64], as: Int.self)
         let nodes = try reader.values("circuit_nodes", dimensions: g + ["topn"], types: [.int64], as: Int.self)
 
-        var table = ComponentsTable(nLayers: L, nHeads: H, taskOrder: labels[0], typeOrder: labels[1], frequencyOrder: labels[2])
-        table.checkpoints = checkpoints
-        table.declare(tasks: labels[0], types: labels[1], frequencies: labels[2], topn: sizes)
-        let grid = GridIndex(shape: [steps.count] + labels.map(\.count))
-        for c in steps.indices {
-            for t in labels[0].indices {
-                for y in labels[1].indices {
-                    for f in labels[2].indices {
-                        let o = grid.offset([c, t, y, f])
-                        guard nEntities[o] != OutputFill.count else { continue }
-                        var circuitHeads: [Int: [Int]] = [:], circuitNodes: [Int: Int] = [:]
-                        for (i, n) in sizes.enumerated() where nodes[o * sizes.count + i] != OutputFill.count {
-                            circuitNodes[n] = nodes[o * sizes.count + i]
-                            circuitHeads[n] = Array(heads[((o * sizes.count + i) * NC * L)..<((o * sizes.count + i + 1) * NC * L)])
-                        }
-                        let cell = ResultCell(checkpoint: steps[c], task: labels[0][t], type: labels[1][y], frequency: labels[2][f])
-                        table.cells[cell] = Cell(nEntities: nEntities[o], rankPlus1: Array(lens[0][(o * K)..<((o + 1) * K)]),
-                                                 probability: Array(lens[1][(o * K)..<((o + 1) * K)]),
-                                                 subjectRankPlus1: Array(lens[2][(o * K)..<((o + 1) * K)]),
-                                                 meanSubject: Array(meanS[(o * L * H)..<((o + 1) * L * H)]),
-                                                 meanRelation: Array(meanR[(o * L * H)..<((o + 1) * L * H)]),
-                                                 circuitHeads: circuitHeads, circuitNodes: circuitNodes)
-                    }
-                }
+        var table = ComponentsTable(nLayers: L, nHeads: H)
+        table.grid = ResultGrid(layout, checkpoints: checkpoints)
+        table.declare(topn: sizes)
+        for position in layout.allPositions {
+            let o = layout.index.offset(position)
+            guard nEntities[o] != OutputFill.count else { continue }
+            var circuitHeads: [Int: [Int]] = [:], circuitNodes: [Int: Int] = [:]
+            for (i, n) in sizes.enumerated() where nodes[o * sizes.count + i] != OutputFill.count {
+                circuitNodes[n] = nodes[o * sizes.count + i]
+                circuitHeads[n] = Array(heads[((o * sizes.count + i) * NC * L)..<((o * sizes.count + i + 1) * NC * L)])
             }
+            table.cells[layout.cell(at: position)] = Cell(nEntities: nEntities[o], rankPlus1: Array(lens[0][(o * K)..<((o + 1) * K)]),
+                                                          probability: Array(lens[1][(o * K)..<((o + 1) * K)]),
+                                                          subjectRankPlus1: Array(lens[2][(o * K)..<((o + 1) * K)]),
+                                                          meanSubject: Array(meanS[(o * L * H)..<((o + 1) * L * H)]),
+                                                          meanRelation: Array(meanR[(o * L * H)..<((o + 1) * L * H)]),
+                                                          circuitHeads: circuitHeads, circuitNodes: circuitNodes)
         }
         return table
     }

@@ -90,6 +90,22 @@ final class OutputFileWriter {
         for (key, value) in attributes { try file.setAttribute(key, value, on: variable) }
     }
 
+    /// Writes a result file of `kind` to `url` atomically (temporary file, then rename): the
+    /// global attributes (the history of the file already there kept when `options` say so),
+    /// then what `body` defines and queues with `later`, then the queued data.
+    static func write(_ kind: OutputFileKind, to url: URL, provenance: Provenance, options: OutputWriteOptions,
+                      _ body: (OutputFileWriter, NetCDFFile) throws -> Void) throws {
+        let compression = try options.compression()
+        let previous = options.keepHistory ? OutputFileHeader.existing(at: url, kind: kind) : nil
+        let header = OutputFileHeader.make(kind: kind, provenance: provenance, previous: previous)
+        try NetCDFFile.writeAtomically(to: url) { file in
+            let w = OutputFileWriter(file, compression: compression)
+            try header.write(to: file)
+            try body(w, file)
+            try w.finish()
+        }
+    }
+
     /// Queues a data write for `finish()`.
     func later(_ body: @escaping () throws -> Void) { pending.append(body) }
 

@@ -40,7 +40,7 @@ public struct ScoreAttributes: Equatable, Sendable {
 /// - `merge` unions disjoint parts (a job-array sweep); merged parts write the same file as the
 ///   table built at once.
 /// - Equality is NaN-aware: NaN equals NaN, as in the file.
-public struct ScoresTable: MergeableTable, Equatable, Sendable {
+public struct ScoresTable: MergeableTable, ResultGridTable, Equatable, Sendable {
     public static let tableName = "score"
     /// One computed cell.
     public struct Cell: Equatable, Sendable {
@@ -58,10 +58,8 @@ public struct ScoresTable: MergeableTable, Equatable, Sendable {
 
     public let edges: EdgeLayout
     public let attributes: ScoreAttributes
-    public private(set) var checkpoints = CheckpointAxis()
-    public private(set) var tasks: LabelAxis
-    public private(set) var types: LabelAxis
-    public private(set) var frequencies: LabelAxis
+    /// Checkpoints and labels of the cells set or declared.
+    public private(set) var grid: ResultGrid
     public private(set) var cells: [ResultCell: Cell] = [:]
 
     /// An empty table over `edges`. The orders decide where known labels go in the file.
@@ -70,21 +68,17 @@ public struct ScoresTable: MergeableTable, Equatable, Sendable {
                 frequencyOrder: [String] = OutputLabels.frequencies) {
         self.edges = edges
         self.attributes = attributes
-        tasks = LabelAxis(canonicalOrder: taskOrder)
-        types = LabelAxis(canonicalOrder: typeOrder)
-        frequencies = LabelAxis(canonicalOrder: frequencyOrder)
+        grid = ResultGrid(taskOrder: taskOrder, typeOrder: typeOrder, frequencyOrder: frequencyOrder)
     }
 
     /// Adds a checkpoint (its step and folder). Cells can only refer to known checkpoints.
     public mutating func addCheckpoint(step: Int64, path: String) throws {
-        try checkpoints.insert(step: step, path: path)
+        try grid.addCheckpoint(step: step, path: path)
     }
 
     /// Adds labels that have no cell yet, so the file's axes cover the whole planned grid.
     public mutating func declare(tasks: [String] = [], types: [String] = [], frequencies: [String] = []) {
-        self.tasks.insert(contentsOf: tasks)
-        self.types.insert(contentsOf: types)
-        self.frequencies.insert(contentsOf: frequencies)
+        grid.declare(tasks: tasks, types: types, frequencies: frequencies)
     }
 
     /// Sets (or replaces) a cell. `scores`: (n_forward, n_backward); non-edges become NaN.
@@ -95,10 +89,10 @@ public struct ScoresTable: MergeableTable, Equatable, Sendable {
         guard nSamples >= 0 else {
             throw OutputFileError(.invalidArgument, reason: "n_samples of \(cell) is \(nSamples); it must be at least 0")
         }
-        try requireCheckpoint(cell)
+        try grid.requireCheckpoint(of: cell, "cell \(cell)")
         var masked = scores
         edges.maskNonEdges(&masked)
-        insertLabels(of: cell)
+        grid.insertLabels(of: cell)
         cells[cell] = Cell(scores: masked, nSamples: nSamples, seconds: seconds)
     }
 
@@ -120,29 +114,13 @@ public struct ScoresTable: MergeableTable, Equatable, Sendable {
                                   hint: "merge only parts of one sweep run with one configuration")
         }
         var merged = self
-        try merged.checkpoints.formUnion(other.checkpoints)
-        merged.tasks.formUnion(other.tasks)
-        merged.types.formUnion(other.types)
-        merged.frequencies.formUnion(other.frequencies)
+        merged.grid = try grid.union(other.grid)
         try mergeCells(&merged.cells, other.cells, table: "score", hint: "a cell must be computed by one part of the sweep only")
         self = merged
     }
 
-    private func requireCheckpoint(_ cell: ResultCell) throws {
-        guard checkpoints.contains(cell.checkpoint) else {
-            throw OutputFileError(.unknownCheckpoint(cell.checkpoint), reason: "cell \(cell) refers to checkpoint step \(cell.checkpoint), which the table does not know",
-                                  hint: "call addCheckpoint(step:path:) first")
-        }
-    }
-
-    private mutating func insertLabels(of cell: ResultCell) {
-        tasks.insert(cell.task); types.insert(cell.type); frequencies.insert(cell.frequency)
-    }
-
     /// Rebuilds a table from its parts (the reader's entry point); no checks beyond the types'.
-    init(edges: EdgeLayout, attributes: ScoreAttributes, checkpoints: CheckpointAxis, tasks: LabelAxis,
-         types: LabelAxis, frequencies: LabelAxis, cells: [ResultCell: Cell]) {
-        self.edges = edges; self.attributes = attributes; self.checkpoints = checkpoints
-        self.tasks = tasks; self.types = types; self.frequencies = frequencies; self.cells = cells
+    init(edges: EdgeLayout, attributes: ScoreAttributes, grid: ResultGrid, cells: [ResultCell: Cell]) {
+        self.edges = edges; self.attributes = attributes; self.grid = grid; self.cells = cells
     }
 }
