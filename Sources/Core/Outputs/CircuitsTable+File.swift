@@ -107,30 +107,17 @@ extension CircuitsTable {
                 }
             }
             if layout.count > 0 {
-                w.later {
-                    try file.write(clean, to: "clean_baseline")
-                    try file.write(corrupted, to: "corrupted_baseline")
-                    try file.write(denominator, to: "faithfulness_denominator")
-                }
+                w.queue(clean, to: "clean_baseline"); w.queue(corrupted, to: "corrupted_baseline")
+                w.queue(denominator, to: "faithfulness_denominator")
             }
             if perTopn.count > 0 {
-                w.later {
-                    try file.write(performance, to: "circuit_performance")
-                    try file.write(faithfulness, to: "faithfulness")
-                    try file.write(numerator, to: "faithfulness_numerator")
-                    try file.write(nEdges, to: "n_edges")
-                    try file.write(nNodes, to: "n_nodes")
-                    try file.write(entropy, to: "edge_entropy")
-                }
+                w.queue(performance, to: "circuit_performance"); w.queue(faithfulness, to: "faithfulness")
+                w.queue(numerator, to: "faithfulness_numerator"); w.queue(nEdges, to: "n_edges")
+                w.queue(nNodes, to: "n_nodes"); w.queue(entropy, to: "edge_entropy")
             }
             if perTarget.count > 0 {
-                w.later {
-                    try file.write(labelProb, to: "label_prob")
-                    try file.write(rankMean, to: "label_rank_mean")
-                    try file.write(hits1, to: "hits_at_1")
-                    try file.write(hits10, to: "hits_at_10")
-                    try file.write(nTest, to: "n_test")
-                }
+                w.queue(labelProb, to: "label_prob"); w.queue(rankMean, to: "label_rank_mean")
+                w.queue(hits1, to: "hits_at_1"); w.queue(hits10, to: "hits_at_10"); w.queue(nTest, to: "n_test")
             }
         }
     }

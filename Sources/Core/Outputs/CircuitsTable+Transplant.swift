@@ -100,15 +100,10 @@ extension CircuitsTable {
             }
         }
         guard bySource.count > 0 else { return }
-        let file = w.file
-        w.later {
-            try file.write(clean, to: "transplant_clean_baseline"); try file.write(corrupted, to: "transplant_corrupted_baseline")
-        }
+        w.queue(clean, to: "transplant_clean_baseline"); w.queue(corrupted, to: "transplant_corrupted_baseline")
         if perTopn.count > 0 {
-            w.later {
-                try file.write(performance, to: "transplant_circuit_performance"); try file.write(faith, to: "transplant_faithfulness")
-                try file.write(hits, to: "transplant_hits_at_10"); try file.write(nTest, to: "transplant_n_test")
-            }
+            w.queue(performance, to: "transplant_circuit_performance"); w.queue(faith, to: "transplant_faithfulness")
+            w.queue(hits, to: "transplant_hits_at_10"); w.queue(nTest, to: "transplant_n_test")
         }
     }
 

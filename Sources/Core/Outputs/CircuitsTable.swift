@@ -185,10 +185,7 @@ public struct CircuitsTable: MergeableTable, ResultGridTable, Equatable, Sendabl
     /// Adds `other`'s checkpoints, axis values and cells. Both tables must share edges and
     /// `faithfulnessMinDenominator`; a cell present in both must hold the same values.
     public mutating func merge(_ other: CircuitsTable) throws {
-        guard edges == other.edges else {
-            throw OutputFileError(.incompatibleTables, reason: "the circuit tables have different graphs (upstream, downstream or is_edge differ)",
-                                  hint: "merge only parts of one sweep over one model architecture")
-        }
+        try edges.requireSameGraph(as: other.edges, table: "circuit")
         guard faithfulnessMinDenominator == other.faithfulnessMinDenominator else {
             throw OutputFileError(.incompatibleTables, reason: "the circuit tables use different faithfulness_min_denominator values (\(faithfulnessMinDenominator) and \(other.faithfulnessMinDenominator))",
                                   hint: "merge only parts of one sweep run with one configuration")

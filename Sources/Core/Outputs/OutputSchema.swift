@@ -109,6 +109,9 @@ final class OutputFileWriter {
     /// Queues a data write for `finish()`.
     func later(_ body: @escaping () throws -> Void) { pending.append(body) }
 
+    /// Queues writing `values` to the whole of variable `name`.
+    func queue<T: NetCDFNumeric>(_ values: [T], to name: String) { later { try self.file.write(values, to: name) } }
+
     func finish() throws {
         for write in pending { try write() }
         pending.removeAll()

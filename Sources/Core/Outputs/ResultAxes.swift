@@ -196,6 +196,15 @@ public struct EdgeLayout: Equatable, Sendable {
         }
     }
 
+    /// Throws unless `other` is the same graph: tables of two model architectures do not merge.
+    /// `table` names the tables in the message ("score", "circuit").
+    func requireSameGraph(as other: EdgeLayout, table: String) throws {
+        guard self == other else {
+            throw OutputFileError(.incompatibleTables, reason: "the \(table) tables have different graphs (upstream, downstream or is_edge differ)",
+                                  hint: "merge only parts of one sweep over one model architecture")
+        }
+    }
+
     static func firstDuplicate(_ values: [String]) -> String? {
         var seen = Set<String>()
         for v in values where !seen.insert(v).inserted { return v }

@@ -51,8 +51,7 @@ extension ScoresTable {
                 w.later { try file.write(value.scores, to: "score", start: position + [0, 0], count: [1, 1, 1, 1, nF, nB]) }
             }
             if layout.count > 0 {
-                w.later { try file.write(nSamples, to: "n_samples") }
-                w.later { try file.write(seconds, to: "seconds") }
+                w.queue(nSamples, to: "n_samples"); w.queue(seconds, to: "seconds")
             }
         }
     }

@@ -105,10 +105,7 @@ public struct ScoresTable: MergeableTable, ResultGridTable, Equatable, Sendable 
     /// Adds `other`'s checkpoints, labels and cells. Both tables must share edges and attributes;
     /// a cell present in both must hold the same values (NaN-aware).
     public mutating func merge(_ other: ScoresTable) throws {
-        guard edges == other.edges else {
-            throw OutputFileError(.incompatibleTables, reason: "the score tables have different graphs (upstream, downstream or is_edge differ)",
-                                  hint: "merge only parts of one sweep over one model architecture")
-        }
+        try edges.requireSameGraph(as: other.edges, table: "score")
         guard attributes == other.attributes else {
             throw OutputFileError(.incompatibleTables, reason: "the score tables were computed differently: \(attributes) vs \(other.attributes)",
                                   hint: "merge only parts of one sweep run with one configuration")
