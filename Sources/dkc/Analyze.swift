@@ -91,7 +91,7 @@ struct Analyze: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runReporting("analyze") {
             let inputs = try AnalysisInputPaths.resolve(run: runFolder, scores: scores, circuits: circuits, acquisition: acquisition,
                                                       metrics: metrics, components: components)
             var options = AnalysisOptions(topn: topn, threshold: threshold, attributes: attributes.isEmpty ? nil : attributes,
@@ -101,16 +101,13 @@ struct Analyze: ParsableCommand {
             options.phaseMinSupport = phaseMinSupport
             let result = try Analysis.run(inputs: inputs, options: options)
             let folder = URL(fileURLWithPath: out ?? URL(fileURLWithPath: runFolder!).appendingPathComponent("analysis").path)
-            let commandLine = CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+            let commandLine = Provenance.quote(CommandLine.arguments)
             let written = try AnalysisOutput.write(result, to: folder, commandLine: commandLine)
             print("dkc analyze: \(result.steps.count) checkpoint(s), \(result.missing.count) missing cell(s); wrote \(written.count) files to \(folder.path):")
             for name in written { print("  \(name)") }
             print("")
             print(result.summaryTable(), terminator: "")
             print("report: \(folder.appendingPathComponent("report.md").path)")
-        } catch let error as UserFacingError {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
-            throw ExitCode(error.exitCode)
         }
     }
 }

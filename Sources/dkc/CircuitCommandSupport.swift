@@ -4,22 +4,6 @@ import Foundation
 
 extension AttributionMethod: ExpressibleByArgument {}
 
-/// Runs a single-process command body; a thrown error becomes "dkc <name>: <message>" on stderr and the
-/// error's exit code (65 bad input, 1 otherwise).
-func runReporting(_ name: String, _ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as ExitCode {
-        throw error
-    } catch let error as UserFacingError {
-        FileHandle.standardError.write(Data("dkc \(name): \(error)\n".utf8))
-        throw ExitCode(error.exitCode)
-    } catch {
-        FileHandle.standardError.write(Data("dkc \(name): \(error)\n".utf8))
-        throw ExitCode(ExitStatus.failure)
-    }
-}
-
 /// An existing file or folder named by `option`, as an absolute URL; an error naming the option otherwise.
 func existingPath(_ path: String, option: String, folder: Bool = false) throws -> URL {
     let url = ConfigLoader.absolute(path, relativeTo: ConfigLoader.cwd)

@@ -23,7 +23,7 @@ struct Components: ParsableCommand {
         """
     )
 
-    @Option(help: "The model folder (config.json + model.safetensors).") var model: String
+    @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Circuit records (circuit_<n>/<model>/<task>.jsonl).") var data: String
     @Option(help: "The task: \(CircuitTask.allCases.map(\.rawValue).joined(separator: ", ")).") var task: String
     @Option(help: "Entity type of the cell: new, revised or all.") var type = OutputLabels.all
@@ -32,13 +32,10 @@ struct Components: ParsableCommand {
     @Option(help: "Circuit sizes, comma-separated (e.g. 10,50,200), with --scores.") var topn: String?
     @Option(help: "Checkpoint step of the scores cell, when the file holds several.") var checkpoint: Int64?
     @Option(name: .customLong("batch-size"), help: "Prompts per forward.") var batchSize = 16
-    @Option(help: "Tokenizer folder (default: the model folder's vocab.json + merges.txt, else GPT-2's).") var tokenizer: String?
-    @Option(help: "OpenBLAS threads (default: as the environment sets).") var threads: Int?
     @Option(help: "The components file to write (NetCDF).") var out: String
 
     func run() throws {
         try runReporting("components") {
-            if let threads { BLAS.setThreads(threads) }
             let taskValue = try CircuitTask.named(task, option: "--task")
             guard batchSize >= 1 else { throw CircuitsError(item: "--batch-size", problem: "is \(batchSize)", fix: "use at least 1") }
             guard (scores == nil) == (topn == nil) else {
@@ -46,7 +43,7 @@ struct Components: ParsableCommand {
                                     fix: "give both to analyse the circuits' heads, or neither", exitCode: 64)
             }
             let sizes = try topn.map { try parseSizes($0, option: "--topn") } ?? []
-            let modelURL = try modelFolder(model)
+            let modelURL = try modelOptions.folder()
             let dataURL = try existingPath(data, option: "--data")
             let scoresURL = try scores.map { try existingPath($0, option: "--scores") }
             let outURL = try outputPath(out, option: "--out")
@@ -59,7 +56,7 @@ struct Components: ParsableCommand {
                 throw CircuitsError(item: "--data", problem: "no record of \(dataURL.path) has \(filter) (the file holds \(all.count) records)",
                                     fix: "choose another --type / --frequency, or check that the file belongs to this data set")
             }
-            let tok = try loadTokenizer(option: tokenizer, model: modelURL)
+            let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
             let (instrumented, step) = try loadCircuitModel(modelURL)
 
             var matrix: ScoreMatrix?

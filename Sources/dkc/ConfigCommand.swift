@@ -34,7 +34,7 @@ struct ConfigCommand: ParsableCommand {
                 throw ValidationError("unknown --kind '\(kind!)'; choose one of \(ConfigSchema.all.map(\.kind).joined(separator: ", "))")
             }
             var printed = 0
-            do {
+            try runReporting("config show") {
                 for schema in schemas {
                     let file: URL
                     do { file = try ConfigLoader.locate(name, kind: schema.kind) } catch {
@@ -47,9 +47,6 @@ struct ConfigCommand: ParsableCommand {
                     print(resolved.tomlText, terminator: resolved.tomlText.hasSuffix("\n") ? "" : "\n")
                     printed += 1
                 }
-            } catch let error as UserFacingError {
-                FileHandle.standardError.write(Data("dkc config show: \(error)\n".utf8))
-                throw ExitCode(error.exitCode)
             }
             if printed == 0 {
                 let known = ConfigSchema.all.map { "\($0.kind): " + ConfigLoader.availableNames(kind: $0.kind).joined(separator: ", ") }

@@ -33,12 +33,7 @@ struct DataGenerate: ParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "A config name in configs/data/ (tiny, paper, gpt2, gpt2-medium, gpt2-pretrained) or a path to a .toml file.")
-    var config: String
-
-    @Option(name: .customLong("set"), parsing: .unconditionalSingleValue,
-            help: ArgumentHelp("Override a config key: key=value, value in TOML syntax (repeatable).", valueName: "key=value"))
-    var overrides: [String] = []
+    @OptionGroup var configOptions: ConfigOptions<DataConfigKind>
 
     @Option(name: .long, help: "The output folder.")
     var out: String
@@ -47,12 +42,11 @@ struct DataGenerate: ParsableCommand {
     var force = false
 
     func run() throws {
-        do {
+        try runReporting("data generate") {
             let started = Date()
-            let file = try ConfigLoader.locate(config, kind: "data")
-            let dataConfig = try DataConfig.load(file: file, overrides: overrides)
+            let dataConfig = try DataConfig.load(file: try configOptions.file(), overrides: configOptions.overrides)
             let outURL = ConfigLoader.absolute(out, relativeTo: ConfigLoader.cwd)
-            let commandLine = CommandLine.arguments.map(shellQuoted).joined(separator: " ")
+            let commandLine = Provenance.quote(CommandLine.arguments)
             let result = try DataGeneration.run(config: dataConfig, out: outURL, force: force, commandLine: commandLine,
                                                 makeEncoder: makeTokenizer)
             let seconds = Date().timeIntervalSince(started)
@@ -62,12 +56,6 @@ struct DataGenerate: ParsableCommand {
               texts: \(result.trainCount) train, \(result.validationCount) validation, \(result.baseCount) base
               files: \(result.files.map(\.path).joined(separator: ", ")), manifest.json
             """)
-        } catch let error as UserFacingError {
-            FileHandle.standardError.write(Data("dkc data generate: \(error)\n".utf8))
-            throw ExitCode(error.exitCode)
-        } catch {
-            FileHandle.standardError.write(Data("dkc data generate: \(error)\n".utf8))
-            throw ExitCode(ExitStatus.failure)
         }
     }
 }
@@ -81,10 +69,3 @@ func makeTokenizer(_ directory: URL) throws -> TextEncoder {
     return try GPT2Tokenizer(directory: directory)
 }
 
-/// `arg` quoted for a POSIX shell when it needs it, for the command line recorded in manifests.
-func shellQuoted(_ arg: String) -> String {
-    let safe = arg.unicodeScalars.allSatisfy {
-        CharacterSet.alphanumerics.contains($0) || "-_./=:,+@%".unicodeScalars.contains($0)
-    }
-    return safe && !arg.isEmpty ? arg : "'" + arg.replacingOccurrences(of: "'", with: "'\\''") + "'"
-}

@@ -19,7 +19,7 @@ struct Discover: ParsableCommand {
         """
     )
 
-    @Option(help: "The model folder (config.json + model.safetensors).") var model: String
+    @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Circuit records (circuit_<n>/<model>/<task>.jsonl).") var data: String
     @Option(help: "The task: \(CircuitTask.allCases.map(\.rawValue).joined(separator: ", ")).") var task: String
     @Option(help: "Entity type: new, revised or all.") var type = OutputLabels.all
@@ -27,16 +27,13 @@ struct Discover: ParsableCommand {
     @Option(help: "Attribution method.") var method: AttributionMethod = .eapIG
     @Option(name: .customLong("ig-steps"), help: "Integration steps of the IG methods.") var igSteps = 5
     @Option(name: .customLong("batch-size"), help: "Samples per batch (scores scale with 1 / batch size, as the study's).") var batchSize = 64
-    @Option(help: "Tokenizer folder (default: the model folder's vocab.json + merges.txt, else GPT-2's).") var tokenizer: String?
-    @Option(help: "OpenBLAS threads (default: as the environment sets).") var threads: Int?
     @Option(help: "The scores file to write (NetCDF).") var out: String
     @Option(help: "Also write the scored graph in the study's JSON layout.") var json: String?
 
     func run() throws {
         try runReporting("discover") {
-            if let threads { BLAS.setThreads(threads) }
             let taskValue = try CircuitTask.named(task, option: "--task")
-            let modelURL = try modelFolder(model)
+            let modelURL = try modelOptions.folder()
             let dataURL = try existingPath(data, option: "--data")
             let outURL = try outputPath(out, option: "--out")
             let jsonURL = try json.map { try outputPath($0, option: "--json") }
@@ -47,7 +44,7 @@ struct Discover: ParsableCommand {
             let buckets = try FrequencyBuckets.forData(at: dataURL)
             let filter = try CellFilter(type: type, frequency: frequency, buckets: buckets)
             let records = try CircuitSample.read(dataURL)
-            let tok = try loadTokenizer(option: tokenizer, model: modelURL)
+            let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
             let pairs = try CircuitSample.pairs(records, filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
             let (instrumented, step) = try loadCircuitModel(modelURL)
             let runner = CellRunner(model: instrumented)
@@ -57,7 +54,7 @@ struct Discover: ParsableCommand {
             progress.finish()
 
             var table = ScoresTable(edges: runner.edgeLayout, attributes: options.scoreAttributes)
-            try table.addCheckpoint(step: step, path: model)
+            try table.addCheckpoint(step: step, path: modelOptions.model)
             try table.set(ResultCell(checkpoint: step, task: taskValue.rawValue, type: filter.type, frequency: filter.frequency),
                           scores: result.scores.values, nSamples: result.nSamples, seconds: result.seconds)
             let provenance = try commandProvenance([

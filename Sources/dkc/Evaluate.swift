@@ -21,7 +21,7 @@ struct Evaluate: ParsableCommand {
         """
     )
 
-    @Option(help: "The model folder (config.json + model.safetensors).") var model: String
+    @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Scores written by dkc discover or dkc sweep.") var scores: String
     @Option(help: "Circuit records (circuit_<n>/<model>/<task>.jsonl).") var data: String
     @Option(name: .customLong("test-data"), help: "Test entities (test.jsonl).") var testData: String
@@ -33,17 +33,14 @@ struct Evaluate: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Samples per batch (default: the scores' batch size).") var batchSize: Int?
     @Option(name: .customLong("faithfulness-min-denominator"), help: "Faithfulness is NaN when |clean − corrupted| is below this.")
     var faithfulnessMinDenominator = 1e-6
-    @Option(help: "Tokenizer folder (default: the model folder's vocab.json + merges.txt, else GPT-2's).") var tokenizer: String?
-    @Option(help: "OpenBLAS threads (default: as the environment sets).") var threads: Int?
     @Option(help: "The circuits file to write (NetCDF).") var out: String
     @Option(help: "Also write per-entity test results (JSON lines).") var predictions: String?
 
     func run() throws {
         try runReporting("evaluate") {
-            if let threads { BLAS.setThreads(threads) }
             let taskValue = try CircuitTask.named(task, option: "--task")
             let sizes = try parseSizes(topn, option: "--topn")
-            let modelURL = try modelFolder(model)
+            let modelURL = try modelOptions.folder()
             let scoresURL = try existingPath(scores, option: "--scores")
             let dataURL = try existingPath(data, option: "--data")
             let testURL = try existingPath(testData, option: "--test-data")
@@ -64,7 +61,7 @@ struct Evaluate: ParsableCommand {
 
             let buckets = try FrequencyBuckets.forData(at: dataURL)
             let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: buckets)
-            let tok = try loadTokenizer(option: tokenizer, model: modelURL)
+            let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
             let pairs = try CircuitSample.pairs(try CircuitSample.read(dataURL), filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
             let testBuckets = try FrequencyBuckets.forData(at: testURL)
             let targets = TestTarget.all(try TestEntities.read(testURL), buckets: testBuckets)
@@ -82,7 +79,7 @@ struct Evaluate: ParsableCommand {
             progress.finish()
 
             var circuits = CircuitsTable(edges: runner.edgeLayout, faithfulnessMinDenominator: faithfulnessMinDenominator)
-            try circuits.addCheckpoint(step: step, path: model)
+            try circuits.addCheckpoint(step: step, path: modelOptions.model)
             let outCell = ResultCell(checkpoint: step, task: taskValue.rawValue, type: cell.type, frequency: cell.frequency)
             try circuits.set(outCell, result.cell)
             var provenance = try commandProvenance([

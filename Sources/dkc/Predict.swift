@@ -21,19 +21,16 @@ struct Predict: ParsableCommand {
         """
     )
 
-    @Option(help: "The model folder (config.json + model.safetensors).") var model: String
+    @OptionGroup var modelOptions: ModelOptions
     @Option(name: .customLong("test-data"), help: "Test entities (test.jsonl).") var testData: String
     @Option(name: .customLong("max-new-tokens"), help: "Tokens generated at most per prompt (the study: 15).") var maxNewTokens = 15
     @Option(name: .customLong("batch-size"), help: "Prompts decoded together.") var batchSize = 64
-    @Option(help: "Tokenizer folder (default: the model folder's vocab.json + merges.txt, else GPT-2's).") var tokenizer: String?
-    @Option(help: "OpenBLAS threads (default: as the environment sets).") var threads: Int?
     @Option(help: "The acquisition file to write (NetCDF).") var out: String
     @Option(help: "Also write one JSON line per entity and attribute (the study's prediction rows).") var predictions: String?
 
     func run() throws {
         try runReporting("predict") {
-            if let threads { BLAS.setThreads(threads) }
-            let modelURL = try modelFolder(model)
+            let modelURL = try modelOptions.folder()
             let testURL = try existingPath(testData, option: "--test-data")
             let outURL = try outputPath(out, option: "--out")
             let predictionsURL = try predictions.map { try outputPath($0, option: "--predictions") }
@@ -42,7 +39,7 @@ struct Predict: ParsableCommand {
 
             let entities = try TestEntities.read(testURL)
             let buckets = try FrequencyBuckets.forData(at: testURL)
-            let tok = try loadTokenizer(option: tokenizer, model: modelURL)
+            let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
             let arena = try HFCheckpoint.load(folder: modelURL)
             let step = checkpointStep(of: modelURL) ?? 0
             let decoder = KnowledgeAcquisition(model: GPT2(params: arena))
@@ -57,7 +54,7 @@ struct Predict: ParsableCommand {
             let seconds = Date().timeIntervalSince(started)
 
             var table = AcquisitionTable()
-            try table.addCheckpoint(step: step, path: model)
+            try table.addCheckpoint(step: step, path: modelOptions.model)
             table.declare(attributes: Acquisition.attributes.map(\.rawValue))
             for (key, result) in Acquisition.summarize(rows, buckets: buckets) {
                 try table.set(AcquisitionCell(checkpoint: step, attribute: key.attribute, type: key.type, frequency: key.frequency), result)

@@ -35,12 +35,7 @@ struct Sweep: ParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "A config name in configs/sweep/ (tiny, gpt2, gpt2-medium, gpt2-pretrained) or a path to a .toml file.")
-    var config: String
-
-    @Option(name: .customLong("set"), parsing: .unconditionalSingleValue,
-            help: ArgumentHelp("Override a config key: key=value, value in TOML syntax (repeatable).", valueName: "key=value"))
-    var overrides: [String] = []
+    @OptionGroup var configOptions: ConfigOptions<SweepConfigKind>
 
     @Flag(name: .long, help: "Print the grid, the number of cells and a cost estimate; compute nothing.")
     var plan = false
@@ -57,23 +52,19 @@ struct Sweep: ParsableCommand {
     func run() throws {
         if merge {
             // One process, no MPI: reads the parts' files and writes the three files.
-            do {
+            try runReporting("sweep") {
                 guard part == nil, !plan else {
                     throw CircuitsError(item: "--merge", problem: "cannot be combined with \(part != nil ? "--part" : "--plan")",
                                         fix: "merge in a job of its own once every part has finished", exitCode: 64)
                 }
-                let sweepConfig = try SweepConfig.load(file: try ConfigLoader.locate(config, kind: "sweep"), overrides: overrides)
+                let sweepConfig = try SweepConfig.load(file: try configOptions.file(), overrides: configOptions.overrides)
                 try mergeParts(try SweepPlan(config: sweepConfig))
-            } catch let error as UserFacingError {
-                FileHandle.standardError.write(Data("dkc: \(error)\n".utf8))
-                throw ExitCode(error.exitCode)
             }
             return
         }
         StopRequest.shared.install()
         withWorld { comm in
-            let file = try ConfigLoader.locate(config, kind: "sweep")
-            let sweepConfig = try SweepConfig.load(file: file, overrides: overrides)
+            let sweepConfig = try SweepConfig.load(file: try configOptions.file(), overrides: configOptions.overrides)
             var grid = try SweepPlan(config: sweepConfig)
             if let part { grid = try grid.restricted(to: SweepPart(parsing: part)) }
             if plan {

@@ -64,7 +64,7 @@ struct Tokenize: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runReporting("tokenize", otherErrors: ExitStatus.dataError) {
             let tok = try TokenizerLoader.resolve(explicit: tokenizer.map { ConfigLoader.absolute($0, relativeTo: ConfigLoader.cwd) },
                                                   model: try model.map { try existingPath($0, option: "--model", folder: true) })
             let byteLevel = tok as? GPT2Tokenizer
@@ -91,9 +91,6 @@ struct Tokenize: ParsableCommand {
             } else {
                 try StandardInputLines.forEach { line, number in try handle(line, "standard input line \(number)") }
             }
-        } catch {
-            FileHandle.standardError.write(Data("dkc tokenize: \(error)\n".utf8))
-            throw ExitCode((error as? UserFacingError)?.exitCode ?? ExitStatus.dataError)
         }
     }
 

@@ -44,7 +44,7 @@ struct Trace: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runReporting("trace", otherErrors: ExitStatus.dataError) {
             BLAS.setThreads(threads)
             let folder = URL(fileURLWithPath: model)
             let arena = try HFCheckpoint.load(folder: folder)
@@ -57,9 +57,6 @@ struct Trace: ParsableCommand {
             let out = try gpt2.trace(rows: rows).map(\.text)
             FileHandle.standardError.write(Data("dkc trace: token ids \(rows)\n".utf8))
             print(out.joined(separator: "\n"))
-        } catch {
-            FileHandle.standardError.write(Data("dkc trace: \(error)\n".utf8))
-            throw ExitCode((error as? UserFacingError)?.exitCode ?? ExitStatus.dataError)
         }
     }
 

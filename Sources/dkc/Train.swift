@@ -41,12 +41,7 @@ struct Train: ParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "A config name in configs/train/ (tiny, gpt2, gpt2-medium, gpt2-pretrained) or a path to a .toml file.")
-    var config: String
-
-    @Option(name: .customLong("set"), parsing: .unconditionalSingleValue,
-            help: ArgumentHelp("Override a config key: key=value, value in TOML syntax (repeatable).", valueName: "key=value"))
-    var overrides: [String] = []
+    @OptionGroup var configOptions: ConfigOptions<TrainConfigKind>
 
     @Flag(name: .long, help: "Continue from the newest checkpoint; fail if there is none.")
     var resume = false
@@ -62,15 +57,15 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        let commandLine = CommandLine.arguments.map(shellQuotedArgument).joined(separator: " ")
+        let commandLine = Provenance.quote(CommandLine.arguments)
         let threads = self.threads
-        let config = self.config, overrides = self.overrides + (noLock ? ["lock=false"] : []), resume = self.resume
+        let configOptions = self.configOptions, overrides = configOptions.overrides + (noLock ? ["lock=false"] : []), resume = self.resume
         withWorld { comm in
             StopRequest.shared.install()
             let n = threads ?? defaultThreadsPerRank()
             BLAS.setThreads(n)
             let trainConfig = try comm.agree(exitCode: { ($0 as? UserFacingError)?.exitCode ?? 1 }) {
-                try TrainConfig.load(file: try ConfigLoader.locate(config, kind: "train"), overrides: overrides)
+                try TrainConfig.load(file: try configOptions.file(), overrides: overrides)
             }
             let display = TrainProgressDisplay(enabled: comm.isRoot, live: liveProgress(1))
             let run = TrainRun(config: trainConfig, comm: comm, threads: n, requireResume: resume, observer: display.show)
@@ -96,13 +91,6 @@ func defaultThreadsPerRank() -> Int {
     return max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, local))
 }
 
-/// `arg` quoted for a POSIX shell when it needs it.
-func shellQuotedArgument(_ arg: String) -> String {
-    let safe = arg.unicodeScalars.allSatisfy {
-        CharacterSet.alphanumerics.contains($0) || "-_./=:,+@%".unicodeScalars.contains($0)
-    }
-    return safe && !arg.isEmpty ? arg : "'" + arg.replacingOccurrences(of: "'", with: "'\\''") + "'"
-}
 
 /// Shows training events on rank 0: on a terminal a live status line (step, epoch, loss, tokens/s, ETA)
 /// redrawn after every step with the metrics lines printed above it; otherwise plain lines only.

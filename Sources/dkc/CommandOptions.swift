@@ -1,0 +1,71 @@
+import ArgumentParser
+import Core
+import Foundation
+
+/// Options several subcommands share, declared once (swift-argument-parser option groups), and the
+/// one rule by which every subcommand reports an error.
+
+/// Runs a command body; a thrown error becomes "dkc <name>: <message>" on standard error and an exit
+/// code: the error's own for a `UserFacingError` (65 bad input, 64 usage, 1 runtime), `otherErrors`
+/// for any other error (a runtime failure unless the command reads only input files), and an
+/// `ExitCode` passes through unchanged.
+func runReporting(_ name: String, otherErrors: Int32 = ExitStatus.failure, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as UserFacingError {
+        FileHandle.standardError.write(Data("dkc \(name): \(error)\n".utf8))
+        throw ExitCode(error.exitCode)
+    } catch {
+        FileHandle.standardError.write(Data("dkc \(name): \(error)\n".utf8))
+        throw ExitCode(otherErrors)
+    }
+}
+
+/// The kind of configuration a command reads: the folder `configs/<kind>/` of built-in names.
+protocol ConfigKind {
+    static var kind: String { get }
+}
+
+enum DataConfigKind: ConfigKind { static let kind = "data" }
+enum TrainConfigKind: ConfigKind { static let kind = "train" }
+enum SweepConfigKind: ConfigKind { static let kind = "sweep" }
+
+/// `--config NAME|FILE` and repeatable `--set key=value` of the commands driven by a configuration
+/// file (docs/configs.md).
+struct ConfigOptions<Kind: ConfigKind>: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(ConfigOptions.configHelp))
+    var config: String
+
+    @Option(name: .customLong("set"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("Override a config key: key=value, value in TOML syntax (repeatable).", valueName: "key=value"))
+    var overrides: [String] = []
+
+    /// The configuration file `--config` names.
+    func file() throws -> URL { try ConfigLoader.locate(config, kind: Kind.kind) }
+
+    private static var configHelp: String {
+        let names = ConfigLoader.availableNames(kind: Kind.kind)
+        let list = names.isEmpty ? "" : " (\(names.joined(separator: ", ")))"
+        return "A config name in configs/\(Kind.kind)/\(list) or a path to a .toml file."
+    }
+}
+
+/// `--model`, `--tokenizer` and `--threads` of the single-process circuit commands.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "The model folder (config.json + model.safetensors).")
+    var model: String
+
+    @Option(help: "Tokenizer folder (default: the model folder's vocab.json + merges.txt, else GPT-2's).")
+    var tokenizer: String?
+
+    @Option(help: "OpenBLAS threads (default: as the environment sets).")
+    var threads: Int?
+
+    /// Applies `--threads` and returns the checked model folder.
+    func folder() throws -> URL {
+        if let threads { BLAS.setThreads(threads) }
+        return try modelFolder(model)
+    }
+}
