@@ -6,7 +6,8 @@ import Foundation
 /// - `scores.nc`, `circuits.nc`, `acquisition.nc` and (key `components`) `components.nc`, rewritten whole (temporary file, fsync, rename) at most
 ///   every `write_interval_s` and at the end, so a killed job never leaves a corrupt file;
 /// - `manifest.jsonl`, one JSON line per run start and per finished item, appended and fsynced at once;
-/// - `.sweep.lock`, held (flock) while a sweep runs, so two sweeps never write one folder.
+/// - `.sweep.lock`, held (flock) while a sweep runs, so two sweeps never write one folder (unless
+///   the key `lock` is false: file systems without locks).
 ///
 /// Resuming: an item counts as done when its results are in the files (a cell in scores.nc, circuits.nc
 /// and, with `components`, components.nc; an acquisition with any cell of its checkpoint); cells missing
@@ -27,7 +28,7 @@ final class SweepStore {
     private(set) var writeSeconds = 0.0
     private(set) var writes = 0
     private var lastWrite = Date()
-    private let lock: FolderLock
+    private let lock: FolderLock?
     private let manifestURL: URL
 
     var scoresURL: URL { directory.appendingPathComponent("scores.nc") }
@@ -42,7 +43,7 @@ final class SweepStore {
         do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
             throw CircuitsError(item: directory.path, problem: "cannot be created: \(error.localizedDescription)", fix: "check permissions", exitCode: 1)
         }
-        lock = try Self.lock(directory)
+        lock = plan.config.lock ? try Self.lock(directory) : nil
         // Temporary files of a killed run (only a run holding the lock writes here).
         for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where name.contains(".nc.tmp-") {
             try? fm.removeItem(at: directory.appendingPathComponent(name))
@@ -157,7 +158,7 @@ final class SweepStore {
                                 fix: "remove the folder, or run that part again")
         }
         try Self.checkCompatible(first["config"], plan.config.resolved.json, manifest: manifest)
-        _ = try Self.lock(directory)   // refuses a part that is still running (released at once)
+        if plan.config.lock { _ = try Self.lock(directory) }   // refuses a part that is still running (released at once)
         let url = { (name: String) in directory.appendingPathComponent(name) }
         guard var partScores = try Self.existing(url("scores.nc"), ScoresTable.read),
               var partCircuits = try Self.existing(url("circuits.nc"), CircuitsTable.read) else { return 0 }
@@ -320,7 +321,7 @@ final class SweepStore {
             case .unsupported(let reason):
                 throw CircuitsError(item: directory.appendingPathComponent(".sweep.lock").path,
                                     problem: "the file system does not support locks (flock: \(reason))",
-                                    fix: "put the run folder on a local or lock-capable file system", exitCode: 1)
+                                    fix: "put the run folder on a local or lock-capable file system, or run with --no-lock (lock = false) if you are sure no other sweep uses it", exitCode: 1)
             case .cannotOpen(let reason):
                 throw CircuitsError(item: directory.appendingPathComponent(".sweep.lock").path, problem: "cannot be opened: \(reason)", exitCode: 1)
             }

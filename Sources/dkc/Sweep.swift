@@ -46,8 +46,14 @@ struct Sweep: ParsableCommand {
     @Flag(name: .long, help: "Join the results of the parts (--part) into the three files of <run_dir>/circuits/; computes nothing.")
     var merge = false
 
+    @Flag(name: .long, help: "Do not lock <run_dir>/circuits (same as --set lock=false): only for file systems without locks, when no other sweep uses the folder.")
+    var noLock = false
+
     @Flag(name: .customLong("json-summary"), help: "End with one JSON line summarising the run (for dkc bench sweep and scripts).")
     var jsonSummary = false
+
+    /// `--set` values, then `--no-lock`'s.
+    private var overrides: [String] { configOptions.overrides + (noLock ? ["lock=false"] : []) }
 
     func run() throws {
         if merge {
@@ -57,14 +63,14 @@ struct Sweep: ParsableCommand {
                     throw CircuitsError(item: "--merge", problem: "cannot be combined with \(part != nil ? "--part" : "--plan")",
                                         fix: "merge in a job of its own once every part has finished", exitCode: 64)
                 }
-                let sweepConfig = try SweepConfig.load(file: try configOptions.file(), overrides: configOptions.overrides)
+                let sweepConfig = try SweepConfig.load(file: try configOptions.file(), overrides: overrides)
                 try mergeParts(try SweepPlan(config: sweepConfig))
             }
             return
         }
         StopRequest.shared.install()
         withWorld { comm in
-            let sweepConfig = try SweepConfig.load(file: try configOptions.file(), overrides: configOptions.overrides)
+            let sweepConfig = try SweepConfig.load(file: try configOptions.file(), overrides: overrides)
             var grid = try SweepPlan(config: sweepConfig)
             if let part { grid = try grid.restricted(to: SweepPart(parsing: part)) }
             if plan {

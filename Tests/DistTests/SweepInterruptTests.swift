@@ -159,10 +159,15 @@ final class SweepInterruptTests: XCTestCase {
         let second = try Launch.run(try Launch.executable("dkc"), SweepFixture.arguments(run, SweepFixture.grid), timeout: 60)
         XCTAssertEqual(second.status, 65, second.stdout + second.stderr)
         XCTAssertTrue(second.stderr.contains("another sweep is writing here"), second.stderr)
-        // Once the lock is released the same command runs.
+        // --no-lock (for file systems without locks) neither takes nor checks the lock: it runs although the lock is held.
+        let unlocked = try Launch.run(try Launch.executable("dkc"), SweepFixture.arguments(run, SweepFixture.grid) + ["--no-lock"], timeout: 300)
+        XCTAssertEqual(unlocked.status, 0, unlocked.stdout + unlocked.stderr)
+        XCTAssertTrue(unlocked.stdout.contains("0 already done"), unlocked.stdout)
+        // Once the lock is released the same command runs (and finds everything done).
         flock(fd, LOCK_UN)
         let after = try Launch.run(try Launch.executable("dkc"), SweepFixture.arguments(run, SweepFixture.grid), timeout: 300)
         XCTAssertEqual(after.status, 0, after.stdout + after.stderr)
+        XCTAssertTrue(after.stdout.contains("18 already done"), after.stdout)
     }
 }
 

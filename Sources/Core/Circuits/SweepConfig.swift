@@ -34,6 +34,8 @@ extension ConfigSchema {
                   help: "OpenBLAS threads per rank, fixed for every cell (0: keep OPENBLAS_NUM_THREADS or OpenBLAS's default)"),
         ConfigKey("tokenizer", .path, default: nil,
                   help: "tokenizer folder (vocab.json + merges.txt); unset: the first checkpoint's own files, else GPT-2's"),
+        ConfigKey("lock", .bool, default: .bool(true),
+                  help: "hold a lock on <run_dir>/circuits while sweeping, so a second sweep on the folder is refused; false only on file systems without locks (or use --no-lock)"),
     ])
 }
 
@@ -57,6 +59,8 @@ public struct SweepConfig {
     public var writeInterval: Double
     public var blasThreads: Int
     public var tokenizer: URL?
+    /// Hold `<run_dir>/circuits/.sweep.lock` while sweeping (key `lock`).
+    public var lock: Bool
 
     /// Where results go: `<run_dir>/circuits`.
     public var outputDir: URL { runDir.appendingPathComponent("circuits") }
@@ -116,6 +120,7 @@ public struct SweepConfig {
         blasThreads = c.int("blas_threads")
         guard blasThreads >= 0 else { throw bad("blas_threads", "must be ≥ 0 (0: as the environment sets)") }
         tokenizer = c.optionalURL("tokenizer")
+        lock = c.bool("lock")
     }
 
     /// Keys whose values change results: a sweep resumed into existing files must agree on them.
