@@ -24,9 +24,6 @@ extension CircuitsTable {
         let perTopn = GridIndex(shape: layout.index.shape + [sizes.count])
         let perTarget = GridIndex(shape: perTopn.shape + [targets.0.count, targets.1.count])
         let (nF, nB) = (edges.nForward, edges.nBackward)
-        let g = ResultGrid.dimensions
-        let gt = g + ["topn"]
-        let gtt = gt + ["target_type", "target_frequency"]
         let minimum = faithfulnessMinDenominator
 
         try OutputFileWriter.write(.circuits, to: url, provenance: provenance, options: options) { w, file in
@@ -36,34 +33,7 @@ extension CircuitsTable {
             try w.stringCoordinate("target_frequency", targets.1, describe(AxisNames.targetFrequency))
             try w.edgeCoordinates(edges)
 
-            func real(_ name: String, _ dims: [String], type: NetCDFType = .double, _ attrs: AttributeList) throws {
-                try w.variable(name, type: type, dimensions: dims, gridRank: 4, fill: .nan, attrs)
-            }
-            func count(_ name: String, _ dims: [String], _ longName: String) throws {
-                try w.variable(name, type: .int64, dimensions: dims, gridRank: 4, fill: .value(Double(OutputFill.count)),
-                               describe(longName, units: "1", [("comment", .text("-1 where not computed"))]))
-            }
-            try real("clean_baseline", g, describe("mean logit difference (clean label - corrupted label) on the clean prompts", units: "1"))
-            try real("corrupted_baseline", g, describe("mean logit difference (clean label - corrupted label) on the corrupted prompts", units: "1"))
-            try real("circuit_performance", gt, describe("mean logit difference with the circuit patched in (edges outside it carry corrupted values)", units: "1"))
-            try real("faithfulness", gt, describe("(circuit_performance - corrupted_baseline) / (clean_baseline - corrupted_baseline)", units: "1",
-                                                  [("faithfulness_min_denominator", .double([minimum])),
-                                                   ("comment", .text("NaN where |clean_baseline - corrupted_baseline| < faithfulness_min_denominator"))]))
-            try real("faithfulness_numerator", gt, describe("circuit_performance - corrupted_baseline", units: "1"))
-            try real("faithfulness_denominator", g, describe("clean_baseline - corrupted_baseline", units: "1"))
-            try count("n_edges", gt, "edges kept after pruning")
-            try count("n_nodes", gt, "nodes kept after pruning, input and logits included")
-            try real("edge_entropy", gt, type: .float, describe("entropy of |score| over the kept edges", units: "nat"))
-            try w.variable("in_circuit", type: .int8, dimensions: gt + ["upstream", "downstream"], gridRank: 4,
-                           fill: .value(Double(OutputFill.flag)),
-                           describe("1 for an edge kept in the circuit, else 0", units: "1",
-                                    [("hook_names", .text(HookNames.edges)),
-                                     ("comment", .text("-1 where the circuit was not evaluated"))]))
-            try real("label_prob", gtt, describe("mean probability of the label's first token, edges outside the circuit zero-ablated", units: "1"))
-            try real("label_rank_mean", gtt, describe("mean rank of the label's first token (0 = most probable), edges outside the circuit zero-ablated", units: "1"))
-            try real("hits_at_1", gtt, describe("share of test entities whose label token has rank < 1", units: "1"))
-            try real("hits_at_10", gtt, describe("share of test entities whose label token has rank < 10", units: "1"))
-            try count("n_test", gtt, "test entities of the target type and frequency")
+            try defineVariables(w)
             try writeTransplants(w, layout: layout, sizes: sizes)
 
             var clean = [Double](repeating: .nan, count: layout.count)
@@ -120,6 +90,42 @@ extension CircuitsTable {
                 w.queue(hits1, to: "hits_at_1"); w.queue(hits10, to: "hits_at_10"); w.queue(nTest, to: "n_test")
             }
         }
+    }
+
+    /// Defines circuits.nc's variables over the grid (baselines, circuits, their tests).
+    private func defineVariables(_ w: OutputFileWriter) throws {
+        let g = ResultGrid.dimensions
+        let gt = g + ["topn"]
+        let gtt = gt + ["target_type", "target_frequency"]
+        let minimum = faithfulnessMinDenominator
+        func real(_ name: String, _ dims: [String], type: NetCDFType = .double, _ attrs: AttributeList) throws {
+            try w.variable(name, type: type, dimensions: dims, gridRank: 4, fill: .nan, attrs)
+        }
+        func count(_ name: String, _ dims: [String], _ longName: String) throws {
+            try w.variable(name, type: .int64, dimensions: dims, gridRank: 4, fill: .value(Double(OutputFill.count)),
+                           describe(longName, units: "1", [("comment", .text("-1 where not computed"))]))
+        }
+        try real("clean_baseline", g, describe("mean logit difference (clean label - corrupted label) on the clean prompts", units: "1"))
+        try real("corrupted_baseline", g, describe("mean logit difference (clean label - corrupted label) on the corrupted prompts", units: "1"))
+        try real("circuit_performance", gt, describe("mean logit difference with the circuit patched in (edges outside it carry corrupted values)", units: "1"))
+        try real("faithfulness", gt, describe("(circuit_performance - corrupted_baseline) / (clean_baseline - corrupted_baseline)", units: "1",
+                                              [("faithfulness_min_denominator", .double([minimum])),
+                                               ("comment", .text("NaN where |clean_baseline - corrupted_baseline| < faithfulness_min_denominator"))]))
+        try real("faithfulness_numerator", gt, describe("circuit_performance - corrupted_baseline", units: "1"))
+        try real("faithfulness_denominator", g, describe("clean_baseline - corrupted_baseline", units: "1"))
+        try count("n_edges", gt, "edges kept after pruning")
+        try count("n_nodes", gt, "nodes kept after pruning, input and logits included")
+        try real("edge_entropy", gt, type: .float, describe("entropy of |score| over the kept edges", units: "nat"))
+        try w.variable("in_circuit", type: .int8, dimensions: gt + ["upstream", "downstream"], gridRank: 4,
+                       fill: .value(Double(OutputFill.flag)),
+                       describe("1 for an edge kept in the circuit, else 0", units: "1",
+                                [("hook_names", .text(HookNames.edges)),
+                                 ("comment", .text("-1 where the circuit was not evaluated"))]))
+        try real("label_prob", gtt, describe("mean probability of the label's first token, edges outside the circuit zero-ablated", units: "1"))
+        try real("label_rank_mean", gtt, describe("mean rank of the label's first token (0 = most probable), edges outside the circuit zero-ablated", units: "1"))
+        try real("hits_at_1", gtt, describe("share of test entities whose label token has rank < 1", units: "1"))
+        try real("hits_at_10", gtt, describe("share of test entities whose label token has rank < 10", units: "1"))
+        try count("n_test", gtt, "test entities of the target type and frequency")
     }
 
     /// Reads a circuits.nc back into a table; the file's label order becomes the table's
