@@ -91,6 +91,16 @@ final class ProgressLine {
             text += String(format: ", %.1f %@/s", rate, unit)
             if done < total { text += ", ETA " + Self.clock(Double(total - done) / rate) }
         }
+        draw(text)
+    }
+
+    /// Redraws the line with `text` (a caller that composes its own status: the sweep's items and samples).
+    func show(_ text: String) {
+        guard enabled else { return }
+        draw(text)
+    }
+
+    private func draw(_ text: String) {
         FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
         drawn = true
     }

@@ -55,14 +55,16 @@ struct Sweep: ParsableCommand {
     /// `--set` values, then `--no-lock`'s.
     private var overrides: [String] { configOptions.overrides + (noLock ? ["lock=false"] : []) }
 
+    func validate() throws {
+        if merge, part != nil || plan {
+            throw ValidationError("--merge: cannot be combined with \(part != nil ? "--part" : "--plan"); merge in a job of its own once every part has finished")
+        }
+    }
+
     func run() throws {
         if merge {
             // One process, no MPI: reads the parts' files and writes the three files.
             try runReporting("sweep") {
-                guard part == nil, !plan else {
-                    throw CircuitsError(item: "--merge", problem: "cannot be combined with \(part != nil ? "--part" : "--plan")",
-                                        fix: "merge in a job of its own once every part has finished", exitCode: 64)
-                }
                 let sweepConfig = try SweepConfig.load(file: try configOptions.file(), overrides: overrides)
                 try mergeParts(try SweepPlan(config: sweepConfig))
             }
@@ -94,8 +96,8 @@ struct Sweep: ParsableCommand {
                     if progress.enabled {
                         let rate = Double(samples) / max(elapsed, 1e-9)
                         let eta = Double(planned - done) * elapsed / Double(computed)
-                        FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Ksweep: %d/%d items, %d samples, %.1f samples/s, ETA %@",
-                                                                   done, planned, samples, rate, ProgressLine.clock(eta)).utf8))
+                        progress.show(String(format: "sweep: %d/%d items, %d samples, %.1f samples/s, ETA %@",
+                                             done, planned, samples, rate, ProgressLine.clock(eta)))
                     } else if remaining[item.checkpoint] == 0 {
                         print("checkpoint \(item.checkpoint) done (\(done)/\(planned) items, \(String(format: "%.0f", elapsed)) s)")
                     }
