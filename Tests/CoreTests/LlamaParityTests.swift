@@ -1,0 +1,186 @@
+import Foundation
+import XCTest
+@testable import Core
+
+/// The fixture folders of the Llama and Phi families (`fixtures/llama`, `fixtures/phi`), and the parity checks
+/// both families run against them. Tolerances are the folder READMEs'; never widen them.
+enum FamilyFixtures {
+    static func root(_ family: String) throws -> URL {
+        let url = Paths.fixtures.appendingPathComponent(family)
+        guard FileManager.default.fileExists(atPath: url.appendingPathComponent("README.md").path) else {
+            throw XCTSkip("fixtures not found at \(url.path): set DKC_FIXTURES")
+        }
+        return url
+    }
+
+    static func model(_ family: String) throws -> URL { try root(family).appendingPathComponent("model") }
+    static func reference(_ family: String, _ name: String) throws -> URL { try root(family).appendingPathComponent("reference/\(name)") }
+
+    static func json(_ family: String, _ name: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: try reference(family, name))
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    static func loadModel(_ family: String, threads: Int = 2) throws -> FamilyModel {
+        FamilyModel(params: try FamilyCheckpoint.load(folder: try model(family)), threads: threads)
+    }
+
+    /// ‖a − b‖ / ‖b‖ and max |a − b|, in Double.
+    static func compare<A: Collection, B: Collection>(_ a: A, _ b: B) -> (relL2: Double, maxAbs: Double)
+    where A.Element == Float, B.Element == Float {
+        precondition(a.count == b.count)
+        var num = 0.0, den = 0.0, worst = 0.0
+        for (x, y) in zip(a, b) {
+            let d = Double(x) - Double(y)
+            num += d * d; den += Double(y) * Double(y); worst = max(worst, abs(d))
+        }
+        return (den > 0 ? (num / den).squareRoot() : num.squareRoot(), worst)
+    }
+
+    /// Max |Δ| of the logits on positions with mask 1 against `logits_hf` and `logits_tl` of forward.safetensors.
+    static func forwardLogitsError(_ family: String) throws -> (hf: Double, tl: Double) {
+        let model = try loadModel(family)
+        let f = try SafetensorsFile(url: try reference(family, "forward.safetensors"))
+        let shape = try f.info("tokens").shape
+        let B = shape[0], T = shape[1], V = model.config.vocabSize
+        let mask = try f.ints("attention_mask")
+        let lengths = (0..<B).map { b in (0..<T).reduce(0) { $0 + mask[b * T + $1] } }
+        XCTAssertEqual(lengths, try f.ints("input_lengths"))
+        let logits = Array(try model.forward(tokens: try f.ints("tokens"), batch: B, seqLen: T, lengths: lengths))
+        var worst = (hf: 0.0, tl: 0.0)
+        for (key, isHF) in [("logits_hf", true), ("logits_tl", false)] {
+            let expected = try f.floats(key)
+            XCTAssertEqual(expected.count, logits.count, key)
+            var m = 0.0
+            for b in 0..<B {
+                for t in 0..<lengths[b] {
+                    let o = (b * T + t) * V
+                    for v in 0..<V { m = max(m, abs(Double(logits[o + v]) - Double(expected[o + v]))) }
+                }
+            }
+            if isHF { worst.hf = m } else { worst.tl = m }
+        }
+        return worst
+    }
+
+    /// |loss − exact| on forward.safetensors' `loss_tokens` (one unpadded training sequence).
+    static func sequenceLossError(_ family: String) throws -> Double {
+        let model = try loadModel(family)
+        let f = try SafetensorsFile(url: try reference(family, "forward.safetensors"))
+        let tokens = try f.ints("loss_tokens")
+        let exact = try XCTUnwrap(try json(family, "forward.json")["loss_exact_float64"] as? Double)
+        let loss = try model.forwardLoss(tokens: tokens, batch: 1, seqLen: tokens.count)
+        XCTAssertEqual(model.lastLabelCount, tokens.count - 1)
+        return abs(loss - exact)
+    }
+
+    /// The training step of train_step_f64: loss, every gradient (rel L2 per tensor) and the parameters after one
+    /// clipped AdamW step with the folder's optimizer settings (max abs per tensor).
+    struct StepResult {
+        var lossError = 0.0
+        var gradNormError = 0.0
+        var worstGradient = (relL2: 0.0, name: "")
+        var worstAfterStep = (maxAbs: 0.0, name: "")
+        var tensorsChecked = 0
+    }
+
+    static func trainStep(_ family: String) throws -> StepResult {
+        let model = try loadModel(family)
+        let st = try SafetensorsFile(url: try reference(family, "train_step_f64.safetensors"))
+        let meta = try json(family, "train_step_f64.json")
+        let shape = try st.info("tokens").shape
+        let loss = try model.forwardLoss(tokens: try st.ints("tokens"), batch: shape[0], seqLen: shape[1])
+        model.zeroGradients()
+        model.backward()
+        var r = StepResult()
+        r.lossError = abs(loss - (try XCTUnwrap(meta["loss_float64"] as? Double)))
+        for t in model.layout.tensors {
+            let (relL2, _) = compare(model.grads.buffer(t), try st.floats("grad64." + t.name))
+            if relL2 >= r.worstGradient.relL2 { r.worstGradient = (relL2, t.name) }
+            r.tensorsChecked += 1
+        }
+        // The decay set must be the one the reference names.
+        let decayNames = Set(model.layout.tensors.filter(\.decay).map(\.name))
+        XCTAssertEqual(decayNames, Set(try XCTUnwrap(meta["decay_parameters"] as? [String])), "decay set")
+        let opt = try XCTUnwrap(meta["optimizer"] as? [String: Any])
+        let betas = try XCTUnwrap(opt["betas"] as? [Double])
+        let clip = try XCTUnwrap(meta["clip"] as? [String: Any])
+        let adamw = model.makeAdamW(AdamWConfig(lr: try XCTUnwrap(opt["lr"] as? Double), beta1: betas[0], beta2: betas[1],
+                                                eps: try XCTUnwrap(opt["eps"] as? Double),
+                                                weightDecay: try XCTUnwrap(opt["weight_decay"] as? Double),
+                                                maxGradNorm: try XCTUnwrap(clip["max_grad_norm"] as? Double)))
+        let info = adamw.step(params: model.params.base, grads: UnsafePointer(model.grads.base))
+        r.gradNormError = abs((info.gradNorm ?? .nan) - (try XCTUnwrap(meta["grad_norm_float64"] as? Double)))
+        for t in model.layout.tensors {
+            let (_, maxAbs) = compare(model.params.buffer(t), try st.floats("after_clip64." + t.name))
+            if maxAbs >= r.worstAfterStep.maxAbs { r.worstAfterStep = (maxAbs, t.name) }
+        }
+        return r
+    }
+
+    /// Saves the fixture model with `FamilyCheckpoint.save`, reloads it, and returns max |Δ logits| and whether
+    /// every parameter came back bit for bit.
+    static func roundTrip(_ family: String, into dir: URL) throws -> (maxAbs: Double, identical: Bool) {
+        let original = try FamilyCheckpoint.load(folder: try model(family))
+        let out = dir.appendingPathComponent("\(family)-copy")
+        try FamilyCheckpoint.save(original, to: out)
+        let reloaded = try FamilyCheckpoint.load(folder: out)
+        XCTAssertEqual(reloaded.config, original.config)
+        let identical = (0..<original.count).allSatisfy { original.base[$0].bitPattern == reloaded.base[$0].bitPattern }
+        let tokens = Array(1..<13)
+        // The returned logits live in the model's buffers: keep each model alive while copying them.
+        let m1 = FamilyModel(params: original, threads: 1), m2 = FamilyModel(params: reloaded, threads: 1)
+        let a = Array(try m1.forward(tokens: tokens, batch: 2, seqLen: 6))
+        let b = Array(try m2.forward(tokens: tokens, batch: 2, seqLen: 6))
+        withExtendedLifetime((m1, m2)) {}
+        return (compare(b, a).maxAbs, identical)
+    }
+}
+
+/// The Llama family (the study's TinyLlama_v1.1) against fixtures/llama, with its README's tolerances.
+final class LlamaParityTests: XCTestCase {
+    static let logitsTolerance = 1e-4        // max abs, valid positions
+    static let sequenceLossTolerance = 1e-5  // abs from the exact 1.7836282255513154
+    static let trainLossTolerance = 1e-6     // abs from the exact 1.5764380560190454
+    static let gradientTolerance = 5e-5      // per-tensor rel L2 vs grad64
+    static let afterStepTolerance = 1e-6     // max abs vs after_clip64
+
+    func testForwardLogitsMatchHFAndTransformerLens() throws {
+        let e = try FamilyFixtures.forwardLogitsError("llama")
+        print("llama logits max |Δ|: HF \(e.hf), TL \(e.tl)")
+        XCTAssertLessThanOrEqual(e.hf, Self.logitsTolerance)
+        XCTAssertLessThanOrEqual(e.tl, Self.logitsTolerance)
+    }
+
+    func testOneSequenceLossMatchesExactValue() throws {
+        let e = try FamilyFixtures.sequenceLossError("llama")
+        print("llama sequence loss |Δ| \(e)")
+        XCTAssertLessThanOrEqual(e, Self.sequenceLossTolerance)
+    }
+
+    func testTrainStepLossGradientsAndAdamWStep() throws {
+        let r = try FamilyFixtures.trainStep("llama")
+        print("llama train step: loss |Δ| \(r.lossError), grad norm |Δ| \(r.gradNormError), worst gradient rel L2 \(r.worstGradient), worst after-step max abs \(r.worstAfterStep)")
+        XCTAssertEqual(r.tensorsChecked, 21)
+        XCTAssertLessThanOrEqual(r.lossError, Self.trainLossTolerance)
+        XCTAssertLessThanOrEqual(r.worstGradient.relL2, Self.gradientTolerance, r.worstGradient.name)
+        XCTAssertLessThanOrEqual(r.gradNormError, 1e-4)
+        XCTAssertLessThanOrEqual(r.worstAfterStep.maxAbs, Self.afterStepTolerance, r.worstAfterStep.name)
+    }
+
+    func testCheckpointRoundTripKeepsLogits() throws {
+        let r = try FamilyFixtures.roundTrip("llama", into: try ModelFixtures.tempDir(self))
+        XCTAssertTrue(r.identical)
+        XCTAssertEqual(r.maxAbs, 0)
+    }
+
+    /// The layout of the fixture checkpoint: the README's parameter count, untied head, 4 KV heads of 4.
+    func testLayoutMatchesCheckpoint() throws {
+        let arena = try FamilyCheckpoint.load(folder: try FamilyFixtures.model("llama"))
+        XCTAssertEqual(arena.count, 868_992)          // the README's parameter count
+        XCTAssertEqual(arena.layout.tensors.count, 21)
+        XCTAssertNil(arena.layout.lmHeadBias)
+        XCTAssertNotEqual(arena.layout.lmHead, arena.layout.embed)
+        XCTAssertEqual(arena.layout.tensor(named: "model.layers.0.self_attn.k_proj.weight")?.shape, [16, 128])
+    }
+}
