@@ -46,7 +46,8 @@ enum FamilyFixtures {
         let mask = try f.ints("attention_mask")
         let lengths = (0..<B).map { b in (0..<T).reduce(0) { $0 + mask[b * T + $1] } }
         XCTAssertEqual(lengths, try f.ints("input_lengths"))
-        let logits = Array(try model.forward(tokens: try f.ints("tokens"), batch: B, seqLen: T, lengths: lengths))
+        // The view lives in the model's buffers: keep the model alive while copying.
+        let logits = try withExtendedLifetime(model) { Array(try model.forward(tokens: try f.ints("tokens"), batch: B, seqLen: T, lengths: lengths)) }
         var worst = (hf: 0.0, tl: 0.0)
         for (key, isHF) in [("logits_hf", true), ("logits_tl", false)] {
             let expected = try f.floats(key)
@@ -135,6 +136,69 @@ enum FamilyFixtures {
         withExtendedLifetime((m1, m2)) {}
         return (compare(b, a).maxAbs, identical)
     }
+    /// The Python that runs the transformers check: `$DKC_PYTHON`, else `python3` on the PATH.
+    static var python: String { ProcessInfo.processInfo.environment["DKC_PYTHON"] ?? "python3" }
+
+    /// Runs `python -c script args…`; returns (status, combined output).
+    static func runPython(_ script: String, _ args: [String]) throws -> (Int32, String) {
+        let py = Process()
+        py.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        py.arguments = [python, "-c", script] + args
+        let pipe = Pipe()
+        py.standardOutput = pipe
+        py.standardError = pipe
+        try py.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        py.waitUntilExit()
+        return (py.terminationStatus, output)
+    }
+
+    /// Trains the fixture model one AdamW step (so the checkpoint is dkc's own, not a copy), saves it with
+    /// `FamilyCheckpoint.save`, and has transformers' `AutoModelForCausalLM` load the folder and compute logits
+    /// on two padded prompts; returns max |Δ| against dkc's logits on the real positions. Skips (XCTSkip) when
+    /// the Python has no transformers and torch.
+    static func transformersLogitsError(_ family: String, into dir: URL) throws -> Double {
+        let probe: (Int32, String)
+        do { probe = try runPython("import transformers, torch", []) } catch { throw XCTSkip("\(python) not runnable: \(error)") }
+        guard probe.0 == 0 else {
+            throw XCTSkip("\(python) cannot import transformers and torch; set DKC_PYTHON to a Python that has them to run this check")
+        }
+        let model = try loadModel(family, threads: 1)
+        let st = try SafetensorsFile(url: try reference(family, "train_step_f64.safetensors"))
+        let shape = try st.info("tokens").shape
+        _ = try model.forwardLoss(tokens: try st.ints("tokens"), batch: shape[0], seqLen: shape[1])
+        model.zeroGradients()
+        model.backward()
+        model.makeAdamW(AdamWConfig(lr: 1e-3)).step(params: model.params.base, grads: UnsafePointer(model.grads.base))
+        let folder = dir.appendingPathComponent("\(family)-trained")
+        try FamilyCheckpoint.save(model.params, to: folder)
+        let f = try SafetensorsFile(url: try reference(family, "forward.safetensors"))
+        let tshape = try f.info("tokens").shape
+        let B = tshape[0], T = tshape[1], V = model.config.vocabSize
+        let tokens = try f.ints("tokens"), lengths = try f.ints("input_lengths")
+        let logits = try withExtendedLifetime(model) { Array(try model.forward(tokens: tokens, batch: B, seqLen: T, lengths: lengths)) }
+        let expected = dir.appendingPathComponent("expected.safetensors")
+        try SafetensorsWriter.write([.float32("logits", shape: [B, T, V], values: logits),
+                                     .int64("tokens", shape: [B, T], values: tokens.map(Int64.init)),
+                                     .int64("lengths", shape: [B], values: lengths.map(Int64.init))], to: expected)
+        let script = """
+        import sys, torch
+        from safetensors.torch import load_file
+        from transformers import AutoModelForCausalLM
+        folder, exp = sys.argv[1], load_file(sys.argv[2])
+        m = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+        toks, lens = exp["tokens"], exp["lengths"]
+        mask = (torch.arange(toks.shape[1])[None, :] < lens[:, None]).long()
+        with torch.no_grad():
+            out = m(toks, attention_mask=mask).logits
+        worst = max(float((out[b, :int(lens[b])] - exp["logits"][b, :int(lens[b])]).abs().max()) for b in range(toks.shape[0]))
+        print("maxabs", worst)
+        """
+        let (status, output) = try runPython(script, [folder.path, expected.path])
+        XCTAssertEqual(status, 0, output)
+        let value = output.split(separator: "\n").last { $0.hasPrefix("maxabs ") }.map { $0.dropFirst(7) }
+        return try XCTUnwrap(value.flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }, output)
+    }
 }
 
 /// The Llama family (the study's TinyLlama_v1.1) against fixtures/llama, with its README's tolerances.
@@ -172,6 +236,13 @@ final class LlamaParityTests: XCTestCase {
         let r = try FamilyFixtures.roundTrip("llama", into: try ModelFixtures.tempDir(self))
         XCTAssertTrue(r.identical)
         XCTAssertEqual(r.maxAbs, 0)
+    }
+
+    /// A checkpoint dkc wrote loads in transformers with the same logits (skipped without transformers).
+    func testTransformersLoadsDkcCheckpoint() throws {
+        let e = try FamilyFixtures.transformersLogitsError("llama", into: try ModelFixtures.tempDir(self))
+        print("llama transformers vs dkc logits max |Δ| \(e)")
+        XCTAssertLessThanOrEqual(e, Self.logitsTolerance)
     }
 
     /// The layout of the fixture checkpoint: the README's parameter count, untied head, 4 KV heads of 4.

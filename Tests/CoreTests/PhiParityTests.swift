@@ -40,6 +40,13 @@ final class PhiParityTests: XCTestCase {
         XCTAssertEqual(r.maxAbs, 0)
     }
 
+    /// A checkpoint dkc wrote loads in transformers with the same logits (skipped without transformers).
+    func testTransformersLoadsDkcCheckpoint() throws {
+        let e = try FamilyFixtures.transformersLogitsError("phi", into: try ModelFixtures.tempDir(self))
+        print("phi transformers vs dkc logits max |Δ| \(e)")
+        XCTAssertLessThanOrEqual(e, Self.logitsTolerance)
+    }
+
     /// The layout of the fixture checkpoint: the README's parameter count, biases, untied head with a bias,
     /// 8 of 16 head dimensions rotated.
     func testLayoutMatchesCheckpoint() throws {
