@@ -159,8 +159,12 @@ public enum FamilyCheckpoint {
         guard config.family != .gpt2 else {
             throw CheckpointError(file: configURL, item: "model_type", problem: "is gpt2", fix: "load GPT-2 folders with HFCheckpoint.load")
         }
-        let arena = FamilyArena(layout: FamilyLayout(config: config))
-        try loadWeights(from: folder.appendingPathComponent(HFCheckpoint.weightsFileName), into: arena)
+        let layout = FamilyLayout(config: config)
+        // Every tensor is checked against the layout before the arena is allocated.
+        let st = try SafetensorsFile(url: folder.appendingPathComponent(HFCheckpoint.weightsFileName))
+        let plan = try checkedPlan(st, layout: layout)
+        let arena = FamilyArena(layout: layout)
+        try copy(plan, from: st, into: arena)
         return arena
     }
 
@@ -169,7 +173,18 @@ public enum FamilyCheckpoint {
     /// only as an exact copy of the embedding.
     public static func loadWeights(from file: URL, into arena: FamilyArena) throws {
         let st = try SafetensorsFile(url: file)
-        let layout = arena.layout
+        try copy(try checkedPlan(st, layout: arena.layout), from: st, into: arena)
+    }
+
+    /// The file's tensors matched to the layout's (all checks, nothing allocated or copied), and the stored
+    /// `lm_head.weight` of a tied model, which must equal the embedding.
+    private struct Plan {
+        var copies: [(SafetensorsTensorInfo, ParameterLayout.Tensor)] = []
+        var tiedHead: SafetensorsTensorInfo?
+    }
+
+    private static func checkedPlan(_ st: SafetensorsFile, layout: FamilyLayout) throws -> Plan {
+        let file = st.url
         var plan: [(SafetensorsTensorInfo, ParameterLayout.Tensor)] = []
         var found = Set<String>()
         var tiedHead: SafetensorsTensorInfo?
@@ -206,10 +221,15 @@ public enum FamilyCheckpoint {
             throw CheckpointError(file: file, item: missing.name, problem: "is missing (\(layout.tensors.count - found.count) of \(layout.tensors.count) parameters missing)",
                                   fix: "the file is incomplete or belongs to another model")
         }
-        for (info, t) in plan { try st.readFloats(info.name, into: arena.buffer(t)) }
-        if let head = tiedHead {
+        return Plan(copies: plan, tiedHead: tiedHead)
+    }
+
+    private static func copy(_ plan: Plan, from st: SafetensorsFile, into arena: FamilyArena) throws {
+        let file = st.url
+        for (info, t) in plan.copies { try st.readFloats(info.name, into: arena.buffer(t)) }
+        if let head = plan.tiedHead {
             let values = try st.floats(head.name)
-            let emb = arena.buffer(layout.tensors[0])
+            let emb = arena.buffer(arena.layout.tensors[0])
             guard values.indices.allSatisfy({ values[$0].bitPattern == emb[$0].bitPattern }) else {
                 throw CheckpointError(file: file, item: head.name, problem: "differs from model.embed_tokens.weight although config.json ties them",
                                       fix: "set tie_word_embeddings to false in config.json, or store one matrix")
