@@ -245,6 +245,71 @@ final class LlamaParityTests: XCTestCase {
         XCTAssertLessThanOrEqual(e, Self.logitsTolerance)
     }
 
+    /// A small random Llama for the structural tests below.
+    func smallLlama(kvHeads: Int, tied: Bool) throws -> ModelConfig {
+        let c = ModelConfig(family: .llama, numLayers: 2, numHeads: 4, numKVHeads: kvHeads, hiddenSize: 16, intermediateSize: 24,
+                            vocabSize: 37, maxPositions: 16, tieWordEmbeddings: tied)
+        try c.validate()
+        return c
+    }
+
+    /// Tied embeddings: a tied model equals an untied one whose lm_head is a copy of the embedding, and its one
+    /// matrix receives the sum of the untied model's embedding and lm_head gradients.
+    func testTiedEmbeddingsGetBothGradients() throws {
+        let untied = FamilyArena(layout: FamilyLayout(config: try smallLlama(kvHeads: 2, tied: false)))
+        untied.initialize(seed: 11)
+        let tied = FamilyArena(layout: FamilyLayout(config: try smallLlama(kvHeads: 2, tied: true)))
+        for t in tied.layout.tensors { tied.buffer(t).update(fromContentsOf: untied.buffer(try XCTUnwrap(untied.layout.tensor(named: t.name)))) }
+        let head = try XCTUnwrap(untied.layout.tensor(named: "lm_head.weight"))
+        untied.buffer(head).update(fromContentsOf: tied.buffer(tied.layout.tensors[0]))
+        let tokens = (0..<24).map { ($0 * 7 + 3) % 37 }
+        let a = FamilyModel(params: untied, threads: 1), b = FamilyModel(params: tied, threads: 1)
+        let la = try a.forwardLoss(tokens: tokens, batch: 2, seqLen: 12, lengths: [12, 9])
+        let lb = try b.forwardLoss(tokens: tokens, batch: 2, seqLen: 12, lengths: [12, 9])
+        XCTAssertEqual(la, lb, accuracy: 1e-6)
+        a.zeroGradients(); a.backward()
+        b.zeroGradients(); b.backward()
+        let sum = zip(try XCTUnwrap(a.grads.values("model.embed_tokens.weight")), try XCTUnwrap(a.grads.values("lm_head.weight"))).map { $0 + $1 }
+        let (rel, _) = FamilyFixtures.compare(try XCTUnwrap(b.grads.values("model.embed_tokens.weight")), sum)
+        XCTAssertLessThanOrEqual(rel, 1e-5)
+        XCTAssertGreaterThan(try XCTUnwrap(a.grads.values("lm_head.weight")).map { abs($0) }.max() ?? 0, 0)
+    }
+
+    /// Grouped-query attention: 4 query heads on 2 KV heads equal 4 ordinary heads whose K/V rows repeat each
+    /// KV head for the two query heads of its group (HF `repeat_kv`); the grouped K/V gradients are the sums of
+    /// the repeated rows' gradients.
+    func testGroupedHeadsEqualRepeatedHeads() throws {
+        let gqa = FamilyArena(layout: FamilyLayout(config: try smallLlama(kvHeads: 2, tied: false)))
+        gqa.initialize(seed: 5)
+        let mha = FamilyArena(layout: FamilyLayout(config: try smallLlama(kvHeads: 4, tied: false)))
+        let hs = 4, C = 16
+        for t in mha.layout.tensors {
+            let src = gqa.buffer(try XCTUnwrap(gqa.layout.tensor(named: t.name)))
+            if t.name.hasSuffix("k_proj.weight") || t.name.hasSuffix("v_proj.weight") {
+                let dst = mha.buffer(t)
+                for h in 0..<4 { for r in 0..<hs { for c in 0..<C { dst[(h * hs + r) * C + c] = src[((h / 2) * hs + r) * C + c] } } }
+            } else {
+                mha.buffer(t).update(fromContentsOf: src)
+            }
+        }
+        let tokens = (0..<30).map { ($0 * 5 + 1) % 37 }
+        let a = FamilyModel(params: gqa, threads: 1), b = FamilyModel(params: mha, threads: 1)
+        let la = try a.forwardLoss(tokens: tokens, batch: 3, seqLen: 10)
+        let lb = try b.forwardLoss(tokens: tokens, batch: 3, seqLen: 10)
+        XCTAssertEqual(la, lb, accuracy: 1e-6)
+        a.zeroGradients(); a.backward()
+        b.zeroGradients(); b.backward()
+        for name in ["model.layers.0.self_attn.k_proj.weight", "model.layers.1.self_attn.v_proj.weight"] {
+            let g = try XCTUnwrap(a.grads.values(name)), r = try XCTUnwrap(b.grads.values(name))
+            var summed = [Float](repeating: 0, count: g.count)
+            for h in 0..<4 { for i in 0..<(hs * C) { summed[(h / 2) * hs * C + i] += r[h * hs * C + i] } }
+            XCTAssertLessThanOrEqual(FamilyFixtures.compare(g, summed).relL2, 1e-5, name)
+        }
+        let (rel, _) = FamilyFixtures.compare(try XCTUnwrap(a.grads.values("model.layers.0.self_attn.q_proj.weight")),
+                                              try XCTUnwrap(b.grads.values("model.layers.0.self_attn.q_proj.weight")))
+        XCTAssertLessThanOrEqual(rel, 1e-5)
+    }
+
     /// The layout of the fixture checkpoint: the README's parameter count, untied head, 4 KV heads of 4.
     func testLayoutMatchesCheckpoint() throws {
         let arena = try FamilyCheckpoint.load(folder: try FamilyFixtures.model("llama"))
