@@ -174,7 +174,7 @@ public struct GPT2Config: Equatable, Sendable {
         }
         if let mt = d["model_type"] {
             guard let s = mt as? String, s == "gpt2" else {
-                throw bad("model_type", "\"\(mt)\" is not a GPT-2", "dkc runs GPT-2 only (model_type \"gpt2\")")
+                throw bad("model_type", "\"\(mt)\" is not a GPT-2", "training, sweeps and attribution run GPT-2 (model_type \"gpt2\"); Llama and Phi folders load through ModelConfig and FamilyCheckpoint (docs/model-families.md)")
             }
         }
         if let arch = d["architectures"], !(arch is NSNull) {
