@@ -11,6 +11,7 @@ struct Bench: ParsableCommand {
             BenchModel.self,
             BenchTrain.self,
             BenchDiscover.self,
+            BenchCell.self,
             BenchSweep.self,
         ]
     )

@@ -219,13 +219,17 @@ public final class InstrumentedGPT2: @unchecked Sendable {
                 // q, k, v of every head from LN1 of the residual (value bias folded away) ...
                 LayerNorm.forward(out: ln, mean: stats1, rstd: stats1 + capacity, inp: x, weight: w.ln1Weight, bias: w.ln1Bias,
                                   N: BT, C: C, eps: eps, threads: threads)
-                for row in 0..<BT {
-                    let dst = q + row * 3 * C
-                    dst.update(from: w.attnBias, count: 2 * C)
-                    (dst + 2 * C).update(repeating: 0, count: C)
+                // (A patch that rebuilds every q/k/v input of the layer overwrites all of them: then the shared product is skipped.)
+                let rebuildsAll = patch.map { p in p.rebuildHeads[l] && (0..<(3 * H)).allSatisfy { p.hasAbsent[g.headBackward(layer: l, head: 0, qkv: .q) + $0] } } ?? false
+                if !rebuildsAll {
+                    for row in 0..<BT {
+                        let dst = q + row * 3 * C
+                        dst.update(from: w.attnBias, count: 2 * C)
+                        (dst + 2 * C).update(repeating: 0, count: C)
+                    }
+                    Matmul.sgemm(false, false, M: BT, N: 3 * C, K: C, alpha: 1, A: ln, lda: C, B: w.attnWeight, ldb: 3 * C,
+                                 beta: 1, C: q, ldc: 3 * C)
                 }
-                Matmul.sgemm(false, false, M: BT, N: 3 * C, K: C, alpha: 1, A: ln, lda: C, B: w.attnWeight, ldb: 3 * C,
-                             beta: 1, C: q, ldc: 3 * C)
                 // ... except the inputs a patch rebuilds: head h's input j becomes x + Σ_f absent[f, b] · record[f].
                 // Inputs without absent edges are left alone (their update is exactly 0), so a circuit holding every
                 // edge reproduces the clean run bit for bit.
