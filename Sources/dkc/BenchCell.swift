@@ -28,9 +28,9 @@ struct BenchCell: ParsableCommand {
         """
     )
 
-    enum ConfigChoice: String, ExpressibleByArgument, CaseIterable { case tiny, gpt2 }
+    enum ConfigChoice: String, ExpressibleByArgument, CaseIterable { case tiny, gpt2, gpt2Medium = "gpt2-medium" }
 
-    @Option(help: "Model: tiny (4 layers, 4 heads, n_embd 128) or gpt2 (12 / 12 / 768).")
+    @Option(help: "Model: tiny (4 layers, 4 heads, n_embd 128), gpt2 (12 / 12 / 768) or gpt2-medium (24 / 16 / 1024).")
     var config: ConfigChoice = .gpt2
 
     @Option(name: .customLong("circuit-n"), help: "Circuit samples of the cell, and test people per target cell.")
@@ -108,6 +108,8 @@ struct BenchCell: ParsableCommand {
         }
         extra += [
             ("flops_per_cell", J.number(r.flopsPerCell)), ("base_rss_mib", J.number(r.baseRSSMiB)),
+            ("discover_peak_rss_mib", J.number(r.discoverPeakRSSMiB > 0 ? r.discoverPeakRSSMiB : nil)),
+            ("evaluate_peak_rss_mib", J.number(r.evaluatePeakRSSMiB > 0 ? r.evaluatePeakRSSMiB : nil)),
             ("peak_rss_scope", J.string(r.peakIsPerMeasurement ? "measurement" : "process")),
             ("target_cell_s", J.number(paper ? CellBench.targetSeconds : nil)),
             ("meets_target", J.bool(paper ? r.medianSeconds <= CellBench.targetSeconds : nil)),
@@ -143,6 +145,9 @@ struct BenchCell: ParsableCommand {
         lines.append(String(format: "cell %.1f s wall (%@), %.1f s CPU (user + system); roof %.0f GFLOP/s; peak RSS %.0f MiB (%@)",
                             total, r.cellSeconds.count > 1 ? "median of \(r.cellSeconds.count)" : "one cell", r.cpuSeconds, r.roofGflops,
                             r.peakRSSMiB, r.peakIsPerMeasurement ? "reset before the model was created" : "process peak since start"))
+        if r.discoverPeakRSSMiB > 0 {
+            lines.append(String(format: "peak RSS by half: discovery %.0f MiB, evaluation %.0f MiB", r.discoverPeakRSSMiB, r.evaluatePeakRSSMiB))
+        }
         if CellBench.isPaperSize(r) {
             lines.append(String(format: "target ≤ %.0f s: %@; ≤ 2.5 GB (%.0f MiB): %@", CellBench.targetSeconds,
                                 total <= CellBench.targetSeconds ? "met" : "MISSED", CellBench.targetPeakRSSMiB,

@@ -107,8 +107,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
         let V = model.config.vocabSize
         let rec = recordBuffer(batch)
         kept = .none
-        rec.update(repeating: 0, count: graph.nForward * batch.batch * batch.seqLen * model.config.nEmbd)
-        let logits = model.forward(batch, clean: true, record: rec, recordMode: .subtract, patch: .init(circuit: circuit))
+        let logits = model.forward(batch, clean: true, record: rec, recordMode: .negate, patch: .init(circuit: circuit))
         return Array(UnsafeBufferPointer(start: logits, count: batch.batch * V))
     }
 

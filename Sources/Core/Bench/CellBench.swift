@@ -30,6 +30,10 @@ public struct CellBenchResult: Sendable {
     /// Best sgemm rate measured in the same run at the same thread count.
     public var roofGflops: Double
     public let peakRSSMiB: Double
+    /// Peak resident size (MiB) during the last repeat's discovery and during its evaluation (the high-water mark
+    /// is reset between them; 0 where the reset is unavailable): which half sets the peak.
+    public let discoverPeakRSSMiB: Double
+    public let evaluatePeakRSSMiB: Double
     public let baseRSSMiB: Double
     public let peakIsPerMeasurement: Bool
     public let blasCore: String
@@ -162,6 +166,7 @@ public enum CellBench {
         let runner = CellRunner(model: model)
 
         var runs: [(seconds: Double, cpu: Double, phases: [String: Double])] = []
+        var peak = 0.0, discoverPeak = 0.0, evaluatePeak = 0.0
         for i in 0..<repeats {
             let timer = PhaseTimer()
             runner.phaseTimer = timer
@@ -169,14 +174,19 @@ public enum CellBench {
             let found = try runner.discover(pairs, options: options) { p in
                 progress?("\(name) cell \(i + 1)/\(repeats): attribution \(p.done)/\(p.total)")
             }
+            // The peak so far covers discovery (and earlier repeats); reset it for the evaluation's own peak.
+            discoverPeak = ProcessMemory.peakRSSMiB()
+            peak = max(peak, discoverPeak)
+            if !perMeasurement || !ProcessMemory.resetPeak() { discoverPeak = 0 }
             _ = try runner.evaluate(scores: found.scores, pairs: pairs, targets: targets, task: .city, encoder: encoder, options: options) { p in
                 progress?("\(name) cell \(i + 1)/\(repeats): \(p.phase.rawValue) \(p.done)/\(p.total)")
             }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            evaluatePeak = discoverPeak > 0 ? ProcessMemory.peakRSSMiB() : 0
+            peak = max(peak, ProcessMemory.peakRSSMiB())
             runs.append((dt, cpuSeconds() - cpu0, timer.seconds))
             progress?("\(name) cell \(i + 1)/\(repeats): \(String(format: "%.1f", dt)) s")
         }
-        let peak = ProcessMemory.peakRSSMiB()
         let seconds = runs.map(\.seconds)
         let median = runs.sorted { $0.seconds < $1.seconds }[(runs.count - 1) / 2]
 
@@ -188,6 +198,7 @@ public enum CellBench {
         return CellBenchResult(config: name, options: options, samples: pairs.count, testPrompts: testPrompts.count,
                                targets: targets.count, seqLen: seqLen, threads: threads, cellSeconds: seconds, cpuSeconds: median.cpu,
                                phases: phases, flopsPerCell: flops.values.reduce(0, +), roofGflops: roof, peakRSSMiB: peak,
+                               discoverPeakRSSMiB: discoverPeak, evaluatePeakRSSMiB: evaluatePeak,
                                baseRSSMiB: baseRSS, peakIsPerMeasurement: perMeasurement, blasCore: BLAS.coreName)
     }
 
