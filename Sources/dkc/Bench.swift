@@ -11,6 +11,7 @@ struct Bench: ParsableCommand {
             BenchModel.self,
             BenchTrain.self,
             BenchDiscover.self,
+            BenchCell.self,
             BenchSweep.self,
         ]
     )
@@ -26,12 +27,12 @@ struct BenchModel: ParsableCommand {
         FLOPs per step: 6 × parameters × tokens + 12 × n_layer × B × T² × n_embd. The roof is the best sgemm rate \
         measured in the same run (before and after each config's steps, the higher of the two) at the same thread count; \
         MFU = achieved GFLOP/s / roof. \
-        Configs: tiny (4 layers, 4 heads, n_embd 128), gpt2 (12 / 12 / 768), both with vocabulary 50257 and 1024 positions.
+        Configs: tiny (4 layers, 4 heads, n_embd 128), gpt2 (12 / 12 / 768), gpt2-medium (24 / 16 / 1024; not in "all"), all with vocabulary 50257 and 1024 positions.
         """
     )
 
     enum ConfigChoice: String, ExpressibleByArgument, CaseIterable {
-        case tiny, gpt2, all
+        case tiny, gpt2, gpt2Medium = "gpt2-medium", all
     }
 
     @Option(help: "Model: \(ConfigChoice.allCases.map(\.rawValue).joined(separator: ", ")).")

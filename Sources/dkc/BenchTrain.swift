@@ -24,7 +24,7 @@ struct BenchTrain: ParsableCommand {
     )
 
     enum ConfigChoice: String, ExpressibleByArgument, CaseIterable {
-        case tiny, gpt2, all
+        case tiny, gpt2, gpt2Medium = "gpt2-medium", all
     }
 
     @Option(help: "Model: \(ConfigChoice.allCases.map(\.rawValue).joined(separator: ", ")) (the shapes of `dkc bench model`).")

@@ -10,8 +10,22 @@ public final class CircuitEvaluator: @unchecked Sendable {
     public let model: InstrumentedGPT2
     public var graph: AttributionGraph { model.graph }
     private var record = FloatBuffer(count: 0)   // (nForward, B·T·C)
+    /// A copy of the corrupted run's outputs when several circuits are patched into one kept run.   // (nForward, B·T·C)
+    private var keptCopy = FloatBuffer(count: 0)
+    /// What `record` holds for `keptRunPerformance`: the corrupted run of the last `baselinesKeepingCorruptedRun`
+    /// (`fresh`), or that run patched over, with `keptCopy` holding the original (`copied`) or not (`none`).
+    private enum KeptRun { case none, fresh, copied }
+    private var kept = KeptRun.none
+    private var keptCorrupted: [Float] = []
 
     public init(model: InstrumentedGPT2) { self.model = model }
+
+    /// Frees the evaluation buffers (they are sized to the largest batch seen; the next call allocates again).
+    public func releaseBuffers() {
+        record = FloatBuffer(count: 0)
+        keptCopy = FloatBuffer(count: 0)
+        kept = .none
+    }
 
     private func recordBuffer(_ batch: PromptBatch) -> UnsafeMutablePointer<Float> {
         let n = graph.nForward * batch.batch * batch.seqLen * model.config.nEmbd
@@ -33,6 +47,38 @@ public final class CircuitEvaluator: @unchecked Sendable {
         return (clean, corrupted)
     }
 
+    /// `baselines`, with the corrupted run recorded and kept for `keptRunPerformance` on the same batch: the
+    /// corrupted run is the same for every circuit, so a cell makes it once per batch (the logits are the same
+    /// as an unrecorded run's: recording only copies node outputs out).
+    public func baselinesKeepingCorruptedRun(_ batch: PromptBatch) -> (clean: [Float], corrupted: [Float]) {
+        precondition(batch.corruptedTokens != nil, "baselines need corrupted prompts")
+        let rec = recordBuffer(batch)
+        let corrupted = logitDifference(model.forward(batch, clean: false, record: rec, recordMode: .set), batch)
+        kept = .fresh
+        keptCorrupted = corrupted
+        let clean = logitDifference(model.forward(batch, clean: true), batch)
+        return (clean, corrupted)
+    }
+
+    /// `circuitPerformance(circuit, batch)` from the corrupted run the last `baselinesKeepingCorruptedRun` kept
+    /// for this `batch`: only the patched clean run is made. `more`: another circuit follows on the same batch
+    /// (the kept outputs are then copied once and restored before each further circuit).
+    public func keptRunPerformance(_ circuit: Circuit, _ batch: PromptBatch, more: Bool) -> [Float] {
+        precondition(kept != .none, "keptRunPerformance needs baselinesKeepingCorruptedRun on the same batch first")
+        if circuit.isEmpty { return keptCorrupted }
+        let n = graph.nForward * batch.batch * batch.seqLen * model.config.nEmbd
+        let rec = recordBuffer(batch)
+        if kept == .copied {
+            rec.update(from: keptCopy.base, count: n)
+        } else if more {
+            if keptCopy.count < n { keptCopy = FloatBuffer(count: n) }
+            keptCopy.base.update(from: rec, count: n)
+        }
+        let logits = model.forward(batch, clean: true, record: rec, recordMode: .subtract, patch: .init(circuit: circuit))
+        kept = (kept == .copied || more) ? .copied : .none
+        return logitDifference(logits, batch)
+    }
+
     /// Logits `(B, V)` of the clean prompts with `circuit` patched in: run the corrupted prompts and record
     /// every node's output, then the clean prompts, where each rebuilt input adds Σ over the absent edges of
     /// (corrupted − current output of the parent). An empty circuit gives the corrupted logits. The circuit
@@ -41,6 +87,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
         precondition(batch.corruptedTokens != nil, "patching needs corrupted prompts")
         let V = model.config.vocabSize
         let rec = recordBuffer(batch)
+        kept = .none
         let corrupted = model.forward(batch, clean: false, record: rec, recordMode: .set)
         if circuit.isEmpty { return Array(UnsafeBufferPointer(start: corrupted, count: batch.batch * V)) }
         let logits = model.forward(batch, clean: true, record: rec, recordMode: .subtract, patch: .init(circuit: circuit))
@@ -59,8 +106,8 @@ public final class CircuitEvaluator: @unchecked Sendable {
     public func zeroAblatedLogits(_ circuit: Circuit, _ batch: PromptBatch) -> [Float] {
         let V = model.config.vocabSize
         let rec = recordBuffer(batch)
-        rec.update(repeating: 0, count: graph.nForward * batch.batch * batch.seqLen * model.config.nEmbd)
-        let logits = model.forward(batch, clean: true, record: rec, recordMode: .subtract, patch: .init(circuit: circuit))
+        kept = .none
+        let logits = model.forward(batch, clean: true, record: rec, recordMode: .negate, patch: .init(circuit: circuit))
         return Array(UnsafeBufferPointer(start: logits, count: batch.batch * V))
     }
 
@@ -134,7 +181,9 @@ extension CircuitEvaluator {
 
     /// `run_test`: the zero-ablated probability and rank of each prompt's label under `circuit` (pruned
     /// first). Throws for an empty circuit, as the reference does.
-    public func test(_ circuit: Circuit, prompts: [[Int]], labels: [Int], batchSize: Int) throws -> [(probability: Double, rank: Int)] {
+    /// `progress` receives the number of prompts done after each batch.
+    public func test(_ circuit: Circuit, prompts: [[Int]], labels: [Int], batchSize: Int,
+                     progress: ((Int) -> Void)? = nil) throws -> [(probability: Double, rank: Int)] {
         var c = circuit
         c.pruneDeadNodes()
         guard !c.isEmpty else {
@@ -145,6 +194,7 @@ extension CircuitEvaluator {
         try forEachBatch(prompts.count, batchSize) { range in
             let batch = try PromptBatch(prompts: Array(prompts[range]), labels: Array(labels[range]), config: model.config, firstIndex: range.lowerBound)
             out += labelProbabilityAndRank(zeroAblatedLogits(c, batch), batch)
+            progress?(range.upperBound)
         }
         return out
     }

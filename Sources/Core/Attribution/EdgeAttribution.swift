@@ -107,6 +107,16 @@ public final class EdgeAttribution: @unchecked Sendable {
         sampleCount = 0
     }
 
+    /// Frees the per-batch buffers (sized to the largest batch seen); the sums are kept and the next
+    /// `accumulate` allocates again. A cell runner calls it after discovery, so evaluation does not hold them.
+    public func releaseBuffers() {
+        deltaBuffer = FloatBuffer(count: 0)
+        gradBuffer = FloatBuffer(count: 0)
+        extraBuffer = FloatBuffer(count: 0)
+        referenceLogits = []
+        dLogits = []
+    }
+
     /// The passes per batch the sums were divided by (m for the IG methods, (1 + 2L)·m for IG on
     /// activations, 2 for clean-corrupted, 1 for EAP).
     public var passesPerBatch: Int {

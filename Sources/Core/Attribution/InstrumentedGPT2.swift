@@ -119,11 +119,12 @@ public final class InstrumentedGPT2: @unchecked Sendable {
         buffer.base + l * capacity * width
     }
 
-    /// How `forward` writes node outputs into a record buffer `[nForward, B·T·C]`.
-    public enum RecordMode: Sendable { case set, subtract }
+    /// How `forward` writes node outputs into a record buffer `[nForward, B·T·C]`: copied (`set`), subtracted from
+    /// what is there (`subtract`), or negated (`negate`: what `subtract` gives on a zeroed buffer, without zeroing it).
+    public enum RecordMode: Sendable { case set, subtract, negate }
 
     /// Patching of downstream inputs for circuit evaluation: with `differences` = the record buffer of this
-    /// same run in `.subtract` mode (it holds corrupted − current, or 0 − current for zero ablation), each
+    /// same run in `.subtract` mode (it holds corrupted − current) or `.negate` mode (0 − current, zero ablation), each
     /// rebuilt input of column b becomes residual + Σ_{f < prev(b)} absent[f, b] · differences[f]
     /// (inputs whose column has no absent edge are left as they are: their update is exactly 0).
     public struct Patch {
@@ -164,7 +165,7 @@ public final class InstrumentedGPT2: @unchecked Sendable {
     /// - `record`: buffer `[nForward, B·T·C]` receiving node outputs (`recordMode`).
     /// - `replace`: forward index → output `(B, T, C)` used instead of the node's own (index 0: the token
     ///   embedding; the positional embedding is still added). Replaced nodes pass no gradient in `backward`.
-    /// - `patch`: rebuild downstream inputs from `record` (which must be given, in `.subtract` mode).
+    /// - `patch`: rebuild downstream inputs from `record` (which must be given, in `.subtract` or `.negate` mode).
     /// - `computeLogits`: false skips the unembedding (when only the gradient of a logit difference is needed).
     /// Returns a pointer to the logits at the read-out positions `(B, V)`, valid until the next call.
     @discardableResult
@@ -174,7 +175,7 @@ public final class InstrumentedGPT2: @unchecked Sendable {
                         computeLogits: Bool = true) -> UnsafeMutablePointer<Float> {
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
         precondition(T <= config.nPositions, "sequence longer than the model's positions")
-        precondition(patch == nil || (record != nil && recordMode == .subtract), "patching reads the record buffer of the same run")
+        precondition(patch == nil || (record != nil && recordMode != .set), "patching reads the record buffer of the same run")
         let tokens = clean ? batch.cleanTokens : batch.corruptedTokens!
         ensureCapacity(B: B, T: T)
         if let patch, patch.rebuildHeads.contains(true), patchInputs.count < 3 * H * BTC { patchInputs = FloatBuffer(count: 3 * H * capacity * C) }
@@ -190,6 +191,7 @@ public final class InstrumentedGPT2: @unchecked Sendable {
             switch recordMode {
             case .set: dst.update(from: out, count: BTC)
             case .subtract: for i in 0..<BTC { dst[i] -= out[i] }
+            case .negate: for i in 0..<BTC { dst[i] = -out[i] }
             }
         }
 
@@ -219,13 +221,17 @@ public final class InstrumentedGPT2: @unchecked Sendable {
                 // q, k, v of every head from LN1 of the residual (value bias folded away) ...
                 LayerNorm.forward(out: ln, mean: stats1, rstd: stats1 + capacity, inp: x, weight: w.ln1Weight, bias: w.ln1Bias,
                                   N: BT, C: C, eps: eps, threads: threads)
-                for row in 0..<BT {
-                    let dst = q + row * 3 * C
-                    dst.update(from: w.attnBias, count: 2 * C)
-                    (dst + 2 * C).update(repeating: 0, count: C)
+                // (A patch that rebuilds every q/k/v input of the layer overwrites all of them: then the shared product is skipped.)
+                let rebuildsAll = patch.map { p in p.rebuildHeads[l] && (0..<(3 * H)).allSatisfy { p.hasAbsent[g.headBackward(layer: l, head: 0, qkv: .q) + $0] } } ?? false
+                if !rebuildsAll {
+                    for row in 0..<BT {
+                        let dst = q + row * 3 * C
+                        dst.update(from: w.attnBias, count: 2 * C)
+                        (dst + 2 * C).update(repeating: 0, count: C)
+                    }
+                    Matmul.sgemm(false, false, M: BT, N: 3 * C, K: C, alpha: 1, A: ln, lda: C, B: w.attnWeight, ldb: 3 * C,
+                                 beta: 1, C: q, ldc: 3 * C)
                 }
-                Matmul.sgemm(false, false, M: BT, N: 3 * C, K: C, alpha: 1, A: ln, lda: C, B: w.attnWeight, ldb: 3 * C,
-                             beta: 1, C: q, ldc: 3 * C)
                 // ... except the inputs a patch rebuilds: head h's input j becomes x + Σ_f absent[f, b] · record[f].
                 // Inputs without absent edges are left alone (their update is exactly 0), so a circuit holding every
                 // edge reproduces the clean run bit for bit.

@@ -30,8 +30,9 @@ public struct ModelBenchResult: Sendable {
 
 /// The engine of `dkc bench model`.
 public enum ModelBench {
-    /// The named configurations.
-    public static let configs: [(String, GPT2Config)] = [("tiny", .tiny), ("gpt2", .gpt2Small)]
+    /// The named configurations (gpt2-medium: 24 layers, 16 heads, n_embd 1024, for calibrating docs/scaling.md).
+    public static let configs: [(String, GPT2Config)] = [("tiny", .tiny), ("gpt2", .gpt2Small),
+                                                         ("gpt2-medium", GPT2Config(nLayer: 24, nHead: 16, nEmbd: 1024))]
 
     public static func config(named name: String) -> GPT2Config? { configs.first { $0.0 == name }?.1 }
 

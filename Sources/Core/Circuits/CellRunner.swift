@@ -103,6 +103,19 @@ public final class CellRunner: @unchecked Sendable {
     public let model: InstrumentedGPT2
     private let evaluator: CircuitEvaluator
     private var attribution: EdgeAttribution?
+    /// When set, the wall time of each phase of `discover` and `evaluate` is added to it under the names of
+    /// `CellRunner.phases` (for `dkc bench cell`); nil costs nothing.
+    public var phaseTimer: PhaseTimer?
+
+    /// The phases a `phaseTimer` receives, in the order a cell runs them: edge attribution, circuit selection
+    /// (top-n and pruning), the clean and corrupted baselines, the patched circuit forwards (faithfulness),
+    /// the zero-ablation tests on the target cells.
+    public static let phases = ["attribution", "selection", "baselines", "faithfulness", "tests"]
+
+    private func timed<R>(_ phase: String, _ body: () throws -> R) rethrows -> R {
+        guard let t = phaseTimer else { return try body() }
+        return try t.measure(phase, body)
+    }
 
     public init(model: InstrumentedGPT2) {
         self.model = model
@@ -128,10 +141,14 @@ public final class CellRunner: @unchecked Sendable {
             engine = try EdgeAttribution(model: model, options: options.attribution)
             attribution = engine
         }
-        try forEachBatch(pairs.count, options.batchSize) { range in
-            engine.accumulate(try PromptBatch(pairs: Array(pairs[range]), config: model.config, firstIndex: range.lowerBound))
-            progress?(CellProgress(phase: .discover, done: range.upperBound, total: pairs.count))
+        try timed("attribution") {
+            try forEachBatch(pairs.count, options.batchSize) { range in
+                engine.accumulate(try PromptBatch(pairs: Array(pairs[range]), config: model.config, firstIndex: range.lowerBound))
+                progress?(CellProgress(phase: .discover, done: range.upperBound, total: pairs.count))
+            }
         }
+        // The attribution buffers (the largest of a cell) are not held while the cell is evaluated.
+        engine.releaseBuffers()
         return CellDiscovery(scores: engine.scores(), nSamples: engine.sampleCount, seconds: Date().timeIntervalSince(start))
     }
 
@@ -140,11 +157,13 @@ public final class CellRunner: @unchecked Sendable {
     public func evaluate(scores: ScoreMatrix, pairs: [PromptPair], targets: [TestTarget], task: CircuitTask,
                          encoder: TextEncoder, options: CellOptions, keepPredictions: Bool = false,
                          progress: ((CellProgress) -> Void)? = nil) throws -> CellEvaluation {
-        let circuits: [Circuit] = options.topn.map { n in
-            var c = Circuit(graph: graph, scores: scores)
-            c.applyTopN(n)
-            c.pruneDeadNodes()
-            return c
+        let circuits: [Circuit] = timed("selection") {
+            options.topn.map { n in
+                var c = Circuit(graph: graph, scores: scores)
+                c.applyTopN(n)
+                c.pruneDeadNodes()
+                return c
+            }
         }
         return try evaluate(circuits: circuits, pairs: pairs, targets: targets, task: task, encoder: encoder, options: options,
                             keepPredictions: keepPredictions, progress: progress)
@@ -165,12 +184,17 @@ public final class CellRunner: @unchecked Sendable {
         // run_eval: baselines once per batch, then each circuit patched in.
         var clean: [Float] = [], corrupted: [Float] = []
         var performance = [[Float]](repeating: [], count: sizes.count)
+        // The corrupted run of a batch is made once (with the baselines) and shared by every circuit.
         try forEachBatch(pairs.count, options.batchSize) { range in
             let batch = try PromptBatch(pairs: Array(pairs[range]), config: model.config, firstIndex: range.lowerBound)
-            let base = evaluator.baselines(batch)
+            let base = timed("baselines") { evaluator.baselinesKeepingCorruptedRun(batch) }
             clean += base.clean
             corrupted += base.corrupted
-            for (i, c) in circuits.enumerated() { performance[i] += evaluator.circuitPerformance(c, batch) }
+            timed("faithfulness") {
+                for (i, c) in circuits.enumerated() {
+                    performance[i] += evaluator.keptRunPerformance(c, batch, more: i + 1 < circuits.count)
+                }
+            }
             progress?(CellProgress(phase: .evaluate, done: range.upperBound, total: pairs.count))
         }
 
@@ -185,15 +209,29 @@ public final class CellRunner: @unchecked Sendable {
                                     fix: "regenerate the test set")
             }
         }
-        let totalTests = tests.reduce(0) { $0 + $1.1.count } * circuits.filter { !$0.isEmpty }.count
+        // Every target's prompts run together, ordered by length (stable), so batches carry little padding; a
+        // prompt's result does not depend on its batch (padded keys are masked). `order[k]` = (target, entity).
+        let order = tests.indices.flatMap { t in tests[t].1.indices.map { (t, $0) } }
+            .enumerated().sorted { (tests[$0.element.0].1[$0.element.1].count, $0.offset) < (tests[$1.element.0].1[$1.element.1].count, $1.offset) }
+            .map(\.element)
+        let allPrompts = order.map { tests[$0.0].1[$0.1] }, allLabels = order.map { tests[$0.0].2[$0.1] }
+        let totalTests = allPrompts.count * circuits.filter { !$0.isEmpty }.count
         var testsDone = 0
         var cell = CircuitsTable.Cell(cleanBaseline: CircuitEvaluator.mean(clean), corruptedBaseline: CircuitEvaluator.mean(corrupted))
         var predictions: [TestPrediction] = []
         for (i, c) in circuits.enumerated() {
             var targetResults: [CircuitsTable.Target: CircuitsTable.TargetResult] = [:]
             if !c.isEmpty {
-                for (t, prompts, labels) in tests {
-                    let out = try evaluator.test(c, prompts: prompts, labels: labels, batchSize: options.batchSize)
+                let before = testsDone
+                let sorted = try timed("tests") {
+                    try evaluator.test(c, prompts: allPrompts, labels: allLabels, batchSize: options.batchSize) { done in
+                        progress?(CellProgress(phase: .test, done: before + done, total: totalTests))
+                    }
+                }
+                testsDone += allPrompts.count
+                var perTarget = tests.map { [(probability: Double, rank: Int)](repeating: (0, 0), count: $0.1.count) }
+                for (k, (t, e)) in order.enumerated() { perTarget[t][e] = sorted[k] }
+                for ((t, _, _), out) in zip(tests, perTarget) {
                     let stats = LabelStatistics(probabilities: out.map(\.probability), ranks: out.map(\.rank))
                     targetResults[CircuitsTable.Target(type: t.type, frequency: t.frequency)] = CircuitsTable.TargetResult(
                         labelProb: stats.meanProbability, labelRankMean: stats.meanRank, hitsAt1: stats.hitsAt1,
@@ -204,14 +242,14 @@ public final class CellRunner: @unchecked Sendable {
                                                               groundTruth: e.value(of: task), probability: r.probability, rank: r.rank))
                         }
                     }
-                    testsDone += prompts.count
-                    progress?(CellProgress(phase: .test, done: testsDone, total: totalTests))
                 }
             }
             cell.circuits[sizes[i]] = CircuitsTable.Circuit(
                 performance: CircuitEvaluator.mean(performance[i]), nEdges: c.edgeCount, nNodes: c.nodeCount,
                 edgeEntropy: c.edgeEntropy() ?? .nan, inCircuit: c.inCircuitMask, targets: targetResults)
         }
+        // Nor are the evaluation buffers held while the next cell is discovered.
+        evaluator.releaseBuffers()
         return CellEvaluation(cell: cell, predictions: predictions, seconds: Date().timeIntervalSince(start))
     }
 
