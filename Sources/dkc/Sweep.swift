@@ -65,71 +65,84 @@ struct Sweep: ParsableCommand {
         if merge {
             // One process, no MPI: reads the parts' files and writes the three files.
             try runReporting("sweep") {
-                let sweepConfig = try SweepConfig.load(file: try configOptions.file(), overrides: overrides)
-                try mergeParts(try SweepPlan(config: sweepConfig))
+                for sweepConfig in try SweepConfig.load(file: try configOptions.file(), overrides: overrides).subRuns() {
+                    try mergeParts(try SweepPlan(config: sweepConfig))
+                }
             }
             return
         }
         StopRequest.shared.install()
         withWorld { comm in
-            let sweepConfig = try SweepConfig.load(file: try configOptions.file(), overrides: overrides)
-            var grid = try SweepPlan(config: sweepConfig)
-            if let part { grid = try grid.restricted(to: SweepPart(parsing: part)) }
-            if plan {
-                if comm.isRoot { try printPlan(grid, ranks: comm.size) }
-                return
-            }
-            let progress = ProgressLine(enabled: comm.isRoot && liveProgress(2))
-            var remaining: [Int64: Int] = [:]
-            for item in grid.allItems { remaining[item.checkpoint, default: 0] += 1 }
-            let started = Date()
-            var computed = 0, samples = 0
-            let summary = try SweepRun.run(plan: grid, comm: comm) { event in
-                switch event {
-                case let .started(planned, done, ranks):
-                    print("sweep: \(planned) items\(grid.part.map { " (part \($0) of the grid's \(grid.gridItems.count))" } ?? " (\(grid.cells.count) cells\(sweepConfig.acquisition ? " + \(grid.checkpoints.count) acquisitions" : "")\(grid.transplantItems.isEmpty ? "" : " + \(grid.transplantItems.count) transplants"))") on \(ranks) rank(s), \(done) already done; results in \(grid.outputDir.path)")
-                case let .finished(item, _, n, done, planned):
-                    computed += 1
-                    samples += n
-                    remaining[item.checkpoint, default: 1] -= 1
-                    let elapsed = Date().timeIntervalSince(started)
-                    if progress.enabled {
-                        let rate = Double(samples) / max(elapsed, 1e-9)
-                        let eta = Double(planned - done) * elapsed / Double(computed)
-                        progress.show(String(format: "sweep: %d/%d items, %d samples, %.1f samples/s, ETA %@",
-                                             done, planned, samples, rate, ProgressLine.clock(eta)))
-                    } else if remaining[item.checkpoint] == 0 {
-                        print("checkpoint \(item.checkpoint) done (\(done)/\(planned) items, \(String(format: "%.0f", elapsed)) s)")
-                    }
-                case .wrote:
-                    break
-                case let .stopping(signal):
-                    progress.finish()
-                    print("stop requested (\(signal)): finishing the items in flight, then writing")
-                }
-            }
-            progress.finish()
-            guard let s = summary else { return }
-            let busy = s.loadSeconds + s.computeSeconds
-            print(String(format: "sweep: %d item(s) computed (%d samples) in %.1f s on %d rank(s), %.2f items/s; checkpoint loading %.1f s (%.1f %% of rank time), writing %.2f s in %d writes (%.1f %% of wall time)",
-                         s.computed, s.samples, s.wallSeconds, s.ranks, Double(s.computed) / max(s.wallSeconds, 1e-9), s.loadSeconds,
-                         100 * s.loadSeconds / max(busy, 1e-9), s.writeSeconds, s.writes, 100 * s.writeSeconds / max(s.wallSeconds, 1e-9)))
-            print("items per rank: " + s.itemsPerRank.enumerated().map { "\($0.offset): \($0.element)" }.joined(separator: ", "))
-            if jsonSummary {
-                print(JSONValue.object([
-                    ("items", .int(s.computed)), ("samples", .int(s.samples)), ("wall_s", .double(s.wallSeconds)),
-                    ("load_s", .double(s.loadSeconds)), ("compute_s", .double(s.computeSeconds)), ("write_s", .double(s.writeSeconds)),
-                    ("writes", .int(s.writes)), ("ranks", .int(s.ranks)), ("blas_threads", .int(BLAS.threads)),
-                    ("items_per_rank", .array(s.itemsPerRank.map { .int($0) })), ("complete", .bool(s.complete)),
-                ]).compactText)
-            }
-            if let signal = s.stoppedBy {
-                print("stopped by \(signal) after \(s.alreadyDone + s.computed) of \(s.planned) items; the files in \(s.outputDir.path) are complete for those.")
-                print("resume with the same command: \(Provenance.quote(CommandLine.arguments))")
-            } else {
-                print("done: \(s.planned) of \(s.planned) items in \(s.outputDir.path)")
+            let sweeps = try SweepConfig.load(file: try configOptions.file(), overrides: overrides).subRuns()
+            for sweepConfig in sweeps {
+                if sweeps.count > 1, comm.isRoot { print("== \(sweepConfig.stage) → \(sweepConfig.outputDir.path)") }
+                // A stop request ends the whole command: the sub-runs after a stopped one are left for the resume.
+                // Every rank learns rank 0's verdict (only rank 0 holds the summary).
+                let finished = try sweep(sweepConfig, comm: comm)
+                guard try comm.allreduce(Int32(finished ? 0 : 1), op: .max) == 0 else { return }
             }
         }
+    }
+
+    /// Sweeps one stage (or prints its plan); false on rank 0 when a stop request ended it early.
+    private func sweep(_ sweepConfig: SweepConfig, comm: Communicator) throws -> Bool {
+        var grid = try SweepPlan(config: sweepConfig)
+        if let part { grid = try grid.restricted(to: SweepPart(parsing: part)) }
+        if plan {
+            if comm.isRoot { try printPlan(grid, ranks: comm.size) }
+            return true
+        }
+        let progress = ProgressLine(enabled: comm.isRoot && liveProgress(2))
+        var remaining: [Int64: Int] = [:]
+        for item in grid.allItems { remaining[item.checkpoint, default: 0] += 1 }
+        let started = Date()
+        var computed = 0, samples = 0
+        let summary = try SweepRun.run(plan: grid, comm: comm) { event in
+            switch event {
+            case let .started(planned, done, ranks):
+                print("sweep: \(planned) items\(grid.part.map { " (part \($0) of the grid's \(grid.gridItems.count))" } ?? " (\(grid.cells.count) cells\(sweepConfig.acquisition ? " + \(grid.checkpoints.count) acquisitions" : "")\(grid.transplantItems.isEmpty ? "" : " + \(grid.transplantItems.count) transplants"))") on \(ranks) rank(s), \(done) already done; results in \(grid.outputDir.path)")
+            case let .finished(item, _, n, done, planned):
+                computed += 1
+                samples += n
+                remaining[item.checkpoint, default: 1] -= 1
+                let elapsed = Date().timeIntervalSince(started)
+                if progress.enabled {
+                    let rate = Double(samples) / max(elapsed, 1e-9)
+                    let eta = Double(planned - done) * elapsed / Double(computed)
+                    progress.show(String(format: "sweep: %d/%d items, %d samples, %.1f samples/s, ETA %@",
+                                         done, planned, samples, rate, ProgressLine.clock(eta)))
+                } else if remaining[item.checkpoint] == 0 {
+                    print("checkpoint \(item.checkpoint) done (\(done)/\(planned) items, \(String(format: "%.0f", elapsed)) s)")
+                }
+            case .wrote:
+                break
+            case let .stopping(signal):
+                progress.finish()
+                print("stop requested (\(signal)): finishing the items in flight, then writing")
+            }
+        }
+        progress.finish()
+        guard let s = summary else { return true }
+        let busy = s.loadSeconds + s.computeSeconds
+        print(String(format: "sweep: %d item(s) computed (%d samples) in %.1f s on %d rank(s), %.2f items/s; checkpoint loading %.1f s (%.1f %% of rank time), writing %.2f s in %d writes (%.1f %% of wall time)",
+                     s.computed, s.samples, s.wallSeconds, s.ranks, Double(s.computed) / max(s.wallSeconds, 1e-9), s.loadSeconds,
+                     100 * s.loadSeconds / max(busy, 1e-9), s.writeSeconds, s.writes, 100 * s.writeSeconds / max(s.wallSeconds, 1e-9)))
+        print("items per rank: " + s.itemsPerRank.enumerated().map { "\($0.offset): \($0.element)" }.joined(separator: ", "))
+        if jsonSummary {
+            print(JSONValue.object([
+                ("items", .int(s.computed)), ("samples", .int(s.samples)), ("wall_s", .double(s.wallSeconds)),
+                ("load_s", .double(s.loadSeconds)), ("compute_s", .double(s.computeSeconds)), ("write_s", .double(s.writeSeconds)),
+                ("writes", .int(s.writes)), ("ranks", .int(s.ranks)), ("blas_threads", .int(BLAS.threads)),
+                ("items_per_rank", .array(s.itemsPerRank.map { .int($0) })), ("complete", .bool(s.complete)),
+            ]).compactText)
+        }
+        if let signal = s.stoppedBy {
+            print("stopped by \(signal) after \(s.alreadyDone + s.computed) of \(s.planned) items; the files in \(s.outputDir.path) are complete for those.")
+            print("resume with the same command: \(Provenance.quote(CommandLine.arguments))")
+            return false
+        }
+        print("done: \(s.planned) of \(s.planned) items in \(s.outputDir.path)")
+        return true
     }
 
     private func mergeParts(_ plan: SweepPlan) throws {

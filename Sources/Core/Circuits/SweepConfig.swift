@@ -6,7 +6,7 @@ extension ConfigSchema {
         ConfigKey("run_dir", .path, default: nil,
                   help: "the run folder (required): checkpoints under train/<stage>/checkpoints/, results written to circuits/"),
         ConfigKey("stage", .string, default: .string("continual"),
-                  help: "training stage whose checkpoints are swept (base and continual steps both count from 0, so one stage per sweep)"),
+                  help: "training stage whose checkpoints are swept (base and continual steps both count from 0, so one stage per sweep); \"forget\": every replay sub-run of the forget stage, each into circuits/forget/replay_<r>/"),
         ConfigKey("checkpoints", .array(.path), default: nil,
                   help: "checkpoint folders (checkpoint-<step>) to sweep instead of every one of the stage"),
         ConfigKey("data_dir", .path, default: nil, help: "the data set (dkc data generate output); unset: <run_dir>/data"),
@@ -62,8 +62,39 @@ public struct SweepConfig {
     /// Hold `<run_dir>/circuits/.sweep.lock` while sweeping (key `lock`).
     public var lock: Bool
 
-    /// Where results go: `<run_dir>/circuits`.
-    public var outputDir: URL { runDir.appendingPathComponent("circuits") }
+    /// Where results go: `<run_dir>/circuits`, for a forget sub-run `<run_dir>/circuits/forget/replay_<r>`.
+    public var outputDir: URL {
+        let circuits = runDir.appendingPathComponent("circuits")
+        return stage.hasPrefix(Self.forgetStage + "/") ? circuits.appendingPathComponent(stage) : circuits
+    }
+
+    /// The stage that stands for every replay sub-run of the forgetting experiment (docs/forgetting.md).
+    public static let forgetStage = "forget"
+
+    /// A folder under train/, or one forget sub-run `forget/replay_<r>`.
+    static func isStage(_ stage: String) -> Bool {
+        let parts = stage.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else { return false }
+        return parts.count == 1 || (parts.count == 2 && parts[0] == forgetStage && parts[1].hasPrefix("replay_"))
+    }
+
+    /// The sweeps this configuration stands for: itself, or for stage = "forget" one per replay sub-run
+    /// found under `<run_dir>/train/forget/` (`replay_<r>` folders, by ratio), with stage `forget/replay_<r>`.
+    public func subRuns() throws -> [SweepConfig] {
+        guard stage == Self.forgetStage else { return [self] }
+        let root = runDir.appendingPathComponent("train").appendingPathComponent(Self.forgetStage)
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []).filter { $0.hasPrefix("replay_") }
+        let ratios = names.compactMap { name in Double(name.dropFirst("replay_".count)).map { (name, $0) } }.sorted { $0.1 < $1.1 }
+        guard !ratios.isEmpty else {
+            throw CircuitsError(item: "stage", problem: "is \"forget\", but \(root.path) holds no replay_<r> sub-run",
+                                fix: "train the forget stage first (dkc train --set 'stages=[\"forget\"]')")
+        }
+        return ratios.map { name, _ in
+            var sub = self
+            sub.stage = Self.forgetStage + "/" + name
+            return sub
+        }
+    }
 
     /// Loads and checks a sweep configuration.
     public static func load(file: URL?, overrides: [String] = [], workingDirectory: URL = ConfigLoader.cwd) throws -> SweepConfig {
@@ -81,8 +112,13 @@ public struct SweepConfig {
         }
         runDir = run
         stage = c.string("stage")
-        guard !stage.isEmpty, !stage.contains("/") else { throw bad("stage", "must be a folder name under train/ (e.g. continual), got \"\(stage)\"") }
+        guard Self.isStage(stage) else {
+            throw bad("stage", "must be a folder name under train/ (e.g. continual), forget, or forget/replay_<r>, got \"\(stage)\"")
+        }
         if c.value("checkpoints") != nil {
+            guard stage != Self.forgetStage else {
+                throw bad("checkpoints", "cannot be listed for stage = \"forget\", which sweeps several sub-runs: set stage = \"forget/replay_<r>\" for one")
+            }
             let list = c.strings("checkpoints").map { URL(fileURLWithPath: $0) }
             guard !list.isEmpty else { throw bad("checkpoints", "is empty; remove the key to sweep every checkpoint of the stage") }
             checkpoints = list
