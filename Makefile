@@ -14,7 +14,7 @@ TEST_FLAGS := -c release -Xswiftc -enable-testing
 export OMPI_ALLOW_RUN_AS_ROOT ?= 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM ?= 1
 
-.PHONY: all bootstrap build demo test test-slurm clean
+.PHONY: all bootstrap build demo demo-forget test test-slurm clean
 
 all: build
 
@@ -26,6 +26,10 @@ build: bootstrap
 
 demo:
 	scripts/demo
+
+# The forgetting experiment on the tiny study (runs `make demo` first when needed; docs/forgetting.md).
+demo-forget:
+	scripts/demo-forget
 
 test: bootstrap
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
