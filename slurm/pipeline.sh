@@ -3,6 +3,8 @@
 # succeeded (sbatch --dependency=afterok):
 #   data generation → base training (when the training config has a base stage) → continual training →
 #   circuit sweep (one job, or a job array and a merge) → analysis
+# and with --forget the forgetting experiment after the continual training (docs/forgetting.md):
+#   forget training (one sub-run per replay ratio) → circuit sweep of the forgetting checkpoints
 #
 #   slurm/pipeline.sh [options] CONFIG      CONFIG names configs/{data,train,sweep}/CONFIG.toml
 #
@@ -18,8 +20,11 @@
 #   --signal-lead S         seconds before the limit at which they are told to stop (default 300)
 #   --array N               run the sweep as a job array of N one-rank tasks (--part I/N each) and a
 #                           merge job; N = the number of checkpoints gives one checkpoint per task
-#   --set-data KEY=VALUE, --set-train KEY=VALUE, --set-sweep KEY=VALUE
-#                           extra config overrides for one step (repeatable)
+#   --forget                also submit the forget stage and the sweep of its checkpoints (stage
+#                           = "forget"); the data config must write the forgetting sets (forget.n_new > 0)
+#   --set-data KEY=VALUE, --set-train KEY=VALUE, --set-sweep KEY=VALUE, --set-forget-sweep KEY=VALUE
+#                           extra config overrides for one step (repeatable); the forget sweep takes
+#                           --set-sweep's too, then its own (e.g. 'tasks=["city"]', 'topn=[5000, 8000]')
 #   --sbatch OPTION         one more option for every sbatch (repeatable), e.g. --sbatch=--mem=8G
 #   --dry-run               print the sbatch commands instead of submitting them
 #
@@ -31,13 +36,13 @@
 set -euo pipefail
 
 me=pipeline.sh
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "$me: error: $*" >&2; exit 64; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-config="" run="" ranks=2 cpus=1 array=0 lead=300 dry=0
+config="" run="" ranks=2 cpus=1 array=0 lead=300 dry=0 forget=0
 time_data=00:30:00 time_train=24:00:00 time_sweep=24:00:00 time_analysis=01:00:00
-common=() set_data=() set_train=() set_sweep=()
+common=() set_data=() set_train=() set_sweep=() set_forget_sweep=()
 need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
 posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer, got '$2'"; }
 while [ $# -gt 0 ]; do
@@ -60,6 +65,8 @@ while [ $# -gt 0 ]; do
     --set-data) need "$@"; set_data+=(--set "$2"); shift 2 ;;
     --set-train) need "$@"; set_train+=(--set "$2"); shift 2 ;;
     --set-sweep) need "$@"; set_sweep+=(--set "$2"); shift 2 ;;
+    --set-forget-sweep) need "$@"; set_forget_sweep+=(--set "$2"); shift 2 ;;
+    --forget) forget=1; shift ;;
     --sbatch) need "$@"; common+=("$2"); shift 2 ;;
     --dry-run) dry=1; shift ;;
     -*) die "unknown option '$opt' (see --help)" ;;
@@ -138,8 +145,16 @@ fi
 submit analysis "$job_sweep" --ntasks=1 --cpus-per-task=1 --time="$time_analysis" -- \
   "$root/slurm/dkc.sbatch" analyze --run "$run"
 job_analysis=$jid
+if [ "$forget" = 1 ]; then
+  submit forget "$job_continual" "${mpi[@]}" --time="$time_train" -- \
+    "$root/slurm/train.sbatch" --config "$config" --set 'stages=["forget"]' "${paths[@]}" "${set_train[@]}"
+  job_forget=$jid
+  submit forget-sweep "$job_forget" "${mpi[@]}" --time="$time_sweep" -- \
+    "$root/slurm/sweep.sbatch" "${sweep_args[@]}" --set 'stage="forget"' "${set_forget_sweep[@]}"
+  job_forget_sweep=$jid
+fi
 
-line="jobs: data=${job_data:-kept} base=${job_base:-none} continual=$job_continual${job_parts:+ sweep_parts=$job_parts} sweep=$job_sweep analysis=$job_analysis"
+line="jobs: data=${job_data:-kept} base=${job_base:-none} continual=$job_continual${job_parts:+ sweep_parts=$job_parts} sweep=$job_sweep analysis=$job_analysis${job_forget:+ forget=$job_forget forget_sweep=$job_forget_sweep}"
 echo "$line"
 [ "$dry" = 1 ] || echo "$(date '+%F %T') $config $line" >>"$run/logs/pipeline-jobs.txt"
 echo "watch: squeue -j $(IFS=,; echo "${submitted[*]:-none}"); logs in $run/logs; report: $run/analysis/report.md"
