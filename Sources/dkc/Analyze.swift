@@ -108,6 +108,13 @@ struct Analyze: ParsableCommand {
             print("")
             print(result.summaryTable(), terminator: "")
             print("report: \(folder.appendingPathComponent("report.md").path)")
+            // The forgetting experiment's curves when the run has forget sub-runs (docs/forgetting.md).
+            if let runFolder, let curves = try ForgettingCurves.read(trainFolder: URL(fileURLWithPath: runFolder).appendingPathComponent("train")) {
+                let files = try AnalysisOutput.write(curves, to: folder, commandLine: commandLine)
+                print("")
+                print("forgetting: \(curves.runs.count) replay sub-run(s); wrote \(files.joined(separator: ", "))")
+                print(curves.markdown().split(separator: "\n", omittingEmptySubsequences: false).dropFirst(4).joined(separator: "\n"))
+            }
         }
     }
 }

@@ -6,11 +6,7 @@ public enum AnalysisOutput {
     /// returns the file names written.
     @discardableResult
     public static func write(_ r: AnalysisResult, to folder: URL, commandLine: String) throws -> [String] {
-        do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        } catch {
-            throw AnalysisError.output(path: folder.path, problem: "\(error)")
-        }
+        try makeFolder(folder)
         var written: [String] = []
         try AnalysisWriter.write(r, to: folder.appendingPathComponent("analysis.nc"), commandLine: commandLine)
         written.append("analysis.nc")
@@ -22,6 +18,30 @@ public enum AnalysisOutput {
         try save(AnalysisReport.markdown(r, figures: figures), folder.appendingPathComponent("report.md"))
         written.append("report.md")
         return written
+    }
+
+    /// Writes the forgetting experiment's curves into `folder`: forgetting.nc, one figure per type and
+    /// forgetting.md; returns the file names written.
+    @discardableResult
+    public static func write(_ curves: ForgettingCurves, to folder: URL, commandLine: String) throws -> [String] {
+        try makeFolder(folder)
+        try curves.write(to: folder.appendingPathComponent("forgetting.nc"), commandLine: commandLine)
+        var written = ["forgetting.nc"]
+        for f in curves.figures() {
+            try save(f.svg, folder.appendingPathComponent(f.file))
+            written.append(f.file)
+        }
+        try save(curves.markdown(), folder.appendingPathComponent("forgetting.md"))
+        written.append("forgetting.md")
+        return written
+    }
+
+    static func makeFolder(_ folder: URL) throws {
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+            throw AnalysisError.output(path: folder.path, problem: "\(error)")
+        }
     }
 
     static func save(_ text: String, _ url: URL) throws {
