@@ -50,9 +50,70 @@ public func mpiChunks(count: Int, limit: Int = Int(Int32.max)) -> [Range<Int>] {
     return out
 }
 
-/// The world communicator. `MPI_Init` happens once, on first use of `Communicator.world()`; a process
-/// started without `mpirun` becomes a one-rank job through the same code path (singleton init).
-public final class Communicator: @unchecked Sendable {
+/// The operations the distributed code (DistTrain, DistCircuits, the CLI) uses, so that it can run over
+/// MPI (`MPICommunicator`) or any other implementation of the same contract. Every collective must be
+/// called by all ranks in the same order; `abort` ends the whole job. See docs/architecture.md.
+public protocol Communicator: AnyObject, Sendable {
+    /// This rank, 0..<size.
+    var rank: Int { get }
+    /// Number of ranks in the job.
+    var size: Int { get }
+    /// Reduces `count` elements in place across ranks.
+    func allreduce<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, op: ReduceOp) throws
+    /// Reduces an array in place across ranks (same count on every rank).
+    func allreduce<T: MPIScalar>(_ array: inout [T], op: ReduceOp) throws
+    /// Reduces one value across ranks and returns the result on every rank.
+    func allreduce<T: MPIScalar>(_ value: T, op: ReduceOp) throws -> T
+    /// Copies `count` elements from `root` to every rank.
+    func broadcast<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, root: Int) throws
+    /// Copies root's array (length included) to every rank.
+    func broadcast<T: MPIScalar>(_ array: inout [T], root: Int) throws
+    /// Returns root's bytes on every rank.
+    func broadcast(bytes: [UInt8], root: Int) throws -> [UInt8]
+    /// Concatenation of equal-length arrays in rank order on `root`; empty elsewhere.
+    func gather<T: MPIScalar>(_ local: [T], root: Int) throws -> [T]
+    /// Each rank's array (lengths may differ) in rank order on `root`; empty elsewhere.
+    func gatherv<T: MPIScalar>(_ local: [T], root: Int) throws -> [[T]]
+    /// Each rank's string in rank order on `root`; empty elsewhere.
+    func gather(string: String, root: Int) throws -> [String]
+    /// Returns when every rank has entered it.
+    func barrier() throws
+    /// Sends bytes to `dest` with `tag`.
+    func send(bytes: [UInt8], to dest: Int, tag: Int) throws
+    /// Blocks for a message matching source and tag (nil matches any).
+    func receive(from source: Int?, tag: Int?) throws -> (source: Int, tag: Int, bytes: [UInt8])
+    /// Source and tag of a pending matching message, or nil; does not block.
+    func poll(from source: Int?, tag: Int?) throws -> (source: Int, tag: Int)?
+    /// Ends every rank of the job with `message` and `code`.
+    func abort(_ message: String, code: Int32) -> Never
+    /// Releases the implementation's resources at the end of the process.
+    func finalize()
+}
+
+extension Communicator {
+    /// True on rank 0, which prints and writes shared files.
+    public var isRoot: Bool { rank == 0 }
+    public func allreduce<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int) throws { try allreduce(buffer, count: count, op: .sum) }
+    public func allreduce<T: MPIScalar>(_ array: inout [T]) throws { try allreduce(&array, op: .sum) }
+    public func allreduce<T: MPIScalar>(_ value: T) throws -> T { try allreduce(value, op: .sum) }
+    public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int) throws { try broadcast(buffer, count: count, root: 0) }
+    public func broadcast<T: MPIScalar>(_ array: inout [T]) throws { try broadcast(&array, root: 0) }
+    public func broadcast(bytes: [UInt8]) throws -> [UInt8] { try broadcast(bytes: bytes, root: 0) }
+    public func gather<T: MPIScalar>(_ local: [T]) throws -> [T] { try gather(local, root: 0) }
+    public func gatherv<T: MPIScalar>(_ local: [T]) throws -> [[T]] { try gatherv(local, root: 0) }
+    public func gather(string: String) throws -> [String] { try gather(string: string, root: 0) }
+    public func receive() throws -> (source: Int, tag: Int, bytes: [UInt8]) { try receive(from: nil, tag: nil) }
+    public func receive(from source: Int) throws -> (source: Int, tag: Int, bytes: [UInt8]) { try receive(from: source, tag: nil) }
+    public func receive(tag: Int) throws -> (source: Int, tag: Int, bytes: [UInt8]) { try receive(from: nil, tag: tag) }
+    public func poll() throws -> (source: Int, tag: Int)? { try poll(from: nil, tag: nil) }
+    public func poll(from source: Int) throws -> (source: Int, tag: Int)? { try poll(from: source, tag: nil) }
+    public func poll(tag: Int) throws -> (source: Int, tag: Int)? { try poll(from: nil, tag: tag) }
+    public func abort(_ message: String) -> Never { abort(message, code: 1) }
+}
+
+/// The MPI world communicator. `MPI_Init` happens once, on first use of `MPICommunicator.world()`; a
+/// process started without `mpirun` becomes a one-rank job through the same code path (singleton init).
+public final class MPICommunicator: Communicator, @unchecked Sendable {
     public let rank: Int
     public let size: Int
     /// Largest count passed to one MPI call; lowered in tests to exercise splitting.
@@ -60,11 +121,11 @@ public final class Communicator: @unchecked Sendable {
     private let comm: MPI_Comm
 
     private static let lock = NSLock()
-    private static var shared: Communicator?
+    private static var shared: MPICommunicator?
 
     /// Initialises MPI (once) and returns the world communicator.
     /// Throws when a launcher started N copies that each believe they are rank 0 of 1.
-    public static func world() throws -> Communicator {
+    public static func world() throws -> MPICommunicator {
         lock.lock(); defer { lock.unlock() }
         if let c = shared { return c }
         var initialized: Int32 = 0
@@ -78,7 +139,7 @@ public final class Communicator: @unchecked Sendable {
         var r: Int32 = 0, s: Int32 = 0
         try check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
         try check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
-        let c = Communicator(comm: comm, rank: Int(r), size: Int(s))
+        let c = MPICommunicator(comm: comm, rank: Int(r), size: Int(s))
         try c.checkLauncher(environment: ProcessInfo.processInfo.environment)
         shared = c
         return c
@@ -90,12 +151,11 @@ public final class Communicator: @unchecked Sendable {
         self.size = size
     }
 
-    public var isRoot: Bool { rank == 0 }
 
     /// Compares the MPI world size with what the launcher announced in the environment.
     /// A mismatch means `srun`/`mpirun` started independent copies without wiring MPI.
     public func checkLauncher(environment env: [String: String]) throws {
-        if let message = Communicator.launcherMismatch(worldSize: size, environment: env) {
+        if let message = MPICommunicator.launcherMismatch(worldSize: size, environment: env) {
             throw CommunicatorError(message)
         }
     }
@@ -121,41 +181,41 @@ public final class Communicator: @unchecked Sendable {
     // MARK: Collectives
 
     /// In-place allreduce of `count` elements starting at `buffer`, split into pieces of at most `chunkLimit`.
-    public func allreduce<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, op: ReduceOp = .sum) throws {
+    public func allreduce<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, op: ReduceOp) throws {
         for piece in mpiChunks(count: count, limit: chunkLimit) {
-            try Communicator.check(MPI_Allreduce(dkc_mpi_in_place(), buffer + piece.lowerBound, Int32(piece.count),
+            try MPICommunicator.check(MPI_Allreduce(dkc_mpi_in_place(), buffer + piece.lowerBound, Int32(piece.count),
                                                  T.mpiDatatype, op.handle, comm), "MPI_Allreduce")
         }
     }
 
-    public func allreduce<T: MPIScalar>(_ array: inout [T], op: ReduceOp = .sum) throws {
+    public func allreduce<T: MPIScalar>(_ array: inout [T], op: ReduceOp) throws {
         let n = array.count
         try array.withUnsafeMutableBufferPointer { try allreduce($0.baseAddress!, count: n, op: op) }
     }
 
     /// Allreduce of one value.
-    public func allreduce<T: MPIScalar>(_ value: T, op: ReduceOp = .sum) throws -> T {
+    public func allreduce<T: MPIScalar>(_ value: T, op: ReduceOp) throws -> T {
         var a = [value]
         try allreduce(&a, op: op)
         return a[0]
     }
 
     /// Broadcast of `count` elements from `root`, in pieces of at most `chunkLimit`.
-    public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, root: Int = 0) throws {
+    public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, root: Int) throws {
         for piece in mpiChunks(count: count, limit: chunkLimit) {
-            try Communicator.check(MPI_Bcast(buffer + piece.lowerBound, Int32(piece.count), T.mpiDatatype,
+            try MPICommunicator.check(MPI_Bcast(buffer + piece.lowerBound, Int32(piece.count), T.mpiDatatype,
                                              Int32(root), comm), "MPI_Bcast")
         }
     }
 
-    public func broadcast<T: MPIScalar>(_ array: inout [T], root: Int = 0) throws {
+    public func broadcast<T: MPIScalar>(_ array: inout [T], root: Int) throws {
         let n = array.count
         if n == 0 { return }
         try array.withUnsafeMutableBufferPointer { try broadcast($0.baseAddress!, count: n, root: root) }
     }
 
     /// Broadcast of a byte string whose length only `root` knows.
-    public func broadcast(bytes: [UInt8], root: Int = 0) throws -> [UInt8] {
+    public func broadcast(bytes: [UInt8], root: Int) throws -> [UInt8] {
         var length: [Int64] = [Int64(bytes.count)]
         try broadcast(&length, root: root)
         var data = rank == root ? bytes : [UInt8](repeating: 0, count: Int(length[0]))
@@ -164,17 +224,17 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Gathers one fixed-size block per rank to `root` (rank order). Other ranks receive [].
-    public func gather<T: MPIScalar>(_ local: [T], root: Int = 0) throws -> [T] {
+    public func gather<T: MPIScalar>(_ local: [T], root: Int) throws -> [T] {
         try gatherv(local, root: root).flatMap { $0 }
     }
 
     /// Gathers a variable-length array per rank to `root`; returns one array per rank there, [] elsewhere.
     /// Totals within `chunkLimit` go through one MPI_Gatherv; larger ones travel rank by rank in
     /// pieces of at most `chunkLimit` elements.
-    public func gatherv<T: MPIScalar>(_ local: [T], root: Int = 0) throws -> [[T]] {
+    public func gatherv<T: MPIScalar>(_ local: [T], root: Int) throws -> [[T]] {
         var myCount: [Int64] = [Int64(local.count)]
         var counts64 = [Int64](repeating: 0, count: size)
-        try Communicator.check(MPI_Gather(&myCount, 1, Int64.mpiDatatype, &counts64, 1, Int64.mpiDatatype,
+        try MPICommunicator.check(MPI_Gather(&myCount, 1, Int64.mpiDatatype, &counts64, 1, Int64.mpiDatatype,
                                           Int32(root), comm), "MPI_Gather")
         // Every rank must take the same branch: the root tells the others which one.
         var total: [Int64] = [counts64.reduce(0, +)]
@@ -188,7 +248,7 @@ public final class Communicator: @unchecked Sendable {
             var send = local
             try send.withUnsafeMutableBufferPointer { sp in
                 try recv.withUnsafeMutableBufferPointer { rp in
-                    try Communicator.check(MPI_Gatherv(sp.baseAddress, Int32(local.count), T.mpiDatatype,
+                    try MPICommunicator.check(MPI_Gatherv(sp.baseAddress, Int32(local.count), T.mpiDatatype,
                                                        rp.baseAddress, &counts, &displs, T.mpiDatatype,
                                                        Int32(root), comm), "MPI_Gatherv")
                 }
@@ -201,7 +261,7 @@ public final class Communicator: @unchecked Sendable {
             var send = local
             for piece in mpiChunks(count: send.count, limit: chunkLimit) {
                 try send.withUnsafeMutableBufferPointer { p in
-                    try Communicator.check(MPI_Send(p.baseAddress! + piece.lowerBound, Int32(piece.count), T.mpiDatatype,
+                    try MPICommunicator.check(MPI_Send(p.baseAddress! + piece.lowerBound, Int32(piece.count), T.mpiDatatype,
                                                     Int32(root), tag, comm), "MPI_Send")
                 }
             }
@@ -215,7 +275,7 @@ public final class Communicator: @unchecked Sendable {
             for piece in mpiChunks(count: n, limit: chunkLimit) {
                 var st = MPI_Status()
                 try buf.withUnsafeMutableBufferPointer { p in
-                    try Communicator.check(MPI_Recv(p.baseAddress! + piece.lowerBound, Int32(piece.count), T.mpiDatatype,
+                    try MPICommunicator.check(MPI_Recv(p.baseAddress! + piece.lowerBound, Int32(piece.count), T.mpiDatatype,
                                                     Int32(src), tag, comm, &st), "MPI_Recv")
                 }
             }
@@ -225,12 +285,12 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Gathers one string per rank to `root`, in rank order.
-    public func gather(string: String, root: Int = 0) throws -> [String] {
+    public func gather(string: String, root: Int) throws -> [String] {
         try gatherv(Array(string.utf8), root: root).map { String(decoding: $0, as: UTF8.self) }
     }
 
     public func barrier() throws {
-        try Communicator.check(MPI_Barrier(comm), "MPI_Barrier")
+        try MPICommunicator.check(MPI_Barrier(comm), "MPI_Barrier")
     }
 
     // MARK: Point to point (work distribution)
@@ -238,11 +298,11 @@ public final class Communicator: @unchecked Sendable {
     /// Sends a byte message; the length travels first so the receiver can size its buffer.
     public func send(bytes: [UInt8], to dest: Int, tag: Int) throws {
         var length: [Int64] = [Int64(bytes.count)]
-        try Communicator.check(MPI_Send(&length, 1, Int64.mpiDatatype, Int32(dest), Int32(tag), comm), "MPI_Send")
+        try MPICommunicator.check(MPI_Send(&length, 1, Int64.mpiDatatype, Int32(dest), Int32(tag), comm), "MPI_Send")
         var data = bytes
         for piece in mpiChunks(count: data.count, limit: chunkLimit) {
             try data.withUnsafeMutableBufferPointer { p in
-                try Communicator.check(MPI_Send(p.baseAddress! + piece.lowerBound, Int32(piece.count),
+                try MPICommunicator.check(MPI_Send(p.baseAddress! + piece.lowerBound, Int32(piece.count),
                                                 UInt8.mpiDatatype, Int32(dest), Int32(tag), comm), "MPI_Send")
             }
         }
@@ -250,10 +310,10 @@ public final class Communicator: @unchecked Sendable {
 
     /// Receives a byte message sent with `send(bytes:to:tag:)`; `from: nil` accepts any rank.
     /// Returns the sender, the tag and the bytes.
-    public func receive(from source: Int? = nil, tag: Int? = nil) throws -> (source: Int, tag: Int, bytes: [UInt8]) {
+    public func receive(from source: Int?, tag: Int?) throws -> (source: Int, tag: Int, bytes: [UInt8]) {
         var status = MPI_Status()
         var length: [Int64] = [0]
-        try Communicator.check(MPI_Recv(&length, 1, Int64.mpiDatatype, Int32(source ?? Int(dkc_mpi_any_source())),
+        try MPICommunicator.check(MPI_Recv(&length, 1, Int64.mpiDatatype, Int32(source ?? Int(dkc_mpi_any_source())),
                                         Int32(tag ?? Int(dkc_mpi_any_tag())), comm, &status), "MPI_Recv")
         let src = Int(dkc_mpi_status_source(&status))
         let tg = Int(dkc_mpi_status_tag(&status))
@@ -261,7 +321,7 @@ public final class Communicator: @unchecked Sendable {
         for piece in mpiChunks(count: data.count, limit: chunkLimit) {
             var st = MPI_Status()
             try data.withUnsafeMutableBufferPointer { p in
-                try Communicator.check(MPI_Recv(p.baseAddress! + piece.lowerBound, Int32(piece.count), UInt8.mpiDatatype,
+                try MPICommunicator.check(MPI_Recv(p.baseAddress! + piece.lowerBound, Int32(piece.count), UInt8.mpiDatatype,
                                                 Int32(src), Int32(tg), comm, &st), "MPI_Recv")
             }
         }
@@ -270,10 +330,10 @@ public final class Communicator: @unchecked Sendable {
 
     /// Whether a message sent with `send(bytes:to:tag:)` is waiting (`from: nil` any rank, `tag: nil` any tag),
     /// without receiving it: its sender and tag, or nil. Lets one thread serve requests while it does other work.
-    public func poll(from source: Int? = nil, tag: Int? = nil) throws -> (source: Int, tag: Int)? {
+    public func poll(from source: Int?, tag: Int?) throws -> (source: Int, tag: Int)? {
         var status = MPI_Status()
         var flag: Int32 = 0
-        try Communicator.check(MPI_Iprobe(Int32(source ?? Int(dkc_mpi_any_source())), Int32(tag ?? Int(dkc_mpi_any_tag())),
+        try MPICommunicator.check(MPI_Iprobe(Int32(source ?? Int(dkc_mpi_any_source())), Int32(tag ?? Int(dkc_mpi_any_tag())),
                                           comm, &flag, &status), "MPI_Iprobe")
         guard flag != 0 else { return nil }
         return (Int(dkc_mpi_status_source(&status)), Int(dkc_mpi_status_tag(&status)))
@@ -282,7 +342,7 @@ public final class Communicator: @unchecked Sendable {
     // MARK: Ending the job
 
     /// Prints `message` to stderr with this rank's number and ends every rank of the job with `code`.
-    public func abort(_ message: String, code: Int32 = 1) -> Never {
+    public func abort(_ message: String, code: Int32) -> Never {
         FileHandle.standardError.write(Data("dkc: rank \(rank) of \(size): \(message)\n".utf8))
         MPI_Abort(comm, code)
         exit(code)  // MPI_Abort does not return; this satisfies the type checker.

@@ -12,7 +12,7 @@ struct Doctor: ParsableCommand {
     func run() throws {
         withWorld { comm in
             let env = ProcessInfo.processInfo.environment
-            let line = "rank \(comm.rank)/\(comm.size) host=\(Communicator.processorName()) pid=\(getpid()) " +
+            let line = "rank \(comm.rank)/\(comm.size) host=\(MPICommunicator.processorName()) pid=\(getpid()) " +
                 "blas_core=\(BLAS.coreName) blas_threads=\(BLAS.threads) " +
                 "OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "-") OPENBLAS_NUM_THREADS=\(env["OPENBLAS_NUM_THREADS"] ?? "-")"
             let lines = try comm.gather(string: line)
@@ -21,7 +21,7 @@ struct Doctor: ParsableCommand {
             func mark(_ u: URL) -> String { fm.fileExists(atPath: u.path) ? "\(u.path) (present)" : "\(u.path) (missing)" }
             print("""
             dkc:        \(DKCVersion.version) (commit \(DKCVersion.gitCommit))
-            MPI:        \(Communicator.libraryVersion()), world size \(comm.size)
+            MPI:        \(MPICommunicator.libraryVersion()), world size \(comm.size)
             NetCDF:     \(NetCDF.libraryVersion)
             OpenBLAS:   core \(BLAS.coreName), \(BLAS.threads) thread(s)
             tokenizer:  \(mark(Paths.gpt2Tokenizer))

@@ -18,7 +18,7 @@ func withWorld(_ body: (Communicator) throws -> Void) -> Never {
     signal(SIGXFSZ, SIG_IGN)
     let comm: Communicator
     do {
-        comm = try Communicator.world()
+        comm = try MPICommunicator.world()
     } catch {
         FileHandle.standardError.write(Data("dkc: \(error)\n".utf8))
         exit(ExitStatus.failure)

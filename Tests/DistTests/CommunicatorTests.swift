@@ -17,12 +17,12 @@ final class CommunicatorTests: XCTestCase {
     }
 
     func testLauncherMismatchIsDetected() {
-        XCTAssertNil(Communicator.launcherMismatch(worldSize: 1, environment: [:]))
-        XCTAssertNil(Communicator.launcherMismatch(worldSize: 2, environment: ["OMPI_COMM_WORLD_SIZE": "2", "SLURM_NTASKS": "8"]))
-        let m = Communicator.launcherMismatch(worldSize: 1, environment: ["SLURM_NTASKS": "2"])
+        XCTAssertNil(MPICommunicator.launcherMismatch(worldSize: 1, environment: [:]))
+        XCTAssertNil(MPICommunicator.launcherMismatch(worldSize: 2, environment: ["OMPI_COMM_WORLD_SIZE": "2", "SLURM_NTASKS": "8"]))
+        let m = MPICommunicator.launcherMismatch(worldSize: 1, environment: ["SLURM_NTASKS": "2"])
         XCTAssertNotNil(m)
         XCTAssertTrue(m!.contains("SLURM_NTASKS=2"), m!)
-        XCTAssertNotNil(Communicator.launcherMismatch(worldSize: 1, environment: ["PMI_SIZE": "4"]))
+        XCTAssertNotNil(MPICommunicator.launcherMismatch(worldSize: 1, environment: ["PMI_SIZE": "4"]))
     }
 
     func testCollectivesAsSingleton() throws {

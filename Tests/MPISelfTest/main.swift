@@ -12,7 +12,7 @@ func expect<T: Equatable>(_ comm: Communicator, _ got: T, _ want: T, _ what: Str
     if got != want { fail(comm, "\(what): got \(got), want \(want)") }
 }
 
-func collectives(_ comm: Communicator, chunkLimit: Int) throws {
+func collectives(_ comm: MPICommunicator, chunkLimit: Int) throws {
     comm.chunkLimit = chunkLimit
     let r = comm.rank, n = comm.size
     let len = min(3 * chunkLimit + 2, 1000)  // several MPI calls per collective when the limit is small
@@ -73,8 +73,8 @@ func collectives(_ comm: Communicator, chunkLimit: Int) throws {
 }
 
 let args = CommandLine.arguments.dropFirst()
-let comm: Communicator
-do { comm = try Communicator.world() } catch {
+let comm: MPICommunicator
+do { comm = try MPICommunicator.world() } catch {
     FileHandle.standardError.write(Data("mpi-selftest: \(error)\n".utf8)); exit(2)
 }
 do {
