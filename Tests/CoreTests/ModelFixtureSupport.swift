@@ -98,6 +98,9 @@ struct ReferenceTensor {
         }
     }
 
+    /// The stored indices along `axis`: the kept ones on the reduced axis, all of them on any other.
+    func kept(along axis: Int) -> [Int] { axis == self.axis ? kept : Array(0..<shape[axis]) }
+
     /// Flat indices into the original tensor of the stored values, in their order.
     var originalIndices: [Int] {
         let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *), n = shape[axis]
