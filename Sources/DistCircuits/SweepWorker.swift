@@ -30,10 +30,7 @@ public final class SweepWorker {
 
     /// The tokenizer a sweep uses: the `tokenizer` key, else the first checkpoint's own files, else GPT-2's.
     public static func tokenizer(for plan: SweepPlan) throws -> GPT2Tokenizer {
-        if let dir = plan.config.tokenizer { return try GPT2Tokenizer(directory: dir) }
-        let first = plan.checkpoints[0].folder
-        if FileManager.default.fileExists(atPath: first.appendingPathComponent("vocab.json").path) { return try GPT2Tokenizer(directory: first) }
-        return try GPT2Tokenizer.loadDefault()
+        try TokenizerLoader.resolveGPT2(explicit: plan.config.tokenizer, model: plan.checkpoints[0].folder)
     }
 
     /// Loading and computing seconds since the last call, reset.

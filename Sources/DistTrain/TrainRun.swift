@@ -197,9 +197,8 @@ public final class TrainRun {
                     }
                 }
                 if let t = byPath[s.tokenizer.path] { return t }
-                // The default folder is the fetched copy: its loader says how to fetch it when absent.
-                let isDefault = s.tokenizer.standardizedFileURL.path == Paths.gpt2Tokenizer.standardizedFileURL.path
-                let t = isDefault ? try GPT2Tokenizer.loadDefault() : try GPT2Tokenizer(directory: s.tokenizer)
+                // The default folder is the fetched copy: the rule's loader says how to fetch it when absent.
+                let t = try TokenizerLoader.resolveGPT2(explicit: s.tokenizer, model: nil)
                 byPath[s.tokenizer.path] = t
                 return t
             }

@@ -95,7 +95,7 @@ struct BenchDiscover: ParsableCommand {
             }
             let progress = BenchProgress()
             let loadBefore = ProcessMemory.loadAverage()
-            let tok = try tokenizer.map { try GPT2Tokenizer(directory: URL(fileURLWithPath: $0)) } ?? GPT2Tokenizer.loadDefault()
+            let tok = try TokenizerLoader.resolveGPT2(explicit: tokenizer.map { URL(fileURLWithPath: $0) }, model: nil)
             let poolFolder = pools.map { URL(fileURLWithPath: $0) } ?? Paths.sourceRoot.appendingPathComponent("data/pools")
             let pairs = try DiscoverBench.prompts(count: prompts, pools: DataPools.load(from: poolFolder), encoder: tok)
             var results: [DiscoverBenchResult] = []

@@ -60,8 +60,8 @@ struct BenchSweep: ParsableCommand {
             let plan = try SweepPlan(config: try SweepConfig.load(file: try ConfigLoader.locate("tiny", kind: "sweep"),
                                                                   overrides: ["run_dir=\(root.path)", "batch_size=\(batchSize)", "tokenizer=\(tok.path)"]))
             let flops = try SweepCost(plan: plan, cells: plan.cells, acquisitions: plan.checkpoints.count,
-                                      tokenizer: try GPT2Tokenizer(directory: tok)).totalFlops
-            let seqLen = try meanPromptTokens(plan, tokenizer: try GPT2Tokenizer(directory: tok))
+                                      tokenizer: try TokenizerLoader.resolveGPT2(explicit: tok, model: nil)).totalFlops
+            let seqLen = try meanPromptTokens(plan, tokenizer: try TokenizerLoader.resolveGPT2(explicit: tok, model: nil))
             let progress = BenchProgress()
             var records: [BenchRecord] = []
             for (r, t) in layouts {
@@ -147,7 +147,7 @@ struct BenchSweep: ParsableCommand {
         if let tokenizer { return try existingPath(tokenizer, option: "--tokenizer", folder: true) }
         let fixture = Paths.fixtures.appendingPathComponent("tokenizer")
         if FileManager.default.fileExists(atPath: fixture.appendingPathComponent("vocab.json").path) { return fixture }
-        _ = try GPT2Tokenizer.loadDefault()
+        _ = try TokenizerLoader.resolveGPT2(explicit: nil, model: nil)
         return Paths.gpt2Tokenizer
     }
 
@@ -159,7 +159,7 @@ struct BenchSweep: ParsableCommand {
             let config = try DataConfig.load(file: try ConfigLoader.locate("tiny", kind: "data"), overrides: [
                 "n_entities=2000", "circuit_n=\(circuitN)", "test_per_cell=\(testPerCell)", "test_set=independent", "tokenizer=\(tokenizer.path)",
             ])
-            try DataGeneration.run(config: config, out: data, force: true) { try GPT2Tokenizer(directory: $0) }
+            try DataGeneration.run(config: config, out: data, force: true) { try TokenizerLoader.resolveGPT2(explicit: $0, model: nil) }
         }
         var shape = ModelBench.config(named: config.rawValue)!
         shape.nPositions = 128

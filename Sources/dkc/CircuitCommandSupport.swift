@@ -43,12 +43,7 @@ func outputPath(_ path: String, option: String) throws -> URL {
 /// The tokenizer of a model: `--tokenizer` when given, else the model folder's own vocab.json + merges.txt
 /// (Trainer checkpoints carry them), else the default GPT-2 tokenizer.
 func loadTokenizer(option: String?, model: URL) throws -> GPT2Tokenizer {
-    if let option { return try GPT2Tokenizer(directory: try existingPath(option, option: "--tokenizer", folder: true)) }
-    let fm = FileManager.default
-    if fm.fileExists(atPath: model.appendingPathComponent("vocab.json").path) || fm.fileExists(atPath: model.appendingPathComponent("tokenizer.json").path) {
-        return try GPT2Tokenizer(directory: model)
-    }
-    return try GPT2Tokenizer.loadDefault()
+    try TokenizerLoader.resolveGPT2(explicit: try option.map { try existingPath($0, option: "--tokenizer", folder: true) }, model: model)
 }
 
 /// "10,50,200" → [10, 50, 200]; an error naming the option otherwise.

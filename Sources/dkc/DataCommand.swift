@@ -63,9 +63,6 @@ struct DataGenerate: ParsableCommand {
 /// The GPT-2 tokenizer the circuit sets are measured with: the files in `directory` (config key
 /// `tokenizer`), or the default fetched copy when `directory` is `Paths.gpt2Tokenizer`.
 func makeTokenizer(_ directory: URL) throws -> TextEncoder {
-    if directory.standardizedFileURL.path == Paths.gpt2Tokenizer.standardizedFileURL.path {
-        return try GPT2Tokenizer.loadDefault()
-    }
-    return try GPT2Tokenizer(directory: directory)
+    try TokenizerLoader.resolveGPT2(explicit: directory, model: nil)
 }
 

@@ -62,13 +62,7 @@ struct Trace: ParsableCommand {
 
     /// The tokenizer of `--tokenizer`, else the model folder's, else the default one.
     func loadTokenizer(modelFolder: URL) throws -> GPT2Tokenizer {
-        if let tokenizer { return try GPT2Tokenizer(directory: URL(fileURLWithPath: tokenizer)) }
-        let fm = FileManager.default
-        if fm.fileExists(atPath: modelFolder.appendingPathComponent("vocab.json").path)
-            || fm.fileExists(atPath: modelFolder.appendingPathComponent("tokenizer.json").path) {
-            return try GPT2Tokenizer(directory: modelFolder)
-        }
-        return try GPT2Tokenizer.loadDefault()
+        try TokenizerLoader.resolveGPT2(explicit: tokenizer.map { URL(fileURLWithPath: $0) }, model: modelFolder)
     }
 }
 

@@ -45,7 +45,7 @@ final class AnalysisTests: XCTestCase {
         let eap = Paths.fixtures.appendingPathComponent("reference/eap")
         let evalURL = Paths.fixtures.appendingPathComponent("reference/eval.json")
         guard FileManager.default.fileExists(atPath: evalURL.path) else {
-            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
+            throw missingFixtures(Paths.fixtures.path)
         }
         let graph = try JSONSerialization.jsonObject(with: Data(contentsOf: eap.appendingPathComponent("graph_EAP-IG.json"))) as! [String: Any]
         let edges = graph["edges"] as! [String: [String: Any]]

@@ -9,7 +9,7 @@ enum AttributionFixtures {
     static func requireFixtures() throws -> URL {
         let eap = root.appendingPathComponent("reference/eap/eap.json")
         guard FileManager.default.fileExists(atPath: eap.path) else {
-            throw XCTSkip("fixtures not found at \(root.path): set DKC_FIXTURES")
+            throw missingFixtures(root.path)
         }
         return root
     }

@@ -31,18 +31,17 @@ final class ModelParityTests: XCTestCase {
         let mask = try f.ints("attention_mask")
         let lengths = (0..<B).map { b in (0..<T).reduce(0) { $0 + mask[b * T + $1] } }
         XCTAssertEqual(lengths, try f.ints("input_lengths"))
-        let expected = try f.floats("logits_hf")
+        // Every vocabulary column, or the kept ones of the compact set (ReferenceTensor).
+        let expected = try ReferenceTensor(f, "logits_hf")
+        XCTAssertEqual(expected.shape, [B, T, V])
 
         let logits = Array(try model.forward(tokens: tokens, batch: B, seqLen: T, lengths: lengths))
         var worst = (diff: 0.0, b: 0, t: 0, v: 0)
-        for b in 0..<B {
-            for t in 0..<lengths[b] {
-                for v in 0..<V {
-                    let i = (b * T + t) * V + v
-                    let d = Double(abs(logits[i] - expected[i]))
-                    if d > worst.diff { worst = (d, b, t, v) }
-                }
-            }
+        for (i, ref) in zip(expected.originalIndices, expected.values) {
+            let (b, t, v) = (i / (T * V), (i / V) % T, i % V)
+            guard t < lengths[b] else { continue }
+            let d = Double(abs(logits[i] - ref))
+            if d > worst.diff { worst = (d, b, t, v) }
         }
         print("forward logits vs logits_hf, valid positions: max abs \(worst.diff) at [\(worst.b), \(worst.t), \(worst.v)]")
         XCTAssertLessThanOrEqual(worst.diff, Self.logitsTolerance,
@@ -61,11 +60,13 @@ final class ModelParityTests: XCTestCase {
 
         // Logits at the last real position only (the metric's position) equal the full logits there.
         let last = Array(try model.forward(tokens: tokens, batch: B, seqLen: T, lengths: lengths, positions: lengths.map { $0 - 1 }))
+        let columns = expected.kept(along: 2), cols = columns.count
         for b in 0..<B {
             let i0 = (b * T + lengths[b] - 1) * V
             let d = Diff(last[(b * V)..<((b + 1) * V)], logits[i0..<(i0 + V)])
             XCTAssertLessThanOrEqual(d.maxAbs, 1e-5, "row \(b) logits at position \(lengths[b] - 1): \(d.summary)")
-            let r = Diff(last[(b * V)..<((b + 1) * V)], expected[i0..<(i0 + V)])
+            let r0 = (b * T + lengths[b] - 1) * cols
+            let r = Diff(columns.map { last[b * V + $0] }, expected.values[r0..<(r0 + cols)])
             XCTAssertLessThanOrEqual(r.maxAbs, Self.logitsTolerance, "row \(b) last-position logits vs logits_hf: \(r.summary)")
         }
     }
@@ -95,8 +96,8 @@ final class ModelParityTests: XCTestCase {
         model.backward()
         var worst = (0.0, "")
         for t in model.layout.tensors {
-            let ref = try exact.floats("grad64.\(t.name)")
-            let diff = Diff(Array(model.grads.buffer(t)), ref)
+            let ref = try ReferenceTensor(exact, "grad64.\(t.name)")
+            let diff = Diff(ref.gather(Array(model.grads.buffer(t))), ref.values)
             if diff.relL2 > worst.0 { worst = (diff.relL2, t.name) }
             XCTAssertLessThanOrEqual(diff.relL2, Self.gradientTolerance,
                                      "gradient \(t.name) vs grad64: \(diff.summary), tolerance rel L2 \(Self.gradientTolerance)")
@@ -117,7 +118,12 @@ final class ModelParityTests: XCTestCase {
         for (prefix, coef) in [("after", 1.0), ("after_clip", clipCoef)] {
             let params = try HFCheckpoint.load(folder: try ModelFixtures.model())
             let grads = ParameterArena(layout: params.layout)
-            for t in params.layout.tensors { try step.readFloats("grad.\(t.name)", into: grads.buffer(t)) }
+            // Compact set: the kept gradient entries, zeros elsewhere (train_step.json's norm is the kept entries').
+            for t in params.layout.tensors {
+                let g = try ReferenceTensor(step, "grad.\(t.name)"), buffer = grads.buffer(t)
+                XCTAssertEqual(g.shape.reduce(1, *), buffer.count, "grad.\(t.name) shape")
+                for (i, v) in zip(g.originalIndices, g.values) { buffer[i] = v }
+            }
             let opt = AdamW(layout: params.layout, config: AdamWConfig(lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-6, weightDecay: 0.1, maxGradNorm: nil))
             if prefix == "after_clip" {
                 let norm = opt.gradientNorm(grads.base)
@@ -129,7 +135,8 @@ final class ModelParityTests: XCTestCase {
             opt.update(params: params.base, grads: grads.base, lr: 1e-3, gradScale: Float(coef))
             var worst = 0.0
             for t in params.layout.tensors {
-                let diff = Diff(Array(params.buffer(t)), try step.floats("\(prefix).\(t.name)"))
+                let ref = try ReferenceTensor(step, "\(prefix).\(t.name)")
+                let diff = Diff(ref.gather(Array(params.buffer(t))), ref.values)
                 worst = max(worst, diff.maxAbs)
                 XCTAssertLessThanOrEqual(diff.maxAbs, Self.optimizerAloneTolerance,
                                          "\(prefix).\(t.name): \(diff.summary), tolerance max abs \(Self.optimizerAloneTolerance)")
@@ -155,7 +162,8 @@ final class ModelParityTests: XCTestCase {
             XCTAssertEqual(info.lr, 1e-3)
             var worst = (0.0, "")
             for t in model.layout.tensors {
-                let diff = Diff(Array(model.params.buffer(t)), try exact.floats("\(prefix).\(t.name)"))
+                let ref = try ReferenceTensor(exact, "\(prefix).\(t.name)")
+                let diff = Diff(ref.gather(Array(model.params.buffer(t))), ref.values)
                 if diff.maxAbs > worst.0 { worst = (diff.maxAbs, t.name) }
                 XCTAssertLessThanOrEqual(diff.maxAbs, Self.endToEndTolerance,
                                          "\(prefix).\(t.name): \(diff.summary), tolerance max abs \(Self.endToEndTolerance)")

@@ -13,7 +13,7 @@ final class TokenizerFamilyTests: XCTestCase {
         let dir = Paths.fixtures.appendingPathComponent(family).appendingPathComponent("tokenizer")
         for f in ["cases.jsonl", "tokenizer.json", "special_tokens.json"]
         where !FileManager.default.fileExists(atPath: dir.appendingPathComponent(f).path) {
-            throw XCTSkip("fixtures not found at \(dir.appendingPathComponent(f).path): set DKC_FIXTURES")
+            throw missingFixtures(dir.appendingPathComponent(f).path)
         }
         return dir
     }

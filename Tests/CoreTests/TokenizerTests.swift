@@ -13,7 +13,7 @@ final class TokenizerTests: XCTestCase {
         let dir = Self.fixtureDir
         for f in ["cases.jsonl", "vocab.json", "merges.txt", "special_tokens.json"] {
             if !FileManager.default.fileExists(atPath: dir.appendingPathComponent(f).path) {
-                throw XCTSkip("fixtures not found at \(dir.appendingPathComponent(f).path): set DKC_FIXTURES")
+                throw missingFixtures(dir.appendingPathComponent(f).path)
             }
         }
         return dir

@@ -15,7 +15,7 @@ final class TrainingTests: XCTestCase {
     private func gpt2Tokenizer() throws -> GPT2Tokenizer {
         let dir = Paths.fixtures.appendingPathComponent("tokenizer")
         guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("vocab.json").path) else {
-            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
+            throw missingFixtures(Paths.fixtures.path)
         }
         return try GPT2Tokenizer(directory: dir)
     }

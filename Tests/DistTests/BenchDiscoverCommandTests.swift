@@ -7,7 +7,7 @@ final class BenchDiscoverCommandTests: XCTestCase {
     func testJSONLinesCarryTheDocumentedKeys() throws {
         let tokenizer = Paths.fixtures.appendingPathComponent("tokenizer")
         guard FileManager.default.fileExists(atPath: tokenizer.appendingPathComponent("vocab.json").path) else {
-            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
+            throw missingFixtures(Paths.fixtures.path)
         }
         let r = try Launch.run(try Launch.executable("dkc"),
                                ["bench", "discover", "--config", "tiny", "--method", "EAP", "--prompts", "4", "--batch-size", "2", "4",

@@ -8,7 +8,7 @@ final class ComponentsCommandTests: XCTestCase {
     private func fixtures() throws -> URL {
         let root = Paths.fixtures
         guard FileManager.default.fileExists(atPath: root.appendingPathComponent("reference/components.json").path) else {
-            throw XCTSkip("fixtures not found at \(root.path): set DKC_FIXTURES")
+            throw missingFixtures(root.path)
         }
         return root
     }

@@ -11,7 +11,7 @@ final class PretrainedTests: XCTestCase {
         let tokenizer = Paths.fixtures.appendingPathComponent("tokenizer")
         guard FileManager.default.fileExists(atPath: model.appendingPathComponent("model.safetensors").path),
               FileManager.default.fileExists(atPath: tokenizer.appendingPathComponent("vocab.json").path) else {
-            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
+            throw missingFixtures(Paths.fixtures.path)
         }
         let run = try TrainFixture.temporaryFolder(self).appendingPathComponent("run")
         let dkc = try Launch.executable("dkc")

@@ -19,7 +19,7 @@ enum SweepFixture {
         if let root { return root.appendingPathComponent("template") }
         let tokenizer = Paths.fixtures.appendingPathComponent("tokenizer")
         guard FileManager.default.fileExists(atPath: tokenizer.appendingPathComponent("vocab.json").path) else {
-            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
+            throw missingFixtures(Paths.fixtures.path)
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-sweep-\(UUID().uuidString)")
         let template = dir.appendingPathComponent("template")

@@ -7,7 +7,7 @@ final class TraceCommandTests: XCTestCase {
     func fixtureModel() throws -> URL {
         let url = Paths.fixtures.appendingPathComponent("model")
         guard FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path) else {
-            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
+            throw missingFixtures(Paths.fixtures.path)
         }
         return url
     }

@@ -7,15 +7,34 @@ import Foundation
 /// 2. else the model folder, when it holds tokenizer.json or vocab.json + merges.txt;
 /// 3. else GPT-2's tokenizer in the cache (`scripts/fetch-gpt2-tokenizer`).
 ///
+/// An explicit path that is the cache folder (`Paths.gpt2Tokenizer`, the default of the `tokenizer`
+/// config keys) is step 3, so its absence says how to fetch it.
+///
 /// In a folder, tokenizer.json wins over vocab.json + merges.txt (+ added_tokens.json); both are
 /// read with the tokenizer_config.json beside them.
 public enum TokenizerLoader {
     /// The tokenizer by the resolution rule above.
     /// - Throws: `TokenizerError` naming the file at fault, or saying how to install GPT-2's tokenizer.
     public static func resolve(explicit: URL?, model: URL?) throws -> any Tokenizer {
-        if let explicit { return try load(path: explicit) }
+        if let explicit {
+            let isCache = explicit.standardizedFileURL.path == Paths.gpt2Tokenizer.standardizedFileURL.path
+            return isCache ? try GPT2Tokenizer.loadDefault() : try load(path: explicit)
+        }
         if let model, hasTokenizerFiles(model) { return try load(directory: model) }
         return try GPT2Tokenizer.loadDefault()
+    }
+
+    /// The rule above for code that needs GPT-2's byte-level BPE (data generation, training, the circuit
+    /// commands and the sweep).
+    /// - Throws: `TokenizerError` when the files resolve to another kind of tokenizer, naming what was found.
+    public static func resolveGPT2(explicit: URL?, model: URL?) throws -> GPT2Tokenizer {
+        let t = try resolve(explicit: explicit, model: model)
+        guard let gpt2 = t as? GPT2Tokenizer else {
+            let from = explicit ?? model ?? Paths.gpt2Tokenizer
+            throw TokenizerError(file: from, problem: "is a \(type(of: t)) tokenizer; this needs a byte-level BPE (GPT-2 style) tokenizer",
+                                 fix: "give the tokenizer of a GPT-2 model (vocab.json + merges.txt, or a ByteLevel tokenizer.json)")
+        }
+        return gpt2
     }
 
     /// Whether `folder` holds tokenizer.json, or vocab.json and merges.txt.
