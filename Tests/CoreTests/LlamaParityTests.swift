@@ -8,7 +8,7 @@ enum FamilyFixtures {
     static func root(_ family: String) throws -> URL {
         let url = Paths.fixtures.appendingPathComponent(family)
         guard FileManager.default.fileExists(atPath: url.appendingPathComponent("README.md").path) else {
-            throw XCTSkip("fixtures not found at \(url.path): set DKC_FIXTURES")
+            throw missingFixtures(url.path)
         }
         return url
     }

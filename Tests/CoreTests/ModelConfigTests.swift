@@ -49,7 +49,7 @@ final class ModelConfigTests: XCTestCase {
 
         // GPT-2 goes through the same entry point and keeps its own validation.
         let gpt2URL = Paths.fixtures.appendingPathComponent("model/config.json")
-        guard FileManager.default.fileExists(atPath: gpt2URL.path) else { throw XCTSkip("GPT-2 fixture missing at \(gpt2URL.path)") }
+        guard FileManager.default.fileExists(atPath: gpt2URL.path) else { throw missingFixtures(gpt2URL.path) }
         let gpt2 = try ModelConfig.load(from: gpt2URL)
         XCTAssertEqual(gpt2.family, .gpt2)
         XCTAssertEqual(gpt2.gpt2, try GPT2Config.load(from: gpt2URL))
