@@ -201,49 +201,64 @@ enum FamilyFixtures {
     }
 }
 
-/// The Llama family (the study's TinyLlama_v1.1) against fixtures/llama, with its README's tolerances.
-final class LlamaParityTests: XCTestCase {
+/// The parity checks both families run against their fixture folder, with the READMEs' tolerances
+/// (the same for llama/ and phi/); each test of LlamaParityTests and PhiParityTests calls one.
+enum FamilyChecks {
     static let logitsTolerance = 1e-4        // max abs, valid positions
-    static let sequenceLossTolerance = 1e-5  // abs from the exact 1.7836282255513154
-    static let trainLossTolerance = 1e-6     // abs from the exact 1.5764380560190454
+    static let sequenceLossTolerance = 1e-5  // abs from the exact value in the fixture
+    static let trainLossTolerance = 1e-6     // abs from the exact value in the fixture
     static let gradientTolerance = 5e-5      // per-tensor rel L2 vs grad64
     static let afterStepTolerance = 1e-6     // max abs vs after_clip64
 
-    func testForwardLogitsMatchHFAndTransformerLens() throws {
-        let e = try FamilyFixtures.forwardLogitsError("llama")
-        print("llama logits max |Δ|: HF \(e.hf), TL \(e.tl)")
-        XCTAssertLessThanOrEqual(e.hf, Self.logitsTolerance)
-        XCTAssertLessThanOrEqual(e.tl, Self.logitsTolerance)
+    static func forwardLogits(_ family: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let e = try FamilyFixtures.forwardLogitsError(family)
+        print("\(family) logits max |Δ|: HF \(e.hf), TL \(e.tl)")
+        XCTAssertLessThanOrEqual(e.hf, logitsTolerance, file: file, line: line)
+        XCTAssertLessThanOrEqual(e.tl, logitsTolerance, file: file, line: line)
     }
 
-    func testOneSequenceLossMatchesExactValue() throws {
-        let e = try FamilyFixtures.sequenceLossError("llama")
-        print("llama sequence loss |Δ| \(e)")
-        XCTAssertLessThanOrEqual(e, Self.sequenceLossTolerance)
+    static func sequenceLoss(_ family: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let e = try FamilyFixtures.sequenceLossError(family)
+        print("\(family) sequence loss |Δ| \(e)")
+        XCTAssertLessThanOrEqual(e, sequenceLossTolerance, file: file, line: line)
     }
 
-    func testTrainStepLossGradientsAndAdamWStep() throws {
-        let r = try FamilyFixtures.trainStep("llama")
-        print("llama train step: loss |Δ| \(r.lossError), grad norm |Δ| \(r.gradNormError), worst gradient rel L2 \(r.worstGradient), worst after-step max abs \(r.worstAfterStep)")
-        XCTAssertEqual(r.tensorsChecked, 21)
-        XCTAssertLessThanOrEqual(r.lossError, Self.trainLossTolerance)
-        XCTAssertLessThanOrEqual(r.worstGradient.relL2, Self.gradientTolerance, r.worstGradient.name)
-        XCTAssertLessThanOrEqual(r.gradNormError, 1e-4)
-        XCTAssertLessThanOrEqual(r.worstAfterStep.maxAbs, Self.afterStepTolerance, r.worstAfterStep.name)
+    /// `tensors`: how many parameter tensors the fixture's train step holds.
+    static func trainStep(_ family: String, tensors: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try FamilyFixtures.trainStep(family)
+        print("\(family) train step: loss |Δ| \(r.lossError), grad norm |Δ| \(r.gradNormError), worst gradient rel L2 \(r.worstGradient), worst after-step max abs \(r.worstAfterStep)")
+        XCTAssertEqual(r.tensorsChecked, tensors, file: file, line: line)
+        XCTAssertLessThanOrEqual(r.lossError, trainLossTolerance, file: file, line: line)
+        XCTAssertLessThanOrEqual(r.worstGradient.relL2, gradientTolerance, r.worstGradient.name, file: file, line: line)
+        XCTAssertLessThanOrEqual(r.gradNormError, 1e-4, file: file, line: line)
+        XCTAssertLessThanOrEqual(r.worstAfterStep.maxAbs, afterStepTolerance, r.worstAfterStep.name, file: file, line: line)
     }
 
-    func testCheckpointRoundTripKeepsLogits() throws {
-        let r = try FamilyFixtures.roundTrip("llama", into: try ModelFixtures.tempDir(self))
-        XCTAssertTrue(r.identical)
-        XCTAssertEqual(r.maxAbs, 0)
+    static func roundTrip(_ family: String, _ test: XCTestCase, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try FamilyFixtures.roundTrip(family, into: try ModelFixtures.tempDir(test))
+        XCTAssertTrue(r.identical, file: file, line: line)
+        XCTAssertEqual(r.maxAbs, 0, file: file, line: line)
     }
+
+    static func transformersLoads(_ family: String, _ test: XCTestCase, file: StaticString = #filePath, line: UInt = #line) throws {
+        let e = try FamilyFixtures.transformersLogitsError(family, into: try ModelFixtures.tempDir(test))
+        print("\(family) transformers vs dkc logits max |Δ| \(e)")
+        XCTAssertLessThanOrEqual(e, logitsTolerance, file: file, line: line)
+    }
+}
+
+/// The Llama family (the study's TinyLlama_v1.1) against fixtures/llama, with its README's tolerances.
+final class LlamaParityTests: XCTestCase {
+    func testForwardLogitsMatchHFAndTransformerLens() throws { try FamilyChecks.forwardLogits("llama") }
+
+    func testOneSequenceLossMatchesExactValue() throws { try FamilyChecks.sequenceLoss("llama") }
+
+    func testTrainStepLossGradientsAndAdamWStep() throws { try FamilyChecks.trainStep("llama", tensors: 21) }
+
+    func testCheckpointRoundTripKeepsLogits() throws { try FamilyChecks.roundTrip("llama", self) }
 
     /// A checkpoint dkc wrote loads in transformers with the same logits (skipped without transformers).
-    func testTransformersLoadsDkcCheckpoint() throws {
-        let e = try FamilyFixtures.transformersLogitsError("llama", into: try ModelFixtures.tempDir(self))
-        print("llama transformers vs dkc logits max |Δ| \(e)")
-        XCTAssertLessThanOrEqual(e, Self.logitsTolerance)
-    }
+    func testTransformersLoadsDkcCheckpoint() throws { try FamilyChecks.transformersLoads("llama", self) }
 
     /// A small random Llama for the structural tests below.
     func smallLlama(kvHeads: Int, tied: Bool) throws -> ModelConfig {
