@@ -51,13 +51,7 @@ struct BenchCell: ParsableCommand {
     @Option(help: "Timed cells (the phases reported are the median cell's).")
     var repeats: Int = 1
 
-    @Option(help: ArgumentHelp("Folder with GPT-2's vocab.json + merges.txt (default: the cache folder of scripts/fetch-gpt2-tokenizer).",
-                               valueName: "dir"))
-    var tokenizer: String?
-
-    @Option(help: ArgumentHelp("Pools folder the names and cities are drawn from (default: data/pools of the source checkout).",
-                               valueName: "dir"))
-    var pools: String?
+    @OptionGroup var promptOptions: BenchPromptOptions
 
     @Flag(help: "Print one JSON object per line instead of a table.")
     var json = false
@@ -79,8 +73,8 @@ struct BenchCell: ParsableCommand {
             guard comm.size == 1 else { throw BenchError("bench cell runs on one process; run it without mpirun (the sweep has its own benchmark)") }
             let progress = BenchProgress()
             let loadBefore = ProcessMemory.loadAverage()
-            let tok = try tokenizer.map { try GPT2Tokenizer(directory: URL(fileURLWithPath: $0)) } ?? GPT2Tokenizer.loadDefault()
-            let poolFolder = pools.map { URL(fileURLWithPath: $0) } ?? Paths.sourceRoot.appendingPathComponent("data/pools")
+            let tok = try promptOptions.loadTokenizer()
+            let poolFolder = promptOptions.poolFolder
             let dataPools = try DataPools.load(from: poolFolder)
             let pairs = try DiscoverBench.prompts(count: circuitN, pools: dataPools, encoder: tok)
             let targets = try CellBench.targets(count: circuitN, pools: dataPools, encoder: tok)

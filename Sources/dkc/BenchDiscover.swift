@@ -60,13 +60,7 @@ struct BenchDiscover: ParsableCommand {
     @Option(name: .customLong("rows-per-pass"), help: "EAP-IG stacks integration steps up to this many rows (B·T) per pass.")
     var rowsPerPass: Int = AttributionOptions().rowsPerPass
 
-    @Option(help: ArgumentHelp("Folder with GPT-2's vocab.json + merges.txt (default: the cache folder of scripts/fetch-gpt2-tokenizer).",
-                               valueName: "dir"))
-    var tokenizer: String?
-
-    @Option(help: ArgumentHelp("Pools folder the names and cities are drawn from (default: data/pools of the source checkout).",
-                               valueName: "dir"))
-    var pools: String?
+    @OptionGroup var promptOptions: BenchPromptOptions
 
     @Flag(help: "Print one JSON object per measurement and line instead of a table.")
     var json = false
@@ -95,8 +89,8 @@ struct BenchDiscover: ParsableCommand {
             }
             let progress = BenchProgress()
             let loadBefore = ProcessMemory.loadAverage()
-            let tok = try TokenizerLoader.resolveGPT2(explicit: tokenizer.map { URL(fileURLWithPath: $0) }, model: nil)
-            let poolFolder = pools.map { URL(fileURLWithPath: $0) } ?? Paths.sourceRoot.appendingPathComponent("data/pools")
+            let tok = try promptOptions.loadTokenizer()
+            let poolFolder = promptOptions.poolFolder
             let pairs = try DiscoverBench.prompts(count: prompts, pools: DataPools.load(from: poolFolder), encoder: tok)
             var results: [DiscoverBenchResult] = []
             for name in names {

@@ -69,3 +69,21 @@ struct ModelOptions: ParsableArguments {
         return try modelFolder(model)
     }
 }
+
+/// `--tokenizer` and `--pools` of the benchmarks that build their own prompts (bench discover, bench cell).
+struct BenchPromptOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Folder with GPT-2's vocab.json + merges.txt (default: the cache folder of scripts/fetch-gpt2-tokenizer).",
+                               valueName: "dir"))
+    var tokenizer: String?
+
+    @Option(help: ArgumentHelp("Pools folder the names and cities are drawn from (default: data/pools of the source checkout).",
+                               valueName: "dir"))
+    var pools: String?
+
+    /// The tokenizer, by the project's one resolution rule (docs/tokenizers.md).
+    func loadTokenizer() throws -> GPT2Tokenizer {
+        try TokenizerLoader.resolveGPT2(explicit: tokenizer.map { URL(fileURLWithPath: $0) }, model: nil)
+    }
+
+    var poolFolder: URL { pools.map { URL(fileURLWithPath: $0) } ?? Paths.sourceRoot.appendingPathComponent("data/pools") }
+}
