@@ -14,7 +14,11 @@ struct Analyze: ParsableCommand {
         activation ratio per layer, the distribution of circuit edges and |score| over layers and the heads the \
         circuits keep, plus from components.nc the logit-lens curves and head-class proportions, and the transplant \
         curves of circuits.nc when the sweep made them (components). docs/analyze.md defines every number. Cells missing from a partial sweep are \
-        skipped and listed in the report. Runs as one process; no mpirun needed.
+        skipped and listed in the report. With --run, a run that has forget sub-runs (RUN/train/forget/replay_<r>/, \
+        RUN/circuits/forget/replay_<r>/) also gets the forgetting experiment: forgetting.nc (learning curves, query \
+        accuracy, faithfulness, edge entropy, Jaccard with the initial circuit, edge activation ratio and logit lens per \
+        replay ratio), forgetting.md, figures in analysis/forget/ and each sub-run's full analysis in \
+        analysis/forget/replay_<r>/ (docs/forgetting.md). Runs as one process; no mpirun needed.
         """
     )
 
@@ -109,10 +113,12 @@ struct Analyze: ParsableCommand {
             print(result.summaryTable(), terminator: "")
             print("report: \(folder.appendingPathComponent("report.md").path)")
             // The forgetting experiment's curves when the run has forget sub-runs (docs/forgetting.md).
-            if let runFolder, let curves = try ForgettingCurves.read(trainFolder: URL(fileURLWithPath: runFolder).appendingPathComponent("train")) {
+            if let runFolder, let curves = try ForgettingCurves.read(runFolder: URL(fileURLWithPath: runFolder), options: options) {
                 let files = try AnalysisOutput.write(curves, to: folder, commandLine: commandLine)
+                let swept = curves.runs.filter { !$0.circuits.isEmpty }.count
                 print("")
-                print("forgetting: \(curves.runs.count) replay sub-run(s); wrote \(files.joined(separator: ", "))")
+                print("forgetting: \(curves.runs.count) replay sub-run(s), \(swept) swept; wrote forgetting.nc, forgetting.md and "
+                      + "\(files.count - 2) files under forget/")
                 print(curves.markdown().split(separator: "\n", omittingEmptySubsequences: false).dropFirst(4).joined(separator: "\n"))
             }
         }

@@ -9,8 +9,9 @@ import Foundation
 /// - Circuit hits@10: circuits.nc `hits_at_10` at the chosen top-n with target type and
 ///   frequency equal to the cell's own.
 /// - A cell's circuit: the edges with `in_circuit` = 1 at the chosen top-n. Its "final" circuit
-///   is the one at the last checkpoint where the cell is present; "previous" is the nearest
-///   earlier checkpoint where it is present. Jaccard = |A ∩ B| / |A ∪ B| (NaN if both empty).
+///   is the one at the last checkpoint where the cell is present, its "initial" one the first
+///   (the forgetting experiment compares with it); "previous" is the nearest earlier checkpoint
+///   where it is present. Jaccard = |A ∩ B| / |A ∪ B| (NaN if both empty).
 /// - Edge entropy and faithfulness: circuits.nc's; the entropy falls back to scores.nc's
 ///   scores of the circuit's edges when circuits.nc lacks it.
 /// - Layers: an edge belongs to its upstream node's layer, `input` = −1 ("embed").
@@ -207,6 +208,7 @@ public enum Analysis {
         var ratio = LabeledArray(dimensions: cellDims + ["topn", "parent_layer"], shape: cellShape + [nK, nP])
         var kept = ratio
         var nodesFinal = cellArray(), nodesPrevious = cellArray()
+        var jInitial = cellArray(), nodesInitial = cellArray()
         var cross = LabeledArray(dimensions: cellDims + ["target_frequency"], shape: cellShape + [nF])
 
         if let t = result.options.heatmapTask, !source.tasks.contains(t) {
@@ -272,13 +274,15 @@ public enum Analysis {
                         byBucket[(c * nY + ry) * nF + rf].add(profile)
                         byCheckpoint[c].add(profile)
                     }
-                    guard let final = circuitsByStep.last else { continue }
+                    guard let initial = circuitsByStep.first, let final = circuitsByStep.last else { continue }
                     result.finalStep[cell] = result.steps[final.c]
                     var counts = [Double](repeating: 0, count: nN)
                     let nodeSets = circuitsByStep.map { CircuitMetrics.nodeSet($0.edges, graph: graph) }
                     for (k, entry) in circuitsByStep.enumerated() {
                         jFinal[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(entry.edges.edges, final.edges.edges)
                         nodesFinal[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(nodeSets[k], nodeSets.last!)
+                        jInitial[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(entry.edges.edges, initial.edges.edges)
+                        nodesInitial[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(nodeSets[k], nodeSets[0])
                         if k > 0 {
                             jPrevious[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(entry.edges.edges, circuitsByStep[k - 1].edges.edges)
                             nodesPrevious[entry.c, rt, ry, rf] = CircuitMetrics.jaccard(nodeSets[k], nodeSets[k - 1])
@@ -318,6 +322,8 @@ public enum Analysis {
         } }
         result.edgeActivationRatioAll = ratioAll
         result.jaccardNodesFinal = nodesFinal
+        result.jaccardInitial = jInitial
+        result.jaccardNodesInitial = nodesInitial
         result.jaccardNodesPrevious = nodesPrevious
         if source.hitsAt10 != nil {
             result.crossFrequencyHitsAt10 = cross

@@ -20,16 +20,24 @@ public enum AnalysisOutput {
         return written
     }
 
-    /// Writes the forgetting experiment's curves into `folder`: forgetting.nc, one figure per type and
-    /// forgetting.md; returns the file names written.
+    /// Writes the forgetting experiment into `folder`: forgetting.nc and forgetting.md, the cross-ratio
+    /// figures in `forget/`, and each swept sub-run's full analysis (at the plotted top-n) in
+    /// `forget/replay_<r>/`; returns the paths written, relative to `folder`.
     @discardableResult
     public static func write(_ curves: ForgettingCurves, to folder: URL, commandLine: String) throws -> [String] {
         try makeFolder(folder)
         try curves.write(to: folder.appendingPathComponent("forgetting.nc"), commandLine: commandLine)
         var written = ["forgetting.nc"]
+        let figures = folder.appendingPathComponent("forget")
+        try makeFolder(figures)
         for f in curves.figures() {
-            try save(f.svg, folder.appendingPathComponent(f.file))
-            written.append(f.file)
+            try save(f.svg, figures.appendingPathComponent(f.file))
+            written.append("forget/" + f.file)
+        }
+        for run in curves.runs {
+            guard let result = run.circuits(topn: curves.plotTopn) else { continue }
+            let name = "forget/replay_\(run.label)"
+            written += try write(result, to: folder.appendingPathComponent(name), commandLine: commandLine).map { name + "/" + $0 }
         }
         try save(curves.markdown(), folder.appendingPathComponent("forgetting.md"))
         written.append("forgetting.md")

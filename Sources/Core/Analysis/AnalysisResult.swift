@@ -136,6 +136,10 @@ public struct AnalysisResult: Sendable {
     /// edges plus `logits`) with the final circuit's and with the previous checkpoint's.
     public var jaccardNodesFinal: LabeledArray?
     public var jaccardNodesPrevious: LabeledArray?
+    /// (checkpoint, task, type, frequency): Jaccard similarity of edge sets and of node sets with the
+    /// cell's initial circuit (its first checkpoint present; the forgetting experiment's reference).
+    public var jaccardInitial: LabeledArray?
+    public var jaccardNodesInitial: LabeledArray?
     /// (checkpoint, task, type, frequency, target_frequency): circuit hits@10 of the source cell's
     /// circuit on the test entities of each target bucket, target type = the source's type.
     public var crossFrequencyHitsAt10: LabeledArray?

@@ -122,6 +122,9 @@ public enum AnalysisWriter {
         list.add("jaccard_nodes_previous", r.jaccardNodesPrevious,
             "Jaccard similarity of the circuit's node set with the previous checkpoint's present", "1",
             [("comment", "dkc's own addition; the study compares with the final circuit only")])
+        list.add("jaccard_initial", r.jaccardInitial, "Jaccard similarity of the circuit's edge set with the cell's initial (first present) circuit")
+        list.add("jaccard_nodes_initial", r.jaccardNodesInitial,
+            "Jaccard similarity of the circuit's node set with the cell's initial (first present) circuit's")
         list.add("cross_frequency_hits_at_10", r.crossFrequencyHitsAt10,
             "hits@10 of the (frequency) cell's circuit on test entities of the target bucket, target type = the cell's type")
         list.add("cross_frequency_hits_at_10_by_source", r.crossFrequencyBySource,

@@ -23,6 +23,8 @@ public struct FirstTokenLog: Equatable, Sendable {
     public var overall: [String: [Double]] = [:]
     /// `byAttribute[type][attribute][i]`.
     public var byAttribute: [String: [String: [Double]]] = [:]
+    /// The line's `eval_loss` at evaluation i (NaN when the line lacks it).
+    public var evalLoss: [Double] = []
 
     public init(stage: String, path: String) { self.stage = stage; self.path = path }
 
@@ -37,7 +39,7 @@ public struct FirstTokenLog: Equatable, Sendable {
         }
         var log = FirstTokenLog(stage: stage, path: path)
         // Per evaluation: type → accuracy, and (type, attribute) → accuracy.
-        var rows: [(step: Int64, pooled: [String: Double], split: [String: [String: Double]])] = []
+        var rows: [(step: Int64, pooled: [String: Double], split: [String: [String: Double]], loss: Double)] = []
         let known = BiographyAttribute.allCases.map(\.rawValue)
         var extraAttributes: [String] = []
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -73,11 +75,13 @@ public struct FirstTokenLog: Equatable, Sendable {
                 throw AnalysisError.layout(file: path, object: "line \(number + 1)",
                                            problem: "an evaluation line needs a non-negative integer 'step'")
             }
-            rows.append((Int64(step), pooled, split))
+            let loss = pairs.first(where: { $0.0 == "eval_loss" })?.1.doubleValue ?? .nan
+            rows.append((Int64(step), pooled, split, loss))
         }
         let seen = Set(rows.flatMap { $0.split.values.flatMap(\.keys) })
         log.attributes = known.filter { seen.contains($0) } + extraAttributes
         log.steps = rows.map(\.step)
+        log.evalLoss = rows.map(\.loss)
         for type in log.types {
             log.overall[type] = rows.map { $0.pooled[type] ?? .nan }
             var per: [String: [Double]] = [:]

@@ -1,17 +1,36 @@
 import Foundation
 
-/// The learning curves of the forgetting experiment (docs/forgetting.md): per replay sub-run
-/// `train/forget/replay_<r>/`, the first-token accuracy of each entity type on the continual
-/// validation set at every evaluation, read from the sub-run's metrics.jsonl (step 0 is the
-/// continual model before any forgetting step), with a summary of how fast each type is lost
-/// and how much each replay ratio keeps. `dkc analyze` writes them as `analysis/forgetting.nc`,
-/// figures `analysis/forget_first_token_<type>.svg` and `analysis/forgetting.md`.
-public struct ForgettingCurves: Equatable, Sendable {
-    public struct Run: Equatable, Sendable {
+/// The forgetting experiment as `dkc analyze` reads it (docs/forgetting.md). Per replay sub-run
+/// `replay_<r>`:
+/// - the learning curves: first-token accuracy of each entity type and the evaluation loss on the
+///   continual validation set at every evaluation, from `train/forget/replay_<r>/metrics.jsonl`
+///   (step 0 is the continual model before any forgetting step);
+/// - the circuits: the sub-run's sweep files `circuits/forget/replay_<r>/{circuits,scores,
+///   acquisition,components}.nc`, analysed as `dkc analyze` analyses a main sweep (`Analysis.run`),
+///   once per top-n of its circuits.nc, so that every statistic exists at every circuit size.
+///
+/// `dkc analyze` writes `analysis/forgetting.nc`, `analysis/forgetting.md`, the cross-ratio figures
+/// in `analysis/forget/` and each sub-run's full analysis in `analysis/forget/replay_<r>/`
+/// (`AnalysisOutput.write`).
+public struct ForgettingCurves: Sendable {
+    public struct Run: Sendable {
         /// The replay ratio and its folder label (`replay_<label>`).
         public let ratio: Double
         public let label: String
-        public let log: FirstTokenLog
+        /// The sub-run's training log; nil when it has none (circuits only).
+        public let log: FirstTokenLog?
+        /// The analysis of the sub-run's sweep files at each top-n of its circuits.nc, ascending top-n
+        /// (one entry without top-n when the sweep wrote no circuits.nc); empty when it was not swept.
+        public let circuits: [AnalysisResult]
+
+        public init(ratio: Double, label: String, log: FirstTokenLog?, circuits: [AnalysisResult] = []) {
+            self.ratio = ratio; self.label = label; self.log = log; self.circuits = circuits
+        }
+
+        /// The analysis at circuit size `topn` (the only one when the sweep has no top-n axis).
+        public func circuits(topn: Int64?) -> AnalysisResult? {
+            circuits.first { $0.topn == topn } ?? (circuits.count == 1 && circuits[0].topn == nil ? circuits[0] : nil)
+        }
     }
 
     /// How one type fares in one run; accuracies in [0, 1], steps are optimizer steps.
@@ -31,152 +50,112 @@ public struct ForgettingCurves: Equatable, Sendable {
 
     /// Sub-runs by ascending ratio.
     public let runs: [Run]
-    /// Entity types in first-seen order over the runs.
+    /// Entity types in first-seen order over the logs, then the circuits.
     public let types: [String]
-    /// Every evaluation step of any run, ascending.
+    /// Every evaluation step of any log, ascending.
     public let steps: [Int64]
+    /// Every checkpoint step of any sub-run's sweep, ascending; the circuit axes in first-seen order.
+    public let checkpoints: [Int64]
+    public let tasks: [String]
+    public let frequencies: [String]
+    /// Every circuit size of any sub-run's circuits.nc, ascending.
+    public let topn: [Int64]
+    /// The circuit size of the figures and the report: the one asked for, else the smallest swept
+    /// (the study plots top-5,000 of its sweep over 5,000 and 8,000).
+    public let plotTopn: Int64?
+    /// Parent layers of the edge activation ratio and logit-lens points (from the first sub-run that has them).
+    public let parentLayers: Int
+    public let lens: [String]
 
-    public init(runs: [Run]) {
+    public init(runs: [Run], topn requested: Int? = nil) {
         self.runs = runs.sorted { $0.ratio < $1.ratio }
-        var types: [String] = []
-        for run in self.runs { for t in run.log.types where !types.contains(t) { types.append(t) } }
-        self.types = types
-        steps = Array(Set(runs.flatMap(\.log.steps))).sorted()
+        func union(_ lists: [[String]]) -> [String] {
+            var out: [String] = []
+            for list in lists { for x in list where !out.contains(x) { out.append(x) } }
+            return out
+        }
+        let results = self.runs.flatMap(\.circuits)
+        types = union(self.runs.compactMap { $0.log?.types } + results.map(\.types))
+        tasks = union(results.map(\.tasks))
+        frequencies = union(results.map(\.frequencies))
+        steps = Array(Set(self.runs.flatMap { $0.log?.steps ?? [] })).sorted()
+        checkpoints = Array(Set(results.flatMap(\.steps))).sorted()
+        let sizes = Array(Set(results.compactMap(\.topn))).sorted()
+        topn = sizes
+        plotTopn = requested.map(Int64.init).flatMap { sizes.contains($0) ? $0 : nil } ?? sizes.first
+        parentLayers = results.compactMap { $0.edgeActivationRatio?.shape.last }.first ?? 0
+        lens = results.compactMap { $0.components?.lens }.first { !$0.isEmpty } ?? []
     }
 
-    /// The sub-runs under `trainFolder/forget/` (folders `replay_<r>` with a metrics.jsonl); nil when
-    /// there are none.
-    public static func read(trainFolder: URL) throws -> ForgettingCurves? {
-        let root = trainFolder.appendingPathComponent("forget")
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []).filter { $0.hasPrefix("replay_") }
-        var runs: [Run] = []
-        for name in names {
-            let label = String(name.dropFirst("replay_".count))
-            let metrics = root.appendingPathComponent(name).appendingPathComponent("metrics.jsonl")
-            guard let ratio = Double(label), FileManager.default.fileExists(atPath: metrics.path) else { continue }
-            runs.append(Run(ratio: ratio, label: label, log: try FirstTokenLog.read(path: metrics.path, stage: "forget/" + name)))
+    /// The sub-runs of `runFolder`: folders `replay_<r>` under `train/forget/` (with a metrics.jsonl)
+    /// and under `circuits/forget/` (with any of the sweep's files); nil when there are none.
+    /// `options` are those of the main analysis; each sub-run is analysed at every top-n.
+    public static func read(runFolder: URL, options: AnalysisOptions = AnalysisOptions()) throws -> ForgettingCurves? {
+        let fm = FileManager.default
+        let trainRoot = runFolder.appendingPathComponent("train/forget")
+        let circuitsRoot = runFolder.appendingPathComponent("circuits/forget")
+        var labels: [String] = []
+        for root in [trainRoot, circuitsRoot] {
+            for name in ((try? fm.contentsOfDirectory(atPath: root.path)) ?? []).sorted() where name.hasPrefix("replay_") {
+                let label = String(name.dropFirst("replay_".count))
+                if Double(label) != nil && !labels.contains(label) { labels.append(label) }
+            }
         }
-        return runs.isEmpty ? nil : ForgettingCurves(runs: runs)
+        var runs: [Run] = []
+        for label in labels {
+            let name = "replay_" + label
+            let metrics = trainRoot.appendingPathComponent(name).appendingPathComponent("metrics.jsonl")
+            let log = fm.fileExists(atPath: metrics.path) ? try FirstTokenLog.read(path: metrics.path, stage: "forget/" + name) : nil
+            let circuits = try analyseSweep(circuitsRoot.appendingPathComponent(name), options: options)
+            if log == nil && circuits.isEmpty { continue }
+            runs.append(Run(ratio: Double(label)!, label: label, log: log, circuits: circuits))
+        }
+        return runs.isEmpty ? nil : ForgettingCurves(runs: runs, topn: options.topn)
+    }
+
+    /// `Analysis.run` on one sub-run's sweep folder, once per top-n of its circuits.nc (ascending);
+    /// empty when the folder holds none of the sweep's files.
+    static func analyseSweep(_ folder: URL, options: AnalysisOptions) throws -> [AnalysisResult] {
+        func file(_ name: String) -> String? {
+            let path = folder.appendingPathComponent(name).path
+            return FileManager.default.fileExists(atPath: path) ? path : nil
+        }
+        var inputs = AnalysisInputPaths(scores: file("scores.nc"), circuits: file("circuits.nc"), acquisition: file("acquisition.nc"))
+        inputs.components = file("components.nc")
+        guard inputs.circuits != nil || inputs.acquisition != nil || inputs.scores != nil else { return [] }
+        var asked = options
+        asked.topn = nil
+        let largest = try Analysis.run(inputs: inputs, options: asked)
+        var results = [largest]
+        for k in largest.topnAxis where k != largest.topn {
+            asked.topn = Int(k)
+            results.append(try Analysis.run(inputs: inputs, options: asked))
+        }
+        return results.sorted { ($0.topn ?? 0) < ($1.topn ?? 0) }
     }
 
     /// The accuracy of `type` in `run` at every step of `steps` (NaN where the run has no evaluation).
     public func curve(_ run: Run, type: String) -> [Double] {
-        let values = run.log.overall[type] ?? []
+        guard let log = run.log else { return steps.map { _ in .nan } }
+        return along(log, log.overall[type] ?? [])
+    }
+
+    /// A per-evaluation series of `log` spread over `steps`.
+    func along(_ log: FirstTokenLog, _ values: [Double]) -> [Double] {
         var at: [Int64: Double] = [:]
-        for (i, step) in run.log.steps.enumerated() where i < values.count { at[step] = values[i] }
+        for (i, step) in log.steps.enumerated() where i < values.count { at[step] = values[i] }
         return steps.map { at[$0] ?? .nan }
     }
 
     /// The summary of `type` in `run`; nil when the run never evaluated it.
     public func summary(_ run: Run, type: String) -> Summary? {
-        let points = zip(run.log.steps, run.log.overall[type] ?? []).filter { !$0.1.isNaN }
+        guard let log = run.log else { return nil }
+        let points = zip(log.steps, log.overall[type] ?? []).filter { !$0.1.isNaN }
         guard let first = points.first, let last = points.last else { return nil }
         var lowest = first
         for p in points where p.1 < lowest.1 { lowest = p }
         let half = points.first { $0.1 < first.1 / 2 }?.0
         return Summary(initial: first.1, initialStep: first.0, lowest: lowest.1, lowestStep: lowest.0,
                        final: last.1, finalStep: last.0, halfStep: half)
-    }
-
-    /// forgetting.nc: `first_token_accuracy(replay_ratio, step, type)` and the summaries
-    /// (replay_ratio, type), written atomically.
-    public func write(to url: URL, commandLine: String) throws {
-        let nR = runs.count, nS = steps.count, nT = types.count
-        var accuracy: [Double] = []
-        accuracy.reserveCapacity(nR * nS * nT)
-        for run in runs {
-            let curves = types.map { curve(run, type: $0) }
-            for s in 0..<nS { for t in 0..<nT { accuracy.append(curves[t][s]) } }
-        }
-        let summaries = runs.flatMap { run in types.map { summary(run, type: $0) } }
-        func column(_ value: (Summary) -> Double) -> [Double] { summaries.map { $0.map(value) ?? .nan } }
-        let perRun: [(String, String, [Double])] = [
-            ("first_token_accuracy_initial", "first-token accuracy at the run's first evaluation (step 0: the continual model)", column(\.initial)),
-            ("first_token_accuracy_lowest", "lowest first-token accuracy over the run", column(\.lowest)),
-            ("first_token_accuracy_lowest_step", "first optimizer step at the lowest accuracy", column { Double($0.lowestStep) }),
-            ("first_token_accuracy_final", "first-token accuracy at the run's last evaluation", column(\.final)),
-            ("first_token_accuracy_final_step", "optimizer step of the last evaluation", column { Double($0.finalStep) }),
-            ("half_step", "first optimizer step with accuracy below half the initial (NaN: never)", column { $0.halfStep.map(Double.init) ?? .nan }),
-        ]
-        do {
-            try NetCDFFile.writeAtomically(to: url) { file in
-                for (name, length) in [("replay_ratio", nR), ("step", nS), ("type", nT)] { try file.addDimension(name, length: length) }
-                try file.addVariable("replay_ratio", type: .double, dimensions: ["replay_ratio"])
-                try file.setAttribute("long_name", "share of the forgetting texts replaced by (or added as) replayed continual texts", on: "replay_ratio")
-                try file.addVariable("step", type: .int64, dimensions: ["step"])
-                try file.setAttribute("long_name", "optimizer step of the forget stage (0: before the first step)", on: "step")
-                try file.addVariable("type", type: .string, dimensions: ["type"])
-                try file.addVariable("first_token_accuracy", type: .double, dimensions: ["replay_ratio", "step", "type"], fill: .nan)
-                try file.setAttribute("long_name", "first-token attribute accuracy on the continual validation set, pooled over attributes", on: "first_token_accuracy")
-                try file.setAttribute("comment", "from train/forget/replay_<r>/metrics.jsonl; NaN where the run has no evaluation", on: "first_token_accuracy")
-                for (name, longName, _) in perRun {
-                    try file.addVariable(name, type: .double, dimensions: ["replay_ratio", "type"], fill: .nan)
-                    try file.setAttribute("long_name", longName, on: name)
-                }
-                try file.setAttribute("title", "dkc analysis: forgetting and replay")
-                try file.setAttribute("source", DKCVersion.source)
-                try file.setAttribute("history", "\(ISO8601DateFormatter().string(from: Date())) \(commandLine)")
-                try file.setAttribute("inputs", runs.map(\.log.path).joined(separator: "; "))
-                try file.write(runs.map(\.ratio), to: "replay_ratio")
-                try file.write(steps, to: "step")
-                try file.write(types, to: "type")
-                if !accuracy.isEmpty { try file.write(accuracy, to: "first_token_accuracy") }
-                if !summaries.isEmpty { for (name, _, values) in perRun { try file.write(values, to: name) } }
-            }
-        } catch let error as AnalysisError {
-            throw error
-        } catch {
-            throw AnalysisError.output(path: url.path, problem: "\(error)")
-        }
-    }
-
-    /// One chart per type: a line per replay ratio over the forget stage's steps.
-    public func figures() -> [AnalysisFigure] {
-        types.map { type in
-            let series = runs.enumerated().map { i, run in
-                LineSeries(name: "replay \(run.label)", x: steps.map(Double.init), y: curve(run, type: type), color: SVG.color(i))
-            }.filter(\.hasPoints)
-            var chart = LineChart(title: "First-token accuracy while forgetting, \(type) knowledge", xLabel: "forget stage (optimizer step)",
-                                  yLabel: "first-token accuracy", series: series)
-            chart.yDomain = 0...1
-            chart.yPercent = true
-            return AnalysisFigure(file: "forget_first_token_\(type).svg",
-                                  caption: "First-token accuracy of \(type) knowledge on the continual validation set during the forget stage, one line per replay ratio.",
-                                  svg: chart.render())
-        }
-    }
-
-    /// forgetting.md: a table per type and ratio and one sentence per type on forgetting and replay.
-    public func markdown() -> String {
-        func pct(_ x: Double) -> String { String(format: "%.1f %%", 100 * x) }
-        var out = ["# Forgetting and replay", "",
-                   "First-token accuracy on the continual validation set during the forget stage (docs/forgetting.md), from "
-                   + "`train/forget/replay_<r>/metrics.jsonl`. Step 0 is the continual model; \"half\" is the first step below half of it.", "",
-                   "| type | replay | step 0 | lowest (step) | end (step) | half |", "| --- | --- | --- | --- | --- | --- |"]
-        for type in types {
-            for run in runs {
-                guard let s = summary(run, type: type) else { continue }
-                out.append("| \(type) | \(run.label) | \(pct(s.initial)) | \(pct(s.lowest)) (\(s.lowestStep)) | \(pct(s.final)) (\(s.finalStep)) | \(s.halfStep.map(String.init) ?? "never") |")
-            }
-        }
-        out.append("")
-        for type in types {
-            let rows = runs.compactMap { run in summary(run, type: type).map { (run, $0) } }
-            guard let none = rows.first, let most = rows.last, rows.count >= 1 else { continue }
-            var sentence = "**\(type)**: without replay (ratio \(none.0.label)) the accuracy goes from \(pct(none.1.initial)) to "
-                + "\(pct(none.1.final)) at step \(none.1.finalStep)"
-            sentence += none.1.halfStep.map { ", below half of its start from step \($0)" } ?? ", never below half of its start"
-            if rows.count > 1 {
-                sentence += "; with replay \(most.0.label) it ends at \(pct(most.1.final)) (lowest \(pct(most.1.lowest)) at step \(most.1.lowestStep))"
-                let kept = most.1.initial > 0 ? most.1.final / most.1.initial : .nan
-                let keptNone = none.1.initial > 0 ? none.1.final / none.1.initial : .nan
-                sentence += String(format: ": it keeps %.0f %% of the starting accuracy against %.0f %% without replay.", 100 * kept, 100 * keptNone)
-            } else {
-                sentence += "."
-            }
-            out.append(sentence)
-            out.append("")
-        }
-        return out.joined(separator: "\n")
     }
 }
