@@ -1,8 +1,9 @@
 import Foundation
 
-/// Reading JSON text back into `JSONValue`, keeping the order of object keys (Foundation's parser
-/// forgets it), so files dkc wrote read back to the same lines (`trainer_state.json`'s log history
-/// becomes `metrics.jsonl` again on resume). Integers without a fraction or exponent that fit in Int
+/// Reading JSON text into `JSONValue`: the project's one JSON reader (configs, manifests, data lines,
+/// checkpoint headers, logs). It keeps the order of object keys (Foundation's parser forgets it), so
+/// files dkc wrote read back to the same lines (`trainer_state.json`'s log history becomes
+/// `metrics.jsonl` again on resume). Integers without a fraction or exponent that fit in Int
 /// become `.int`, other numbers `.double`.
 extension JSONValue {
     public struct ParseError: Error, CustomStringConvertible {
@@ -53,6 +54,28 @@ extension JSONValue {
     public var arrayValue: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil
+    }
+
+    /// The key–value pairs, in file order, when this is an object.
+    public var objectValue: [(String, JSONValue)]? {
+        if case .object(let pairs) = self { return pairs }
+        return nil
+    }
+
+    public var isObject: Bool { objectValue != nil }
+
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    public var isNull: Bool { self == .null }
+
+    /// Parses a whole file; nil when it cannot be read or is not JSON (callers that must say why use
+    /// `init(parsing:)`).
+    public init?(contentsOf url: URL) {
+        guard let data = try? Data(contentsOf: url), let value = try? JSONValue(parsing: data) else { return nil }
+        self = value
     }
 
     private struct Parser {
@@ -185,5 +208,66 @@ extension JSONValue {
             i += 4
             return v
         }
+    }
+}
+
+/// Typed fields of a JSON object (a model's config.json): a key that is absent or `null` takes its
+/// default; a value of the wrong kind is the error `bad(key, problem, fix)` builds. Numbers are told
+/// from booleans, and an integer must be integral and within ±2^53 (beyond, a double is not exact).
+public struct JSONFields {
+    public let object: JSONValue
+    let bad: (String, String, String) -> Error
+
+    public init(_ object: JSONValue, bad: @escaping (_ field: String, _ problem: String, _ fix: String) -> Error) {
+        self.object = object
+        self.bad = bad
+    }
+
+    /// The value of `key` unless it is absent or null.
+    public subscript(_ key: String) -> JSONValue? {
+        guard let v = object[key], v != .null else { return nil }
+        return v
+    }
+
+    /// Object keys in file order.
+    public var keys: [String] { object.objectValue?.map(\.0) ?? [] }
+
+    /// An integer; `def` nil makes the key required.
+    public func int(_ key: String, _ def: Int?) throws -> Int {
+        guard let v = self[key] else {
+            guard let def else { throw bad(key, "is missing", "write it as transformers' save_pretrained does") }
+            return def
+        }
+        guard let d = v.doubleValue, d == d.rounded() else { throw bad(key, "\(v.compactText) is not an integer", "write an integer") }
+        guard let n = v.intValue, abs(d) < 9.0e15 else { throw bad(key, "\(v.compactText) is out of range", "write an integer of the usual size") }
+        return n
+    }
+
+    /// A finite number.
+    public func double(_ key: String, _ def: Double) throws -> Double {
+        guard let v = self[key] else { return def }
+        guard let d = v.doubleValue, d.isFinite else { throw bad(key, "\(v.compactText) is not a number", "write a number") }
+        return d
+    }
+
+    public func bool(_ key: String, _ def: Bool) throws -> Bool {
+        guard let v = self[key] else { return def }
+        guard let b = v.boolValue else { throw bad(key, "\(v.compactText) is not true or false", "write true or false") }
+        return b
+    }
+
+    public func string(_ key: String, _ def: String, fix: String) throws -> String {
+        guard let v = self[key] else { return def }
+        guard let s = v.stringValue else { throw bad(key, "\(v.compactText) is not a string", fix) }
+        return s
+    }
+
+    /// A list of strings (nil when absent or null).
+    public func strings(_ key: String, fix: String) throws -> [String]? {
+        guard let v = self[key] else { return nil }
+        guard let items = v.arrayValue, let list = Optional(items.compactMap(\.stringValue)), list.count == items.count else {
+            throw bad(key, "\(v.compactText) is not a list of strings", fix)
+        }
+        return list
     }
 }

@@ -44,7 +44,7 @@ extension SweepRun {
         // The files record the ranks the parts ran on (each part's first start line).
         let ranks = parts.compactMap { p -> Int? in
             let manifest = dir.appendingPathComponent(p.folderName).appendingPathComponent("manifest.jsonl")
-            return (SweepStore.readManifest(manifest).first { ($0["event"] as? String) == "start" }?["ranks"] as? NSNumber)?.intValue
+            return SweepStore.readManifest(manifest).first { $0["event"]?.stringValue == "start" }?["ranks"]?.intValue
         }.max() ?? 1
         let store = try SweepStore(plan: plan, ranks: ranks)
         var added: [Int] = []

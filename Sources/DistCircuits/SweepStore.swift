@@ -49,10 +49,10 @@ final class SweepStore {
             try? fm.removeItem(at: directory.appendingPathComponent(name))
         }
         manifestURL = directory.appendingPathComponent("manifest.jsonl")
-        let starts = Self.readManifest(manifestURL).filter { ($0["event"] as? String) == "start" }
+        let starts = Self.readManifest(manifestURL).filter { $0["event"]?.stringValue == "start" }
         let configJSON = plan.config.resolved.json
         if let first = starts.first { try Self.checkCompatible(first["config"], configJSON, manifest: manifestURL) }
-        let created = (starts.first?["created"] as? String) ?? Provenance.timestamp(Date())
+        let created = starts.first?["created"]?.stringValue ?? Provenance.timestamp(Date())
         var provenance = try Provenance(commandLine: Provenance.quote(arguments), config: configJSON.compactText, mpiRanks: ranks,
                                         blasThreads: BLAS.threads, created: created, source: DKCVersion.source)
         provenance.testSet = plan.data.testSet
@@ -153,7 +153,7 @@ final class SweepStore {
     /// result-affecting settings and must not be running; cells in only one of its files are left out.
     func absorb(part directory: URL) throws -> Int {
         let manifest = directory.appendingPathComponent("manifest.jsonl")
-        guard let first = Self.readManifest(manifest).first(where: { ($0["event"] as? String) == "start" }) else {
+        guard let first = Self.readManifest(manifest).first(where: { $0["event"]?.stringValue == "start" }) else {
             throw CircuitsError(item: directory.path, problem: "has no manifest.jsonl with a start line, so it is not a sweep part",
                                 fix: "remove the folder, or run that part again")
         }
@@ -288,24 +288,33 @@ final class SweepStore {
     }
 
     /// The JSON objects of a manifest; lines that do not parse (cut by a kill) are skipped.
-    static func readManifest(_ url: URL) -> [[String: Any]] {
+    static func readManifest(_ url: URL) -> [JSONValue] {
         guard let data = try? Data(contentsOf: url) else { return [] }
-        return data.split(separator: 0x0A).compactMap { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] }
+        return data.split(separator: 0x0A).compactMap { line in (try? JSONValue(parsing: Data(line))).flatMap { $0.isObject ? $0 : nil } }
     }
 
-    /// The result-relevant keys of the first run's configuration must equal this run's.
-    static func checkCompatible(_ stored: Any?, _ current: JSONValue, manifest: URL) throws {
-        guard let old = stored as? [String: Any],
-              let now = (try? JSONSerialization.jsonObject(with: Data(current.compactText.utf8))) as? [String: Any] else { return }
-        func text(_ v: Any?) -> String {
-            guard let v, !(v is NSNull), let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed]) else { return "(unset)" }
-            return String(decoding: d, as: UTF8.self)
+    /// The result-relevant keys of the first run's configuration must equal this run's (numbers by
+    /// value, so 5000 and 5000.0 agree; absent and null agree).
+    static func checkCompatible(_ stored: JSONValue?, _ current: JSONValue, manifest: URL) throws {
+        guard let old = stored, old.isObject, current.isObject else { return }
+        func text(_ v: JSONValue?) -> String {
+            guard let v, v != .null else { return "(unset)" }
+            return v.compactText
+        }
+        func same(_ a: JSONValue?, _ b: JSONValue?) -> Bool {
+            switch (a ?? .null, b ?? .null) {
+            case (.null, .null): return true
+            case let (.array(x), .array(y)): return x.count == y.count && zip(x, y).allSatisfy { same($0, $1) }
+            case let (.object(x), .object(y)):
+                return x.count == y.count && x.allSatisfy { key, value in same(value, y.first { $0.0 == key }?.1) }
+            case let (x, y):
+                if let p = x.doubleValue, let q = y.doubleValue { return p == q }
+                return x == y
+            }
         }
         for key in SweepConfig.resultKeys {
-            let a = old[key] as? NSObject, b = now[key] as? NSObject
-            let same = (a == nil || a is NSNull) && (b == nil || b is NSNull) || (a != nil && b != nil && a!.isEqual(b!))
-            if !same {
-                throw CircuitsError(item: manifest.path, problem: "the results in this folder were computed with \(key) = \(text(old[key])), this sweep has \(text(now[key]))",
+            if !same(old[key], current[key]) {
+                throw CircuitsError(item: manifest.path, problem: "the results in this folder were computed with \(key) = \(text(old[key])), this sweep has \(text(current[key]))",
                                     fix: "restore \(key) to resume, or move the circuits/ folder away to start afresh")
             }
         }

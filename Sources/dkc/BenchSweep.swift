@@ -67,28 +67,33 @@ struct BenchSweep: ParsableCommand {
             for (r, t) in layouts {
                 BLAS.setThreads(t)
                 let roof = SweepCost.measureRoof() * Double(r)
-                var rates: [Double] = [], summaries: [[String: Any]] = []
+                var rates: [Double] = [], summaries: [JSONValue] = []
+                func number(_ o: JSONValue, _ key: String) throws -> Double {
+                    guard let x = o[key]?.doubleValue else { throw BenchError("the sweep's summary lacks the number \"\(key)\": \(o.compactText)") }
+                    return x
+                }
                 for i in 0..<repeats {
                     try? fm.removeItem(at: root.appendingPathComponent("circuits"))
                     progress("bench sweep: \(r) rank(s) × \(t) thread(s), run \(i + 1) of \(repeats)…")
                     let summary = try runSweep(base + ["--set", "blas_threads=\(t)"], ranks: r, threads: t)
                     summaries.append(summary)
-                    rates.append(Double(summary["samples"] as! Int) / (summary["wall_s"] as! Double))
+                    rates.append(try number(summary, "samples") / number(summary, "wall_s"))
                 }
                 let order = rates.indices.sorted { rates[$0] < rates[$1] }
-                let median = summaries[order[order.count / 2]], wall = median["wall_s"] as! Double
-                let busy = (median["load_s"] as! Double) + (median["compute_s"] as! Double)
-                let perRank = (median["items_per_rank"] as? [Int]) ?? []
+                let median = summaries[order[order.count / 2]], wall = try number(median, "wall_s")
+                let busy = try number(median, "load_s") + number(median, "compute_s")
+                let perRank = median["items_per_rank"]?.arrayValue?.compactMap(\.intValue) ?? []
+                let items = try number(median, "items"), samples = try number(median, "samples"), write = try number(median, "write_s")
                 let gflops = flops / wall / 1e9
                 records.append(BenchRecord(
                     bench: "sweep", config: config.rawValue, method: plan.config.cell.attribution.method.rawValue, batchSize: batchSize,
                     seqLen: seqLen, igSteps: plan.config.cell.attribution.igSteps, ranks: r, threads: t, repeats: repeats,
                     rateKey: "samples_per_s", rate: rates[order[order.count / 2]], min: rates[order.first!], max: rates[order.last!],
                     gflops: gflops, roofGflops: roof, mfu: gflops / roof, peakRSSMiB: childrenPeakRSSMiB(),
-                    extra: [("items", "\(median["items"] as! Int)"), ("samples", "\(median["samples"] as! Int)"),
-                            ("items_per_s", BenchJSON.number(Double(median["items"] as! Int) / wall)), ("wall_s", BenchJSON.number(wall)),
-                            ("load_fraction", BenchJSON.number((median["load_s"] as! Double) / max(busy, 1e-9))),
-                            ("write_fraction", BenchJSON.number((median["write_s"] as! Double) / wall)),
+                    extra: [("items", "\(Int(items))"), ("samples", "\(Int(samples))"),
+                            ("items_per_s", BenchJSON.number(items / wall)), ("wall_s", BenchJSON.number(wall)),
+                            ("load_fraction", BenchJSON.number(try number(median, "load_s") / max(busy, 1e-9))),
+                            ("write_fraction", BenchJSON.number(write / wall)),
                             ("busy_fraction", BenchJSON.number(busy / (Double(r) * wall))),
                             ("items_per_rank", "[" + perRank.map(String.init).joined(separator: ", ") + "]")]))
             }
@@ -173,10 +178,10 @@ struct BenchSweep: ParsableCommand {
     }
 
     /// Runs one `dkc sweep` child (under mpirun for several ranks) and returns its JSON summary.
-    private func runSweep(_ arguments: [String], ranks: Int, threads: Int) throws -> [String: Any] {
+    private func runSweep(_ arguments: [String], ranks: Int, threads: Int) throws -> JSONValue {
         let output = try runBenchChild(arguments, ranks: ranks, threads: threads, what: "sweep")
         for line in output.split(separator: "\n").reversed() {
-            if let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["wall_s"] != nil { return o }
+            if let o = try? JSONValue(parsing: String(line)), o["wall_s"] != nil { return o }
         }
         throw BenchError("the \(ranks) × \(threads) sweep printed no summary")
     }

@@ -97,19 +97,19 @@ struct BenchTrain: ParsableCommand {
                       "--batch-size", "\(batchSize)", "--seq-len", "\(seqLen)", "--accumulation", "\(accumulation)", "--json"]
         if deterministic { common.append("--deterministic") }
         let layouts: [(ranks: Int, threads: Int)] = [(1, 1), (1, 2), (2, 1)]
-        var all: [[String: Any]] = []
+        var all: [JSONValue] = []
         for (ranks, threads) in layouts {
             FileHandle.standardError.write(Data("bench train --scaling: \(ranks) rank(s) × \(threads) thread(s)…\n".utf8))
             let output = try runBenchChild(common + ["--threads", "\(threads)"], ranks: ranks, threads: threads, what: "run")
             for line in output.split(separator: "\n") {
                 if json { print(line) }
-                if let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { all.append(obj) }
+                if let obj = try? JSONValue(parsing: String(line)), obj.isObject { all.append(obj) }
             }
         }
         var lines: [String] = []
-        for name in Set(all.compactMap { $0["config"] as? String }).sorted(by: >) {
+        for name in Set(all.compactMap { $0["config"]?.stringValue }).sorted(by: >) {
             func rate(_ r: Int, _ t: Int) -> Double? {
-                all.first { $0["config"] as? String == name && $0["ranks"] as? Int == r && $0["threads"] as? Int == t }?["tokens_per_s"] as? Double
+                all.first { $0["config"]?.stringValue == name && $0["ranks"]?.intValue == r && $0["threads"]?.intValue == t }?["tokens_per_s"]?.doubleValue
             }
             guard let one = rate(1, 1), let two = rate(2, 1) else { continue }
             let line = String(format: "%@: 2 ranks × 1 thread = %.0f tokens/s, %.2f× 1 rank × 1 thread (%.0f; efficiency %.0f%%)",
@@ -122,9 +122,9 @@ struct BenchTrain: ParsableCommand {
         }
         if !json {
             for obj in all {
-                let name = obj["config"] as? String ?? "?"
-                let r = obj["ranks"] as? Int ?? 0, t = obj["threads"] as? Int ?? 0
-                let tps = obj["tokens_per_s"] as? Double ?? 0, mfu = obj["mfu"] as? Double ?? 0
+                let name = obj["config"]?.stringValue ?? "?"
+                let r = obj["ranks"]?.intValue ?? 0, t = obj["threads"]?.intValue ?? 0
+                let tps = obj["tokens_per_s"]?.doubleValue ?? 0, mfu = obj["mfu"]?.doubleValue ?? 0
                 print(String(format: "%-5@ %d rank(s) × %d thread(s): %10.1f tokens/s  MFU %5.1f%%", name as NSString, r, t, tps, 100 * mfu))
             }
         }

@@ -14,7 +14,7 @@ final class AcquisitionTests: XCTestCase {
         let arena = try fixtureModel()
         let tok = try EAPParityTests.tokenizer()
         let eval = try AttributionFixtures.json("reference/eval.json")
-        let entities = try (eval["test_entities"] as! [[String: Any]]).prefix(4).map { try XCTUnwrap(Entity(jsonObject: $0)) }
+        let entities = try (eval["test_entities"] as! [[String: Any]]).prefix(4).map { try XCTUnwrap(Entity(jsonObject: JSONValue(foundation: $0))) }
         let model = GPT2(params: arena)
         let rows = try Acquisition.predict(entities: Array(entities), decoder: KnowledgeAcquisition(model: model), tokenizer: tok,
                                            options: .init(maxNewTokens: 15, batchSize: 6))

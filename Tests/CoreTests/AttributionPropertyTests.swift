@@ -254,12 +254,12 @@ final class AttributionInputTests: XCTestCase {
     func testCircuitSampleReading() throws {
         let o: [String: Any] = ["clean_subject": "A B", "clean_label": " X", "clean_label_idx": 3, "corrupted_subject": "C D",
                                 "corrupted_label": " Y", "corrupted_label_idx": "4", "frequency": "6", "type": "new"]
-        let s = try CircuitSample(jsonObject: o, source: "c.jsonl", line: 1)
+        let s = try CircuitSample(jsonObject: JSONValue(foundation: o), source: "c.jsonl", line: 1)
         XCTAssertEqual(s.corruptedLabelIndex, 4)
         XCTAssertEqual(s.frequency, 6)
         var bad = o
         bad["clean_label_idx"] = nil
-        XCTAssertThrowsError(try CircuitSample(jsonObject: bad, source: "c.jsonl", line: 9)) { XCTAssertTrue("\($0)".contains("c.jsonl:9")) }
+        XCTAssertThrowsError(try CircuitSample(jsonObject: JSONValue(foundation: bad), source: "c.jsonl", line: 9)) { XCTAssertTrue("\($0)".contains("c.jsonl:9")) }
         let high = FrequencyBucket(name: "high", min: 6, max: 1_000_000), low = FrequencyBucket(name: "low", min: 1, max: 1)
         XCTAssertEqual(CircuitSample.filter([s], type: "new", bucket: high).count, 1)
         XCTAssertEqual(CircuitSample.filter([s], type: "new", bucket: low).count, 0)

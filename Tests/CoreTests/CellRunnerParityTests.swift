@@ -45,7 +45,7 @@ final class CellRunnerParityTests: XCTestCase {
         let model = try EAPParityTests.model()
         let tok = try EAPParityTests.tokenizer()
         let eval = try AttributionFixtures.json("reference/eval.json")
-        let entities = try (eval["test_entities"] as! [[String: Any]]).map { try XCTUnwrap(Entity(jsonObject: $0)) }
+        let entities = try (eval["test_entities"] as! [[String: Any]]).map { try XCTUnwrap(Entity(jsonObject: JSONValue(foundation: $0))) }
         let targets = TestTarget.all(entities, buckets: FrequencyBuckets(buckets: FrequencyBuckets.defaultBuckets, manifest: nil))
         XCTAssertEqual(targets.map { "\($0.type)/\($0.frequency)/\($0.entities.count)" }, ["new/high/4", "new/medium/4", "new/low/4"])
         let runner = CellRunner(model: model)

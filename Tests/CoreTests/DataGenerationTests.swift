@@ -213,7 +213,7 @@ final class DataGenerationTests: XCTestCase {
         for rec in train {
             let text = rec["text"] as! String
             let e = try XCTUnwrap(entities[rec["full_name"] as! String])
-            XCTAssertEqual(Entity(jsonObject: rec), e)
+            XCTAssertEqual(Entity(jsonObject: JSONValue(foundation: rec)), e)
             perName[e.fullName, default: 0] += 1
             try assertBiography(text, of: e, templates: templates)
         }
@@ -225,7 +225,7 @@ final class DataGenerationTests: XCTestCase {
         let originals = Dictionary(uniqueKeysWithValues: r.world.original.map { ($0.fullName, $0) })
         for rec in base {
             let e = try XCTUnwrap(originals[rec["full_name"] as! String])
-            XCTAssertEqual(Entity(jsonObject: rec), e)
+            XCTAssertEqual(Entity(jsonObject: JSONValue(foundation: rec)), e)
             try assertBiography(rec["text"] as! String, of: e, templates: templates)
         }
     }

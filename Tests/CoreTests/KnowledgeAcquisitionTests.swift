@@ -10,7 +10,7 @@ final class KnowledgeAcquisitionTests: XCTestCase {
         let model = GPT2(params: try HFCheckpoint.load(folder: root.appendingPathComponent("model")))
         let tok = try EAPParityTests.tokenizer()
         let eval = try AttributionFixtures.json("reference/eval.json")
-        let entities = (eval["test_entities"] as! [[String: Any]]).map { Entity(jsonObject: $0)! }
+        let entities = (eval["test_entities"] as! [[String: Any]]).map { Entity(jsonObject: JSONValue(foundation: $0))! }
         let prompts = entities.map { [50256] + tok.encode(CircuitTask.city.prompt(subject: $0.fullName)) }
         let labels = entities.map { $0.labelToken(task: .city, encoder: tok)! }
         let probe = KnowledgeAcquisition(model: model)

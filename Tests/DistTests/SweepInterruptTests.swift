@@ -42,7 +42,7 @@ final class SweepInterruptTests: XCTestCase {
 
     static func finishedItems(_ run: URL) -> Int {
         SweepStore.readManifest(run.appendingPathComponent("circuits/manifest.jsonl"))
-            .filter { ["cell", "acquisition", "transplant"].contains($0["event"] as? String ?? "") }.count
+            .filter { ["cell", "acquisition", "transplant"].contains($0["event"]?.stringValue ?? "") }.count
     }
 
     /// The file's contents with the wall times blanked and the first-write attributes left out: what must
@@ -86,10 +86,10 @@ final class SweepInterruptTests: XCTestCase {
         let resumed = try Launch.run(try Launch.executable("dkc"), arguments, ranks: 2, timeout: 300)
         XCTAssertEqual(resumed.status, 0, resumed.stdout + resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("already done"), resumed.stdout)
-        let starts = SweepStore.readManifest(circuits.appendingPathComponent("manifest.jsonl")).filter { ($0["event"] as? String) == "start" }
+        let starts = SweepStore.readManifest(circuits.appendingPathComponent("manifest.jsonl")).filter { $0["event"]?.stringValue == "start" }
         XCTAssertEqual(starts.count, 2)
-        XCTAssertGreaterThanOrEqual((starts[1]["items_done"] as? NSNumber)?.intValue ?? -1, inFiles, "cells in the files are not computed again")
-        XCTAssertEqual(starts[0]["created"] as? String, starts[1]["created"] as? String, "the first run's start time is kept")
+        XCTAssertGreaterThanOrEqual(starts[1]["items_done"]?.intValue ?? -1, inFiles, "cells in the files are not computed again")
+        XCTAssertEqual(starts[0]["created"]?.stringValue, starts[1]["created"]?.stringValue, "the first run's start time is kept")
         XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: circuits.path).allSatisfy { !$0.contains(".tmp-") }, "no temporary files left")
 
         for name in ["scores.nc", "circuits.nc", "acquisition.nc", "components.nc"] {
@@ -115,9 +115,9 @@ final class SweepInterruptTests: XCTestCase {
         XCTAssertTrue(job.stdout.contains("resume with the same command"), job.output)
         let circuits = run.appendingPathComponent("circuits")
         let lines = SweepStore.readManifest(circuits.appendingPathComponent("manifest.jsonl"))
-        let manifestCells = Set(lines.filter { ($0["event"] as? String) == "cell" }.map {
-            ResultCell(checkpoint: Int64(($0["checkpoint"] as! NSNumber).intValue), task: $0["task"] as! String, type: $0["type"] as! String,
-                       frequency: $0["frequency"] as! String)
+        let manifestCells = Set(lines.filter { $0["event"]?.stringValue == "cell" }.map {
+            ResultCell(checkpoint: Int64($0["checkpoint"]!.intValue!), task: $0["task"]!.stringValue!, type: $0["type"]!.stringValue!,
+                       frequency: $0["frequency"]!.stringValue!)
         })
         let scores = try ScoresTable.read(from: circuits.appendingPathComponent("scores.nc"))
         let circuitsTable = try CircuitsTable.read(from: circuits.appendingPathComponent("circuits.nc"))

@@ -111,12 +111,12 @@ final class SweepTests: XCTestCase {
             XCTAssertTrue(r.stdout.contains("done: 18 of 18 items"), r.stdout)
             let out = run.appendingPathComponent("circuits")
             let lines = SweepStore.readManifest(out.appendingPathComponent("manifest.jsonl"))
-            let cells = lines.filter { ($0["event"] as? String) == "cell" }.map { "\($0["checkpoint"]!)/\($0["task"]!)/\($0["type"]!)/\($0["frequency"]!)" }
+            let cells = lines.filter { $0["event"]?.stringValue == "cell" }.map { o in ["checkpoint", "task", "type", "frequency"].map { o[$0]!.compactText }.joined(separator: "/") }
             XCTAssertEqual(cells.count, 12, "R=\(ranks): one manifest line per cell")
             XCTAssertEqual(Set(cells).count, 12, "R=\(ranks): every cell computed exactly once")
-            XCTAssertEqual(lines.filter { ($0["event"] as? String) == "acquisition" }.count, 2)
-            XCTAssertEqual(lines.filter { ($0["event"] as? String) == "transplant" }.count, 4, "2 sources (first = middle, final) × 2 checkpoints")
-            let ranksSeen = Set(lines.compactMap { ($0["rank"] as? NSNumber)?.intValue })
+            XCTAssertEqual(lines.filter { $0["event"]?.stringValue == "acquisition" }.count, 2)
+            XCTAssertEqual(lines.filter { $0["event"]?.stringValue == "transplant" }.count, 4, "2 sources (first = middle, final) × 2 checkpoints")
+            let ranksSeen = Set(lines.compactMap { $0["rank"]?.intValue })
             XCTAssertTrue(ranksSeen.isSubset(of: Set(0..<ranks)))
             tables.append((ranks, try ScoresTable.read(from: out.appendingPathComponent("scores.nc")),
                            try CircuitsTable.read(from: out.appendingPathComponent("circuits.nc")),
@@ -217,7 +217,7 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(transplants.stdout.contains("14 already done") && transplants.stdout.contains("done: 18 of 18 items"), transplants.stdout)
 
         let items = (0..<3).map { i in
-            SweepStore.readManifest(parts.appendingPathComponent("part-\(i)-of-3/manifest.jsonl")).filter { $0["event"] as? String != "start" }.count
+            SweepStore.readManifest(parts.appendingPathComponent("part-\(i)-of-3/manifest.jsonl")).filter { $0["event"]?.stringValue != "start" }.count
         }
         XCTAssertEqual(items.reduce(0, +), 14, "every item computed by exactly one part: \(items)")
         XCTAssertTrue(items.allSatisfy { $0 >= 4 }, "near-equal parts: \(items)")

@@ -43,32 +43,24 @@ public struct CircuitSample: Sendable, Equatable {
     }
 
     /// Reads one JSON object; `source` and `line` name the place in error messages.
-    public init(jsonObject o: [String: Any], source: String, line: Int) throws {
-        func field<T>(_ name: String, _ convert: (Any) -> T?) throws -> T {
+    public init(jsonObject o: JSONValue, source: String, line: Int) throws {
+        func field<T>(_ name: String, _ convert: (JSONValue) -> T?) throws -> T {
             guard let v = o[name], let t = convert(v) else {
                 throw AttributionError(item: "\(source):\(line)", problem: "field \"\(name)\" is missing or has the wrong type",
                                        fix: "give the study's circuit format (clean_subject, clean_label_idx, corrupted_subject, …)")
             }
             return t
         }
-        let int: (Any) -> Int? = { v in
-            // On Linux `1 is Bool` holds for a JSON integer, so booleans are told apart by their type code.
-            // Integral and within ±2^53 before converting: intValue of a huge or fractional double is not the number.
-            if let n = v as? NSNumber, String(cString: n.objCType) != "c" {
-                let d = n.doubleValue
-                return d == d.rounded() && abs(d) < 9.0e15 ? n.intValue : nil
-            }
-            if let s = v as? String { return Int(s) }
-            return nil
-        }
-        self.init(cleanSubject: try field("clean_subject") { $0 as? String },
-                  cleanLabel: (o["clean_label"] as? String) ?? "",
+        // A number (integral, within ±2^53: `intValue`) or a string of digits; never a boolean.
+        let int: (JSONValue) -> Int? = { v in v.intValue ?? v.stringValue.flatMap { Int($0) } }
+        self.init(cleanSubject: try field("clean_subject", \.stringValue),
+                  cleanLabel: o["clean_label"]?.stringValue ?? "",
                   cleanLabelIndex: try field("clean_label_idx", int),
-                  corruptedSubject: try field("corrupted_subject") { $0 as? String },
-                  corruptedLabel: (o["corrupted_label"] as? String) ?? "",
+                  corruptedSubject: try field("corrupted_subject", \.stringValue),
+                  corruptedLabel: o["corrupted_label"]?.stringValue ?? "",
                   corruptedLabelIndex: try field("corrupted_label_idx", int),
                   frequency: try field("frequency", int),
-                  type: try field("type") { $0 as? String })
+                  type: try field("type", \.stringValue))
     }
 
     /// Every line of a circuit JSONL file (blank lines skipped).
@@ -81,7 +73,7 @@ public struct CircuitSample: Sendable, Equatable {
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             guard !trimmed.isEmpty else { continue }
-            guard let o = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
+            guard let o = try? JSONValue(parsing: trimmed), o.isObject else {
                 throw AttributionError(item: "\(url.path):\(i + 1)", problem: "is not a JSON object", fix: "one JSON object per line")
             }
             out.append(try CircuitSample(jsonObject: o, source: url.path, line: i + 1))

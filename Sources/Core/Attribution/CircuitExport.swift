@@ -37,46 +37,46 @@ extension Circuit {
         func bad(_ problem: String, _ fix: String) -> AttributionError {
             AttributionError(item: source, problem: problem, fix: fix)
         }
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) } catch {
-            throw bad("is not valid JSON (\(error.localizedDescription))", "give a graph written by dkc or by EAP-IG's Graph.to_json")
+        let root: JSONValue
+        do { root = try JSONValue(parsing: data) } catch {
+            throw bad("is not valid JSON (\(error))", "give a graph written by dkc or by EAP-IG's Graph.to_json")
         }
-        guard let root = object as? [String: Any], let cfg = root["cfg"] as? [String: Any] else {
+        guard let cfg = root["cfg"], cfg.isObject else {
             throw bad("has no \"cfg\" object", "give a graph written by dkc or by EAP-IG's Graph.to_json")
         }
-        guard let nl = (cfg["n_layers"] as? NSNumber)?.intValue, let nh = (cfg["n_heads"] as? NSNumber)?.intValue, nl >= 1, nh >= 1 else {
+        guard let nl = cfg["n_layers"]?.intValue, let nh = cfg["n_heads"]?.intValue, nl >= 1, nh >= 1 else {
             throw bad("cfg needs positive integers \"n_layers\" and \"n_heads\"", "fix the cfg object")
         }
-        if let parallel = cfg["parallel_attn_mlp"] as? Bool, parallel {
+        if cfg["parallel_attn_mlp"]?.boolValue == true {
             throw bad("cfg.parallel_attn_mlp is true", "dkc models GPT-2, whose attention and MLP run in sequence")
         }
         let graph = AttributionGraph(nLayers: nl, nHeads: nh)
         self.init(graph: graph, edgeScores: [Float](repeating: 0, count: graph.edges.count))
-        if let nodes = root["nodes"] as? [String: Any] {
+        if let nodes = root["nodes"]?.objectValue {
             for (name, value) in nodes {
                 guard let i = graph.nodeIndex(named: name) else {
                     throw bad("names node \"\(name)\", which a graph of \(nl) layers × \(nh) heads does not have", "check cfg and the node names")
                 }
-                guard let flag = value as? Bool else { throw bad("node \"\(name)\": in_graph is not true/false", "fix the value") }
+                guard let flag = value.boolValue else { throw bad("node \"\(name)\": in_graph is not true/false", "fix the value") }
                 nodeInGraph[i] = flag
             }
         }
-        guard let edges = root["edges"] as? [String: Any] else {
+        guard let edges = root["edges"]?.objectValue else {
             throw bad("has no \"edges\" object", "give a graph written by dkc or by EAP-IG's Graph.to_json")
         }
         for (name, value) in edges {
             guard let e = graph.edgeIndex(named: name) else {
                 throw bad("names edge \"\(name)\", which a graph of \(nl) layers × \(nh) heads does not have", "check cfg and the edge names")
             }
-            guard let info = value as? [String: Any] else { throw bad("edge \"\(name)\" is not an object", "write {\"score\": …, \"in_graph\": …}") }
-            if let score = info["score"] as? NSNumber {
-                scores[e] = score.floatValue
-            } else if info["score"] == nil || info["score"] is NSNull {
+            guard value.isObject else { throw bad("edge \"\(name)\" is not an object", "write {\"score\": …, \"in_graph\": …}") }
+            if let score = value["score"]?.doubleValue {
+                scores[e] = Float(score)
+            } else if value["score"] == nil || value["score"] == .null {
                 scores[e] = .nan
             } else {
                 throw bad("edge \"\(name)\": score is not a number", "fix the value")
             }
-            if let flag = info["in_graph"] as? Bool { edgeInGraph[e] = flag }
+            if let flag = value["in_graph"]?.boolValue { edgeInGraph[e] = flag }
         }
     }
 

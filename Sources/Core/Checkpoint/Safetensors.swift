@@ -146,35 +146,37 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         guard bytes.first == UInt8(ascii: "{") else { throw corrupt("the JSON header does not start with '{'") }
         guard String(data: bytes, encoding: .utf8) != nil else { throw corrupt("the header is not UTF-8") }
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: bytes) } catch {
-            throw corrupt("the header is not valid JSON")
+        let object: JSONValue
+        do { object = try JSONValue(parsing: bytes) } catch {
+            throw corrupt("the header is not valid JSON (\(error))")
         }
-        guard let dict = object as? [String: Any] else { throw corrupt("the header is not a JSON object") }
+        guard let pairs = object.objectValue else { throw corrupt("the header is not a JSON object") }
         var meta: [String: String] = [:]
         var infos: [SafetensorsTensorInfo] = []
-        for (name, value) in dict {
+        var seen = Set<String>()
+        for (name, entry) in pairs {
+            guard seen.insert(name).inserted else { throw corrupt("the name appears twice", name) }
             if name == "__metadata__" {
-                guard let m = value as? [String: Any] else { throw corrupt("__metadata__ is not an object") }
+                guard let m = entry.objectValue else { throw corrupt("__metadata__ is not an object") }
                 for (k, v) in m {
-                    guard let s = v as? String else { throw corrupt("__metadata__ value of \"\(k)\" is not a string") }
+                    guard let s = v.stringValue else { throw corrupt("__metadata__ value of \"\(k)\" is not a string") }
                     meta[k] = s
                 }
                 continue
             }
-            guard let entry = value as? [String: Any] else { throw corrupt("entry is not an object", name) }
-            guard let dt = entry["dtype"] as? String else { throw corrupt("missing \"dtype\"", name) }
+            guard entry.isObject else { throw corrupt("entry is not an object", name) }
+            guard let dt = entry["dtype"]?.stringValue else { throw corrupt("missing \"dtype\"", name) }
             guard let dtype = SafetensorsDType(rawValue: dt) else {
                 throw CheckpointError(file: url, item: name, problem: "unknown dtype \"\(dt)\"",
                                       fix: "supported: \(SafetensorsDType.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            guard let shapeAny = entry["shape"] as? [Any] else { throw corrupt("missing or non-list \"shape\"", name) }
+            guard let shapeAny = entry["shape"]?.arrayValue else { throw corrupt("missing or non-list \"shape\"", name) }
             var shape: [Int] = []
             for s in shapeAny {
-                guard let v = Self.nonNegativeInt(s) else { throw corrupt("shape entry \(s) is not a non-negative integer", name) }
+                guard let v = Self.nonNegativeInt(s) else { throw corrupt("shape entry \(s.compactText) is not a non-negative integer", name) }
                 shape.append(v)
             }
-            guard let offAny = entry["data_offsets"] as? [Any], offAny.count == 2,
+            guard let offAny = entry["data_offsets"]?.arrayValue, offAny.count == 2,
                   let begin = Self.nonNegativeInt(offAny[0]), let end = Self.nonNegativeInt(offAny[1]) else {
                 throw corrupt("\"data_offsets\" is not a pair of non-negative integers", name)
             }
@@ -199,12 +201,10 @@ public final class SafetensorsFile: @unchecked Sendable {
         return (meta, infos)
     }
 
-    private static func nonNegativeInt(_ v: Any) -> Int? {
-        // Reject booleans (which JSONSerialization also hands out as NSNumber) and non-integral numbers.
-        guard let n = v as? NSNumber, String(cString: n.objCType) != "c" else { return nil }
-        let d = n.doubleValue
-        guard d >= 0, d == d.rounded(), d < 9.0e15 else { return nil }
-        return n.intValue
+    /// An integral number in [0, 2^53) (`intValue` rejects booleans, fractions and inexact magnitudes).
+    private static func nonNegativeInt(_ v: JSONValue) -> Int? {
+        guard let n = v.intValue, n >= 0 else { return nil }
+        return n
     }
 
     /// Names of all tensors, in data-offset order.

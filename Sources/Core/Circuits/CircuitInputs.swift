@@ -59,17 +59,15 @@ public struct FrequencyBuckets: Sendable, Equatable {
 
     /// The buckets of a data manifest; nil when it has no `frequency_buckets` (not a dkc data manifest).
     public static func read(manifest url: URL) throws -> FrequencyBuckets? {
-        guard let data = try? Data(contentsOf: url), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let list = object["frequency_buckets"] else { return nil }
-        guard let items = list as? [[String: Any]], !items.isEmpty else {
+        guard let object = JSONValue(contentsOf: url), let list = object["frequency_buckets"] else { return nil }
+        guard let items = list.arrayValue, !items.isEmpty else {
             throw CircuitsError(item: "\(url.path): frequency_buckets", problem: "is not a non-empty list of {name, min, max}",
                                 fix: "regenerate the data with dkc data generate")
         }
         var buckets: [FrequencyBucket] = []
         for item in items {
-            guard let name = item["name"] as? String, let lo = (item["min"] as? NSNumber)?.intValue,
-                  let hi = (item["max"] as? NSNumber)?.intValue, lo <= hi else {
-                throw CircuitsError(item: "\(url.path): frequency_buckets", problem: "holds an entry that is not {name, min ≤ max}: \(item)",
+            guard let name = item["name"]?.stringValue, let lo = item["min"]?.intValue, let hi = item["max"]?.intValue, lo <= hi else {
+                throw CircuitsError(item: "\(url.path): frequency_buckets", problem: "holds an entry that is not {name, min ≤ max}: \(item.compactText)",
                                     fix: "regenerate the data with dkc data generate")
             }
             buckets.append(FrequencyBucket(name: name, min: lo, max: hi))
@@ -117,17 +115,15 @@ public enum DataManifest {
     /// no dkc data set (no manifest with `frequency_buckets` beside or above it).
     public static func testSet(forData file: URL) -> String? {
         for candidate in candidates(above: file) {
-            guard let data = try? Data(contentsOf: candidate),
-                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-                  object["frequency_buckets"] != nil else { continue }
+            guard let object = JSONValue(contentsOf: candidate), object["frequency_buckets"] != nil else { continue }
             return testSet(of: object)
         }
         return nil
     }
 
     /// The `test_set` of a parsed data manifest ("independent" when absent: older manifests).
-    public static func testSet(of manifest: [String: Any]) -> String {
-        (manifest["test_set"] as? String) ?? TestSetChoice.independent.rawValue
+    public static func testSet(of manifest: JSONValue) -> String {
+        manifest["test_set"]?.stringValue ?? TestSetChoice.independent.rawValue
     }
 }
 
@@ -203,13 +199,13 @@ public func checkpointStep(of folder: URL) -> Int64? {
 /// JSON Lines reading with messages that name the file and line.
 enum JSONLines {
     /// Every non-empty line of `url` as a JSON object, with its 1-based line number.
-    static func objects(_ url: URL, what: String, fix: String) throws -> [(Int, [String: Any])] {
+    static func objects(_ url: URL, what: String, fix: String) throws -> [(Int, JSONValue)] {
         guard FileManager.default.fileExists(atPath: url.path) else { throw CircuitsError.missing(url.path, what: what, fix: fix) }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw CircuitsError(item: url.path, problem: "cannot be read: \(error.localizedDescription)", exitCode: 1)
         }
-        var out: [(Int, [String: Any])] = []
+        var out: [(Int, JSONValue)] = []
         var line = 0
         var start = data.startIndex
         while start < data.endIndex {
@@ -219,7 +215,7 @@ enum JSONLines {
             if slice.last == 0x0D { slice = slice.dropLast() }
             start = end < data.endIndex ? end + 1 : end
             if slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(slice))) as? [String: Any] else {
+            guard let object = try? JSONValue(parsing: Data(slice)), object.isObject else {
                 throw CircuitsError(item: "\(url.path) line \(line)", problem: "is not a JSON object", fix: fix)
             }
             out.append((line, object))

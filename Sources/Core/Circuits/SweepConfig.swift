@@ -182,7 +182,7 @@ public struct CircuitDataSet: Sendable {
         self.directory = directory
         let manifest = directory.appendingPathComponent("manifest.json")
         guard FileManager.default.fileExists(atPath: manifest.path),
-              let object = (try? JSONSerialization.jsonObject(with: Data(contentsOf: manifest))) as? [String: Any] else {
+              let object = JSONValue(contentsOf: manifest), object.isObject else {
             throw CircuitsError(item: key, problem: "\(manifest.path) is missing or not JSON",
                                 fix: "point \(key) at the output folder of dkc data generate")
         }
@@ -190,8 +190,8 @@ public struct CircuitDataSet: Sendable {
             throw CircuitsError(item: manifest.path, problem: "has no frequency_buckets", fix: "regenerate the data with dkc data generate")
         }
         self.buckets = buckets
-        guard let tasks = object["tasks"] as? [String], !tasks.isEmpty,
-              let folder = (object["circuit"] as? [String: Any])?["folder"] as? String else {
+        guard let tasks = object["tasks"]?.arrayValue?.compactMap(\.stringValue), !tasks.isEmpty,
+              tasks.count == object["tasks"]?.arrayValue?.count, let folder = object["circuit"]?["folder"]?.stringValue else {
             throw CircuitsError(item: manifest.path, problem: "lacks tasks or circuit.folder", fix: "regenerate the data with dkc data generate")
         }
         self.tasks = tasks

@@ -81,15 +81,15 @@ public struct Entity: Equatable, Sendable {
 
     /// Reads an entity from a decoded JSON object of the study's form; `frequency` may be a string
     /// (as the study writes it) or an integer. Returns nil when a field is missing or malformed.
-    public init?(jsonObject o: [String: Any]) {
-        func s(_ k: String) -> String? { o[k] as? String }
+    public init?(jsonObject o: JSONValue) {
+        func s(_ k: String) -> String? { o[k]?.stringValue }
         guard let name = s("full_name"), let date = s("birth_date"), let month = s("birth_month"), let year = s("birth_year"),
               let city = s("city"), let major = s("major"), let university = s("university"), let company = s("company"),
               let typeName = s("type"), let type = EntityType(rawValue: typeName) else { return nil }
         let frequency: Int
-        if let f = o["frequency"] as? String, let v = Int(f) {
+        if let f = o["frequency"]?.stringValue, let v = Int(f) {
             frequency = v
-        } else if let n = o["frequency"] as? Int {
+        } else if case .int(let n)? = o["frequency"] {
             frequency = n
         } else {
             return nil

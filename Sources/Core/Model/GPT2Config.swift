@@ -144,43 +144,26 @@ public struct GPT2Config: Equatable, Sendable {
         func bad(_ field: String, _ problem: String, _ fix: String) -> CheckpointError {
             CheckpointError(file: source, item: field, problem: problem, fix: fix)
         }
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: data) } catch {
-            throw CheckpointError(file: source, problem: "not valid JSON", fix: "write a JSON object such as transformers' GPT2Config.save_pretrained produces")
+        let object: JSONValue
+        do { object = try JSONValue(parsing: data) } catch {
+            throw CheckpointError(file: source, problem: "not valid JSON (\(error))", fix: "write a JSON object such as transformers' GPT2Config.save_pretrained produces")
         }
-        guard let d = object as? [String: Any] else {
+        guard object.isObject else {
             throw CheckpointError(file: source, problem: "not a JSON object", fix: "write a JSON object with n_layer, n_head, n_embd, …")
         }
-        func int(_ key: String, _ def: Int) throws -> Int {
-            guard let v = d[key], !(v is NSNull) else { return def }
-            guard let n = v as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue == n.doubleValue.rounded() else {
-                throw bad(key, "\(v) is not an integer", "write an integer")
-            }
-            // Beyond ±2^53 the value is not exact (and intValue of a huge double is unspecified): reject before converting.
-            guard abs(n.doubleValue) < 9.0e15 else { throw bad(key, "\(v) is out of range", "write an integer such as GPT-2's") }
-            return n.intValue
-        }
-        func double(_ key: String, _ def: Double) throws -> Double {
-            guard let v = d[key], !(v is NSNull) else { return def }
-            guard let n = v as? NSNumber, String(cString: n.objCType) != "c" else { throw bad(key, "\(v) is not a number", "write a number") }
-            return n.doubleValue
-        }
-        func bool(_ key: String, _ def: Bool) throws -> Bool {
-            guard let v = d[key], !(v is NSNull) else { return def }
-            guard let b = v as? Bool, let n = v as? NSNumber, String(cString: n.objCType) == "c" else {
-                throw bad(key, "\(v) is not true or false", "write true or false")
-            }
-            return b
-        }
-        if let mt = d["model_type"] {
-            guard let s = mt as? String, s == "gpt2" else {
-                throw bad("model_type", "\"\(mt)\" is not a GPT-2", "training, sweeps and attribution run GPT-2 (model_type \"gpt2\"); Llama and Phi folders load through ModelConfig and FamilyCheckpoint (docs/model-families.md)")
+        let d = JSONFields(object, bad: bad)
+        func int(_ key: String, _ def: Int) throws -> Int { try d.int(key, def) }
+        func double(_ key: String, _ def: Double) throws -> Double { try d.double(key, def) }
+        func bool(_ key: String, _ def: Bool) throws -> Bool { try d.bool(key, def) }
+        if let mt = object["model_type"] {
+            guard mt.stringValue == "gpt2" else {
+                throw bad("model_type", "\(mt.compactText) is not a GPT-2", "training, sweeps and attribution run GPT-2 (model_type \"gpt2\"); Llama and Phi folders load through ModelConfig and FamilyCheckpoint (docs/model-families.md)")
             }
         }
-        if let arch = d["architectures"], !(arch is NSNull) {
+        if let arch = d["architectures"] {
             let supported = ["GPT2LMHeadModel", "GPT2Model"]
-            guard let list = arch as? [String], list.contains(where: supported.contains) else {
-                throw bad("architectures", "\(arch) names no GPT-2 architecture", "expected [\"GPT2LMHeadModel\"]")
+            guard let list = arch.arrayValue?.compactMap(\.stringValue), list.contains(where: supported.contains) else {
+                throw bad("architectures", "\(arch.compactText) names no GPT-2 architecture", "expected [\"GPT2LMHeadModel\"]")
             }
         }
         nLayer = try int("n_layer", 12)
@@ -195,10 +178,7 @@ public struct GPT2Config: Equatable, Sendable {
         residPdrop = try double("resid_pdrop", 0.1)
         embdPdrop = try double("embd_pdrop", 0.1)
         attnPdrop = try double("attn_pdrop", 0.1)
-        guard let act = (d["activation_function"] ?? "gelu_new") as? String else {
-            throw bad("activation_function", "is not a string", "use \"gelu_new\"")
-        }
-        activationFunction = act
+        activationFunction = try d.string("activation_function", "gelu_new", fix: "use \"gelu_new\"")
         let nCtx = try int("n_ctx", nPositions)
         guard nCtx == nPositions else {
             throw bad("n_ctx", "\(nCtx) differs from n_positions \(nPositions)", "set both to the context length")

@@ -179,15 +179,11 @@ public struct ModelConfig: Equatable, Sendable {
         func bad(_ field: String, _ problem: String, _ fix: String) -> CheckpointError {
             CheckpointError(file: source, item: field, problem: problem, fix: fix)
         }
-        guard let d = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        guard let object = try? JSONValue(parsing: data), object.isObject else {
             throw CheckpointError(file: source, problem: "not a JSON object", fix: "write the config.json that save_pretrained produces")
         }
-        let typeName: String
-        switch d["model_type"] {
-        case nil, is NSNull: typeName = "gpt2"
-        case let s as String: typeName = s
-        case let other?: throw bad("model_type", "\(other) is not a string", "write \"gpt2\", \"llama\" or \"phi\"")
-        }
+        let d = JSONFields(object, bad: bad)
+        let typeName = try d.string("model_type", "gpt2", fix: "write \"gpt2\", \"llama\" or \"phi\"")
         guard let family = ModelFamily(rawValue: typeName) else {
             throw bad("model_type", "\"\(typeName)\" is not supported",
                       "dkc runs \(ModelFamily.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))")
@@ -201,36 +197,17 @@ public struct ModelConfig: Equatable, Sendable {
             throw bad(unknown, "is not a \(family.rawValue) setting dkc supports",
                       "remove it, or see docs/model-families.md for the keys dkc reads")
         }
-        func int(_ key: String, _ def: Int?) throws -> Int {
-            guard let v = d[key], !(v is NSNull) else {
-                guard let def else { throw bad(key, "is missing", "write it as transformers' save_pretrained does") }
-                return def
-            }
-            guard let n = v as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue == n.doubleValue.rounded(),
-                  abs(n.doubleValue) < 9.0e15 else { throw bad(key, "\(v) is not an integer", "write an integer") }
-            return n.intValue
-        }
-        func double(_ key: String, _ def: Double) throws -> Double {
-            guard let v = d[key], !(v is NSNull) else { return def }
-            guard let n = v as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue.isFinite else {
-                throw bad(key, "\(v) is not a number", "write a number")
-            }
-            return n.doubleValue
-        }
-        func bool(_ key: String, _ def: Bool) throws -> Bool {
-            guard let v = d[key], !(v is NSNull) else { return def }
-            guard let n = v as? NSNumber, String(cString: n.objCType) == "c" else { throw bad(key, "\(v) is not true or false", "write true or false") }
-            return n.boolValue
-        }
-        if let arch = d["architectures"], !(arch is NSNull) {
+        func int(_ key: String, _ def: Int?) throws -> Int { try d.int(key, def) }
+        func double(_ key: String, _ def: Double) throws -> Double { try d.double(key, def) }
+        func bool(_ key: String, _ def: Bool) throws -> Bool { try d.bool(key, def) }
+        if let arch = d["architectures"] {
             let expected = family == .llama ? "LlamaForCausalLM" : "PhiForCausalLM"
-            guard let list = arch as? [String], list.contains(expected) else {
-                throw bad("architectures", "\(arch) does not name \(expected)", "expected [\"\(expected)\"]")
+            guard let list = arch.arrayValue?.compactMap(\.stringValue), list.contains(expected) else {
+                throw bad("architectures", "\(arch.compactText) does not name \(expected)", "expected [\"\(expected)\"]")
             }
         }
         let heads = try int("num_attention_heads", nil)
-        let act = d["hidden_act"] ?? (family == .llama ? "silu" : "gelu_new")
-        guard let actName = act as? String else { throw bad("hidden_act", "is not a string", "write \"silu\" or \"gelu_new\"") }
+        let actName = try d.string("hidden_act", family == .llama ? "silu" : "gelu_new", fix: "write \"silu\" or \"gelu_new\"")
         self.init(family: family, numLayers: try int("num_hidden_layers", nil), numHeads: heads,
                   numKVHeads: try int("num_key_value_heads", heads), hiddenSize: try int("hidden_size", nil),
                   intermediateSize: try int("intermediate_size", nil), vocabSize: try int("vocab_size", nil),
@@ -243,8 +220,8 @@ public struct ModelConfig: Equatable, Sendable {
                   eosTokenId: try int("eos_token_id", family == .llama ? 2 : 50256),
                   initializerRange: try double("initializer_range", 0.02))
         // Settings dkc does not compute must have their neutral value.
-        if let rs = d["rope_scaling"], !(rs is NSNull) {
-            throw bad("rope_scaling", "is \(rs)", "dkc implements plain rotary embeddings; set it to null")
+        if let rs = d["rope_scaling"] {
+            throw bad("rope_scaling", "is \(rs.compactText)", "dkc implements plain rotary embeddings; set it to null")
         }
         for key in ["attention_dropout", "embd_pdrop", "resid_pdrop"] where try double(key, 0) != 0 {
             throw bad(key, "is not 0", "dkc runs these families without dropout, as TinyLlama and phi-1_5 ship; set it to 0.0")
@@ -254,7 +231,7 @@ public struct ModelConfig: Equatable, Sendable {
         }
         guard try int("pretraining_tp", 1) == 1 else { throw bad("pretraining_tp", "is not 1", "set it to 1 (it only changes rounding)") }
         try validate(source: source)
-        if d["head_dim"] != nil, !(d["head_dim"] is NSNull) {
+        if d["head_dim"] != nil {
             let hd = try int("head_dim", nil)
             guard hd == headSize else {
                 throw bad("head_dim", "\(hd) differs from hidden_size / num_attention_heads = \(headSize)", "remove it or set it to \(headSize)")

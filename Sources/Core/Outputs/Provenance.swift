@@ -35,8 +35,7 @@ public struct Provenance: Equatable, Sendable {
     /// Every field as it will appear in the file (for tests and for copying provenance along).
     public init(commandLine: String, config: String, mpiRanks: Int, blasThreads: Int,
                 created: String, source: String) throws {
-        guard let data = config.data(using: .utf8),
-              (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil else {
+        guard (try? JSONValue(parsing: config)) != nil else {
             throw OutputFileError(.invalidArgument, reason: "the configuration given for the 'config' attribute is not JSON",
                                   hint: "pass the resolved configuration encoded as JSON")
         }

@@ -89,24 +89,26 @@ public struct BiographyRecord: Equatable, Sendable {
         let names = BiographyAttribute.allCases.map(\.rawValue)
         for (range, lineNumber) in mine {
             let line = data[(data.startIndex + range.lowerBound)..<(data.startIndex + range.upperBound)]
-            guard let object = try? JSONSerialization.jsonObject(with: line), let dict = object as? [String: Any] else {
+            guard let dict = try? JSONValue(parsing: line), dict.isObject else {
                 throw TrainError.file(url, line: lineNumber, "is not a JSON object", fix: "each line must be one record {\"text\": …}")
             }
-            guard let text = dict["text"] as? String else {
+            guard let text = dict["text"]?.stringValue else {
                 throw TrainError.file(url, line: lineNumber, "has no string field \"text\"", fix: "each record needs the biography under \"text\"")
             }
             var code: UInt8 = 0
-            if let t = dict["type"], !(t is NSNull) {
-                guard let s = t as? String, let c = FirstTokenMark.typeCode(s) else {
-                    throw TrainError.file(url, line: lineNumber, "field \"type\" is \(t), expected \"new\" or \"revised\"")
+            if let t = dict["type"], t != .null {
+                guard let s = t.stringValue, let c = FirstTokenMark.typeCode(s) else {
+                    throw TrainError.file(url, line: lineNumber, "field \"type\" is \(t.compactText), expected \"new\" or \"revised\"")
                 }
                 code = c
             }
             let attributes: [String?] = names.map { name in
-                guard let v = dict[name] else { return nil }
-                if let s = v as? String { return s }
-                if let n = v as? NSNumber { return n.stringValue }
-                return nil
+                switch dict[name] {
+                case .string(let s)?: return s
+                case .int(let n)?: return String(n)
+                case .double(let d)? where d.isFinite: return d == d.rounded() && abs(d) < 9e15 ? String(Int(d)) : "\(d)"
+                default: return nil
+                }
             }
             records.append(BiographyRecord(text: text, typeCode: code, attributes: attributes))
         }
