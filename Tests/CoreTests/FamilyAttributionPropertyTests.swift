@@ -28,6 +28,39 @@ final class FamilyAttributionPropertyTests: XCTestCase {
     func testLlamaIGCompletenessAndStackedSteps() throws { try checkIG(.llama) }
     func testPhiIGCompletenessAndStackedSteps() throws { try checkIG(.phi) }
 
+    func testLlamaMethodsAgreeWhereTheyMust() throws { try checkMethods(.llama) }
+    func testPhiMethodsAgreeWhereTheyMust() throws { try checkMethods(.phi) }
+
+    /// With one step, EAP-IG is EAP; IG on activations with one step sets each group (input; a layer's heads; an MLP)
+    /// to exactly its clean output, so each of its 1 + 2L passes is the clean run with the gradient cut at that group
+    /// (the replace-and-cut path of the instrumented model): the logits column equals EAP's, the last MLP's column
+    /// is EAP's times (passes − 1) / passes, and for Phi's parallel blocks, where the last MLP does not read the
+    /// last heads, so are the last layer's head columns.
+    func checkMethods(_ family: ModelFamily) throws {
+        let model = try Self.tinyModel(family, seed: 23)
+        let pairs = AttributionPropertyTests.randomPairs(4, vocab: model.vocabSize, seed: 21)
+        let eap = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 4, options: .init(method: .eap))
+        let ig1 = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 4, options: .init(method: .eapIG, igSteps: 1))
+        XCTAssertLessThan(ScoreMatrix.relativeFrobenius(ig1, eap), 1e-5, "\(family): EAP-IG with 1 step is EAP")
+        let act1 = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 4, options: .init(method: .eapIGActivations, igSteps: 1))
+        let g = model.graph
+        func same(_ a: Float, _ b: Float, _ what: String) {
+            XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), "\(family) \(what)")
+        }
+        for f in 0..<g.nForward { same(act1[f, g.logitsBackward], eap[f, g.logitsBackward], "logits column, row \(f)") }
+        let passes = Float(1 + 2 * g.nLayers), last = g.nLayers - 1
+        var columns = [g.mlpBackward(layer: last)]
+        if g.parallel {
+            for h in 0..<g.nHeads { for j in QKV.allCases { columns.append(g.headBackward(layer: last, head: h, qkv: j)) } }
+        }
+        for col in columns {
+            for f in 0..<g.backwardPrevIndex[col] { same(act1[f, col] * passes / (passes - 1), eap[f, col], g.backwardNames[col]) }
+        }
+        XCTAssertGreaterThan(columns.map { c in (0..<g.backwardPrevIndex[c]).map { abs(eap[$0, c]) }.max()! }.max()!, 1e-4)
+        let cc = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 4, options: .init(method: .cleanCorrupted))
+        XCTAssertTrue(cc.values.allSatisfy { $0.isFinite })
+    }
+
     /// EAP's score of edge u → v is the derivative of the metric when v's input receives ε·(corrupted − clean) of u
     /// (central differences with ε = 0.005: with 0.02 the random Llama's curvature alone gives 0.2 % of the largest score).
     func checkFirstOrder(_ family: ModelFamily) throws {
