@@ -66,13 +66,15 @@ public struct GraphEdge: Sendable, Equatable {
     public let name: String
 }
 
-/// The EAP-IG graph of a GPT-2 with `nLayers` blocks of `nHeads` heads: nodes, edges in the study's
-/// insertion order, and the dense score-matrix layout.
+/// The EAP-IG graph of a model with `nLayers` blocks of `nHeads` heads (GPT-2, Llama; Phi with
+/// `parallel`): nodes, edges in the study's insertion order, and the dense score-matrix layout.
 ///
 /// Node order: `input`, then per layer ℓ the heads `aℓ.h0 … aℓ.h{H−1}` and the MLP `mℓ`, then `logits`.
 /// Edge order (the tie-break order of top-n and the order of the JSON export): for each layer ℓ, for each
 /// node u before layer ℓ, for each head h of ℓ, for q, k, v: u → aℓ.h<x>; then for each node u up to and
-/// including layer ℓ's heads: u → mℓ; finally every node u → logits.
+/// including layer ℓ's heads: u → mℓ; finally every node u → logits. Parallel blocks (attention and MLP
+/// both read the block's input, Phi): an MLP's parents are the nodes before its layer only, and each such
+/// u adds its q/k/v edges and then u → mℓ before the next u (docs/model-families.md).
 ///
 /// Score matrix S[nForward, nBackward]: rows are upstream nodes (input 0, head h of layer ℓ at
 /// 1 + ℓ(H+1) + h, MLP ℓ at 1 + ℓ(H+1) + H); columns are downstream inputs (head h of layer ℓ, input
@@ -81,6 +83,8 @@ public struct GraphEdge: Sendable, Equatable {
 public struct AttributionGraph: Sendable {
     public let nLayers: Int
     public let nHeads: Int
+    /// Whether attention and MLP of a block read the same input (the MLP's parents exclude its own layer's heads).
+    public let parallel: Bool
     /// Rows of the score matrix: 1 + L(H+1).
     public let nForward: Int
     /// Columns of the score matrix: L(3H+1) + 1.
@@ -108,12 +112,13 @@ public struct AttributionGraph: Sendable {
     private let nodeByName: [String: Int]
     private let edgeByName: [String: Int]
 
-    /// The graph of a model with `nLayers` blocks and `nHeads` heads per block (sequential attention then
-    /// MLP, as GPT-2).
-    public init(nLayers: Int, nHeads: Int) {
+    /// The graph of a model with `nLayers` blocks and `nHeads` heads per block: sequential attention then
+    /// MLP (GPT-2, Llama), or both reading the block's input when `parallel` (Phi).
+    public init(nLayers: Int, nHeads: Int, parallel: Bool = false) {
         precondition(nLayers >= 1 && nHeads >= 1, "a graph needs at least one layer and one head")
         self.nLayers = nLayers
         self.nHeads = nHeads
+        self.parallel = parallel
         let nF = 1 + nLayers * (nHeads + 1)
         let nB = nLayers * (3 * nHeads + 1) + 1
         nForward = nF
@@ -153,7 +158,7 @@ public struct AttributionGraph: Sendable {
             let b = Self.mlpBackward(layer: l, nHeads: nHeads)
             bNames[b] = "m\(l)"
             bNode[b] = nodeIndex(.mlp(layer: l))
-            prev[b] = 1 + l * (nHeads + 1) + nHeads
+            prev[b] = 1 + l * (nHeads + 1) + (parallel ? 0 : nHeads)
         }
         bNames[nB - 1] = "logits"
         bNode[nB - 1] = nF
@@ -176,9 +181,12 @@ public struct AttributionGraph: Sendable {
                         add(u, nodeIndex(.head(layer: l, head: h)), j, Self.headBackward(layer: l, head: h, qkv: j, nHeads: nHeads))
                     }
                 }
+                if parallel { add(u, nodeIndex(.mlp(layer: l)), nil, Self.mlpBackward(layer: l, nHeads: nHeads)) }
             }
             for h in 0..<nHeads { residual.append(nodeIndex(.head(layer: l, head: h))) }
-            for u in residual { add(u, nodeIndex(.mlp(layer: l)), nil, Self.mlpBackward(layer: l, nHeads: nHeads)) }
+            if !parallel {
+                for u in residual { add(u, nodeIndex(.mlp(layer: l)), nil, Self.mlpBackward(layer: l, nHeads: nHeads)) }
+            }
             residual.append(nodeIndex(.mlp(layer: l)))
         }
         for u in residual { add(u, nF, nil, nB - 1) }

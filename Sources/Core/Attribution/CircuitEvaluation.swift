@@ -7,7 +7,8 @@ import Foundation
 /// All metrics here are the non-loss logit difference per sample, logit[clean label] − logit[corrupted
 /// label] at position length − 1, in float32 as the reference computes it.
 public final class CircuitEvaluator: @unchecked Sendable {
-    public let model: InstrumentedGPT2
+    /// The instrumented model (GPT-2, or a Llama / Phi `InstrumentedFamily`).
+    public let model: any InstrumentedModel
     public var graph: AttributionGraph { model.graph }
     private var record = FloatBuffer(count: 0)   // (nForward, B·T·C)
     /// A copy of the corrupted run's outputs when several circuits are patched into one kept run.   // (nForward, B·T·C)
@@ -18,7 +19,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
     private var kept = KeptRun.none
     private var keptCorrupted: [Float] = []
 
-    public init(model: InstrumentedGPT2) { self.model = model }
+    public init(model: any InstrumentedModel) { self.model = model }
 
     /// Frees the evaluation buffers (they are sized to the largest batch seen; the next call allocates again).
     public func releaseBuffers() {
@@ -28,14 +29,14 @@ public final class CircuitEvaluator: @unchecked Sendable {
     }
 
     private func recordBuffer(_ batch: PromptBatch) -> UnsafeMutablePointer<Float> {
-        let n = graph.nForward * batch.batch * batch.seqLen * model.config.nEmbd
+        let n = graph.nForward * batch.batch * batch.seqLen * model.dModel
         if record.count < n { record = FloatBuffer(count: n) }
         return record.base
     }
 
     /// Per-sample logit difference of logits `(B, V)` at the read-out positions.
     func logitDifference(_ logits: UnsafePointer<Float>, _ batch: PromptBatch) -> [Float] {
-        let V = model.config.vocabSize
+        let V = model.vocabSize
         return (0..<batch.batch).map { b in logits[b * V + batch.cleanLabels[b]] - logits[b * V + batch.corruptedLabels[b]] }
     }
 
@@ -66,7 +67,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
     public func keptRunPerformance(_ circuit: Circuit, _ batch: PromptBatch, more: Bool) -> [Float] {
         precondition(kept != .none, "keptRunPerformance needs baselinesKeepingCorruptedRun on the same batch first")
         if circuit.isEmpty { return keptCorrupted }
-        let n = graph.nForward * batch.batch * batch.seqLen * model.config.nEmbd
+        let n = graph.nForward * batch.batch * batch.seqLen * model.dModel
         let rec = recordBuffer(batch)
         if kept == .copied {
             rec.update(from: keptCopy.base, count: n)
@@ -85,7 +86,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
     /// is used as given (prune it first, as `evaluate` does).
     public func patchedLogits(_ circuit: Circuit, _ batch: PromptBatch) -> [Float] {
         precondition(batch.corruptedTokens != nil, "patching needs corrupted prompts")
-        let V = model.config.vocabSize
+        let V = model.vocabSize
         let rec = recordBuffer(batch)
         kept = .none
         let corrupted = model.forward(batch, clean: false, record: rec, recordMode: .set)
@@ -104,7 +105,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
     /// live output is subtracted from the child's input (no corrupted run). The folded value biases, all
     /// b_O, the MLP biases and the positional embedding stay, since no node owns them.
     public func zeroAblatedLogits(_ circuit: Circuit, _ batch: PromptBatch) -> [Float] {
-        let V = model.config.vocabSize
+        let V = model.vocabSize
         let rec = recordBuffer(batch)
         kept = .none
         let logits = model.forward(batch, clean: true, record: rec, recordMode: .negate, patch: .init(circuit: circuit))
@@ -114,7 +115,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
     /// Probability (softmax over the vocabulary) and rank (tokens with a strictly larger logit; 0 = top) of
     /// `batch.cleanLabels[b]` at the read-out position, from logits `(B, V)`.
     public func labelProbabilityAndRank(_ logits: [Float], _ batch: PromptBatch) -> [(probability: Double, rank: Int)] {
-        let V = model.config.vocabSize
+        let V = model.vocabSize
         return logits.withUnsafeBufferPointer { l in
             (0..<batch.batch).map { b in
                 let row = l.baseAddress! + b * V
@@ -168,7 +169,7 @@ extension CircuitEvaluator {
         c.pruneDeadNodes()
         var clean: [Float] = [], corrupted: [Float] = [], perf: [Float] = []
         try forEachBatch(pairs.count, batchSize) { range in
-            let batch = try PromptBatch(pairs: Array(pairs[range]), config: model.config, firstIndex: range.lowerBound)
+            let batch = try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound)
             let base = baselines(batch)
             clean += base.clean
             corrupted += base.corrupted
@@ -192,7 +193,7 @@ extension CircuitEvaluator {
         }
         var out: [(probability: Double, rank: Int)] = []
         try forEachBatch(prompts.count, batchSize) { range in
-            let batch = try PromptBatch(prompts: Array(prompts[range]), labels: Array(labels[range]), config: model.config, firstIndex: range.lowerBound)
+            let batch = try model.promptBatch(prompts: Array(prompts[range]), labels: Array(labels[range]), firstIndex: range.lowerBound)
             out += labelProbabilityAndRank(zeroAblatedLogits(c, batch), batch)
             progress?(range.upperBound)
         }

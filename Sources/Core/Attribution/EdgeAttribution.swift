@@ -80,7 +80,8 @@ public struct AttributionOptions: Sendable, Equatable {
 /// Per batch the gradients of all passes are summed first (Σ_k Δ·g_k = Δ·Σ_k g_k), then contracted with Δ
 /// in one product per layer: S[:, cols ℓ] += Δ[rows < prev, B·T·C] · G[cols ℓ, B·T·C]ᵀ.
 public final class EdgeAttribution: @unchecked Sendable {
-    public let model: InstrumentedGPT2
+    /// The instrumented model (GPT-2, or a Llama / Phi `InstrumentedFamily`).
+    public let model: any InstrumentedModel
     public let options: AttributionOptions
     public var graph: AttributionGraph { model.graph }
     /// Unnormalised sums of all batches so far.   // (nForward, nBackward)
@@ -94,7 +95,7 @@ public final class EdgeAttribution: @unchecked Sendable {
     private var referenceLogits: [Float] = []
     private var dLogits: [Float] = []
 
-    public init(model: InstrumentedGPT2, options: AttributionOptions = AttributionOptions()) throws {
+    public init(model: any InstrumentedModel, options: AttributionOptions = AttributionOptions()) throws {
         try options.validate()
         self.model = model
         self.options = options
@@ -131,7 +132,7 @@ public final class EdgeAttribution: @unchecked Sendable {
     /// The normalised scores: sums / (samples · passes), divided by d_model for `.mean` aggregation;
     /// entries that are not edges are 0.
     public func scores() -> ScoreMatrix {
-        Self.normalise(sums, samples: sampleCount, passes: passesPerBatch, options: options, graph: graph, dModel: model.config.nEmbd)
+        Self.normalise(sums, samples: sampleCount, passes: passesPerBatch, options: options, graph: graph, dModel: model.dModel)
     }
 
     /// Normalises summed scores (e.g. after adding the sums of several processes).
@@ -158,13 +159,13 @@ public final class EdgeAttribution: @unchecked Sendable {
 
     /// Integration steps stacked into one pass for a batch of `BTC` floats per step.
     func stepsPerPass(_ BTC: Int) -> Int {
-        max(1, min(options.igSteps, options.rowsPerPass / max(1, BTC / model.config.nEmbd)))
+        max(1, min(options.igSteps, options.rowsPerPass / max(1, BTC / model.dModel)))
     }
 
     /// Adds one batch's sums.
     public func accumulate(_ batch: PromptBatch) {
         precondition(batch.corruptedTokens != nil, "attribution needs corrupted prompts")
-        let B = batch.batch, T = batch.seqLen, C = model.config.nEmbd, V = model.config.vocabSize
+        let B = batch.batch, T = batch.seqLen, C = model.dModel, V = model.vocabSize
         let BTC = B * T * C
         ensureBuffers(BTC)
         let delta = deltaBuffer.base, grads = gradBuffer.base
@@ -176,10 +177,10 @@ public final class EdgeAttribution: @unchecked Sendable {
         if dLogits.count < B * V { dLogits = [Float](repeating: 0, count: B * V) }
 
         func backward(reference: UnsafePointer<Float>?) {
-            let logits = model.logits.base
+            let logits = model.readOutLogits
             dLogits.withUnsafeMutableBufferPointer { d in
                 metric.gradient(logits: logits, reference: reference, batch: batch, vocab: V, into: d.baseAddress!)
-                model.backward(dLogits: d.baseAddress!, grads: grads)
+                model.backward(dLogits: d.baseAddress!, grads: grads, copies: 1)
             }
         }
 
@@ -217,7 +218,7 @@ public final class EdgeAttribution: @unchecked Sendable {
                 referenceLogits.withUnsafeBufferPointer { ref in
                     dLogits.withUnsafeMutableBufferPointer { d in
                         for c in 0..<n {
-                            metric.gradient(logits: model.logits.base + c * B * V, reference: ref.baseAddress!, batch: batch, vocab: V,
+                            metric.gradient(logits: model.readOutLogits + c * B * V, reference: ref.baseAddress!, batch: batch, vocab: V,
                                             into: d.baseAddress! + c * B * V)
                         }
                         model.backward(dLogits: d.baseAddress!, grads: grads, copies: n)
@@ -285,7 +286,7 @@ public final class EdgeAttribution: @unchecked Sendable {
 
     /// Scores of `pairs` in consecutive batches of `batchSize` (the last one shorter), as the study's
     /// DataLoader batches them.
-    public static func scores(model: InstrumentedGPT2, pairs: [PromptPair], batchSize: Int,
+    public static func scores(model: any InstrumentedModel, pairs: [PromptPair], batchSize: Int,
                               options: AttributionOptions = AttributionOptions()) throws -> ScoreMatrix {
         guard batchSize >= 1 else { throw AttributionError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
         guard !pairs.isEmpty else { throw AttributionError(item: "attribution data", problem: "has no samples", fix: "check the task, type and frequency filters") }
@@ -293,7 +294,7 @@ public final class EdgeAttribution: @unchecked Sendable {
         var start = 0
         while start < pairs.count {
             let end = min(start + batchSize, pairs.count)
-            let batch = try PromptBatch(pairs: Array(pairs[start..<end]), config: model.config, firstIndex: start)
+            let batch = try model.promptBatch(pairs: Array(pairs[start..<end]), firstIndex: start)
             engine.accumulate(batch)
             start = end
         }

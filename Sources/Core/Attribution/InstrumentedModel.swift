@@ -1,0 +1,63 @@
+import Foundation
+
+/// A model run as TransformerLens runs it for EAP-IG, with the hooks that attribution (`EdgeAttribution`) and
+/// circuit evaluation (`CircuitEvaluator`) need: `InstrumentedGPT2` for GPT-2, `InstrumentedFamily` for Llama
+/// and Phi. Both share the graph layout (`AttributionGraph`), the record / replace / patch conventions and the
+/// backward contract below; docs/eap.md and docs/model-families.md describe them.
+public protocol InstrumentedModel: AnyObject, Sendable {
+    /// The model's EAP-IG graph.
+    var graph: AttributionGraph { get }
+    /// Width of the residual stream (d_model).
+    var dModel: Int { get }
+    /// Vocabulary size (columns of the logits).
+    var vocabSize: Int { get }
+    /// Logits of the last forward pass at the read-out positions, `(B, V)`.
+    var readOutLogits: UnsafeMutablePointer<Float> { get }
+
+    /// Runs the model on `clean ? batch.cleanTokens : batch.corruptedTokens` (see `InstrumentedGPT2.forward`):
+    /// node outputs go to `record` `[nForward, B·T·C]` as `recordMode` says, `replace` substitutes node outputs
+    /// (they then pass no gradient), `patch` rebuilds downstream inputs from `record`. Returns the read-out logits.
+    @discardableResult
+    func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: InstrumentedGPT2.RecordMode,
+             replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?, computeLogits: Bool) -> UnsafeMutablePointer<Float>
+
+    /// Given ∂metric/∂logits `(B, V)` of the last unpatched forward, adds ∂metric/∂(input of column b) to
+    /// `grads + b·B/copies·T·C` for every column of the graph (`InstrumentedGPT2.backward`).
+    func backward(dLogits: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, copies: Int)
+
+    /// A batch of attribution pairs with this model's BOS, pad, vocabulary and positions.
+    func promptBatch(pairs: [PromptPair], firstIndex: Int) throws -> PromptBatch
+    /// A batch of clean prompts (circuit tests) with this model's BOS, pad, vocabulary and positions.
+    func promptBatch(prompts: [[Int]], labels: [Int], firstIndex: Int) throws -> PromptBatch
+}
+
+extension InstrumentedModel {
+    /// `run` with the defaults of `InstrumentedGPT2.forward`.
+    @discardableResult
+    public func forward(_ batch: PromptBatch, clean: Bool = true,
+                        record: UnsafeMutablePointer<Float>? = nil, recordMode: InstrumentedGPT2.RecordMode = .set,
+                        replace: [Int: UnsafePointer<Float>] = [:], patch: InstrumentedGPT2.Patch? = nil,
+                        computeLogits: Bool = true) -> UnsafeMutablePointer<Float> {
+        run(batch, clean: clean, record: record, recordMode: recordMode, replace: replace, patch: patch, computeLogits: computeLogits)
+    }
+}
+
+extension InstrumentedGPT2: InstrumentedModel {
+    public var dModel: Int { C }
+    public var vocabSize: Int { V }
+    public var readOutLogits: UnsafeMutablePointer<Float> { logits.base }
+
+    @discardableResult
+    public func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: RecordMode,
+                    replace: [Int: UnsafePointer<Float>], patch: Patch?, computeLogits: Bool) -> UnsafeMutablePointer<Float> {
+        forward(batch, clean: clean, record: record, recordMode: recordMode, replace: replace, patch: patch, computeLogits: computeLogits)
+    }
+
+    public func promptBatch(pairs: [PromptPair], firstIndex: Int) throws -> PromptBatch {
+        try PromptBatch(pairs: pairs, config: config, firstIndex: firstIndex)
+    }
+
+    public func promptBatch(prompts: [[Int]], labels: [Int], firstIndex: Int) throws -> PromptBatch {
+        try PromptBatch(prompts: prompts, labels: labels, config: config, firstIndex: firstIndex)
+    }
+}
