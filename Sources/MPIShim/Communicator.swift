@@ -15,15 +15,32 @@ public struct CommunicatorError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Element types that travel through MPI reductions and broadcasts.
-public protocol MPIScalar {
+/// Element types that travel through reductions and broadcasts.
+public protocol MPIScalar: Sendable {
     static var mpiDatatype: MPI_Datatype { get }
+    /// `a op b` as MPI defines the op for this type (integer sums wrap): what `LocalCommunicator` folds with.
+    static func combine(_ a: Self, _ b: Self, _ op: ReduceOp) -> Self
 }
-extension Float: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_float()! } }
-extension Double: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_double()! } }
-extension Int32: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_int32()! } }
-extension Int64: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_int64()! } }
-extension UInt8: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_byte()! } }
+extension Float: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_float()! }
+    public static func combine(_ a: Float, _ b: Float, _ op: ReduceOp) -> Float { op.floating(a, b) }
+}
+extension Double: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_double()! }
+    public static func combine(_ a: Double, _ b: Double, _ op: ReduceOp) -> Double { op.floating(a, b) }
+}
+extension Int32: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_int32()! }
+    public static func combine(_ a: Int32, _ b: Int32, _ op: ReduceOp) -> Int32 { op.integer(a, b) }
+}
+extension Int64: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_int64()! }
+    public static func combine(_ a: Int64, _ b: Int64, _ op: ReduceOp) -> Int64 { op.integer(a, b) }
+}
+extension UInt8: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_byte()! }
+    public static func combine(_ a: UInt8, _ b: UInt8, _ op: ReduceOp) -> UInt8 { op.integer(a, b) }
+}
 
 public enum ReduceOp: String, CaseIterable, Sendable {
     case sum, max, min
@@ -32,6 +49,25 @@ public enum ReduceOp: String, CaseIterable, Sendable {
         case .sum: return dkc_mpi_op_sum()!
         case .max: return dkc_mpi_op_max()!
         case .min: return dkc_mpi_op_min()!
+        }
+    }
+
+    /// The op on floating-point values. max/min follow Swift's `max`/`min` (a NaN operand may be dropped,
+    /// as in common MPI builds; no caller relies on NaN propagating through max/min).
+    func floating<T: BinaryFloatingPoint>(_ a: T, _ b: T) -> T {
+        switch self {
+        case .sum: return a + b
+        case .max: return Swift.max(a, b)
+        case .min: return Swift.min(a, b)
+        }
+    }
+
+    /// The op on integers; sums wrap.
+    func integer<T: FixedWidthInteger>(_ a: T, _ b: T) -> T {
+        switch self {
+        case .sum: return a &+ b
+        case .max: return Swift.max(a, b)
+        case .min: return Swift.min(a, b)
         }
     }
 }
