@@ -53,10 +53,10 @@ final class LocalCommunicatorTests: XCTestCase {
         }
     }
 
-    /// The documented order: a left fold in rank order. Float(1e8) + 1 rounds back to 1e8 (the spacing of
-    /// floats there is 8), so ((1e8 + 1) + (−1e8)) = 0 on every rank, where the order (1e8 + (−1e8)) + 1 would give 1.
+    /// The documented order: a left fold in rank order. Float 1 + 1e8 rounds to 1e8 (the spacing of floats
+    /// there is 8), so ((1 + 1e8) + (−1e8)) = 0 on every rank, where the reverse order ((−1e8) + 1e8) + 1 gives 1.
     func testReductionFoldsInRankOrder() throws {
-        let values: [Float] = [1e8, 1, -1e8]
+        let values: [Float] = [1, 1e8, -1e8]
         let results = try LocalGroup.runAll(ranks: 3) { comm in try comm.allreduce(values[comm.rank], op: .sum) }
         XCTAssertEqual(results, [0, 0, 0])
         // Integer sums wrap, as MPI's do.

@@ -10,6 +10,17 @@ import MPIShim
 /// The mpirun sweep tests (Tests/DistTests) cover the built binary, signals and the full grid.
 final class SweepLocalTests: XCTestCase {
     private static var root: URL?
+    private var savedThreads = 1
+
+    // `SweepRun` sets the sweep's BLAS threads for the process; later tests get the setting back.
+    override func setUp() {
+        super.setUp()
+        savedThreads = BLAS.threads
+    }
+    override func tearDown() {
+        BLAS.setThreads(savedThreads)
+        super.tearDown()
+    }
 
     override class func tearDown() {
         if let root { try? FileManager.default.removeItem(at: root) }
