@@ -68,12 +68,13 @@ final class SweepLocalTests: XCTestCase {
         return run
     }
 
-    /// 2 checkpoints × city × new × 3 buckets = 6 cells; no acquisition, transplants or components.
+    /// 2 checkpoints × (city × new × 3 buckets = 3 cells, 1 acquisition, 1 transplant of checkpoint 10's
+    /// circuits, which waits until those cells are done) = 10 items; no component analysis.
     static func plan(_ run: URL) throws -> SweepPlan {
         let file = Paths.sourceRoot.appendingPathComponent("configs/sweep/tiny.toml")
         let config = try SweepConfig.load(file: file, overrides: [
-            "run_dir=\(run.path)", "tasks=[\"city\"]", "types=[\"new\"]", "acquisition=false", "components=false",
-            "transplant_sources=[]", "topn=[10]", "ig_steps=2", "write_interval_s=0",
+            "run_dir=\(run.path)", "tasks=[\"city\"]", "types=[\"new\"]", "acquisition=true", "components=false",
+            "transplant_sources=[0]", "max_new_tokens=4", "topn=[10]", "ig_steps=2", "write_interval_s=0",
         ])
         return try SweepPlan(config: config)
     }
@@ -103,29 +104,34 @@ final class SweepLocalTests: XCTestCase {
 
     // MARK: Tests
 
-    /// R = 1…4: the six cells are each computed exactly once, by ranks of the job, and every R writes the
+    /// R = 1…4: the ten items are each computed exactly once, by ranks of the job, and every R writes the
     /// same scores (each item is computed whole by one rank).
     func testEveryItemComputedOnceAndTheSameScoresForEveryRankCount() throws {
         var reference: ScoresTable?
         for R in 1...4 {
             let run = try Self.run("ranks\(R)")
             let plan = try Self.plan(run)
-            XCTAssertEqual(plan.allItems.count, 6)
+            XCTAssertEqual(plan.allItems.count, 10)
+            XCTAssertEqual(plan.transplantItems, [.transplant(source: 10, checkpoint: 10), .transplant(source: 10, checkpoint: 20)])
             let outcomes = try Self.sweep(plan, ranks: R)
             let seen = try outcomes[0].get()
             for rank in 1..<R { XCTAssertNil(try outcomes[rank].get().summary, "R \(R): rank \(rank) returns no summary") }
             let summary = try XCTUnwrap(seen.summary)
             XCTAssertEqual(seen.alreadyDone, 0)
-            XCTAssertEqual(seen.finished.count, 6, "R \(R): \(seen.finished)")
+            XCTAssertEqual(seen.finished.count, 10, "R \(R): \(seen.finished)")
             XCTAssertEqual(Set(seen.finished.map(\.item)), Set(plan.allItems), "R \(R): every item once")
             XCTAssertTrue(seen.finished.allSatisfy { (0..<R).contains($0.rank) })
-            XCTAssertEqual(summary.computed, 6)
+            XCTAssertEqual(summary.computed, 10)
             XCTAssertEqual(summary.itemsPerRank.count, R)
-            XCTAssertEqual(summary.itemsPerRank.reduce(0, +), 6)
+            XCTAssertEqual(summary.itemsPerRank.reduce(0, +), 10)
             XCTAssertTrue(summary.complete)
             XCTAssertEqual(SweepRun.finishedItems(plan: plan), Set(plan.allItems))
             let lines = SweepStore.readManifest(plan.outputDir.appendingPathComponent("manifest.jsonl"))
             XCTAssertEqual(lines.filter { ($0["event"] as? String) == "cell" }.count, 6, "R \(R): one manifest line per cell")
+            XCTAssertEqual(lines.filter { ($0["event"] as? String) == "transplant" }.count, 2, "R \(R)")
+            // Each transplant carried every source cell's circuits: 3 source cells on each of 2 checkpoints.
+            let circuits = try CircuitsTable.read(from: plan.outputDir.appendingPathComponent("circuits.nc"))
+            XCTAssertEqual(circuits.transplants.count, 6, "R \(R): transplant entries")
             let scores = try ScoresTable.read(from: plan.outputDir.appendingPathComponent("scores.nc"))
             XCTAssertEqual(scores.cells.count, 6)
             if let reference {
@@ -136,6 +142,27 @@ final class SweepLocalTests: XCTestCase {
                 reference = scores
             }
         }
+    }
+
+    /// The scheduler's documented policy, by hand: a rank stays on its checkpoint; else takes the earliest
+    /// checkpoint nobody works on; else joins the one with most items left; items `ready` refuses (a
+    /// transplant whose sources are not done) are passed over until it accepts them.
+    func testSchedulerPolicyAndReadiness() {
+        func cell(_ step: Int64, _ f: String) -> SweepItem { .cell(ResultCell(checkpoint: step, task: "city", type: "new", frequency: f)) }
+        let transplant = SweepItem.transplant(source: 10, checkpoint: 10)
+        var scheduler = SweepScheduler(items: [.acquisition(checkpoint: 10), cell(10, "high"), cell(10, "low"), .acquisition(checkpoint: 20),
+                                               cell(20, "high"), transplant])
+        let notTransplant: (SweepItem) -> Bool = { if case .transplant = $0 { return false }; return true }
+        XCTAssertEqual(scheduler.next(for: 0, ready: notTransplant), .acquisition(checkpoint: 10))
+        XCTAssertEqual(scheduler.next(for: 1, ready: notTransplant), .acquisition(checkpoint: 20))  // 10 is busy
+        XCTAssertEqual(scheduler.next(for: 2, ready: notTransplant), cell(10, "high"))  // both busy: 10 has 3 left, 20 has 1
+        XCTAssertEqual(scheduler.next(for: 1, ready: notTransplant), cell(20, "high"))  // stays on its checkpoint
+        XCTAssertEqual(scheduler.next(for: 1, ready: notTransplant), cell(10, "low"))   // 20 is empty: joins 10
+        XCTAssertNil(scheduler.next(for: 0, ready: notTransplant))  // only the transplant is left, not ready
+        XCTAssertEqual(scheduler.remaining, 1)
+        XCTAssertEqual(scheduler.next(for: 2), transplant)
+        XCTAssertEqual(scheduler.remaining, 0)
+        XCTAssertNil(scheduler.next(for: 0))
     }
 
     /// A worker that cannot load its checkpoint brings the job down with its message on rank 0 (the
@@ -163,7 +190,7 @@ final class SweepLocalTests: XCTestCase {
         }
     }
 
-    /// A run that failed on checkpoint 20 keeps checkpoint 10's cells (one rank: the scheduler finishes a
+    /// A run that failed on checkpoint 20 keeps checkpoint 10's five items (one rank: the scheduler finishes a
     /// checkpoint before the next); the resume on three ranks computes only checkpoint 20's, each once.
     func testResumeComputesOnlyTheMissingItems() throws {
         let run = try Self.run("resume")
@@ -174,16 +201,16 @@ final class SweepLocalTests: XCTestCase {
         let first = try Self.sweep(plan, ranks: 1)
         XCTAssertThrowsError(try first[0].get())
         let early = plan.allItems.filter { $0.checkpoint == 10 }
-        XCTAssertEqual(early.count, 3)
+        XCTAssertEqual(early.count, 5)
         XCTAssertEqual(SweepRun.finishedItems(plan: plan), Set(early))
 
         try good.write(to: weights)
         let seen = try Self.sweep(plan, ranks: 3)[0].get()
-        XCTAssertEqual(seen.alreadyDone, 3)
-        XCTAssertEqual(seen.finished.count, 3)
+        XCTAssertEqual(seen.alreadyDone, 5)
+        XCTAssertEqual(seen.finished.count, 5)
         XCTAssertEqual(Set(seen.finished.map(\.item)), Set(plan.allItems.filter { $0.checkpoint == 20 }))
-        XCTAssertEqual(seen.summary?.computed, 3)
-        XCTAssertEqual(seen.summary?.alreadyDone, 3)
+        XCTAssertEqual(seen.summary?.computed, 5)
+        XCTAssertEqual(seen.summary?.alreadyDone, 5)
         XCTAssertEqual(seen.summary?.complete, true)
         XCTAssertEqual(SweepRun.finishedItems(plan: plan), Set(plan.allItems))
     }
