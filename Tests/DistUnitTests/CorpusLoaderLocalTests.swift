@@ -40,10 +40,9 @@ final class CorpusLoaderLocalTests: XCTestCase {
         let reference = try BiographyRecord.read(file).records.map { $0.tokenized(encoder: tokenizer, eos: eos, blockSize: 32) }
         XCTAssertEqual(reference.count, 7)
         XCTAssertTrue(reference.contains { $0.attributeMask.contains { $0 != 0 } }, "the corpus marks attribute tokens")
-        nonisolated(unsafe) let encoder = tokenizer
         for R in 1...4 {
             let results = try LocalGroup.runAll(ranks: R, timeout: 30) { comm in
-                try CorpusLoader.tokenized(file: file, encoder: encoder, eos: eos, blockSize: 32, comm: comm)
+                try CorpusLoader.tokenized(file: file, encoder: tokenizer, eos: eos, blockSize: 32, comm: comm)
             }
             for (rank, texts) in results.enumerated() {
                 XCTAssertEqual(texts, reference, "R \(R) rank \(rank)")
@@ -55,10 +54,9 @@ final class CorpusLoaderLocalTests: XCTestCase {
         let tokenizer = try Self.tokenizer()
         let file = try Self.corpus(badLine: "{not json")
         defer { try? FileManager.default.removeItem(at: file) }
-        nonisolated(unsafe) let encoder = tokenizer
         let eos = tokenizer.eosTokenId
         let outcomes = try LocalGroup.run(ranks: 3, timeout: 30) { comm in
-            try CorpusLoader.tokenized(file: file, encoder: encoder, eos: eos, blockSize: 32, comm: comm)
+            try CorpusLoader.tokenized(file: file, encoder: tokenizer, eos: eos, blockSize: 32, comm: comm)
         }
         for (rank, outcome) in outcomes.enumerated() {
             XCTAssertThrowsError(try outcome.get(), "rank \(rank)") { error in
