@@ -87,8 +87,8 @@ public func mpiChunks(count: Int, limit: Int = Int(Int32.max)) -> [Range<Int>] {
 }
 
 /// The operations the distributed code (DistTrain, DistCircuits, the CLI) uses, so that it can run over
-/// MPI (`MPICommunicator`) or any other implementation of the same contract. Every collective must be
-/// called by all ranks in the same order; `abort` ends the whole job. See docs/architecture.md.
+/// MPI (`MPICommunicator`) or on threads of one process (`LocalCommunicator`, for tests). Every collective
+/// must be called by all ranks in the same order; `abort` ends the whole job. See docs/architecture.md.
 public protocol Communicator: AnyObject, Sendable {
     /// This rank, 0..<size.
     var rank: Int { get }
@@ -102,7 +102,7 @@ public protocol Communicator: AnyObject, Sendable {
     func allreduce<T: MPIScalar>(_ value: T, op: ReduceOp) throws -> T
     /// Copies `count` elements from `root` to every rank.
     func broadcast<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, root: Int) throws
-    /// Copies root's array (length included) to every rank.
+    /// Copies root's array to every rank; every rank passes an array of root's length (an empty array: no-op).
     func broadcast<T: MPIScalar>(_ array: inout [T], root: Int) throws
     /// Returns root's bytes on every rank.
     func broadcast(bytes: [UInt8], root: Int) throws -> [UInt8]
@@ -120,7 +120,8 @@ public protocol Communicator: AnyObject, Sendable {
     func receive(from source: Int?, tag: Int?) throws -> (source: Int, tag: Int, bytes: [UInt8])
     /// Source and tag of a pending matching message, or nil; does not block.
     func poll(from source: Int?, tag: Int?) throws -> (source: Int, tag: Int)?
-    /// Ends every rank of the job with `message` and `code`.
+    /// Ends every rank of the job with `message` and `code` (in process, `LocalCommunicator`: every other
+    /// rank's pending or next call throws, and the calling thread parks; the process goes on).
     func abort(_ message: String, code: Int32) -> Never
     /// Releases the implementation's resources at the end of the process.
     func finalize()
