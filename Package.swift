@@ -40,6 +40,8 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["Core"], path: "Tests/CoreTests"),
         // Launched under mpirun by DistTests.
         .executableTarget(name: "MPISelfTest", dependencies: ["MPIShim"], path: "Tests/MPISelfTest"),
+        // DistTrain and DistCircuits on N in-process ranks (LocalCommunicator): no mpirun, seconds.
+        .testTarget(name: "DistUnitTests", dependencies: ["Core", "MPIShim", "DistTrain", "DistCircuits"], path: "Tests/DistUnitTests"),
         .testTarget(name: "DistTests", dependencies: ["Core", "MPIShim", "DistCircuits", "dkc", "MPISelfTest"], path: "Tests/DistTests"),
     ]
 )

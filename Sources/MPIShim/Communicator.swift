@@ -15,15 +15,32 @@ public struct CommunicatorError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Element types that travel through MPI reductions and broadcasts.
-public protocol MPIScalar {
+/// Element types that travel through reductions and broadcasts.
+public protocol MPIScalar: Sendable {
     static var mpiDatatype: MPI_Datatype { get }
+    /// `a op b` as MPI defines the op for this type (integer sums wrap): what `LocalCommunicator` folds with.
+    static func combine(_ a: Self, _ b: Self, _ op: ReduceOp) -> Self
 }
-extension Float: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_float()! } }
-extension Double: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_double()! } }
-extension Int32: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_int32()! } }
-extension Int64: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_int64()! } }
-extension UInt8: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_byte()! } }
+extension Float: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_float()! }
+    public static func combine(_ a: Float, _ b: Float, _ op: ReduceOp) -> Float { op.floating(a, b) }
+}
+extension Double: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_double()! }
+    public static func combine(_ a: Double, _ b: Double, _ op: ReduceOp) -> Double { op.floating(a, b) }
+}
+extension Int32: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_int32()! }
+    public static func combine(_ a: Int32, _ b: Int32, _ op: ReduceOp) -> Int32 { op.integer(a, b) }
+}
+extension Int64: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_int64()! }
+    public static func combine(_ a: Int64, _ b: Int64, _ op: ReduceOp) -> Int64 { op.integer(a, b) }
+}
+extension UInt8: MPIScalar {
+    public static var mpiDatatype: MPI_Datatype { dkc_mpi_byte()! }
+    public static func combine(_ a: UInt8, _ b: UInt8, _ op: ReduceOp) -> UInt8 { op.integer(a, b) }
+}
 
 public enum ReduceOp: String, CaseIterable, Sendable {
     case sum, max, min
@@ -32,6 +49,25 @@ public enum ReduceOp: String, CaseIterable, Sendable {
         case .sum: return dkc_mpi_op_sum()!
         case .max: return dkc_mpi_op_max()!
         case .min: return dkc_mpi_op_min()!
+        }
+    }
+
+    /// The op on floating-point values. max/min follow Swift's `max`/`min` (a NaN operand may be dropped,
+    /// as in common MPI builds; no caller relies on NaN propagating through max/min).
+    func floating<T: BinaryFloatingPoint>(_ a: T, _ b: T) -> T {
+        switch self {
+        case .sum: return a + b
+        case .max: return Swift.max(a, b)
+        case .min: return Swift.min(a, b)
+        }
+    }
+
+    /// The op on integers; sums wrap.
+    func integer<T: FixedWidthInteger>(_ a: T, _ b: T) -> T {
+        switch self {
+        case .sum: return a &+ b
+        case .max: return Swift.max(a, b)
+        case .min: return Swift.min(a, b)
         }
     }
 }
@@ -51,8 +87,8 @@ public func mpiChunks(count: Int, limit: Int = Int(Int32.max)) -> [Range<Int>] {
 }
 
 /// The operations the distributed code (DistTrain, DistCircuits, the CLI) uses, so that it can run over
-/// MPI (`MPICommunicator`) or any other implementation of the same contract. Every collective must be
-/// called by all ranks in the same order; `abort` ends the whole job. See docs/architecture.md.
+/// MPI (`MPICommunicator`) or on threads of one process (`LocalCommunicator`, for tests). Every collective
+/// must be called by all ranks in the same order; `abort` ends the whole job. See docs/architecture.md.
 public protocol Communicator: AnyObject, Sendable {
     /// This rank, 0..<size.
     var rank: Int { get }
@@ -66,7 +102,7 @@ public protocol Communicator: AnyObject, Sendable {
     func allreduce<T: MPIScalar>(_ value: T, op: ReduceOp) throws -> T
     /// Copies `count` elements from `root` to every rank.
     func broadcast<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, root: Int) throws
-    /// Copies root's array (length included) to every rank.
+    /// Copies root's array to every rank; every rank passes an array of root's length (an empty array: no-op).
     func broadcast<T: MPIScalar>(_ array: inout [T], root: Int) throws
     /// Returns root's bytes on every rank.
     func broadcast(bytes: [UInt8], root: Int) throws -> [UInt8]
@@ -84,7 +120,8 @@ public protocol Communicator: AnyObject, Sendable {
     func receive(from source: Int?, tag: Int?) throws -> (source: Int, tag: Int, bytes: [UInt8])
     /// Source and tag of a pending matching message, or nil; does not block.
     func poll(from source: Int?, tag: Int?) throws -> (source: Int, tag: Int)?
-    /// Ends every rank of the job with `message` and `code`.
+    /// Ends every rank of the job with `message` and `code` (in process, `LocalCommunicator`: every other
+    /// rank's pending or next call throws, and the calling thread parks; the process goes on).
     func abort(_ message: String, code: Int32) -> Never
     /// Releases the implementation's resources at the end of the process.
     func finalize()
