@@ -226,7 +226,9 @@ final class LocalWorker: @unchecked Sendable {
         precondition(job == nil && outcome == nil, "one local item at a time")
         job = (item, folder, sourceCircuits)
         if thread == nil {
-            let t = Thread { [unowned self] in self.loop() }
+            // The thread holds the worker until its loop ends (after `shutdown`): the coordinator may
+            // release its reference first, and the loop still reads `quit` after waking.
+            let t = Thread { self.loop() }
             t.stackSize = 8 << 20
             thread = t
             t.start()

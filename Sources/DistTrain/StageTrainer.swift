@@ -78,21 +78,7 @@ final class StageTrainer {
                                          stop: StopRequest.shared.isRequested)
             let dt = Date().timeIntervalSince(t0)
             if let what = result.nonFinite {
-                // Nothing was updated. Either the batch is skipped (within skip_nonfinite_steps) or the run
-                // stops here, on every rank, leaving the checkpoints as they are.
-                let step = state.globalStep + 1
-                guard state.nonfiniteSkipped < config.skipNonfiniteSteps else {
-                    let good = lastSaved.map { "the last good checkpoint, \($0.url.path), is untouched; run again to resume from it after" }
-                        ?? "no checkpoint of this stage was written yet (it started from \(plan.initDescription)); run again to start it afresh after"
-                    let budget = config.skipNonfiniteSteps > 0 ? " after skipping \(state.nonfiniteSkipped) such step(s), the skip_nonfinite_steps limit" : ""
-                    // Every rank reaches this alike (the verdict is agreed in the step): a clean collective end.
-                    throw CollectiveFailure(message: "[\(stage.rawValue)] step \(step): \(what)\(budget), so training stopped without applying it; \(good) lowering learning_rate, raising warmup_steps or keeping max_grad_norm > 0, or set skip_nonfinite_steps to skip such steps",
-                                            exitCode: 1)
-                }
-                state.globalStep += 1
-                state.nonfiniteSkipped += 1
-                observer(.notice("[\(stage.rawValue)] step \(step): \(what); the step's batch was skipped without an update (\(state.nonfiniteSkipped) of at most \(config.skipNonfiniteSteps))"))
-                try record(MetricsLine(values: [("skipped_nonfinite_steps", Double(state.nonfiniteSkipped)), ("epoch", state.epoch)], step: step))
+                try skipNonFiniteStep(what, lastSaved: lastSaved?.url)
             } else {
                 state.globalStep += 1
                 state.window.steps += 1
@@ -109,23 +95,10 @@ final class StageTrainer {
             let epochEnd = step % state.stepsPerEpoch == 0
             let last = step == total
             if state.window.steps > 0, step % config.loggingSteps == 0 || last {
-                var values: [(String, Double)] = [("loss", state.window.lossSum / Double(state.window.steps))]
-                if let g = result.gradNorm { values.append(("grad_norm", g)) }
-                // HF logs the scheduler's current rate: the one the next step will use.
-                values.append(("learning_rate", optimizer.config.learningRate(step: step + 1)))
-                values.append(("tokens_per_s", tokensPerSecond))
-                values.append(("epoch", state.epoch))
-                try record(MetricsLine(values: values, step: step))
-                state.window = .init()
+                try logWindow(step: step, gradNorm: result.gradNorm, tokensPerSecond: tokensPerSecond)
                 windowSeconds = 0; windowTokens = 0
             }
-            let evalDue: Bool
-            switch config.evalStrategy {
-            case .no: evalDue = false
-            case .epoch: evalDue = epochEnd || last
-            case .steps: evalDue = step % config.evalSteps == 0 || last
-            }
-            if evalDue, data.eval != nil, lastEval != step {
+            if evaluationDue(step: step, epochEnd: epochEnd, last: last), data.eval != nil, lastEval != step {
                 try evaluate()
                 lastEval = step
             }
@@ -154,6 +127,46 @@ final class StageTrainer {
         }
         observer(.stageFinished(stage: stage, step: state.globalStep, checkpoint: lastSaved!.url, seconds: seconds))
         return .finished(checkpoint: lastSaved!.url)
+    }
+
+    /// A step whose gradient was not finite updated nothing: its batch is skipped (within
+    /// skip_nonfinite_steps) or the run stops here, on every rank, leaving the checkpoints as they are.
+    private func skipNonFiniteStep(_ what: String, lastSaved: URL?) throws {
+        let stage = config.stage
+        let step = state.globalStep + 1
+        guard state.nonfiniteSkipped < config.skipNonfiniteSteps else {
+            let good = lastSaved.map { "the last good checkpoint, \($0.path), is untouched; run again to resume from it after" }
+                ?? "no checkpoint of this stage was written yet (it started from \(plan.initDescription)); run again to start it afresh after"
+            let budget = config.skipNonfiniteSteps > 0 ? " after skipping \(state.nonfiniteSkipped) such step(s), the skip_nonfinite_steps limit" : ""
+            // Every rank reaches this alike (the verdict is agreed in the step): a clean collective end.
+            throw CollectiveFailure(message: "[\(stage.rawValue)] step \(step): \(what)\(budget), so training stopped without applying it; \(good) lowering learning_rate, raising warmup_steps or keeping max_grad_norm > 0, or set skip_nonfinite_steps to skip such steps",
+                                    exitCode: 1)
+        }
+        state.globalStep += 1
+        state.nonfiniteSkipped += 1
+        observer(.notice("[\(stage.rawValue)] step \(step): \(what); the step's batch was skipped without an update (\(state.nonfiniteSkipped) of at most \(config.skipNonfiniteSteps))"))
+        try record(MetricsLine(values: [("skipped_nonfinite_steps", Double(state.nonfiniteSkipped)), ("epoch", state.epoch)], step: step))
+    }
+
+    /// The logging window's line of metrics.jsonl (mean loss since the last line), then a new window.
+    private func logWindow(step: Int, gradNorm: Double?, tokensPerSecond: Double) throws {
+        var values: [(String, Double)] = [("loss", state.window.lossSum / Double(state.window.steps))]
+        if let g = gradNorm { values.append(("grad_norm", g)) }
+        // HF logs the scheduler's current rate: the one the next step will use.
+        values.append(("learning_rate", optimizer.config.learningRate(step: step + 1)))
+        values.append(("tokens_per_s", tokensPerSecond))
+        values.append(("epoch", state.epoch))
+        try record(MetricsLine(values: values, step: step))
+        state.window = .init()
+    }
+
+    /// Whether `eval_strategy` asks for an evaluation after `step`.
+    private func evaluationDue(step: Int, epochEnd: Bool, last: Bool) -> Bool {
+        switch config.evalStrategy {
+        case .no: return false
+        case .epoch: return epochEnd || last
+        case .steps: return step % config.evalSteps == 0 || last
+        }
     }
 
     /// Test hook (docs/fault-tolerance.md): `DKC_TEST_NAN_GRADIENT_STEPS`, comma-separated optimizer steps

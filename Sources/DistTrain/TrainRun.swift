@@ -46,6 +46,10 @@ public final class TrainRun {
         self.observer = observer
     }
 
+    /// The final weights and checkpoint of a stage already trained in this run (weights nil when it
+    /// was found complete on disk and not loaded).
+    typealias Trained = (stage: TrainStage, params: ParameterArena?, checkpoint: URL)
+
     public func run() throws -> Outcome {
         let lock = try lockOutputFolder()
         defer { withExtendedLifetime(lock) {} }
@@ -54,7 +58,7 @@ public final class TrainRun {
         for s in setups { data.append(try loadData(s)) }
         try comm.agree(exitCode: CorpusLoader.exitCode) { try checkCompatibility(setups, data) }
 
-        var previous: (stage: TrainStage, params: ParameterArena?, checkpoint: URL)?
+        var previous: Trained?
         // The continual stage's final weights, for every forget sub-run.
         var continualFinal: (params: ParameterArena?, checkpoint: URL)?
         for (setup, stageData) in zip(setups, data) {
@@ -74,7 +78,7 @@ public final class TrainRun {
             let params = ParameterArena(config: setup.model)
             let optimizer = AdamW(layout: params.layout, config: s.optimizer(totalSteps: total), threads: threads)
             var state: TrainerState
-            var initDescription: String
+            let initDescription: String
             if let r = setup.resume {
                 try rootLoad("checkpoint \(r.url.path)") {
                     try HFCheckpoint.load(folder: r.url, into: params)
@@ -85,32 +89,7 @@ public final class TrainRun {
                 state = r.state
                 initDescription = "resumed from \(r.url.path)"
             } else {
-                switch s.initSource {
-                case .scratch:
-                    if comm.isRoot { params.initializeGPT2(seed: s.seed) }
-                    initDescription = "random GPT-2 initialisation (seed \(s.seed))"
-                case .base:
-                    if let p = previous, p.stage == .base, let inMemory = p.params {
-                        params.copy(from: inMemory)
-                        initDescription = "the base stage's final weights (\(p.checkpoint.path))"
-                    } else {
-                        let url = try baseCheckpoint(previous)
-                        try rootLoad("the base stage's checkpoint \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
-                        initDescription = "the base stage's final checkpoint \(url.path)"
-                    }
-                case .continual:
-                    if let p = continualFinal, let inMemory = p.params {
-                        params.copy(from: inMemory)
-                        initDescription = "the continual stage's final weights (\(p.checkpoint.path))"
-                    } else {
-                        let url = try continualFinal?.checkpoint ?? stageCheckpoint(.continual)
-                        try rootLoad("the continual stage's checkpoint \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
-                        initDescription = "the continual stage's final checkpoint \(url.path)"
-                    }
-                case .folder(let url):
-                    try rootLoad("the model folder \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
-                    initDescription = "the model folder \(url.path)"
-                }
+                initDescription = try initializeWeights(params, stage: s, previous: previous, continualFinal: continualFinal)
                 state = TrainerState(stage: s.stage.rawValue, globalStep: 0, maxSteps: total, numTrainEpochs: s.numTrainEpochs,
                                      stepsPerEpoch: stepsPerEpoch, globalBatchSize: G, perDeviceTrainBatchSize: s.perDeviceTrainBatchSize,
                                      loggingSteps: s.loggingSteps, saveSteps: s.saveSteps, evalSteps: s.evalSteps, logHistory: [],
@@ -119,18 +98,7 @@ public final class TrainRun {
                                      deterministic: s.deterministic, finished: false, config: config.resolved.json)
             }
             try ReplicaSync.broadcast(params, comm: comm)
-            // Settings that may change between a run and its resumption (HF allows the same).
-            // A stage resumed past a lowered end keeps its step as the end (global_step ≤ max_steps).
-            state.maxSteps = max(total, state.globalStep)
-            state.numTrainEpochs = s.numTrainEpochs
-            state.loggingSteps = s.loggingSteps
-            state.saveSteps = s.saveSteps
-            state.evalSteps = s.evalSteps
-            state.worldSize = comm.size
-            state.blasThreads = threads
-            state.deterministic = s.deterministic
-            state.config = config.resolved.json
-            state.source = DKCVersion.source
+            applyCurrentSettings(to: &state, stage: s, totalSteps: total)
 
             let model = GPT2(params: params, threads: threads)
             let stepper = DataParallelStep(comm: comm, model: model, optimizer: optimizer, perRankBatch: s.perDeviceTrainBatchSize,
@@ -153,6 +121,52 @@ public final class TrainRun {
             }
         }
         return .finished
+    }
+
+    /// A stage's starting weights when it does not resume, by its `init` source: random, the base or
+    /// continual stage's final weights (in memory when this run trained them, else their checkpoint),
+    /// or a model folder. Returns the description the stage plan prints.
+    private func initializeWeights(_ params: ParameterArena, stage s: StageConfig, previous: Trained?,
+                                   continualFinal: (params: ParameterArena?, checkpoint: URL)?) throws -> String {
+        switch s.initSource {
+        case .scratch:
+            if comm.isRoot { params.initializeGPT2(seed: s.seed) }
+            return "random GPT-2 initialisation (seed \(s.seed))"
+        case .base:
+            if let p = previous, p.stage == .base, let inMemory = p.params {
+                params.copy(from: inMemory)
+                return "the base stage's final weights (\(p.checkpoint.path))"
+            }
+            let url = try baseCheckpoint(previous)
+            try rootLoad("the base stage's checkpoint \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
+            return "the base stage's final checkpoint \(url.path)"
+        case .continual:
+            if let p = continualFinal, let inMemory = p.params {
+                params.copy(from: inMemory)
+                return "the continual stage's final weights (\(p.checkpoint.path))"
+            }
+            let url = try continualFinal?.checkpoint ?? stageCheckpoint(.continual)
+            try rootLoad("the continual stage's checkpoint \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
+            return "the continual stage's final checkpoint \(url.path)"
+        case .folder(let url):
+            try rootLoad("the model folder \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
+            return "the model folder \(url.path)"
+        }
+    }
+
+    /// Settings that may change between a run and its resumption (HF allows the same). A stage resumed
+    /// past a lowered end keeps its step as the end (global_step ≤ max_steps).
+    private func applyCurrentSettings(to state: inout TrainerState, stage s: StageConfig, totalSteps total: Int) {
+        state.maxSteps = max(total, state.globalStep)
+        state.numTrainEpochs = s.numTrainEpochs
+        state.loggingSteps = s.loggingSteps
+        state.saveSteps = s.saveSteps
+        state.evalSteps = s.evalSteps
+        state.worldSize = comm.size
+        state.blasThreads = threads
+        state.deterministic = s.deterministic
+        state.config = config.resolved.json
+        state.source = DKCVersion.source
     }
 
     // MARK: - Checks
@@ -308,7 +322,7 @@ public final class TrainRun {
     }
 
     /// The base stage's final checkpoint (rank 0 looks on disk when this run did not train it).
-    private func baseCheckpoint(_ previous: (stage: TrainStage, params: ParameterArena?, checkpoint: URL)?) throws -> URL {
+    private func baseCheckpoint(_ previous: Trained?) throws -> URL {
         if let p = previous, p.stage == .base { return p.checkpoint }
         let folder = config.outputDir.appendingPathComponent(TrainStage.base.rawValue).appendingPathComponent("checkpoints")
         guard let newest = TrainCheckpoint.newest(in: folder),

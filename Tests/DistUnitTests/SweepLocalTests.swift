@@ -127,8 +127,8 @@ final class SweepLocalTests: XCTestCase {
             XCTAssertTrue(summary.complete)
             XCTAssertEqual(SweepRun.finishedItems(plan: plan), Set(plan.allItems))
             let lines = SweepStore.readManifest(plan.outputDir.appendingPathComponent("manifest.jsonl"))
-            XCTAssertEqual(lines.filter { ($0["event"] as? String) == "cell" }.count, 6, "R \(R): one manifest line per cell")
-            XCTAssertEqual(lines.filter { ($0["event"] as? String) == "transplant" }.count, 2, "R \(R)")
+            XCTAssertEqual(lines.filter { $0["event"]?.stringValue == "cell" }.count, 6, "R \(R): one manifest line per cell")
+            XCTAssertEqual(lines.filter { $0["event"]?.stringValue == "transplant" }.count, 2, "R \(R)")
             // Each transplant carried every source cell's circuits: 3 source cells on each of 2 checkpoints.
             let circuits = try CircuitsTable.read(from: plan.outputDir.appendingPathComponent("circuits.nc"))
             XCTAssertEqual(circuits.transplants.count, 6, "R \(R): transplant entries")
