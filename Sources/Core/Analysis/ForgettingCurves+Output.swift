@@ -213,24 +213,21 @@ extension ForgettingCurves {
             chart.yPercent = true
             return AnalysisFigure(file: file, caption: caption, svg: chart.render())
         }
+        // Run r's first-token (solid) and query accuracy (dashed) of type y, named `name`, in colour `colour`.
+        func pair(_ r: Int, _ y: Int, _ name: String, _ colour: Int) -> [LineSeries] {
+            [LineSeries(name: name + " first token", x: stepX, y: curve(runs[r], type: types[y]), color: SVG.color(colour)),
+             LineSeries(name: name + " query", x: checkpointX, y: queryCurve(query, run: r, type: y), color: SVG.color(colour), dash: SVG.dash(1))]
+        }
         for (y, type) in types.enumerated() {
-            var lines: [LineSeries] = []
-            for (r, run) in runs.enumerated() {
-                lines.append(LineSeries(name: "replay \(run.label) first token", x: stepX, y: curve(run, type: type), color: SVG.color(r)))
-                lines.append(LineSeries(name: "replay \(run.label) query", x: checkpointX, y: queryCurve(query, run: r, type: y), color: SVG.color(r), dash: SVG.dash(1)))
-            }
             out.append(accuracyChart("first_token_\(AnalysisFigures.safe(type)).svg", "Forgetting \(type) knowledge",
-                lines, "First-token accuracy of \(type) knowledge on the continual validation set (solid, every evaluation) and the full model's " +
+                runs.indices.flatMap { pair($0, y, "replay \(runs[$0].label)", $0) },
+                "First-token accuracy of \(type) knowledge on the continual validation set (solid, every evaluation) and the full model's " +
                 "query accuracy on the continual test set (dashed, every checkpoint, the study's rule, mean over buckets), one colour per replay ratio."))
         }
         for (r, run) in runs.enumerated() {
-            var lines: [LineSeries] = []
-            for (y, type) in types.enumerated() {
-                lines.append(LineSeries(name: "\(type) first token", x: stepX, y: curve(run, type: type), color: SVG.color(y)))
-                lines.append(LineSeries(name: "\(type) query", x: checkpointX, y: queryCurve(query, run: r, type: y), color: SVG.color(y), dash: SVG.dash(1)))
-            }
             out.append(accuracyChart("replay_\(run.label).svg", "Forgetting with replay ratio \(run.label)",
-                lines, "Replay ratio \(run.label): first-token accuracy (solid) and query accuracy (dashed) per type."))
+                types.indices.flatMap { pair(r, $0, types[$0], $0) },
+                "Replay ratio \(run.label): first-token accuracy (solid) and query accuracy (dashed) per type."))
         }
         guard let plotTopn, let k = topn.firstIndex(of: plotTopn) else { return out }
         let named = Dictionary(uniqueKeysWithValues: circuitSeries().map { ($0.0, $0.1) })
