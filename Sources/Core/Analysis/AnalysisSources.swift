@@ -61,7 +61,7 @@ struct AnalysisCheckpointAxis {
     let index: [Int64: Int]
 
     init(_ file: AnalysisInputFile) throws {
-        steps = try file.integers("checkpoint")
+        steps = try file.integers(ResultName.checkpoint)
         var index: [Int64: Int] = [:]
         for (i, s) in steps.enumerated() {
             if index[s] != nil {
@@ -92,23 +92,23 @@ struct AcquisitionSource {
     init(path: String) throws {
         file = try AnalysisInputFile(path: path)
         checkpoints = try AnalysisCheckpointAxis(file)
-        attributes = try file.labels("attribute")
-        types = try file.labels("type")
-        frequencies = try file.labels("frequency")
-        let order = ["checkpoint", "attribute", "type", "frequency"]
+        attributes = try file.labels(ResultName.attribute)
+        types = try file.labels(ResultName.entityType)
+        frequencies = try file.labels(ResultName.frequency)
+        let order = [ResultName.checkpoint, ResultName.attribute, ResultName.entityType, ResultName.frequency]
         let f = file
         func optional(_ name: String) throws -> LabeledArray? { f.has(name) ? try f.array(name, order: order) : nil }
-        exactMatch = try optional("exact_match")
-        hitsAt10 = try optional("hits_at_10")
-        hitsAt1 = try optional("hits_at_1")
-        queryAccuracy = try optional("query_accuracy")
+        exactMatch = try optional(ResultName.exactMatch)
+        hitsAt10 = try optional(ResultName.hitsAt10)
+        hitsAt1 = try optional(ResultName.hitsAt1)
+        queryAccuracy = try optional(ResultName.queryAccuracy)
         testSet = file.globalText("test_set")
-        if f.has("query_correct"), f.has("test_entity_type"), f.has("test_entity_frequency") {
-            let entityTypes = try f.strings("test_entity_type", over: "test_entity")
-            let entityFrequencies = try f.strings("test_entity_frequency", over: "test_entity")
-            let order = ["checkpoint", "test_entity", "attribute"]
-            let query = try f.rawSlice("query_correct", fixed: [:], trailing: order, as: Int8.self)
-            let exact = f.has("exact_correct") ? try f.rawSlice("exact_correct", fixed: [:], trailing: order, as: Int8.self) : nil
+        if f.has(ResultName.queryCorrect), f.has(ResultName.testEntityType), f.has(ResultName.testEntityFrequency) {
+            let entityTypes = try f.strings(ResultName.testEntityType, over: ResultName.testEntity)
+            let entityFrequencies = try f.strings(ResultName.testEntityFrequency, over: ResultName.testEntity)
+            let order = [ResultName.checkpoint, ResultName.testEntity, ResultName.attribute]
+            let query = try f.rawSlice(ResultName.queryCorrect, fixed: [:], trailing: order, as: Int8.self)
+            let exact = f.has(ResultName.exactCorrect) ? try f.rawSlice(ResultName.exactCorrect, fixed: [:], trailing: order, as: Int8.self) : nil
             guard entityTypes.count == entityFrequencies.count,
                   query.count == checkpoints.steps.count * entityTypes.count * attributes.count else {
                 throw AnalysisError.layout(file: path, object: "variables 'query_correct', 'test_entity_type'",
@@ -149,14 +149,14 @@ struct CircuitsSource {
     init(path: String, topn: Int?) throws {
         file = try AnalysisInputFile(path: path)
         checkpoints = try AnalysisCheckpointAxis(file)
-        tasks = try file.labels("task")
-        types = try file.labels("type")
-        frequencies = try file.labels("frequency")
-        guard let nTopn = file.dimensionLength("topn"), nTopn > 0 else {
+        tasks = try file.labels(ResultName.task)
+        types = try file.labels(ResultName.entityType)
+        frequencies = try file.labels(ResultName.frequency)
+        guard let nTopn = file.dimensionLength(ResultName.topn), nTopn > 0 else {
             throw AnalysisError.layout(file: path, object: "dimension 'topn'", problem: "missing or empty")
         }
         topnCount = nTopn
-        topnValues = file.has("topn") ? try file.integers("topn") : nil
+        topnValues = file.has(ResultName.topn) ? try file.integers(ResultName.topn) : nil
         if let topn {
             guard let values = topnValues else {
                 throw AnalysisError.option(name: "--topn", problem: "\(path) has no 'topn' variable to select \(topn) from; omit --topn")
@@ -169,35 +169,35 @@ struct CircuitsSource {
         } else {
             topnIndex = topnValues.map { v in v.indices.max { v[$0] < v[$1] }! } ?? nTopn - 1
         }
-        targetTypes = file.has("target_type") ? try file.labels("target_type") : nil
-        targetFrequencies = file.has("target_frequency") ? try file.labels("target_frequency") : nil
-        upstream = file.has("upstream") ? try file.labels("upstream") : nil
-        downstream = file.has("downstream") ? try file.labels("downstream") : nil
-        let inCircuit = try file.info("in_circuit")
+        targetTypes = file.has(ResultName.targetType) ? try file.labels(ResultName.targetType) : nil
+        targetFrequencies = file.has(ResultName.targetFrequency) ? try file.labels(ResultName.targetFrequency) : nil
+        upstream = file.has(ResultName.upstream) ? try file.labels(ResultName.upstream) : nil
+        downstream = file.has(ResultName.downstream) ? try file.labels(ResultName.downstream) : nil
+        let inCircuit = try file.info(ResultName.inCircuit)
         func length(_ d: String) throws -> Int {
             guard let i = inCircuit.dimensions.firstIndex(of: d) else {
                 throw AnalysisError.layout(file: path, object: "variable 'in_circuit'", problem: "has no dimension '\(d)'")
             }
             return inCircuit.shape[i]
         }
-        nUpstream = try length("upstream")
-        nDownstream = try length("downstream")
+        nUpstream = try length(ResultName.upstream)
+        nDownstream = try length(ResultName.downstream)
 
-        let cell = ["checkpoint", "task", "type", "frequency"]
-        let fixed = ["topn": topnIndex]
+        let cell = [ResultName.checkpoint, ResultName.task, ResultName.entityType, ResultName.frequency]
+        let fixed = [ResultName.topn: topnIndex]
         let f = file
         func scalar(_ name: String) throws -> LabeledArray? {
             guard f.has(name) else { return nil }
             let values = try f.slice(name, fixed: fixed, trailing: cell)
             return LabeledArray(dimensions: cell, shape: cell.map { f.dimensionLength($0)! }, values: values)
         }
-        faithfulness = try scalar("faithfulness")
-        nEdges = try scalar("n_edges")
-        nEdgesByTopn = f.has("n_edges") ? try f.array("n_edges", order: cell + ["topn"]) : nil
-        edgeEntropy = try scalar("edge_entropy")
-        if f.has("hits_at_10"), targetTypes != nil, targetFrequencies != nil {
-            let dims = cell + ["target_type", "target_frequency"]
-            let values = try f.slice("hits_at_10", fixed: fixed, trailing: dims)
+        faithfulness = try scalar(ResultName.faithfulness)
+        nEdges = try scalar(ResultName.nEdges)
+        nEdgesByTopn = f.has(ResultName.nEdges) ? try f.array(ResultName.nEdges, order: cell + [ResultName.topn]) : nil
+        edgeEntropy = try scalar(ResultName.edgeEntropy)
+        if f.has(ResultName.hitsAt10), targetTypes != nil, targetFrequencies != nil {
+            let dims = cell + [ResultName.targetType, ResultName.targetFrequency]
+            let values = try f.slice(ResultName.hitsAt10, fixed: fixed, trailing: dims)
             hitsAt10 = LabeledArray(dimensions: dims, shape: dims.map { f.dimensionLength($0)! }, values: values)
         } else {
             hitsAt10 = nil
@@ -213,8 +213,8 @@ struct CircuitsSource {
     func inCircuit(checkpoint c: Int, task t: Int, type y: Int, frequency f: Int, topn k: Int? = nil) throws -> [Int8]? {
         let k = k ?? topnIndex
         if let nEdgesByTopn, nEdgesByTopn[c, t, y, f, k].isNaN { return nil }
-        let mask = try file.rawSlice("in_circuit", fixed: ["checkpoint": c, "task": t, "type": y, "frequency": f, "topn": k],
-                                     trailing: ["upstream", "downstream"], as: Int8.self)
+        let mask = try file.rawSlice(ResultName.inCircuit, fixed: [ResultName.checkpoint: c, ResultName.task: t, ResultName.entityType: y, ResultName.frequency: f, ResultName.topn: k],
+                                     trailing: [ResultName.upstream, ResultName.downstream], as: Int8.self)
         return mask.allSatisfy({ $0 == 0 || $0 == 1 }) ? mask : nil
     }
 }
@@ -236,18 +236,18 @@ struct ScoresSource {
         func lookup(_ name: String) throws -> [String: Int] {
             Dictionary(try f.labels(name).enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
         }
-        taskIndex = try lookup("task")
-        typeIndex = try lookup("type")
-        frequencyIndex = try lookup("frequency")
-        upstream = file.has("upstream") ? try file.labels("upstream") : nil
-        downstream = file.has("downstream") ? try file.labels("downstream") : nil
-        let score = try file.info("score")
-        guard let u = score.dimensions.firstIndex(of: "upstream"), let d = score.dimensions.firstIndex(of: "downstream") else {
+        taskIndex = try lookup(ResultName.task)
+        typeIndex = try lookup(ResultName.entityType)
+        frequencyIndex = try lookup(ResultName.frequency)
+        upstream = file.has(ResultName.upstream) ? try file.labels(ResultName.upstream) : nil
+        downstream = file.has(ResultName.downstream) ? try file.labels(ResultName.downstream) : nil
+        let score = try file.info(ResultName.score)
+        guard let u = score.dimensions.firstIndex(of: ResultName.upstream), let d = score.dimensions.firstIndex(of: ResultName.downstream) else {
             throw AnalysisError.layout(file: path, object: "variable 'score'", problem: "lacks the upstream and downstream dimensions")
         }
         nUpstream = score.shape[u]
         nDownstream = score.shape[d]
-        scoreFills = Set(file.fillValues("score", score.type).map(Float.init))
+        scoreFills = Set(file.fillValues(ResultName.score, score.type).map(Float.init))
     }
 
     /// The score matrix (upstream, downstream) of a cell named by step and labels; nil when the
@@ -255,8 +255,8 @@ struct ScoresSource {
     func scores(step: Int64, task: String, type: String, frequency: String) throws -> [Float]? {
         guard let c = checkpoints.index[step], let t = taskIndex[task], let y = typeIndex[type],
               let f = frequencyIndex[frequency] else { return nil }
-        var m = try file.rawSlice("score", fixed: ["checkpoint": c, "task": t, "type": y, "frequency": f],
-                                  trailing: ["upstream", "downstream"], as: Float.self)
+        var m = try file.rawSlice(ResultName.score, fixed: [ResultName.checkpoint: c, ResultName.task: t, ResultName.entityType: y, ResultName.frequency: f],
+                                  trailing: [ResultName.upstream, ResultName.downstream], as: Float.self)
         var any = false
         for i in m.indices {
             if scoreFills.contains(m[i]) { m[i] = .nan } else if !m[i].isNaN { any = true }

@@ -16,18 +16,18 @@ struct ComponentsSource {
     init(path: String) throws {
         file = try AnalysisInputFile(path: path)
         checkpoints = try AnalysisCheckpointAxis(file)
-        tasks = try file.labels("task"); types = try file.labels("type"); frequencies = try file.labels("frequency")
-        lens = try file.labels("lens"); classes = try file.labels("class")
-        layers = try file.integers("layer"); topn = try file.integers("topn")
+        tasks = try file.labels(ResultName.task); types = try file.labels(ResultName.entityType); frequencies = try file.labels(ResultName.frequency)
+        lens = try file.labels(ResultName.lens); classes = try file.labels(ResultName.headClassAxis)
+        layers = try file.integers(ResultName.layer); topn = try file.integers(ResultName.topn)
         guard lens.count == layers.count + 1 else {
             throw AnalysisError.layout(file: path, object: "dimension 'lens'",
                                        problem: "has \(lens.count) points for \(layers.count) layers; expected layers + 1 (give the components.nc of dkc sweep)")
         }
-        let g = ["checkpoint", "task", "type", "frequency"]
-        rankPlus1 = try file.array("logit_lens_rank_plus1_mean", order: g + ["lens"])
-        probability = try file.array("logit_lens_prob_mean", order: g + ["lens"])
-        circuitHeads = try file.array("circuit_heads", order: g + ["topn", "class", "layer"])
-        circuitNodes = try file.array("circuit_nodes", order: g + ["topn"])
+        let g = [ResultName.checkpoint, ResultName.task, ResultName.entityType, ResultName.frequency]
+        rankPlus1 = try file.array(ResultName.logitLensRankPlus1Mean, order: g + [ResultName.lens])
+        probability = try file.array(ResultName.logitLensProbMean, order: g + [ResultName.lens])
+        circuitHeads = try file.array(ResultName.circuitHeads, order: g + [ResultName.topn, ResultName.headClassAxis, ResultName.layer])
+        circuitNodes = try file.array(ResultName.circuitNodes, order: g + [ResultName.topn])
     }
 }
 
@@ -65,13 +65,13 @@ public struct ComponentTrends: Sendable {
     static func compute(_ s: ComponentsSource, _ r: AnalysisResult) -> ComponentTrends {
         let nC = r.steps.count, nT = r.tasks.count, nY = r.types.count, nF = r.frequencies.count
         let K = s.lens.count, NC = s.classes.count, L = s.layers.count, N = s.topn.count
-        let g = ["checkpoint", "task", "type", "frequency"], shape = [nC, nT, nY, nF]
-        var t = ComponentTrends(lensRankPlus1: LabeledArray(dimensions: g + ["lens"], shape: shape + [K]),
-                                lensProbability: LabeledArray(dimensions: g + ["lens"], shape: shape + [K]),
+        let g = [ResultName.checkpoint, ResultName.task, ResultName.entityType, ResultName.frequency], shape = [nC, nT, nY, nF]
+        var t = ComponentTrends(lensRankPlus1: LabeledArray(dimensions: g + [ResultName.lens], shape: shape + [K]),
+                                lensProbability: LabeledArray(dimensions: g + [ResultName.lens], shape: shape + [K]),
                                 lensFirstRank10: LabeledArray(dimensions: g, shape: shape),
-                                headClassShare: LabeledArray(dimensions: g + ["component_topn", "class"], shape: shape + [N, NC]),
-                                circuitHeadsByLayer: LabeledArray(dimensions: g + ["component_topn", "class", "head_layer"], shape: shape + [N, NC, L]),
-                                headClassShareAll: LabeledArray(dimensions: ["checkpoint", "class"], shape: [nC, NC]))
+                                headClassShare: LabeledArray(dimensions: g + ["component_topn", ResultName.headClassAxis], shape: shape + [N, NC]),
+                                circuitHeadsByLayer: LabeledArray(dimensions: g + ["component_topn", ResultName.headClassAxis, "head_layer"], shape: shape + [N, NC, L]),
+                                headClassShareAll: LabeledArray(dimensions: [ResultName.checkpoint, ResultName.headClassAxis], shape: [nC, NC]))
         t.lens = s.lens; t.classes = s.classes; t.headLayers = s.layers; t.componentTopn = s.topn
         t.topnIndex = r.topn.flatMap { s.topn.firstIndex(of: $0) } ?? (s.topn.indices.max { s.topn[$0] < s.topn[$1] } ?? 0)
         var present: [[Int]] = Array(repeating: [], count: nC)   // flat cell offsets present per checkpoint
@@ -137,20 +137,20 @@ public struct TransplantTrends: Sendable {
 
     static func read(_ source: CircuitsSource, _ r: AnalysisResult) throws -> TransplantTrends? {
         let f = source.file
-        guard f.has("source_checkpoint"), !r.frequencies.isEmpty else { return nil }
-        let sources = try f.integers("source_checkpoint")
-        let order = ["source_checkpoint", "checkpoint", "task", "type", "frequency"]
-        let fixed = f.dimensionLength("topn") == nil ? [:] : ["topn": source.topnIndex]
+        guard f.has(ResultName.sourceCheckpoint), !r.frequencies.isEmpty else { return nil }
+        let sources = try f.integers(ResultName.sourceCheckpoint)
+        let order = [ResultName.sourceCheckpoint, ResultName.checkpoint, ResultName.task, ResultName.entityType, ResultName.frequency]
+        let fixed = f.dimensionLength(ResultName.topn) == nil ? [:] : [ResultName.topn: source.topnIndex]
         let shape = [sources.count, source.checkpoints.steps.count, source.tasks.count, source.types.count, source.frequencies.count]
-        let faith = LabeledArray(dimensions: order, shape: shape, values: try f.slice("transplant_faithfulness", fixed: fixed, trailing: order))
-        let hits = LabeledArray(dimensions: order, shape: shape, values: try f.slice("transplant_hits_at_10", fixed: fixed, trailing: order))
+        let faith = LabeledArray(dimensions: order, shape: shape, values: try f.slice(ResultName.transplantFaithfulness, fixed: fixed, trailing: order))
+        let hits = LabeledArray(dimensions: order, shape: shape, values: try f.slice(ResultName.transplantHitsAt10, fixed: fixed, trailing: order))
         let nS = sources.count, nC = r.steps.count, nT = r.tasks.count, nY = r.types.count, nF = r.frequencies.count
         let bucket = r.frequencies.firstIndex(of: "high") ?? 0
         var t = TransplantTrends(sources: sources,
                                  faithfulness: LabeledArray(dimensions: order, shape: [nS, nC, nT, nY, nF]),
                                  hitsAt10: LabeledArray(dimensions: order, shape: [nS, nC, nT, nY, nF]), frequency: bucket,
-                                 faithfulnessCurve: LabeledArray(dimensions: ["source_checkpoint", "checkpoint"], shape: [nS, nC]),
-                                 hitsAt10Curve: LabeledArray(dimensions: ["source_checkpoint", "checkpoint"], shape: [nS, nC]))
+                                 faithfulnessCurve: LabeledArray(dimensions: [ResultName.sourceCheckpoint, ResultName.checkpoint], shape: [nS, nC]),
+                                 hitsAt10Curve: LabeledArray(dimensions: [ResultName.sourceCheckpoint, ResultName.checkpoint], shape: [nS, nC]))
         for s in 0..<nS {
             for (fc, step) in source.checkpoints.steps.enumerated() {
                 guard let c = r.steps.firstIndex(of: step) else { continue }

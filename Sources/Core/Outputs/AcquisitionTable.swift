@@ -158,7 +158,7 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
         try mergeCells(&merged.cells, other.cells, table: "acquisition", hint: "a checkpoint must be evaluated by one part of the sweep only")
         if !other.testEntities.isEmpty {
             guard merged.testEntities.isEmpty || merged.testEntities == other.testEntities else {
-                throw OutputFileError(.conflictingCell("test_entity"), reason: "the acquisition tables list different test entities",
+                throw OutputFileError(.conflictingCell(ResultName.testEntity), reason: "the acquisition tables list different test entities",
                                       hint: "the parts must use the same test.jsonl")
             }
             merged.testEntities = other.testEntities
@@ -168,14 +168,14 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
         self = merged
     }
 
-    static let gridDimensions = ["checkpoint", "attribute", "type", "frequency"]
+    static let gridDimensions = [ResultName.checkpoint, ResultName.attribute, ResultName.entityType, ResultName.frequency]
     static let measures: [(name: String, longName: String, value: (Result) -> Double)] = [
-        ("query_accuracy", "share of entities whose greedy continuation, cut at the first '.', equals the value or is a substring of it "
+        (ResultName.queryAccuracy, "share of entities whose greedy continuation, cut at the first '.', equals the value or is a substring of it "
             + "(the study's rule: an empty prediction counts)", { $0.queryAccuracy }),
-        ("exact_match", "share of entities whose greedy continuation, cut at the first '.', equals the value", { $0.exactMatch }),
-        ("hits_at_1", "share of entities whose label's first token has rank < 1 at the last prompt position", { $0.hitsAt1 }),
-        ("hits_at_10", "share of entities whose label's first token has rank < 10 at the last prompt position", { $0.hitsAt10 }),
-        ("label_prob", "mean probability of the label's first token at the last prompt position", { $0.labelProb }),
+        (ResultName.exactMatch, "share of entities whose greedy continuation, cut at the first '.', equals the value", { $0.exactMatch }),
+        (ResultName.hitsAt1, "share of entities whose label's first token has rank < 1 at the last prompt position", { $0.hitsAt1 }),
+        (ResultName.hitsAt10, "share of entities whose label's first token has rank < 10 at the last prompt position", { $0.hitsAt10 }),
+        (ResultName.labelProb, "mean probability of the label's first token at the last prompt position", { $0.labelProb }),
     ]
 
     /// Writes the table to `url` atomically; the same table and provenance give the same file.
@@ -196,33 +196,33 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
 
         try OutputFileWriter.write(.acquisition, to: url, provenance: provenance, options: options) { w, file in
             try w.checkpointCoordinates(checkpoints)
-            try w.stringCoordinate("attribute", labels[0], describe(AxisNames.attribute))
-            try w.stringCoordinate("type", labels[1], describe(AxisNames.type))
-            try w.stringCoordinate("frequency", labels[2], describe(AxisNames.frequency))
+            try w.stringCoordinate(ResultName.attribute, labels[0], describe(AxisNames.attribute))
+            try w.stringCoordinate(ResultName.entityType, labels[1], describe(AxisNames.type))
+            try w.stringCoordinate(ResultName.frequency, labels[2], describe(AxisNames.frequency))
             for (m, measure) in Self.measures.enumerated() {
                 try w.variable(measure.name, type: .double, dimensions: dims, gridRank: 1, fill: .nan,
                                describe(measure.longName, units: "1"))
                 if grid.count > 0 { w.later { try file.write(columns[m], to: measure.name) } }
             }
-            try w.variable("n_entities", type: .int64, dimensions: dims, gridRank: 1, fill: .value(Double(OutputFill.count)),
+            try w.variable(ResultName.nEntities, type: .int64, dimensions: dims, gridRank: 1, fill: .value(Double(OutputFill.count)),
                            describe("test entities in the cell", units: "1", [("comment", .text("-1 where not computed"))]))
-            if grid.count > 0 { w.later { try file.write(nEntities, to: "n_entities") } }
+            if grid.count > 0 { w.later { try file.write(nEntities, to: ResultName.nEntities) } }
             if !testEntities.isEmpty { try writeEntities(w, steps: steps, attributes: labels[0]) }
         }
     }
 
-    static let entityDimensions = ["checkpoint", "test_entity", "attribute"]
+    static let entityDimensions = [ResultName.checkpoint, ResultName.testEntity, ResultName.attribute]
     static let entityMeasures: [(name: String, longName: String, value: (EntityResults) -> [String: [Int8]])] = [
-        ("query_correct", "1 where the entity's greedy continuation, cut at the first '.', equals the value or is a substring of it "
+        (ResultName.queryCorrect, "1 where the entity's greedy continuation, cut at the first '.', equals the value or is a substring of it "
             + "(the study's rule), else 0", { $0.query }),
-        ("exact_correct", "1 where the entity's greedy continuation, cut at the first '.', equals the value, else 0", { $0.exact }),
+        (ResultName.exactCorrect, "1 where the entity's greedy continuation, cut at the first '.', equals the value, else 0", { $0.exact }),
     ]
 
     /// The `test_entity` coordinates and the per-entity variables, (checkpoint, test_entity, attribute).
     private func writeEntities(_ w: OutputFileWriter, steps: [Int64], attributes: [String]) throws {
-        try w.stringCoordinate("test_entity", testEntities.map(\.name), describe("test entity (full name), test.jsonl's order"))
-        try w.stringVariable("test_entity_type", dimensions: ["test_entity"], testEntities.map(\.type), describe("entity type of the test entity"))
-        try w.stringVariable("test_entity_frequency", dimensions: ["test_entity"], testEntities.map(\.frequency),
+        try w.stringCoordinate(ResultName.testEntity, testEntities.map(\.name), describe("test entity (full name), test.jsonl's order"))
+        try w.stringVariable(ResultName.testEntityType, dimensions: [ResultName.testEntity], testEntities.map(\.type), describe("entity type of the test entity"))
+        try w.stringVariable(ResultName.testEntityFrequency, dimensions: [ResultName.testEntity], testEntities.map(\.frequency),
                              describe("frequency bucket of the test entity ('' when in no bucket)"))
         let grid = GridIndex(shape: [steps.count, testEntities.count, attributes.count])
         for measure in Self.entityMeasures {
@@ -246,14 +246,14 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
         let reader = try OutputFileReader(url: url, kind: .acquisition)
         defer { reader.close() }
         let (steps, checkpoints) = try reader.checkpoints()
-        let labels = [try reader.labels("attribute"), try reader.labels("type"), try reader.labels("frequency")]
+        let labels = [try reader.labels(ResultName.attribute), try reader.labels(ResultName.entityType), try reader.labels(ResultName.frequency)]
         let dims = gridDimensions
         // query_accuracy is absent from files written before it existed: NaN there.
         let columns = try measures.map { m -> [Double] in
-            guard m.name != "query_accuracy" || reader.file.hasVariable(m.name) else { return [] }
+            guard m.name != ResultName.queryAccuracy || reader.file.hasVariable(m.name) else { return [] }
             return try reader.values(m.name, dimensions: dims, types: [.double, .float], as: Double.self)
         }
-        let nEntities = try reader.values("n_entities", dimensions: dims, types: [.int64, .int32], as: Int.self)
+        let nEntities = try reader.values(ResultName.nEntities, dimensions: dims, types: [.int64, .int32], as: Int.self)
 
         var table = AcquisitionTable(attributeOrder: labels[0], typeOrder: labels[1], frequencyOrder: labels[2])
         table.checkpoints = checkpoints
@@ -272,7 +272,7 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
                 }
             }
         }
-        if reader.file.hasDimension("test_entity") {
+        if reader.file.hasDimension(ResultName.testEntity) {
             table.testEntities = try readEntities(reader)
             let n = table.testEntities.count, nA = labels[0].count
             let edims = entityDimensions
@@ -300,13 +300,13 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
 
     /// The `test_entity` axis of a file: names, types and buckets.
     private static func readEntities(_ reader: OutputFileReader) throws -> [TestEntity] {
-        let n = try reader.length("test_entity")
-        for name in ["test_entity", "test_entity_type", "test_entity_frequency"] {
-            try reader.require(name, dimensions: ["test_entity"], types: [.string])
+        let n = try reader.length(ResultName.testEntity)
+        for name in [ResultName.testEntity, ResultName.testEntityType, ResultName.testEntityFrequency] {
+            try reader.require(name, dimensions: [ResultName.testEntity], types: [.string])
         }
         guard n > 0 else { return [] }
-        let names = try reader.file.readStrings("test_entity"), types = try reader.file.readStrings("test_entity_type")
-        let buckets = try reader.file.readStrings("test_entity_frequency")
+        let names = try reader.file.readStrings(ResultName.testEntity), types = try reader.file.readStrings(ResultName.testEntityType)
+        let buckets = try reader.file.readStrings(ResultName.testEntityFrequency)
         return (0..<n).map { TestEntity(name: names[$0], type: types[$0], frequency: buckets[$0]) }
     }
 }

@@ -28,9 +28,9 @@ extension CircuitsTable {
 
         try OutputFileWriter.write(.circuits, to: url, provenance: provenance, options: options) { w, file in
             try layout.writeCoordinates(w, checkpoints: checkpoints)
-            try w.numericCoordinate("topn", sizes.map(Int64.init), describe(AxisNames.topn, units: "1"))
-            try w.stringCoordinate("target_type", targets.0, describe(AxisNames.targetType))
-            try w.stringCoordinate("target_frequency", targets.1, describe(AxisNames.targetFrequency))
+            try w.numericCoordinate(ResultName.topn, sizes.map(Int64.init), describe(AxisNames.topn, units: "1"))
+            try w.stringCoordinate(ResultName.targetType, targets.0, describe(AxisNames.targetType))
+            try w.stringCoordinate(ResultName.targetFrequency, targets.1, describe(AxisNames.targetFrequency))
             try w.edgeCoordinates(edges)
 
             try defineVariables(w)
@@ -73,21 +73,21 @@ extension CircuitsTable {
                     }
                 }
                 if !value.circuits.isEmpty {
-                    w.later { try file.write(mask, to: "in_circuit", start: index + [0, 0, 0], count: [1, 1, 1, 1, sizes.count, nF, nB]) }
+                    w.later { try file.write(mask, to: ResultName.inCircuit, start: index + [0, 0, 0], count: [1, 1, 1, 1, sizes.count, nF, nB]) }
                 }
             }
             if layout.count > 0 {
-                w.queue(clean, to: "clean_baseline"); w.queue(corrupted, to: "corrupted_baseline")
-                w.queue(denominator, to: "faithfulness_denominator")
+                w.queue(clean, to: ResultName.cleanBaseline); w.queue(corrupted, to: ResultName.corruptedBaseline)
+                w.queue(denominator, to: ResultName.faithfulnessDenominator)
             }
             if perTopn.count > 0 {
-                w.queue(performance, to: "circuit_performance"); w.queue(faithfulness, to: "faithfulness")
-                w.queue(numerator, to: "faithfulness_numerator"); w.queue(nEdges, to: "n_edges")
-                w.queue(nNodes, to: "n_nodes"); w.queue(entropy, to: "edge_entropy")
+                w.queue(performance, to: ResultName.circuitPerformance); w.queue(faithfulness, to: ResultName.faithfulness)
+                w.queue(numerator, to: ResultName.faithfulnessNumerator); w.queue(nEdges, to: ResultName.nEdges)
+                w.queue(nNodes, to: ResultName.nNodes); w.queue(entropy, to: ResultName.edgeEntropy)
             }
             if perTarget.count > 0 {
-                w.queue(labelProb, to: "label_prob"); w.queue(rankMean, to: "label_rank_mean")
-                w.queue(hits1, to: "hits_at_1"); w.queue(hits10, to: "hits_at_10"); w.queue(nTest, to: "n_test")
+                w.queue(labelProb, to: ResultName.labelProb); w.queue(rankMean, to: ResultName.labelRankMean)
+                w.queue(hits1, to: ResultName.hitsAt1); w.queue(hits10, to: ResultName.hitsAt10); w.queue(nTest, to: ResultName.nTest)
             }
         }
     }
@@ -95,8 +95,8 @@ extension CircuitsTable {
     /// Defines circuits.nc's variables over the grid (baselines, circuits, their tests).
     private func defineVariables(_ w: OutputFileWriter) throws {
         let g = ResultGrid.dimensions
-        let gt = g + ["topn"]
-        let gtt = gt + ["target_type", "target_frequency"]
+        let gt = g + [ResultName.topn]
+        let gtt = gt + [ResultName.targetType, ResultName.targetFrequency]
         let minimum = faithfulnessMinDenominator
         func real(_ name: String, _ dims: [String], type: NetCDFType = .double, _ attrs: AttributeList) throws {
             try w.variable(name, type: type, dimensions: dims, gridRank: 4, fill: .nan, attrs)
@@ -105,27 +105,27 @@ extension CircuitsTable {
             try w.variable(name, type: .int64, dimensions: dims, gridRank: 4, fill: .value(Double(OutputFill.count)),
                            describe(longName, units: "1", [("comment", .text("-1 where not computed"))]))
         }
-        try real("clean_baseline", g, describe("mean logit difference (clean label - corrupted label) on the clean prompts", units: "1"))
-        try real("corrupted_baseline", g, describe("mean logit difference (clean label - corrupted label) on the corrupted prompts", units: "1"))
-        try real("circuit_performance", gt, describe("mean logit difference with the circuit patched in (edges outside it carry corrupted values)", units: "1"))
-        try real("faithfulness", gt, describe("(circuit_performance - corrupted_baseline) / (clean_baseline - corrupted_baseline)", units: "1",
-                                              [("faithfulness_min_denominator", .double([minimum])),
+        try real(ResultName.cleanBaseline, g, describe("mean logit difference (clean label - corrupted label) on the clean prompts", units: "1"))
+        try real(ResultName.corruptedBaseline, g, describe("mean logit difference (clean label - corrupted label) on the corrupted prompts", units: "1"))
+        try real(ResultName.circuitPerformance, gt, describe("mean logit difference with the circuit patched in (edges outside it carry corrupted values)", units: "1"))
+        try real(ResultName.faithfulness, gt, describe("(circuit_performance - corrupted_baseline) / (clean_baseline - corrupted_baseline)", units: "1",
+                                              [(ResultName.faithfulnessMinDenominator, .double([minimum])),
                                                ("comment", .text("NaN where |clean_baseline - corrupted_baseline| < faithfulness_min_denominator"))]))
-        try real("faithfulness_numerator", gt, describe("circuit_performance - corrupted_baseline", units: "1"))
-        try real("faithfulness_denominator", g, describe("clean_baseline - corrupted_baseline", units: "1"))
-        try count("n_edges", gt, "edges kept after pruning")
-        try count("n_nodes", gt, "nodes kept after pruning, input and logits included")
-        try real("edge_entropy", gt, type: .float, describe("entropy of |score| over the kept edges", units: "nat"))
-        try w.variable("in_circuit", type: .int8, dimensions: gt + ["upstream", "downstream"], gridRank: 4,
+        try real(ResultName.faithfulnessNumerator, gt, describe("circuit_performance - corrupted_baseline", units: "1"))
+        try real(ResultName.faithfulnessDenominator, g, describe("clean_baseline - corrupted_baseline", units: "1"))
+        try count(ResultName.nEdges, gt, "edges kept after pruning")
+        try count(ResultName.nNodes, gt, "nodes kept after pruning, input and logits included")
+        try real(ResultName.edgeEntropy, gt, type: .float, describe("entropy of |score| over the kept edges", units: "nat"))
+        try w.variable(ResultName.inCircuit, type: .int8, dimensions: gt + [ResultName.upstream, ResultName.downstream], gridRank: 4,
                        fill: .value(Double(OutputFill.flag)),
                        describe("1 for an edge kept in the circuit, else 0", units: "1",
                                 [("hook_names", .text(HookNames.edges)),
                                  ("comment", .text("-1 where the circuit was not evaluated"))]))
-        try real("label_prob", gtt, describe("mean probability of the label's first token, edges outside the circuit zero-ablated", units: "1"))
-        try real("label_rank_mean", gtt, describe("mean rank of the label's first token (0 = most probable), edges outside the circuit zero-ablated", units: "1"))
-        try real("hits_at_1", gtt, describe("share of test entities whose label token has rank < 1", units: "1"))
-        try real("hits_at_10", gtt, describe("share of test entities whose label token has rank < 10", units: "1"))
-        try count("n_test", gtt, "test entities of the target type and frequency")
+        try real(ResultName.labelProb, gtt, describe("mean probability of the label's first token, edges outside the circuit zero-ablated", units: "1"))
+        try real(ResultName.labelRankMean, gtt, describe("mean rank of the label's first token (0 = most probable), edges outside the circuit zero-ablated", units: "1"))
+        try real(ResultName.hitsAt1, gtt, describe("share of test entities whose label token has rank < 1", units: "1"))
+        try real(ResultName.hitsAt10, gtt, describe("share of test entities whose label token has rank < 10", units: "1"))
+        try count(ResultName.nTest, gtt, "test entities of the target type and frequency")
     }
 
     /// Reads a circuits.nc back into a table; the file's label order becomes the table's
@@ -136,30 +136,30 @@ extension CircuitsTable {
         let reader = try OutputFileReader(url: url, kind: .circuits)
         defer { reader.close() }
         let (layout, checkpoints) = try ResultGridLayout.read(reader)
-        let sizes = try reader.integers("topn").map { Int($0) }
-        let targets = (try reader.labels("target_type"), try reader.labels("target_frequency"))
+        let sizes = try reader.integers(ResultName.topn).map { Int($0) }
+        let targets = (try reader.labels(ResultName.targetType), try reader.labels(ResultName.targetFrequency))
         let edges = try reader.edges()
         let g = ResultGrid.dimensions
-        let gt = g + ["topn"]
-        let gtt = gt + ["target_type", "target_frequency"]
+        let gt = g + [ResultName.topn]
+        let gtt = gt + [ResultName.targetType, ResultName.targetFrequency]
         let reals: [NetCDFType] = [.double, .float]
         let ints: [NetCDFType] = [.int64, .int32]
-        try reader.require("faithfulness", dimensions: gt, types: reals)
-        try reader.require("faithfulness_numerator", dimensions: gt, types: reals)
-        try reader.require("faithfulness_denominator", dimensions: g, types: reals)
-        let minimum = try reader.numericAttribute("faithfulness_min_denominator", of: "faithfulness", as: Double.self)
-        let clean = try reader.values("clean_baseline", dimensions: g, types: reals, as: Double.self)
-        let corrupted = try reader.values("corrupted_baseline", dimensions: g, types: reals, as: Double.self)
-        let performance = try reader.values("circuit_performance", dimensions: gt, types: reals, as: Double.self)
-        let nEdges = try reader.values("n_edges", dimensions: gt, types: ints, as: Int.self)
-        let nNodes = try reader.values("n_nodes", dimensions: gt, types: ints, as: Int.self)
-        let entropy = try reader.values("edge_entropy", dimensions: gt, types: [.float], as: Float.self)
-        try reader.require("in_circuit", dimensions: gt + ["upstream", "downstream"], types: [.int8])
-        let labelProb = try reader.values("label_prob", dimensions: gtt, types: reals, as: Double.self)
-        let rankMean = try reader.values("label_rank_mean", dimensions: gtt, types: reals, as: Double.self)
-        let hits1 = try reader.values("hits_at_1", dimensions: gtt, types: reals, as: Double.self)
-        let hits10 = try reader.values("hits_at_10", dimensions: gtt, types: reals, as: Double.self)
-        let nTest = try reader.values("n_test", dimensions: gtt, types: ints, as: Int.self)
+        try reader.require(ResultName.faithfulness, dimensions: gt, types: reals)
+        try reader.require(ResultName.faithfulnessNumerator, dimensions: gt, types: reals)
+        try reader.require(ResultName.faithfulnessDenominator, dimensions: g, types: reals)
+        let minimum = try reader.numericAttribute(ResultName.faithfulnessMinDenominator, of: ResultName.faithfulness, as: Double.self)
+        let clean = try reader.values(ResultName.cleanBaseline, dimensions: g, types: reals, as: Double.self)
+        let corrupted = try reader.values(ResultName.corruptedBaseline, dimensions: g, types: reals, as: Double.self)
+        let performance = try reader.values(ResultName.circuitPerformance, dimensions: gt, types: reals, as: Double.self)
+        let nEdges = try reader.values(ResultName.nEdges, dimensions: gt, types: ints, as: Int.self)
+        let nNodes = try reader.values(ResultName.nNodes, dimensions: gt, types: ints, as: Int.self)
+        let entropy = try reader.values(ResultName.edgeEntropy, dimensions: gt, types: [.float], as: Float.self)
+        try reader.require(ResultName.inCircuit, dimensions: gt + [ResultName.upstream, ResultName.downstream], types: [.int8])
+        let labelProb = try reader.values(ResultName.labelProb, dimensions: gtt, types: reals, as: Double.self)
+        let rankMean = try reader.values(ResultName.labelRankMean, dimensions: gtt, types: reals, as: Double.self)
+        let hits1 = try reader.values(ResultName.hitsAt1, dimensions: gtt, types: reals, as: Double.self)
+        let hits10 = try reader.values(ResultName.hitsAt10, dimensions: gtt, types: reals, as: Double.self)
+        let nTest = try reader.values(ResultName.nTest, dimensions: gtt, types: ints, as: Int.self)
 
         let perTopn = GridIndex(shape: layout.index.shape + [sizes.count])
         let perTarget = GridIndex(shape: perTopn.shape + [targets.0.count, targets.1.count])
@@ -171,7 +171,7 @@ extension CircuitsTable {
             guard !clean[o].isNaN || !corrupted[o].isNaN || !evaluated.isEmpty else { continue }
             var value = Cell(cleanBaseline: clean[o], corruptedBaseline: corrupted[o])
             if !evaluated.isEmpty {
-                let mask = try reader.file.read("in_circuit", as: Int8.self, start: index + [0, 0, 0],
+                let mask = try reader.file.read(ResultName.inCircuit, as: Int8.self, start: index + [0, 0, 0],
                                                 count: [1, 1, 1, 1, sizes.count, nF, nB])
                 for k in evaluated {
                     let ot = perTopn.offset(index + [k])

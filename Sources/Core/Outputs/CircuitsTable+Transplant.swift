@@ -70,20 +70,20 @@ extension CircuitsTable {
     func writeTransplants(_ w: OutputFileWriter, layout: ResultGridLayout, sizes: [Int]) throws {
         guard !transplantSources.isEmpty else { return }
         let sources = transplantSources.sorted()
-        let g = ["source_checkpoint"] + ResultGrid.dimensions, gt = g + ["topn"]
+        let g = [ResultName.sourceCheckpoint] + ResultGrid.dimensions, gt = g + [ResultName.topn]
         let bySource = GridIndex(shape: [sources.count] + layout.index.shape)
         let perTopn = GridIndex(shape: bySource.shape + [sizes.count])
-        try w.numericCoordinate("source_checkpoint", sources, describe("training step of the checkpoint whose circuits are transplanted", units: "1"))
+        try w.numericCoordinate(ResultName.sourceCheckpoint, sources, describe("training step of the checkpoint whose circuits are transplanted", units: "1"))
         func real(_ name: String, _ dims: [String], _ longName: String, _ extra: AttributeList = []) throws {
             try w.variable(name, type: .double, dimensions: dims, gridRank: 5, fill: .nan, describe(longName, units: "1", extra))
         }
-        try real("transplant_clean_baseline", g, "mean logit difference on the source cell's clean prompts, model of checkpoint")
-        try real("transplant_corrupted_baseline", g, "mean logit difference on the source cell's corrupted prompts, model of checkpoint")
-        try real("transplant_circuit_performance", gt, "mean logit difference with the source checkpoint's circuit patched into the model of checkpoint")
-        try real("transplant_faithfulness", gt, "(transplant_circuit_performance - transplant_corrupted_baseline) / (transplant_clean_baseline - transplant_corrupted_baseline)",
-                 [("faithfulness_min_denominator", .double([faithfulnessMinDenominator]))])
-        try real("transplant_hits_at_10", gt, "share of the source cell's test entities whose label token has rank < 10, the source circuit zero-ablated in the model of checkpoint")
-        try w.variable("transplant_n_test", type: .int64, dimensions: gt, gridRank: 5, fill: .value(Double(OutputFill.count)),
+        try real(ResultName.transplantCleanBaseline, g, "mean logit difference on the source cell's clean prompts, model of checkpoint")
+        try real(ResultName.transplantCorruptedBaseline, g, "mean logit difference on the source cell's corrupted prompts, model of checkpoint")
+        try real(ResultName.transplantCircuitPerformance, gt, "mean logit difference with the source checkpoint's circuit patched into the model of checkpoint")
+        try real(ResultName.transplantFaithfulness, gt, "(transplant_circuit_performance - transplant_corrupted_baseline) / (transplant_clean_baseline - transplant_corrupted_baseline)",
+                 [(ResultName.faithfulnessMinDenominator, .double([faithfulnessMinDenominator]))])
+        try real(ResultName.transplantHitsAt10, gt, "share of the source cell's test entities whose label token has rank < 10, the source circuit zero-ablated in the model of checkpoint")
+        try w.variable(ResultName.transplantNTest, type: .int64, dimensions: gt, gridRank: 5, fill: .value(Double(OutputFill.count)),
                        describe("test entities behind transplant_hits_at_10", units: "1", [("comment", .text("-1 where not tested"))]))
         var clean = [Double](repeating: .nan, count: bySource.count), corrupted = clean
         var performance = [Double](repeating: .nan, count: perTopn.count), faith = performance, hits = performance
@@ -100,23 +100,23 @@ extension CircuitsTable {
             }
         }
         guard bySource.count > 0 else { return }
-        w.queue(clean, to: "transplant_clean_baseline"); w.queue(corrupted, to: "transplant_corrupted_baseline")
+        w.queue(clean, to: ResultName.transplantCleanBaseline); w.queue(corrupted, to: ResultName.transplantCorruptedBaseline)
         if perTopn.count > 0 {
-            w.queue(performance, to: "transplant_circuit_performance"); w.queue(faith, to: "transplant_faithfulness")
-            w.queue(hits, to: "transplant_hits_at_10"); w.queue(nTest, to: "transplant_n_test")
+            w.queue(performance, to: ResultName.transplantCircuitPerformance); w.queue(faith, to: ResultName.transplantFaithfulness)
+            w.queue(hits, to: ResultName.transplantHitsAt10); w.queue(nTest, to: ResultName.transplantNTest)
         }
     }
 
     /// Reads the transplant variables when the file has them.
     mutating func readTransplants(_ reader: OutputFileReader, layout: ResultGridLayout, sizes: [Int]) throws {
-        guard reader.file.hasVariable("source_checkpoint") else { return }
-        let sources = try reader.integers("source_checkpoint")
-        let g = ["source_checkpoint"] + ResultGrid.dimensions, gt = g + ["topn"]
-        let clean = try reader.values("transplant_clean_baseline", dimensions: g, types: [.double], as: Double.self)
-        let corrupted = try reader.values("transplant_corrupted_baseline", dimensions: g, types: [.double], as: Double.self)
-        let performance = try reader.values("transplant_circuit_performance", dimensions: gt, types: [.double], as: Double.self)
-        let hits = try reader.values("transplant_hits_at_10", dimensions: gt, types: [.double], as: Double.self)
-        let nTest = try reader.values("transplant_n_test", dimensions: gt, types: [.int64], as: Int.self)
+        guard reader.file.hasVariable(ResultName.sourceCheckpoint) else { return }
+        let sources = try reader.integers(ResultName.sourceCheckpoint)
+        let g = [ResultName.sourceCheckpoint] + ResultGrid.dimensions, gt = g + [ResultName.topn]
+        let clean = try reader.values(ResultName.transplantCleanBaseline, dimensions: g, types: [.double], as: Double.self)
+        let corrupted = try reader.values(ResultName.transplantCorruptedBaseline, dimensions: g, types: [.double], as: Double.self)
+        let performance = try reader.values(ResultName.transplantCircuitPerformance, dimensions: gt, types: [.double], as: Double.self)
+        let hits = try reader.values(ResultName.transplantHitsAt10, dimensions: gt, types: [.double], as: Double.self)
+        let nTest = try reader.values(ResultName.transplantNTest, dimensions: gt, types: [.int64], as: Int.self)
         let bySource = GridIndex(shape: [sources.count] + layout.index.shape)
         let perTopn = GridIndex(shape: bySource.shape + [sizes.count])
         transplantSources.formUnion(sources)

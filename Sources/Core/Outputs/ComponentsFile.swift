@@ -63,52 +63,52 @@ public struct CellComponents: Sendable, Equatable {
         let L = nLayers, H = nHeads, K = L + 1, E = entities.count
         let ratios = headRatios
         try OutputFileWriter.write(.components, to: url, provenance: provenance, options: options) { w, file in
-            try w.stringCoordinate("entity", entities, describe("entity (clean subject of the circuit sample), data order"))
-            try w.stringCoordinate("lens", lensLabels, describe("logit-lens point: residual entering block k ('k_pre'), then the last block's output ('final_post')"))
-            try w.numericCoordinate("layer", (0..<L).map { Int64($0) }, describe("layer", units: "1"))
-            try w.numericCoordinate("head", (0..<H).map { Int64($0) }, describe("attention head", units: "1"))
+            try w.stringCoordinate(ResultName.entity, entities, describe("entity (clean subject of the circuit sample), data order"))
+            try w.stringCoordinate(ResultName.lens, lensLabels, describe("logit-lens point: residual entering block k ('k_pre'), then the last block's output ('final_post')"))
+            try w.numericCoordinate(ResultName.layer, (0..<L).map { Int64($0) }, describe("layer", units: "1"))
+            try w.numericCoordinate(ResultName.head, (0..<H).map { Int64($0) }, describe("attention head", units: "1"))
             let lens: [(String, String, [Double]?, [Int]?)] = [
-                ("logit_lens_rank", "0-based rank of the label's first token at the last position (tokens with a larger lens logit)",
+                (ResultName.logitLensRank, "0-based rank of the label's first token at the last position (tokens with a larger lens logit)",
                  nil, perEntity.flatMap(\.rankLast)),
-                ("logit_lens_prob", "probability of the label's first token at the last position", perEntity.flatMap(\.probLast), nil),
-                ("subject_token_prob", "probability of the subject's last token at the last position", perEntity.flatMap(\.subjectTokenProb), nil),
-                ("min_rank_at_subject", "minimum over the subject's positions of the label's 0-based rank there",
+                (ResultName.logitLensProb, "probability of the label's first token at the last position", perEntity.flatMap(\.probLast), nil),
+                (ResultName.subjectTokenProb, "probability of the subject's last token at the last position", perEntity.flatMap(\.subjectTokenProb), nil),
+                (ResultName.minRankAtSubject, "minimum over the subject's positions of the label's 0-based rank there",
                  nil, perEntity.flatMap(\.minRankAtSubject)),
             ]
             for (name, longName, doubles, ints) in lens {
                 if let doubles {
-                    try w.variable(name, type: .double, dimensions: ["entity", "lens"], gridRank: 0, fill: .nan, describe(longName, units: "1"))
+                    try w.variable(name, type: .double, dimensions: [ResultName.entity, ResultName.lens], gridRank: 0, fill: .nan, describe(longName, units: "1"))
                     if E > 0 { w.later { try file.write(doubles, to: name) } }
                 } else if let ints {
-                    try w.variable(name, type: .int64, dimensions: ["entity", "lens"], gridRank: 0, fill: .value(Double(OutputFill.count)),
+                    try w.variable(name, type: .int64, dimensions: [ResultName.entity, ResultName.lens], gridRank: 0, fill: .value(Double(OutputFill.count)),
                                    describe(longName, units: "1"))
                     if E > 0 { w.later { try file.write(ints, to: name) } }
                 }
             }
             precondition(K == lensLabels.count)
             for (name, longName, values) in [
-                ("dla_subject_ratio", "share of the head's direct logit attribution from the subject's positions", perEntity.flatMap(\.subjectRatio)),
-                ("dla_relation_ratio", "share of the head's direct logit attribution from the other positions (BOS excluded)", perEntity.flatMap(\.relationRatio)),
+                (ResultName.dlaSubjectRatio, "share of the head's direct logit attribution from the subject's positions", perEntity.flatMap(\.subjectRatio)),
+                (ResultName.dlaRelationRatio, "share of the head's direct logit attribution from the other positions (BOS excluded)", perEntity.flatMap(\.relationRatio)),
             ] {
-                try w.variable(name, type: .double, dimensions: ["entity", "layer", "head"], gridRank: 0, fill: .nan, describe(longName, units: "1"))
+                try w.variable(name, type: .double, dimensions: [ResultName.entity, ResultName.layer, ResultName.head], gridRank: 0, fill: .nan, describe(longName, units: "1"))
                 if E > 0 { w.later { try file.write(values, to: name) } }
             }
-            for (name, longName, values) in [("head_subject_ratio", "mean over the entities of dla_subject_ratio", ratios.meanSubject),
-                                             ("head_relation_ratio", "mean over the entities of dla_relation_ratio", ratios.meanRelation)] {
-                try w.variable(name, type: .double, dimensions: ["layer", "head"], gridRank: 0, fill: .nan, describe(longName, units: "1"))
+            for (name, longName, values) in [(ResultName.headSubjectRatio, "mean over the entities of dla_subject_ratio", ratios.meanSubject),
+                                             (ResultName.headRelationRatio, "mean over the entities of dla_relation_ratio", ratios.meanRelation)] {
+                try w.variable(name, type: .double, dimensions: [ResultName.layer, ResultName.head], gridRank: 0, fill: .nan, describe(longName, units: "1"))
                 w.later { try file.write(values, to: name) }
             }
-            try w.stringVariable("head_class", dimensions: ["layer", "head"], ratios.classes.map(\.rawValue),
+            try w.stringVariable(ResultName.headClass, dimensions: [ResultName.layer, ResultName.head], ratios.classes.map(\.rawValue),
                                  describe("mover if |head_subject_ratio / head_relation_ratio| > 10, relation if < 0.1, else mixture"))
             if !circuits.isEmpty {
-                try w.stringCoordinate("class", HeadClass.allCases.map(\.rawValue), describe("head class"))
-                try w.numericCoordinate("topn", circuits.map { Int64($0.topn) }, describe(AxisNames.topn, units: "1"))
-                try w.variable("circuit_heads", type: .int64, dimensions: ["topn", "class", "layer"], gridRank: 1, fill: .value(Double(OutputFill.count)),
+                try w.stringCoordinate(ResultName.headClassAxis, HeadClass.allCases.map(\.rawValue), describe("head class"))
+                try w.numericCoordinate(ResultName.topn, circuits.map { Int64($0.topn) }, describe(AxisNames.topn, units: "1"))
+                try w.variable(ResultName.circuitHeads, type: .int64, dimensions: [ResultName.topn, ResultName.headClassAxis, ResultName.layer], gridRank: 1, fill: .value(Double(OutputFill.count)),
                                describe("heads of the circuit per class and layer", units: "1"))
-                w.later { try file.write(self.circuits.flatMap { $0.heads.layerCounts.flatMap { $0 } }, to: "circuit_heads") }
-                try w.variable("circuit_nodes", type: .int64, dimensions: ["topn"], gridRank: 1, fill: .value(Double(OutputFill.count)),
+                w.later { try file.write(self.circuits.flatMap { $0.heads.layerCounts.flatMap { $0 } }, to: ResultName.circuitHeads) }
+                try w.variable(ResultName.circuitNodes, type: .int64, dimensions: [ResultName.topn], gridRank: 1, fill: .value(Double(OutputFill.count)),
                                describe("nodes of the circuit (input, heads, MLPs and logits): the denominator of the class proportions", units: "1"))
-                w.later { try file.write(self.circuits.map(\.heads.nodeCount), to: "circuit_nodes") }
+                w.later { try file.write(self.circuits.map(\.heads.nodeCount), to: ResultName.circuitNodes) }
             }
         }
     }

@@ -108,9 +108,9 @@ public struct ComponentsTable: MergeableTable, ResultGridTable, Equatable, Senda
     }
 
     static let lensMeasures: [(name: String, longName: String, value: (Cell) -> [Double])] = [
-        ("logit_lens_rank_plus1_mean", "mean over the cell's entities of (0-based rank + 1) of the label's first token at the last position", { $0.rankPlus1 }),
-        ("logit_lens_prob_mean", "mean over the cell's entities of the label's first-token probability at the last position", { $0.probability }),
-        ("min_rank_at_subject_plus1_mean", "mean over the cell's entities of (best label rank over the subject's positions + 1)", { $0.subjectRankPlus1 }),
+        (ResultName.logitLensRankPlus1Mean, "mean over the cell's entities of (0-based rank + 1) of the label's first token at the last position", { $0.rankPlus1 }),
+        (ResultName.logitLensProbMean, "mean over the cell's entities of the label's first-token probability at the last position", { $0.probability }),
+        (ResultName.minRankAtSubjectPlus1Mean, "mean over the cell's entities of (best label rank over the subject's positions + 1)", { $0.subjectRankPlus1 }),
     ]
 
     /// Writes the table to `url` atomically; the same table and provenance give the same file.
@@ -145,12 +145,12 @@ public struct ComponentsTable: MergeableTable, ResultGridTable, Equatable, Senda
 
         try OutputFileWriter.write(.components, to: url, provenance: provenance, options: options) { w, file in
             try layout.writeCoordinates(w, checkpoints: checkpoints)
-            try w.stringCoordinate("lens", ComponentAnalyzer.lensLabels(nLayers: L),
+            try w.stringCoordinate(ResultName.lens, ComponentAnalyzer.lensLabels(nLayers: L),
                                    describe("logit-lens point: residual entering block k ('k_pre'), then the last block's output ('final_post')"))
-            try w.numericCoordinate("layer", (0..<L).map { Int64($0) }, describe("layer", units: "1"))
-            try w.numericCoordinate("head", (0..<H).map { Int64($0) }, describe("attention head", units: "1"))
-            try w.stringCoordinate("class", HeadClass.allCases.map(\.rawValue), describe("head class"))
-            try w.numericCoordinate("topn", sizes.map(Int64.init), describe(AxisNames.topn, units: "1"))
+            try w.numericCoordinate(ResultName.layer, (0..<L).map { Int64($0) }, describe("layer", units: "1"))
+            try w.numericCoordinate(ResultName.head, (0..<H).map { Int64($0) }, describe("attention head", units: "1"))
+            try w.stringCoordinate(ResultName.headClassAxis, HeadClass.allCases.map(\.rawValue), describe("head class"))
+            try w.numericCoordinate(ResultName.topn, sizes.map(Int64.init), describe(AxisNames.topn, units: "1"))
             func count(_ name: String, _ dims: [String], _ longName: String, _ values: [Int]) throws {
                 try w.variable(name, type: .int64, dimensions: dims, gridRank: 4, fill: .value(Double(OutputFill.count)),
                                describe(longName, units: "1", [("comment", .text("-1 where not computed"))]))
@@ -160,14 +160,14 @@ public struct ComponentsTable: MergeableTable, ResultGridTable, Equatable, Senda
                 try w.variable(name, type: .double, dimensions: dims, gridRank: 4, fill: .nan, describe(longName, units: "1"))
                 if !values.isEmpty { w.later { try file.write(values, to: name) } }
             }
-            try count("n_entities", g, "circuit samples of the cell analysed (one clean prompt each)", nEntities)
-            for (m, measure) in Self.lensMeasures.enumerated() { try real(measure.name, g + ["lens"], measure.longName, lens[m]) }
-            try real("head_subject_ratio", g + ["layer", "head"], "mean over the cell's entities of the head's DLA share from the subject's positions", meanS)
-            try real("head_relation_ratio", g + ["layer", "head"], "mean over the cell's entities of the head's DLA share from the other positions (BOS excluded)", meanR)
-            try w.stringVariable("head_class", dimensions: g + ["layer", "head"], n > 0 ? classes : [],
+            try count(ResultName.nEntities, g, "circuit samples of the cell analysed (one clean prompt each)", nEntities)
+            for (m, measure) in Self.lensMeasures.enumerated() { try real(measure.name, g + [ResultName.lens], measure.longName, lens[m]) }
+            try real(ResultName.headSubjectRatio, g + [ResultName.layer, ResultName.head], "mean over the cell's entities of the head's DLA share from the subject's positions", meanS)
+            try real(ResultName.headRelationRatio, g + [ResultName.layer, ResultName.head], "mean over the cell's entities of the head's DLA share from the other positions (BOS excluded)", meanR)
+            try w.stringVariable(ResultName.headClass, dimensions: g + [ResultName.layer, ResultName.head], n > 0 ? classes : [],
                                  describe("mover if |head_subject_ratio / head_relation_ratio| > 10, relation if < 0.1, else mixture ('' where not computed)"))
-            try count("circuit_heads", g + ["topn", "class", "layer"], "heads of the cell's top-n circuit per class (by this cell's head_class) and layer", heads)
-            try count("circuit_nodes", g + ["topn"], "nodes of the cell's top-n circuit (input, heads, MLPs, logits): the denominator of the class proportions", nodes)
+            try count(ResultName.circuitHeads, g + [ResultName.topn, ResultName.headClassAxis, ResultName.layer], "heads of the cell's top-n circuit per class (by this cell's head_class) and layer", heads)
+            try count(ResultName.circuitNodes, g + [ResultName.topn], "nodes of the cell's top-n circuit (input, heads, MLPs, logits): the denominator of the class proportions", nodes)
         }
     }
 
@@ -176,19 +176,19 @@ public struct ComponentsTable: MergeableTable, ResultGridTable, Equatable, Senda
         let reader = try OutputFileReader(url: url, kind: .components)
         defer { reader.close() }
         let (layout, checkpoints) = try ResultGridLayout.read(reader)
-        let sizes = try reader.integers("topn").map { Int($0) }
-        let L = try reader.length("layer"), H = try reader.length("head"), K = try reader.length("lens"), NC = try reader.length("class")
+        let sizes = try reader.integers(ResultName.topn).map { Int($0) }
+        let L = try reader.length(ResultName.layer), H = try reader.length(ResultName.head), K = try reader.length(ResultName.lens), NC = try reader.length(ResultName.headClassAxis)
         guard K == L + 1, NC == HeadClass.allCases.count else {
             throw OutputFileError(.wrongSize, path: url.path, reason: "lens has \(K) points and class \(NC) values for \(L) layers",
                                   hint: "give the components.nc written by dkc sweep")
         }
         let g = ResultGrid.dimensions
-        let nEntities = try reader.values("n_entities", dimensions: g, types: [.int64, .int32], as: Int.self)
-        let lens = try lensMeasures.map { try reader.values($0.name, dimensions: g + ["lens"], types: [.double], as: Double.self) }
-        let meanS = try reader.values("head_subject_ratio", dimensions: g + ["layer", "head"], types: [.double], as: Double.self)
-        let meanR = try reader.values("head_relation_ratio", dimensions: g + ["layer", "head"], types: [.double], as: Double.self)
-        let heads = try reader.values("circuit_heads", dimensions: g + ["topn", "class", "layer"], types: [.int64], as: Int.self)
-        let nodes = try reader.values("circuit_nodes", dimensions: g + ["topn"], types: [.int64], as: Int.self)
+        let nEntities = try reader.values(ResultName.nEntities, dimensions: g, types: [.int64, .int32], as: Int.self)
+        let lens = try lensMeasures.map { try reader.values($0.name, dimensions: g + [ResultName.lens], types: [.double], as: Double.self) }
+        let meanS = try reader.values(ResultName.headSubjectRatio, dimensions: g + [ResultName.layer, ResultName.head], types: [.double], as: Double.self)
+        let meanR = try reader.values(ResultName.headRelationRatio, dimensions: g + [ResultName.layer, ResultName.head], types: [.double], as: Double.self)
+        let heads = try reader.values(ResultName.circuitHeads, dimensions: g + [ResultName.topn, ResultName.headClassAxis, ResultName.layer], types: [.int64], as: Int.self)
+        let nodes = try reader.values(ResultName.circuitNodes, dimensions: g + [ResultName.topn], types: [.int64], as: Int.self)
 
         var table = ComponentsTable(nLayers: L, nHeads: H)
         table.grid = ResultGrid(layout, checkpoints: checkpoints)

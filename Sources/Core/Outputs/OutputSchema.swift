@@ -81,8 +81,8 @@ final class OutputFileWriter {
         try file.addVariable(name, type: type, dimensions: dimensions, compression: compression,
                              chunkSizes: chunks, fill: fill)
         try setAttributes(attributes, on: name)
-        if name != "checkpoint" && dimensions.first == "checkpoint" {
-            try file.setAttribute("coordinates", "checkpoint_path", on: name)
+        if name != ResultName.checkpoint && dimensions.first == ResultName.checkpoint {
+            try file.setAttribute("coordinates", ResultName.checkpointPath, on: name)
         }
     }
 
@@ -195,9 +195,9 @@ struct OutputFileReader {
 
     /// The checkpoint axis: `checkpoint(checkpoint)` steps and `checkpoint_path(checkpoint)`.
     func checkpoints() throws -> (steps: [Int64], axis: CheckpointAxis) {
-        let steps = try integers("checkpoint")
-        try require("checkpoint_path", dimensions: ["checkpoint"], types: [.string])
-        let paths = steps.isEmpty ? [] : try file.readStrings("checkpoint_path")
+        let steps = try integers(ResultName.checkpoint)
+        try require(ResultName.checkpointPath, dimensions: [ResultName.checkpoint], types: [.string])
+        let paths = steps.isEmpty ? [] : try file.readStrings(ResultName.checkpointPath)
         var axis = CheckpointAxis()
         for (step, path) in zip(steps, paths) { try axis.insert(step: step, path: path) }
         return (steps, axis)
@@ -205,11 +205,11 @@ struct OutputFileReader {
 
     /// `upstream`, `downstream` and `is_edge`.
     func edges() throws -> EdgeLayout {
-        let upstream = try labels("upstream")
-        let downstream = try labels("downstream")
-        try require("is_edge", dimensions: ["upstream", "downstream"], types: [.int8])
+        let upstream = try labels(ResultName.upstream)
+        let downstream = try labels(ResultName.downstream)
+        try require(ResultName.isEdge, dimensions: [ResultName.upstream, ResultName.downstream], types: [.int8])
         do {
-            return try EdgeLayout(upstream: upstream, downstream: downstream, isEdge: try file.read("is_edge", as: Int8.self))
+            return try EdgeLayout(upstream: upstream, downstream: downstream, isEdge: try file.read(ResultName.isEdge, as: Int8.self))
         } catch let error as OutputFileError {
             throw notOurs(error.kind, "the edge layout is not valid: \(error.reason)")
         }
@@ -260,22 +260,22 @@ extension OutputFileWriter {
     /// `checkpoint(checkpoint)` (int64 steps, ascending) and `checkpoint_path(checkpoint)`.
     func checkpointCoordinates(_ axis: CheckpointAxis) throws {
         let steps = axis.steps
-        try numericCoordinate("checkpoint", steps, describe("training step of the checkpoint", units: "1"))
-        try stringVariable("checkpoint_path", dimensions: ["checkpoint"], steps.map { axis.path(of: $0)! },
+        try numericCoordinate(ResultName.checkpoint, steps, describe("training step of the checkpoint", units: "1"))
+        try stringVariable(ResultName.checkpointPath, dimensions: [ResultName.checkpoint], steps.map { axis.path(of: $0)! },
                            describe("checkpoint folder, as given"))
     }
 
     /// `upstream(upstream)`, `downstream(downstream)` and `is_edge(upstream, downstream)`.
     func edgeCoordinates(_ edges: EdgeLayout) throws {
-        try stringCoordinate("upstream", edges.upstream,
+        try stringCoordinate(ResultName.upstream, edges.upstream,
                              describe("upstream node (EAP-IG name), forward-index order",
                                       [("hook_names", .text(HookNames.upstream))]))
-        try stringCoordinate("downstream", edges.downstream,
+        try stringCoordinate(ResultName.downstream, edges.downstream,
                              describe("downstream node input (EAP-IG name), backward-index order",
                                       [("hook_names", .text(HookNames.downstream))]))
-        try variable("is_edge", type: .int8, dimensions: ["upstream", "downstream"], gridRank: 0, fill: nil,
+        try variable(ResultName.isEdge, type: .int8, dimensions: [ResultName.upstream, ResultName.downstream], gridRank: 0, fill: nil,
                      describe("1 where (upstream, downstream) is an edge of the graph, else 0", units: "1"))
-        later { try self.file.write(edges.isEdge, to: "is_edge") }
+        later { try self.file.write(edges.isEdge, to: ResultName.isEdge) }
     }
 }
 

@@ -167,7 +167,7 @@ public struct EdgeLayout: Equatable, Sendable {
         guard !upstream.isEmpty, !downstream.isEmpty, isEdge.count == upstream.count * downstream.count else {
             throw OutputFileError(.wrongSize, reason: "an edge layout needs n_forward × n_backward mask entries; got \(isEdge.count) for \(upstream.count) upstream and \(downstream.count) downstream names")
         }
-        for (axis, names) in [("upstream", upstream), ("downstream", downstream)] {
+        for (axis, names) in [(ResultName.upstream, upstream), (ResultName.downstream, downstream)] {
             if let name = EdgeLayout.firstDuplicate(names) {
                 throw OutputFileError(.duplicateCoordinate(dimension: axis), reason: "\(axis) name '\(name)' appears twice")
             }

@@ -6,7 +6,7 @@
 /// sweep merge by union — and `ResultGridLayout` places the axes in a file.
 public struct ResultGrid: Equatable, Sendable {
     /// The dimensions of a grid variable, outermost first.
-    static let dimensions = ["checkpoint", "task", "type", "frequency"]
+    static let dimensions = [ResultName.checkpoint, ResultName.task, ResultName.entityType, ResultName.frequency]
 
     public internal(set) var checkpoints = CheckpointAxis()
     public internal(set) var tasks: LabelAxis
@@ -136,15 +136,15 @@ struct ResultGridLayout {
     /// Writes the grid's coordinates: checkpoint and checkpoint_path, task, type, frequency.
     func writeCoordinates(_ w: OutputFileWriter, checkpoints: CheckpointAxis) throws {
         try w.checkpointCoordinates(checkpoints)
-        try w.stringCoordinate("task", labels[0], describe(AxisNames.task))
-        try w.stringCoordinate("type", labels[1], describe(AxisNames.type))
-        try w.stringCoordinate("frequency", labels[2], describe(AxisNames.frequency))
+        try w.stringCoordinate(ResultName.task, labels[0], describe(AxisNames.task))
+        try w.stringCoordinate(ResultName.entityType, labels[1], describe(AxisNames.type))
+        try w.stringCoordinate(ResultName.frequency, labels[2], describe(AxisNames.frequency))
     }
 
     /// Reads the grid's coordinates from a result file.
     static func read(_ reader: OutputFileReader) throws -> (layout: ResultGridLayout, checkpoints: CheckpointAxis) {
         let (steps, checkpoints) = try reader.checkpoints()
-        let labels = [try reader.labels("task"), try reader.labels("type"), try reader.labels("frequency")]
+        let labels = [try reader.labels(ResultName.task), try reader.labels(ResultName.entityType), try reader.labels(ResultName.frequency)]
         return (ResultGridLayout(steps: steps, labels: labels), checkpoints)
     }
 }

@@ -23,7 +23,7 @@ extension ScoresTable {
             try layout.writeCoordinates(w, checkpoints: checkpoints)
             try w.edgeCoordinates(edges)
 
-            try w.variable("score", type: .float, dimensions: gridDims + ["upstream", "downstream"], gridRank: 4, fill: .nan,
+            try w.variable(ResultName.score, type: .float, dimensions: gridDims + [ResultName.upstream, ResultName.downstream], gridRank: 4, fill: .nan,
                            describe("edge attribution score", units: "1", [
                                ("method", .text(attributes.method)),
                                ("ig_steps", .int32([Int32(clamping: attributes.igSteps)])),
@@ -35,10 +35,10 @@ extension ScoresTable {
                                ("hook_names", .text(HookNames.edges)),
                                ("comment", .text("NaN where (upstream, downstream) is not an edge or the cell was not computed")),
                            ]))
-            try w.variable("n_samples", type: .int64, dimensions: gridDims, gridRank: 4, fill: .value(Double(OutputFill.count)),
+            try w.variable(ResultName.nSamples, type: .int64, dimensions: gridDims, gridRank: 4, fill: .value(Double(OutputFill.count)),
                            describe("samples attributed in the cell", units: "1",
                                     [("comment", .text("-1 where the cell was not computed"))]))
-            try w.variable("seconds", type: .double, dimensions: gridDims, gridRank: 4, fill: .nan,
+            try w.variable(ResultName.seconds, type: .double, dimensions: gridDims, gridRank: 4, fill: .nan,
                            describe("wall time of the cell", units: "s"))
 
             // Cells in file order; scores one chunk (one cell) per write, unwritten cells take no space.
@@ -48,10 +48,10 @@ extension ScoresTable {
                 let o = layout.index.offset(position)
                 nSamples[o] = value.nSamples
                 seconds[o] = value.seconds
-                w.later { try file.write(value.scores, to: "score", start: position + [0, 0], count: [1, 1, 1, 1, nF, nB]) }
+                w.later { try file.write(value.scores, to: ResultName.score, start: position + [0, 0], count: [1, 1, 1, 1, nF, nB]) }
             }
             if layout.count > 0 {
-                w.queue(nSamples, to: "n_samples"); w.queue(seconds, to: "seconds")
+                w.queue(nSamples, to: ResultName.nSamples); w.queue(seconds, to: ResultName.seconds)
             }
         }
     }
@@ -64,24 +64,24 @@ extension ScoresTable {
         let (layout, checkpoints) = try ResultGridLayout.read(reader)
         let edges = try reader.edges()
         let gridDims = ResultGrid.dimensions
-        try reader.require("score", dimensions: gridDims + ["upstream", "downstream"], types: [.float])
+        try reader.require(ResultName.score, dimensions: gridDims + [ResultName.upstream, ResultName.downstream], types: [.float])
         let attributes = ScoreAttributes(
-            method: try reader.textAttribute("method", of: "score"),
-            igSteps: try reader.numericAttribute("ig_steps", of: "score", as: Int.self),
-            metric: try reader.textAttribute("metric", of: "score"),
-            aggregation: try reader.textAttribute("aggregation", of: "score"),
-            batchSize: try reader.numericAttribute("batch_size", of: "score", as: Int.self),
-            normalisation: try reader.textAttribute("normalisation", of: "score"),
-            signConvention: try reader.textAttribute("sign_convention", of: "score"))
-        let nSamples = try reader.values("n_samples", dimensions: gridDims, types: [.int64, .int32], as: Int.self)
-        let seconds = try reader.values("seconds", dimensions: gridDims, types: [.double, .float], as: Double.self)
+            method: try reader.textAttribute("method", of: ResultName.score),
+            igSteps: try reader.numericAttribute("ig_steps", of: ResultName.score, as: Int.self),
+            metric: try reader.textAttribute("metric", of: ResultName.score),
+            aggregation: try reader.textAttribute("aggregation", of: ResultName.score),
+            batchSize: try reader.numericAttribute("batch_size", of: ResultName.score, as: Int.self),
+            normalisation: try reader.textAttribute("normalisation", of: ResultName.score),
+            signConvention: try reader.textAttribute("sign_convention", of: ResultName.score))
+        let nSamples = try reader.values(ResultName.nSamples, dimensions: gridDims, types: [.int64, .int32], as: Int.self)
+        let seconds = try reader.values(ResultName.seconds, dimensions: gridDims, types: [.double, .float], as: Double.self)
 
         let (nF, nB) = (edges.nForward, edges.nBackward)
         var cells: [ResultCell: Cell] = [:]
         for position in layout.allPositions {
             let offset = layout.index.offset(position)
             guard nSamples[offset] != OutputFill.count else { continue }
-            let scores = try reader.file.read("score", as: Float.self, start: position + [0, 0], count: [1, 1, 1, 1, nF, nB])
+            let scores = try reader.file.read(ResultName.score, as: Float.self, start: position + [0, 0], count: [1, 1, 1, 1, nF, nB])
             cells[layout.cell(at: position)] = Cell(scores: scores, nSamples: nSamples[offset], seconds: seconds[offset])
         }
         return ScoresTable(edges: edges, attributes: attributes, grid: ResultGrid(layout, checkpoints: checkpoints), cells: cells)

@@ -41,7 +41,7 @@ public struct ScoreAttributes: Equatable, Sendable {
 ///   table built at once.
 /// - Equality is NaN-aware: NaN equals NaN, as in the file.
 public struct ScoresTable: MergeableTable, ResultGridTable, Equatable, Sendable {
-    public static let tableName = "score"
+    public static let tableName = ResultName.score
     /// One computed cell.
     public struct Cell: Equatable, Sendable {
         /// Edge scores, NaN where not an edge. (n_forward, n_backward)
@@ -105,14 +105,14 @@ public struct ScoresTable: MergeableTable, ResultGridTable, Equatable, Sendable 
     /// Adds `other`'s checkpoints, labels and cells. Both tables must share edges and attributes;
     /// a cell present in both must hold the same values (NaN-aware).
     public mutating func merge(_ other: ScoresTable) throws {
-        try edges.requireSameGraph(as: other.edges, table: "score")
+        try edges.requireSameGraph(as: other.edges, table: ResultName.score)
         guard attributes == other.attributes else {
             throw OutputFileError(.incompatibleTables, reason: "the score tables were computed differently: \(attributes) vs \(other.attributes)",
                                   hint: "merge only parts of one sweep run with one configuration")
         }
         var merged = self
         merged.grid = try grid.union(other.grid)
-        try mergeCells(&merged.cells, other.cells, table: "score", hint: "a cell must be computed by one part of the sweep only")
+        try mergeCells(&merged.cells, other.cells, table: ResultName.score, hint: "a cell must be computed by one part of the sweep only")
         self = merged
     }
 
