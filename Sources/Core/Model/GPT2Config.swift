@@ -131,12 +131,7 @@ public struct GPT2Config: Equatable, Sendable {
 
     /// Reads and validates a Hugging Face GPT-2 `config.json`. Missing fields take transformers' defaults.
     public static func load(from url: URL) throws -> GPT2Config {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw CheckpointError(file: url, problem: "cannot read: \(error.localizedDescription)",
-                                  fix: "a model folder needs a config.json beside model.safetensors")
-        }
-        return try GPT2Config(json: data, source: url.path)
+        try GPT2Config(json: ModelConfig.configData(url), source: url.path)
     }
 
     /// Parses and validates config JSON; `source` names the file in errors.

@@ -166,12 +166,15 @@ public struct ModelConfig: Equatable, Sendable {
 
     /// Reads and validates a `config.json` of any supported family.
     public static func load(from url: URL) throws -> ModelConfig {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        try ModelConfig(json: configData(url), source: url.path)
+    }
+
+    /// The bytes of a model folder's config.json, or the error that names it.
+    static func configData(_ url: URL) throws -> Data {
+        do { return try Data(contentsOf: url) } catch {
             throw CheckpointError(file: url, problem: "cannot read: \(error.localizedDescription)",
                                   fix: "a model folder needs a config.json beside model.safetensors")
         }
-        return try ModelConfig(json: data, source: url.path)
     }
 
     /// Parses and validates config JSON; `model_type` picks the family (absent: GPT-2, as dkc wrote it before).
