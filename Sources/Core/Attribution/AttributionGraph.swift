@@ -261,16 +261,6 @@ public struct AttributionGraph: Sendable {
         return m
     }
 
-    /// TransformerLens hook of a forward row (the node's output).
-    public func forwardHookName(_ f: Int) -> String {
-        switch nodes[forwardNode[f]] {
-        case .input: return "hook_embed"
-        case let .head(l, h): return "blocks.\(l).attn.hook_result[head \(h)]"
-        case let .mlp(l): return "blocks.\(l).hook_mlp_out"
-        case .logits: return ""
-        }
-    }
-
     /// TransformerLens hook of a backward column (the input the gradient is taken at, before LayerNorm).
     public func backwardHookName(_ b: Int) -> String {
         if b == nBackward - 1 { return "blocks.\(nLayers - 1).hook_resid_post" }

@@ -211,12 +211,6 @@ public final class SentencePieceBPETokenizer: Tokenizer, @unchecked Sendable {
 
     public func isToken(_ id: Int) -> Bool { id >= 0 && id < tokenText.count && tokenText[id] != nil }
 
-    /// The text of one token as the vocabulary writes it (`▁Hello`, `<0x0A>`), nil for no token.
-    public func tokenString(_ id: Int) -> String? {
-        guard isToken(id), let t = tokenText[id] else { return nil }
-        return String(decoding: t, as: UTF8.self)
-    }
-
     public func decode(_ ids: [Int], skipSpecialTokens: Bool, cleanUpSpaces: Bool) -> String {
         var tokens: [[UInt8]] = []
         tokens.reserveCapacity(ids.count)
