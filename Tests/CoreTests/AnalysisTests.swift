@@ -581,8 +581,19 @@ final class AnalysisStudyStatisticsTests: XCTestCase {
 
     private func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
 
-    /// The closed forms of analysis.md against counting the graph's edges by parent layer.
+    /// The closed forms of analysis.md against the graph's own count of edges by parent layer, and the
+    /// parallel-block graph (Phi) by hand.
     func testPossibleEdgesClosedFormsMatchTheGraph() {
+        // Sequential blocks, L layers of H heads: a head of ℓ feeds 3H(L−1−ℓ) head inputs, L−ℓ MLPs and
+        // logits; the MLP of ℓ feeds (3H+1)(L−1−ℓ) inputs and logits; input feeds 3HL + L + 1.
+        func closedForm(_ layers: Int, _ heads: Int) -> [Double] {
+            (0..<layers).map { l in
+                let head = 3 * heads * (layers - 1 - l) + (layers - l) + 1
+                let mlp = (3 * heads + 1) * (layers - 1 - l) + 1
+                let input = l == 0 ? 3 * heads * layers + layers + 1 : 0
+                return Double(heads * head + mlp + input)
+            }
+        }
         for (l, h) in [(1, 1), (2, 2), (2, 4), (3, 5), (12, 12), (24, 16)] {
             let g = GraphNames.standard(layers: l, heads: h)
             XCTAssertEqual(g.nHeads, h)
@@ -590,10 +601,35 @@ final class AnalysisStudyStatisticsTests: XCTestCase {
             for u in g.upstream.indices {
                 for d in g.downstream.indices where g.isEdge(upstream: u, downstream: d) { counted[max(0, g.upstreamLayer[u])] += 1 }
             }
-            XCTAssertEqual(CircuitMetrics.possibleEdgesByParentLayer(layers: l, heads: h), counted, "\(l) × \(h)")
+            XCTAssertEqual(closedForm(l, h), counted, "\(l) × \(h)")
+            XCTAssertEqual(g.edgesByParentLayer, counted, "\(l) × \(h)")
         }
         // By hand, L = 2, H = 2: layer 0 = heads 2·(6 + 2 + 1) + MLP (7 + 1) + input (12 + 2 + 1) = 41; layer 1 = 2·2 + 1 = 5.
-        XCTAssertEqual(CircuitMetrics.possibleEdgesByParentLayer(layers: 2, heads: 2), [41, 5])
+        XCTAssertEqual(GraphNames.standard(layers: 2, heads: 2).edgesByParentLayer, [41, 5])
+        // Parallel blocks: no head feeds its own layer's MLP, H edges fewer per layer: [39, 3]; the Phi
+        // fixture's shape (L = 2, H = 4) has 110 − 8 = 102 edges, [97, 5].
+        XCTAssertEqual(GraphNames.standard(layers: 2, heads: 2, parallel: true).edgesByParentLayer, [39, 3])
+        XCTAssertEqual(GraphNames.standard(layers: 2, heads: 4, parallel: true).edgesByParentLayer, [97, 5])
+        let seq = GraphNames.standard(layers: 2, heads: 2)
+        let m0 = seq.downstream.firstIndex(of: "m0")!, head = seq.upstream.firstIndex(of: "a0.h1")!
+        XCTAssertTrue(seq.isEdge(upstream: head, downstream: m0))
+        XCTAssertFalse(GraphNames.standard(layers: 2, heads: 2, parallel: true).isEdge(upstream: head, downstream: m0))
+    }
+
+    /// The analysis takes sequential or parallel blocks from circuits.nc's is_edge, and refuses a mask
+    /// that is neither.
+    func testGraphKindFromIsEdge() {
+        let seq = GraphNames.standard(layers: 2, heads: 2), par = GraphNames.standard(layers: 2, heads: 2, parallel: true)
+        func mask(_ g: GraphNames) -> [Int8] {
+            var m: [Int8] = []
+            for u in g.upstream.indices { for d in g.downstream.indices { m.append(g.isEdge(upstream: u, downstream: d) ? 1 : 0) } }
+            return m
+        }
+        XCTAssertEqual(seq.matching(isEdge: mask(par))?.parallel, true)
+        XCTAssertEqual(par.matching(isEdge: mask(seq))?.parallel, false)
+        var broken = mask(seq)
+        broken[0] = 0
+        XCTAssertNil(seq.matching(isEdge: broken))
     }
 
     func testActivationRatioAndNodeSetByHand() {
@@ -638,7 +674,7 @@ final class AnalysisStudyStatisticsTests: XCTestCase {
             XCTAssertEqual(circuit.edges.count, ref["n_edges"]?.intValue, "top-\(n) edges")
             let profile = CircuitMetrics.layerProfile(circuit, graph: names)
             XCTAssertEqual(CircuitMetrics.keptEdgesByParentLayer(profile), doubles(ref["edges_in_circuit_by_parent_layer"]), "top-\(n)")
-            XCTAssertEqual(CircuitMetrics.possibleEdgesByParentLayer(layers: 2, heads: 4), doubles(ref["edges_by_parent_layer"]))
+            XCTAssertEqual(GraphNames.standard(layers: 2, heads: 4).edgesByParentLayer, doubles(ref["edges_by_parent_layer"]))
             XCTAssertEqual(CircuitMetrics.edgeActivationRatio(profile, graph: names), doubles(ref["edge_activation_ratio"]),
                            "top-\(n) edge activation ratio")
             let nodes = CircuitMetrics.nodeSet(circuit, graph: names)

@@ -92,9 +92,17 @@ public enum Analysis {
         ]
         for (path, up, down) in named {
             guard let up, let down else { continue }
-            do { return try GraphNames(upstream: up, downstream: down) } catch let e as GraphNamesError {
+            let names: GraphNames
+            do { names = try GraphNames(upstream: up, downstream: down) } catch let e as GraphNamesError {
                 throw AnalysisError.layout(file: path, object: "variables 'upstream', 'downstream'", problem: e.problem)
             }
+            // Which pairs are edges (sequential or parallel blocks) as the sweep's graph had them.
+            guard let mask = circuits?.isEdge else { return names }
+            guard let graph = names.matching(isEdge: mask) else {
+                throw AnalysisError.layout(file: circuits!.file.path, object: "variable 'is_edge'",
+                                           problem: "matches neither a graph of sequential blocks nor one of parallel blocks over these node names")
+            }
+            return graph
         }
         guard let nU = circuits?.nUpstream ?? scores?.nUpstream, let nD = circuits?.nDownstream ?? scores?.nDownstream else {
             return nil

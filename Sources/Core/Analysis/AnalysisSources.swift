@@ -138,6 +138,9 @@ struct CircuitsSource {
     let targetTypes: [String]?, targetFrequencies: [String]?
     let upstream: [String]?, downstream: [String]?
     let nUpstream: Int, nDownstream: Int
+    /// `is_edge` (upstream, downstream): which pairs the sweep's graph has (sequential or parallel
+    /// blocks); nil in files without it.
+    let isEdge: [Int8]?
     /// (checkpoint, task, type, frequency) at the chosen top-n; nil when absent.
     let faithfulness: LabeledArray?, nEdges: LabeledArray?, edgeEntropy: LabeledArray?
     /// (checkpoint, task, type, frequency, target_type, target_frequency) at the chosen top-n.
@@ -182,6 +185,8 @@ struct CircuitsSource {
         }
         nUpstream = try length(ResultName.upstream)
         nDownstream = try length(ResultName.downstream)
+        isEdge = file.has(ResultName.isEdge)
+            ? try file.rawSlice(ResultName.isEdge, fixed: [:], trailing: [ResultName.upstream, ResultName.downstream], as: Int8.self) : nil
 
         let cell = [ResultName.checkpoint, ResultName.task, ResultName.entityType, ResultName.frequency]
         let fixed = [ResultName.topn: topnIndex]

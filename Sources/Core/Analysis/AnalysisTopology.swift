@@ -222,7 +222,7 @@ struct TopologyArrays {
         result.topnAxis = source.topnValues ?? (1...max(nK, 1)).prefix(nK).map(Int64.init)
         result.edgeActivationRatio = ratio
         result.edgesInCircuitByParentLayer = kept
-        result.edgesByParentLayer = CircuitMetrics.possibleEdgesByParentLayer(layers: graph.nLayers, heads: graph.nHeads)
+        result.edgesByParentLayer = graph.edgesByParentLayer
         var ratioAll = LabeledArray(dimensions: ["checkpoint", "parent_layer"], shape: [nC, nP])
         for c in 0..<nC { for l in 0..<nP {
             ratioAll[c, l] = CircuitMetrics.finiteMean((0..<nT).flatMap { t in (0..<nY).flatMap { y in (0..<nF).map { ratio[c, t, y, $0, source.topnIndex, l] } } })

@@ -112,19 +112,6 @@ public enum CircuitMetrics {
         return present
     }
 
-    /// Edges of the full graph whose parent lies in each layer ℓ = 0 … L−1, `input` counted in
-    /// layer 0 (docs/analysis.md, edge activation ratio). Closed forms for L layers of H heads: a head of
-    /// ℓ feeds 3H(L−1−ℓ) head inputs, L−ℓ MLPs and `logits`; the MLP of ℓ feeds (3H+1)(L−1−ℓ)
-    /// inputs and `logits`; `input` feeds 3HL + L + 1.  (L)
-    public static func possibleEdgesByParentLayer(layers: Int, heads: Int) -> [Double] {
-        (0..<layers).map { l in
-            let head = 3 * heads * (layers - 1 - l) + (layers - l) + 1
-            let mlp = (3 * heads + 1) * (layers - 1 - l) + 1
-            let input = l == 0 ? 3 * heads * layers + layers + 1 : 0
-            return Double(heads * head + mlp + input)
-        }
-    }
-
     /// Kept edges by parent layer with `input` in layer 0, from a profile whose slot 0 is `input`.  (L)
     public static func keptEdgesByParentLayer(_ profile: LayerProfile) -> [Double] {
         let c = profile.edgeCount
@@ -135,8 +122,7 @@ public enum CircuitMetrics {
     /// The study's edge activation ratio per layer ℓ = 0 … L−1: kept edges whose parent is in ℓ ÷
     /// all graph edges whose parent is in ℓ (`input` in layer 0).  (L)
     public static func edgeActivationRatio(_ profile: LayerProfile, graph: GraphNames) -> [Double] {
-        let possible = possibleEdgesByParentLayer(layers: graph.nLayers, heads: graph.nHeads)
-        return zip(keptEdgesByParentLayer(profile), possible).map { $1 > 0 ? $0 / $1 : .nan }
+        zip(keptEdgesByParentLayer(profile), graph.edgesByParentLayer).map { $1 > 0 ? $0 / $1 : .nan }
     }
 
     /// The circuit's node set as the study's notebook counts it after reading the saved graph

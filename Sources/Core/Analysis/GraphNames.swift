@@ -1,7 +1,9 @@
 import Foundation
 
-/// The EAP-IG node and edge names of a GPT-2 graph (docs/eap.md), as the analysis needs them:
-/// which layer an upstream node lies in, which node a downstream input belongs to.
+/// The EAP-IG node and edge names of a circuit graph (docs/eap.md), as the analysis needs them:
+/// which layer an upstream node lies in, which node a downstream input belongs to, which pairs are
+/// edges. Sequential blocks (GPT-2, Llama): an MLP also reads its own layer's heads; parallel blocks
+/// (Phi: attention and MLP read the same input): it does not.
 ///
 /// Layer convention used by every analysis output: `input` (the token embedding) is layer −1,
 /// named "embed"; head `aℓ.hh` and MLP `mℓ` are layer ℓ; `logits` reads after the last layer
@@ -19,9 +21,14 @@ public struct GraphNames: Equatable, Sendable {
     public let nLayers: Int
     /// Heads per layer H (the heads of layer 0).
     public var nHeads: Int { upstream.indices.filter { upstreamLayer[$0] == 0 && isHead($0) }.count }
+    /// Whether attention and MLP of a block read the same input (Phi).
+    public let parallel: Bool
+    /// Edges of the graph whose upstream node lies in each layer 0 … L−1 (`input` counted in layer 0):
+    /// the edge activation ratio's denominators.  (L)
+    public let edgesByParentLayer: [Double]
 
     /// Parses the names; throws `problem` text (caller adds the file) for a name outside the grammar.
-    public init(upstream: [String], downstream: [String]) throws {
+    public init(upstream: [String], downstream: [String], parallel: Bool = false) throws {
         var layers: [Int] = []
         var index: [String: Int] = [:]
         for (i, name) in upstream.enumerated() {
@@ -45,10 +52,21 @@ public struct GraphNames: Equatable, Sendable {
         self.upstreamLayer = layers
         self.downstreamNode = nodes
         self.nLayers = (layers.max() ?? -1) + 1
+        self.parallel = parallel
+        var counts = [Double](repeating: 0, count: nLayers)
+        if nLayers > 0 {
+            for u in upstream.indices {
+                for d in downstream.indices where Self.isEdge(upstreamLayer: layers, downstreamNode: nodes, upstream: upstream,
+                                                              parallel: parallel, u, d) {
+                    counts[max(0, layers[u])] += 1
+                }
+            }
+        }
+        edgesByParentLayer = counts
     }
 
     /// The names docs/eap.md defines for L layers of H heads, in forward / backward index order.
-    public static func standard(layers: Int, heads: Int) -> GraphNames {
+    public static func standard(layers: Int, heads: Int, parallel: Bool = false) -> GraphNames {
         var up = ["input"]
         var down: [String] = []
         for l in 0..<layers {
@@ -59,7 +77,7 @@ public struct GraphNames: Equatable, Sendable {
         }
         down.append("logits")
         // The standard names always parse.
-        return try! GraphNames(upstream: up, downstream: down)
+        return try! GraphNames(upstream: up, downstream: down, parallel: parallel)
     }
 
     /// The (L, H) that give `nForward = 1 + L(H+1)` and `nBackward = L(3H+1) + 1`, if any.
@@ -94,12 +112,32 @@ public struct GraphNames: Equatable, Sendable {
     }
 
     /// Whether (u, d) is an edge of the graph (docs/eap.md): every node feeds `logits`; a head input of
-    /// layer ℓ reads nodes of earlier layers; MLP ℓ also reads the heads of its own layer.
+    /// layer ℓ reads nodes of earlier layers; MLP ℓ also reads the heads of its own layer unless the
+    /// blocks are parallel.
     public func isEdge(upstream u: Int, downstream d: Int) -> Bool {
+        Self.isEdge(upstreamLayer: upstreamLayer, downstreamNode: downstreamNode, upstream: upstream, parallel: parallel, u, d)
+    }
+
+    private static func isEdge(upstreamLayer: [Int], downstreamNode: [Int?], upstream: [String], parallel: Bool, _ u: Int, _ d: Int) -> Bool {
         guard let child = downstreamNode[d] else { return true }
         let lu = upstreamLayer[u], ld = upstreamLayer[child]
-        if isHead(child) { return lu < ld }
-        return lu < ld || (lu == ld && isHead(u))
+        if upstream[child].hasPrefix("a") { return lu < ld }
+        return lu < ld || (!parallel && lu == ld && upstream[u].hasPrefix("a"))
+    }
+
+    /// The graph whose edges are exactly the 1s of `isEdge` (upstream × downstream, row-major): these
+    /// names with sequential or with parallel blocks; nil when neither matches.
+    public func matching(isEdge mask: [Int8]) -> GraphNames? {
+        guard mask.count == upstream.count * downstream.count else { return nil }
+        for candidate in [parallel, !parallel] {
+            guard let g = try? GraphNames(upstream: upstream, downstream: downstream, parallel: candidate) else { continue }
+            var same = true
+            for u in upstream.indices where same {
+                for d in downstream.indices where g.isEdge(upstream: u, downstream: d) != (mask[u * downstream.count + d] == 1) { same = false; break }
+            }
+            if same { return g }
+        }
+        return nil
     }
 
     /// Whether an upstream node is an attention head.
