@@ -155,8 +155,11 @@ public final class GPT2: @unchecked Sendable {
 
         // Unembedding: dlogits (N, V) is in the logits buffer (`forwardLoss`); dlnf = dlogits · wte; dwte += dlogitsᵀ · lnf.
         phase("bwd.unembed") {
-            Matmul.sgemm(false, false, M: N, N: C, K: V, alpha: 1, A: a.logits, lda: V, B: p.wte, ldb: C, beta: 0, C: a.dBuf, ldc: C)
-            Matmul.sgemm(true, false, M: V, N: C, K: N, alpha: 1, A: a.logits, lda: V, B: a.lnf, ldb: C, beta: 1, C: g.wte, ldc: C)
+            Matmul.pair(threads: threads, {
+                Matmul.sgemm(false, false, M: N, N: C, K: V, alpha: 1, A: a.logits, lda: V, B: p.wte, ldb: C, beta: 0, C: a.dBuf, ldc: C)
+            }, {
+                Matmul.sgemm(true, false, M: V, N: C, K: N, alpha: 1, A: a.logits, lda: V, B: a.lnf, ldb: C, beta: 1, C: g.wte, ldc: C)
+            })
         }
         a.dResid.update(repeating: 0, count: N * C)
         phase("bwd.layernorm") {
