@@ -47,6 +47,14 @@ final class KernelGradientTests: XCTestCase {
         GELU.backward(dinp: &dx, inp: x, dout: floats(R), count: n, threads: 2)
         let g = Ref.numericalGradient(doubles(x)) { self.dot($0.map(Ref.gelu), R) }
         assertClose(dx, g, "gelu dinp", tol: Self.gradientTolerance, relL2: true)
+        // The bias form: pre += bias, out = gelu(pre), rows of C = 9 (a vector body and a tail).
+        let rows = 5, width = 9
+        let xb = floats(Ref.random(rows * width, seed: 7, scale: 4)), bias = floats(Ref.random(width, seed: 8, scale: 2))
+        var pre = xb, act = [Float](repeating: .nan, count: rows * width)
+        GELU.forward(out: &act, pre: &pre, bias: bias, N: rows, C: width, threads: 2)
+        let sum = (0..<(rows * width)).map { xb[$0] + bias[$0 % width] }
+        XCTAssertEqual(pre, sum, "pre holds the biased input")
+        assertClose(act, doubles(sum).map(Ref.gelu), "gelu forward with bias", tol: Self.forwardTolerance, relL2: false)
         // Far tails: gelu(−10) ≈ −7e-22 and gelu(10) = 10 without cancellation.
         XCTAssertEqual(GELU.scalar(10), 10)
         XCTAssertLessThan(abs(GELU.scalar(-10)), 1e-20)
@@ -120,6 +128,63 @@ final class KernelGradientTests: XCTestCase {
                                   keepExponentials: keep, threads: 2)
             assertClose(buf, g, "cross-entropy dlogits (keepExponentials \(keep))", tol: Self.gradientTolerance, relL2: true)
             XCTAssertTrue(buf[V..<(2 * V)].allSatisfy { $0 == 0 }, "ignored row has zero gradient")
+        }
+        // forward with gradientScale leaves the same bits as forward then backward, with the same losses.
+        var fused = logits, separate = logits
+        var l1 = [Double](repeating: 0, count: N), l2 = l1, s1 = [Float](repeating: 0, count: 2 * N), s2 = s1
+        fused[V] = .nan   // an ignored row's gradient is written, whatever the buffer held
+        let r1 = CrossEntropy.forward(losses: &l1, stats: &s1, logits: &fused, targets: targets, N: N, V: V,
+                                      gradientScale: 1 / 3, threads: 2)
+        let r2 = CrossEntropy.forward(losses: &l2, stats: &s2, logits: &separate, targets: targets, N: N, V: V,
+                                      keepExponentials: true, threads: 2)
+        CrossEntropy.backward(dlogits: &separate, stats: s2, targets: targets, scale: 1 / 3, N: N, V: V, keepExponentials: true, threads: 2)
+        XCTAssertEqual(r1.sum, r2.sum)
+        XCTAssertEqual(r1.count, r2.count)
+        XCTAssertEqual(l1, l2)
+        XCTAssertEqual(fused, separate, "forward(gradientScale:) equals forward + backward bit for bit")
+        assertClose(fused, g, "cross-entropy dlogits (fused)", tol: Self.gradientTolerance, relL2: true)
+    }
+
+    /// Attention on rows longer than the causal query block (`Attention.queryBlock`), with lengths at, inside and
+    /// across block edges, with and without dropout: every block's products and the skipped triangle must give
+    /// the float64 reference, and buffers filled with NaN beforehand must be fully written where promised.
+    func testAttentionCausalBlocksOnLongRows() {
+        let QB = Attention.queryBlock
+        let B = 4, T = 2 * QB + 6, C = 4, NH = 2
+        let lengths = [T, QB, QB + 1, 5]
+        let qkv = floats(Ref.random(B * T * 3 * C, seed: 31, scale: 1.5)), R = Ref.random(B * T * C, seed: 32)
+        let len32 = lengths.map(Int32.init)
+        for p: Float in [0, 0.3] {
+            let keyOf = { (bh: Int) -> UInt64 in UInt64(1000 + bh) }
+            let keep: ((Int, Int, Int, Int) -> Double)? = p == 0 ? nil : { b, h, i, j in
+                Dropout.keeps(key: keyOf(b * NH + h), index: i * T + j, p: p) ? 1 / Double(1 - p) : 0
+            }
+            var out = [Float](repeating: .nan, count: B * T * C), att = [Float](repeating: .nan, count: B * NH * T * T)
+            var scratch = [Float](repeating: .nan, count: B * NH * T * T)
+            Attention.forward(out: &out, att: &att, qkv: qkv, lengths: len32, B: B, T: T, C: C, NH: NH, threads: 2,
+                              dropout: p, dropKey: p == 0 ? nil : keyOf, scratch: &scratch)
+            let ref = { (q: [Double]) in Ref.attention(q, lengths: lengths, B: B, T: T, C: C, NH: NH, keep: keep) }
+            assertClose(out, ref(doubles(qkv)), "blocked attention forward, dropout \(p)", tol: Self.forwardTolerance, relL2: false)
+            for b in 0..<B {
+                for h in 0..<NH {
+                    for i in 0..<T {
+                        let row = att[((b * NH + h) * T + i) * T ..< ((b * NH + h) * T + i + 1) * T]
+                        XCTAssertEqual(Double(row.reduce(0, +)), 1, accuracy: 1e-5, "row \(b), \(h), \(i)")
+                        for j in 0..<T where j > min(i, lengths[b] - 1) { XCTAssertEqual(row[row.startIndex + j], 0) }
+                    }
+                }
+            }
+            var dqkv = [Float](repeating: .nan, count: B * T * 3 * C)
+            scratch = [Float](repeating: .nan, count: B * NH * T * T)
+            Attention.backward(dqkv: &dqkv, scratch: &scratch, dout: floats(R), qkv: qkv, att: att, lengths: len32,
+                               B: B, T: T, C: C, NH: NH, threads: 2, dropout: p, dropKey: p == 0 ? nil : keyOf)
+            let g = Ref.numericalGradient(doubles(qkv)) { self.dot(ref($0), R) }
+            assertClose(dqkv, g, "blocked attention dqkv, dropout \(p)", tol: Self.gradientTolerance, relL2: true)
+            // Keys past a row's length get exactly zero gradient (k and v columns of padded positions).
+            for t in lengths[3]..<T {
+                let r = (3 * T + t) * 3 * C
+                XCTAssertTrue(dqkv[(r + C)..<(r + 3 * C)].allSatisfy { $0 == 0 }, "padded key \(t) has zero dk, dv")
+            }
         }
     }
 

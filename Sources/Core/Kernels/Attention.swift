@@ -7,8 +7,10 @@ import Foundation
 /// j ≤ min(i, lengths[b] − 1): causal, and padded keys are masked (as HF does with an attention mask).
 /// Padded queries still get well-defined outputs (over the real keys); callers ignore them.
 ///
-/// Per (batch row, head) the two products are sgemm calls run concurrently over heads with OpenBLAS set to
-/// one thread meanwhile (restored afterwards), since each product is small.
+/// Per (batch row, head) the products are sgemm calls run concurrently over heads with OpenBLAS set to
+/// one thread meanwhile (restored afterwards), since each product is small. They are blocked causally: a block
+/// of `queryBlock` queries multiplies only with the keys it can see, so the masked upper triangle of q·kᵀ, P·v
+/// and their gradients is mostly skipped (docs/performance.md).
 public enum Attention {
     /// `out (B, T, C)`: per head h the columns h·hs ..< (h+1)·hs hold softmax(q·kᵀ/√hs + mask)·v
     /// (TransformerLens `hook_z`, flattened). `att (B, NH, T, T)`: the probabilities (`hook_pattern`),
@@ -23,28 +25,37 @@ public enum Attention {
         precondition(dropout == 0 || (dropKey != nil && scratch != nil), "attention dropout needs its keys and a scratch buffer")
         let hs = C / NH
         let scale = 1 / Float(hs).squareRoot()
+        let QB = queryBlock
         perHead(B * NH, threads: threads) { bh in
             let b = bh / NH, h = bh % NH
             let L = lengths.map { Int($0[b]) } ?? T
             let q = qkv + b * T * 3 * C + h * hs
             let k = q + C, v = q + 2 * C
             let a = att + bh * T * T
-            // Scores (T, T) = scale · q · kᵀ, then a masked softmax per query row.
-            Matmul.sgemm(false, true, M: T, N: T, K: hs, alpha: scale, A: q, lda: 3 * C, B: k, ldb: 3 * C, beta: 0, C: a, ldc: T)
-            for i in 0..<T {
-                let row = a + i * T
-                let kmax = min(i, L - 1)
-                softmaxRow(row, kmax + 1)
-                for j in (kmax + 1)..<T { row[j] = 0 }
+            // Per block of QB queries, scores = scale · q · kᵀ over the keys any of them sees (0 ..< min(i1, L)),
+            // then a masked softmax per query row; the rest of each row is set to 0.
+            for i0 in stride(from: 0, to: T, by: QB) {
+                let i1 = min(i0 + QB, T), kEnd = min(i1, L)
+                Matmul.sgemm(false, true, M: i1 - i0, N: kEnd, K: hs, alpha: scale, A: q + i0 * 3 * C, lda: 3 * C,
+                             B: k, ldb: 3 * C, beta: 0, C: a + i0 * T, ldc: T)
+                for i in i0..<i1 {
+                    let row = a + i * T
+                    let n = min(i, L - 1) + 1
+                    softmaxRow(row, n)
+                    (row + n).update(repeating: 0, count: T - n)
+                }
             }
-            // out_h (T, hs) = P · v  (P dropped, in scratch, when training with dropout)
+            // out_h (T, hs) = P · v  (P dropped, in scratch, when training with dropout), per query block over its keys
             var weights = UnsafePointer(a)
             if dropout > 0, let dropKey, let scratch {
                 Dropout.copy(scratch + bh * T * T, a, count: T * T, p: dropout, key: dropKey(bh))
                 weights = UnsafePointer(scratch + bh * T * T)
             }
-            Matmul.sgemm(false, false, M: T, N: hs, K: T, alpha: 1, A: weights, lda: T, B: v, ldb: 3 * C, beta: 0,
-                         C: out + b * T * C + h * hs, ldc: C)
+            for i0 in stride(from: 0, to: T, by: QB) {
+                let i1 = min(i0 + QB, T), kEnd = min(i1, L)
+                Matmul.sgemm(false, false, M: i1 - i0, N: hs, K: kEnd, alpha: 1, A: weights + i0 * T, lda: T, B: v, ldb: 3 * C,
+                             beta: 0, C: out + (b * T + i0) * C + h * hs, ldc: C)
+            }
         }
     }
 
@@ -57,6 +68,7 @@ public enum Attention {
         precondition(dropout == 0 || dropKey != nil, "attention dropout needs its keys")
         let hs = C / NH
         let scale = 1 / Float(hs).squareRoot()
+        let QB = queryBlock
         perHead(B * NH, threads: threads) { bh in
             let b = bh / NH, h = bh % NH
             let L = lengths.map { Int($0[b]) } ?? T
@@ -67,32 +79,70 @@ public enum Attention {
             let p = att + bh * T * T
             let dy = dout + b * T * C + h * hs
             let dp = scratch + bh * T * T
+            // Blocks of QB queries (rows i0 ..< i1) see keys 0 ..< min(i1, L); a block of keys (j0 ..< j1) is seen by
+            // queries j0 ..< T. Only those parts of dP and dS are computed; keys ≥ L get dk = dv = 0.
+            var weights = UnsafePointer(p)
+            var key: UInt64 = 0
             if dropout > 0, let dropKey {
                 // With dropout the values saw P' = P ⊙ mask / (1 − p): dv = P'ᵀ · dy (P' regenerated in dP's buffer),
                 // then dP = (dy · vᵀ) ⊙ mask / (1 − p).
-                let key = dropKey(bh)
+                key = dropKey(bh)
                 Dropout.copy(dp, p, count: T * T, p: dropout, key: key)
-                Matmul.sgemm(true, false, M: T, N: hs, K: T, alpha: 1, A: dp, lda: T, B: dy, ldb: C, beta: 0, C: dv, ldc: 3 * C)
-                Matmul.sgemm(false, true, M: T, N: T, K: hs, alpha: 1, A: dy, lda: C, B: v, ldb: 3 * C, beta: 0, C: dp, ldc: T)
-                Dropout.apply(dp, count: T * T, p: dropout, key: key)
-            } else {
-                // dP (T, T) = dy · vᵀ ;  dv (T, hs) = Pᵀ · dy
-                Matmul.sgemm(false, true, M: T, N: T, K: hs, alpha: 1, A: dy, lda: C, B: v, ldb: 3 * C, beta: 0, C: dp, ldc: T)
-                Matmul.sgemm(true, false, M: T, N: hs, K: T, alpha: 1, A: p, lda: T, B: dy, ldb: C, beta: 0, C: dv, ldc: 3 * C)
+                weights = UnsafePointer(dp)
             }
-            // dS = scale · P ⊙ (dP − Σⱼ P·dP), in place over dP; masked entries become 0.
-            for i in 0..<T {
-                let pr = p + i * T, dr = dp + i * T
-                let n = min(i, L - 1) + 1
-                var dot: Float = 0
-                for j in 0..<n { dot += pr[j] * dr[j] }
-                for j in 0..<n { dr[j] = scale * pr[j] * (dr[j] - dot) }
-                for j in n..<T { dr[j] = 0 }
+            // dv (T, hs) = P'ᵀ · dy, per key block
+            keyBlocks(T: T, L: L, QB: QB, zero: { j0, j1 in zeroRows(dv + j0 * 3 * C, rows: j1 - j0, width: hs, stride: 3 * C) }) { j0, j1 in
+                Matmul.sgemm(true, false, M: j1 - j0, N: hs, K: T - j0, alpha: 1, A: weights + j0 * T + j0, lda: T,
+                             B: dy + j0 * C, ldb: C, beta: 0, C: dv + j0 * 3 * C, ldc: 3 * C)
             }
-            // dq (T, hs) = dS · k ;  dk (T, hs) = dSᵀ · q
-            Matmul.sgemm(false, false, M: T, N: hs, K: T, alpha: 1, A: dp, lda: T, B: k, ldb: 3 * C, beta: 0, C: dq, ldc: 3 * C)
-            Matmul.sgemm(true, false, M: T, N: hs, K: T, alpha: 1, A: dp, lda: T, B: q, ldb: 3 * C, beta: 0, C: dk, ldc: 3 * C)
+            // dP (T, T) = dy · vᵀ, per query block over its keys
+            for i0 in stride(from: 0, to: T, by: QB) {
+                let i1 = min(i0 + QB, T), kEnd = min(i1, L)
+                Matmul.sgemm(false, true, M: i1 - i0, N: kEnd, K: hs, alpha: 1, A: dy + i0 * C, lda: C, B: v, ldb: 3 * C,
+                             beta: 0, C: dp + i0 * T, ldc: T)
+                if dropout > 0 {
+                    for i in i0..<i1 { Dropout.applyRange(dp + i * T, range: 0..<kEnd, rowStart: i * T, p: dropout, key: key) }
+                }
+            }
+            // dS = scale · P ⊙ (dP − Σⱼ P·dP), in place over dP; masked entries of the computed blocks become 0.
+            for i0 in stride(from: 0, to: T, by: QB) {
+                let i1 = min(i0 + QB, T), kEnd = min(i1, L)
+                for i in i0..<i1 {
+                    let pr = p + i * T, dr = dp + i * T
+                    let n = min(i, L - 1) + 1
+                    var dot: Float = 0
+                    for j in 0..<n { dot += pr[j] * dr[j] }
+                    for j in 0..<n { dr[j] = scale * pr[j] * (dr[j] - dot) }
+                    for j in n..<kEnd { dr[j] = 0 }
+                }
+                // dq (rows i0 ..< i1) = dS · k over the block's keys
+                Matmul.sgemm(false, false, M: i1 - i0, N: hs, K: kEnd, alpha: 1, A: dp + i0 * T, lda: T, B: k, ldb: 3 * C,
+                             beta: 0, C: dq + i0 * 3 * C, ldc: 3 * C)
+            }
+            // dk (T, hs) = dSᵀ · q, per key block over the queries that see it
+            keyBlocks(T: T, L: L, QB: QB, zero: { j0, j1 in zeroRows(dk + j0 * 3 * C, rows: j1 - j0, width: hs, stride: 3 * C) }) { j0, j1 in
+                Matmul.sgemm(true, false, M: j1 - j0, N: hs, K: T - j0, alpha: 1, A: dp + j0 * T + j0, lda: T,
+                             B: q + j0 * 3 * C, ldb: 3 * C, beta: 0, C: dk + j0 * 3 * C, ldc: 3 * C)
+            }
         }
+    }
+
+    /// Queries per block of the causal blocking: a block of rows i0 ..< i0 + 32 only touches keys below its end,
+    /// which skips ~3/8 of the T × T products at T = 128 while each product stays large enough for sgemm.
+    static let queryBlock = 32
+
+    /// Calls `body(j0, j1)` for the key blocks j0 ..< j1 (aligned with the query blocks) below the length L, clipped
+    /// at L, and `zero(j0, j1)` for the rows L ..< T (keys no query sees).
+    @inline(__always)
+    static func keyBlocks(T: Int, L: Int, QB: Int, zero: (Int, Int) -> Void, _ body: (Int, Int) -> Void) {
+        for j0 in stride(from: 0, to: L, by: QB) { body(j0, min(j0 + QB, L)) }
+        if L < T { zero(L, T) }
+    }
+
+    /// Sets `rows` rows of `width` floats, `stride` apart, to 0.
+    @inline(__always)
+    static func zeroRows(_ p: UnsafeMutablePointer<Float>, rows: Int, width: Int, stride: Int) {
+        for r in 0..<rows { (p + r * stride).update(repeating: 0, count: width) }
     }
 
     /// In-place softmax of `row[0 ..< n]` (Float sums; n ≤ T is short).

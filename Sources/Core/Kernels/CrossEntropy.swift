@@ -9,19 +9,30 @@ public enum CrossEntropy {
     /// 1 / Σ exp(l − m) into `stats (2N)` for `backward`. Returns Σ losses (Double) and the number of counted rows.
     /// With `keepExponentials`, counted rows of `logits` are overwritten with exp(l − m), which lets `backward`
     /// skip recomputing them (pass the same flag there).
+    ///
+    /// With `gradientScale` (implies keeping the exponentials), every row of `logits` is instead left holding
+    /// `backward`'s result for that scale, scale · (softmax − onehot(target)) (0 for ignored rows), written while
+    /// the row is still in cache: one pass over the (N, V) logits fewer than `forward` then `backward`, same bits.
     public static func forward(losses: UnsafeMutablePointer<Double>, stats: UnsafeMutablePointer<Float>,
                                logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
-                               N: Int, V: Int, keepExponentials: Bool = false, threads: Int) -> (sum: Double, count: Int) {
+                               N: Int, V: Int, keepExponentials: Bool = false, gradientScale: Float? = nil,
+                               threads: Int) -> (sum: Double, count: Int) {
+        let keep = keepExponentials || gradientScale != nil
         Parallel.pieces(N, threads: threads) { rows in
             for n in rows {
                 let t = Int(targets[n])
-                guard t >= 0 else { losses[n] = 0; stats[2 * n] = 0; stats[2 * n + 1] = 0; continue }
                 let row = logits + n * V
+                guard t >= 0 else {
+                    losses[n] = 0; stats[2 * n] = 0; stats[2 * n + 1] = 0
+                    if gradientScale != nil { row.update(repeating: 0, count: V) }
+                    continue
+                }
                 let target = row[t]
-                let (m, s) = keepExponentials ? maxAndSumExp(overwriting: row, V) : maxAndSumExp(row, V)
+                let (m, s) = keep ? maxAndSumExp(overwriting: row, V) : maxAndSumExp(row, V)
                 losses[n] = Double(m) + log(s) - Double(target)
                 stats[2 * n] = m
                 stats[2 * n + 1] = Float(1 / s)
+                if let scale = gradientScale { scaleExponentials(row, V: V, k: stats[2 * n + 1] * scale, target: t, scale: scale) }
             }
         }
         var sum = 0.0, count = 0
@@ -43,15 +54,24 @@ public enum CrossEntropy {
                 let m = FastMath.V8(repeating: mx), kv = FastMath.V8(repeating: k)
                 var v = 0
                 if keepExponentials {
-                    while v + 8 <= V { FastMath.store(FastMath.load(row + v) * kv, row + v); v += 8 }
-                    while v < V { row[v] *= k; v += 1 }
-                } else {
-                    while v + 8 <= V { FastMath.store(FastMath.exp(FastMath.load(row + v) - m) * kv, row + v); v += 8 }
-                    while v < V { row[v] = FastMath.exp(row[v] - mx) * k; v += 1 }
+                    scaleExponentials(row, V: V, k: k, target: t, scale: scale)
+                    continue
                 }
+                while v + 8 <= V { FastMath.store(FastMath.exp(FastMath.load(row + v) - m) * kv, row + v); v += 8 }
+                while v < V { row[v] = FastMath.exp(row[v] - mx) * k; v += 1 }
                 row[t] -= scale
             }
         }
+    }
+
+    /// `row[v] = row[v] · k − [v == target] · scale`: exponentials to the gradient of the scaled loss.
+    @inline(__always)
+    static func scaleExponentials(_ row: UnsafeMutablePointer<Float>, V: Int, k: Float, target t: Int, scale: Float) {
+        let kv = FastMath.V8(repeating: k)
+        var v = 0
+        while v + 8 <= V { FastMath.store(FastMath.load(row + v) * kv, row + v); v += 8 }
+        while v < V { row[v] *= k; v += 1 }
+        row[t] -= scale
     }
 
     /// Row maximum m and Σ exp(row − m) (exponentials in Float, summed in Double).

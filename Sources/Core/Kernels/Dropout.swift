@@ -61,6 +61,13 @@ public enum Dropout {
         for i in 0..<count { x[i] = keeps(key: key, index: i, p: p) ? x[i] * scale : 0 }
     }
 
+    /// `row[j] *= keep(rowStart + j) / (1 − p)` for j in `range`: `apply` on part of a row of a larger mask.
+    @inline(__always)
+    public static func applyRange(_ row: UnsafeMutablePointer<Float>, range: Range<Int>, rowStart: Int, p: Float, key: UInt64) {
+        let scale = 1 / (1 - p)
+        for j in range { row[j] = keeps(key: key, index: rowStart + j, p: p) ? row[j] * scale : 0 }
+    }
+
     /// `out[i] = residual[i] + keep(i) / (1 − p) · out[i]` for i in 0..<count: a residual branch's output
     /// dropped and added.
     @inline(__always)

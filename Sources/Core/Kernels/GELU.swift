@@ -17,6 +17,24 @@ public enum GELU {
         for i in (count / 8 * 8)..<count { out[i] = scalar(inp[i]) }
     }
 
+    /// `pre (N, C) += bias (C)`, then `out (N, C) = gelu(pre)`: a linear layer's bias and its activation in one pass.
+    public static func forward(out: UnsafeMutablePointer<Float>, pre: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
+                               N: Int, C: Int, threads: Int) {
+        Parallel.pieces(N, threads: threads, minPerPiece: max(1, 32_768 / max(C, 1))) { rows in
+            for n in rows {
+                let x = pre + n * C, y = out + n * C
+                var i = 0
+                while i + 8 <= C {
+                    let v = FastMath.load(x + i) + FastMath.load(bias + i)
+                    FastMath.store(v, x + i)
+                    FastMath.store(v * sigma(v), y + i)
+                    i += 8
+                }
+                while i < C { x[i] += bias[i]; y[i] = scalar(x[i]); i += 1 }
+            }
+        }
+    }
+
     /// `dinp (count) = gelu'(inp) · dout`; `dinp` may alias `dout`.
     public static func backward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int, threads: Int) {
         Parallel.pieces(count / 8, threads: threads, minPerPiece: 4096) { blocks in

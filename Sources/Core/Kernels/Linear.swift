@@ -22,17 +22,21 @@ public enum Linear {
 
     /// Backward of `forward` given `dy (N, OC; stride lddy)`: `dx (N, IC; stride lddx) = dy · W` (added when
     /// `accumulateInput`), `dweight (OC, IC) += dyᵀ · x`, `dbias (OC) += Σₙ dy[n]`; nil outputs are skipped.
+    /// The two products run side by side as in `Matmul.pair`.
     public static func backward(dx: UnsafeMutablePointer<Float>?, lddx: Int, dweight: UnsafeMutablePointer<Float>?,
                                 dbias: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>, lddy: Int,
                                 x: UnsafePointer<Float>, ldx: Int, weight: UnsafePointer<Float>,
                                 N: Int, IC: Int, OC: Int, accumulateInput: Bool = false, threads: Int) {
-        if let dx {
-            Matmul.sgemm(false, false, M: N, N: IC, K: OC, alpha: 1, A: dy, lda: lddy, B: weight, ldb: IC,
-                         beta: accumulateInput ? 1 : 0, C: dx, ldc: lddx)
-        }
-        if let dweight {
-            Matmul.sgemm(true, false, M: OC, N: IC, K: N, alpha: 1, A: dy, lda: lddy, B: x, ldb: ldx, beta: 1, C: dweight, ldc: IC)
-        }
+        Matmul.pair(threads: threads, {
+            if let dx {
+                Matmul.sgemm(false, false, M: N, N: IC, K: OC, alpha: 1, A: dy, lda: lddy, B: weight, ldb: IC,
+                             beta: accumulateInput ? 1 : 0, C: dx, ldc: lddx)
+            }
+        }, {
+            if let dweight {
+                Matmul.sgemm(true, false, M: OC, N: IC, K: N, alpha: 1, A: dy, lda: lddy, B: x, ldb: ldx, beta: 1, C: dweight, ldc: IC)
+            }
+        })
         if let dbias {
             Parallel.pieces(OC, threads: threads, minPerPiece: 256) { cols in
                 let c0 = cols.lowerBound, w = cols.count

@@ -1,3 +1,4 @@
+import Foundation
 import COpenBLAS
 
 /// Linear layers with weights in the Hugging Face Conv1D layout W [in, out]: y = x·W + b, everything row-major.
@@ -36,18 +37,34 @@ public enum Matmul {
     /// Backward of `forward`, given `dout (N, OC)`:
     /// `dinp (N, IC) = dout · weightᵀ` (added to dinp when `accumulateInput`), `dweight (IC, OC) += inpᵀ · dout`,
     /// `dbias (OC) += Σₙ dout[n]`. Any of the three outputs may be nil to skip it.
+    /// The two products (same FLOPs) run side by side as in `pair`.
     public static func backward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
                                 dbias: UnsafeMutablePointer<Float>?,
                                 dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 N: Int, IC: Int, OC: Int, accumulateInput: Bool = false, threads: Int) {
-        if let dinp {
-            sgemm(false, true, M: N, N: IC, K: OC, alpha: 1, A: dout, lda: OC, B: weight, ldb: OC,
-                  beta: accumulateInput ? 1 : 0, C: dinp, ldc: IC)
-        }
-        if let dweight {
-            sgemm(true, false, M: IC, N: OC, K: N, alpha: 1, A: inp, lda: IC, B: dout, ldb: OC, beta: 1, C: dweight, ldc: OC)
-        }
+        pair(threads: threads, {
+            if let dinp {
+                sgemm(false, true, M: N, N: IC, K: OC, alpha: 1, A: dout, lda: OC, B: weight, ldb: OC,
+                      beta: accumulateInput ? 1 : 0, C: dinp, ldc: IC)
+            }
+        }, {
+            if let dweight {
+                sgemm(true, false, M: IC, N: OC, K: N, alpha: 1, A: inp, lda: IC, B: dout, ldb: OC, beta: 1, C: dweight, ldc: OC)
+            }
+        })
         if let dbias { biasBackward(dbias: dbias, dout: dout, N: N, OC: OC, threads: threads) }
+    }
+
+    /// Runs two independent pieces of work (each typically one sgemm of similar size) side by side, each with
+    /// OpenBLAS at one thread, when `threads` and OpenBLAS's setting are both 2: two single-threaded products
+    /// share no packed panels and never wait for each other inside a call, which on two cores beats one product
+    /// after the other split over both (docs/performance.md). Otherwise, or with other thread counts, `first`
+    /// then `second` at the current setting. Each product's result does not depend on which way it ran.
+    public static func pair(threads: Int, _ first: () -> Void, _ second: () -> Void) {
+        guard threads == 2, BLAS.threads == 2 else { first(); second(); return }
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(2) }
+        DispatchQueue.concurrentPerform(iterations: 2) { i in if i == 0 { first() } else { second() } }
     }
 
     /// `dbias (OC) += Σₙ dout[n, :]` for `dout (N, OC)`; columns are split across threads.

@@ -101,7 +101,7 @@ public final class GPT2: @unchecked Sendable {
     /// transformers shifts them (position t predicts token t+1; the last position predicts nothing).
     /// Token t counts as a label when `labelMask[b·T + t]` (default all true; HF's −100 is false) and
     /// t < lengths[b]. Returns the mean over counted labels, exact to ~1e-7 (the softmax sum is in Double).
-    /// The logits buffer is consumed (it keeps softmax numerators for `backward`); use `forward` to read logits.
+    /// The logits buffer is consumed (it is left holding dloss/dlogits for `backward`); use `forward` to read logits.
     /// `dropout`: train-mode dropout with these probabilities and one mask key per row (nil: eval mode).
     public func forwardLoss(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil, labelMask: [Bool]? = nil,
                             dropout: DropoutPlan? = nil) throws -> Double {
@@ -124,14 +124,18 @@ public final class GPT2: @unchecked Sendable {
                 acts.targets[n] = ok ? acts.tokens[n + 1] : -1
             }
         }
+        readyForBackward = false
+        var labels = 0
+        for n in 0..<(B * T) where acts.targets[n] >= 0 { labels += 1 }
+        guard labels > 0 else { throw ModelError("no position has a label to predict (batch \(B) × \(T))") }
+        lossScale = Float(1.0 / Double(labels))
         runLayers()
         finalFull()
+        // The loss, and dloss/dlogits for `backward` written over the logits while each row is in cache.
         let (sum, count) = phase("fwd.crossentropy") {
             CrossEntropy.forward(losses: acts.losses, stats: acts.ceStats, logits: acts.logits, targets: acts.targets,
-                                 N: B * T, V: config.vocabSize, keepExponentials: true, threads: threads)
+                                 N: B * T, V: config.vocabSize, gradientScale: lossScale, threads: threads)
         }
-        guard count > 0 else { throw ModelError("no position has a label to predict (batch \(B) × \(T))") }
-        lossScale = Float(1.0 / Double(count))
         lastLabelCount = count
         readyForBackward = true
         return sum / Double(count)
@@ -141,7 +145,7 @@ public final class GPT2: @unchecked Sendable {
 
     /// Adds the gradient of the last `forwardLoss`'s mean loss with respect to every parameter into `grads`
     /// (call `zeroGradients()` first unless accumulating). The tied `wte` receives both the unembedding and the
-    /// embedding contributions. Overwrites the logits with dloss/dlogits.
+    /// embedding contributions. Reads dloss/dlogits, which `forwardLoss` left in the logits buffer.
     public func backward() {
         precondition(readyForBackward, "backward() needs a forwardLoss() first")
         readyForBackward = false
@@ -149,14 +153,13 @@ public final class GPT2: @unchecked Sendable {
         let B = a.B, T = a.T, N = B * T, C = config.nEmbd, V = config.vocabSize, NH = config.nHead
         let lengths: UnsafePointer<Int32>? = UnsafePointer(a.lengths)
 
-        // Cross-entropy and unembedding: dlogits (N, V) in place; dlnf = dlogits · wte; dwte += dlogitsᵀ · lnf.
-        phase("bwd.crossentropy") {
-            CrossEntropy.backward(dlogits: a.logits, stats: a.ceStats, targets: a.targets, scale: lossScale, N: N, V: V,
-                                  keepExponentials: true, threads: threads)
-        }
+        // Unembedding: dlogits (N, V) is in the logits buffer (`forwardLoss`); dlnf = dlogits · wte; dwte += dlogitsᵀ · lnf.
         phase("bwd.unembed") {
-            Matmul.sgemm(false, false, M: N, N: C, K: V, alpha: 1, A: a.logits, lda: V, B: p.wte, ldb: C, beta: 0, C: a.dBuf, ldc: C)
-            Matmul.sgemm(true, false, M: V, N: C, K: N, alpha: 1, A: a.logits, lda: V, B: a.lnf, ldb: C, beta: 1, C: g.wte, ldc: C)
+            Matmul.pair(threads: threads, {
+                Matmul.sgemm(false, false, M: N, N: C, K: V, alpha: 1, A: a.logits, lda: V, B: p.wte, ldb: C, beta: 0, C: a.dBuf, ldc: C)
+            }, {
+                Matmul.sgemm(true, false, M: V, N: C, K: N, alpha: 1, A: a.logits, lda: V, B: a.lnf, ldb: C, beta: 1, C: g.wte, ldc: C)
+            })
         }
         a.dResid.update(repeating: 0, count: N * C)
         phase("bwd.layernorm") {
@@ -303,10 +306,11 @@ public final class GPT2: @unchecked Sendable {
                 LayerNorm.forward(out: la.ln2, mean: la.ln2Mean, rstd: la.ln2Rstd, inp: la.residMid, weight: lp.ln2Weight,
                                   bias: lp.ln2Bias, N: N, C: C, eps: eps, threads: threads)
             }
+            // The fc bias is added in GELU's pass (mlpPre = ln2 · Wfc + bfc, mlpPost = gelu(mlpPre)), not by a prefill.
             phase("fwd.matmul") {
-                Matmul.forward(out: la.mlpPre, inp: la.ln2, weight: lp.fcWeight, bias: lp.fcBias, N: N, IC: C, OC: 4 * C, threads: threads)
+                Matmul.forward(out: la.mlpPre, inp: la.ln2, weight: lp.fcWeight, bias: nil, N: N, IC: C, OC: 4 * C, threads: threads)
             }
-            phase("fwd.gelu") { GELU.forward(out: la.mlpPost, inp: la.mlpPre, count: N * 4 * C, threads: threads) }
+            phase("fwd.gelu") { GELU.forward(out: la.mlpPost, pre: la.mlpPre, bias: lp.fcBias, N: N, C: 4 * C, threads: threads) }
             phase("fwd.matmul") {
                 Matmul.forward(out: la.residPost, inp: la.mlpPost, weight: lp.fcProjWeight, bias: lp.fcProjBias,
                                residual: residualDropped ? nil : la.residMid, N: N, IC: 4 * C, OC: C, threads: threads)
