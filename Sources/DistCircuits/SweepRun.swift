@@ -76,107 +76,59 @@ public enum SweepRun {
         }
     }
 
-    static func coordinate(plan: SweepPlan, comm: Communicator, worker: SweepWorker, report: (SweepEvent) -> Void) throws -> SweepSummary {
-        let start = Date()
-        let store = try SweepStore(plan: plan, ranks: comm.size)
-        let planned = plan.allItems.count
-        let alreadyDone = store.done.count
-        var scheduler = SweepScheduler(items: plan.allItems.filter { !store.done.contains($0) })
-        report(.started(planned: planned, alreadyDone: alreadyDone, ranks: comm.size))
+    static func coordinate(plan: SweepPlan, comm: Communicator, worker: SweepWorker,
+                           report: @escaping (SweepEvent) -> Void) throws -> SweepSummary {
+        try SweepCoordinator(plan: plan, comm: comm, worker: worker, report: report).run()
+    }
+}
 
-        var summary = SweepSummary(planned: planned, computed: 0, alreadyDone: alreadyDone, samples: 0, wallSeconds: 0, loadSeconds: 0,
-                                   computeSeconds: 0, writeSeconds: 0, writes: 0, ranks: comm.size,
-                                   itemsPerRank: [Int](repeating: 0, count: comm.size), stoppedBy: nil, outputDir: plan.outputDir)
-        var inFlight: [Int: SweepItem] = [:]
-        var remote = Set(1..<comm.size)
-        var stopping = false
-        let local = LocalWorker(worker: worker)
+/// Rank 0 of a sweep: hands out items to the other ranks as they ask and computes items itself on
+/// its `LocalWorker` meanwhile, records every result in the `SweepStore` (written every
+/// `write_interval` and at the end), and stops handing out work on a stop request from any rank.
+final class SweepCoordinator {
+    let plan: SweepPlan
+    let comm: Communicator
+    let report: (SweepEvent) -> Void
+    let store: SweepStore
+    let planned: Int
+    var scheduler: SweepScheduler
+    var summary: SweepSummary
+    /// The item each rank computes (rank 0 included).
+    var inFlight: [Int: SweepItem] = [:]
+    /// Ranks not yet told to stop.
+    var remote: Set<Int>
+    /// Ranks that asked for work and got none yet (a transplant waits for its source cells).
+    var waiting: [Int] = []
+    var stopping = false
+    let local: LocalWorker
+    let start = Date()
+
+    init(plan: SweepPlan, comm: Communicator, worker: SweepWorker, report: @escaping (SweepEvent) -> Void) throws {
+        self.plan = plan
+        self.comm = comm
+        self.report = report
+        store = try SweepStore(plan: plan, ranks: comm.size)
+        planned = plan.allItems.count
+        scheduler = SweepScheduler(items: plan.allItems.filter { [store] in !store.done.contains($0) })
+        summary = SweepSummary(planned: planned, computed: 0, alreadyDone: store.done.count, samples: 0, wallSeconds: 0, loadSeconds: 0,
+                               computeSeconds: 0, writeSeconds: 0, writes: 0, ranks: comm.size,
+                               itemsPerRank: [Int](repeating: 0, count: comm.size), stoppedBy: nil, outputDir: plan.outputDir)
+        remote = Set(1..<comm.size)
+        local = LocalWorker(worker: worker)
+    }
+
+    func run() throws -> SweepSummary {
         defer { local.shutdown() }
-
-        // A transplant item waits until every cell of its source checkpoint is done; ranks asking meanwhile wait.
-        func next(for rank: Int) -> SweepItem? {
-            stopping ? nil : scheduler.next(for: rank) { item in
-                if case let .transplant(source, _) = item { return store.sourceDone(source) }
-                return true
-            }
-        }
-        var waiting: [Int] = []
-        func assign(_ item: SweepItem, to rank: Int) throws {
-            inFlight[rank] = item
-            try comm.send(bytes: SweepMessage.encode(.item(item, folder: plan.folder(of: item.checkpoint).path, sourceCircuits: store.sourceCircuits(of: item))),
-                          to: rank, tag: SweepMessage.assignTag)
-        }
-        func finish(_ result: SweepItemResult, rank: Int) throws {
-            try store.record(result, rank: rank)
-            summary.computed += 1
-            summary.itemsPerRank[rank] += 1
-            var samples = 0
-            if case let .cell(_, o) = result { samples = o.nSamples }
-            summary.samples += samples
-            report(.finished(result.item, rank: rank, samples: samples, done: store.done.count, planned: planned))
-        }
-        func stop(_ signal: String) {
-            guard !stopping else { return }
-            stopping = true
-            summary.stoppedBy = signal
-            report(.stopping(signal: signal))
-        }
-        func startLocal() {
-            if let item = next(for: 0) {
-                inFlight[0] = item
-                local.submit(item, folder: plan.folder(of: item.checkpoint), sourceCircuits: store.sourceCircuits(of: item))
-            }
-        }
-
+        report(.started(planned: planned, alreadyDone: summary.alreadyDone, ranks: comm.size))
         startLocal()
         // Idle waits grow from 1 ms to 20 ms while nothing happens: a finished local item wakes the wait at
         // once; a request from another rank waits at most 20 ms (items take seconds to minutes).
         var idle = 0.001
         while !(inFlight.isEmpty && remote.isEmpty) {
-            var progressed = false
             if let signal = StopRequest.shared.signalName { stop(signal) }
-            if let outcome = local.poll() {
-                progressed = true
-                inFlight[0] = nil
-                switch outcome {
-                case let .done(result, load, compute):
-                    summary.loadSeconds += load
-                    summary.computeSeconds += compute
-                    try finish(result, rank: 0)
-                    startLocal()
-                case let .failed(error):
-                    // Keep what is finished, then bring the job down with the message.
-                    try? store.write()
-                    throw error
-                }
-            }
-            while let (source, _) = try comm.poll(tag: SweepMessage.requestTag) {
-                progressed = true
-                let message = try comm.receive(from: source, tag: SweepMessage.requestTag)
-                let request = try SweepMessage.decodeRequest(message.bytes)
-                summary.loadSeconds += request.loadSeconds
-                summary.computeSeconds += request.computeSeconds
-                if request.stopRequested { stop("a signal on rank \(source)") }
-                if let result = request.result {
-                    inFlight[source] = nil
-                    try finish(result, rank: source)
-                }
-                waiting.append(source)
-            }
-            // Ranks without work: the next ready item, else wait while unready items remain, else stop.
-            var stillWaiting: [Int] = []
-            for rank in waiting {
-                if let item = next(for: rank) {
-                    progressed = true
-                    try assign(item, to: rank)
-                } else if !stopping && scheduler.remaining > 0 {
-                    stillWaiting.append(rank)
-                } else {
-                    try comm.send(bytes: SweepMessage.encode(.stop), to: rank, tag: SweepMessage.assignTag)
-                    remote.remove(rank)
-                }
-            }
-            waiting = stillWaiting
+            var progressed = try collectLocal()
+            progressed = try collectRequests() || progressed
+            progressed = try serveWaiting() || progressed
             if inFlight[0] == nil && !stopping { startLocal() }
             if inFlight.isEmpty && !stopping && scheduler.remaining > 0 {
                 try? store.write()
@@ -199,6 +151,101 @@ public enum SweepRun {
         summary.writes = store.writes
         summary.wallSeconds = Date().timeIntervalSince(start)
         return summary
+    }
+
+    /// The next item for `rank`, none while stopping. A transplant item waits until every cell of its
+    /// source checkpoint is done.
+    func next(for rank: Int) -> SweepItem? {
+        stopping ? nil : scheduler.next(for: rank) { [store] item in
+            if case let .transplant(source, _) = item { return store.sourceDone(source) }
+            return true
+        }
+    }
+
+    func assign(_ item: SweepItem, to rank: Int) throws {
+        inFlight[rank] = item
+        try comm.send(bytes: SweepMessage.encode(.item(item, folder: plan.folder(of: item.checkpoint).path, sourceCircuits: store.sourceCircuits(of: item))),
+                      to: rank, tag: SweepMessage.assignTag)
+    }
+
+    func finish(_ result: SweepItemResult, rank: Int) throws {
+        try store.record(result, rank: rank)
+        summary.computed += 1
+        summary.itemsPerRank[rank] += 1
+        var samples = 0
+        if case let .cell(_, o) = result { samples = o.nSamples }
+        summary.samples += samples
+        report(.finished(result.item, rank: rank, samples: samples, done: store.done.count, planned: planned))
+    }
+
+    func stop(_ signal: String) {
+        guard !stopping else { return }
+        stopping = true
+        summary.stoppedBy = signal
+        report(.stopping(signal: signal))
+    }
+
+    func startLocal() {
+        if let item = next(for: 0) {
+            inFlight[0] = item
+            local.submit(item, folder: plan.folder(of: item.checkpoint), sourceCircuits: store.sourceCircuits(of: item))
+        }
+    }
+
+    /// Rank 0's own item, when finished: recorded and the next one started; a failure keeps what is
+    /// finished, then brings the job down with the message. Returns whether anything happened.
+    func collectLocal() throws -> Bool {
+        guard let outcome = local.poll() else { return false }
+        inFlight[0] = nil
+        switch outcome {
+        case let .done(result, load, compute):
+            summary.loadSeconds += load
+            summary.computeSeconds += compute
+            try finish(result, rank: 0)
+            startLocal()
+        case let .failed(error):
+            try? store.write()
+            throw error
+        }
+        return true
+    }
+
+    /// Every pending request of the other ranks: its result recorded, the rank queued for work.
+    func collectRequests() throws -> Bool {
+        var progressed = false
+        while let (source, _) = try comm.poll(tag: SweepMessage.requestTag) {
+            progressed = true
+            let message = try comm.receive(from: source, tag: SweepMessage.requestTag)
+            let request = try SweepMessage.decodeRequest(message.bytes)
+            summary.loadSeconds += request.loadSeconds
+            summary.computeSeconds += request.computeSeconds
+            if request.stopRequested { stop("a signal on rank \(source)") }
+            if let result = request.result {
+                inFlight[source] = nil
+                try finish(result, rank: source)
+            }
+            waiting.append(source)
+        }
+        return progressed
+    }
+
+    /// Ranks without work: the next ready item, else wait while unready items remain, else stop.
+    func serveWaiting() throws -> Bool {
+        var progressed = false
+        var stillWaiting: [Int] = []
+        for rank in waiting {
+            if let item = next(for: rank) {
+                progressed = true
+                try assign(item, to: rank)
+            } else if !stopping && scheduler.remaining > 0 {
+                stillWaiting.append(rank)
+            } else {
+                try comm.send(bytes: SweepMessage.encode(.stop), to: rank, tag: SweepMessage.assignTag)
+                remote.remove(rank)
+            }
+        }
+        waiting = stillWaiting
+        return progressed
     }
 }
 
