@@ -96,9 +96,10 @@ public struct CircuitSample: Sendable, Equatable {
 }
 
 extension Entity {
-    /// The first token of " " + the entity's value for `task`: the label the circuit test and the
-    /// acquisition rank read (`circuit_eval.CustomDataset`).
-    public func labelToken(task: CircuitTask, encoder: TextEncoder) -> Int? {
-        encoder.encode(" " + value(of: task)).first
+    /// The first token of " " + the entity's value for `task` (or of the value alone when `leadingSpace` is
+    /// false, the Llama convention `ModelFamily.circuitLabelHasLeadingSpace`): the label the circuit test
+    /// and the acquisition rank read (`circuit_eval.CustomDataset`).
+    public func labelToken(task: CircuitTask, encoder: TextEncoder, leadingSpace: Bool = true) -> Int? {
+        encoder.encode((leadingSpace ? " " : "") + value(of: task)).first
     }
 }

@@ -9,6 +9,11 @@ public enum ModelFamily: String, CaseIterable, Sendable {
     /// `PhiForCausalLM` (phi-1_5): one LayerNorm feeding attention and MLP in parallel, partial rotary,
     /// GELU MLP, biases on every linear map.
     case phi
+
+    /// Whether a circuit or acquisition label is the first token of " " + the attribute (GPT-2, Phi) or
+    /// of the attribute itself (Llama: the study's circuit data script drops the space for TinyLlama,
+    /// whose tokenizer would otherwise start every label with the bare `▁▁` piece). docs/model-families.md.
+    public var circuitLabelHasLeadingSpace: Bool { self != .llama }
 }
 
 /// One configuration type for every family, read from `config.json`. GPT-2 keeps its own `GPT2Config`
