@@ -219,6 +219,43 @@ final class AttributionInputTests: XCTestCase {
         }
     }
 
+    /// A batch attributed in parts of whole samples gives the whole batch's scores (every method, both
+    /// normalisations), up to rounding.
+    func testBatchPartsAddUpToTheWholeBatch() throws {
+        let model = AttributionPropertyTests.tinyModel(seed: 41)
+        let pairs = AttributionPropertyTests.randomPairs(7, vocab: model.config.vocabSize, seed: 15)
+        for method in AttributionMethod.allCases {
+            for normalisation in ScoreNormalisation.allCases {
+                let whole = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 7,
+                                                       options: .init(method: method, igSteps: 3, normalisation: normalisation, rowsPerPass: 10_000))
+                let parts = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 7,
+                                                       options: .init(method: method, igSteps: 3, normalisation: normalisation, rowsPerPass: 12))
+                XCTAssertGreaterThan(whole.values.map(abs).max()!, 0)
+                XCTAssertLessThan(ScoreMatrix.relativeFrobenius(parts, whole), 1e-6, "\(method) \(normalisation)")
+            }
+        }
+    }
+
+    func testPromptBatchPartsKeepWholeSamplesAndCutPadding() throws {
+        let pairs = [[5, 6, 7, 8], [5], [5, 6], [5, 6, 7], [9]].enumerated().map { i, p in
+            PromptPair(clean: p, corrupted: p.map { $0 + 10 }, cleanLabel: i, corruptedLabel: i + 1)
+        }
+        let b = try PromptBatch(pairs: pairs, vocabSize: 100, maxPositions: 10, bos: 99, pad: 99)
+        XCTAssertEqual(b.seqLen, 5)
+        XCTAssertEqual(b.parts(maxRows: 25).count, 1)
+        let parts = b.parts(maxRows: 12)   // 25 rows → 3 parts of at most 2 samples
+        XCTAssertEqual(parts.map(\.batch), [2, 2, 1])
+        XCTAssertEqual(parts.map(\.seqLen), [5, 4, 2])
+        XCTAssertEqual(parts[1].cleanTokens, [99, 5, 6, 99, 99, 5, 6, 7])
+        XCTAssertEqual(parts[1].corruptedTokens!, [99, 15, 16, 99, 99, 15, 16, 17])
+        XCTAssertEqual(parts[1].mask, [1, 1, 1, 0, 1, 1, 1, 1])
+        XCTAssertEqual(parts[1].lengths, [3, 4])
+        XCTAssertEqual(parts[1].cleanLabels, [2, 3])
+        XCTAssertEqual(parts[1].corruptedLabels, [3, 4])
+        XCTAssertEqual(parts[2].cleanTokens, [99, 9])
+        XCTAssertEqual(b.parts(maxRows: 1).map(\.batch), [1, 1, 1, 1, 1])
+    }
+
     func testPromptBatchLayoutAndErrors() throws {
         // Right padding with the pad token; mask 1 up to the last non-pad token; corrupted shares the mask.
         let b = try PromptBatch(pairs: [PromptPair(clean: [5, 6, 7], corrupted: [8, 9, 7], cleanLabel: 1, corruptedLabel: 2),

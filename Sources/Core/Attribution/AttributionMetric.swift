@@ -72,10 +72,12 @@ public struct AttributionMetric: Sendable, Equatable {
 
     var sign: Double { (loss && kind != .klDivergence) ? -1 : 1 }
 
-    /// ∂metric/∂logits at the read-out positions into `grad` (B, V), overwritten.
+    /// ∂metric/∂logits at the read-out positions into `grad` (B, V), overwritten. `meanOver` is the sample
+    /// count the `.mean` reduction divides by (default `batch.batch`; a part of a larger batch passes the
+    /// whole batch's size, so its gradients are exactly those of the whole batch's metric).
     public func gradient(logits: UnsafePointer<Float>, reference: UnsafePointer<Float>?, batch: PromptBatch, vocab V: Int,
-                         into grad: UnsafeMutablePointer<Float>) {
-        let scale = sign * (reduction == .mean ? 1 / Double(batch.batch) : 1)
+                         meanOver: Int? = nil, into grad: UnsafeMutablePointer<Float>) {
+        let scale = sign * (reduction == .mean ? 1 / Double(meanOver ?? batch.batch) : 1)
         grad.update(repeating: 0, count: batch.batch * V)
         for b in 0..<batch.batch {
             let row = logits + b * V, g = grad + b * V

@@ -44,12 +44,14 @@ public struct AttributionOptions: Sendable, Equatable {
     public var metric: AttributionMetric
     public var normalisation: ScoreNormalisation
     public var aggregation: ScoreAggregation
-    /// EAP-IG runs up to this many rows (B·T per step) in one pass by stacking integration steps: bigger
-    /// matrix products, more activation memory. Changes only rounding.
+    /// Rows (samples × padded length) one pass holds: a batch with more is attributed in parts of whole
+    /// samples (`PromptBatch.parts`; the metric still averages over the whole batch), which bounds the
+    /// Δ and gradient buffers, and EAP-IG stacks integration steps up to this many rows in one pass
+    /// (bigger matrix products, more activation memory). Changes only rounding.
     public var rowsPerPass: Int
 
     public init(method: AttributionMethod = .eapIG, igSteps: Int = 5, metric: AttributionMetric = .study,
-                normalisation: ScoreNormalisation = .study, aggregation: ScoreAggregation = .sum, rowsPerPass: Int = 1024) {
+                normalisation: ScoreNormalisation = .study, aggregation: ScoreAggregation = .sum, rowsPerPass: Int = 512) {
         self.method = method
         self.igSteps = igSteps
         self.metric = metric
@@ -69,6 +71,9 @@ public struct AttributionOptions: Sendable, Equatable {
     public func validate(source: String = "attribution options") throws {
         if method.usesSteps && igSteps < 1 {
             throw AttributionError(item: "\(source): ig_steps", problem: "is \(igSteps)", fix: "use at least 1 step (the study uses 5)")
+        }
+        if rowsPerPass < 1 {
+            throw AttributionError(item: "\(source): rows per pass", problem: "is \(rowsPerPass)", fix: "use at least 1 (default 512)")
         }
     }
 }
@@ -162,9 +167,15 @@ public final class EdgeAttribution: @unchecked Sendable {
         max(1, min(options.igSteps, options.rowsPerPass / max(1, BTC / model.dModel)))
     }
 
-    /// Adds one batch's sums.
+    /// Adds one batch's sums, in parts of at most `options.rowsPerPass` rows.
     public func accumulate(_ batch: PromptBatch) {
         precondition(batch.corruptedTokens != nil, "attribution needs corrupted prompts")
+        for part in batch.parts(maxRows: options.rowsPerPass) { accumulate(part: part, meanOver: batch.batch) }
+        sampleCount += batch.batch
+    }
+
+    /// Adds the sums of `batch`, a part of a batch of `meanOver` samples (the metric's mean divides by it).
+    private func accumulate(part batch: PromptBatch, meanOver: Int) {
         let B = batch.batch, T = batch.seqLen, C = model.dModel, V = model.vocabSize
         let BTC = B * T * C
         ensureBuffers(BTC)
@@ -179,7 +190,7 @@ public final class EdgeAttribution: @unchecked Sendable {
         func backward(reference: UnsafePointer<Float>?) {
             let logits = model.readOutLogits
             dLogits.withUnsafeMutableBufferPointer { d in
-                metric.gradient(logits: logits, reference: reference, batch: batch, vocab: V, into: d.baseAddress!)
+                metric.gradient(logits: logits, reference: reference, batch: batch, vocab: V, meanOver: meanOver, into: d.baseAddress!)
                 model.backward(dLogits: d.baseAddress!, grads: grads, copies: 1)
             }
         }
@@ -219,7 +230,7 @@ public final class EdgeAttribution: @unchecked Sendable {
                     dLogits.withUnsafeMutableBufferPointer { d in
                         for c in 0..<n {
                             metric.gradient(logits: model.readOutLogits + c * B * V, reference: ref.baseAddress!, batch: batch, vocab: V,
-                                            into: d.baseAddress! + c * B * V)
+                                            meanOver: meanOver, into: d.baseAddress! + c * B * V)
                         }
                         model.backward(dLogits: d.baseAddress!, grads: grads, copies: n)
                     }
@@ -265,7 +276,6 @@ public final class EdgeAttribution: @unchecked Sendable {
         }
 
         contract(delta: delta, grads: grads, BTC: BTC)
-        sampleCount += B
     }
 
     /// sums[:, cols] += Δ · Gᵀ, one product per layer's column block over the rows that feed it.

@@ -146,6 +146,27 @@ public struct PromptBatch: Sendable {
                            corruptedLabels: Array([[Int]](repeating: corruptedLabels, count: copies).joined()))
     }
 
+    /// The batch cut into consecutive parts of whole samples with at most `maxRows` rows (samples × their
+    /// padded length) each where one sample fits, as even as possible; each part is cut to the longest
+    /// prompt it holds. A batch within `maxRows` is returned whole. Positions past a prompt's length are
+    /// never read and get no gradient, so the parts' attributions add up to the whole batch's.
+    public func parts(maxRows: Int) -> [PromptBatch] {
+        let rows = batch.multipliedReportingOverflow(by: seqLen)
+        guard rows.overflow || rows.partialValue > max(1, maxRows), batch > 1 else { return [self] }
+        let count = min(batch, (rows.partialValue + max(1, maxRows) - 1) / max(1, maxRows))
+        let size = (batch + count - 1) / count
+        return stride(from: 0, to: batch, by: size).map { samples($0..<min(batch, $0 + size)) }
+    }
+
+    /// Samples `range` of the batch, cut to the longest of their prompts.
+    func samples(_ range: Range<Int>) -> PromptBatch {
+        let T = seqLen, t = range.map { lengths[$0] }.max()!
+        func rows<E>(_ a: [E]) -> [E] { range.flatMap { a[($0 * T)..<($0 * T + t)] } }
+        return PromptBatch(batch: range.count, seqLen: t, cleanTokens: rows(cleanTokens), corruptedTokens: corruptedTokens.map(rows),
+                           mask: rows(mask), lengths: Array(lengths[range]), cleanLabels: Array(cleanLabels[range]),
+                           corruptedLabels: Array(corruptedLabels[range]))
+    }
+
     private init(batch: Int, seqLen: Int, cleanTokens: [Int32], corruptedTokens: [Int32]?, mask: [UInt8], lengths: [Int],
                  cleanLabels: [Int], corruptedLabels: [Int]) {
         self.batch = batch
