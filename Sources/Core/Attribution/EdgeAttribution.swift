@@ -174,108 +174,135 @@ public final class EdgeAttribution: @unchecked Sendable {
         sampleCount += batch.batch
     }
 
-    /// Adds the sums of `batch`, a part of a batch of `meanOver` samples (the metric's mean divides by it).
+    /// Adds the sums of `batch`, a part of a batch of `meanOver` samples (the metric's mean divides by it):
+    /// the method's passes leave Δ in the delta buffer and Σ of the gradients in the gradient buffer, then
+    /// one contraction adds Δ·Gᵀ to the sums.
     private func accumulate(part batch: PromptBatch, meanOver: Int) {
-        let B = batch.batch, T = batch.seqLen, C = model.dModel, V = model.vocabSize
-        let BTC = B * T * C
+        let B = batch.batch, V = model.vocabSize, BTC = B * batch.seqLen * model.dModel
         ensureBuffers(BTC)
-        let delta = deltaBuffer.base, grads = gradBuffer.base
-        grads.update(repeating: 0, count: graph.nBackward * BTC)
-        let metric = options.batchMetric
-        // The logit difference's gradient does not depend on the logits: then no pass needs the unembedding.
-        let logitsNeeded = metric.kind != .logitDifference
+        gradBuffer.base.update(repeating: 0, count: graph.nBackward * BTC)
         if referenceLogits.count < B * V { referenceLogits = [Float](repeating: 0, count: B * V) }
         if dLogits.count < B * V { dLogits = [Float](repeating: 0, count: B * V) }
-
-        func backward(reference: UnsafePointer<Float>?) {
-            let logits = model.readOutLogits
-            dLogits.withUnsafeMutableBufferPointer { d in
-                metric.gradient(logits: logits, reference: reference, batch: batch, vocab: V, meanOver: meanOver, into: d.baseAddress!)
-                model.backward(dLogits: d.baseAddress!, grads: grads, copies: 1)
-            }
-        }
-
+        let pass = Pass(batch: batch, meanOver: meanOver, BTC: BTC, delta: deltaBuffer.base, grads: gradBuffer.base)
         switch options.method {
-        case .eap:
-            let corrupted = model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: logitsNeeded)
-            referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: corrupted, count: B * V) }
-            model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
-            referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
-
-        case .eapIG:
-            let k = stepsPerPass(BTC)
-            let corruptedEmb = extraBuffer.base, steps = extraBuffer.base + BTC   // (k, B, T, C)
-            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
-            corruptedEmb.update(from: delta, count: BTC)
-            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
-            referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
-            if dLogits.count < k * B * V { dLogits = [Float](repeating: 0, count: k * B * V) }
-            // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted),
-            // k = 1 … m; up to `k` steps run stacked in one pass, their gradients summed in step order.
-            let m = options.igSteps
-            var first = 1
-            while first <= m {
-                let n = min(k, m - first + 1)
-                for c in 0..<n {
-                    let alpha = Float(Double(first + c) / Double(m))
-                    let step = steps + c * BTC
-                    for i in 0..<BTC {
-                        let x = corruptedEmb[i], cleanPrime = x - delta[i]
-                        step[i] = x + alpha * (cleanPrime - x)
-                    }
-                }
-                let stacked = batch.repeated(n)
-                model.forward(stacked, clean: true, replace: [0: UnsafePointer(steps)], computeLogits: logitsNeeded)
-                referenceLogits.withUnsafeBufferPointer { ref in
-                    dLogits.withUnsafeMutableBufferPointer { d in
-                        for c in 0..<n {
-                            metric.gradient(logits: model.readOutLogits + c * B * V, reference: ref.baseAddress!, batch: batch, vocab: V,
-                                            meanOver: meanOver, into: d.baseAddress! + c * B * V)
-                        }
-                        model.backward(dLogits: d.baseAddress!, grads: grads, copies: n)
-                    }
-                }
-                first += n
-            }
-
-        case .cleanCorrupted:
-            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
-            let clean = model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded)
-            referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
-            referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
-            model.forward(batch, clean: false, computeLogits: logitsNeeded)
-            referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
-
-        case .eapIGActivations:
-            let nF = graph.nForward
-            let cleanOut = extraBuffer.base, mixed = extraBuffer.base + nF * BTC
-            model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)   // delta holds corrupted outputs
-            let clean = model.forward(batch, clean: true, record: cleanOut, recordMode: .set, computeLogits: logitsNeeded)
-            referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: clean, count: B * V) }
-            var groups: [[Int]] = [[0]]
-            for l in 0..<graph.nLayers {
-                groups.append((0..<graph.nHeads).map { graph.headForward(layer: l, head: $0) })
-                groups.append([graph.mlpForward(layer: l)])
-            }
-            let m = options.igSteps
-            for group in groups {
-                for k in 1...m {
-                    // As the reference: alpha·clean + (1 − alpha)·corrupted.
-                    let alpha = Float(Double(k) / Double(m)), beta = Float(1 - Double(k) / Double(m))
-                    var replace: [Int: UnsafePointer<Float>] = [:]
-                    for f in group {
-                        let dst = mixed + f * BTC, c = cleanOut + f * BTC, x = delta + f * BTC
-                        for i in 0..<BTC { dst[i] = alpha * c[i] + beta * x[i] }
-                        replace[f] = UnsafePointer(dst)
-                    }
-                    model.forward(batch, clean: true, replace: replace, computeLogits: logitsNeeded)
-                    referenceLogits.withUnsafeBufferPointer { backward(reference: $0.baseAddress!) }
-                }
-            }
-            for i in 0..<(nF * BTC) { delta[i] -= cleanOut[i] }
+        case .eap: eap(pass)
+        case .eapIG: eapIG(pass)
+        case .cleanCorrupted: cleanCorrupted(pass)
+        case .eapIGActivations: eapIGActivations(pass)
         }
+        contract(delta: pass.delta, grads: pass.grads, BTC: BTC)
+    }
 
-        contract(delta: delta, grads: grads, BTC: BTC)
+    /// One part's pointers and sizes, shared by the method's passes.
+    private struct Pass {
+        let batch: PromptBatch
+        let meanOver: Int
+        let BTC: Int
+        let delta: UnsafeMutablePointer<Float>
+        let grads: UnsafeMutablePointer<Float>
+    }
+
+    /// The logit difference's gradient does not depend on the logits: then no pass needs the unembedding.
+    private var logitsNeeded: Bool { options.metric.kind != .logitDifference }
+
+    /// Keeps the read-out logits of the last forward as the metric's reference.
+    private func keepReference(_ logits: UnsafePointer<Float>, _ p: Pass) {
+        referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: logits, count: p.batch.batch * model.vocabSize) }
+    }
+
+    /// Backward from the metric's gradient at the last forward's logits, added to the gradient buffer.
+    private func backward(_ p: Pass) {
+        let logits = model.readOutLogits, V = model.vocabSize, metric = options.batchMetric
+        referenceLogits.withUnsafeBufferPointer { ref in
+            dLogits.withUnsafeMutableBufferPointer { d in
+                metric.gradient(logits: logits, reference: ref.baseAddress!, batch: p.batch, vocab: V, meanOver: p.meanOver, into: d.baseAddress!)
+                model.backward(dLogits: d.baseAddress!, grads: p.grads, copies: 1)
+            }
+        }
+    }
+
+    /// EAP: Δ from the corrupted and clean runs, one backward on the clean run against the corrupted logits.
+    private func eap(_ p: Pass) {
+        let corrupted = model.forward(p.batch, clean: false, record: p.delta, recordMode: .set, computeLogits: logitsNeeded)
+        keepReference(corrupted, p)
+        model.forward(p.batch, clean: true, record: p.delta, recordMode: .subtract, computeLogits: logitsNeeded)
+        backward(p)
+    }
+
+    /// EAP-IG: the token embedding interpolated from corrupted to clean, steps k = 1 … m, up to
+    /// `stepsPerPass` of them stacked in one pass, their gradients summed in step order.
+    private func eapIG(_ p: Pass) {
+        let batch = p.batch, B = batch.batch, V = model.vocabSize, BTC = p.BTC, delta = p.delta
+        let k = stepsPerPass(BTC)
+        let corruptedEmb = extraBuffer.base, steps = extraBuffer.base + BTC   // (k, B, T, C)
+        model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
+        corruptedEmb.update(from: delta, count: BTC)
+        keepReference(model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded), p)
+        if dLogits.count < k * B * V { dLogits = [Float](repeating: 0, count: k * B * V) }
+        // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted).
+        let m = options.igSteps, metric = options.batchMetric
+        var first = 1
+        while first <= m {
+            let n = min(k, m - first + 1)
+            for c in 0..<n {
+                let alpha = Float(Double(first + c) / Double(m))
+                let step = steps + c * BTC
+                for i in 0..<BTC {
+                    let x = corruptedEmb[i], cleanPrime = x - delta[i]
+                    step[i] = x + alpha * (cleanPrime - x)
+                }
+            }
+            model.forward(batch.repeated(n), clean: true, replace: [0: UnsafePointer(steps)], computeLogits: logitsNeeded)
+            referenceLogits.withUnsafeBufferPointer { ref in
+                dLogits.withUnsafeMutableBufferPointer { d in
+                    for c in 0..<n {
+                        metric.gradient(logits: model.readOutLogits + c * B * V, reference: ref.baseAddress!, batch: batch, vocab: V,
+                                        meanOver: p.meanOver, into: d.baseAddress! + c * B * V)
+                    }
+                    model.backward(dLogits: d.baseAddress!, grads: p.grads, copies: n)
+                }
+            }
+            first += n
+        }
+    }
+
+    /// Clean-corrupted: gradients on the clean run and on the corrupted run, both against the clean logits.
+    private func cleanCorrupted(_ p: Pass) {
+        model.forward(p.batch, clean: false, record: p.delta, recordMode: .set, computeLogits: false)
+        keepReference(model.forward(p.batch, clean: true, record: p.delta, recordMode: .subtract, computeLogits: logitsNeeded), p)
+        backward(p)
+        model.forward(p.batch, clean: false, computeLogits: logitsNeeded)
+        backward(p)
+    }
+
+    /// EAP-IG on activations: for each group of nodes (input; a layer's heads; an MLP) in turn, their outputs
+    /// mixed from corrupted to clean, k = 1 … m. Δ is formed at the end from the two recorded runs.
+    private func eapIGActivations(_ p: Pass) {
+        let nF = graph.nForward, BTC = p.BTC, delta = p.delta
+        let cleanOut = extraBuffer.base, mixed = extraBuffer.base + nF * BTC
+        model.forward(p.batch, clean: false, record: delta, recordMode: .set, computeLogits: false)   // delta holds corrupted outputs
+        keepReference(model.forward(p.batch, clean: true, record: cleanOut, recordMode: .set, computeLogits: logitsNeeded), p)
+        var groups: [[Int]] = [[0]]
+        for l in 0..<graph.nLayers {
+            groups.append((0..<graph.nHeads).map { graph.headForward(layer: l, head: $0) })
+            groups.append([graph.mlpForward(layer: l)])
+        }
+        let m = options.igSteps
+        for group in groups {
+            for k in 1...m {
+                // As the reference: alpha·clean + (1 − alpha)·corrupted.
+                let alpha = Float(Double(k) / Double(m)), beta = Float(1 - Double(k) / Double(m))
+                var replace: [Int: UnsafePointer<Float>] = [:]
+                for f in group {
+                    let dst = mixed + f * BTC, c = cleanOut + f * BTC, x = delta + f * BTC
+                    for i in 0..<BTC { dst[i] = alpha * c[i] + beta * x[i] }
+                    replace[f] = UnsafePointer(dst)
+                }
+                model.forward(p.batch, clean: true, replace: replace, computeLogits: logitsNeeded)
+                backward(p)
+            }
+        }
+        for i in 0..<(nF * BTC) { delta[i] -= cleanOut[i] }
     }
 
     /// sums[:, cols] += Δ · Gᵀ, one product per layer's column block over the rows that feed it.

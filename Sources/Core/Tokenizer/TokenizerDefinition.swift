@@ -51,13 +51,29 @@ struct TokenizerDefinition {
     static func read(_ url: URL) throws -> TokenizerDefinition {
         let json = try BPEFiles.parseJSON(url)
         var d = TokenizerDefinition(file: url)
-        func fail(_ problem: String, fix: String? = nil) -> TokenizerError { TokenizerError(file: url, problem: problem, fix: fix) }
-        guard case .object = json else { throw fail("the file is \(json.kind), expected an object", fix: "expected a Hugging Face tokenizer.json") }
+        guard case .object = json else { throw d.fail("the file is \(json.kind), expected an object", fix: "expected a Hugging Face tokenizer.json") }
         guard let model = json["model"], case .object = model else {
-            throw fail("no \"model\" object", fix: "expected a Hugging Face tokenizer.json")
+            throw d.fail("no \"model\" object", fix: "expected a Hugging Face tokenizer.json")
         }
+        try d.readModelSettings(model)
+        try d.readVocabulary(model["vocab"])
+        try d.readMerges(model["merges"])
+        try d.readAddedTokens(json["added_tokens"])
+        d.normalizers = try readNormalizer(json["normalizer"], "normalizer", url)
+        d.preTokenizer = try readPreTokenizer(json["pre_tokenizer"], url)
+        if let dec = json["decoder"], dec != .null {
+            d.hasDecoder = true
+            d.decoder = try readDecoder(dec, "decoder", url)
+        }
+        try readPostProcessor(json["post_processor"], into: &d)
+        return d
+    }
 
-        // Model: BPE only.
+    /// A `TokenizerError` about this file.
+    func fail(_ problem: String, fix: String? = nil) -> TokenizerError { TokenizerError(file: file, problem: problem, fix: fix) }
+
+    /// `model.type` (BPE only), the subword affixes and dropout dkc's BPE does not have, and the flags it does.
+    mutating func readModelSettings(_ model: TokenizerJSON) throws {
         if let t = model["type"] {
             guard let type = t.string else { throw fail("model.type is \(t.kind), expected a string") }
             guard type == "BPE" else {
@@ -80,36 +96,40 @@ struct TokenizerDefinition {
             default: throw fail("model.dropout is \(v.brief); encoding is deterministic only without dropout", fix: "set it to null")
             }
         }
-        d.byteFallback = try bool(model["byte_fallback"], "model.byte_fallback", url) ?? false
-        d.fuseUnk = try bool(model["fuse_unk"], "model.fuse_unk", url) ?? false
-        d.ignoreMerges = try bool(model["ignore_merges"], "model.ignore_merges", url) ?? false
+        byteFallback = try Self.bool(model["byte_fallback"], "model.byte_fallback", file) ?? false
+        fuseUnk = try Self.bool(model["fuse_unk"], "model.fuse_unk", file) ?? false
+        ignoreMerges = try Self.bool(model["ignore_merges"], "model.ignore_merges", file) ?? false
         if let u = model["unk_token"] {
             switch u {
             case .null: break
-            case .string(let s): d.unkToken = s
+            case .string(let s): unkToken = s
             default: throw fail("model.unk_token is \(u.kind), expected a string or null")
             }
         }
+    }
 
-        // Vocabulary.
-        guard let vocab = model["vocab"] else { throw fail("no model.vocab") }
+    /// `model.vocab`: an object {"token": id, ...} with ids in [0, 2^31).
+    mutating func readVocabulary(_ vocab: TokenizerJSON?) throws {
+        guard let vocab else { throw fail("no model.vocab") }
         guard case .object(let members) = vocab else {
             throw fail("model.vocab is \(vocab.kind), expected an object {\"token\": id, ...}")
         }
         guard !members.isEmpty else { throw fail("model.vocab is empty") }
-        d.vocab.reserveCapacity(members.count)
+        self.vocab.reserveCapacity(members.count)
         for (key, value) in members {
-            guard let id = value.int, id >= 0, id < idLimit else {
+            guard let id = value.int, id >= 0, id < Self.idLimit else {
                 throw fail("model.vocab: token \"\(key)\" has id \(value.brief), expected an integer in [0, 2^31)")
             }
-            d.vocab.append((key, id))
+            self.vocab.append((key, id))
         }
+    }
 
-        // Merges: "a b" strings or ["a", "b"] pairs.
-        guard let merges = model["merges"], case .array(let items) = merges else {
+    /// `model.merges`: "a b" strings or ["a", "b"] pairs, in rank order.
+    mutating func readMerges(_ merges: TokenizerJSON?) throws {
+        guard let merges, case .array(let items) = merges else {
             throw fail("model.merges is missing or not an array")
         }
-        d.merges.reserveCapacity(items.count)
+        self.merges.reserveCapacity(items.count)
         for (k, item) in items.enumerated() {
             let place = "model.merges[\(k)]"
             switch item {
@@ -118,49 +138,41 @@ struct TokenizerDefinition {
                 guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
                     throw fail("\(place) is \(item.brief), expected two tokens separated by one space")
                 }
-                d.merges.append((String(String.UnicodeScalarView(parts[0])), String(String.UnicodeScalarView(parts[1])), place))
+                self.merges.append((String(String.UnicodeScalarView(parts[0])), String(String.UnicodeScalarView(parts[1])), place))
             case .array(let two):
                 guard two.count == 2, let a = two[0].string, let b = two[1].string, !a.isEmpty, !b.isEmpty else {
                     throw fail("\(place) is not a pair of two non-empty strings")
                 }
-                d.merges.append((a, b, place))
+                self.merges.append((a, b, place))
             default:
                 throw fail("\(place) is \(item.kind), expected \"a b\" or [\"a\", \"b\"]")
             }
         }
+    }
 
-        // Added tokens.
-        if let added = json["added_tokens"] {
-            switch added {
-            case .null: break
-            case .array(let tokens):
-                for (k, t) in tokens.enumerated() {
-                    guard let content = t["content"]?.string, !content.isEmpty, let id = t["id"]?.int, id >= 0, id < idLimit else {
-                        throw fail("added_tokens[\(k)] lacks a non-empty \"content\" and an integer \"id\" in [0, 2^31)")
-                    }
-                    for flag in ["single_word", "lstrip", "rstrip"] {
-                        if try bool(t[flag], "added_tokens[\(k)].\(flag)", url) == true {
-                            throw fail("added_tokens[\(k)] (\"\(content)\") sets \(flag), which dkc does not implement",
-                                       fix: "the GPT-2, Phi and Llama tokenizers set none of single_word, lstrip, rstrip")
-                        }
-                    }
-                    let special = try bool(t["special"], "added_tokens[\(k)].special", url) ?? false
-                    let normalized = try bool(t["normalized"], "added_tokens[\(k)].normalized", url) ?? !special
-                    d.added.append(AddedToken(content: content, id: id, special: special, normalized: normalized))
+    /// `added_tokens`: content, id and the flags dkc implements (single_word, lstrip and rstrip are refused).
+    mutating func readAddedTokens(_ added: TokenizerJSON?) throws {
+        guard let added else { return }
+        switch added {
+        case .null: break
+        case .array(let tokens):
+            for (k, t) in tokens.enumerated() {
+                guard let content = t["content"]?.string, !content.isEmpty, let id = t["id"]?.int, id >= 0, id < Self.idLimit else {
+                    throw fail("added_tokens[\(k)] lacks a non-empty \"content\" and an integer \"id\" in [0, 2^31)")
                 }
-            default:
-                throw fail("added_tokens is \(added.kind), expected an array")
+                for flag in ["single_word", "lstrip", "rstrip"] {
+                    if try Self.bool(t[flag], "added_tokens[\(k)].\(flag)", file) == true {
+                        throw fail("added_tokens[\(k)] (\"\(content)\") sets \(flag), which dkc does not implement",
+                                   fix: "the GPT-2, Phi and Llama tokenizers set none of single_word, lstrip, rstrip")
+                    }
+                }
+                let special = try Self.bool(t["special"], "added_tokens[\(k)].special", file) ?? false
+                let normalized = try Self.bool(t["normalized"], "added_tokens[\(k)].normalized", file) ?? !special
+                self.added.append(AddedToken(content: content, id: id, special: special, normalized: normalized))
             }
+        default:
+            throw fail("added_tokens is \(added.kind), expected an array")
         }
-
-        d.normalizers = try readNormalizer(json["normalizer"], "normalizer", url)
-        d.preTokenizer = try readPreTokenizer(json["pre_tokenizer"], url)
-        if let dec = json["decoder"], dec != .null {
-            d.hasDecoder = true
-            d.decoder = try readDecoder(dec, "decoder", url)
-        }
-        try readPostProcessor(json["post_processor"], into: &d)
-        return d
     }
 
     static func bool(_ v: TokenizerJSON?, _ field: String, _ url: URL) throws -> Bool? {
