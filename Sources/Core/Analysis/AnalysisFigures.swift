@@ -14,10 +14,25 @@ public struct AnalysisFigure {
 /// x axis is the checkpoint's training step.
 public enum AnalysisFigures {
     public static func make(_ r: AnalysisResult) -> [AnalysisFigure] {
+        var figures = performanceFigures(r)
+        figures += entityHeatmaps(r)
+        figures += crossFrequencyFigures(r)
+        figures += firstTokenFigures(r)
+        figures += ComponentTrendsReport.figures(r)
+        figures += faithfulnessFigures(r)
+        figures += topologyFigures(r)
+        figures += componentFigures(r)
+        figures += activationFigures(r)
+        if let graph = r.graph {
+            for map in r.finalMaps { figures.append(finalMap(map, graph: graph)) }
+        }
+        return figures
+    }
+
+    /// Acquisition: the full model's hits@10, exact match and query accuracy, the circuit's hits@10.
+    static func performanceFigures(_ r: AnalysisResult) -> [AnalysisFigure] {
         var figures: [AnalysisFigure] = []
         let threshold = ChartMarker(value: r.options.threshold, label: percent(r.options.threshold), color: "#777777")
-
-        // Performance.
         if let a = r.fullHitsAt10, a.hasValues {
             figures.append(chart(r, "acquisition_full_hits_at_10.svg", "Full model: hits@10 on test entities",
                                  "hits@10 (mean over \(r.attributes.count) attributes)", bucketSeries(r) { y, f in r.steps.indices.map { a[$0, y, f] } },
@@ -43,10 +58,12 @@ public enum AnalysisFigures {
                                  caption: "The study's query accuracy (greedy answer equals the label or is a substring of it) per checkpoint, " +
                                     "by type × frequency bucket (acquisition.nc)."))
         }
-        figures += entityHeatmaps(r)
-        figures += crossFrequencyFigures(r)
-        figures += firstTokenFigures(r)
-        figures += ComponentTrendsReport.figures(r)
+        return figures
+    }
+
+    /// Circuit faithfulness per checkpoint.
+    static func faithfulnessFigures(_ r: AnalysisResult) -> [AnalysisFigure] {
+        var figures: [AnalysisFigure] = []
         if let a = r.faithfulness, a.hasValues {
             figures.append(chart(r, "faithfulness.svg", "Circuit faithfulness", "faithfulness (mean over tasks)",
                                  bucketSeries(r) { r.meanOverTasks(a, type: $0, frequency: $1) },
@@ -54,7 +71,12 @@ public enum AnalysisFigures {
                                  caption: "Faithfulness (circuit − corrupted) / (clean − corrupted) per checkpoint (circuits.nc)."))
         }
 
-        // Topology.
+        return figures
+    }
+
+    /// Topology: Jaccard similarities of edge and node sets, edge entropy, the phase-shift fit.
+    static func topologyFigures(_ r: AnalysisResult) -> [AnalysisFigure] {
+        var figures: [AnalysisFigure] = []
         let shifts = r.types.compactMap { type -> ChartMarker? in
             guard let fit = r.phaseShiftByType[type], fit.isShift, let x = fit.breakX else { return nil }
             return ChartMarker(value: x, label: "\(type): phase shift at \(Int64(x))", color: "#444444")
@@ -101,7 +123,12 @@ public enum AnalysisFigures {
                                  caption: "Similarity to the final circuit per type with the continuous two-segment fit; the break is the phase shift."))
         }
 
-        // Components.
+        return figures
+    }
+
+    /// Components: the mean layer of circuit edges, edge and |score| shares by upstream layer.
+    static func componentFigures(_ r: AnalysisResult) -> [AnalysisFigure] {
+        var figures: [AnalysisFigure] = []
         if let a = r.meanLayerByBucket, a.hasValues {
             var series = bucketSeries(r) { y, f in r.steps.indices.map { a[$0, y, f] } }
             let all = r.meanLayerAll ?? r.meanLayerByCountAll
@@ -118,10 +145,6 @@ public enum AnalysisFigures {
         if let s = r.scoreShareAll, s.hasValues {
             figures.append(layerMap(r, s, "components_score_share.svg", "Share of |score| mass by upstream layer", "|score| share",
                                     "Share of the circuits' |score| mass on edges leaving each layer, per checkpoint."))
-        }
-        figures += activationFigures(r)
-        if let graph = r.graph {
-            for map in r.finalMaps { figures.append(finalMap(map, graph: graph)) }
         }
         return figures
     }
