@@ -24,7 +24,7 @@ func modelFolder(_ path: String) throws -> URL {
     for name in [HFCheckpoint.configFileName, HFCheckpoint.weightsFileName]
     where !FileManager.default.fileExists(atPath: url.appendingPathComponent(name).path) {
         throw CircuitsError(item: "--model", problem: "\(url.path) has no \(name)",
-                            fix: "give a Hugging Face GPT-2 folder (config.json + model.safetensors), e.g. a checkpoint-<step> folder")
+                            fix: "give a Hugging Face model folder (config.json + model.safetensors), e.g. a checkpoint-<step> folder")
     }
     return url
 }
@@ -44,6 +44,12 @@ func outputPath(_ path: String, option: String) throws -> URL {
 /// (Trainer checkpoints carry them), else the default GPT-2 tokenizer.
 func loadTokenizer(option: String?, model: URL) throws -> GPT2Tokenizer {
     try TokenizerLoader.resolveGPT2(explicit: try option.map { try existingPath($0, option: "--tokenizer", folder: true) }, model: model)
+}
+
+/// The tokenizer of a circuit command on any family, by the one resolution rule (`TokenizerLoader.resolve`:
+/// `--tokenizer`, else the model folder's tokenizer.json or vocab.json + merges.txt, else GPT-2's).
+func loadCircuitTokenizer(option: String?, model: URL) throws -> any Tokenizer {
+    try TokenizerLoader.resolve(explicit: try option.map { try existingPath($0, option: "--tokenizer", folder: true) }, model: model)
 }
 
 /// "10,50,200" → [10, 50, 200]; an error naming the option otherwise.
@@ -116,9 +122,19 @@ final class ProgressLine {
 }
 
 /// The model at `folder` ready for circuit work, and its checkpoint step (`checkpoint-<step>`, else 0).
-func loadCircuitModel(_ folder: URL) throws -> (InstrumentedGPT2, Int64) {
-    let arena = try HFCheckpoint.load(folder: folder)
-    return (InstrumentedGPT2(parameters: arena), checkpointStep(of: folder) ?? 0)
+func loadCircuitModel(_ folder: URL) throws -> CircuitModel {
+    try CircuitModel.load(folder: folder)
+}
+
+/// A GPT-2 model folder for the commands that run on GPT-2 only (components, predict); another family is an
+/// error naming the command.
+func loadGPT2CircuitModel(_ folder: URL, command: String) throws -> (InstrumentedGPT2, Int64) {
+    let loaded = try CircuitModel.load(folder: folder)
+    guard let gpt2 = loaded.model as? InstrumentedGPT2 else {
+        throw CircuitsError(item: "--model", problem: "\(folder.path) is a \(loaded.config.family.rawValue) model; dkc \(command) runs on GPT-2 only",
+                            fix: "see docs/model-families.md for what runs on the families")
+    }
+    return (gpt2, loaded.step)
 }
 
 /// The one cell of scores `table` that `--task`, `--type`, `--frequency` and `--checkpoint` select; the model's

@@ -57,7 +57,7 @@ struct Components: ParsableCommand {
                                     fix: "choose another --type / --frequency, or check that the file belongs to this data set")
             }
             let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
-            let (instrumented, step) = try loadCircuitModel(modelURL)
+            let (instrumented, step) = try loadGPT2CircuitModel(modelURL, command: "components")
 
             var matrix: ScoreMatrix?
             var scoresStep: Int64?

@@ -44,10 +44,11 @@ struct Discover: ParsableCommand {
             let buckets = try FrequencyBuckets.forData(at: dataURL)
             let filter = try CellFilter(type: type, frequency: frequency, buckets: buckets)
             let records = try CircuitSample.read(dataURL)
-            let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
+            let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
             let pairs = try CircuitSample.pairs(records, filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
-            let (instrumented, step) = try loadCircuitModel(modelURL)
-            let runner = CellRunner(model: instrumented)
+            let loaded = try loadCircuitModel(modelURL)
+            let step = loaded.step
+            let runner = CellRunner(loaded)
 
             let progress = ProgressLine()
             let result = try runner.discover(pairs, options: options) { p in progress.update("discover", done: p.done, total: p.total) }

@@ -47,8 +47,9 @@ struct Evaluate: ParsableCommand {
             let outURL = try outputPath(out, option: "--out")
             let predictionsURL = try predictions.map { try outputPath($0, option: "--predictions") }
 
-            let (instrumented, step) = try loadCircuitModel(modelURL)
-            let runner = CellRunner(model: instrumented)
+            let loaded = try loadCircuitModel(modelURL)
+            let step = loaded.step
+            let runner = CellRunner(loaded)
             let table = try ScoresTable.read(from: scoresURL)
             guard table.edges == runner.edgeLayout else {
                 throw CircuitsError(item: "--scores", problem: "\(scoresURL.path) was computed for another graph than the model's (\(runner.graph.nLayers) layers × \(runner.graph.nHeads) heads)",
@@ -61,7 +62,7 @@ struct Evaluate: ParsableCommand {
 
             let buckets = try FrequencyBuckets.forData(at: dataURL)
             let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: buckets)
-            let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
+            let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
             let pairs = try CircuitSample.pairs(try CircuitSample.read(dataURL), filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
             let testBuckets = try FrequencyBuckets.forData(at: testURL)
             let targets = TestTarget.all(try TestEntities.read(testURL), buckets: testBuckets)

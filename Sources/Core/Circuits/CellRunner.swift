@@ -62,7 +62,8 @@ public struct TestPrediction: Sendable {
     public var targetType: String
     public var targetFrequency: String
     public var entity: Entity
-    /// The attribute's value and its label (" " + value).
+    /// The attribute's value; its label is the first token of " " + value, or of the value for Llama
+    /// (`ModelFamily.circuitLabelHasLeadingSpace`).
     public var groundTruth: String
     public var probability: Double
     public var rank: Int
@@ -99,8 +100,13 @@ public struct CellEvaluation: Sendable {
 /// Circuits: top-n by |score| (stable, edge order breaks ties), then pruned once (a second prune changes
 /// nothing on this graph). A circuit that is empty after pruning keeps its performance (the corrupted run)
 /// but has no tests (the study's `run_test` fails on it): its targets are left missing.
+///
+/// Any family runs through it (`InstrumentedModel`; `CircuitModel.load` picks the model from config.json); the
+/// test labels follow the family's convention (`ModelFamily.circuitLabelHasLeadingSpace`).
 public final class CellRunner: @unchecked Sendable {
-    public let model: InstrumentedGPT2
+    public let model: any InstrumentedModel
+    /// The model's family: it decides the test labels' leading space.
+    public let family: ModelFamily
     private let evaluator: CircuitEvaluator
     private var attribution: EdgeAttribution?
     /// When set, the wall time of each phase of `discover` and `evaluate` is added to it under the names of
@@ -117,10 +123,17 @@ public final class CellRunner: @unchecked Sendable {
         return try t.measure(phase, body)
     }
 
-    public init(model: InstrumentedGPT2) {
+    public init(model: any InstrumentedModel, family: ModelFamily) {
         self.model = model
+        self.family = family
         evaluator = CircuitEvaluator(model: model)
     }
+
+    /// A GPT-2 cell runner.
+    public convenience init(model: InstrumentedGPT2) { self.init(model: model, family: .gpt2) }
+
+    /// The cell runner of a loaded checkpoint.
+    public convenience init(_ loaded: CircuitModel) { self.init(model: loaded.model, family: loaded.config.family) }
 
     public var graph: AttributionGraph { model.graph }
 
@@ -143,7 +156,7 @@ public final class CellRunner: @unchecked Sendable {
         }
         try timed("attribution") {
             try forEachBatch(pairs.count, options.batchSize) { range in
-                engine.accumulate(try PromptBatch(pairs: Array(pairs[range]), config: model.config, firstIndex: range.lowerBound))
+                engine.accumulate(try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound))
                 progress?(CellProgress(phase: .discover, done: range.upperBound, total: pairs.count))
             }
         }
@@ -186,7 +199,7 @@ public final class CellRunner: @unchecked Sendable {
         var performance = [[Float]](repeating: [], count: sizes.count)
         // The corrupted run of a batch is made once (with the baselines) and shared by every circuit.
         try forEachBatch(pairs.count, options.batchSize) { range in
-            let batch = try PromptBatch(pairs: Array(pairs[range]), config: model.config, firstIndex: range.lowerBound)
+            let batch = try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound)
             let base = timed("baselines") { evaluator.baselinesKeepingCorruptedRun(batch) }
             clean += base.clean
             corrupted += base.corrupted
@@ -201,7 +214,7 @@ public final class CellRunner: @unchecked Sendable {
         // run_test: prompts and labels of every target, encoded once.
         let tests = targets.map { t -> (TestTarget, [[Int]], [Int]) in
             (t, t.entities.map { encoder.encode(task.prompt(subject: $0.fullName)) },
-             t.entities.map { $0.labelToken(task: task, encoder: encoder) ?? -1 })
+             t.entities.map { $0.labelToken(task: task, encoder: encoder, leadingSpace: family.circuitLabelHasLeadingSpace) ?? -1 })
         }
         for (t, _, labels) in tests {
             if let bad = labels.firstIndex(of: -1) {
