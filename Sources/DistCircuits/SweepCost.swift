@@ -4,7 +4,8 @@ import Foundation
 /// Rough cost of a sweep for `dkc sweep --plan`: floating-point operations counted from the model shape,
 /// the prompts' token counts and the grid, and a time estimate from a quick sgemm measurement.
 ///
-/// Per token and layer a forward pass costs 24·C² (q, k, v, output, MLP) + 2·T·C (attention); the
+/// Per token and layer a forward pass costs the block's matrix products (`ModelConfig.blockMatmulFlopsPerToken`,
+/// 24·C² for GPT-2: q, k, v, output, MLP) + 2·T·C (attention); the
 /// unembedding 2·C·V per read position. An activation-gradient backward pass costs about one forward.
 /// Discovery (EAP-IG, m steps): 2 + m forwards and m backwards per sample, plus the score contraction.
 /// Evaluation: 2 baseline forwards per sample, then per top-n a recorded and a patched forward (the patch
@@ -16,14 +17,14 @@ public struct SweepCost {
     public var totalFlops: Double { flopsPerCell.values.reduce(0, +) + flopsPerAcquisition * Double(acquisitions) }
     public let acquisitions: Int
 
-    public init(plan: SweepPlan, cells: [ResultCell], acquisitions: Int, tokenizer: GPT2Tokenizer) throws {
+    public init(plan: SweepPlan, cells: [ResultCell], acquisitions: Int, tokenizer: any Tokenizer) throws {
         let m = plan.modelConfig
-        let L = Double(m.nLayer), C = Double(m.nEmbd), V = Double(m.vocabSize), H = Double(m.nHead)
-        let graph = AttributionGraph(nLayers: m.nLayer, nHeads: m.nHead)
-        func forward(_ T: Double) -> Double { T * L * (24 * C * C + 2 * T * C) + 2 * C * V }
+        let L = Double(m.numLayers), C = Double(m.hiddenSize), V = Double(m.vocabSize), H = Double(m.numHeads)
+        let graph = m.attributionGraph, block = m.blockMatmulFlopsPerToken
+        func forward(_ T: Double) -> Double { T * L * (block + 2 * T * C) + 2 * C * V }
         // Σ over layers of the rows feeding each column block, times 2·T·C (contraction and patch rebuild).
         var rebuildRows = 0.0
-        for l in 0..<m.nLayer {
+        for l in 0..<m.numLayers {
             rebuildRows += Double(graph.backwardPrevIndex[graph.headBackward(layer: l, head: 0, qkv: .q)]) * 3 * H
             rebuildRows += Double(graph.backwardPrevIndex[graph.mlpBackward(layer: l)])
         }

@@ -83,8 +83,9 @@ public struct SweepPlan {
     public let tasks: [String]
     public let types: [String]
     public let frequencies: [String]
-    /// The model shape, read from the first checkpoint's config.json (every checkpoint must share it).
-    public let modelConfig: GPT2Config
+    /// The model, read from the first checkpoint's config.json (every checkpoint must share its shape): any
+    /// family (GPT-2, Llama, Phi; docs/model-families.md).
+    public let modelConfig: ModelConfig
     /// Circuit samples of each (task, type, frequency), for progress and cost estimates.
     public let samples: [String: Int]
     /// Steps of the checkpoints whose circuits are transplanted (`transplant_sources`), ascending.
@@ -151,7 +152,14 @@ public struct SweepPlan {
             sourceIndices.append(i < 0 ? n + i : i)
         }
         transplantSources = Set(sourceIndices).sorted().map { found[$0].step }
-        modelConfig = try GPT2Config.load(from: checkpoints[0].folder.appendingPathComponent(HFCheckpoint.configFileName))
+        modelConfig = try ModelConfig.load(from: checkpoints[0].folder.appendingPathComponent(HFCheckpoint.configFileName))
+        if modelConfig.family != .gpt2 {
+            // Component analysis and greedy decoding run on GPT-2 only (docs/model-families.md): refused here, not skipped.
+            for (key, on) in [("components", config.components), ("acquisition", config.acquisition)] where on {
+                throw CircuitsError(item: key, problem: "is true, but the checkpoints are \(modelConfig.family.rawValue) models and dkc's \(key == "components" ? "component analysis" : "full-model acquisition") runs on GPT-2 only",
+                                    fix: "set \(key) = false for this sweep (docs/model-families.md lists what runs on each family)")
+            }
+        }
 
         var samples: [String: Int] = [:]
         for t in tasks {

@@ -58,14 +58,14 @@ final class SweepStore {
         provenance.testSet = plan.data.testSet
         self.provenance = provenance
 
-        let edges = AttributionGraph(nLayers: plan.modelConfig.nLayer, nHeads: plan.modelConfig.nHead).edgeLayout
+        let edges = plan.modelConfig.attributionGraph.edgeLayout
         let attributes = plan.config.cell.scoreAttributes
         scores = try Self.existing(directory.appendingPathComponent("scores.nc"), ScoresTable.read)
             ?? ScoresTable(edges: edges, attributes: attributes)
         circuits = try Self.existing(directory.appendingPathComponent("circuits.nc"), CircuitsTable.read)
             ?? CircuitsTable(edges: edges, faithfulnessMinDenominator: plan.config.faithfulnessMinDenominator)
         acquisition = try Self.existing(directory.appendingPathComponent("acquisition.nc"), AcquisitionTable.read) ?? AcquisitionTable()
-        let (L, H) = (plan.modelConfig.nLayer, plan.modelConfig.nHead)
+        let (L, H) = (plan.modelConfig.numLayers, plan.modelConfig.numHeads)
         components = try Self.existing(directory.appendingPathComponent("components.nc"), ComponentsTable.read)
             ?? ComponentsTable(nLayers: L, nHeads: H)
         guard scores.edges == edges, circuits.edges == edges, components.nLayers == L, components.nHeads == H else {

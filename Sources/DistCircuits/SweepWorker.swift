@@ -3,15 +3,14 @@ import Foundation
 
 /// Computes sweep items on one rank, with the same code path as `dkc discover` / `evaluate` / `predict`.
 ///
-/// A worker keeps one parameter arena: the first checkpoint allocates it, every later one is read into it
-/// (`HFCheckpoint.load(folder:into:)`), and a checkpoint already loaded is not read again, so a rank
-/// handed several items of one checkpoint loads it once. Circuit records, test entities and their targets
-/// are read once per rank.
+/// A worker keeps one model (`CircuitModel`, any family): the first checkpoint allocates its parameters, every
+/// later one is read into them (`CircuitModel.reload`), and a checkpoint already loaded is not read again, so a
+/// rank handed several items of one checkpoint loads it once. Circuit records, test entities and their targets
+/// are read once per rank. Component analysis and acquisition run on GPT-2 (the plan refuses them otherwise).
 public final class SweepWorker {
     public let plan: SweepPlan
-    private let tokenizer: GPT2Tokenizer
-    private var arena: ParameterArena?
-    private var model: InstrumentedGPT2?
+    private let tokenizer: any Tokenizer
+    private var loaded: CircuitModel?
     private var runner: CellRunner?
     private var analyzer: ComponentAnalyzer?
     private var decoder: KnowledgeAcquisition?
@@ -23,14 +22,26 @@ public final class SweepWorker {
     private var loadSeconds = 0.0
     private var computeSeconds = 0.0
 
-    public init(plan: SweepPlan, tokenizer: GPT2Tokenizer) {
+    public init(plan: SweepPlan, tokenizer: any Tokenizer) {
         self.plan = plan
         self.tokenizer = tokenizer
     }
 
-    /// The tokenizer a sweep uses: the `tokenizer` key, else the first checkpoint's own files, else GPT-2's.
-    public static func tokenizer(for plan: SweepPlan) throws -> GPT2Tokenizer {
-        try TokenizerLoader.resolveGPT2(explicit: plan.config.tokenizer, model: plan.checkpoints[0].folder)
+    /// The tokenizer a sweep uses, by the one resolution rule (`TokenizerLoader.resolve`): the `tokenizer` key,
+    /// else the first checkpoint's own files (tokenizer.json, or vocab.json + merges.txt), else GPT-2's.
+    public static func tokenizer(for plan: SweepPlan) throws -> any Tokenizer {
+        try TokenizerLoader.resolve(explicit: plan.config.tokenizer, model: plan.checkpoints[0].folder)
+    }
+
+    /// The GPT-2 tokenizer component analysis and acquisition take (they run on GPT-2 only).
+    private var gpt2Tokenizer: GPT2Tokenizer {
+        get throws {
+            guard let t = tokenizer as? GPT2Tokenizer else {
+                throw CircuitsError(item: "tokenizer", problem: "is not GPT-2's byte-level BPE (vocab.json + merges.txt)",
+                                    fix: "component analysis and acquisition need a GPT-2 checkpoint and its tokenizer files")
+            }
+            return t
+        }
     }
 
     /// Loading and computing seconds since the last call, reset.
@@ -49,7 +60,7 @@ public final class SweepWorker {
             return .cell(cell, try compute(cell))
         case .acquisition(let step):
             let entities = try tests()
-            let rows = try Acquisition.predict(entities: entities, decoder: decoder!, tokenizer: tokenizer,
+            let rows = try Acquisition.predict(entities: entities, decoder: decoder!, tokenizer: try gpt2Tokenizer,
                                                options: .init(maxNewTokens: plan.config.maxNewTokens, batchSize: plan.config.cell.batchSize))
             return .acquisition(checkpoint: step, Acquisition.summarize(rows, buckets: plan.data.buckets),
                                 entities: try Acquisition.entityResults(rows, entities: entities), prompts: rows.count,
@@ -73,7 +84,7 @@ public final class SweepWorker {
         let sizes = masks.keys.sorted()
         var options = plan.config.cell
         options.topn = sizes
-        let evaluation = try runner!.evaluate(circuits: sizes.map { Circuit(graph: model!.graph, inCircuit: masks[$0]!) }, pairs: pairs,
+        let evaluation = try runner!.evaluate(circuits: sizes.map { Circuit(graph: runner!.graph, inCircuit: masks[$0]!) }, pairs: pairs,
                                               targets: entities.isEmpty ? [] : [TestTarget(type: cell.type, frequency: cell.frequency, entities: entities)],
                                               task: task, encoder: tokenizer, options: options)
         var out = CircuitsTable.Transplant(cleanBaseline: evaluation.cell.cleanBaseline, corruptedBaseline: evaluation.cell.corruptedBaseline)
@@ -108,7 +119,7 @@ public final class SweepWorker {
             // The same prompts' clean forwards, the circuits of the scores just found (docs/components.md).
             let start = Date()
             let samples = records[cell.task]!.filter { filter.accepts(type: $0.type, frequency: $0.frequency) }
-            let result = try CellComponents.analyze(samples, task: task, analyzer: analyzer!, tokenizer: tokenizer, batchSize: options.batchSize,
+            let result = try CellComponents.analyze(samples, task: task, analyzer: analyzer!, tokenizer: try gpt2Tokenizer, batchSize: options.batchSize,
                                                     scores: discovery.scores, topn: options.topn)
             outcome.components = ComponentsTable.Cell(result)
             outcome.componentsSeconds = Date().timeIntervalSince(start)
@@ -123,24 +134,23 @@ public final class SweepWorker {
         return t
     }
 
-    /// Makes `folder` the loaded checkpoint, reusing the arena.
+    /// Makes `folder` the loaded checkpoint, reusing the parameters.
     private func load(_ folder: URL) throws {
         guard loadedFolder != folder else { return }
         let start = Date()
         defer { loadSeconds += Date().timeIntervalSince(start) }
         loadedFolder = nil
-        if let arena, let model {
-            try HFCheckpoint.load(folder: folder, into: arena)
-            model.refreshFoldedBiases()
+        if let loaded {
+            try loaded.reload(folder: folder)
             analyzer?.refresh()
         } else {
-            let a = try HFCheckpoint.load(folder: folder)
-            let m = InstrumentedGPT2(parameters: a)
-            arena = a
-            model = m
-            runner = CellRunner(model: m)
-            analyzer = ComponentAnalyzer(model: m)
-            decoder = KnowledgeAcquisition(model: GPT2(params: a))
+            let m = try CircuitModel.load(folder: folder)
+            loaded = m
+            runner = CellRunner(m)
+            if let gpt2 = m.model as? InstrumentedGPT2 {
+                analyzer = ComponentAnalyzer(model: gpt2)
+                decoder = KnowledgeAcquisition(model: GPT2(params: gpt2.parameters))
+            }
         }
         loadedFolder = folder
     }

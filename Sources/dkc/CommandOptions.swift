@@ -57,7 +57,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "The model folder (config.json + model.safetensors).")
     var model: String
 
-    @Option(help: "Tokenizer folder (default: the model folder's vocab.json + merges.txt, else GPT-2's).")
+    @Option(help: "Tokenizer folder (default: the model folder's tokenizer.json, or vocab.json + merges.txt, else GPT-2's).")
     var tokenizer: String?
 
     @Option(help: "OpenBLAS threads (default: as the environment sets).")

@@ -60,9 +60,10 @@ struct DataGenerate: ParsableCommand {
     }
 }
 
-/// The GPT-2 tokenizer the circuit sets are measured with: the files in `directory` (config key
-/// `tokenizer`), or the default fetched copy when `directory` is `Paths.gpt2Tokenizer`.
+/// The tokenizer the circuit sets are measured with (config key `tokenizer`, by the one resolution rule:
+/// a folder's tokenizer.json or vocab.json + merges.txt, a tokenizer.json file, or the default fetched GPT-2
+/// copy when it is `Paths.gpt2Tokenizer`): equal-token-length corruption and label ids use the family's own.
 func makeTokenizer(_ directory: URL) throws -> TextEncoder {
-    try TokenizerLoader.resolveGPT2(explicit: directory, model: nil)
+    try TokenizerLoader.resolve(explicit: directory, model: nil)
 }
 

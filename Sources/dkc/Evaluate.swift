@@ -92,7 +92,7 @@ struct Evaluate: ParsableCommand {
             ])
             provenance.testSet = DataManifest.testSet(forData: testURL)
             try circuits.write(to: outURL, provenance: provenance)
-            if let predictionsURL { try writePredictions(result.predictions, task: taskValue, to: predictionsURL) }
+            if let predictionsURL { try writePredictions(result.predictions, task: taskValue, family: loaded.config.family, to: predictionsURL) }
 
             print("wrote \(outURL.path): \(pairs.count) samples, clean \(fmt(result.cell.cleanBaseline)), corrupted \(fmt(result.cell.corruptedBaseline))")
             for n in sizes {
@@ -107,12 +107,12 @@ struct Evaluate: ParsableCommand {
 
     /// One line per test entity and circuit: the study's prediction rows (`ground_truth`, `clean_label`,
     /// `token_prob` as a one-element list, `token_rank`, the entity's fields) with `topn` first and the
-    /// target's type and bucket last.
-    private func writePredictions(_ rows: [TestPrediction], task: CircuitTask, to url: URL) throws {
+    /// target's type and bucket last. `clean_label` is the label text with the family's leading space (none for Llama).
+    private func writePredictions(_ rows: [TestPrediction], task: CircuitTask, family: ModelFamily, to url: URL) throws {
         var out: [UInt8] = []
         for r in rows {
             var members: [(String, JSONValue)] = [
-                ("topn", .int(r.topn)), ("ground_truth", .string(r.groundTruth)), ("clean_label", .string(" " + r.groundTruth)),
+                ("topn", .int(r.topn)), ("ground_truth", .string(r.groundTruth)), ("clean_label", .string((family.circuitLabelHasLeadingSpace ? " " : "") + r.groundTruth)),
                 ("token_prob", .array([.double(r.probability)])), ("token_rank", .int(r.rank)),
             ]
             members += r.entity.fields.map { ($0.0, JSONValue.string($0.1)) }

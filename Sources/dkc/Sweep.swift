@@ -186,7 +186,7 @@ struct Sweep: ParsableCommand {
             print("  part \(part): items \(range.lowerBound + 1)–\(range.upperBound) of \(plan.gridItems.count), checkpoints \(items.first!.checkpoint)–\(items.last!.checkpoint)")
         }
         print("  already done in \(plan.outputDir.path): \(SweepRun.finishedItems(plan: plan).count) of \(plan.allItems.count)")
-        print("  model: \(m.nLayer) layers × \(m.nHead) heads, d_model \(m.nEmbd); \(c.cell.attribution.method.rawValue)\(c.cell.attribution.method.usesSteps ? " \(c.cell.attribution.igSteps) steps" : ""), batch \(c.cell.batchSize), topn \(c.cell.topn)")
+        print("  model: \(m.family.rawValue), \(m.numLayers) layers × \(m.numHeads) heads, d_model \(m.hiddenSize); \(c.cell.attribution.method.rawValue)\(c.cell.attribution.method.usesSteps ? " \(c.cell.attribution.igSteps) steps" : ""), batch \(c.cell.batchSize), topn \(c.cell.topn)")
         print("  samples per cell (task/type/frequency):")
         for t in plan.tasks {
             let row = plan.types.flatMap { y in plan.frequencies.map { f in "\(y)/\(f) \(plan.samples(of: ResultCell(checkpoint: 0, task: t, type: y, frequency: f)))" } }

@@ -42,8 +42,10 @@ extension ConfigSchema {
                   default: .array(["city", "company", "major"].map { .string($0) }),
                   help: "circuit tasks written (birthday, city, company, major, university)"),
         ConfigKey("model_name", .string, default: .string("gpt2"), help: "the <model> folder under circuit_<n>/"),
+        ConfigKey("model_type", .choice(ModelFamily.allCases.map(\.rawValue)), default: .string("gpt2"),
+                  help: "the model family the circuit data is for: its circuit labels are the first token of \" \" + attribute (gpt2, phi) or of the attribute itself (llama, the study's TinyLlama rule)"),
         ConfigKey("tokenizer", .path, default: .string(Paths.gpt2Tokenizer.path),
-                  help: "folder with the tokenizer's vocab.json and merges.txt"),
+                  help: "the tokenizer folder (tokenizer.json, or vocab.json + merges.txt) or a tokenizer.json file"),
         ConfigKey("pools", .path, default: .string(Paths.sourceRoot.appendingPathComponent("data/pools").path),
                   help: "folder of selection pools (first_names.txt, cities.txt, …)"),
         ConfigKey("templates", .path, default: .string(Paths.sourceRoot.appendingPathComponent("data/templates").path),
@@ -97,6 +99,8 @@ public struct DataConfig {
     public var frequencyBuckets: [FrequencyBucket]
     public var tasks: [CircuitTask]
     public var modelName: String
+    /// The model family the circuit labels are made for (`ModelFamily.circuitLabelHasLeadingSpace`).
+    public var modelType: ModelFamily
     public var tokenizer: URL
     public var pools: URL
     public var templates: URL
@@ -180,6 +184,7 @@ public struct DataConfig {
         guard !modelName.isEmpty, !modelName.contains("/"), modelName != ".", modelName != ".." else {
             throw bad("model_name", "must be a folder name (non-empty, no '/'), got \"\(modelName)\"")
         }
+        modelType = ModelFamily(rawValue: c.string("model_type"))!
         tokenizer = c.url("tokenizer")
         pools = c.url("pools")
         templates = c.url("templates")

@@ -108,7 +108,8 @@ public enum DataGeneration {
         files.append(entityFile("test.jsonl", test))
         let circuitDir = "circuit_\(config.circuitN)/\(config.modelName)"
         for task in config.tasks {
-            files.append(OutputFile(path: "\(circuitDir)/\(task.rawValue).jsonl", bytes: try circuits.jsonl(task: task, encoder: encoder)))
+            files.append(OutputFile(path: "\(circuitDir)/\(task.rawValue).jsonl", bytes: try circuits.jsonl(task: task, encoder: encoder,
+                                                                                                        leadingSpace: config.modelType.circuitLabelHasLeadingSpace)))
         }
 
         let forget = try ForgetData.build(config: config, world: world, pools: pools, templates: templates)
@@ -140,6 +141,7 @@ public enum DataGeneration {
             })),
             ("tasks", .array(config.tasks.map { .string($0.rawValue) })),
             ("model_name", .string(config.modelName)),
+            ("model_type", .string(config.modelType.rawValue)),
             ("entities", .object([("new", .int(world.new.count)), ("revised", .int(world.revised.count))])),
             ("entities_per_cell", perCell(entityCounts)),
             ("entities_outside_buckets", .object(unbucketed)),

@@ -44,9 +44,11 @@ public enum EvaluationSets {
         /// Token length → number of names dropped because that length had 5 or fewer names.
         public var droppedLengths: [(length: Int, names: Int)]
 
-        /// The records of one task as JSONL, fields in the study's order; label ids are the first
-        /// token of " " + value.
-        public func jsonl(task: CircuitTask, encoder: TextEncoder) throws -> [UInt8] {
+        /// The records of one task as JSONL, fields in the study's order; labels are " " + value, or the value
+        /// alone when `leadingSpace` is false (Llama, `ModelFamily.circuitLabelHasLeadingSpace`), and label ids
+        /// their first token.
+        public func jsonl(task: CircuitTask, encoder: TextEncoder, leadingSpace: Bool = true) throws -> [UInt8] {
+            let space = leadingSpace ? " " : ""
             var cache: [String: Int] = [:]
             func firstToken(_ label: String) throws -> Int {
                 if let id = cache[label] { return id }
@@ -56,8 +58,8 @@ public enum EvaluationSets {
             }
             var out: [UInt8] = []
             for (clean, corrupted) in pairs {
-                let cleanLabel = " " + clean.value(of: task)
-                let corruptedLabel = " " + corrupted.value(of: task)
+                let cleanLabel = space + clean.value(of: task)
+                let corruptedLabel = space + corrupted.value(of: task)
                 let members: [(String, JSONValue)] = [
                     ("clean_subject", .string(clean.fullName)),
                     ("clean_label", .string(cleanLabel)),
