@@ -23,9 +23,9 @@ public enum DistributedEvaluation {
             for (row, b) in chunk.enumerated() {
                 for t in 0..<T { tokens[row * T + t] = Int(blocks.tokens[b * T + t]) }
             }
-            let meanLoss = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T)
+            let meanLoss = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, keepLogits: true)
             lossSum += meanLoss * Double(B * (T - 1))
-            let logits = model.acts.logits!  // (B·T, V), valid until the next forward
+            let logits = model.acts.logits!  // (B·T, V), the logits themselves (keepLogits), valid until the next forward
             predictions.withUnsafeMutableBufferPointer { pred in
                 Parallel.chunks(B * T, threads: model.threads) { _, rows in
                     for n in rows { pred[n] = EvalCounts.argmax(logits + n * V, V) }

@@ -248,9 +248,11 @@ final class DistTrainLocalTests: XCTestCase {
         let model = GPT2(config: Self.config, seed: 4, threads: 1)
         var reference = EvalCounts()
         for b in 0..<blocks.count {
-            let loss = try model.forwardLoss(tokens: blocks.tokens[(b * T)..<((b + 1) * T)].map(Int.init), batch: 1, seqLen: T)
+            let tokens = blocks.tokens[(b * T)..<((b + 1) * T)].map(Int.init)
+            let loss = try model.forwardLoss(tokens: tokens, batch: 1, seqLen: T)
             reference.lossSum += loss * Double(T - 1)
-            let logits = model.acts.logits!
+            // Predictions from a plain forward pass's logits (the training loss leaves its gradient in the buffer).
+            let logits = try model.forward(tokens: tokens, batch: 1, seqLen: T).baseAddress!
             let predictions = (0..<T).map { EvalCounts.argmax(logits + $0 * V, V) }
             blocks.tokens.withUnsafeBufferPointer { tk in
                 blocks.attributeMask.withUnsafeBufferPointer { mk in

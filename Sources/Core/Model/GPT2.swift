@@ -101,10 +101,11 @@ public final class GPT2: @unchecked Sendable {
     /// transformers shifts them (position t predicts token t+1; the last position predicts nothing).
     /// Token t counts as a label when `labelMask[b·T + t]` (default all true; HF's −100 is false) and
     /// t < lengths[b]. Returns the mean over counted labels, exact to ~1e-7 (the softmax sum is in Double).
-    /// The logits buffer is consumed (it is left holding dloss/dlogits for `backward`); use `forward` to read logits.
+    /// The logits buffer is consumed (it is left holding dloss/dlogits for `backward`) unless `keepLogits`: then
+    /// `acts.logits` still holds the logits (an evaluation reads its predictions there) and `backward` is refused.
     /// `dropout`: train-mode dropout with these probabilities and one mask key per row (nil: eval mode).
     public func forwardLoss(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil, labelMask: [Bool]? = nil,
-                            dropout: DropoutPlan? = nil) throws -> Double {
+                            dropout: DropoutPlan? = nil, keepLogits: Bool = false) throws -> Double {
         if let labelMask, labelMask.count != B * T {
             throw ModelError("labelMask: \(labelMask.count) values for batch \(B) × \(T)")
         }
@@ -134,10 +135,10 @@ public final class GPT2: @unchecked Sendable {
         // The loss, and dloss/dlogits for `backward` written over the logits while each row is in cache.
         let (sum, count) = phase("fwd.crossentropy") {
             CrossEntropy.forward(losses: acts.losses, stats: acts.ceStats, logits: acts.logits, targets: acts.targets,
-                                 N: B * T, V: config.vocabSize, gradientScale: lossScale, threads: threads)
+                                 N: B * T, V: config.vocabSize, gradientScale: keepLogits ? nil : lossScale, threads: threads)
         }
         lastLabelCount = count
-        readyForBackward = true
+        readyForBackward = !keepLogits
         return sum / Double(count)
     }
 
