@@ -20,18 +20,21 @@ public struct StageData {
 /// does not depend on the number of ranks.
 public enum CorpusLoader {
     public static func blocks(file: URL, encoder: TextEncoder, eos: Int, blockSize: Int, groupSize: Int, seed: UInt64,
+                              bos: Int? = nil, markLeadingSpace: Bool = true,
                               comm: Communicator) throws -> (blocks: PackedBlocks, texts: Int) {
-        let texts = try tokenized(file: file, encoder: encoder, eos: eos, blockSize: blockSize, comm: comm)
+        let texts = try tokenized(file: file, encoder: encoder, eos: eos, blockSize: blockSize, bos: bos, markLeadingSpace: markLeadingSpace,
+                                  comm: comm)
         return (PackedBlocks.prepare(texts: texts, blockSize: blockSize, groupSize: groupSize, seed: seed), texts.count)
     }
 
-    /// Every record of `file` tokenised (`BiographyRecord.tokenized`), in file order, on every rank.
-    /// Parse errors are agreed on: every rank throws, rank 0 reports the failing rank's message.
-    public static func tokenized(file: URL, encoder: TextEncoder, eos: Int, blockSize: Int,
+    /// Every record of `file` tokenised (`BiographyRecord.tokenized`, with the family's `bos` and mark rule),
+    /// in file order, on every rank. Parse errors are agreed on: every rank throws, rank 0 reports the failing
+    /// rank's message.
+    public static func tokenized(file: URL, encoder: TextEncoder, eos: Int, blockSize: Int, bos: Int? = nil, markLeadingSpace: Bool = true,
                                  comm: Communicator) throws -> [TokenizedText] {
         let mine = try comm.agree(exitCode: exitCode) {
             try BiographyRecord.read(file, part: comm.rank, of: comm.size).records
-                .map { $0.tokenized(encoder: encoder, eos: eos, blockSize: blockSize) }
+                .map { $0.tokenized(encoder: encoder, eos: eos, blockSize: blockSize, bos: bos, markLeadingSpace: markLeadingSpace) }
         }
         guard comm.size > 1 else { return mine }
         // Flatten this rank's share: lengths, ids, marks.

@@ -12,7 +12,8 @@ import MPIShim
 /// mode with the same per-rank batch, not at all).
 public final class DataParallelStep {
     public let comm: Communicator
-    public let model: GPT2
+    /// GPT-2 or a Llama / Phi model (`TrainableModel`).
+    public let model: any TrainableModel
     public let optimizer: AdamW
     public let shard: BatchShard
     public let reducer: GradientReducer
@@ -42,16 +43,16 @@ public final class DataParallelStep {
     /// micro-batch gradient, as a numerical fault would. Only fault tests set it.
     public var injectNaNGradient = false
 
-    public init(comm: Communicator, model: GPT2, optimizer: AdamW, perRankBatch: Int, accumulation: Int,
+    public init(comm: Communicator, model: any TrainableModel, optimizer: AdamW, perRankBatch: Int, accumulation: Int,
                 blockSize: Int, deterministic: Bool, dropoutSeed: UInt64? = nil) {
-        precondition(blockSize <= model.config.nPositions, "block size beyond n_positions")
+        precondition(blockSize <= model.modelConfig.maxPositions, "block size beyond n_positions")
         self.comm = comm
         self.model = model
         self.optimizer = optimizer
         self.blockSize = blockSize
         self.dropoutSeed = dropoutSeed
         shard = BatchShard(ranks: comm.size, rank: comm.rank, perRankBatch: perRankBatch, accumulation: accumulation)
-        reducer = GradientReducer(comm: comm, count: model.params.count, microBatches: comm.size * accumulation,
+        reducer = GradientReducer(comm: comm, count: model.parameterCount, microBatches: comm.size * accumulation,
                                   mode: deterministic ? .exact : .float)
         tokens = [Int](repeating: 0, count: perRankBatch * blockSize)
     }
@@ -88,14 +89,12 @@ public final class DataParallelStep {
                 }
                 // Dropout masks keyed by (optimizer step, position in the global batch): the same for a block
                 // whichever rank or micro-step runs it, and again after a resume.
-                let dropout = dropoutSeed.map { seed in
-                    DropoutPlan(config: model.config, seed: seed,
-                                rowKeys: range.map { UInt64(optimizer.stepCount + 1) << 32 | UInt64($0) })
-                }
-                slots[micro * comm.size + comm.rank] = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, dropout: dropout)
+                let rowKeys = range.map { UInt64(optimizer.stepCount + 1) << 32 | UInt64($0) }
+                slots[micro * comm.size + comm.rank] = try model.trainingLoss(tokens: tokens, batch: B, seqLen: T,
+                                                                             dropoutSeed: dropoutSeed, rowKeys: rowKeys)
                 model.backward()
-                if injectNaNGradient, micro == 0, comm.rank == 0 { model.grads.base[0] = .nan }
-                if reducer.mode == .exact { try reducer.accumulate(model.grads.base, micro: micro) }
+                if injectNaNGradient, micro == 0, comm.rank == 0 { model.gradientBase[0] = .nan }
+                if reducer.mode == .exact { try reducer.accumulate(model.gradientBase, micro: micro) }
             }
             slots[reducer.microBatches] = stop ? 1 : 0
             try comm.allreduce(&slots, op: .sum)
@@ -110,7 +109,7 @@ public final class DataParallelStep {
             // The loss is the allreduced sum, the same on every rank.
             guard loss.isFinite else { return skipped("the loss is \(loss)") }
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let completion = try reducer.finish(into: model.grads.base)
+            let completion = try reducer.finish(into: model.gradientBase)
             lastReduceSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             switch completion {
             case .recompute: continue
@@ -120,7 +119,7 @@ public final class DataParallelStep {
             // The norm is logged even without clipping (HF logs `grad_norm` either way), checked for a
             // non-finite entry, and handed to the optimizer's clipping. Float mode: the ranks' reduced
             // gradients may differ in rounding, so they agree on the verdict.
-            let norm = optimizer.gradientNorm(model.grads.base)
+            let norm = optimizer.gradientNorm(model.gradientBase)
             if reducer.mode == .float {
                 var flag = [norm.isFinite ? 0.0 : 1.0]
                 try comm.allreduce(&flag, op: .max)
@@ -129,7 +128,7 @@ public final class DataParallelStep {
                 return skipped("the gradient norm is \(norm)")
             }
             injectNaNGradient = false
-            let info = optimizer.step(params: model.params, grads: model.grads, norm: norm)
+            let info = optimizer.step(params: model.parameterBase, grads: model.gradientBase, norm: norm)
             return Result(loss: loss, step: info.step, learningRate: info.lr, gradNorm: info.gradNorm ?? norm,
                           stopRequested: stopRequested, nonFinite: nil)
         }

@@ -7,9 +7,9 @@ import MPIShim
 /// up to `batch` blocks, and the counts are summed with one Int64 and one Double allreduce. Every rank
 /// returns the same totals.
 public enum DistributedEvaluation {
-    public static func run(model: GPT2, blocks: PackedBlocks, batch: Int, comm: Communicator) throws -> EvalCounts {
+    public static func run(model: any TrainableModel, blocks: PackedBlocks, batch: Int, comm: Communicator) throws -> EvalCounts {
         precondition(batch >= 1)
-        let T = blocks.blockSize, V = model.config.vocabSize
+        let T = blocks.blockSize, V = model.modelConfig.vocabSize
         let mine = Array(stride(from: comm.rank, to: blocks.count, by: comm.size))
         var counts = EvalCounts()
         var lossSum = 0.0
@@ -23,9 +23,8 @@ public enum DistributedEvaluation {
             for (row, b) in chunk.enumerated() {
                 for t in 0..<T { tokens[row * T + t] = Int(blocks.tokens[b * T + t]) }
             }
-            let meanLoss = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T, keepLogits: true)
+            let (meanLoss, logits) = try model.evaluationLoss(tokens: tokens, batch: B, seqLen: T)  // logits: (B·T, V), argmax-preserving
             lossSum += meanLoss * Double(B * (T - 1))
-            let logits = model.acts.logits!  // (B·T, V), the logits themselves (keepLogits), valid until the next forward
             predictions.withUnsafeMutableBufferPointer { pred in
                 Parallel.chunks(B * T, threads: model.threads) { _, rows in
                     for n in rows { pred[n] = EvalCounts.argmax(logits + n * V, V) }

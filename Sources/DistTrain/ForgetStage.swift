@@ -17,7 +17,8 @@ extension TrainRun {
         func texts(_ url: URL) throws -> [TokenizedText] {
             let key = "\(url.path)\n\(s.blockSize)\n\(s.tokenizer.path)"
             if let t = tokenizedCache[key] { return t }
-            let t = try CorpusLoader.tokenized(file: url, encoder: setup.tokenizer, eos: eos, blockSize: s.blockSize, comm: comm)
+            let t = try CorpusLoader.tokenized(file: url, encoder: setup.tokenizer, eos: eos, blockSize: s.blockSize, bos: setup.bos,
+                                               markLeadingSpace: setup.markLeadingSpace, comm: comm)
             tokenizedCache[key] = t
             return t
         }

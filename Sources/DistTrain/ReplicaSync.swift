@@ -7,10 +7,15 @@ import MPIShim
 /// rank the same bits, so at every checkpoint the replicas compare digests and, if they differ, take rank
 /// 0's state again.
 public enum ReplicaSync {
-    /// Sends rank 0's parameters to every rank.
-    public static func broadcast(_ arena: ParameterArena, comm: Communicator) throws {
+    /// Sends rank 0's parameters (`count` floats at `parameters`) to every rank.
+    public static func broadcast(_ parameters: UnsafeMutablePointer<Float>, count: Int, comm: Communicator) throws {
         guard comm.size > 1 else { return }
-        try comm.broadcast(arena.base, count: arena.count)
+        try comm.broadcast(parameters, count: count)
+    }
+
+    /// Sends rank 0's parameters of `model` to every rank.
+    public static func broadcast(_ model: any TrainableModel, comm: Communicator) throws {
+        try broadcast(model.parameterBase, count: model.parameterCount, comm: comm)
     }
 
     /// Sends rank 0's AdamW moments and step count to every rank.
@@ -26,14 +31,14 @@ public enum ReplicaSync {
     /// Whether every rank holds the same parameters and moments; when not, rank 0's are broadcast and
     /// false is returned.
     @discardableResult
-    public static func ensureIdentical(params: ParameterArena, optimizer: AdamW, comm: Communicator) throws -> Bool {
+    public static func ensureIdentical(model: any TrainableModel, optimizer: AdamW, comm: Communicator) throws -> Bool {
         guard comm.size > 1 else { return true }
-        let digest = Int64(bitPattern: self.digest(params.base, params.count) ^ self.digest(optimizer.m.base, optimizer.count) &* 3
+        let digest = Int64(bitPattern: self.digest(model.parameterBase, model.parameterCount) ^ self.digest(optimizer.m.base, optimizer.count) &* 3
                            ^ self.digest(optimizer.v.base, optimizer.count) &* 5)
         let lo = try comm.allreduce(digest, op: .min)
         let hi = try comm.allreduce(digest, op: .max)
         guard lo != hi else { return true }
-        try broadcast(params, comm: comm)
+        try broadcast(model, comm: comm)
         try broadcast(optimizer, comm: comm)
         return false
     }

@@ -28,7 +28,7 @@ final class StageTrainer {
     let plan: StagePlan
     private var metrics: MetricsFile?
 
-    var model: GPT2 { stepper.model }
+    var model: any TrainableModel { stepper.model }
     var optimizer: AdamW { stepper.optimizer }
 
     init(comm: Communicator, config: StageConfig, data: StageData, stepper: DataParallelStep, state: TrainerState,
@@ -217,7 +217,7 @@ final class StageTrainer {
     /// Writes a checkpoint of the current step (rank 0) after making sure every replica agrees; every rank
     /// learns whether it worked.
     private func save() throws -> URL {
-        if stepper.reducer.mode == .float, !(try ReplicaSync.ensureIdentical(params: model.params, optimizer: optimizer, comm: comm)) {
+        if stepper.reducer.mode == .float, !(try ReplicaSync.ensureIdentical(model: model, optimizer: optimizer, comm: comm)) {
             observer(.notice("step \(state.globalStep): the ranks' parameters had drifted apart by float rounding; rank 0's were re-broadcast"))
         }
         state.finished = state.globalStep >= state.maxSteps
@@ -225,7 +225,7 @@ final class StageTrainer {
         var failure = ""
         if comm.isRoot {
             do {
-                _ = try TrainCheckpoint.write(params: model.params, optimizer: optimizer, state: state,
+                _ = try TrainCheckpoint.write(model: model, optimizer: optimizer, state: state,
                                               tokenizerFiles: tokenizerFiles, in: config.checkpointsFolder)
                 if !config.keepAllOptimizerStates {
                     // Older checkpoints become plain model folders; the newest one alone can be resumed from.

@@ -47,8 +47,8 @@ public enum TrainBench {
         progress?("\(name): initialising \(ParameterLayout(config: config).count) parameters on \(comm.size) rank(s)")
         let params = ParameterArena(config: config)
         if comm.isRoot { params.initializeGPT2(seed: 1234) }
-        try ReplicaSync.broadcast(params, comm: comm)
         let model = GPT2(params: params, threads: threads)
+        try ReplicaSync.broadcast(model, comm: comm)
         let optimizer = AdamW(layout: params.layout, config: AdamWConfig(lr: 1e-4, maxGradNorm: 1.0), threads: threads)
         let stepper = DataParallelStep(comm: comm, model: model, optimizer: optimizer, perRankBatch: batch,
                                        accumulation: accumulation, blockSize: seqLen, deterministic: deterministic)

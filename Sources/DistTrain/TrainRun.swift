@@ -26,11 +26,24 @@ public final class TrainRun {
     /// What the checks found for one stage.
     struct Setup {
         let stage: StageConfig
-        let model: GPT2Config
-        let tokenizer: GPT2Tokenizer
+        /// The model: GPT-2 (dropout as the stage sets it) or a Llama / Phi folder's (docs/model-families.md).
+        let model: ModelConfig
+        let tokenizer: any Tokenizer
         let tokenizerFiles: [URL]
         /// Newest checkpoint of the stage and its state (from rank 0).
         let resume: (url: URL, state: TrainerState)?
+
+        /// The token the tokenizer puts before a text (Llama's `<s>`; none for GPT-2 and Phi), as the study's
+        /// train.py `tokenize` gets it.
+        var bos: Int? { tokenizer.encode("", addSpecialTokens: true).first }
+        /// Whether attribute values are found by the tokens of " " + value (GPT-2, Phi) or of the value (Llama).
+        var markLeadingSpace: Bool { model.family.circuitLabelHasLeadingSpace }
+
+        /// A model of this stage's shape with zero parameters.
+        func makeModel(threads: Int) -> any TrainableModel {
+            if let g = model.gpt2 { return GPT2(params: ParameterArena(config: g), threads: threads) }
+            return FamilyModel(params: FamilyArena(layout: FamilyLayout(config: model)), threads: threads)
+        }
     }
 
     /// - Parameters:
@@ -48,7 +61,7 @@ public final class TrainRun {
 
     /// The final weights and checkpoint of a stage already trained in this run (weights nil when it
     /// was found complete on disk and not loaded).
-    typealias Trained = (stage: TrainStage, params: ParameterArena?, checkpoint: URL)
+    typealias Trained = (stage: TrainStage, params: (any TrainableModel)?, checkpoint: URL)
 
     public func run() throws -> Outcome {
         let lock = try lockOutputFolder()
@@ -60,7 +73,7 @@ public final class TrainRun {
 
         var previous: Trained?
         // The continual stage's final weights, for every forget sub-run.
-        var continualFinal: (params: ParameterArena?, checkpoint: URL)?
+        var continualFinal: (params: (any TrainableModel)?, checkpoint: URL)?
         for (setup, stageData) in zip(setups, data) {
             defer { if let p = previous, p.stage == .continual { continualFinal = (p.params, p.checkpoint) } }
             let s = setup.stage
@@ -75,21 +88,21 @@ public final class TrainRun {
                 continue
             }
 
-            let params = ParameterArena(config: setup.model)
-            let optimizer = AdamW(layout: params.layout, config: s.optimizer(totalSteps: total), threads: threads)
+            let model = setup.makeModel(threads: threads)
+            let optimizer = model.makeOptimizer(s.optimizer(totalSteps: total), threads: threads)
             var state: TrainerState
             let initDescription: String
             if let r = setup.resume {
                 try rootLoad("checkpoint \(r.url.path)") {
-                    try HFCheckpoint.load(folder: r.url, into: params)
+                    try model.load(folder: r.url)
                     try TrainCheckpoint.readOptimizer(from: r.url.appendingPathComponent(TrainCheckpoint.optimizerFileName),
-                                                      into: optimizer, layout: params.layout)
+                                                      into: optimizer, tensors: model.parameterTensors)
                 }
                 try ReplicaSync.broadcast(optimizer, comm: comm)
                 state = r.state
                 initDescription = "resumed from \(r.url.path)"
             } else {
-                initDescription = try initializeWeights(params, stage: s, previous: previous, continualFinal: continualFinal)
+                initDescription = try initializeWeights(model, stage: s, previous: previous, continualFinal: continualFinal)
                 state = TrainerState(stage: s.stage.rawValue, globalStep: 0, maxSteps: total, numTrainEpochs: s.numTrainEpochs,
                                      stepsPerEpoch: stepsPerEpoch, globalBatchSize: G, perDeviceTrainBatchSize: s.perDeviceTrainBatchSize,
                                      loggingSteps: s.loggingSteps, saveSteps: s.saveSteps, evalSteps: s.evalSteps, logHistory: [],
@@ -97,10 +110,9 @@ public final class TrainRun {
                                      trainFingerprint: stageData.train.fingerprint, worldSize: comm.size, blasThreads: threads,
                                      deterministic: s.deterministic, finished: false, config: config.resolved.json)
             }
-            try ReplicaSync.broadcast(params, comm: comm)
+            try ReplicaSync.broadcast(model, comm: comm)
             applyCurrentSettings(to: &state, stage: s, totalSteps: total)
 
-            let model = GPT2(params: params, threads: threads)
             let stepper = DataParallelStep(comm: comm, model: model, optimizer: optimizer, perRankBatch: s.perDeviceTrainBatchSize,
                                            accumulation: s.gradientAccumulationSteps, blockSize: s.blockSize, deterministic: s.deterministic,
                                            dropoutSeed: s.seed)
@@ -108,7 +120,7 @@ public final class TrainRun {
                                  evalBlocks: stageData.eval?.count ?? 0, blockSize: s.blockSize, globalBatch: G,
                                  stepsPerEpoch: stepsPerEpoch, totalSteps: total,
                                  epochs: (total + stepsPerEpoch - 1) / stepsPerEpoch, startStep: state.globalStep,
-                                 resumedFrom: setup.resume?.url, initDescription: initDescription, parameters: params.count,
+                                 resumedFrom: setup.resume?.url, initDescription: initDescription, parameters: model.parameterCount,
                                  deterministic: s.deterministic)
             if let mix = stageData.replayMix {
                 try writeForgetRecords(stage: s, mix: mix, initCheckpoint: try initCheckpoint(s, continual: continualFinal?.checkpoint))
@@ -117,7 +129,7 @@ public final class TrainRun {
                                        tokenizerFiles: setup.tokenizerFiles, threads: threads, plan: plan, observer: observer)
             switch try trainer.run() {
             case .stopped: return .stopped
-            case .finished(let url): previous = (s.stage, params, url)
+            case .finished(let url): previous = (s.stage, model, url)
             }
         }
         return .finished
@@ -126,30 +138,35 @@ public final class TrainRun {
     /// A stage's starting weights when it does not resume, by its `init` source: random, the base or
     /// continual stage's final weights (in memory when this run trained them, else their checkpoint),
     /// or a model folder. Returns the description the stage plan prints.
-    private func initializeWeights(_ params: ParameterArena, stage s: StageConfig, previous: Trained?,
-                                   continualFinal: (params: ParameterArena?, checkpoint: URL)?) throws -> String {
+    private func initializeWeights(_ model: any TrainableModel, stage s: StageConfig, previous: Trained?,
+                                   continualFinal: (params: (any TrainableModel)?, checkpoint: URL)?) throws -> String {
+        func copy(from other: any TrainableModel) {
+            precondition(other.parameterCount == model.parameterCount, "stages of one run share the model's shape")
+            model.parameterBase.update(from: other.parameterBase, count: model.parameterCount)
+        }
         switch s.initSource {
         case .scratch:
-            if comm.isRoot { params.initializeGPT2(seed: s.seed) }
+            // A scratch model is a GPT-2 (rootDescription); Llama and Phi start from a model folder.
+            if comm.isRoot, let gpt2 = model as? GPT2 { gpt2.params.initializeGPT2(seed: s.seed) }
             return "random GPT-2 initialisation (seed \(s.seed))"
         case .base:
             if let p = previous, p.stage == .base, let inMemory = p.params {
-                params.copy(from: inMemory)
+                copy(from: inMemory)
                 return "the base stage's final weights (\(p.checkpoint.path))"
             }
             let url = try baseCheckpoint(previous)
-            try rootLoad("the base stage's checkpoint \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
+            try rootLoad("the base stage's checkpoint \(url.path)") { try model.load(folder: url) }
             return "the base stage's final checkpoint \(url.path)"
         case .continual:
             if let p = continualFinal, let inMemory = p.params {
-                params.copy(from: inMemory)
+                copy(from: inMemory)
                 return "the continual stage's final weights (\(p.checkpoint.path))"
             }
             let url = try continualFinal?.checkpoint ?? stageCheckpoint(.continual)
-            try rootLoad("the continual stage's checkpoint \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
+            try rootLoad("the continual stage's checkpoint \(url.path)") { try model.load(folder: url) }
             return "the continual stage's final checkpoint \(url.path)"
         case .folder(let url):
-            try rootLoad("the model folder \(url.path)") { try HFCheckpoint.load(folder: url, into: params) }
+            try rootLoad("the model folder \(url.path)") { try model.load(folder: url) }
             return "the model folder \(url.path)"
         }
     }
@@ -199,8 +216,8 @@ public final class TrainRun {
     /// Every stage checked on every rank, the model shapes and resume states as rank 0 finds them.
     func prepareSetups() throws -> [Setup] {
         // Files every rank reads itself: data and tokenizer.
-        let tokenizers = try comm.agree(exitCode: CorpusLoader.exitCode) { () -> [GPT2Tokenizer] in
-            var byPath: [String: GPT2Tokenizer] = [:]
+        let tokenizers = try comm.agree(exitCode: CorpusLoader.exitCode) { () -> [any Tokenizer] in
+            var byPath: [String: any Tokenizer] = [:]
             return try config.stages.map { s in
                 let files: [(String, URL?)] = [("train_file", s.trainFile), ("validation_file", s.validationFile)]
                     + s.extraValidationFiles.map { ("extra_validation_files.\($0.name)", $0.file) }
@@ -212,7 +229,7 @@ public final class TrainRun {
                 }
                 if let t = byPath[s.tokenizer.path] { return t }
                 // The default folder is the fetched copy: the rule's loader says how to fetch it when absent.
-                let t = try TokenizerLoader.resolveGPT2(explicit: s.tokenizer, model: nil)
+                let t = try TokenizerLoader.resolve(explicit: s.tokenizer, model: nil)
                 byPath[s.tokenizer.path] = t
                 return t
             }
@@ -228,13 +245,13 @@ public final class TrainRun {
         for (i, s) in config.stages.enumerated() {
             let item = items[i]
             guard let modelText = item["model"]?.stringValue else { preconditionFailure("malformed stage description") }
-            let model = try GPT2Config(json: Data(modelText.utf8), source: "the \(s.stage.rawValue) stage's model")
+            let model = try ModelConfig(json: Data(modelText.utf8), source: "the \(s.stage.rawValue) stage's model")
             var resume: (URL, TrainerState)?
             if let path = item["resume"]?.stringValue, let stateJSON = item["state"] {
                 let url = URL(fileURLWithPath: path)
                 resume = (url, try TrainerState(json: stateJSON, file: url.appendingPathComponent(TrainCheckpoint.stateFileName)))
             }
-            let files = ["vocab.json", "merges.txt", "tokenizer.json"].map { s.tokenizer.appendingPathComponent($0) }
+            let files = Self.tokenizerFileNames.map { s.tokenizer.appendingPathComponent($0) }
                 .filter { FileManager.default.fileExists(atPath: $0.path) }
             setups.append(Setup(stage: s, model: model, tokenizer: tokenizers[i], tokenizerFiles: files, resume: resume))
         }
@@ -245,16 +262,17 @@ public final class TrainRun {
     }
 
     /// Rank 0: per stage, the model config (JSON text) and the newest checkpoint with its trainer state.
-    private func rootDescription(_ tokenizers: [GPT2Tokenizer]) throws -> JSONValue {
+    private func rootDescription(_ tokenizers: [any Tokenizer]) throws -> JSONValue {
         var items: [JSONValue] = []
-        var models: [TrainStage: GPT2Config] = [:]
+        var models: [TrainStage: ModelConfig] = [:]
         for (i, s) in config.stages.enumerated() {
-            var model: GPT2Config
+            var model: ModelConfig
             switch s.initSource {
             case .scratch:
-                model = GPT2Config(nLayer: s.nLayer, nHead: s.nHead, nEmbd: s.nEmbd, nPositions: s.nPositions,
+                let g = GPT2Config(nLayer: s.nLayer, nHead: s.nHead, nEmbd: s.nEmbd, nPositions: s.nPositions,
                                    vocabSize: tokenizers[i].vocabSize, eosTokenId: tokenizers[i].eosTokenId)
-                try model.validate(source: "the \(s.stage.rawValue) stage's n_layer/n_head/n_embd/n_positions")
+                try g.validate(source: "the \(s.stage.rawValue) stage's n_layer/n_head/n_embd/n_positions")
+                model = ModelConfig(gpt2: g)
             case .folder(let url):
                 model = try Self.checkModelFolder(url, key: "init")
             case .base:
@@ -262,23 +280,30 @@ public final class TrainRun {
                     model = m
                 } else {
                     let url = try baseCheckpoint(nil)
-                    model = try GPT2Config.load(from: url.appendingPathComponent(HFCheckpoint.configFileName))
+                    model = try ModelConfig.load(from: url.appendingPathComponent(HFCheckpoint.configFileName))
                 }
             case .continual:
                 if let m = models[.continual] {
                     model = m
                 } else {
                     let url = try stageCheckpoint(.continual)
-                    model = try GPT2Config.load(from: url.appendingPathComponent(HFCheckpoint.configFileName))
+                    model = try ModelConfig.load(from: url.appendingPathComponent(HFCheckpoint.configFileName))
                 }
             }
-            // Dropout set in the train config replaces the model's (and is what its checkpoints record).
-            if let p = s.residPdrop { model.residPdrop = p }
-            if let p = s.embdPdrop { model.embdPdrop = p }
-            if let p = s.attnPdrop { model.attnPdrop = p }
+            // Dropout set in the train config replaces the model's (and is what its checkpoints record); Llama and
+            // Phi train without dropout (their config.json refuses a rate), so a rate for them is an error.
+            if var g = model.gpt2 {
+                if let p = s.residPdrop { g.residPdrop = p }
+                if let p = s.embdPdrop { g.embdPdrop = p }
+                if let p = s.attnPdrop { g.attnPdrop = p }
+                model = ModelConfig(gpt2: g)
+            } else if let (key, p) = [("resid_pdrop", s.residPdrop), ("embd_pdrop", s.embdPdrop), ("attn_pdrop", s.attnPdrop)]
+                        .compactMap({ k, v in v.map { (k, $0) } }).first(where: { $0.1 != 0 }) {
+                throw TrainError("\(key) = \(p) for the \(s.stage.rawValue) stage, but its model is \(model.family.rawValue), which dkc trains without dropout: set \(key) = 0 or leave it unset")
+            }
             models[s.stage] = model
-            guard s.blockSize <= model.nPositions else {
-                throw TrainError("block_size \(s.blockSize) of the \(s.stage.rawValue) stage exceeds the model's n_positions \(model.nPositions): lower block_size (or, for init = \"scratch\", raise n_positions)")
+            guard s.blockSize <= model.maxPositions else {
+                throw TrainError("block_size \(s.blockSize) of the \(s.stage.rawValue) stage exceeds the model's n_positions \(model.maxPositions): lower block_size (or, for init = \"scratch\", raise n_positions)")
             }
             guard tokenizers[i].vocabSize <= model.vocabSize else {
                 throw TrainError("the tokenizer in \(s.tokenizer.path) has \(tokenizers[i].vocabSize) tokens but the \(s.stage.rawValue) stage's model only \(model.vocabSize): use the model's own tokenizer")
@@ -295,9 +320,10 @@ public final class TrainRun {
                     observer(.notice("[\(s.stage.rawValue)] passed over incomplete or damaged checkpoint(s) — \(rejected.joined(separator: "; ")) — and resumes from \(newest.url.path), the newest complete one"))
                 }
                 let state = newest.state
-                let cfg = try GPT2Config.load(from: newest.url.appendingPathComponent(HFCheckpoint.configFileName))
-                guard cfg.nLayer == model.nLayer, cfg.nHead == model.nHead, cfg.nEmbd == model.nEmbd,
-                      cfg.nPositions == model.nPositions, cfg.vocabSize == model.vocabSize else {
+                let cfg = try ModelConfig.load(from: newest.url.appendingPathComponent(HFCheckpoint.configFileName))
+                guard cfg.family == model.family, cfg.numLayers == model.numLayers, cfg.numHeads == model.numHeads,
+                      cfg.numKVHeads == model.numKVHeads, cfg.hiddenSize == model.hiddenSize, cfg.intermediateSize == model.intermediateSize,
+                      cfg.maxPositions == model.maxPositions, cfg.vocabSize == model.vocabSize else {
                     throw TrainError("\(newest.url.path) holds a model of another shape than the \(s.stage.rawValue) stage's configuration: restore the configuration, or use a new output_dir")
                 }
                 pairs.append(("resume", .string(newest.url.path)))
@@ -308,13 +334,17 @@ public final class TrainRun {
         return .array(items)
     }
 
-    /// The config of a Hugging Face model folder, checked to be a GPT-2 dkc can train.
-    static func checkModelFolder(_ url: URL, key: String) throws -> GPT2Config {
+    /// The tokenizer files copied into every checkpoint when the tokenizer folder has them.
+    static let tokenizerFileNames = ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                     "added_tokens.json"]
+
+    /// The config of a Hugging Face model folder, checked to be a model dkc can train (GPT-2, Llama or Phi).
+    static func checkModelFolder(_ url: URL, key: String) throws -> ModelConfig {
         let configURL = url.appendingPathComponent(HFCheckpoint.configFileName)
         guard FileManager.default.fileExists(atPath: configURL.path) else {
-            throw TrainError("\(key) = \(url.path): no config.json there; give a Hugging Face GPT-2 folder (config.json + model.safetensors), \"scratch\" or \"base\"")
+            throw TrainError("\(key) = \(url.path): no config.json there; give a Hugging Face model folder (GPT-2, Llama or Phi: config.json + model.safetensors), \"scratch\" or \"base\"")
         }
-        let model = try GPT2Config.load(from: configURL)
+        let model = try ModelConfig.load(from: configURL)
         guard FileManager.default.fileExists(atPath: url.appendingPathComponent(HFCheckpoint.weightsFileName).path) else {
             throw TrainError("\(key) = \(url.path): no model.safetensors there; save the model with save_pretrained(safe_serialization=True)")
         }
@@ -349,11 +379,13 @@ public final class TrainRun {
         let eos = setup.tokenizer.eosTokenId
         if s.replay != nil { return try loadForgetData(setup) }
         let train = try CorpusLoader.blocks(file: s.trainFile, encoder: setup.tokenizer, eos: eos, blockSize: s.blockSize,
-                                            groupSize: s.groupSize, seed: s.seed, comm: comm)
+                                            groupSize: s.groupSize, seed: s.seed, bos: setup.bos, markLeadingSpace: setup.markLeadingSpace,
+                                            comm: comm)
         var eval: (blocks: PackedBlocks, texts: Int)?
         if let v = s.validationFile, s.evalStrategy != .no {
             eval = try CorpusLoader.blocks(file: v, encoder: setup.tokenizer, eos: eos, blockSize: s.blockSize,
-                                           groupSize: s.groupSize, seed: s.seed, comm: comm)
+                                           groupSize: s.groupSize, seed: s.seed, bos: setup.bos, markLeadingSpace: setup.markLeadingSpace,
+                                           comm: comm)
         }
         return StageData(train: train.blocks, eval: eval?.blocks, trainTexts: train.texts, evalTexts: eval?.texts ?? 0)
     }

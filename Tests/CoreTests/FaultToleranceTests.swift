@@ -30,7 +30,7 @@ final class FaultToleranceTests: XCTestCase {
     private func write(step: Int, in dir: URL, maxSteps: Int = 24, edit: (inout TrainerState) -> Void = { _ in }) throws -> URL {
         var (p, o, s) = pieces(step: step, maxSteps: maxSteps)
         edit(&s)
-        return try TrainCheckpoint.write(params: p, optimizer: o, state: s, tokenizerFiles: [], in: dir)
+        return try TrainCheckpoint.write(model: GPT2(params: p, threads: 1), optimizer: o, state: s, tokenizerFiles: [], in: dir)
     }
 
     // MARK: markers
@@ -207,14 +207,14 @@ final class FaultToleranceTests: XCTestCase {
         let (p, o, s) = pieces(step: 24)
         let limit = (model + optimizer) / 2   // the model fits, the optimizer state does not
         let error = withFileSizeLimit(limit) { () -> Error? in
-            do { _ = try TrainCheckpoint.write(params: p, optimizer: o, state: s, tokenizerFiles: [], in: dir); return nil } catch { return error }
+            do { _ = try TrainCheckpoint.write(model: GPT2(params: p, threads: 1), optimizer: o, state: s, tokenizerFiles: [], in: dir); return nil } catch { return error }
         }
         let text = "\(try XCTUnwrap(error, "the write should fail past the limit"))"
         XCTAssertTrue(text.contains("checkpoint-24") && text.contains("File too large") && text.contains("untouched"), text)
         XCTAssertEqual((error as? UserFacingError)?.exitCode, 1)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["checkpoint-12"])
         XCTAssertNil(TrainCheckpoint.problem(with: c12, step: 12, checkHashes: true))
-        XCTAssertEqual(try TrainCheckpoint.write(params: p, optimizer: o, state: s, tokenizerFiles: [], in: dir).lastPathComponent, "checkpoint-24")
+        XCTAssertEqual(try TrainCheckpoint.write(model: GPT2(params: p, threads: 1), optimizer: o, state: s, tokenizerFiles: [], in: dir).lastPathComponent, "checkpoint-24")
     }
 
     /// A NetCDF rewrite that runs out of space: an error naming the file, the previous file unchanged, no

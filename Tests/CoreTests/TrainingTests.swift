@@ -324,7 +324,7 @@ final class TrainingTests: XCTestCase {
                                  globalBatchSize: 4, perDeviceTrainBatchSize: 2, loggingSteps: 1, saveSteps: 0, evalSteps: 0,
                                  logHistory: [], window: .init(), seed: 1, trainFile: "t", trainBlocks: 50, trainFingerprint: 9,
                                  worldSize: 1, blasThreads: 1, deterministic: false, finished: false, config: .null)
-        let url = try TrainCheckpoint.write(params: params, optimizer: opt, state: state, tokenizerFiles: [], in: dir)
+        let url = try TrainCheckpoint.write(model: GPT2(params: params, threads: 1), optimizer: opt, state: state, tokenizerFiles: [], in: dir)
         XCTAssertEqual(url.lastPathComponent, "checkpoint-12")
         // A folder without its trainer state (an interrupted copy) and hidden leftovers are not checkpoints.
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("checkpoint-30"), withIntermediateDirectories: true)
@@ -336,7 +336,7 @@ final class TrainingTests: XCTestCase {
         let back = try HFCheckpoint.load(folder: url)
         XCTAssertEqual(Array(back.buffer), Array(params.buffer))
         let opt2 = AdamW(layout: params.layout, config: AdamWConfig())
-        try TrainCheckpoint.readOptimizer(from: url.appendingPathComponent(TrainCheckpoint.optimizerFileName), into: opt2, layout: params.layout)
+        try TrainCheckpoint.readOptimizer(from: url.appendingPathComponent(TrainCheckpoint.optimizerFileName), into: opt2, tensors: params.layout.tensors)
         XCTAssertEqual(Array(opt2.m.buffer), Array(opt.m.buffer))
         XCTAssertEqual(Array(opt2.v.buffer), Array(opt.v.buffer))
         XCTAssertEqual(opt2.stepCount, 12)
@@ -344,11 +344,11 @@ final class TrainingTests: XCTestCase {
         let other = ParameterArena(config: GPT2Config(nLayer: 1, nHead: 2, nEmbd: 4, nPositions: 16, vocabSize: 11))
         let opt3 = AdamW(layout: other.layout, config: AdamWConfig())
         XCTAssertThrowsError(try TrainCheckpoint.readOptimizer(from: url.appendingPathComponent(TrainCheckpoint.optimizerFileName),
-                                                               into: opt3, layout: other.layout)) { error in
+                                                               into: opt3, tensors: other.layout.tensors)) { error in
             XCTAssertTrue("\(error)".contains("exp_avg.transformer.wte.weight"), "\(error)")
         }
         // Rewriting the same step replaces the folder.
-        _ = try TrainCheckpoint.write(params: params, optimizer: opt, state: state, tokenizerFiles: [], in: dir)
+        _ = try TrainCheckpoint.write(model: GPT2(params: params, threads: 1), optimizer: opt, state: state, tokenizerFiles: [], in: dir)
         XCTAssertEqual(TrainCheckpoint.list(in: dir).map(\.step), [12])
     }
 }

@@ -55,6 +55,10 @@ public final class FamilyModel: @unchecked Sendable {
     public var layout: FamilyLayout { params.layout }
     public func zeroGradients() { grads.zero() }
 
+    /// The (B·T, V) logits buffer of the last call: the logits after `forward`, exp(logit − row max) after
+    /// `forwardLoss` (the same argmax per row). Valid until the next call.
+    public var logitsBuffer: UnsafeMutablePointer<Float> { logits }
+
     /// AdamW over this model's layout with the HF Trainer's decay set (matrices decayed; biases and norms not).
     public func makeAdamW(_ c: AdamWConfig) -> AdamW {
         AdamW(segments: layout.adamWSegments, count: layout.count, config: c, threads: threads)

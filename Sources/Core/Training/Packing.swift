@@ -33,14 +33,17 @@ public struct TokenizedText: Equatable, Sendable {
 
     /// Like `make(text:attributes:typeCode:…)`, with a code of its own for each value (e.g. the entity type
     /// and which attribute it is, combined); a later value whose first token lands on the same position wins.
+    /// `bos` goes first when the family's tokenizer adds one (Llama's `<s>`; GPT-2 and Phi: nil); a value is
+    /// found by the tokens of " " + value, or of the value alone when `markLeadingSpace` is false (Llama, whose
+    /// tokenizer gives a text's first word the in-text `▁` piece: `ModelFamily.circuitLabelHasLeadingSpace`).
     public static func make(text: String, marks: [(value: String, code: UInt8)], encoder: TextEncoder,
-                            eos: Int = 50256, blockSize: Int) -> TokenizedText {
-        var ids = encoder.encode(text)
+                            eos: Int = 50256, blockSize: Int, bos: Int? = nil, markLeadingSpace: Bool = true) -> TokenizedText {
+        var ids = (bos.map { [$0] } ?? []) + encoder.encode(text)
         if ids.count > blockSize { ids.removeLast(ids.count - blockSize) }
         if ids.last != eos && ids.count < blockSize { ids.append(eos) }
         var mask = [UInt8](repeating: 0, count: ids.count)
         for mark in marks where !mark.value.isEmpty {
-            let sub = encoder.encode(" " + mark.value)
+            let sub = encoder.encode((markLeadingSpace ? " " : "") + mark.value)
             if let at = firstOccurrence(of: sub, in: ids) { mask[at] = mark.code }
         }
         return TokenizedText(ids: ids.map { Int32($0) }, attributeMask: mask)

@@ -136,7 +136,7 @@ public enum TrainCheckpoint {
     /// An existing folder of the same step is replaced, and removed only once the new one is in place.
     /// - Throws: `TrainError` naming the file that could not be written (disk full included); the
     ///   checkpoints already there are left as they were.
-    public static func write(params: ParameterArena, optimizer: AdamW, state: TrainerState, tokenizerFiles: [URL],
+    public static func write(model: any TrainableModel, optimizer: AdamW, state: TrainerState, tokenizerFiles: [URL],
                              in checkpoints: URL) throws -> URL {
         let fm = FileManager.default
         let final = folder(in: checkpoints, step: state.globalStep)
@@ -149,8 +149,8 @@ public enum TrainCheckpoint {
             TrainError("cannot write checkpoint \(final.path): \(error) — the checkpoints already there are untouched; free space (or raise the file size limit) and run the same command again to resume", exitCode: 1)
         }
         do {
-            try HFCheckpoint.save(params, to: tmp, extraFiles: tokenizerFiles)
-            try writeOptimizer(optimizer, layout: params.layout, to: tmp.appendingPathComponent(optimizerFileName))
+            try model.save(to: tmp, extraFiles: tokenizerFiles)
+            try writeOptimizer(optimizer, tensors: model.parameterTensors, to: tmp.appendingPathComponent(optimizerFileName))
             try DurableFiles.write(Data(state.json.prettyText().utf8), to: tmp.appendingPathComponent(stateFileName))
             if let ms = ProcessInfo.processInfo.environment[testWriteDelayVariable].flatMap(Int.init), ms > 0 {
                 usleep(useconds_t(min(ms, 60_000)) * 1000)
@@ -193,14 +193,14 @@ public enum TrainCheckpoint {
         return .object([("format", .string(markerFormat)), ("step", .int(step)), ("files", .array(files))])
     }
 
-    /// Writes AdamW's moments and step count with the parameters' HF names.
-    public static func writeOptimizer(_ optimizer: AdamW, layout: ParameterLayout, to url: URL) throws {
-        precondition(optimizer.count == layout.count, "optimizer and layout disagree")
+    /// Writes AdamW's moments and step count with the parameters' HF names (`tensors`: the model's, in buffer order).
+    public static func writeOptimizer(_ optimizer: AdamW, tensors: [ParameterLayout.Tensor], to url: URL) throws {
+        precondition(optimizer.count == tensors.reduce(0) { $0 + $1.count }, "optimizer and layout disagree")
         var entries: [SafetensorsWriter.Entry] = []
-        for t in layout.tensors {
+        for t in tensors {
             entries.append(.float32("exp_avg." + t.name, shape: t.shape, pointer: UnsafePointer(optimizer.m.base + t.offset)))
         }
-        for t in layout.tensors {
+        for t in tensors {
             entries.append(.float32("exp_avg_sq." + t.name, shape: t.shape, pointer: UnsafePointer(optimizer.v.base + t.offset)))
         }
         entries.append(.int64("step", shape: [1], values: [Int64(optimizer.stepCount)]))
@@ -211,10 +211,10 @@ public enum TrainCheckpoint {
 
     /// Reads `optimizer.safetensors` into `optimizer` (moments and step count).
     /// - Throws: `TrainError` naming the tensor that is missing or has the wrong shape.
-    public static func readOptimizer(from url: URL, into optimizer: AdamW, layout: ParameterLayout) throws {
-        precondition(optimizer.count == layout.count, "optimizer and layout disagree")
+    public static func readOptimizer(from url: URL, into optimizer: AdamW, tensors: [ParameterLayout.Tensor]) throws {
+        precondition(optimizer.count == tensors.reduce(0) { $0 + $1.count }, "optimizer and layout disagree")
         let file = try SafetensorsFile(url: url)
-        for t in layout.tensors {
+        for t in tensors {
             for (prefix, buffer) in [("exp_avg.", optimizer.m), ("exp_avg_sq.", optimizer.v)] {
                 let name = prefix + t.name
                 guard file.contains(name) else {

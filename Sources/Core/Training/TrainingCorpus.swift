@@ -116,15 +116,16 @@ public struct BiographyRecord: Equatable, Sendable {
     }
 
     /// The record tokenised as the study's training script does, its attributes marked with
-    /// `FirstTokenMark` codes.
-    public func tokenized(encoder: TextEncoder, eos: Int, blockSize: Int) -> TokenizedText {
+    /// `FirstTokenMark` codes (`bos`, `markLeadingSpace`: the family's, see `TokenizedText.make`).
+    public func tokenized(encoder: TextEncoder, eos: Int, blockSize: Int, bos: Int? = nil, markLeadingSpace: Bool = true) -> TokenizedText {
         var marks: [(value: String, code: UInt8)] = []
         if typeCode != 0 {
             for (a, value) in attributes.enumerated() {
                 if let value, !value.isEmpty { marks.append((value, FirstTokenMark.code(type: typeCode, attribute: a))) }
             }
         }
-        return TokenizedText.make(text: text, marks: marks, encoder: encoder, eos: eos, blockSize: blockSize)
+        return TokenizedText.make(text: text, marks: marks, encoder: encoder, eos: eos, blockSize: blockSize, bos: bos,
+                                  markLeadingSpace: markLeadingSpace)
     }
 }
 
