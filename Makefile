@@ -1,5 +1,6 @@
 # dkc — the two commands:
-#   make demo   the whole study on the built-in tiny configuration (sets everything up first)
+#   make demo   the whole study on the built-in tiny configuration (sets everything up first);
+#               make demo MODEL=tiny-llama (or tiny-phi) on a small Llama (Phi) model
 #   make test   every test: unit, parity with the reference fixtures, multi-rank under mpirun
 # `make test` includes the Slurm tests (also alone: `make test-slurm`): a real one-node Slurm
 # cluster on this machine (root; installs Slurm and munge if missing), dkc run through
@@ -24,8 +25,10 @@ bootstrap:
 build: bootstrap
 	$(SWIFT) build -c release
 
+# MODEL=tiny-llama or MODEL=tiny-phi runs the study on the small Llama / Phi models (docs/model-families.md).
+MODEL ?= tiny
 demo:
-	scripts/demo
+	MODEL=$(MODEL) scripts/demo
 
 # The forgetting experiment on the tiny study (runs `make demo` first when needed; docs/forgetting.md).
 demo-forget:

@@ -27,12 +27,15 @@ struct BenchModel: ParsableCommand {
         FLOPs per step: 6 × parameters × tokens + 12 × n_layer × B × T² × n_embd. The roof is the best sgemm rate \
         measured in the same run (before and after each config's steps, the higher of the two) at the same thread count; \
         MFU = achieved GFLOP/s / roof. \
-        Configs: tiny (4 layers, 4 heads, n_embd 128), gpt2 (12 / 12 / 768), gpt2-medium (24 / 16 / 1024; not in "all"), all with vocabulary 50257 and 1024 positions.
+        Configs: tiny (4 layers, 4 heads, n_embd 128), gpt2 (12 / 12 / 768), gpt2-medium (24 / 16 / 1024; not in "all"), all with vocabulary 50257 and 1024 positions; \
+        the Llama and Phi shapes (not in "all"; docs/model-families.md): tiny-llama and tiny-phi (the demo's fixture models), tinyllama-4l and \
+        phi-1_5-4l (4-layer slices of TinyLlama v1.1 and Phi-1.5 at full width and vocabulary).
         """
     )
 
     enum ConfigChoice: String, ExpressibleByArgument, CaseIterable {
-        case tiny, gpt2, gpt2Medium = "gpt2-medium", all
+        case tiny, gpt2, gpt2Medium = "gpt2-medium", tinyLlama = "tiny-llama", tinyPhi = "tiny-phi", tinyLlama4l = "tinyllama-4l",
+             phi4l = "phi-1_5-4l", all
     }
 
     @Option(help: "Model: \(ConfigChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -76,9 +79,15 @@ struct BenchModel: ParsableCommand {
             let progress = BenchProgress()
             var results: [ModelBenchResult] = []
             for name in names {
-                let cfg = ModelBench.config(named: name)!
-                var r = try ModelBench.run(name: name, config: cfg, batch: batchSize, seqLen: seqLen, threads: threads,
-                                           repeats: repeats, warmup: warmup, profile: profile, progress: { progress($0) })
+                var r: ModelBenchResult
+                if let family = ModelBench.familyConfig(named: name) {
+                    guard !profile else { throw BenchError("--profile times GPT-2's kernels only; leave it out for \(name)") }
+                    r = try ModelBench.run(name: name, family: family, batch: batchSize, seqLen: seqLen, threads: threads,
+                                           repeats: repeats, warmup: warmup, progress: { progress($0) })
+                } else {
+                    r = try ModelBench.run(name: name, config: ModelBench.config(named: name)!, batch: batchSize, seqLen: seqLen,
+                                           threads: threads, repeats: repeats, warmup: warmup, profile: profile, progress: { progress($0) })
+                }
                 // The roof is measured before and after the steps; the higher value keeps MFU conservative when
                 // other processes share the cores.
                 r.roofGflops = max(r.roofGflops, ModelBench.sgemmRoof(threads: threads, progress: { progress($0) }))

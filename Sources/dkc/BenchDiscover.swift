@@ -33,7 +33,7 @@ struct BenchDiscover: ParsableCommand {
         """
     )
 
-    @Option(help: "Model: \(BenchModel.ConfigChoice.allCases.map(\.rawValue).joined(separator: ", ")) (tiny: 4 layers, 4 heads, n_embd 128; gpt2: 12 / 12 / 768).")
+    @Option(help: "Model: tiny, gpt2, gpt2-medium or all (tiny: 4 layers, 4 heads, n_embd 128; gpt2: 12 / 12 / 768).")
     var config: BenchModel.ConfigChoice = .all
 
     @Option(help: "Attribution method: \(AttributionMethod.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -70,6 +70,9 @@ struct BenchDiscover: ParsableCommand {
             throw ValidationError("--method \(method) is not a method: use one of \(AttributionMethod.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard ModelBench.familyConfig(named: config.rawValue) == nil else {
+            throw ValidationError("--config \(config.rawValue): bench discover measures GPT-2 (tiny, gpt2, gpt2-medium); the Llama and Phi shapes run in bench model")
+        }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
         guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1") }

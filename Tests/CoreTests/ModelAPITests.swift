@@ -96,4 +96,30 @@ final class ModelAPITests: XCTestCase {
         XCTAssertTrue(r.phases.contains { $0.name == "bwd.attention" } && r.phases.contains { $0.name == "adamw" })
         XCTAssertGreaterThan(r.peakRSSMiB, 0)
     }
+
+    /// FLOPs of a Llama and a Phi step, counted by hand: C 8, 4 heads of 2 sharing 2 K/V heads (K/V width 4),
+    /// d_mlp 16, V 10, 2 layers, B 2, T 3. Per token and layer: q 2·8·8, k and v 2·8·4 each, output 2·8·8,
+    /// MLP 3 (Llama) or 2 (Phi) products of 2·8·16; the unembedding 2·10·8 per token; 6× for forward and
+    /// backward; attention 12·L·B·T²·C.
+    func testFamilyBenchFlopsAndRun() throws {
+        func shape(_ f: ModelFamily) -> ModelConfig {
+            ModelConfig(family: f, numLayers: 2, numHeads: 4, numKVHeads: 2, hiddenSize: 8, intermediateSize: 16, vocabSize: 10,
+                        maxPositions: 16, partialRotaryFactor: f == .phi ? 0.5 : 1)
+        }
+        let attention: Double = 128 + 2 * 64 + 128            // q, k and v, output
+        let llamaBlock: Double = attention + 3 * 256, phiBlock: Double = attention + 2 * 256
+        let llamaPerToken: Double = 2 * llamaBlock / 2 + 80, phiPerToken: Double = 2 * phiBlock / 2 + 80
+        let scores: Double = 12 * 2 * 2 * 9 * 8
+        XCTAssertEqual(ModelBench.flopsPerStep(shape(.llama), batch: 2, seqLen: 3), 36 * llamaPerToken + scores)
+        XCTAssertEqual(ModelBench.flopsPerStep(shape(.phi), batch: 2, seqLen: 3), 36 * phiPerToken + scores)
+        XCTAssertEqual(ModelBench.flopsPerStep(shape(.llama), batch: 2, seqLen: 3), 47_808)
+        for name in ["tiny-llama", "tiny-phi", "tinyllama-4l", "phi-1_5-4l"] {
+            let c = try XCTUnwrap(ModelBench.familyConfig(named: name))
+            XCTAssertNoThrow(try c.validate(source: name))
+        }
+        let r = try ModelBench.run(name: "small-llama", family: shape(.llama), batch: 2, seqLen: 3, threads: 1, repeats: 2, warmup: 1)
+        XCTAssertEqual(r.stepSeconds.count, 2)
+        XCTAssertEqual(r.parameters, FamilyLayout(config: shape(.llama)).count)
+        XCTAssertEqual(r.gflops, r.flopsPerStep * r.tokensPerS / 6 / 1e9, accuracy: 1e-9 * r.gflops)
+    }
 }

@@ -36,6 +36,50 @@ public enum ModelBench {
 
     public static func config(named name: String) -> GPT2Config? { configs.first { $0.0 == name }?.1 }
 
+    /// The Llama and Phi shapes (docs/performance.md, "Model families"): the fixture models the tiny demos
+    /// train (tiny-llama: 2 layers, 32 heads sharing 4 K/V heads, d_model 128, d_mlp 352, vocabulary 2,048;
+    /// tiny-phi: 2 layers, 4 heads, d_model 64, d_mlp 256, half-rotary, vocabulary 3,039), and 4-layer slices
+    /// of the real models at full width (TinyLlama v1.1: d_model 2048, 32 heads, 4 K/V heads, d_mlp 5632,
+    /// vocabulary 32,000, untied; Phi-1.5: d_model 2048, 32 heads, d_mlp 8192, half-rotary, vocabulary 51,200).
+    public static let familyConfigs: [(String, ModelConfig)] = [
+        ("tiny-llama", ModelConfig(family: .llama, numLayers: 2, numHeads: 32, numKVHeads: 4, hiddenSize: 128, intermediateSize: 352,
+                                   vocabSize: 2048, maxPositions: 256, normEps: 1e-5, tieWordEmbeddings: false, bosTokenId: 1, eosTokenId: 2)),
+        ("tiny-phi", ModelConfig(family: .phi, numLayers: 2, numHeads: 4, numKVHeads: 4, hiddenSize: 64, intermediateSize: 256,
+                                 vocabSize: 3039, maxPositions: 256, normEps: 1e-5, partialRotaryFactor: 0.5, tieWordEmbeddings: false,
+                                 bosTokenId: 3000, eosTokenId: 3000)),
+        ("tinyllama-4l", ModelConfig(family: .llama, numLayers: 4, numHeads: 32, numKVHeads: 4, hiddenSize: 2048, intermediateSize: 5632,
+                                     vocabSize: 32000, maxPositions: 2048, normEps: 1e-5, tieWordEmbeddings: false, bosTokenId: 1, eosTokenId: 2)),
+        ("phi-1_5-4l", ModelConfig(family: .phi, numLayers: 4, numHeads: 32, numKVHeads: 32, hiddenSize: 2048, intermediateSize: 8192,
+                                   vocabSize: 51200, maxPositions: 2048, normEps: 1e-5, partialRotaryFactor: 0.5, tieWordEmbeddings: false,
+                                   bosTokenId: 50256, eosTokenId: 50256)),
+    ]
+
+    public static func familyConfig(named name: String) -> ModelConfig? { familyConfigs.first { $0.0 == name }?.1 }
+
+    /// FLOPs of one forward + backward step of a Llama / Phi model: 6 × tokens × (the blocks' matrix products
+    /// per token, `ModelConfig.blockMatmulFlopsPerToken` / 2 multiply-adds per layer, + the unembedding V·C) +
+    /// 12 × layers × B × T² × C (attention scores and mixing, forward and backward). The input embedding is a
+    /// lookup, not counted.
+    public static func flopsPerStep(_ c: ModelConfig, batch B: Int, seqLen T: Int) -> Double {
+        let perToken = Double(c.numLayers) * c.blockMatmulFlopsPerToken / 2 + Double(c.vocabSize) * Double(c.hiddenSize)
+        return 6 * perToken * Double(B * T) + 12 * Double(c.numLayers) * Double(B) * Double(T * T) * Double(c.hiddenSize)
+    }
+
+    /// `run` for a Llama or Phi shape: a `FamilyModel` initialised as transformers initialises it (seed 1234).
+    public static func run(name: String, family config: ModelConfig, batch B: Int, seqLen T: Int, threads: Int,
+                           repeats: Int, warmup: Int = 2, progress: ((String) -> Void)? = nil) throws -> ModelBenchResult {
+        precondition(repeats >= 1 && warmup >= 0 && config.family != .gpt2)
+        BLAS.setThreads(threads)
+        let initialRoof = sgemmRoof(threads: threads, progress: progress)
+        let arena = FamilyArena(layout: FamilyLayout(config: config))
+        progress?("\(name): initialising \(arena.count) parameters")
+        arena.initialize(seed: 1234)
+        let model = FamilyModel(params: arena, threads: threads)
+        return try timeSteps(name: name, model: model, vocab: config.vocabSize, flops: flopsPerStep(config, batch: B, seqLen: T),
+                             batch: B, seqLen: T, threads: threads, repeats: repeats, warmup: warmup, roof: initialRoof,
+                             timer: nil, progress: progress)
+    }
+
     /// FLOPs of one forward + backward step (see `ModelBenchResult.flopsPerStep`).
     public static func flopsPerStep(_ c: GPT2Config, batch B: Int, seqLen T: Int) -> Double {
         let params = Double(ParameterLayout(config: c).count)
@@ -53,23 +97,33 @@ public enum ModelBench {
         let initialRoof = roof ?? sgemmRoof(threads: threads, progress: progress)
         progress?("\(name): initialising \(ParameterLayout(config: config).count) parameters")
         let model = GPT2(config: config, seed: 1234, threads: threads)
-        let opt = AdamW(layout: model.layout, config: AdamWConfig(lr: 1e-4, maxGradNorm: 1.0), threads: threads)
+        return try timeSteps(name: name, model: model, vocab: config.vocabSize, flops: flopsPerStep(config, batch: B, seqLen: T),
+                             batch: B, seqLen: T, threads: threads, repeats: repeats, warmup: warmup, roof: initialRoof,
+                             probeRoof: roof == nil, timer: profile ? PhaseTimer() : nil, progress: progress)
+    }
+
+    /// Times `warmup` + `repeats` steps (forward, backward, AdamW) of `model` on random tokens. `timer`
+    /// (GPT-2 only) collects the time of every kernel from the first timed step on.
+    static func timeSteps(name: String, model: any TrainableModel, vocab: Int, flops: Double, batch B: Int, seqLen T: Int,
+                          threads: Int, repeats: Int, warmup: Int, roof initialRoof: Double, probeRoof probing: Bool = true,
+                          timer: PhaseTimer?, progress: ((String) -> Void)?) throws -> ModelBenchResult {
+        let opt = model.makeOptimizer(AdamWConfig(lr: 1e-4, maxGradNorm: 1.0), threads: threads)
         var rng = SplitMix64(seed: 99)
-        let tokens = (0..<(B * T)).map { _ in Int(rng.next() % UInt64(config.vocabSize)) }
+        let tokens = (0..<(B * T)).map { _ in Int(rng.next() % UInt64(vocab)) }
         var times: [Double] = []
-        let timer = PhaseTimer()
         var probe = 0.0
         let probeBuffers = (FloatBuffer(count: 1024 * 1024), FloatBuffer(count: 1024 * 1024), FloatBuffer(count: 1024 * 1024))
+        let gpt2 = model as? GPT2
         for i in 0..<(warmup + repeats) {
-            if profile && i == warmup { model.phaseTimer = timer }
+            if let timer, i == warmup { gpt2?.phaseTimer = timer }
             let t0 = DispatchTime.now().uptimeNanoseconds
             model.zeroGradients()
-            _ = try model.forwardLoss(tokens: tokens, batch: B, seqLen: T)
+            _ = try model.trainingLoss(tokens: tokens, batch: B, seqLen: T, dropoutSeed: nil, rowKeys: [])
             model.backward()
-            if let t = model.phaseTimer {
-                t.measure("adamw") { _ = opt.step(params: model.params, grads: model.grads) }
+            if let t = gpt2?.phaseTimer {
+                t.measure("adamw") { _ = opt.step(params: model.parameterBase, grads: model.gradientBase) }
             } else {
-                opt.step(params: model.params, grads: model.grads)
+                opt.step(params: model.parameterBase, grads: model.gradientBase)
             }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             let label = i < warmup ? "warm-up \(i + 1)/\(warmup)" : "step \(i - warmup + 1)/\(repeats)"
@@ -77,19 +131,18 @@ public enum ModelBench {
             if i >= warmup { times.append(dt) }
             // Probe the roof between steps too, so a roof taken while other processes held the cores does not
             // stand alone (the best rate seen over the whole run is kept: MFU errs on the low side).
-            if roof == nil { probe = max(probe, probeRoof(threads: threads, buffers: probeBuffers)) }
+            if probing { probe = max(probe, probeRoof(threads: threads, buffers: probeBuffers)) }
         }
         let roofValue = max(initialRoof, probe)
         let sorted = times.sorted()
         let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
         let tokensPerStep = Double(B * T)
-        let flops = flopsPerStep(config, batch: B, seqLen: T)
         return ModelBenchResult(config: name, batchSize: B, seqLen: T, threads: threads, repeats: repeats, stepSeconds: times,
                                 tokensPerS: tokensPerStep / median, minTokensPerS: tokensPerStep / sorted.last!,
                                 maxTokensPerS: tokensPerStep / sorted.first!, flopsPerStep: flops, gflops: flops / median / 1e9,
                                 roofGflops: roofValue, peakRSSMiB: peakRSSMiB(), blasCore: BLAS.coreName,
-                                parameters: model.layout.count,
-                                phases: timer.order.map { ($0, timer.seconds[$0]! / Double(repeats)) })
+                                parameters: model.parameterCount,
+                                phases: timer.map { t in t.order.map { ($0, t.seconds[$0]! / Double(repeats)) } } ?? [])
     }
 
     /// The best single-precision GEMM rate (GFLOP/s) at `threads` OpenBLAS threads, over square 1024 and 2048
