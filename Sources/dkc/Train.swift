@@ -7,7 +7,7 @@ import MPIShim
 /// `dkc train --config NAME|FILE [--set key=value ...] [--resume] [--threads N]`
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train GPT-2 on the synthetic corpus: the base stage, then continual pre-training (data-parallel over MPI).",
+        abstract: "Train GPT-2 (or continue a Llama / Phi model) on the synthetic corpus: the base stage, then continual pre-training (data-parallel over MPI).",
         discussion: """
         Runs the stages of `stages` in order, each in <output_dir>/<stage>/: a checkpoint per epoch in \
         checkpoints/checkpoint-<step>/ (Hugging Face format, plus optimizer.safetensors and \

@@ -54,7 +54,7 @@ public enum InitSource: Equatable, Sendable {
     case base
     /// The last checkpoint of the `continual` stage of the same run (weights only).
     case continual
-    /// A Hugging Face GPT-2 folder (config.json + model.safetensors).
+    /// A Hugging Face model folder (config.json + model.safetensors): GPT-2, Llama or Phi.
     case folder(URL)
 
     public var description: String {
@@ -91,9 +91,9 @@ extension ConfigSchema {
         ConfigKey("validation_file", .string, default: nil,
                   help: "JSONL evaluation texts, inside data_dir unless absolute; \"\" for none (default: none for base, validation.jsonl for continual)"),
         ConfigKey("tokenizer", .path, default: .string(Paths.gpt2Tokenizer.path),
-                  help: "folder with the GPT-2 tokenizer's vocab.json and merges.txt (copied into every checkpoint)"),
+                  help: "tokenizer folder: tokenizer.json, or vocab.json + merges.txt (copied into every checkpoint)"),
         ConfigKey("init", .pathOr(["scratch", "base", "continual"]), default: nil,
-                  help: "\"scratch\", \"base\" / \"continual\" (that stage's last checkpoint) or a Hugging Face GPT-2 folder (default: scratch for base, base for continual, continual for forget)"),
+                  help: "\"scratch\" (a new GPT-2), \"base\" / \"continual\" (that stage's last checkpoint) or a Hugging Face GPT-2, Llama or Phi folder (default: scratch for base, base for continual, continual for forget)"),
         ConfigKey("n_layer", .int, default: .int(12), help: "transformer blocks (init = \"scratch\")"),
         ConfigKey("n_head", .int, default: .int(12), help: "attention heads per block (init = \"scratch\")"),
         ConfigKey("n_embd", .int, default: .int(768), help: "residual width (init = \"scratch\")"),
