@@ -126,15 +126,22 @@ func loadCircuitModel(_ folder: URL) throws -> CircuitModel {
     try CircuitModel.load(folder: folder)
 }
 
+/// Checks, before anything else is read, that `folder` holds a GPT-2 for a command that runs on GPT-2 only
+/// (components, predict, trace): another family is an error naming the command.
+func requireGPT2(_ folder: URL, command: String) throws {
+    let config = try ModelConfig.load(from: folder.appendingPathComponent(HFCheckpoint.configFileName))
+    guard config.family == .gpt2 else {
+        throw CircuitsError(item: "--model", problem: "\(folder.path) is a \(config.family.rawValue) model; dkc \(command) runs on GPT-2 only",
+                            fix: "see docs/model-families.md for what runs on the families")
+    }
+}
+
 /// A GPT-2 model folder for the commands that run on GPT-2 only (components, predict); another family is an
 /// error naming the command.
 func loadGPT2CircuitModel(_ folder: URL, command: String) throws -> (InstrumentedGPT2, Int64) {
+    try requireGPT2(folder, command: command)
     let loaded = try CircuitModel.load(folder: folder)
-    guard let gpt2 = loaded.model as? InstrumentedGPT2 else {
-        throw CircuitsError(item: "--model", problem: "\(folder.path) is a \(loaded.config.family.rawValue) model; dkc \(command) runs on GPT-2 only",
-                            fix: "see docs/model-families.md for what runs on the families")
-    }
-    return (gpt2, loaded.step)
+    return (loaded.model as! InstrumentedGPT2, loaded.step)
 }
 
 /// The one cell of scores `table` that `--task`, `--type`, `--frequency` and `--checkpoint` select; the model's

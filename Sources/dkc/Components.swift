@@ -56,6 +56,7 @@ struct Components: ParsableCommand {
                 throw CircuitsError(item: "--data", problem: "no record of \(dataURL.path) has \(filter) (the file holds \(all.count) records)",
                                     fix: "choose another --type / --frequency, or check that the file belongs to this data set")
             }
+            try requireGPT2(modelURL, command: "components")
             let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
             let (instrumented, step) = try loadGPT2CircuitModel(modelURL, command: "components")
 

@@ -39,6 +39,7 @@ struct Predict: ParsableCommand {
 
             let entities = try TestEntities.read(testURL)
             let buckets = try FrequencyBuckets.forData(at: testURL)
+            try requireGPT2(modelURL, command: "predict")
             let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
             let arena = try HFCheckpoint.load(folder: modelURL)
             let step = checkpointStep(of: modelURL) ?? 0

@@ -47,6 +47,7 @@ struct Trace: ParsableCommand {
         try runReporting("trace", otherErrors: ExitStatus.dataError) {
             BLAS.setThreads(threads)
             let folder = URL(fileURLWithPath: model)
+            try requireGPT2(folder, command: "trace")
             let arena = try HFCheckpoint.load(folder: folder)
             let gpt2 = GPT2(params: arena, threads: threads)
             let tok = try loadTokenizer(modelFolder: folder)

@@ -152,7 +152,7 @@ public struct GPT2Config: Equatable, Sendable {
         func bool(_ key: String, _ def: Bool) throws -> Bool { try d.bool(key, def) }
         if let mt = object["model_type"] {
             guard mt.stringValue == "gpt2" else {
-                throw bad("model_type", "\(mt.compactText) is not a GPT-2", "training, sweeps and attribution run GPT-2 (model_type \"gpt2\"); Llama and Phi folders load through ModelConfig and FamilyCheckpoint (docs/model-families.md)")
+                throw bad("model_type", "\(mt.compactText) is not a GPT-2", "this needs a GPT-2 (model_type \"gpt2\"); Llama and Phi folders load through ModelConfig (train, data generate, discover, evaluate and sweep take them; docs/model-families.md)")
             }
         }
         if let arch = d["architectures"] {
