@@ -63,7 +63,7 @@ public struct SweepCost {
         let newTokens = Double(plan.config.maxNewTokens)
         for e in tests {
             for a in Acquisition.attributes {
-                let T = Double(tokenizer.encode(a.prompt(subject: e.fullName)).count)
+                let T = Double(tokenizer.encode(a.prompt(subject: e.fullName), addSpecialTokens: true).count)
                 acquisition += forward(T) + newTokens * forward(1) + newTokens * L * 2 * (T + newTokens) * C
             }
         }

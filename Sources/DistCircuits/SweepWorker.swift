@@ -6,7 +6,7 @@ import Foundation
 /// A worker keeps one model (`CircuitModel`, any family): the first checkpoint allocates its parameters, every
 /// later one is read into them (`CircuitModel.reload`), and a checkpoint already loaded is not read again, so a
 /// rank handed several items of one checkpoint loads it once. Circuit records, test entities and their targets
-/// are read once per rank. Component analysis and acquisition run on GPT-2 (the plan refuses them otherwise).
+/// are read once per rank. Component analysis runs on GPT-2 (the plan refuses it otherwise).
 public final class SweepWorker {
     public let plan: SweepPlan
     private let tokenizer: any Tokenizer
@@ -33,12 +33,12 @@ public final class SweepWorker {
         try TokenizerLoader.resolve(explicit: plan.config.tokenizer, model: plan.checkpoints[0].folder)
     }
 
-    /// The GPT-2 tokenizer component analysis and acquisition take (they run on GPT-2 only).
+    /// The GPT-2 tokenizer component analysis takes (it runs on GPT-2 only).
     private var gpt2Tokenizer: GPT2Tokenizer {
         get throws {
             guard let t = tokenizer as? GPT2Tokenizer else {
                 throw CircuitsError(item: "tokenizer", problem: "is not GPT-2's byte-level BPE (vocab.json + merges.txt)",
-                                    fix: "component analysis and acquisition need a GPT-2 checkpoint and its tokenizer files")
+                                    fix: "component analysis needs a GPT-2 checkpoint and its tokenizer files")
             }
             return t
         }
@@ -60,7 +60,7 @@ public final class SweepWorker {
             return .cell(cell, try compute(cell))
         case .acquisition(let step):
             let entities = try tests()
-            let rows = try Acquisition.predict(entities: entities, decoder: decoder!, tokenizer: try gpt2Tokenizer,
+            let rows = try Acquisition.predict(entities: entities, decoder: decoder!, tokenizer: tokenizer,
                                                options: .init(maxNewTokens: plan.config.maxNewTokens, batchSize: plan.config.cell.batchSize))
             return .acquisition(checkpoint: step, Acquisition.summarize(rows, buckets: plan.data.buckets),
                                 entities: try Acquisition.entityResults(rows, entities: entities), prompts: rows.count,
@@ -147,10 +147,8 @@ public final class SweepWorker {
             let m = try CircuitModel.load(folder: folder)
             loaded = m
             runner = CellRunner(m)
-            if let gpt2 = m.model as? InstrumentedGPT2 {
-                analyzer = ComponentAnalyzer(model: gpt2)
-                decoder = KnowledgeAcquisition(model: GPT2(params: gpt2.parameters))
-            }
+            decoder = KnowledgeAcquisition(circuitModel: m)
+            if let gpt2 = m.model as? InstrumentedGPT2 { analyzer = ComponentAnalyzer(model: gpt2) }
         }
         loadedFolder = folder
     }

@@ -16,6 +16,10 @@ struct Predict: ParsableCommand {
         per test entity (query_correct, exact_correct over test_entity in test.jsonl's order). The file's \
         test_set attribute says whether the test people are the circuit people (the data's manifest.json).
 
+        GPT-2, Llama and Phi folders (config.json's model_type). Prompts are encoded as the model's tokenizer \
+        encodes them by default (Llama: <s> first), and the ranked label is the value's first token as the \
+        family's circuit data writes it (Llama: without a leading space).
+
         Example:
           dkc predict --model run/train/continual/checkpoints/checkpoint-500 --test-data run/data/test.jsonl --out acquisition.nc
         """
@@ -39,11 +43,10 @@ struct Predict: ParsableCommand {
 
             let entities = try TestEntities.read(testURL)
             let buckets = try FrequencyBuckets.forData(at: testURL)
-            try requireGPT2(modelURL, command: "predict")
-            let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
-            let arena = try HFCheckpoint.load(folder: modelURL)
-            let step = checkpointStep(of: modelURL) ?? 0
-            let decoder = KnowledgeAcquisition(model: GPT2(params: arena))
+            let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
+            let model = try CircuitModel.load(folder: modelURL)
+            let step = model.step
+            let decoder = KnowledgeAcquisition(circuitModel: model)
 
             let progress = ProgressLine()
             let started = Date()

@@ -86,7 +86,7 @@ final class AcquisitionTests: XCTestCase {
     /// The text rules: clean_up_tokenization_spaces, the prompt cut off by characters, split at the first
     /// ".", strip.
     func testTheStudysReadingOfAGeneration() throws {
-        XCTAssertEqual(Acquisition.cleanUpTokenizationSpaces("Princeton , NJ . It 's here"), "Princeton, NJ. It's here")
+        XCTAssertEqual(TokenizationCleanUp.apply("Princeton , NJ . It 's here"), "Princeton, NJ. It's here")
         XCTAssertEqual(Acquisition.cutAtFirstPeriod("  Princeton, NJ. Then"), "Princeton, NJ")
         XCTAssertEqual(Acquisition.cutAtFirstPeriod(" no period at all \n"), "no period at all")
         XCTAssertEqual(Acquisition.cutAtFirstPeriod(". x"), "")

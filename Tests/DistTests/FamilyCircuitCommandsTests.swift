@@ -5,7 +5,7 @@ import Core
 /// `dkc discover` and `dkc evaluate` on the Llama and Phi fixture folders (config.json picks the family, the
 /// folder's tokenizer.json tokenises), on the study's cell (city, type new, frequency all; attribution with the
 /// study's batch size of eap.json, 16 for Llama and 4 for Phi; evaluation with eval.json's, 16), against the
-/// reference numbers of the fixtures' llama/ and phi/ READMEs.
+/// reference numbers of the fixtures' llama/ and phi/ READMEs; then `dkc predict` on the same folder and test entities.
 final class FamilyCircuitCommandsTests: XCTestCase {
     func testLlamaDiscoverAndEvaluate() throws { try run("llama") }
     func testPhiDiscoverAndEvaluate() throws { try run("phi") }
@@ -78,6 +78,21 @@ final class FamilyCircuitCommandsTests: XCTestCase {
             let row = try XCTUnwrap(rows.first { ($0["topn"] as! NSNumber) == (ref["topn"] as! NSNumber) && $0["full_name"] as? String == ref["full_name"] as? String })
             XCTAssertEqual(row["clean_label"] as? String, ref["clean_label"] as? String, "\(family): the label's leading space follows the family")
             XCTAssertEqual(((row["token_prob"] as! [NSNumber])[0]).doubleValue, ((ref["token_prob"] as! [NSNumber])[0]).doubleValue, accuracy: 1e-5)
+        }
+
+        // Full-model acquisition on the family folder.
+        let acquisition = dir.appendingPathComponent("acquisition.nc"), answers = dir.appendingPathComponent("answers.jsonl")
+        let p = try Launch.run(dkc, ["predict", "--model", model, "--test-data", test.path, "--out", acquisition.path, "--predictions", answers.path])
+        XCTAssertEqual(p.status, 0, p.stdout + p.stderr)
+        let answerRows = try lines(answers)
+        XCTAssertEqual(answerRows.count, 5 * (eval["test_entities"] as! [Any]).count, "every test entity × attribute")
+        XCTAssertFalse(try AcquisitionTable.read(from: acquisition).cells.isEmpty)
+        if family == "llama" {
+            // <s> + prompt, label without a leading space: the city ranks are the study's whole-model test (top-5,000 ≥ 3,526 edges).
+            for ref in referenceRows where (ref["topn"] as! NSNumber).intValue == 5000 {
+                let row = try XCTUnwrap(answerRows.first { $0["attribute"] as? String == "city" && $0["full_name"] as? String == ref["full_name"] as? String })
+                XCTAssertEqual((row["label_rank"] as! NSNumber).intValue, (ref["token_rank"] as! NSNumber).intValue, "llama \(ref["full_name"]!)")
+            }
         }
     }
 }

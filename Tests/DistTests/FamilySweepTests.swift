@@ -5,8 +5,8 @@ import Core
 
 /// `dkc sweep` on a Llama run folder (docs/model-families.md): a data set generated with the Llama fixture's
 /// tokenizer.json and two checkpoints of the fixture's shape (its trained weights, and a random initialisation),
-/// swept on 1 and 2 ranks under mpirun with identical files; a family sweep that asks for component analysis or
-/// acquisition is refused at plan time, naming the key.
+/// swept with acquisition on 1 and 2 ranks under mpirun with identical files; a family sweep that asks for
+/// component analysis is refused at plan time, naming the key.
 final class FamilySweepTests: XCTestCase {
     private static var root: URL?
 
@@ -55,10 +55,10 @@ final class FamilySweepTests: XCTestCase {
     }
 
     func testLlamaSweepGivesTheSameFilesOnOneAndTwoRanks() throws {
-        var tables: [(ScoresTable, CircuitsTable)] = []
+        var tables: [(ScoresTable, CircuitsTable, AcquisitionTable)] = []
         for ranks in [1, 2] {
             let run = try run("ranks\(ranks)")
-            let r = try sweep(run, ranks: ranks == 1 ? nil : ranks, ["components=false", "acquisition=false", "topn=[10, 100]"])
+            let r = try sweep(run, ranks: ranks == 1 ? nil : ranks, ["components=false", "acquisition=true", "topn=[10, 100]"])
             XCTAssertEqual(r.status, 0, "R=\(ranks): " + r.stdout + r.stderr)
             let out = run.appendingPathComponent("circuits")
             let scores = try ScoresTable.read(from: out.appendingPathComponent("scores.nc"))
@@ -67,9 +67,16 @@ final class FamilySweepTests: XCTestCase {
             XCTAssertEqual(scores.edges, try ModelConfig.load(from: run.appendingPathComponent("train/continual/checkpoints/checkpoint-10/config.json")).attributionGraph.edgeLayout,
                            "the Llama graph (32 heads, 2 layers) in scores.nc")
             XCTAssertTrue(scores.cells.values.allSatisfy { $0.scores.contains { !$0.isNaN && $0 != 0 } }, "every cell has nonzero scores (Llama labels without a leading space differ)")
-            tables.append((scores, circuits))
+            let acquisition = try AcquisitionTable.read(from: out.appendingPathComponent("acquisition.nc"))
+            XCTAssertEqual(acquisition.checkpoints.paths.keys.sorted(), [10, 20])
+            tables.append((scores, circuits, acquisition))
         }
-        let (s1, c1) = tables[0], (s2, c2) = tables[1]
+        let (s1, c1, a1) = tables[0], (s2, c2, a2) = tables[1]
+        XCTAssertEqual(a1.cells, a2.cells, "R=2: acquisition.nc's table")
+        XCTAssertEqual(a1.entityResults, a2.entityResults, "R=2: per-entity results")
+        // The trained checkpoint answers some birthdays (for Llama a birthday's first token is the lone ▁): its hits@10 is not 0.
+        XCTAssertTrue(a1.cells.contains { $0.key.checkpoint == 10 && $0.key.attribute == "birthday" && $0.value.hitsAt10 > 0 },
+                      "the trained Llama checkpoint ranks some birthday labels in its top 10")
         XCTAssertEqual(Set(s1.cells.keys), Set(s2.cells.keys))
         for (cell, value) in s1.cells {
             XCTAssertEqual(s2.cells[cell]!.scores.map(\.bitPattern), value.scores.map(\.bitPattern), "R=2 \(cell): scores")
@@ -100,13 +107,10 @@ final class FamilySweepTests: XCTestCase {
         XCTAssertEqual(manifest["model_type"]?.stringValue, "llama")
     }
 
-    func testFamilySweepRefusesComponentsAndAcquisitionByName() throws {
+    func testFamilySweepRefusesComponentsByName() throws {
         let run = try run("refuse")
-        for key in ["components", "acquisition"] {
-            let other = key == "components" ? "acquisition" : "components"
-            let r = try sweep(run, ranks: nil, ["\(key)=true", "\(other)=false"])
-            XCTAssertEqual(r.status, 65, r.stdout + r.stderr)
-            XCTAssertTrue(r.stderr.contains("\(key): is true, but the checkpoints are llama models"), r.stderr)
-        }
+        let r = try sweep(run, ranks: nil, ["components=true", "acquisition=false"])
+        XCTAssertEqual(r.status, 65, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("components: is true, but the checkpoints are llama models"), r.stderr)
     }
 }

@@ -1,58 +1,130 @@
 import Foundation
 
-/// Greedy decoding with a key/value cache on the plain GPT-2 (HF semantics): the prompts run once through
-/// `GPT2.forward` (right-padded, logits at each prompt's last position), their keys and values are kept,
-/// and every further token costs one row per sequence. Row b's new token goes to position length_b (over
-/// the pad slot), so each row computes exactly what it would alone.
-final class GreedyDecoder {
+/// Greedy decoding with a key/value cache (HF semantics): the prompts run once through the plain model's
+/// forward (right-padded, logits at each prompt's last position), their keys and values are kept, and every
+/// further token costs one row per sequence. Row b's new token goes to position length_b (over the pad slot),
+/// so each row computes exactly what it would alone. `GreedyDecoder` runs GPT-2, `FamilyGreedyDecoder` Llama
+/// and Phi; `KnowledgeAcquisition` drives either.
+protocol CachedDecoder: AnyObject {
+    var vocabSize: Int { get }
+    var maxPositions: Int { get }
+    /// The id written into pad slots of the prefill (masked; any valid id).
+    var padTokenId: Int { get }
+    /// Runs the prompts (`B` rows, lengths ≥ 1) and keeps room for `capacity` positions per row.
+    /// Returns the logits at each prompt's last position `(B, V)`.
+    func prefill(_ prompts: [[Int]], capacity: Int) throws -> UnsafePointer<Float>
+    /// Appends `tokens[i]` at `positions[i]` (< capacity) to row `rows[i]` and returns the next-token logits
+    /// of those rows `(rows.count, V)`.
+    func step(rows: [Int], tokens: [Int], positions: [Int]) -> UnsafePointer<Float>
+}
+
+/// The key/value cache both decoders keep: per layer and row, `capacity` positions of `width` floats
+/// (GPT-2: all heads, C; the families: the KV heads, num_key_value_heads · d_head).
+struct DecoderCache {
+    private(set) var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)
+    private(set) var B = 0, S = 0
+    private var allocatedB = 0, allocatedS = 0
+    let layers: Int, width: Int
+
+    init(layers: Int, width: Int) { self.layers = layers; self.width = width }
+
+    /// Makes room for `B` rows of `S` positions; true when the buffers were reallocated.
+    mutating func reserve(B: Int, S: Int) -> Bool {
+        defer { self.B = B; self.S = S }
+        guard B > allocatedB || S > allocatedS else { return false }
+        allocatedB = max(B, allocatedB); allocatedS = max(S, allocatedS)
+        keys = FloatBuffer(count: layers * allocatedB * allocatedS * width)
+        values = FloatBuffer(count: layers * allocatedB * allocatedS * width)
+        return true
+    }
+
+    @inline(__always) func key(_ l: Int, _ b: Int) -> UnsafeMutablePointer<Float> { keys.base + ((l * B + b) * S) * width }
+    @inline(__always) func value(_ l: Int, _ b: Int) -> UnsafeMutablePointer<Float> { values.base + ((l * B + b) * S) * width }
+
+    /// Attention of one new query row over positions 0 … `last` of row `b` in layer `l`: for each of `heads`
+    /// query heads h (reading cache head ⌊h / group⌋), softmax(q·kⱼ/√d) then Σ pⱼ vⱼ into `out` (heads × d).
+    /// `scores` holds at least `last + 1` floats.
+    func attend(out: UnsafeMutablePointer<Float>, query q: UnsafePointer<Float>, layer l: Int, row b: Int, last: Int,
+                heads: Int, group: Int, headSize dh: Int, scores: UnsafeMutablePointer<Float>) {
+        let scale = 1 / Float(dh).squareRoot(), count = last + 1
+        let K0 = key(l, b), V0 = value(l, b)
+        for h in 0..<heads {
+            let qh = q + h * dh, off = (h / group) * dh
+            var mx = -Float.infinity
+            for j in 0..<count {
+                var s: Float = 0
+                let kj = K0 + j * width + off
+                for d in 0..<dh { s += qh[d] * kj[d] }
+                scores[j] = s * scale
+                mx = max(mx, scores[j])
+            }
+            var sum: Float = 0
+            for j in 0..<count { scores[j] = expf(scores[j] - mx); sum += scores[j] }
+            let o = out + h * dh
+            for d in 0..<dh { o[d] = 0 }
+            for j in 0..<count {
+                let a = scores[j] / sum, vj = V0 + j * width + off
+                for d in 0..<dh { o[d] += a * vj[d] }
+            }
+        }
+    }
+}
+
+/// Pads `prompts` on the right with `pad` into one (B, T) block; returns the tokens, T and the lengths.
+private func padded(_ prompts: [[Int]], pad: Int, capacity S: Int, maxPositions: Int) throws -> (tokens: [Int], T: Int, lengths: [Int]) {
+    let B = prompts.count, T = prompts.map(\.count).max()!
+    guard T <= S, S <= maxPositions else {
+        throw ModelError("a prompt of \(T) tokens and \(S) positions of cache do not fit the model's \(maxPositions) positions")
+    }
+    var tokens = [Int](repeating: pad, count: B * T)
+    for (b, p) in prompts.enumerated() { for (t, id) in p.enumerated() { tokens[b * T + t] = id } }
+    return (tokens, T, prompts.map(\.count))
+}
+
+/// The GPT-2 decoder over `GPT2` (learned positions, LayerNorms, fused c_attn).
+final class GreedyDecoder: CachedDecoder {
     let model: GPT2
     let L: Int, H: Int, C: Int, dh: Int, V: Int, F: Int
     let eps: Float
-    /// Keys and values per layer.   // (L, B, S, C) each
-    private var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)
-    private var B = 0, S = 0, allocatedB = 0, allocatedS = 0
+    private var cache: DecoderCache
+    private var allocatedRows = 0
     // Step scratch, sized for B rows.
     private var x = FloatBuffer(count: 0), ln = FloatBuffer(count: 0), qkv = FloatBuffer(count: 0), z = FloatBuffer(count: 0)
     private var hidden = FloatBuffer(count: 0), stats = FloatBuffer(count: 0), scores = FloatBuffer(count: 0)
     /// Logits of the last call.   // (rows, V)
     private(set) var logits = FloatBuffer(count: 0)
 
+    var vocabSize: Int { V }
+    var maxPositions: Int { model.config.nPositions }
+    var padTokenId: Int { model.config.eosTokenId }
+
     init(model: GPT2) {
         self.model = model
         let cfg = model.config
         L = cfg.nLayer; H = cfg.nHead; C = cfg.nEmbd; dh = cfg.headSize; V = cfg.vocabSize; F = cfg.mlpSize
         eps = Float(cfg.layerNormEpsilon)
+        cache = DecoderCache(layers: L, width: C)
     }
 
-    /// Runs the prompts (`B` rows, lengths ≥ 1) and keeps room for `S` positions per row.
-    /// Returns the logits at each prompt's last position `(B, V)`.
     func prefill(_ prompts: [[Int]], capacity S: Int) throws -> UnsafePointer<Float> {
-        let B = prompts.count, T = prompts.map(\.count).max()!
-        guard T <= S, S <= model.config.nPositions else {
-            throw ModelError("a prompt of \(T) tokens and \(S) positions of cache do not fit the model's n_positions \(model.config.nPositions)")
-        }
-        var tokens = [Int](repeating: model.config.eosTokenId, count: B * T)
-        for (b, p) in prompts.enumerated() { for (t, id) in p.enumerated() { tokens[b * T + t] = id } }
-        let lengths = prompts.map(\.count)
+        let (tokens, T, lengths) = try padded(prompts, pad: padTokenId, capacity: S, maxPositions: maxPositions)
+        let B = prompts.count
         let out = try model.forward(tokens: tokens, batch: B, seqLen: T, lengths: lengths, positions: lengths.map { $0 - 1 })
-        if B > allocatedB || S > allocatedS {
-            allocatedB = max(B, allocatedB); allocatedS = max(S, allocatedS)
-            let B = allocatedB, S = allocatedS
-            keys = FloatBuffer(count: L * B * S * C)
-            values = FloatBuffer(count: L * B * S * C)
-            x = FloatBuffer(count: B * C); ln = FloatBuffer(count: B * C); qkv = FloatBuffer(count: B * 3 * C); z = FloatBuffer(count: B * C)
-            hidden = FloatBuffer(count: B * F); stats = FloatBuffer(count: 2 * B); scores = FloatBuffer(count: S)
-            logits = FloatBuffer(count: B * V)
+        if cache.reserve(B: B, S: S) || B > allocatedRows {
+            allocatedRows = max(B, allocatedRows)
+            let R = allocatedRows
+            x = FloatBuffer(count: R * C); ln = FloatBuffer(count: R * C); qkv = FloatBuffer(count: R * 3 * C); z = FloatBuffer(count: R * C)
+            hidden = FloatBuffer(count: R * F); stats = FloatBuffer(count: 2 * R); scores = FloatBuffer(count: S)
+            logits = FloatBuffer(count: R * V)
         }
-        self.B = B
-        self.S = S
+        if scores.count < S { scores = FloatBuffer(count: S) }
         for l in 0..<L {
             let src = model.acts.layers[l].qkv
             for b in 0..<B {
                 for t in 0..<T {
                     let row = src + (b * T + t) * 3 * C
-                    (cache(keys, l, b) + t * C).update(from: row + C, count: C)
-                    (cache(values, l, b) + t * C).update(from: row + 2 * C, count: C)
+                    (cache.key(l, b) + t * C).update(from: row + C, count: C)
+                    (cache.value(l, b) + t * C).update(from: row + 2 * C, count: C)
                 }
             }
         }
@@ -60,18 +132,10 @@ final class GreedyDecoder {
         return UnsafePointer(logits.base)
     }
 
-    @inline(__always)
-    private func cache(_ buffer: FloatBuffer, _ l: Int, _ b: Int) -> UnsafeMutablePointer<Float> {
-        buffer.base + ((l * B + b) * S) * C
-    }
-
-    /// Appends `tokens[i]` at `positions[i]` (< capacity) to row `rows[i]` and returns the next-token logits
-    /// of those rows `(rows.count, V)`.
     func step(rows: [Int], tokens: [Int], positions: [Int]) -> UnsafePointer<Float> {
         let n = rows.count, p = model.params.views, threads = model.threads
-        let scale = 1 / Float(dh).squareRoot()
         for i in 0..<n {
-            precondition(positions[i] < S, "decoding past the cache")
+            precondition(positions[i] < cache.S, "decoding past the cache")
             let dst = x.base + i * C, e = p.wte + tokens[i] * C, pe = p.wpe + positions[i] * C
             for c in 0..<C { dst[c] = e[c] + pe[c] }
         }
@@ -81,31 +145,11 @@ final class GreedyDecoder {
                               N: n, C: C, eps: eps, threads: 1)
             Matmul.forward(out: qkv.base, inp: ln.base, weight: w.attnWeight, bias: w.attnBias, N: n, IC: C, OC: 3 * C, threads: threads)
             for i in 0..<n {
-                let k = cache(keys, l, rows[i]) + positions[i] * C, v = cache(values, l, rows[i]) + positions[i] * C
-                k.update(from: qkv.base + i * 3 * C + C, count: C)
-                v.update(from: qkv.base + i * 3 * C + 2 * C, count: C)
-                for h in 0..<H {
-                    // softmax(q · kⱼ / √dh) over the row's positions 0 … pᵢ, then Σ pⱼ vⱼ.
-                    let q = qkv.base + i * 3 * C + h * dh
-                    let K = cache(keys, l, rows[i]) + h * dh, Vc = cache(values, l, rows[i]) + h * dh
-                    let count = positions[i] + 1
-                    var mx = -Float.infinity
-                    for j in 0..<count {
-                        var s: Float = 0
-                        let kj = K + j * C
-                        for d in 0..<dh { s += q[d] * kj[d] }
-                        scores.base[j] = s * scale
-                        mx = max(mx, scores.base[j])
-                    }
-                    var sum: Float = 0
-                    for j in 0..<count { scores.base[j] = expf(scores.base[j] - mx); sum += scores.base[j] }
-                    let out = z.base + i * C + h * dh
-                    for d in 0..<dh { out[d] = 0 }
-                    for j in 0..<count {
-                        let a = scores.base[j] / sum, vj = Vc + j * C
-                        for d in 0..<dh { out[d] += a * vj[d] }
-                    }
-                }
+                let row = qkv.base + i * 3 * C
+                (cache.key(l, rows[i]) + positions[i] * C).update(from: row + C, count: C)
+                (cache.value(l, rows[i]) + positions[i] * C).update(from: row + 2 * C, count: C)
+                cache.attend(out: z.base + i * C, query: row, layer: l, row: rows[i], last: positions[i], heads: H, group: 1,
+                             headSize: dh, scores: scores.base)
             }
             Matmul.forward(out: x.base, inp: z.base, weight: w.attnProjWeight, bias: w.attnProjBias, residual: x.base,
                            N: n, IC: C, OC: C, threads: threads)
@@ -119,6 +163,120 @@ final class GreedyDecoder {
         LayerNorm.forward(out: ln.base, mean: stats.base, rstd: stats.base + n, inp: x.base, weight: p.lnfWeight, bias: p.lnfBias,
                           N: n, C: C, eps: eps, threads: 1)
         Matmul.sgemm(false, true, M: n, N: V, K: C, alpha: 1, A: ln.base, lda: C, B: p.wte, ldb: C, beta: 0, C: logits.base, ldc: V)
+        return UnsafePointer(logits.base)
+    }
+}
+
+/// The Llama / Phi decoder over `FamilyModel`: rotary at each new token's position, grouped KV heads cached
+/// once per KV head, Llama's sequential RMSNorm blocks with SwiGLU, Phi's parallel LayerNorm blocks, the
+/// untied `lm_head` (with Phi's bias). The same kernels as `FamilyModel`'s forward.
+final class FamilyGreedyDecoder: CachedDecoder {
+    let model: FamilyModel
+    let L: Int, NH: Int, KVH: Int, C: Int, KV: Int, hs: Int, V: Int, F: Int
+    let eps: Float
+    private var cache: DecoderCache
+    private var allocatedRows = 0
+    private var x = FloatBuffer(count: 0), h = FloatBuffer(count: 0), q = FloatBuffer(count: 0), kv = FloatBuffer(count: 0)
+    private var z = FloatBuffer(count: 0), gate = FloatBuffer(count: 0), up = FloatBuffer(count: 0)
+    private var stats = FloatBuffer(count: 0), scores = FloatBuffer(count: 0)
+    private(set) var logits = FloatBuffer(count: 0)
+
+    var vocabSize: Int { V }
+    var maxPositions: Int { model.config.maxPositions }
+    var padTokenId: Int { model.config.eosTokenId }
+
+    init(model: FamilyModel) {
+        self.model = model
+        let c = model.config
+        L = c.numLayers; NH = c.numHeads; KVH = c.numKVHeads; C = c.hiddenSize; KV = c.kvSize; hs = c.headSize
+        V = c.vocabSize; F = c.intermediateSize
+        eps = Float(c.normEps)
+        cache = DecoderCache(layers: L, width: KV)
+    }
+
+    func prefill(_ prompts: [[Int]], capacity S: Int) throws -> UnsafePointer<Float> {
+        let (tokens, T, lengths) = try padded(prompts, pad: padTokenId, capacity: S, maxPositions: maxPositions)
+        let B = prompts.count
+        let out = try model.forward(tokens: tokens, batch: B, seqLen: T, lengths: lengths)
+        if cache.reserve(B: B, S: S) || B > allocatedRows {
+            allocatedRows = max(B, allocatedRows)
+            let R = allocatedRows
+            x = FloatBuffer(count: R * C); h = FloatBuffer(count: R * C); q = FloatBuffer(count: R * C); kv = FloatBuffer(count: 2 * R * KV)
+            z = FloatBuffer(count: R * C); gate = FloatBuffer(count: R * F); up = FloatBuffer(count: R * F)
+            stats = FloatBuffer(count: 2 * R); logits = FloatBuffer(count: R * V)
+        }
+        if scores.count < S { scores = FloatBuffer(count: S) }
+        // The forward expanded K and V per query head; the first head of each group holds the KV head.
+        let group = NH / KVH
+        for l in 0..<L {
+            let src = model.attentionInputs(layer: l)
+            for b in 0..<B {
+                for t in 0..<T {
+                    let row = src + (b * T + t) * 3 * C
+                    for g in 0..<KVH {
+                        (cache.key(l, b) + t * KV + g * hs).update(from: row + C + g * group * hs, count: hs)
+                        (cache.value(l, b) + t * KV + g * hs).update(from: row + 2 * C + g * group * hs, count: hs)
+                    }
+                }
+            }
+        }
+        for b in 0..<B {
+            (logits.base + b * V).update(from: out.baseAddress! + (b * T + lengths[b] - 1) * V, count: V)
+        }
+        return UnsafePointer(logits.base)
+    }
+
+    func step(rows: [Int], tokens: [Int], positions: [Int]) -> UnsafePointer<Float> {
+        let n = rows.count, p = model.params.base, lay = model.layout, th = model.threads
+        let llama = model.config.family == .llama, group = NH / KVH
+        for i in 0..<n {
+            precondition(positions[i] < cache.S, "decoding past the cache")
+            (x.base + i * C).update(from: p + lay.embed + tokens[i] * C, count: C)
+        }
+        let k = kv.base, v = kv.base + n * KV
+        for l in 0..<L {
+            let w = lay.blocks[l]
+            if llama {
+                RMSNorm.forward(out: h.base, rstd: stats.base, inp: x.base, weight: p + w.norm1, N: n, C: C, eps: eps, threads: 1)
+            } else {
+                LayerNorm.forward(out: h.base, mean: stats.base, rstd: stats.base + n, inp: x.base, weight: p + w.norm1,
+                                  bias: p + w.norm1Bias!, N: n, C: C, eps: eps, threads: 1)
+            }
+            Linear.forward(y: q.base, ldy: C, x: h.base, ldx: C, weight: p + w.q, bias: w.qBias.map { p + $0 }, N: n, IC: C, OC: C, threads: th)
+            Linear.forward(y: k, ldy: KV, x: h.base, ldx: C, weight: p + w.k, bias: w.kBias.map { p + $0 }, N: n, IC: C, OC: KV, threads: th)
+            Linear.forward(y: v, ldy: KV, x: h.base, ldx: C, weight: p + w.v, bias: w.vBias.map { p + $0 }, N: n, IC: C, OC: KV, threads: th)
+            for i in 0..<n {
+                Rotary.apply(row: q.base + i * C, position: positions[i], table: model.rotary, heads: NH, headSize: hs)
+                Rotary.apply(row: k + i * KV, position: positions[i], table: model.rotary, heads: KVH, headSize: hs)
+                (cache.key(l, rows[i]) + positions[i] * KV).update(from: k + i * KV, count: KV)
+                (cache.value(l, rows[i]) + positions[i] * KV).update(from: v + i * KV, count: KV)
+                cache.attend(out: z.base + i * C, query: q.base + i * C, layer: l, row: rows[i], last: positions[i], heads: NH,
+                             group: group, headSize: hs, scores: scores.base)
+            }
+            if llama {
+                Linear.forward(y: x.base, ldy: C, x: z.base, ldx: C, weight: p + w.o, bias: nil, N: n, IC: C, OC: C, accumulate: true, threads: th)
+                RMSNorm.forward(out: h.base, rstd: stats.base, inp: x.base, weight: p + w.norm2!, N: n, C: C, eps: eps, threads: 1)
+                Linear.forward(y: gate.base, ldy: F, x: h.base, ldx: C, weight: p + w.gate!, bias: nil, N: n, IC: C, OC: F, threads: th)
+                Linear.forward(y: up.base, ldy: F, x: h.base, ldx: C, weight: p + w.up, bias: nil, N: n, IC: C, OC: F, threads: th)
+                SwiGLU.forward(out: up.base, gate: gate.base, up: up.base, count: n * F, threads: th)
+                Linear.forward(y: x.base, ldy: C, x: up.base, ldx: F, weight: p + w.down, bias: nil, N: n, IC: F, OC: C, accumulate: true, threads: th)
+            } else {
+                // Parallel block: attention and MLP both read h = LayerNorm(x) and add to x.
+                Linear.forward(y: up.base, ldy: F, x: h.base, ldx: C, weight: p + w.up, bias: p + w.upBias!, N: n, IC: C, OC: F, threads: th)
+                GELU.forward(out: up.base, inp: up.base, count: n * F, threads: th)
+                Linear.forward(y: x.base, ldy: C, x: z.base, ldx: C, weight: p + w.o, bias: p + w.oBias!, N: n, IC: C, OC: C, accumulate: true, threads: th)
+                Linear.forward(y: x.base, ldy: C, x: up.base, ldx: F, weight: p + w.down, bias: p + w.downBias!, N: n, IC: F, OC: C,
+                               accumulate: true, threads: th)
+            }
+        }
+        if llama {
+            RMSNorm.forward(out: h.base, rstd: stats.base, inp: x.base, weight: p + lay.finalNorm, N: n, C: C, eps: eps, threads: 1)
+        } else {
+            LayerNorm.forward(out: h.base, mean: stats.base, rstd: stats.base + n, inp: x.base, weight: p + lay.finalNorm,
+                              bias: p + lay.finalNormBias!, N: n, C: C, eps: eps, threads: 1)
+        }
+        Linear.forward(y: logits.base, ldy: V, x: h.base, ldx: C, weight: p + lay.lmHead, bias: lay.lmHeadBias.map { p + $0 },
+                       N: n, IC: C, OC: V, threads: th)
         return UnsafePointer(logits.base)
     }
 }

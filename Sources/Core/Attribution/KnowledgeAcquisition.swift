@@ -18,21 +18,39 @@ public struct AcquisitionOutcome: Sendable, Equatable {
 
 /// Greedy decoding with the plain model over batches of prompts of different lengths (right padding, positions
 /// 0 … T−1, padded keys masked, a key/value cache for the generated tokens: every row computes what it would
-/// alone, up to rounding).
+/// alone, up to rounding). GPT-2, Llama and Phi (`GreedyDecoder`, `FamilyGreedyDecoder`).
 public final class KnowledgeAcquisition: @unchecked Sendable {
-    public let model: GPT2
     /// End-of-text token: generation of a row stops there (HF `generate` with `eos_token_id`).
     public let eos: Int
+    /// The model's family (prompt and label conventions of `Acquisition.predict`).
+    public let family: ModelFamily
 
-    private let decoder: GreedyDecoder
+    private let decoder: any CachedDecoder
 
     public init(model: GPT2) {
-        self.model = model
         eos = model.config.eosTokenId
+        family = .gpt2
         decoder = GreedyDecoder(model: model)
     }
 
-    /// Runs `prompts` (token ids; the study's `predict.py` adds no BOS) in batches of `batchSize`, generating at
+    public init(model: FamilyModel) {
+        eos = model.config.eosTokenId
+        family = model.config.family
+        decoder = FamilyGreedyDecoder(model: model)
+    }
+
+    /// The decoder of an instrumented checkpoint: a plain model over the same parameters (no copy).
+    public convenience init(circuitModel m: CircuitModel) {
+        if let gpt2 = m.model as? InstrumentedGPT2 {
+            self.init(model: GPT2(params: gpt2.parameters))
+        } else if let family = m.model as? InstrumentedFamily {
+            self.init(model: FamilyModel(params: family.parameters))
+        } else {
+            preconditionFailure("CircuitModel holds an InstrumentedGPT2 or an InstrumentedFamily")
+        }
+    }
+
+    /// Runs `prompts` (token ids as the tokenizer's default call gives them, as the study's `predict.py`) in batches of `batchSize`, generating at
     /// most `maxNewTokens` tokens per prompt. `labels[i]` is the token ranked at the last prompt position,
     /// `answers[i]` the ground truth, `decode` turns generated ids into text (special tokens already removed).
     public func run(prompts: [[Int]], labels: [Int], answers: [String], batchSize: Int, maxNewTokens: Int,
@@ -43,7 +61,7 @@ public final class KnowledgeAcquisition: @unchecked Sendable {
         }
         guard batchSize >= 1 else { throw AttributionError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
         guard maxNewTokens >= 1 else { throw AttributionError(item: "max_new_tokens", problem: "is \(maxNewTokens)", fix: "use at least 1") }
-        let V = model.config.vocabSize, maxT = model.config.nPositions
+        let V = decoder.vocabSize, maxT = decoder.maxPositions
         for (i, p) in prompts.enumerated() {
             guard !p.isEmpty, p.count <= maxT else {
                 throw AttributionError(item: "prompt \(i)", problem: "has \(p.count) tokens (the model takes 1 … \(maxT))", fix: "check the prompt")
@@ -66,8 +84,8 @@ public final class KnowledgeAcquisition: @unchecked Sendable {
 
     private func runBatch(_ prompts: [[Int]], _ labels: [Int], _ answers: [String], maxNewTokens: Int,
                           decode: ([Int]) -> String) throws -> [AcquisitionOutcome] {
-        let B = prompts.count, V = model.config.vocabSize
-        let capacity = min(model.config.nPositions, prompts.map(\.count).max()! + maxNewTokens)
+        let B = prompts.count, V = decoder.vocabSize
+        let capacity = min(decoder.maxPositions, prompts.map(\.count).max()! + maxNewTokens)
         var generated = [[Int]](repeating: [], count: B)
         var done = [Bool](repeating: false, count: B)
         var rank = [Int](repeating: 0, count: B), prob = [Double](repeating: 0, count: B)

@@ -1,16 +1,15 @@
 import Foundation
 
 /// Full-model knowledge acquisition (docs/pipeline.md §5, docs/test-set.md): for every test entity and attribute,
-/// the task prompt (no BOS, as the Hugging Face tokenizer encodes it) is decoded greedily for at most
-/// `maxNewTokens` tokens and the text after the prompt is cut at the first "." and stripped. It is judged
-/// twice: under the study's rule (`predict.py`: correct iff it equals the value or is a substring of it, so
-/// an empty prediction counts; the paper's query accuracy) and strictly (exact match, `batch_predict.py`).
-/// Besides, the probability and rank of the label's first token (of " " + value) at the last prompt position.
+/// the task prompt (as the Hugging Face tokenizer's default call encodes it: no BOS for GPT-2 and Phi, `<s>`
+/// for Llama) is decoded greedily for at most `maxNewTokens` tokens and the text after the prompt is cut at the
+/// first "." and stripped. It is judged twice: under the study's rule (`predict.py`: correct iff it equals the
+/// value or is a substring of it, so an empty prediction counts; the paper's query accuracy) and strictly
+/// (exact match, `batch_predict.py`). Besides, the probability and rank of the label's first token (of
+/// " " + value; Llama: of the value) at the last prompt position.
 ///
-/// The decoded text goes through the tokenizer's `clean_up_tokenization_spaces` (on in the study's
-/// transformers version), as `tokenizer.decode` does there. The study decodes prompt + continuation and
-/// cuts the prompt's characters off; decoding the continuation alone gives the same text, since no
-/// clean-up pattern can span the boundary (prompts end in a letter, every pattern starts with a space).
+/// As the study does, prompt + continuation are decoded together with special tokens skipped and
+/// `clean_up_tokenization_spaces` as `cleansUpSpaces` says, and the prompt's characters are cut off.
 /// Decoding of a prompt stops early once its continuation holds a "." or the end-of-text token: the
 /// text before the first "." can no longer change, so the result equals decoding all `maxNewTokens`.
 public enum Acquisition {
@@ -50,25 +49,31 @@ public enum Acquisition {
     }
 
     /// Decodes every entity × attribute with `decoder` (greedy, key/value cache, one batch of
-    /// `options.batchSize` prompts at a time). `progress(done, total)` after each batch of prompts.
-    public static func predict(entities: [Entity], decoder: KnowledgeAcquisition, tokenizer: GPT2Tokenizer, options: Options = Options(),
+    /// `options.batchSize` prompts at a time). Prompts are encoded as the tokenizer's default call does
+    /// (Llama: `<s>` first; GPT-2 and Phi: nothing added), labels follow the family's rule
+    /// (`ModelFamily.circuitLabelHasLeadingSpace`). `progress(done, total)` after each batch of prompts.
+    public static func predict(entities: [Entity], decoder: KnowledgeAcquisition, tokenizer: any Tokenizer, options: Options = Options(),
                                progress: ((Int, Int) -> Void)? = nil) throws -> [Prediction] {
         guard options.batchSize >= 1 else { throw CircuitsError(item: "batch size", problem: "is \(options.batchSize)", fix: "use at least 1") }
         guard options.maxNewTokens >= 1 else {
             throw CircuitsError(item: "max_new_tokens", problem: "is \(options.maxNewTokens)", fix: "generate at least 1 token (the study: 15)")
         }
-        struct Job { let entity: Entity; let attribute: CircuitTask; let tokens: [Int]; let label: Int }
+        struct Job { let entity: Entity; let attribute: CircuitTask; let prompt: String; let tokens: [Int]; let label: Int }
+        let leadingSpace = decoder.family.circuitLabelHasLeadingSpace
         var jobs: [Job] = []
         jobs.reserveCapacity(entities.count * attributes.count)
         for e in entities {
             for a in attributes {
-                guard let label = e.labelToken(task: a, encoder: tokenizer) else {
+                guard let label = e.labelToken(task: a, encoder: tokenizer, leadingSpace: leadingSpace) else {
                     throw CircuitsError(item: "test entity '\(e.fullName)'", problem: "has an empty \(a.rawValue)", fix: "regenerate the test set")
                 }
-                jobs.append(Job(entity: e, attribute: a, tokens: tokenizer.encode(a.prompt(subject: e.fullName)), label: label))
+                let prompt = a.prompt(subject: e.fullName)
+                jobs.append(Job(entity: e, attribute: a, prompt: prompt, tokens: tokenizer.encode(prompt, addSpecialTokens: true), label: label))
             }
         }
-        let text = { (ids: [Int]) in cleanUpTokenizationSpaces(tokenizer.decode(ids)) }
+        let cleanUp = cleansUpSpaces(tokenizer, family: decoder.family)
+        // Only tells when a continuation holds a "." (decoding stops there); the answer is read below.
+        let text = { (ids: [Int]) in tokenizer.decode(ids, skipSpecialTokens: true, cleanUpSpaces: cleanUp) }
         var out: [Prediction] = []
         out.reserveCapacity(jobs.count)
         var start = 0
@@ -78,15 +83,25 @@ public enum Acquisition {
                                            answers: batch.map { $0.entity.value(of: $0.attribute) }, batchSize: batch.count,
                                            maxNewTokens: options.maxNewTokens, decode: text)
             for (job, o) in zip(batch, outcomes) {
-                out.append(Prediction(entity: job.entity, attribute: job.attribute, groundTruth: job.entity.value(of: job.attribute),
-                                      prediction: o.prediction, continuation: text(o.continuation), generated: o.continuation,
-                                      queryCorrect: isQueryCorrect(prediction: o.prediction, answer: job.entity.value(of: job.attribute)),
-                                      exactMatch: o.exactMatch, labelProb: o.labelProbability, labelRank: o.labelRank))
+                let truth = job.entity.value(of: job.attribute)
+                let (continuation, prediction) = answer(prompt: job.prompt, promptTokens: job.tokens, generated: o.continuation,
+                                                        tokenizer: tokenizer, cleanUp: cleanUp)
+                out.append(Prediction(entity: job.entity, attribute: job.attribute, groundTruth: truth,
+                                      prediction: prediction, continuation: continuation, generated: o.continuation,
+                                      queryCorrect: isQueryCorrect(prediction: prediction, answer: truth),
+                                      exactMatch: prediction == truth, labelProb: o.labelProbability, labelRank: o.labelRank))
             }
             start += batch.count
             progress?(start, jobs.count)
         }
         return out
+    }
+
+    /// Whether `tokenizer.decode` cleans up tokenization spaces in the study's transformers version: always for
+    /// GPT-2 (the default then, whatever the folder says), else as the folder's tokenizer_config.json says
+    /// (TinyLlama: no; Phi-1.5: yes).
+    public static func cleansUpSpaces(_ tokenizer: any Tokenizer, family: ModelFamily) -> Bool {
+        family == .gpt2 || tokenizer.cleanUpTokenizationSpaces
     }
 
     /// The study's query rule (`predict.py`): `prediction == answer or prediction in answer`, Python's
@@ -148,25 +163,15 @@ public enum Acquisition {
         return AcquisitionTable.EntityResults(query: query, exact: exact)
     }
 
-    /// The study's reading of a generation: `decode(prompt + generated, skip_special_tokens=True)` with the
-    /// tokenization spaces cleaned up, the prompt's characters cut off (the continuation), then the text
-    /// before the first "." stripped (the prediction).
-    public static func answer(prompt: String, promptTokens: [Int], generated: [Int], tokenizer: GPT2Tokenizer) -> (continuation: String, prediction: String) {
-        let ids = (promptTokens + generated).filter { $0 != tokenizer.eosTokenId }
-        let full = cleanUpTokenizationSpaces(String(decoding: tokenizer.decodeBytes(ids), as: UTF8.self))
+    /// The study's reading of a generation: `decode(prompt + generated, skip_special_tokens=True)` (spaces
+    /// cleaned up when `cleanUp`), the prompt's characters cut off (the continuation), then the text before the
+    /// first "." stripped (the prediction). Decoding the whole sequence keeps the decoder's rules at the
+    /// boundary (Llama's decoder strips the first piece's space only at the start of the text).
+    public static func answer(prompt: String, promptTokens: [Int], generated: [Int], tokenizer: any Tokenizer,
+                              cleanUp: Bool = true) -> (continuation: String, prediction: String) {
+        let full = tokenizer.decode(promptTokens + generated, skipSpecialTokens: true, cleanUpSpaces: cleanUp)
         let continuation = String(String.UnicodeScalarView(full.unicodeScalars.dropFirst(prompt.unicodeScalars.count)))
         return (continuation, cutAtFirstPeriod(continuation))
-    }
-
-    /// The Hugging Face tokenizers' `clean_up_tokenization`: spaces before punctuation and English
-    /// contractions removed, in this order.
-    public static func cleanUpTokenizationSpaces(_ s: String) -> String {
-        var t = s
-        for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                           (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
-            t = t.replacingOccurrences(of: from, with: to)
-        }
-        return t
     }
 
     /// `text.split(".")[0].strip()` as Python computes it.

@@ -44,17 +44,35 @@ public enum Rotary {
             table.sin.withUnsafeBufferPointer { sinT in
                 Parallel.pieces(N, threads: threads, minPerPiece: max(1, 4096 / max(1, heads * headSize))) { rows in
                     for n in rows {
-                        let c = cosT.baseAddress! + (n % T) * half, s = sinT.baseAddress! + (n % T) * half
-                        for h in 0..<heads {
-                            let v = x + n * rowStride + h * headSize
-                            for i in 0..<half {
-                                let a = v[i], b = v[i + half], sn = sign * s[i]
-                                v[i] = a * c[i] - b * sn
-                                v[i + half] = b * c[i] + a * sn
-                            }
-                        }
+                        rotate(x + n * rowStride, cos: cosT.baseAddress! + (n % T) * half, sin: sinT.baseAddress! + (n % T) * half,
+                               half: half, heads: heads, headSize: headSize, sign: sign)
                     }
                 }
+            }
+        }
+    }
+
+    /// Rotates, in place, the `heads` heads of one row `x` sitting at `position` (the decoder's new token).
+    public static func apply(row x: UnsafeMutablePointer<Float>, position: Int, table: RotaryTable, heads: Int, headSize: Int) {
+        precondition(position >= 0 && position < table.positions && table.rotaryDim <= headSize)
+        let half = table.rotaryDim / 2
+        table.cos.withUnsafeBufferPointer { cosT in
+            table.sin.withUnsafeBufferPointer { sinT in
+                rotate(x, cos: cosT.baseAddress! + position * half, sin: sinT.baseAddress! + position * half,
+                       half: half, heads: heads, headSize: headSize, sign: 1)
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func rotate(_ row: UnsafeMutablePointer<Float>, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>,
+                               half: Int, heads: Int, headSize: Int, sign: Float) {
+        for h in 0..<heads {
+            let v = row + h * headSize
+            for i in 0..<half {
+                let a = v[i], b = v[i + half], sn = sign * s[i]
+                v[i] = a * c[i] - b * sn
+                v[i + half] = b * c[i] + a * sn
             }
         }
     }

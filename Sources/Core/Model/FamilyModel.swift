@@ -64,6 +64,10 @@ public final class FamilyModel: @unchecked Sendable {
         AdamW(segments: layout.adamWSegments, count: layout.count, config: c, threads: threads)
     }
 
+    /// Layer `l`'s q | k | v rows (B·T, 3C) of the last forward: rotary applied, K and V expanded per query
+    /// head (query head h holds KV head ⌊h / group⌋). Read by the greedy decoder to fill its cache.
+    func attentionInputs(layer l: Int) -> UnsafePointer<Float> { UnsafePointer(layers[l].qkv) }
+
     // MARK: - Entry points
 
     /// Logits at every position: a (B, T, V) view valid until the next call.
