@@ -3,19 +3,24 @@ import Core
 import Foundation
 import MPIShim
 
-/// `dkc bench discover`: edge-attribution throughput (samples/s) on a randomly initialised GPT-2, compared
-/// with the study's own code (docs/performance.md, "Reference figures").
+/// `dkc bench discover`: edge-attribution throughput (samples/s) on a randomly initialised GPT-2, Llama or Phi,
+/// compared with the study's own code (docs/performance.md, "Reference figures", "Model families").
 struct BenchDiscover: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "discover",
-        abstract: "Edge-attribution throughput (EAP-IG by default) of GPT-2 on one process, against the study's figures.",
+        abstract: "Edge-attribution throughput (EAP-IG by default) of GPT-2, Llama or Phi on one process, against the study's figures.",
         discussion: """
         Prompts: --prompts pairs of the study's city task, "{First Middle Last} lives in the city of", names and cities \
         drawn from the pools, each corrupted name of the same token length, labels the first token of " " + city; \
-        logit-difference metric. Each measurement creates a randomly initialised model, makes --warmup untimed calls and \
+        logit-difference metric. For the Llama and Phi shapes (tiny-llama, tiny-phi, tinyllama-4l, phi-1_5-4l) the names \
+        are tokenised with the family's tokenizer.json (--tokenizer FOLDER, default the demo's fixture model folder \
+        Tests/Fixtures/llama|phi/model; the 4-layer slices have larger vocabularies, so its ids are valid there too) and \
+        Llama labels have no leading space, as the study's circuit data; the model is initialised as transformers does. \
+        benchmarks/reference/family_eap_bench.py runs the study's code on the same shapes for the ratio. Each measurement creates a randomly initialised model, makes --warmup untimed calls and \
         --repeats timed calls of the attribution over all prompts (median, min, max samples/s).
 
-        FLOPs per call, dkc's own work (2 per multiply-add): per token and layer 24·C² for a forward pass (+ 2·C² for the \
+        FLOPs per call, dkc's own work (2 per multiply-add): per token and layer 24·C² (GPT-2; the families: their block's \
+        products) for a forward pass (+ 2·C² for the \
         per-head outputs of the two recorded runs) and 24·C² for the activation backward; attention 4·B·T²·C forward and \
         8·B·T²·C backward per layer; the score contraction; no unembedding for the logit difference. EAP-IG runs 2 \
         recorded forwards + steps × (forward + backward). The roof is the best sgemm rate measured in the same run \
@@ -33,7 +38,7 @@ struct BenchDiscover: ParsableCommand {
         """
     )
 
-    @Option(help: "Model: tiny, gpt2, gpt2-medium or all (tiny: 4 layers, 4 heads, n_embd 128; gpt2: 12 / 12 / 768).")
+    @Option(help: "Model: tiny, gpt2, gpt2-medium, tiny-llama, tiny-phi, tinyllama-4l, phi-1_5-4l or all (= tiny and gpt2; tiny: 4 layers, 4 heads, n_embd 128; gpt2: 12 / 12 / 768).")
     var config: BenchModel.ConfigChoice = .all
 
     @Option(help: "Attribution method: \(AttributionMethod.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -62,6 +67,11 @@ struct BenchDiscover: ParsableCommand {
 
     @OptionGroup var promptOptions: BenchPromptOptions
 
+    @Option(name: .customLong("write-prompts"), help: ArgumentHelp(
+        "Also write each config's prompts as the study's circuit data (JSON lines; with several configs, <file>.<config>), for the reference script.",
+        valueName: "file"))
+    var writePrompts: String?
+
     @Flag(help: "Print one JSON object per measurement and line instead of a table.")
     var json = false
 
@@ -70,9 +80,6 @@ struct BenchDiscover: ParsableCommand {
             throw ValidationError("--method \(method) is not a method: use one of \(AttributionMethod.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        guard ModelBench.familyConfig(named: config.rawValue) == nil else {
-            throw ValidationError("--config \(config.rawValue): bench discover measures GPT-2 (tiny, gpt2, gpt2-medium); the Llama and Phi shapes run in bench model")
-        }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
         guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1") }
@@ -92,12 +99,21 @@ struct BenchDiscover: ParsableCommand {
             }
             let progress = BenchProgress()
             let loadBefore = ProcessMemory.loadAverage()
-            let tok = try promptOptions.loadTokenizer()
-            let poolFolder = promptOptions.poolFolder
-            let pairs = try DiscoverBench.prompts(count: prompts, pools: DataPools.load(from: poolFolder), encoder: tok)
+            let pools = try DataPools.load(from: promptOptions.poolFolder)
             var results: [DiscoverBenchResult] = []
             for name in names {
-                let cfg = ModelBench.config(named: name)!
+                let cfg = ModelBench.familyConfig(named: name) ?? ModelConfig(gpt2: ModelBench.config(named: name)!)
+                let encoder = try encoder(for: cfg.family)
+                let samples = try DiscoverBench.samples(count: prompts, pools: pools, encoder: encoder,
+                                                        labelLeadingSpace: cfg.family.circuitLabelHasLeadingSpace)
+                if let writePrompts {
+                    let url = URL(fileURLWithPath: names.count == 1 ? writePrompts : writePrompts + "." + name)
+                    let text = samples.map(\.jsonObject.compactText).joined(separator: "\n") + "\n"
+                    do { try Data(text.utf8).write(to: url, options: .atomic) } catch {
+                        throw BenchError("--write-prompts: cannot write \(url.path): \(error.localizedDescription)")
+                    }
+                }
+                let pairs = samples.map { $0.promptPair(task: .city, encoder: encoder) }
                 for b in batchSizes {
                     var r = try DiscoverBench.run(name: name, config: cfg, pairs: pairs, batchSize: b, options: options,
                                                   threads: threads, repeats: repeats, warmup: warmup, progress: { progress($0) })
@@ -109,6 +125,15 @@ struct BenchDiscover: ParsableCommand {
             progress.finish()
             if !json { print(table(results, load: (loadBefore, ProcessMemory.loadAverage()))) }
         }
+    }
+
+    /// The prompts' tokenizer: GPT-2's (`--tokenizer` names vocab.json + merges.txt), or the family's tokenizer.json
+    /// (`--tokenizer` names its folder; default the fixture model folder the tiny demos train).
+    func encoder(for family: ModelFamily) throws -> any Tokenizer {
+        if family == .gpt2 { return try promptOptions.loadTokenizer() }
+        let folder = promptOptions.tokenizer.map { URL(fileURLWithPath: $0) }
+            ?? Paths.sourceRoot.appendingPathComponent("Tests/Fixtures/\(family.rawValue)/model")
+        return try TokenizerLoader.load(directory: folder)
     }
 
     func record(_ r: DiscoverBenchResult, ranks: Int) -> BenchRecord {

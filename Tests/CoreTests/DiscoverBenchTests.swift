@@ -70,6 +70,26 @@ final class DiscoverBenchTests: XCTestCase {
         XCTAssertEqual(withLogits - without, 5 * 2 * 2 * 16 * 50)
     }
 
+    /// The families by hand: 1 layer, 2 heads of 4, C 8, d_mlp 16, B 2, T 3 (N 6), EAP, logit difference.
+    /// Llama (2 query heads sharing 1 K/V head): block products per token q 128 + k 64 + v 64 + o 128 + 3 MLP
+    /// products 768 = 1152, so forward body 6912, per-head outputs 6·2·64 = 768, attention 576 forward and
+    /// 1152 backward; sequential graph: the MLP reads input and both heads (3 rows × 7 columns) + the logits
+    /// column's 4 rows = 25 pairs, contraction 2·6·8·25 = 2400; EAP = 2·(6912 + 768 + 576) + (6912 + 1152) + 2400.
+    /// Phi (2 K/V heads, parallel block): 128·4 + 2 MLP products 512 = 1024 per token, body 6144; its layer's
+    /// heads and MLP read only the input (1 row × 7 columns) + 4 = 11 pairs, contraction 1056.
+    func testFamilyFlopCountMatchesAHandCount() {
+        func shape(_ f: ModelFamily) -> ModelConfig {
+            ModelConfig(family: f, numLayers: 1, numHeads: 2, numKVHeads: f == .llama ? 1 : 2, hiddenSize: 8, intermediateSize: 16,
+                        vocabSize: 10, maxPositions: 8, partialRotaryFactor: f == .phi ? 0.5 : 1)
+        }
+        let eap = AttributionOptions(method: .eap)
+        XCTAssertEqual(DiscoverBench.flops(model: shape(.llama), batch: 2, seqLen: 3, options: eap), 2 * (6912 + 768 + 576) + (6912 + 1152) + 2400)
+        XCTAssertEqual(DiscoverBench.flops(model: shape(.phi), batch: 2, seqLen: 3, options: eap), 2 * (6144 + 768 + 576) + (6144 + 1152) + 1056)
+        // GPT-2 through the general count is the GPT-2 count.
+        let g = GPT2Config(nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 8, vocabSize: 50)
+        XCTAssertEqual(DiscoverBench.flops(model: ModelConfig(gpt2: g), batch: 2, seqLen: 3, options: eap), 126_144)
+    }
+
     func testPeakResetCoversOnlyWhatFollows() throws {
         do {
             let big = FloatBuffer(count: 48 * 1_048_576 / 4)   // 48 MiB, touched by its zero fill
@@ -87,7 +107,7 @@ final class DiscoverBenchTests: XCTestCase {
         let tok = try tokenizer()
         let pairs = try DiscoverBench.prompts(count: 5, pools: try pools(), encoder: tok)
         let options = AttributionOptions(method: .eapIG, igSteps: 5)
-        let r = try DiscoverBench.run(name: "tiny", config: .tiny, pairs: pairs, batchSize: 4, options: options, threads: 1,
+        let r = try DiscoverBench.run(name: "tiny", config: ModelConfig(gpt2: .tiny), pairs: pairs, batchSize: 4, options: options, threads: 1,
                                       repeats: 1, warmup: 0, roof: 100)
         XCTAssertEqual(r.config, "tiny")
         XCTAssertEqual(r.method, .eapIG)
@@ -125,7 +145,7 @@ final class DiscoverBenchTests: XCTestCase {
         let tok = try tokenizer()
         let pairs = try DiscoverBench.prompts(count: 2, pools: try pools(), encoder: tok)
         let small = GPT2Config(nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 32, vocabSize: 50257)
-        let r = try DiscoverBench.run(name: "tiny", config: small, pairs: pairs, batchSize: 2, options: AttributionOptions(),
+        let r = try DiscoverBench.run(name: "tiny", config: ModelConfig(gpt2: small), pairs: pairs, batchSize: 2, options: AttributionOptions(),
                                       threads: 2, repeats: 1, warmup: 0, roof: 1)
         XCTAssertNil(DiscoverBench.reference(for: r), "2 prompts, not 64")
         let tinyIG = DiscoverBench.references.filter { $0.config == "tiny" && $0.method == .eapIG }

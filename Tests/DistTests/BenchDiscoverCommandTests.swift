@@ -36,4 +36,22 @@ final class BenchDiscoverCommandTests: XCTestCase {
             XCTAssertTrue(o["ratio_to_study"] is NSNull, "4 prompts: no study figure applies")
         }
     }
+
+    /// The Llama and Phi shapes: prompts from the fixture model folder's tokenizer.json, a transformers-style
+    /// initialisation, every documented key; the score sum shows the attribution ran.
+    func testFamilyShapesRun() throws {
+        for name in ["tiny-llama", "tiny-phi"] {
+            let r = try Launch.run(try Launch.executable("dkc"),
+                                   ["bench", "discover", "--config", name, "--prompts", "4", "--batch-size", "4", "--repeats", "1", "--warmup", "0",
+                                    "--threads", "1", "--json"], timeout: 300)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+            XCTAssertEqual(o["config"] as? String, name)
+            XCTAssertEqual(o["method"] as? String, "EAP-IG")
+            XCTAssertEqual(o["ig_steps"] as? Int, 5)
+            XCTAssertGreaterThan(try XCTUnwrap(o["samples_per_s"] as? Double), 0)
+            XCTAssertGreaterThan(try XCTUnwrap(o["gflops"] as? Double), 0)
+            XCTAssertGreaterThan(try XCTUnwrap(o["seq_len"] as? Int), 8, "\(name): BOS + a name + the template")
+        }
+    }
 }

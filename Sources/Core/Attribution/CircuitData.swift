@@ -63,6 +63,15 @@ public struct CircuitSample: Sendable, Equatable {
                   type: try field("type", \.stringValue))
     }
 
+    /// The line as the study's circuit data writes it (frequency as a string, as its script does).
+    public var jsonObject: JSONValue {
+        .object([
+            ("clean_subject", .string(cleanSubject)), ("clean_label", .string(cleanLabel)), ("clean_label_idx", .int(cleanLabelIndex)),
+            ("corrupted_subject", .string(corruptedSubject)), ("corrupted_label", .string(corruptedLabel)),
+            ("corrupted_label_idx", .int(corruptedLabelIndex)), ("frequency", .string(String(frequency))), ("type", .string(type)),
+        ])
+    }
+
     /// Every line of a circuit JSONL file (blank lines skipped).
     public static func readJSONL(_ url: URL) throws -> [CircuitSample] {
         let text: String

@@ -1,7 +1,7 @@
 import Foundation
 
 /// One attribution benchmark: `EdgeAttribution.scores` over a set of prompt pairs on a randomly initialised
-/// GPT-2, timed per call (all prompts, in consecutive batches).
+/// model (GPT-2, Llama or Phi), timed per call (all prompts, in consecutive batches).
 public struct DiscoverBenchResult: Sendable {
     public let config: String
     public let method: AttributionMethod
@@ -76,24 +76,28 @@ public enum DiscoverBench {
 
     // MARK: Prompts
 
-    /// `count` prompt pairs of the study's city task, `{First Middle Last} lives in the city of`: names and
+    /// `count` samples of the study's city task, `{First Middle Last} lives in the city of`: names and
     /// cities drawn uniformly from `pools` (distinct clean names), each corrupted name another drawn person's whose
     /// prompt has as many tokens as the clean one and whose label differs. Labels are the first token of
-    /// " " + city, as the study's circuit data. Deterministic in `seed`.
+    /// " " + city (without the space when `labelLeadingSpace` is false: Llama), as the study's circuit data.
+    /// Deterministic in `seed`. Frequency 0, type "new".
     /// - Throws: `BenchError` (exit 65) when the pools cannot give a corrupted name of equal token length.
-    public static func prompts(count: Int, pools: DataPools, encoder: TextEncoder, seed: UInt64 = 1) throws -> [PromptPair] {
+    public static func samples(count: Int, pools: DataPools, encoder: TextEncoder, labelLeadingSpace: Bool = true,
+                               seed: UInt64 = 1) throws -> [CircuitSample] {
         precondition(count >= 0)
         var rng = DeterministicRandom(seed: seed, stream: "bench-discover-prompts")
         let template = CircuitTask.city.promptTemplate
-        func person() -> (name: String, label: Int?) {
+        let space = labelLeadingSpace ? " " : ""
+        func person() -> (name: String, city: String, label: Int?) {
             let name = [rng.choice(pools.firstNames), rng.choice(pools.middleNames), rng.choice(pools.lastNames)].joined(separator: " ")
-            return (name, encoder.encode(" " + rng.choice(pools.cities)).first)
+            let city = space + rng.choice(pools.cities)
+            return (name, city, encoder.encode(city).first)
         }
         func length(_ name: String) -> Int { encoder.encode(template.replacingOccurrences(of: "{subject}", with: name)).count }
-        var pairs: [PromptPair] = []
+        var samples: [CircuitSample] = []
         var used = Set<String>()
         let attempts = 10_000
-        while pairs.count < count {
+        while samples.count < count {
             var clean = person()
             var tries = 0
             while used.contains(clean.name) || clean.label == nil {
@@ -106,31 +110,40 @@ public enum DiscoverBench {
             }
             used.insert(clean.name)
             let n = length(clean.name)
-            var match: (name: String, label: Int?)?
+            var match: (name: String, city: String, label: Int?)?
             for _ in 0..<attempts {
                 let c = person()
-                if c.name != clean.name, let label = c.label, label != clean.label, length(c.name) == n { match = (c.name, label); break }
+                if c.name != clean.name, let label = c.label, label != clean.label, length(c.name) == n { match = c; break }
             }
             guard let corrupted = match else {
                 throw BenchError("no name of the pools gives a prompt of \(n) tokens like \"\(clean.name)\" in \(attempts) draws; add names to the pools",
                                  exitCode: 65)
             }
-            pairs.append(PromptPair(template: template, cleanSubject: clean.name, corruptedSubject: corrupted.name,
-                                    cleanLabel: clean.label!, corruptedLabel: corrupted.label!, encoder: encoder))
+            samples.append(CircuitSample(cleanSubject: clean.name, cleanLabel: clean.city, cleanLabelIndex: clean.label!,
+                                         corruptedSubject: corrupted.name, corruptedLabel: corrupted.city, corruptedLabelIndex: corrupted.label!,
+                                         frequency: 0, type: "new"))
         }
-        return pairs
+        return samples
+    }
+
+    /// The prompt pairs of `samples(…)`, tokenised by `encoder`.
+    public static func prompts(count: Int, pools: DataPools, encoder: TextEncoder, labelLeadingSpace: Bool = true,
+                               seed: UInt64 = 1) throws -> [PromptPair] {
+        try samples(count: count, pools: pools, encoder: encoder, labelLeadingSpace: labelLeadingSpace, seed: seed)
+            .map { $0.promptPair(task: .city, encoder: encoder) }
     }
 
     // MARK: FLOPs
 
     /// FLOPs of one batch of `B` prompts padded to `T` positions, as dkc's attribution computes it (2 per
-    /// multiply-add; elementwise work, LayerNorms and softmaxes not counted), per node of the method:
+    /// multiply-add; elementwise work, norms, rotary and softmaxes not counted), per node of the method:
     ///
-    /// - a forward pass: 24·C² per token per layer (q, k, v, W_O, the two MLP products) plus 4·B·T²·C per layer
+    /// - a forward pass: the blocks' matrix products per token (`ModelConfig.blockMatmulFlopsPerToken`: 24·C² per
+    ///   layer for GPT-2; Llama's K/V at the grouped width and its three MLP products) plus 4·B·T²·C per layer
     ///   (scores and mixing over the full square, as `dkc bench model` counts them); a recorded pass (the clean
     ///   and the corrupted run) also forms each head's own output z_h·W_O,h: 2·C² per token per layer;
-    /// - an activation backward (no parameter gradients): 24·C² per token per layer (the same products, input side
-    ///   only, including each head's own q/k/v input) plus 8·B·T²·C per layer;
+    /// - an activation backward (no parameter gradients): the same products (input side only, including each
+    ///   head's own q/k/v input) plus 8·B·T²·C per layer;
     /// - the unembedding, 2·B·C·V per pass, only where the method needs logits: never for the logit difference
     ///   (its gradient does not depend on the logits and touches two columns of W_U);
     /// - the score contraction: 2·B·T·C per (forward row, backward column) pair of the dense per-layer blocks.
@@ -139,18 +152,18 @@ public enum DiscoverBench {
     /// clean-corrupted: 2 recorded + 1 forward + 2 backwards. EAP-IG-activations: 2 recorded + (1 + 2L)·m ×
     /// (forward + backward), an upper bound (a replaced group's own backward is skipped).
     /// This counts dkc's work, not the study's: TransformerLens also computes full logits at every position.
-    public static func flops(config c: GPT2Config, batch B: Int, seqLen T: Int, options: AttributionOptions) -> Double {
-        let L = Double(c.nLayer), C = Double(c.nEmbd), V = Double(c.vocabSize)
+    public static func flops(model c: ModelConfig, batch B: Int, seqLen T: Int, options: AttributionOptions) -> Double {
+        let L = Double(c.numLayers), C = Double(c.hiddenSize), V = Double(c.vocabSize)
         let N = Double(B * T), square = Double(B) * Double(T) * Double(T)
-        let body = N * L * 24 * C * C
+        let body = N * L * c.blockMatmulFlopsPerToken
         let perHead = N * L * 2 * C * C
         let unembed = options.metric.kind == .logitDifference ? 0 : 2 * Double(B) * C * V
         let recorded = body + perHead + L * 4 * square * C
         let plain = body + L * 4 * square * C
         let backward = body + L * 8 * square * C + unembed
-        let g = AttributionGraph(nLayers: c.nLayer, nHeads: c.nHead)
+        let g = c.attributionGraph
         var pairs = Double(g.nForward)   // the logits column reads every forward node
-        for l in 0..<c.nLayer { pairs += Double(g.backwardPrevIndex[g.mlpBackward(layer: l)] * (3 * c.nHead + 1)) }
+        for l in 0..<c.numLayers { pairs += Double(g.backwardPrevIndex[g.mlpBackward(layer: l)] * (3 * c.numHeads + 1)) }
         let contraction = 2 * N * C * pairs
         let m = Double(options.igSteps)
         switch options.method {
@@ -159,6 +172,11 @@ public enum DiscoverBench {
         case .cleanCorrupted: return 2 * recorded + unembed + plain + unembed + 2 * backward + contraction
         case .eapIGActivations: return 2 * recorded + unembed + (1 + 2 * L) * m * (plain + unembed + backward) + contraction
         }
+    }
+
+    /// `flops(model:)` for a GPT-2 shape.
+    public static func flops(config c: GPT2Config, batch B: Int, seqLen T: Int, options: AttributionOptions) -> Double {
+        flops(model: ModelConfig(gpt2: c), batch: B, seqLen: T, options: options)
     }
 
     /// The batch shapes (B, T) `EdgeAttribution.scores` forms from `pairs`: consecutive batches of `batchSize`,
@@ -173,12 +191,13 @@ public enum DiscoverBench {
 
     // MARK: Run
 
-    /// Creates a randomly initialised GPT-2 of `config` (`ParameterArena.initializeGPT2(seed:)`) and its
-    /// `InstrumentedGPT2`, then makes `warmup` untimed and `repeats` timed calls of `EdgeAttribution.scores` over all
+    /// Creates a randomly initialised model of `config` (GPT-2: `ParameterArena.initializeGPT2(seed:)` and
+    /// `InstrumentedGPT2`; Llama, Phi: `FamilyArena.initialize(seed:)`, as transformers initialises them, and
+    /// `InstrumentedFamily`), then makes `warmup` untimed and `repeats` timed calls of `EdgeAttribution.scores` over all
     /// `pairs`. Sets OpenBLAS to `threads` threads. Without a given `roof`, the roof is the best of `sgemmRoof`
     /// before the calls and a 1024³ sgemm after each call. The peak memory is reset (`ProcessMemory.resetPeak`)
     /// after the roof and before the model is created. `progress` receives a line per phase; nothing is printed.
-    public static func run(name: String, config: GPT2Config, pairs: [PromptPair], batchSize: Int, options: AttributionOptions,
+    public static func run(name: String, config: ModelConfig, pairs: [PromptPair], batchSize: Int, options: AttributionOptions,
                            threads: Int, repeats: Int, warmup: Int = 1, seed: UInt64 = 1234, roof: Double? = nil,
                            progress: ((String) -> Void)? = nil) throws -> DiscoverBenchResult {
         precondition(repeats >= 1 && warmup >= 0 && threads >= 1 && batchSize >= 1)
@@ -188,15 +207,25 @@ public enum DiscoverBench {
         let initialRoof = roof ?? ModelBench.sgemmRoof(threads: threads, progress: progress)
         let probeBuffers = (FloatBuffer(count: 1024 * 1024), FloatBuffer(count: 1024 * 1024), FloatBuffer(count: 1024 * 1024))
         let shapes = batchShapes(pairs, batchSize: batchSize)
-        let flopsPerCall = shapes.reduce(0.0) { $0 + flops(config: config, batch: $1.batch, seqLen: $1.seqLen, options: options) }
+        let flopsPerCall = shapes.reduce(0.0) { $0 + flops(model: config, batch: $1.batch, seqLen: $1.seqLen, options: options) }
 
         let perMeasurement = ProcessMemory.resetPeak()
         let baseRSS = ProcessMemory.currentRSSMiB()
         let label = "\(name) \(options.method.rawValue) b\(batchSize)"
-        progress?("\(label): initialising \(ParameterLayout(config: config).count) parameters")
-        let arena = ParameterArena(config: config)
-        arena.initializeGPT2(seed: seed)
-        let model = InstrumentedGPT2(parameters: arena, threads: threads)
+        let model: any InstrumentedModel, parameters: Int
+        if let gpt2 = config.gpt2 {
+            let arena = ParameterArena(config: gpt2)
+            progress?("\(label): initialising \(arena.count) parameters")
+            arena.initializeGPT2(seed: seed)
+            model = InstrumentedGPT2(parameters: arena, threads: threads)
+            parameters = arena.count
+        } else {
+            let arena = FamilyArena(layout: FamilyLayout(config: config))
+            progress?("\(label): initialising \(arena.count) parameters")
+            arena.initialize(seed: seed)
+            model = InstrumentedFamily(parameters: arena, threads: threads)
+            parameters = arena.count
+        }
 
         var times: [Double] = []
         var probe = 0.0
@@ -223,7 +252,7 @@ public enum DiscoverBench {
                                    samplesPerS: n / median, minSamplesPerS: n / sorted.last!, maxSamplesPerS: n / sorted.first!,
                                    flopsPerCall: flopsPerCall, gflops: flopsPerCall / median / 1e9,
                                    roofGflops: max(initialRoof, probe), peakRSSMiB: peak, baseRSSMiB: baseRSS,
-                                   peakIsPerMeasurement: perMeasurement, blasCore: BLAS.coreName, parameters: arena.count,
+                                   peakIsPerMeasurement: perMeasurement, blasCore: BLAS.coreName, parameters: parameters,
                                    scoreAbsSum: absSum)
     }
 }

@@ -60,17 +60,10 @@ public enum EvaluationSets {
             for (clean, corrupted) in pairs {
                 let cleanLabel = space + clean.value(of: task)
                 let corruptedLabel = space + corrupted.value(of: task)
-                let members: [(String, JSONValue)] = [
-                    ("clean_subject", .string(clean.fullName)),
-                    ("clean_label", .string(cleanLabel)),
-                    ("clean_label_idx", .int(try firstToken(cleanLabel))),
-                    ("corrupted_subject", .string(corrupted.fullName)),
-                    ("corrupted_label", .string(corruptedLabel)),
-                    ("corrupted_label_idx", .int(try firstToken(corruptedLabel))),
-                    ("frequency", .string(String(clean.frequency))),
-                    ("type", .string(clean.type.rawValue)),
-                ]
-                out.append(contentsOf: Array(JSONValue.object(members).compactText.utf8))
+                let sample = CircuitSample(cleanSubject: clean.fullName, cleanLabel: cleanLabel, cleanLabelIndex: try firstToken(cleanLabel),
+                                           corruptedSubject: corrupted.fullName, corruptedLabel: corruptedLabel,
+                                           corruptedLabelIndex: try firstToken(corruptedLabel), frequency: clean.frequency, type: clean.type.rawValue)
+                out.append(contentsOf: Array(sample.jsonObject.compactText.utf8))
                 out.append(0x0A)
             }
             return out
