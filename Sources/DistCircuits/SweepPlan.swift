@@ -153,12 +153,6 @@ public struct SweepPlan {
         }
         transplantSources = Set(sourceIndices).sorted().map { found[$0].step }
         modelConfig = try ModelConfig.load(from: checkpoints[0].folder.appendingPathComponent(HFCheckpoint.configFileName))
-        if modelConfig.family != .gpt2 && config.components {
-            // Component analysis runs on GPT-2 only (docs/model-families.md): refused here, not skipped.
-            throw CircuitsError(item: "components", problem: "is true, but the checkpoints are \(modelConfig.family.rawValue) models and dkc's component analysis runs on GPT-2 only",
-                                fix: "set components = false for this sweep (docs/model-families.md lists what runs on each family)")
-        }
-
         var samples: [String: Int] = [:]
         for t in tasks {
             let records = try CircuitSample.read(data.circuitFile(t))

@@ -6,7 +6,7 @@ import Foundation
 /// A worker keeps one model (`CircuitModel`, any family): the first checkpoint allocates its parameters, every
 /// later one is read into them (`CircuitModel.reload`), and a checkpoint already loaded is not read again, so a
 /// rank handed several items of one checkpoint loads it once. Circuit records, test entities and their targets
-/// are read once per rank. Component analysis runs on GPT-2 (the plan refuses it otherwise).
+/// are read once per rank.
 public final class SweepWorker {
     public let plan: SweepPlan
     private let tokenizer: any Tokenizer
@@ -31,17 +31,6 @@ public final class SweepWorker {
     /// else the first checkpoint's own files (tokenizer.json, or vocab.json + merges.txt), else GPT-2's.
     public static func tokenizer(for plan: SweepPlan) throws -> any Tokenizer {
         try TokenizerLoader.resolve(explicit: plan.config.tokenizer, model: plan.checkpoints[0].folder)
-    }
-
-    /// The GPT-2 tokenizer component analysis takes (it runs on GPT-2 only).
-    private var gpt2Tokenizer: GPT2Tokenizer {
-        get throws {
-            guard let t = tokenizer as? GPT2Tokenizer else {
-                throw CircuitsError(item: "tokenizer", problem: "is not GPT-2's byte-level BPE (vocab.json + merges.txt)",
-                                    fix: "component analysis needs a GPT-2 checkpoint and its tokenizer files")
-            }
-            return t
-        }
     }
 
     /// Loading and computing seconds since the last call, reset.
@@ -119,7 +108,7 @@ public final class SweepWorker {
             // The same prompts' clean forwards, the circuits of the scores just found (docs/components.md).
             let start = Date()
             let samples = records[cell.task]!.filter { filter.accepts(type: $0.type, frequency: $0.frequency) }
-            let result = try CellComponents.analyze(samples, task: task, analyzer: analyzer!, tokenizer: try gpt2Tokenizer, batchSize: options.batchSize,
+            let result = try CellComponents.analyze(samples, task: task, analyzer: analyzer!, tokenizer: tokenizer, batchSize: options.batchSize,
                                                     scores: discovery.scores, topn: options.topn)
             outcome.components = ComponentsTable.Cell(result)
             outcome.componentsSeconds = Date().timeIntervalSince(start)
@@ -148,7 +137,7 @@ public final class SweepWorker {
             loaded = m
             runner = CellRunner(m)
             decoder = KnowledgeAcquisition(circuitModel: m)
-            if let gpt2 = m.model as? InstrumentedGPT2 { analyzer = ComponentAnalyzer(model: gpt2) }
+            analyzer = ComponentAnalyzer(circuitModel: m)
         }
         loadedFolder = folder
     }

@@ -136,13 +136,6 @@ func requireGPT2(_ folder: URL, command: String) throws {
     }
 }
 
-/// A GPT-2 model folder for the commands that run on GPT-2 only (components, predict); another family is an
-/// error naming the command.
-func loadGPT2CircuitModel(_ folder: URL, command: String) throws -> (InstrumentedGPT2, Int64) {
-    try requireGPT2(folder, command: command)
-    let loaded = try CircuitModel.load(folder: folder)
-    return (loaded.model as! InstrumentedGPT2, loaded.step)
-}
 
 /// The one cell of scores `table` that `--task`, `--type`, `--frequency` and `--checkpoint` select; the model's
 /// own checkpoint wins when several checkpoints remain. Returns the cell and its scores as stored.

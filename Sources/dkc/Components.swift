@@ -14,7 +14,9 @@ struct Components: ParsableCommand {
         positions. Per head: the share of its direct logit attribution coming from the subject's positions \
         and from the other positions, their means over the cell's entities, and the head's class (mover if \
         |subject/relation| > 10, relation if < 0.1, else mixture). With --scores and --topn, the heads of each \
-        top-n circuit per class and layer. See docs/components.md.
+        top-n circuit per class and layer. GPT-2, Llama and Phi folders (config.json's model_type), with the \
+        family's rules of the study's analyzer (Llama: the subject found by its tokens, only the final RMSNorm \
+        in the lens; Phi: the unembedding bias). See docs/components.md.
 
         Example:
           dkc components --model run/train/continual/checkpoints/checkpoint-500 \\
@@ -56,9 +58,9 @@ struct Components: ParsableCommand {
                 throw CircuitsError(item: "--data", problem: "no record of \(dataURL.path) has \(filter) (the file holds \(all.count) records)",
                                     fix: "choose another --type / --frequency, or check that the file belongs to this data set")
             }
-            try requireGPT2(modelURL, command: "components")
-            let tok = try loadTokenizer(option: modelOptions.tokenizer, model: modelURL)
-            let (instrumented, step) = try loadGPT2CircuitModel(modelURL, command: "components")
+            let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
+            let loaded = try CircuitModel.load(folder: modelURL)
+            let instrumented = loaded.model, step = loaded.step
 
             var matrix: ScoreMatrix?
             var scoresStep: Int64?
@@ -76,7 +78,7 @@ struct Components: ParsableCommand {
             }
 
             let started = Date()
-            let result = try CellComponents.analyze(samples, task: taskValue, analyzer: ComponentAnalyzer(model: instrumented), tokenizer: tok,
+            let result = try CellComponents.analyze(samples, task: taskValue, analyzer: ComponentAnalyzer(circuitModel: loaded), tokenizer: tok,
                                                     batchSize: batchSize, scores: matrix, topn: sizes)
             let seconds = Date().timeIntervalSince(started)
             var settings: [(String, JSONValue)] = [

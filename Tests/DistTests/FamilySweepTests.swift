@@ -5,8 +5,7 @@ import Core
 
 /// `dkc sweep` on a Llama run folder (docs/model-families.md): a data set generated with the Llama fixture's
 /// tokenizer.json and two checkpoints of the fixture's shape (its trained weights, and a random initialisation),
-/// swept with acquisition on 1 and 2 ranks under mpirun with identical files; a family sweep that asks for
-/// component analysis is refused at plan time, naming the key.
+/// swept with acquisition and component analysis on 1 and 2 ranks under mpirun with identical files.
 final class FamilySweepTests: XCTestCase {
     private static var root: URL?
 
@@ -55,10 +54,10 @@ final class FamilySweepTests: XCTestCase {
     }
 
     func testLlamaSweepGivesTheSameFilesOnOneAndTwoRanks() throws {
-        var tables: [(ScoresTable, CircuitsTable, AcquisitionTable)] = []
+        var tables: [(ScoresTable, CircuitsTable, AcquisitionTable, ComponentsTable)] = []
         for ranks in [1, 2] {
             let run = try run("ranks\(ranks)")
-            let r = try sweep(run, ranks: ranks == 1 ? nil : ranks, ["components=false", "acquisition=true", "topn=[10, 100]"])
+            let r = try sweep(run, ranks: ranks == 1 ? nil : ranks, ["components=true", "acquisition=true", "topn=[10, 100]"])
             XCTAssertEqual(r.status, 0, "R=\(ranks): " + r.stdout + r.stderr)
             let out = run.appendingPathComponent("circuits")
             let scores = try ScoresTable.read(from: out.appendingPathComponent("scores.nc"))
@@ -69,9 +68,12 @@ final class FamilySweepTests: XCTestCase {
             XCTAssertTrue(scores.cells.values.allSatisfy { $0.scores.contains { !$0.isNaN && $0 != 0 } }, "every cell has nonzero scores (Llama labels without a leading space differ)")
             let acquisition = try AcquisitionTable.read(from: out.appendingPathComponent("acquisition.nc"))
             XCTAssertEqual(acquisition.checkpoints.paths.keys.sorted(), [10, 20])
-            tables.append((scores, circuits, acquisition))
+            let components = try ComponentsTable.read(from: out.appendingPathComponent("components.nc"))
+            XCTAssertEqual(components.cells.count, 12, "component analysis of every cell")
+            tables.append((scores, circuits, acquisition, components))
         }
-        let (s1, c1, a1) = tables[0], (s2, c2, a2) = tables[1]
+        let (s1, c1, a1, k1) = tables[0], (s2, c2, a2, k2) = tables[1]
+        XCTAssertEqual(k1.cells, k2.cells, "R=2: components.nc")
         XCTAssertEqual(a1.cells, a2.cells, "R=2: acquisition.nc's table")
         XCTAssertEqual(a1.entityResults, a2.entityResults, "R=2: per-entity results")
         // The trained checkpoint answers some birthdays (for Llama a birthday's first token is the lone ▁): its hits@10 is not 0.
@@ -107,10 +109,4 @@ final class FamilySweepTests: XCTestCase {
         XCTAssertEqual(manifest["model_type"]?.stringValue, "llama")
     }
 
-    func testFamilySweepRefusesComponentsByName() throws {
-        let run = try run("refuse")
-        let r = try sweep(run, ranks: nil, ["components=true", "acquisition=false"])
-        XCTAssertEqual(r.status, 65, r.stdout + r.stderr)
-        XCTAssertTrue(r.stderr.contains("components: is true, but the checkpoints are llama models"), r.stderr)
-    }
 }

@@ -2,15 +2,9 @@
 
 Times the study's own attribution code (its vendored TransformerLens and `eap` package, from an export of
 its repository) on a randomly initialised Llama or Phi model of the shape dkc's bench uses (SHAPES of
-family_train_step.py, the same folder), loaded the way the study's circuit_discovery.py loads a checkpoint:
-
-    hf_model = AutoModelForCausalLM.from_pretrained(folder); tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = HookedTransformer.from_pretrained(NAME, fold_ln=False, center_writing_weights=False,
-        center_unembed=False, hf_model=hf_model, tokenizer=tokenizer, local_path=folder)
-    model.cfg.use_split_qkv_input = model.cfg.use_attn_result = model.cfg.use_hook_mlp_in = True
-
-with NAME "TinyLlama_v1.1" (the name must contain "tinyllama": that selects the study's weight conversion,
-4 KV heads repeated 8 times, so only 32 query heads with 4 KV heads load) or "phi-1_5". The folder is a
+family_train_step.py, the same folder), loaded the way the study's circuit_discovery.py loads a checkpoint
+(study_loader.py: the TransformerLens name must contain "tinyllama", which selects the study's weight
+conversion, 4 KV heads repeated 8 times, so only 32 query heads with 4 KV heads load). The folder is a
 save_pretrained of the random model plus the tokenizer files of --tokenizer-dir (the fixture model folder
 whose tokenizer.json dkc's bench reads too); the 4-layer slices have a larger vocabulary than that
 tokenizer, which only means some embedding rows are never read.
@@ -39,9 +33,8 @@ from functools import partial
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+import study_loader  # noqa: E402
 from family_train_step import SHAPES  # noqa: E402
-
-TL_NAMES = {"llama": "TinyLlama_v1.1", "phi": "phi-1_5"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -60,28 +53,11 @@ def main():
     a = ap.parse_args()
     family, shape = SHAPES[a.config]
     tok_dir = a.tokenizer_dir or os.path.join(ROOT, "Tests", "Fixtures", family, "model")
-    if a.shims_dir:
-        sys.path.insert(0, os.path.abspath(a.shims_dir))
-    try:
-        import anchor_shims
-        anchor_shims.install(verbose=False)
-    except ImportError:
-        anchor_shims = None
-    sys.path.insert(0, os.path.abspath(a.ref_dir))
+    study_loader.prepare(a.ref_dir, a.shims_dir)
     import torch
     torch.set_num_threads(a.threads)
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PhiConfig, PhiForCausalLM
-    if anchor_shims:
-        anchor_shims.fix_transformers()
-    # transformers 5 keeps Phi's rotary settings in `rope_parameters`; the study's TransformerLens (written for
-    # transformers 4) reads `rope_theta` and `partial_rotary_factor` off the config: expose them there.
-    for key, default in (("rope_theta", 10000.0), ("partial_rotary_factor", 0.5)):
-        try:
-            getattr(PhiConfig(), key)
-        except AttributeError:
-            setattr(PhiConfig, key, property(lambda self, k=key, d=default: (getattr(self, "rope_parameters", None) or {}).get(k, d)))
-    from transformer_lens import HookedTransformer
+    from transformers import LlamaConfig, LlamaForCausalLM, PhiConfig, PhiForCausalLM
     from eap.attribute import attribute
     from eap.dataset import EAPDataset
     from eap.graph import Graph
@@ -100,13 +76,7 @@ def main():
         if os.path.exists(os.path.join(tok_dir, f)):
             shutil.copy(os.path.join(tok_dir, f), folder)
     del hf
-    hf_model = AutoModelForCausalLM.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = HookedTransformer.from_pretrained(TL_NAMES[family], device="cpu", fold_ln=False, center_writing_weights=False,
-                                              center_unembed=False, hf_model=hf_model, tokenizer=tokenizer, local_path=folder)
-    model.cfg.use_split_qkv_input = True
-    model.cfg.use_attn_result = True
-    model.cfg.use_hook_mlp_in = True
+    model, hf_model = study_loader.load(folder, family)
     load_s = time.perf_counter() - t0
     with torch.no_grad():
         toks = model.to_tokens(["Ada Lovelace lives in the city of"], prepend_bos=True)

@@ -20,27 +20,40 @@ public struct ComponentPrompt: Sendable, Equatable {
         self.subjectLastToken = subjectLastToken
     }
 
-    /// The prompt of circuit sample `sample` for `task`. `index` numbers the sample in error messages.
+    /// The prompt of circuit sample `sample` for `task`. `index` numbers the sample in error messages. The subject's
+    /// tokens are found as the study's analyzer.py finds them: for Llama, the subject's own tokens
+    /// (`to_tokens(subject, prepend_bos=False)`) as a run of the prompt's (`find_sublist_index`); otherwise by
+    /// characters (`find_token_range`).
     /// - Throws: `AttributionError` when the clean label is empty or the subject cannot be found in the
-    ///   decoded prompt.
-    public init(sample: CircuitSample, task: CircuitTask, tokenizer: GPT2Tokenizer, bos: Int = 50256, index: Int) throws {
+    ///   prompt.
+    public init(sample: CircuitSample, task: CircuitTask, tokenizer: any Tokenizer, family: ModelFamily = .gpt2, bos: Int = 50256,
+                index: Int) throws {
         let body = tokenizer.encode(task.prompt(subject: sample.cleanSubject))
         guard let label = tokenizer.encode(sample.cleanLabel).first else {
             throw AttributionError(item: "circuit sample \(index) ('\(sample.cleanSubject)')", problem: "has an empty clean_label",
-                                   fix: "give the attribute value with its leading space, as the circuit data does")
+                                   fix: "give the attribute value as the circuit data does")
         }
         let all = [bos] + body
-        guard let range = Self.subjectRange(tokens: all, subject: sample.cleanSubject, tokenizer: tokenizer) else {
+        let found = family == .llama ? Self.sublistRange(tokens: all, sub: tokenizer.encode(sample.cleanSubject))
+                                     : Self.subjectRange(tokens: all, subject: sample.cleanSubject, tokenizer: tokenizer)
+        guard let range = found else {
             throw AttributionError(item: "circuit sample \(index) ('\(sample.cleanSubject)')",
-                                   problem: "its subject is not in the decoded prompt", fix: "check clean_subject")
+                                   problem: "its subject is not in the prompt", fix: "check clean_subject")
         }
         self.init(tokens: body, subjectRange: range, label: label, subjectLastToken: all[range.upperBound - 1])
     }
 
+    /// The study's `find_sublist_index`: the first run of `tokens` equal to `sub`.
+    public static func sublistRange(tokens: [Int], sub: [Int]) -> Range<Int>? {
+        guard !sub.isEmpty, sub.count <= tokens.count else { return nil }
+        for i in 0...(tokens.count - sub.count) where tokens[i..<(i + sub.count)].elementsEqual(sub) { return i..<(i + sub.count) }
+        return nil
+    }
+
     /// The study's `find_token_range`: decode each token on its own, join, find the first occurrence of
     /// `subject` (in Unicode scalars, as Python counts characters), and return the tokens overlapping it.
-    public static func subjectRange(tokens: [Int], subject: String, tokenizer: GPT2Tokenizer) -> Range<Int>? {
-        let pieces = tokens.map { Array(tokenizer.decode([$0]).unicodeScalars) }
+    public static func subjectRange(tokens: [Int], subject: String, tokenizer: any Tokenizer) -> Range<Int>? {
+        let pieces = tokens.map { Array(tokenizer.decode([$0], skipSpecialTokens: false, cleanUpSpaces: false).unicodeScalars) }
         let whole = pieces.flatMap { $0 }, needle = Array(subject.unicodeScalars)
         guard !needle.isEmpty, needle.count <= whole.count else { return nil }
         var at: Int?
@@ -73,51 +86,131 @@ public struct EntityComponents: Sendable, Equatable {
     public var relationRatio: [Double]
 }
 
+/// What the component analysis reads from an instrumented model after a clean forward: the residual stream at
+/// every block boundary, each head's value rows and attention pattern (same layouts in `InstrumentedGPT2` and
+/// `InstrumentedFamily`), and the family's final norm, unembedding and head output matrices.
+protocol ComponentSource: InstrumentedModel {
+    var L: Int { get }
+    var H: Int { get }
+    var C: Int { get }
+    var dh: Int { get }
+    var V: Int { get }
+    var resid: FloatBuffer { get }
+    var qkv: FloatBuffer { get }
+    var pattern: FloatBuffer { get }
+    var batchCapacity: Int { get }
+    var seqCapacity: Int { get }
+    func layerSlice(_ buffer: FloatBuffer, _ l: Int, width: Int) -> UnsafeMutablePointer<Float>
+    /// The final norm: weight, bias (LayerNorm) or nil (RMSNorm), ε.
+    var lensNorm: (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, eps: Double) { get }
+    /// The unembedding W_U as (V, C) rows and its bias b_U (Phi) or nil.
+    var lensUnembedding: (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?) { get }
+    /// W_O,h[d, :] · u for layer `l`, head `h`, dimension `d`.
+    func headOutputDot(layer l: Int, head h: Int, dim d: Int, _ u: [Double]) -> Double
+    /// The family and the BOS TransformerLens puts in front of a prompt.
+    var componentFamily: ModelFamily { get }
+    var componentBOS: Int { get }
+}
+
+extension InstrumentedGPT2: ComponentSource {
+    var lensNorm: (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, eps: Double) {
+        let p = parameters.views
+        return (UnsafePointer(p.lnfWeight), UnsafePointer(p.lnfBias), Double(config.layerNormEpsilon))
+    }
+    var lensUnembedding: (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?) { (UnsafePointer(parameters.views.wte), nil) }
+    var componentFamily: ModelFamily { .gpt2 }
+    var componentBOS: Int { config.bosTokenId }
+    func headOutputDot(layer l: Int, head h: Int, dim d: Int, _ u: [Double]) -> Double {
+        let row = parameters.views.layers[l].attnProjWeight + (h * dh + d) * C   // Conv1D [in, out]: row = head h's input d
+        var s = 0.0
+        for m in 0..<C { s += Double(row[m]) * u[m] }
+        return s
+    }
+}
+
+extension InstrumentedFamily: ComponentSource {
+    var lensNorm: (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, eps: Double) {
+        let p = parameters.base
+        return (UnsafePointer(p + layout.finalNorm), layout.finalNormBias.map { UnsafePointer(p + $0) }, config.normEps)
+    }
+    var lensUnembedding: (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?) {
+        let p = parameters.base
+        return (UnsafePointer(p + layout.lmHead), layout.lmHeadBias.map { UnsafePointer(p + $0) })
+    }
+    var componentFamily: ModelFamily { config.family }
+    var componentBOS: Int { config.bosTokenId }
+    func headOutputDot(layer l: Int, head h: Int, dim d: Int, _ u: [Double]) -> Double {
+        let w = parameters.base + layout.blocks[l].o + h * dh + d   // nn.Linear [out, in]: column h·dh + d
+        var s = 0.0
+        for m in 0..<C { s += Double(w[m * C]) * u[m] }
+        return s
+    }
+}
+
 /// The study's component analysis (`analyzer.py` `ComponentAnalyzer`, `analysis_component.py`) on the
-/// instrumented model: one clean forward per prompt, no gradients. See docs/components.md.
+/// instrumented model (GPT-2, Llama or Phi): one clean forward per prompt, no gradients. See docs/components.md.
 ///
 /// - Logit lens: at a position, x = (r_k − mean r_k)/σ_L with σ_L = √(var r_L + ε) the final LayerNorm's
-///   scale of the final residual r_L, then the full final LayerNorm on x, then ·W_Uᵀ (GPT-2 has no
-///   unembedding bias). The two normalisations are the study's.
+///   scale of the final residual r_L, then the full final LayerNorm on x, then ·W_Uᵀ + b_U. For RMSNorm
+///   (Llama) `accumulated_resid(apply_ln=True)` leaves the stack as it is (TransformerLens scales only for
+///   LayerNorm), so x = r_k and only the final RMSNorm applies. The two normalisations are the study's
+///   (`accumulated_resid(apply_ln=True)`, then `ln_final`).
 /// - DLA by source: for head (ℓ, h), o_s = z_s W_O,h (no value bias: it is folded into b_O), a_s = attention
-///   of the last position to key s; ratio_X = Σ_{s∈X} a_s (o_s·u) / Σ_{s<T} (o_s·u) with u = Σ_v W_U[:, v].
-///   Computed as o_s·u = Σ_t A[s, t] (v_t · W_O,h u), so no per-head output is formed.
+///   of the last position to key s; ratio_X = (Σ_{s∈X} a_s (o_s·u) + Σ b_U) / (Σ_{s<T} (o_s·u) + Σ b_U) with
+///   u = Σ_v W_U[:, v] (b_U: Phi's lm_head bias, else 0). Computed as o_s·u = Σ_t A[s, t] (v_t · W_O,h u), so
+///   no per-head output is formed.
 public final class ComponentAnalyzer: @unchecked Sendable {
-    public let model: InstrumentedGPT2
+    let model: any ComponentSource
     let L: Int, H: Int, C: Int, dh: Int, V: Int
+    /// The model's family (the subject-finding rule of `ComponentPrompt`) and BOS.
+    public var family: ModelFamily { model.componentFamily }
+    public var bos: Int { model.componentBOS }
+    /// The model's attribution graph (circuits over it).
+    public var graph: AttributionGraph { model.graph }
     /// W_O,h · u per layer and head, u = row sums of the unembedding.   // (L, H, dh)
     private var headU: [Double]
+    /// Σ_v b_U[v] (0 without an unembedding bias).
+    private var biasSum = 0.0
     private var lensIn = FloatBuffer(count: 0)
     private var lensLogits = FloatBuffer(count: 0)
     private var valueU: [Double] = []
     private var outU: [Double] = []
 
-    public init(model: InstrumentedGPT2) {
-        self.model = model
-        let c = model.config
-        L = c.nLayer; H = c.nHead; C = c.nEmbd; dh = c.headSize; V = c.vocabSize
+    public convenience init(model: InstrumentedGPT2) { self.init(source: model) }
+    public convenience init(model: InstrumentedFamily) { self.init(source: model) }
+
+    /// The analyzer of a loaded checkpoint (any family).
+    public convenience init(circuitModel m: CircuitModel) {
+        if let gpt2 = m.model as? InstrumentedGPT2 {
+            self.init(source: gpt2)
+        } else if let family = m.model as? InstrumentedFamily {
+            self.init(source: family)
+        } else {
+            preconditionFailure("CircuitModel holds an InstrumentedGPT2 or an InstrumentedFamily")
+        }
+    }
+
+    init(source: any ComponentSource) {
+        model = source
+        L = source.L; H = source.H; C = source.C; dh = source.dh; V = source.V
         headU = []
         refresh()
     }
 
     /// Recomputes the unembedding sums from the arena; call after loading another checkpoint into it.
     public func refresh() {
-        let p = model.parameters.views
+        let (wU, bU) = model.lensUnembedding
         var u = [Double](repeating: 0, count: C)
         for v in 0..<V {
-            let row = p.wte + v * C
+            let row = wU + v * C
             for i in 0..<C { u[i] += Double(row[i]) }
         }
+        biasSum = 0
+        if let bU { for v in 0..<V { biasSum += Double(bU[v]) } }
         headU = [Double](repeating: 0, count: L * H * dh)
         for l in 0..<L {
-            let wo = p.layers[l].attnProjWeight   // (C, C): rows h·dh … are head h's input
             for h in 0..<H {
-                for d in 0..<dh {
-                    let row = wo + (h * dh + d) * C
-                    var s = 0.0
-                    for m in 0..<C { s += Double(row[m]) * u[m] }
-                    headU[(l * H + h) * dh + d] = s
-                }
+                for d in 0..<dh { headU[(l * H + h) * dh + d] = model.headOutputDot(layer: l, head: h, dim: d, u) }
             }
         }
     }
@@ -141,7 +234,7 @@ public final class ComponentAnalyzer: @unchecked Sendable {
                     throw AttributionError(item: "component prompt \(start + i)", problem: "has a subject range or label outside the prompt or vocabulary")
                 }
             }
-            let batch = try PromptBatch(prompts: slice.map(\.tokens), labels: slice.map(\.label), config: model.config, firstIndex: start)
+            let batch = try model.promptBatch(prompts: slice.map(\.tokens), labels: slice.map(\.label), firstIndex: start)
             model.forward(batch, clean: true, computeLogits: false)
             for (b, p) in slice.enumerated() { out.append(analyzeRow(b, p, batch)) }
             start = end
@@ -158,39 +251,52 @@ public final class ComponentAnalyzer: @unchecked Sendable {
         // Logit lens rows: for each lens point k, the last position then each subject position.
         if lensIn.count < rows * C { lensIn = FloatBuffer(count: rows * C) }
         if lensLogits.count < rows * V { lensLogits = FloatBuffer(count: rows * V) }
-        let w = m.parameters.views
-        let eps = Double(m.config.layerNormEpsilon)
+        let norm = m.lensNorm, (wU, bU) = m.lensUnembedding
+        let eps = norm.eps, rms = norm.bias == nil
         let positions = [last] + Array(S)
         for (j, pos) in positions.enumerated() {
             let row = b * T + pos
             let rL = m.layerSlice(m.resid, L, width: C) + row * C
             var mean = 0.0
-            for i in 0..<C { mean += Double(rL[i]) }
-            mean /= Double(C)
+            if !rms {
+                for i in 0..<C { mean += Double(rL[i]) }
+                mean /= Double(C)
+            }
             var v = 0.0
             for i in 0..<C { let d = Double(rL[i]) - mean; v += d * d }
-            let sigma = (v / Double(C) + eps).squareRoot()
+            // TransformerLens's apply_ln_to_stack scales only for LayerNorm; an RMSNorm model's stack is left as is.
+            let sigma = rms ? 1 : (v / Double(C) + eps).squareRoot()
             for k in 0...L {
                 let r = m.layerSlice(m.resid, k, width: C) + row * C
                 var mk = 0.0
-                for i in 0..<C { mk += Double(r[i]) }
-                mk /= Double(C)
-                // x = (r − mean r)/σ_L has mean 0 up to rounding; the second LayerNorm centres it again.
+                if !rms {
+                    for i in 0..<C { mk += Double(r[i]) }
+                    mk /= Double(C)
+                }
+                // x = (r − mean r)/σ_L has mean 0 up to rounding; the second LayerNorm centres it again (RMSNorm: no centring).
                 var mx = 0.0
-                for i in 0..<C { mx += (Double(r[i]) - mk) / sigma }
-                mx /= Double(C)
+                if !rms {
+                    for i in 0..<C { mx += (Double(r[i]) - mk) / sigma }
+                    mx /= Double(C)
+                }
                 var vx = 0.0
                 for i in 0..<C { let d = (Double(r[i]) - mk) / sigma - mx; vx += d * d }
                 let rstd = 1 / (vx / Double(C) + eps).squareRoot()
                 let dst = lensIn.base + (k * per + j) * C
                 for i in 0..<C {
                     let x = ((Double(r[i]) - mk) / sigma - mx) * rstd
-                    dst[i] = Float(x * Double(w.lnfWeight[i]) + Double(w.lnfBias[i]))
+                    dst[i] = Float(x * Double(norm.weight[i]) + (norm.bias.map { Double($0[i]) } ?? 0))
                 }
             }
         }
-        Matmul.sgemm(false, true, M: rows, N: V, K: C, alpha: 1, A: lensIn.base, lda: C, B: w.wte, ldb: C, beta: 0,
+        Matmul.sgemm(false, true, M: rows, N: V, K: C, alpha: 1, A: lensIn.base, lda: C, B: wU, ldb: C, beta: 0,
                      C: lensLogits.base, ldc: V)
+        if let bU {
+            for r in 0..<rows {
+                let dst = lensLogits.base + r * V
+                for v in 0..<V { dst[v] += bU[v] }
+            }
+        }
         var rankLast = [Int](), probLast = [Double](), subjProb = [Double](), minRank = [Int]()
         for k in 0...L {
             let row = lensLogits.base + (k * per) * V
@@ -241,8 +347,8 @@ public final class ComponentAnalyzer: @unchecked Sendable {
                     let x = Double(lastRow[s]) * outU[s]
                     if S.contains(s) { numS += x } else { numR += x }
                 }
-                subjectRatio[l * H + h] = numS / den
-                relationRatio[l * H + h] = numR / den
+                subjectRatio[l * H + h] = (numS + biasSum) / (den + biasSum)
+                relationRatio[l * H + h] = (numR + biasSum) / (den + biasSum)
             }
         }
         return EntityComponents(rankLast: rankLast, probLast: probLast, subjectTokenProb: subjProb, minRankAtSubject: minRank,

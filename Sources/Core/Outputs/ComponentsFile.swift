@@ -37,19 +37,20 @@ public struct CellComponents: Sendable, Equatable {
     /// Analyses `samples` (one cell's circuit samples) on `analyzer`'s model; with `scores`, also the heads of
     /// the top-n circuits for every n in `topn` (top-n by |score|, pruned once, as the evaluation makes them),
     /// classified by this cell's own head means.
-    public static func analyze(_ samples: [CircuitSample], task: CircuitTask, analyzer: ComponentAnalyzer, tokenizer: GPT2Tokenizer,
+    public static func analyze(_ samples: [CircuitSample], task: CircuitTask, analyzer: ComponentAnalyzer, tokenizer: any Tokenizer,
                                batchSize: Int, scores: ScoreMatrix? = nil, topn: [Int] = []) throws -> CellComponents {
         guard !samples.isEmpty else {
             throw AttributionError(item: "component data", problem: "has no samples", fix: "check the task, type and frequency filters")
         }
-        let prompts = try samples.enumerated().map { try ComponentPrompt(sample: $1, task: task, tokenizer: tokenizer, index: $0) }
+        let prompts = try samples.enumerated().map {
+            try ComponentPrompt(sample: $1, task: task, tokenizer: tokenizer, family: analyzer.family, bos: analyzer.bos, index: $0)
+        }
         let results = try analyzer.analyze(prompts, batchSize: batchSize)
-        let c = analyzer.model.config
-        var cell = CellComponents(nLayers: c.nLayer, nHeads: c.nHead, entities: samples.map(\.cleanSubject), perEntity: results)
+        var cell = CellComponents(nLayers: analyzer.L, nHeads: analyzer.H, entities: samples.map(\.cleanSubject), perEntity: results)
         if let scores {
             let classes = cell.headRatios.classes
             cell.circuits = topn.map { n in
-                var circuit = Circuit(graph: analyzer.model.graph, scores: scores)
+                var circuit = Circuit(graph: analyzer.graph, scores: scores)
                 circuit.applyTopN(n)
                 circuit.pruneDeadNodes()
                 return (n, CircuitHeads(circuit: circuit, classes: classes))
