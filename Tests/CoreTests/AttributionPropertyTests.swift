@@ -236,6 +236,23 @@ final class AttributionInputTests: XCTestCase {
         }
     }
 
+    /// The Δ and gradient buffers stay within 1 GiB: GPT-2 small and the fixture shapes keep the 512 rows asked
+    /// for (their results do not move); TinyLlama's graph (727 forward nodes, 2,135 backward columns, d_model
+    /// 2,048: 23.4 MB per row) gets 45 rows per part, GPT-2 medium 165.
+    func testRowsPerPartKeepsTheBuffersWithinTheBudget() {
+        func rows(_ layers: Int, _ heads: Int, _ C: Int, parallel: Bool = false) -> Int {
+            EdgeAttribution.rowsPerPart(graph: AttributionGraph(nLayers: layers, nHeads: heads, parallel: parallel), dModel: C, rowsPerPass: 512)
+        }
+        XCTAssertEqual(rows(12, 12, 768), 512, "GPT-2 small")
+        XCTAssertEqual(rows(2, 32, 128), 512, "the Llama fixture")
+        XCTAssertEqual(rows(2, 4, 64, parallel: true), 512, "the Phi fixture")
+        XCTAssertEqual(rows(22, 32, 2048), (1 << 30) / ((1 + 22 * 33 + 22 * 97 + 1) * 2048 * 4), "TinyLlama")
+        XCTAssertEqual(rows(22, 32, 2048), 45)
+        XCTAssertEqual(rows(24, 16, 1024), 165, "GPT-2 medium")
+        XCTAssertEqual(EdgeAttribution.rowsPerPart(graph: AttributionGraph(nLayers: 12, nHeads: 12), dModel: 768, rowsPerPass: 64), 64,
+                       "a smaller request stands")
+    }
+
     func testPromptBatchPartsKeepWholeSamplesAndCutPadding() throws {
         let pairs = [[5, 6, 7, 8], [5], [5, 6], [5, 6, 7], [9]].enumerated().map { i, p in
             PromptPair(clean: p, corrupted: p.map { $0 + 10 }, cleanLabel: i, corruptedLabel: i + 1)

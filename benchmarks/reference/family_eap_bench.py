@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import study_loader  # noqa: E402
 from family_train_step import SHAPES  # noqa: E402
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "README.md")
 
 
 def main():
@@ -47,7 +47,7 @@ def main():
     ap.add_argument("--shims-dir", default=None, help="folder of anchor_shims.py (the reference-bench set-up)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n", type=int, default=None, help="use the first n prompts (default all)")
-    ap.add_argument("--batch-sizes", default="16")
+    ap.add_argument("--batch-sizes", default="16,64")
     ap.add_argument("--ig-steps", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=1)
     a = ap.parse_args()
@@ -72,8 +72,9 @@ def main():
                                       attention_dropout=0.0, bos_token_id=3000, eos_token_id=3000, **shape))
     folder = tempfile.mkdtemp(prefix=f"family_eap_{a.config}_")
     hf.save_pretrained(folder)
-    for f in TOKENIZER_FILES:
-        if os.path.exists(os.path.join(tok_dir, f)):
+    # Every tokenizer file (transformers 4 reloads Phi's tokenizer the slow way: vocab.json, merges.txt, added_tokens.json).
+    for f in os.listdir(tok_dir):
+        if f not in MODEL_FILES and os.path.isfile(os.path.join(tok_dir, f)):
             shutil.copy(os.path.join(tok_dir, f), folder)
     del hf
     model, hf_model = study_loader.load(folder, family)

@@ -47,7 +47,8 @@ public struct AttributionOptions: Sendable, Equatable {
     /// Rows (samples × padded length) one pass holds: a batch with more is attributed in parts of whole
     /// samples (`PromptBatch.parts`; the metric still averages over the whole batch), which bounds the
     /// Δ and gradient buffers, and EAP-IG stacks integration steps up to this many rows in one pass
-    /// (bigger matrix products, more activation memory). Changes only rounding.
+    /// (bigger matrix products, more activation memory). Changes only rounding. A model whose Δ and gradient
+    /// buffers would pass `EdgeAttribution.bufferBudgetBytes` at this many rows gets fewer (`rowsPerPart`).
     public var rowsPerPass: Int
 
     public init(method: AttributionMethod = .eapIG, igSteps: Int = 5, metric: AttributionMetric = .study,
@@ -162,15 +163,29 @@ public final class EdgeAttribution: @unchecked Sendable {
         if extraBuffer.count < extra { extraBuffer = FloatBuffer(count: extra) }
     }
 
-    /// Integration steps stacked into one pass for a batch of `BTC` floats per step.
-    func stepsPerPass(_ BTC: Int) -> Int {
-        max(1, min(options.igSteps, options.rowsPerPass / max(1, BTC / model.dModel)))
+    /// Bytes the Δ and gradient buffers may take: (forward nodes + backward columns) × d_model floats per row.
+    /// 1 GiB holds GPT-2 small's 512 rows (the default); a wide, deep model (TinyLlama: 2,862 × 2,048 floats
+    /// per row, 45 rows) is attributed in smaller parts instead of holding several GB.
+    public static let bufferBudgetBytes = 1 << 30
+
+    /// Rows per part: `options.rowsPerPass`, or fewer where the buffers would pass `bufferBudgetBytes`.
+    public var rowsPerPart: Int { Self.rowsPerPart(graph: graph, dModel: model.dModel, rowsPerPass: options.rowsPerPass) }
+
+    /// `rowsPerPart` of a model with `graph` and `dModel`.
+    public static func rowsPerPart(graph: AttributionGraph, dModel: Int, rowsPerPass: Int) -> Int {
+        let perRow = (graph.nForward + graph.nBackward) * dModel * MemoryLayout<Float>.size
+        return max(1, min(rowsPerPass, bufferBudgetBytes / max(1, perRow)))
     }
 
-    /// Adds one batch's sums, in parts of at most `options.rowsPerPass` rows.
+    /// Integration steps stacked into one pass for a batch of `BTC` floats per step.
+    func stepsPerPass(_ BTC: Int) -> Int {
+        max(1, min(options.igSteps, rowsPerPart / max(1, BTC / model.dModel)))
+    }
+
+    /// Adds one batch's sums, in parts of at most `rowsPerPart` rows.
     public func accumulate(_ batch: PromptBatch) {
         precondition(batch.corruptedTokens != nil, "attribution needs corrupted prompts")
-        for part in batch.parts(maxRows: options.rowsPerPass) { accumulate(part: part, meanOver: batch.batch) }
+        for part in batch.parts(maxRows: rowsPerPart) { accumulate(part: part, meanOver: batch.batch) }
         sampleCount += batch.batch
     }
 
