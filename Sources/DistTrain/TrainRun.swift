@@ -290,16 +290,22 @@ public final class TrainRun {
                     model = try ModelConfig.load(from: url.appendingPathComponent(HFCheckpoint.configFileName))
                 }
             }
-            // Dropout set in the train config replaces the model's (and is what its checkpoints record); Llama and
-            // Phi train without dropout (their config.json refuses a rate), so a rate for them is an error.
+            // Dropout set in the train config replaces the model's (and is what its checkpoints record). For Llama and
+            // Phi, attn_pdrop is config.json's attention_dropout; Phi also has embd_pdrop and resid_pdrop, Llama not.
             if var g = model.gpt2 {
                 if let p = s.residPdrop { g.residPdrop = p }
                 if let p = s.embdPdrop { g.embdPdrop = p }
                 if let p = s.attnPdrop { g.attnPdrop = p }
                 model = ModelConfig(gpt2: g)
-            } else if let (key, p) = [("resid_pdrop", s.residPdrop), ("embd_pdrop", s.embdPdrop), ("attn_pdrop", s.attnPdrop)]
-                        .compactMap({ k, v in v.map { (k, $0) } }).first(where: { $0.1 != 0 }) {
-                throw TrainError("\(key) = \(p) for the \(s.stage.rawValue) stage, but its model is \(model.family.rawValue), which dkc trains without dropout: set \(key) = 0 or leave it unset")
+            } else {
+                if let p = s.attnPdrop { model.attentionDropout = p }
+                if model.family == .phi {
+                    if let p = s.residPdrop { model.residPdrop = p }
+                    if let p = s.embdPdrop { model.embdPdrop = p }
+                } else if let (key, p) = [("resid_pdrop", s.residPdrop), ("embd_pdrop", s.embdPdrop)]
+                            .compactMap({ k, v in v.map { (k, $0) } }).first(where: { $0.1 != 0 }) {
+                    throw TrainError("\(key) = \(p) for the \(s.stage.rawValue) stage, but its model is llama, which transformers drops only in attention: set \(key) = 0 or leave it unset (attn_pdrop sets attention_dropout)")
+                }
             }
             models[s.stage] = model
             guard s.blockSize <= model.maxPositions else {

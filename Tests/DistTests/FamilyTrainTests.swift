@@ -5,12 +5,16 @@ import Core
 /// `dkc train` on Llama and Phi (docs/model-families.md, "Training the families"): continual training from the
 /// fixture model folders with their own tokenizer.json, data-parallel under mpirun. Deterministic mode gives
 /// bit-identical checkpoints and losses on 1 and 2 ranks (R-invariance); the checkpoints are complete model
-/// folders of the family (config.json, model.safetensors, the tokenizer files) that load again; the
+/// folders of the family (config.json, model.safetensors, the tokenizer files, the dropout trained with) that
+/// load again; training drops where transformers drops (Llama: attention; Phi: also embeddings and residual
+/// branches), with masks keyed by global position, so R-invariance holds with dropout on; the
 /// evaluation's first-token marks follow the family's tokenisation (Llama: `<s>` first, values without the
 /// leading space).
 final class FamilyTrainTests: XCTestCase {
-    func testLlamaTrainingIsTheSameOnOneAndTwoRanks() throws { try rankInvariance("llama") }
-    func testPhiTrainingIsTheSameOnOneAndTwoRanks() throws { try rankInvariance("phi") }
+    func testLlamaTrainingIsTheSameOnOneAndTwoRanks() throws { try rankInvariance("llama", dropout: ["attn_pdrop": 0.1]) }
+    func testPhiTrainingIsTheSameOnOneAndTwoRanks() throws {
+        try rankInvariance("phi", dropout: ["attn_pdrop": 0.1, "embd_pdrop": 0.05, "resid_pdrop": 0.1])
+    }
 
     private func model(_ family: String) throws -> URL {
         let url = Paths.fixtures.appendingPathComponent(family).appendingPathComponent("model")
@@ -18,7 +22,7 @@ final class FamilyTrainTests: XCTestCase {
         return url
     }
 
-    private func rankInvariance(_ family: String) throws {
+    private func rankInvariance(_ family: String, dropout: [String: Double]) throws {
         let folder = try model(family)
         let root = try TrainFixture.make(root: try TrainFixture.temporaryFolder(self))
         let dkc = try Launch.executable("dkc")
@@ -34,14 +38,17 @@ final class FamilyTrainTests: XCTestCase {
                 eval_strategy = "steps"
                 eval_steps = 3
                 learning_rate = 1e-3
-                """)
+                """ + dropout.sorted { $0.key < $1.key }.map { "\n\($0.key) = \($0.value)" }.joined())
             let r = try Launch.run(dkc, ["train", "--config", cfg.path, "--threads", "1"], ranks: ranks,
                                    env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 300)
             XCTAssertEqual(r.status, 0, "\(family) R = \(ranks):\n\(r.stdout)\n\(r.stderr)")
             let ck = try XCTUnwrap(TrainCheckpoint.list(in: out.appendingPathComponent("continual/checkpoints")).last?.url)
             XCTAssertEqual(ck.lastPathComponent, "checkpoint-3")
             // A complete model folder of the family: it loads as one, with its tokenizer.
-            XCTAssertEqual(try ModelConfig.load(from: ck.appendingPathComponent("config.json")).family.rawValue, family)
+            let saved = try ModelConfig.load(from: ck.appendingPathComponent("config.json"))
+            XCTAssertEqual(saved.family.rawValue, family)
+            XCTAssertEqual(saved.attentionDropout, dropout["attn_pdrop"] ?? 0, "the checkpoint records the dropout trained with")
+            XCTAssertEqual(saved.residPdrop, dropout["resid_pdrop"] ?? 0)
             let trained = try FamilyCheckpoint.load(folder: ck)
             let start = try FamilyCheckpoint.load(folder: folder)
             XCTAssertNotEqual(Array(UnsafeBufferPointer(start: trained.base, count: trained.count)),

@@ -1,8 +1,8 @@
 import Foundation
 
-/// Training-time dropout as `transformers`' GPT-2 applies it (inverted: kept values are scaled by
-/// 1 / (1 − p)), at its three places: the embeddings (`embd`), the attention probabilities (`attn`)
-/// and the output of each block's two residual branches (`resid`).
+/// Training-time dropout as `transformers`' GPT-2 (and Phi; Llama: the attention probabilities only) applies
+/// it (inverted: kept values are scaled by 1 / (1 − p)), at its three places: the embeddings (`embd`), the
+/// attention probabilities (`attn`) and the output of each block's two residual branches (`resid`).
 ///
 /// Masks are not stored: the keep decision of an element is a hash of (seed, the row's key, the site,
 /// the element's index), so backward regenerates the forward's mask, and a row gets the same mask
@@ -24,6 +24,12 @@ public struct DropoutPlan: Equatable, Sendable {
     /// The probabilities of `config`.
     public init(config: GPT2Config, seed: UInt64, rowKeys: [UInt64]) {
         self.init(embd: Float(config.embdPdrop), attn: Float(config.attnPdrop), resid: Float(config.residPdrop), seed: seed, rowKeys: rowKeys)
+    }
+
+    /// The probabilities of a Llama or Phi `config` (`attention_dropout`, `embd_pdrop`, `resid_pdrop`).
+    public init(family config: ModelConfig, seed: UInt64, rowKeys: [UInt64]) {
+        self.init(embd: Float(config.embdPdrop), attn: Float(config.attentionDropout), resid: Float(config.residPdrop), seed: seed,
+                  rowKeys: rowKeys)
     }
 
     public var isActive: Bool { embd > 0 || attn > 0 || resid > 0 }

@@ -2,8 +2,8 @@ import Foundation
 
 /// A Llama (`LlamaForCausalLM`) or Phi (`PhiForCausalLM`) model on CPU, composed from kernels like `GPT2`:
 /// parameters in one `FamilyArena`, every activation of a (B, T) batch in one buffer allocated when the batch
-/// shape grows, each block a forward/backward pair of kernels, products through OpenBLAS. Eval mode (the two
-/// families ship without dropout; `ModelConfig` refuses non-zero dropouts).
+/// shape grows, each block a forward/backward pair of kernels, products through OpenBLAS. Eval mode unless
+/// `forwardLoss` is given a `DropoutPlan` (below).
 ///
 ///     Llama block: h = RMSNorm₁(x); x += Attn(h)·W_oᵀ; h₂ = RMSNorm₂(x); x += W_down(silu(W_gate·h₂) ⊙ W_up·h₂)
 ///     Phi block:   h = LayerNorm(x); x += Attn(h)·W_denseᵀ + b + fc2(gelu_new(fc1(h)))   (parallel, one norm)
@@ -13,6 +13,9 @@ import Foundation
 /// are expanded into a fused (N, 3C) buffer q | k | v with one slot per query head — the per-head view
 /// TransformerLens takes — and `Attention` runs unchanged; the backward sums each group's K/V gradients.
 /// Logits = norm_final(x)·W_lmᵀ [+ b_lm]. Positions are 0 ..< T in every row; `lengths` gives right padding.
+/// Training dropout (`forwardLoss(dropout:)`) where transformers applies it: the attention probabilities
+/// (`attention_dropout`, both families), Phi's token embeddings (`embd_pdrop`) and its attention and MLP
+/// outputs before they join the residual (`resid_pdrop`); masks are hashed, not stored (`Dropout`).
 /// docs/model-families.md describes the conventions and the parity numbers.
 public final class FamilyModel: @unchecked Sendable {
     public let config: ModelConfig
@@ -25,6 +28,8 @@ public final class FamilyModel: @unchecked Sendable {
     public private(set) var lastLabelCount = 0
     private var lossScale: Float = 0
     private var readyForBackward = false
+    /// The dropout of the last `forwardLoss` (nil: none), for `backward` to regenerate its masks.
+    private var dropout: DropoutPlan?
 
     // Activations for the current (B, T).
     private var B = 0, T = 0, capacityThreads = 0
@@ -42,6 +47,7 @@ public final class FamilyModel: @unchecked Sendable {
     private var dResid: UnsafeMutablePointer<Float>!, dBuf: UnsafeMutablePointer<Float>!, dBuf2: UnsafeMutablePointer<Float>!
     private var dQKV: UnsafeMutablePointer<Float>!, dF1: UnsafeMutablePointer<Float>!, dF2: UnsafeMutablePointer<Float>!
     private var kvScratch: UnsafeMutablePointer<Float>!, normScratch: UnsafeMutablePointer<Float>!, attScratch: UnsafeMutablePointer<Float>!
+    private var dBranch: UnsafeMutablePointer<Float>!   // (N, C): a dropped residual branch, forward and backward
     private var tokens: [Int32] = [], targets: [Int32] = [], lengths: [Int32] = [], losses: [Double] = []
 
     public init(params: FamilyArena, threads: Int = max(1, BLAS.threads)) {
@@ -74,13 +80,25 @@ public final class FamilyModel: @unchecked Sendable {
     public func forward(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil) throws -> UnsafeMutableBufferPointer<Float> {
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths)
         readyForBackward = false
+        dropout = nil
         runLayers()
         return UnsafeMutableBufferPointer(start: logits, count: B * T * config.vocabSize)
     }
 
     /// Mean next-token cross-entropy (position t predicts token t + 1 when t + 1 < lengths[b]), as transformers
     /// computes the causal-LM loss; the softmax sums are in Double. Consumes the logits buffer.
-    public func forwardLoss(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil) throws -> Double {
+    /// `dropout`: train-mode dropout with these probabilities and one mask key per row (nil: eval mode).
+    public func forwardLoss(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil, dropout: DropoutPlan? = nil) throws -> Double {
+        if let dropout {
+            guard dropout.rowKeys.count == B else { throw ModelError("dropout: \(dropout.rowKeys.count) row keys for batch size \(B)") }
+            for (name, p) in [("embd", dropout.embd), ("attn", dropout.attn), ("resid", dropout.resid)] where !(p >= 0 && p < 1) {
+                throw ModelError("dropout: \(name) probability \(p) is outside [0, 1)")
+            }
+            guard config.family == .phi || (dropout.embd == 0 && dropout.resid == 0) else {
+                throw ModelError("dropout: Llama drops the attention probabilities only (embd and resid must be 0)")
+            }
+        }
+        self.dropout = dropout?.isActive == true ? dropout : nil
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths)
         for b in 0..<B {
             for t in 0..<T {
@@ -138,7 +156,7 @@ public final class FamilyModel: @unchecked Sendable {
         let attSize = try mul(B, NH, T, T)
         let perLayer = try mul(N, C) * (llama ? 4 : 2) + N * 3 + (try mul(N, C, 3)) + attSize + (try mul(N, F)) * (llama ? 3 : 2)
         let total = try mul(L + 1, N, C) + (try mul(perLayer, L)) + N * C + 2 * N + (try mul(N, V)) + 2 * N
-            + 3 * N * C + 3 * N * C + 2 * N * F + 2 * N * KV + 2 * C * threads + attSize
+            + 3 * N * C + 3 * N * C + 2 * N * F + 2 * N * KV + 2 * C * threads + attSize + N * C
         if (storage?.count ?? -1) < total { storage = FloatBuffer(count: total) }
         var p = storage!.base
         func take(_ n: Int) -> UnsafeMutablePointer<Float> { defer { p += n }; return p }
@@ -151,6 +169,7 @@ public final class FamilyModel: @unchecked Sendable {
         hf = take(N * C); meanf = take(N); rstdf = take(N); logits = take(N * V); ceStats = take(2 * N)
         dResid = take(N * C); dBuf = take(N * C); dBuf2 = take(N * C); dQKV = take(3 * N * C)
         dF1 = take(N * F); dF2 = take(N * F); kvScratch = take(2 * N * KV); normScratch = take(2 * C * threads); attScratch = take(attSize)
+        dBranch = take(N * C)
         tokens = [Int32](repeating: 0, count: N); targets = tokens; lengths = [Int32](repeating: 0, count: B)
         losses = [Double](repeating: 0, count: N)
         self.B = B; self.T = T; capacityThreads = threads
@@ -172,6 +191,12 @@ public final class FamilyModel: @unchecked Sendable {
                 for n in rows { (x0 + n * C).update(from: emb + Int(tk[n]) * C, count: C) }
             }
         }
+        let d = dropout
+        if let d, d.embd > 0 {
+            Parallel.pieces(B, threads: th, minPerPiece: 1) { rows in
+                for b in rows { Dropout.apply(x0 + b * T * C, count: T * C, p: d.embd, key: d.key(row: b, .embedding)) }
+            }
+        }
         for l in 0..<config.numLayers {
             let a = layers[l], w = lay.blocks[l], x = resid[l], out = resid[l + 1]
             if llama {
@@ -180,7 +205,7 @@ public final class FamilyModel: @unchecked Sendable {
                 LayerNorm.forward(out: a.h1, mean: a.mean1, rstd: a.rstd1, inp: x, weight: p + w.norm1, bias: p + w.norm1Bias!,
                                   N: N, C: C, eps: eps, threads: th)
             }
-            attention(a, w, N: N, C: C, NH: NH, KVH: KVH, hs: hs, KV: KV, padded: padded)
+            attention(a, w, layer: l, N: N, C: C, NH: NH, KVH: KVH, hs: hs, KV: KV, padded: padded)
             if llama {
                 a.mid!.update(from: x, count: N * C)
                 Linear.forward(y: a.mid!, ldy: C, x: a.attY, ldx: C, weight: p + w.o, bias: nil, N: N, IC: C, OC: C, accumulate: true, threads: th)
@@ -190,6 +215,15 @@ public final class FamilyModel: @unchecked Sendable {
                 SwiGLU.forward(out: a.act, gate: a.gate!, up: a.up, count: N * F, threads: th)
                 out.update(from: a.mid!, count: N * C)
                 Linear.forward(y: out, ldy: C, x: a.act, ldx: F, weight: p + w.down, bias: nil, N: N, IC: F, OC: C, accumulate: true, threads: th)
+            } else if let d, d.resid > 0 {
+                // Each branch computed apart, dropped, then added to the residual (transformers' resid_dropout).
+                out.update(from: x, count: N * C)
+                Linear.forward(y: dBranch, ldy: C, x: a.attY, ldx: C, weight: p + w.o, bias: p + w.oBias!, N: N, IC: C, OC: C, threads: th)
+                addDropped(dBranch, to: out, .attentionOutput, layer: l, d)
+                Linear.forward(y: a.up, ldy: F, x: a.h1, ldx: C, weight: p + w.up, bias: p + w.upBias!, N: N, IC: C, OC: F, threads: th)
+                GELU.forward(out: a.act, inp: a.up, count: N * F, threads: th)
+                Linear.forward(y: dBranch, ldy: C, x: a.act, ldx: F, weight: p + w.down, bias: p + w.downBias!, N: N, IC: F, OC: C, threads: th)
+                addDropped(dBranch, to: out, .mlpOutput, layer: l, d)
             } else {
                 out.update(from: x, count: N * C)
                 Linear.forward(y: out, ldy: C, x: a.attY, ldx: C, weight: p + w.o, bias: p + w.oBias!, N: N, IC: C, OC: C, accumulate: true, threads: th)
@@ -210,7 +244,8 @@ public final class FamilyModel: @unchecked Sendable {
     }
 
     /// q | k | v into `a.qkv` (K and V expanded per query head), rotary, causal attention into `a.attY`.
-    private func attention(_ a: LayerActs, _ w: FamilyLayout.Block, N: Int, C: Int, NH: Int, KVH: Int, hs: Int, KV: Int, padded: Bool) {
+    private func attention(_ a: LayerActs, _ w: FamilyLayout.Block, layer layerIndex: Int, N: Int, C: Int, NH: Int, KVH: Int, hs: Int, KV: Int,
+                           padded: Bool) {
         let p = params.base, th = threads
         let kS = kvScratch!, vS = kvScratch + N * KV
         Linear.forward(y: a.qkv, ldy: 3 * C, x: a.h1, ldx: C, weight: p + w.q, bias: w.qBias.map { p + $0 }, N: N, IC: C, OC: C, threads: th)
@@ -231,8 +266,38 @@ public final class FamilyModel: @unchecked Sendable {
         }
         lengths.withUnsafeBufferPointer { lp in
             Attention.forward(out: a.attY, att: a.att, qkv: a.qkv, lengths: padded ? lp.baseAddress : nil,
-                              B: B, T: T, C: C, NH: NH, threads: th)
+                              B: B, T: T, C: C, NH: NH, threads: th,
+                              dropout: dropout?.attn ?? 0, dropKey: attentionKeys(layer: layerIndex), scratch: attScratch)
         }
+    }
+
+    /// The attention-probability mask keys of layer `l` (per b · NH + h), nil without attention dropout.
+    private func attentionKeys(layer l: Int) -> ((Int) -> UInt64)? {
+        guard let d = dropout, d.attn > 0 else { return nil }
+        let NH = config.numHeads
+        return { bh in d.key(row: bh / NH, .attention, layer: l, head: bh % NH) }
+    }
+
+    /// `out += mask ⊙ branch / (1 − p)`, row by row with the masks of `place` in layer `l` (`branch` is overwritten).
+    private func addDropped(_ branch: UnsafeMutablePointer<Float>, to out: UnsafeMutablePointer<Float>, _ place: DropoutPlan.Place, layer l: Int,
+                            _ d: DropoutPlan) {
+        let TC = T * config.hiddenSize
+        Parallel.pieces(B, threads: threads, minPerPiece: 1) { rows in
+            for b in rows {
+                // branch ← out + dropped branch, then back into out.
+                Dropout.applyAdding(branch + b * TC, residual: out + b * TC, count: TC, p: d.resid, key: d.key(row: b, place, layer: l))
+                (out + b * TC).update(from: branch + b * TC, count: TC)
+            }
+        }
+    }
+
+    /// The gradient reaching a dropped residual branch from `dResid` (its mask applied), in `dBranch`.
+    private func droppedGradient(_ place: DropoutPlan.Place, layer l: Int, _ d: DropoutPlan) -> UnsafePointer<Float> {
+        let TC = T * config.hiddenSize, dst = dBranch!, src = dResid!
+        Parallel.pieces(B, threads: threads, minPerPiece: 1) { rows in
+            for b in rows { Dropout.copy(dst + b * TC, src + b * TC, count: TC, p: d.resid, key: d.key(row: b, place, layer: l)) }
+        }
+        return UnsafePointer(dst)
     }
 
     // MARK: - Backward
@@ -278,18 +343,23 @@ public final class FamilyModel: @unchecked Sendable {
                 Linear.backward(dx: dBuf2, lddx: C, dweight: g + w.o, dbias: nil, dy: dResid, lddy: C, x: a.attY, ldx: C,
                                 weight: p + w.o, N: N, IC: C, OC: C, threads: th)
             } else {
-                Linear.backward(dx: dF1, lddx: F, dweight: g + w.down, dbias: g + w.downBias!, dy: dResid, lddy: C, x: a.act, ldx: F,
+                // With resid_pdrop each branch sees dResid through its own mask (dBranch holds one at a time).
+                let dropped = dropout.map { $0.resid > 0 } ?? false
+                let dMLP = dropped ? droppedGradient(.mlpOutput, layer: l, dropout!) : UnsafePointer(dResid!)
+                Linear.backward(dx: dF1, lddx: F, dweight: g + w.down, dbias: g + w.downBias!, dy: dMLP, lddy: C, x: a.act, ldx: F,
                                 weight: p + w.down, N: N, IC: F, OC: C, threads: th)
                 GELU.backward(dinp: dF1, inp: a.up, dout: dF1, count: N * F, threads: th)
                 Linear.backward(dx: dBuf, lddx: C, dweight: g + w.up, dbias: g + w.upBias!, dy: dF1, lddy: F, x: a.h1, ldx: C,
                                 weight: p + w.up, N: N, IC: C, OC: F, threads: th)
-                Linear.backward(dx: dBuf2, lddx: C, dweight: g + w.o, dbias: g + w.oBias!, dy: dResid, lddy: C, x: a.attY, ldx: C,
+                let dAttn = dropped ? droppedGradient(.attentionOutput, layer: l, dropout!) : UnsafePointer(dResid!)
+                Linear.backward(dx: dBuf2, lddx: C, dweight: g + w.o, dbias: g + w.oBias!, dy: dAttn, lddy: C, x: a.attY, ldx: C,
                                 weight: p + w.o, N: N, IC: C, OC: C, threads: th)
             }
             // Attention: dBuf2 = d attY; the input gradient of q, k, v goes into dBuf (added to the MLP's for Phi).
             lengths.withUnsafeBufferPointer { lp in
                 Attention.backward(dqkv: dQKV, scratch: attScratch, dout: dBuf2, qkv: a.qkv, att: a.att,
-                                   lengths: padded ? lp.baseAddress : nil, B: B, T: T, C: C, NH: NH, threads: th)
+                                   lengths: padded ? lp.baseAddress : nil, B: B, T: T, C: C, NH: NH, threads: th,
+                                   dropout: dropout?.attn ?? 0, dropKey: attentionKeys(layer: l))
             }
             Rotary.apply(dQKV, table: rotary, N: N, T: T, heads: NH, headSize: hs, rowStride: 3 * C, inverse: true, threads: th)
             Rotary.apply(dQKV + C, table: rotary, N: N, T: T, heads: NH, headSize: hs, rowStride: 3 * C, inverse: true, threads: th)
@@ -316,6 +386,12 @@ public final class FamilyModel: @unchecked Sendable {
             } else {
                 LayerNorm.backward(dinp: dResid, dweight: g + w.norm1, dbias: g + w.norm1Bias!, scratch: normScratch, dout: dBuf,
                                    inp: x, weight: p + w.norm1, mean: a.mean1, rstd: a.rstd1, N: N, C: C, threads: th)
+            }
+        }
+        if let dp = dropout, dp.embd > 0 {
+            let TC = T * C, dr = dResid!
+            Parallel.pieces(B, threads: th, minPerPiece: 1) { rows in
+                for b in rows { Dropout.apply(dr + b * TC, count: TC, p: dp.embd, key: dp.key(row: b, .embedding)) }
             }
         }
         // Token embedding: columns split across threads, so repeated tokens never race.

@@ -46,6 +46,12 @@ public struct ModelConfig: Equatable, Sendable {
     public var bosTokenId: Int
     public var eosTokenId: Int
     public var initializerRange: Double
+    /// Training dropout where the family's transformers model applies it: `attention_dropout` on the attention
+    /// probabilities (both), `embd_pdrop` on the token embeddings and `resid_pdrop` on the attention and MLP
+    /// outputs (Phi only; 0 for Llama). TinyLlama and phi-1_5 ship with 0.
+    public var attentionDropout: Double = 0
+    public var embdPdrop: Double = 0
+    public var residPdrop: Double = 0
 
     public var headSize: Int { hiddenSize / numHeads }
     public var kvSize: Int { numKVHeads * headSize }
@@ -55,7 +61,7 @@ public struct ModelConfig: Equatable, Sendable {
     /// Whether every linear map has a bias (Phi) or none (Llama).
     public var hasBiases: Bool { family == .phi }
 
-    /// Keys a family accepts besides its shape keys: informational ones, and dropouts that must be 0.
+    /// Keys a family accepts besides its shape keys and the dropout rates (`attentionDropout` …): informational ones.
     static let informational: Set<String> = ["architectures", "model_type", "torch_dtype", "transformers_version", "_name_or_path",
                                               "use_cache", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range"]
     static let llamaKeys: Set<String> = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -124,6 +130,12 @@ public struct ModelConfig: Equatable, Sendable {
         if let g = gpt2 { return try g.validate(source: source) }
         func bad(_ field: String, _ problem: String, _ fix: String) -> CheckpointError {
             CheckpointError(file: source, item: field, problem: problem, fix: fix)
+        }
+        for (field, p) in [("attention_dropout", attentionDropout), ("embd_pdrop", embdPdrop), ("resid_pdrop", residPdrop)] {
+            guard p >= 0 && p < 1 else { throw bad(field, "is \(p)", "a dropout probability in [0, 1)") }
+        }
+        guard family == .phi || (embdPdrop == 0 && residPdrop == 0) else {
+            throw bad(embdPdrop != 0 ? "embd_pdrop" : "resid_pdrop", "is not 0", "Llama applies dropout to the attention probabilities only (attention_dropout)")
         }
         typealias L = GPT2Config.Limits
         for (field, v, cap) in [("num_hidden_layers", numLayers, L.nLayer), ("num_attention_heads", numHeads, L.nHead),
@@ -231,8 +243,14 @@ public struct ModelConfig: Equatable, Sendable {
         if let rs = d["rope_scaling"] {
             throw bad("rope_scaling", "is \(rs.compactText)", "dkc implements plain rotary embeddings; set it to null")
         }
-        for key in ["attention_dropout", "embd_pdrop", "resid_pdrop"] where try double(key, 0) != 0 {
-            throw bad(key, "is not 0", "dkc runs these families without dropout, as TinyLlama and phi-1_5 ship; set it to 0.0")
+        for key in family == .llama ? ["attention_dropout"] : ["attention_dropout", "embd_pdrop", "resid_pdrop"] {
+            let p = try double(key, 0)
+            guard p >= 0 && p < 1 else { throw bad(key, "is \(p)", "a dropout probability in [0, 1), such as 0.0") }
+        }
+        attentionDropout = try double("attention_dropout", 0)
+        if family == .phi {
+            embdPdrop = try double("embd_pdrop", 0)
+            residPdrop = try double("resid_pdrop", 0)
         }
         for key in ["attention_bias", "mlp_bias", "qk_layernorm"] where try bool(key, false) {
             throw bad(key, "is true", "not supported for \(family.rawValue); set it to false")
@@ -253,7 +271,7 @@ public struct ModelConfig: Equatable, Sendable {
         if let g = gpt2 { return g.jsonData() }
         var fields: [(String, String)] = [
             ("architectures", "[\n    \"\(family == .llama ? "LlamaForCausalLM" : "PhiForCausalLM")\"\n  ]"),
-            ("attention_dropout", "0.0"),
+            ("attention_dropout", "\(attentionDropout)"),
             ("bos_token_id", "\(bosTokenId)"),
             ("eos_token_id", "\(eosTokenId)"),
             ("hidden_act", "\"\(hiddenAct)\""),
@@ -275,8 +293,8 @@ public struct ModelConfig: Equatable, Sendable {
         if family == .llama {
             fields += [("attention_bias", "false"), ("mlp_bias", "false"), ("pretraining_tp", "1"), ("rms_norm_eps", "\(normEps)")]
         } else {
-            fields += [("embd_pdrop", "0.0"), ("layer_norm_eps", "\(normEps)"), ("partial_rotary_factor", "\(partialRotaryFactor)"),
-                       ("qk_layernorm", "false"), ("resid_pdrop", "0.0")]
+            fields += [("embd_pdrop", "\(embdPdrop)"), ("layer_norm_eps", "\(normEps)"), ("partial_rotary_factor", "\(partialRotaryFactor)"),
+                       ("qk_layernorm", "false"), ("resid_pdrop", "\(residPdrop)")]
         }
         fields.sort { $0.0 < $1.0 }
         let body = fields.map { "  \"\($0.0)\": \($0.1)" }.joined(separator: ",\n")

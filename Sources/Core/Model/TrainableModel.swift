@@ -71,9 +71,10 @@ extension FamilyModel: TrainableModel {
     public var parameterTensors: [ParameterLayout.Tensor] { layout.tensors }
     public var adamWSegments: [AdamW.Segment] { layout.adamWSegments }
 
-    /// Llama and Phi train without dropout (their configs refuse a non-zero rate), so the dropout key is unused.
+    /// Dropout as the config's `attention_dropout` (and Phi's `embd_pdrop`, `resid_pdrop`) say.
     public func trainingLoss(tokens: [Int], batch: Int, seqLen: Int, dropoutSeed: UInt64?, rowKeys: [UInt64]) throws -> Double {
-        try forwardLoss(tokens: tokens, batch: batch, seqLen: seqLen)
+        let dropout = dropoutSeed.map { DropoutPlan(family: config, seed: $0, rowKeys: rowKeys) }
+        return try forwardLoss(tokens: tokens, batch: batch, seqLen: seqLen, dropout: dropout)
     }
 
     /// The buffer holds exp(logit − row max) after the loss (`forwardLoss` keeps the exponentials), which has
