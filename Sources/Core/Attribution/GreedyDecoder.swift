@@ -6,10 +6,8 @@ import Foundation
 /// so each row computes exactly what it would alone. `GreedyDecoder` runs GPT-2, `FamilyGreedyDecoder` Llama
 /// and Phi; `KnowledgeAcquisition` drives either.
 protocol CachedDecoder: AnyObject {
-    var vocabSize: Int { get }
-    var maxPositions: Int { get }
-    /// The id written into pad slots of the prefill (masked; any valid id).
-    var padTokenId: Int { get }
+    /// The cache, with the model's vocabulary, positions and pad id.
+    var cache: DecoderCache { get }
     /// Runs the prompts (`B` rows, lengths ≥ 1) and keeps room for `capacity` positions per row.
     /// Returns the logits at each prompt's last position `(B, V)`.
     func prefill(_ prompts: [[Int]], capacity: Int) throws -> UnsafePointer<Float>
@@ -18,24 +16,47 @@ protocol CachedDecoder: AnyObject {
     func step(rows: [Int], tokens: [Int], positions: [Int]) -> UnsafePointer<Float>
 }
 
-/// The key/value cache both decoders keep: per layer and row, `capacity` positions of `width` floats
-/// (GPT-2: all heads, C; the families: the KV heads, num_key_value_heads · d_head).
-struct DecoderCache {
+/// What both decoders keep: the key/value cache (per layer and row, `capacity` positions of `width` floats;
+/// GPT-2: all heads, C; the families: the KV heads, num_key_value_heads · d_head), the attention scores of one
+/// row, the logits of the last call `(rows, V)`, and the model's vocabulary, positions and pad id.
+final class DecoderCache {
     private(set) var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)
+    private(set) var scores = FloatBuffer(count: 0), logits = FloatBuffer(count: 0)
     private(set) var B = 0, S = 0
-    private var allocatedB = 0, allocatedS = 0
-    let layers: Int, width: Int
+    /// Rows the buffers hold (the decoder's own step scratch is sized to it).
+    private(set) var rowCapacity = 0
+    private var positionCapacity = 0
+    let layers: Int, width: Int, vocabSize: Int, maxPositions: Int
+    /// The id written into pad slots of the prefill (masked; any valid id).
+    let padTokenId: Int
 
-    init(layers: Int, width: Int) { self.layers = layers; self.width = width }
+    init(layers: Int, width: Int, vocabSize: Int, maxPositions: Int, padTokenId: Int) {
+        self.layers = layers; self.width = width; self.vocabSize = vocabSize; self.maxPositions = maxPositions; self.padTokenId = padTokenId
+    }
 
-    /// Makes room for `B` rows of `S` positions; true when the buffers were reallocated.
-    mutating func reserve(B: Int, S: Int) -> Bool {
+    /// Makes room for `B` rows of `S` positions; true when the rows grew (the decoder then sizes its step
+    /// scratch to `rowCapacity`).
+    func reserve(B: Int, S: Int) -> Bool {
         defer { self.B = B; self.S = S }
-        guard B > allocatedB || S > allocatedS else { return false }
-        allocatedB = max(B, allocatedB); allocatedS = max(S, allocatedS)
-        keys = FloatBuffer(count: layers * allocatedB * allocatedS * width)
-        values = FloatBuffer(count: layers * allocatedB * allocatedS * width)
-        return true
+        if S > scores.count { scores = FloatBuffer(count: S) }
+        guard B > rowCapacity || S > positionCapacity else { return false }
+        let grew = B > rowCapacity
+        rowCapacity = max(B, rowCapacity); positionCapacity = max(S, positionCapacity)
+        keys = FloatBuffer(count: layers * rowCapacity * positionCapacity * width)
+        values = FloatBuffer(count: layers * rowCapacity * positionCapacity * width)
+        if grew { logits = FloatBuffer(count: rowCapacity * vocabSize) }
+        return grew
+    }
+
+    /// Pads `prompts` on the right with the pad id into one (B, T) block: the tokens, T and the lengths.
+    func padded(_ prompts: [[Int]], capacity S: Int) throws -> (tokens: [Int], T: Int, lengths: [Int]) {
+        let B = prompts.count, T = prompts.map(\.count).max()!
+        guard T <= S, S <= maxPositions else {
+            throw ModelError("a prompt of \(T) tokens and \(S) positions of cache do not fit the model's \(maxPositions) positions")
+        }
+        var tokens = [Int](repeating: padTokenId, count: B * T)
+        for (b, p) in prompts.enumerated() { for (t, id) in p.enumerated() { tokens[b * T + t] = id } }
+        return (tokens, T, prompts.map(\.count))
     }
 
     @inline(__always) func key(_ l: Int, _ b: Int) -> UnsafeMutablePointer<Float> { keys.base + ((l * B + b) * S) * width }
@@ -70,54 +91,34 @@ struct DecoderCache {
     }
 }
 
-/// Pads `prompts` on the right with `pad` into one (B, T) block; returns the tokens, T and the lengths.
-private func padded(_ prompts: [[Int]], pad: Int, capacity S: Int, maxPositions: Int) throws -> (tokens: [Int], T: Int, lengths: [Int]) {
-    let B = prompts.count, T = prompts.map(\.count).max()!
-    guard T <= S, S <= maxPositions else {
-        throw ModelError("a prompt of \(T) tokens and \(S) positions of cache do not fit the model's \(maxPositions) positions")
-    }
-    var tokens = [Int](repeating: pad, count: B * T)
-    for (b, p) in prompts.enumerated() { for (t, id) in p.enumerated() { tokens[b * T + t] = id } }
-    return (tokens, T, prompts.map(\.count))
-}
-
 /// The GPT-2 decoder over `GPT2` (learned positions, LayerNorms, fused c_attn).
 final class GreedyDecoder: CachedDecoder {
     let model: GPT2
     let L: Int, H: Int, C: Int, dh: Int, V: Int, F: Int
     let eps: Float
-    private var cache: DecoderCache
-    private var allocatedRows = 0
-    // Step scratch, sized for B rows.
+    let cache: DecoderCache
+    // Step scratch, sized for the cache's rows.
     private var x = FloatBuffer(count: 0), ln = FloatBuffer(count: 0), qkv = FloatBuffer(count: 0), z = FloatBuffer(count: 0)
-    private var hidden = FloatBuffer(count: 0), stats = FloatBuffer(count: 0), scores = FloatBuffer(count: 0)
-    /// Logits of the last call.   // (rows, V)
-    private(set) var logits = FloatBuffer(count: 0)
-
-    var vocabSize: Int { V }
-    var maxPositions: Int { model.config.nPositions }
-    var padTokenId: Int { model.config.eosTokenId }
+    private var hidden = FloatBuffer(count: 0), stats = FloatBuffer(count: 0)
 
     init(model: GPT2) {
         self.model = model
         let cfg = model.config
         L = cfg.nLayer; H = cfg.nHead; C = cfg.nEmbd; dh = cfg.headSize; V = cfg.vocabSize; F = cfg.mlpSize
         eps = Float(cfg.layerNormEpsilon)
-        cache = DecoderCache(layers: L, width: C)
+        cache = DecoderCache(layers: L, width: C, vocabSize: V, maxPositions: cfg.nPositions, padTokenId: cfg.eosTokenId)
     }
 
     func prefill(_ prompts: [[Int]], capacity S: Int) throws -> UnsafePointer<Float> {
-        let (tokens, T, lengths) = try padded(prompts, pad: padTokenId, capacity: S, maxPositions: maxPositions)
+        let (tokens, T, lengths) = try cache.padded(prompts, capacity: S)
         let B = prompts.count
         let out = try model.forward(tokens: tokens, batch: B, seqLen: T, lengths: lengths, positions: lengths.map { $0 - 1 })
-        if cache.reserve(B: B, S: S) || B > allocatedRows {
-            allocatedRows = max(B, allocatedRows)
-            let R = allocatedRows
+        if cache.reserve(B: B, S: S) {
+            let R = cache.rowCapacity
             x = FloatBuffer(count: R * C); ln = FloatBuffer(count: R * C); qkv = FloatBuffer(count: R * 3 * C); z = FloatBuffer(count: R * C)
-            hidden = FloatBuffer(count: R * F); stats = FloatBuffer(count: 2 * R); scores = FloatBuffer(count: S)
-            logits = FloatBuffer(count: R * V)
+            hidden = FloatBuffer(count: R * F); stats = FloatBuffer(count: 2 * R)
         }
-        if scores.count < S { scores = FloatBuffer(count: S) }
+        let logits = cache.logits
         for l in 0..<L {
             let src = model.acts.layers[l].qkv
             for b in 0..<B {
@@ -149,7 +150,7 @@ final class GreedyDecoder: CachedDecoder {
                 (cache.key(l, rows[i]) + positions[i] * C).update(from: row + C, count: C)
                 (cache.value(l, rows[i]) + positions[i] * C).update(from: row + 2 * C, count: C)
                 cache.attend(out: z.base + i * C, query: row, layer: l, row: rows[i], last: positions[i], heads: H, group: 1,
-                             headSize: dh, scores: scores.base)
+                             headSize: dh, scores: cache.scores.base)
             }
             Matmul.forward(out: x.base, inp: z.base, weight: w.attnProjWeight, bias: w.attnProjBias, residual: x.base,
                            N: n, IC: C, OC: C, threads: threads)
@@ -162,8 +163,8 @@ final class GreedyDecoder: CachedDecoder {
         }
         LayerNorm.forward(out: ln.base, mean: stats.base, rstd: stats.base + n, inp: x.base, weight: p.lnfWeight, bias: p.lnfBias,
                           N: n, C: C, eps: eps, threads: 1)
-        Matmul.sgemm(false, true, M: n, N: V, K: C, alpha: 1, A: ln.base, lda: C, B: p.wte, ldb: C, beta: 0, C: logits.base, ldc: V)
-        return UnsafePointer(logits.base)
+        Matmul.sgemm(false, true, M: n, N: V, K: C, alpha: 1, A: ln.base, lda: C, B: p.wte, ldb: C, beta: 0, C: cache.logits.base, ldc: V)
+        return UnsafePointer(cache.logits.base)
     }
 }
 
@@ -174,16 +175,10 @@ final class FamilyGreedyDecoder: CachedDecoder {
     let model: FamilyModel
     let L: Int, NH: Int, KVH: Int, C: Int, KV: Int, hs: Int, V: Int, F: Int
     let eps: Float
-    private var cache: DecoderCache
-    private var allocatedRows = 0
+    let cache: DecoderCache
+    // Step scratch, sized for the cache's rows.
     private var x = FloatBuffer(count: 0), h = FloatBuffer(count: 0), q = FloatBuffer(count: 0), kv = FloatBuffer(count: 0)
-    private var z = FloatBuffer(count: 0), gate = FloatBuffer(count: 0), up = FloatBuffer(count: 0)
-    private var stats = FloatBuffer(count: 0), scores = FloatBuffer(count: 0)
-    private(set) var logits = FloatBuffer(count: 0)
-
-    var vocabSize: Int { V }
-    var maxPositions: Int { model.config.maxPositions }
-    var padTokenId: Int { model.config.eosTokenId }
+    private var z = FloatBuffer(count: 0), gate = FloatBuffer(count: 0), up = FloatBuffer(count: 0), stats = FloatBuffer(count: 0)
 
     init(model: FamilyModel) {
         self.model = model
@@ -191,21 +186,19 @@ final class FamilyGreedyDecoder: CachedDecoder {
         L = c.numLayers; NH = c.numHeads; KVH = c.numKVHeads; C = c.hiddenSize; KV = c.kvSize; hs = c.headSize
         V = c.vocabSize; F = c.intermediateSize
         eps = Float(c.normEps)
-        cache = DecoderCache(layers: L, width: KV)
+        cache = DecoderCache(layers: L, width: KV, vocabSize: V, maxPositions: c.maxPositions, padTokenId: c.eosTokenId)
     }
 
     func prefill(_ prompts: [[Int]], capacity S: Int) throws -> UnsafePointer<Float> {
-        let (tokens, T, lengths) = try padded(prompts, pad: padTokenId, capacity: S, maxPositions: maxPositions)
+        let (tokens, T, lengths) = try cache.padded(prompts, capacity: S)
         let B = prompts.count
         let out = try model.forward(tokens: tokens, batch: B, seqLen: T, lengths: lengths)
-        if cache.reserve(B: B, S: S) || B > allocatedRows {
-            allocatedRows = max(B, allocatedRows)
-            let R = allocatedRows
+        if cache.reserve(B: B, S: S) {
+            let R = cache.rowCapacity
             x = FloatBuffer(count: R * C); h = FloatBuffer(count: R * C); q = FloatBuffer(count: R * C); kv = FloatBuffer(count: 2 * R * KV)
-            z = FloatBuffer(count: R * C); gate = FloatBuffer(count: R * F); up = FloatBuffer(count: R * F)
-            stats = FloatBuffer(count: 2 * R); logits = FloatBuffer(count: R * V)
+            z = FloatBuffer(count: R * C); gate = FloatBuffer(count: R * F); up = FloatBuffer(count: R * F); stats = FloatBuffer(count: 2 * R)
         }
-        if scores.count < S { scores = FloatBuffer(count: S) }
+        let logits = cache.logits
         // The forward expanded K and V per query head; the first head of each group holds the KV head.
         let group = NH / KVH
         for l in 0..<L {
@@ -251,7 +244,7 @@ final class FamilyGreedyDecoder: CachedDecoder {
                 (cache.key(l, rows[i]) + positions[i] * KV).update(from: k + i * KV, count: KV)
                 (cache.value(l, rows[i]) + positions[i] * KV).update(from: v + i * KV, count: KV)
                 cache.attend(out: z.base + i * C, query: q.base + i * C, layer: l, row: rows[i], last: positions[i], heads: NH,
-                             group: group, headSize: hs, scores: scores.base)
+                             group: group, headSize: hs, scores: cache.scores.base)
             }
             if llama {
                 Linear.forward(y: x.base, ldy: C, x: z.base, ldx: C, weight: p + w.o, bias: nil, N: n, IC: C, OC: C, accumulate: true, threads: th)
@@ -275,8 +268,8 @@ final class FamilyGreedyDecoder: CachedDecoder {
             LayerNorm.forward(out: h.base, mean: stats.base, rstd: stats.base + n, inp: x.base, weight: p + lay.finalNorm,
                               bias: p + lay.finalNormBias!, N: n, C: C, eps: eps, threads: 1)
         }
-        Linear.forward(y: logits.base, ldy: V, x: h.base, ldx: C, weight: p + lay.lmHead, bias: lay.lmHeadBias.map { p + $0 },
+        Linear.forward(y: cache.logits.base, ldy: V, x: h.base, ldx: C, weight: p + lay.lmHead, bias: lay.lmHeadBias.map { p + $0 },
                        N: n, IC: C, OC: V, threads: th)
-        return UnsafePointer(logits.base)
+        return UnsafePointer(cache.logits.base)
     }
 }

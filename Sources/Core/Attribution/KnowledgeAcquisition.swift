@@ -61,7 +61,7 @@ public final class KnowledgeAcquisition: @unchecked Sendable {
         }
         guard batchSize >= 1 else { throw AttributionError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
         guard maxNewTokens >= 1 else { throw AttributionError(item: "max_new_tokens", problem: "is \(maxNewTokens)", fix: "use at least 1") }
-        let V = decoder.vocabSize, maxT = decoder.maxPositions
+        let V = decoder.cache.vocabSize, maxT = decoder.cache.maxPositions
         for (i, p) in prompts.enumerated() {
             guard !p.isEmpty, p.count <= maxT else {
                 throw AttributionError(item: "prompt \(i)", problem: "has \(p.count) tokens (the model takes 1 … \(maxT))", fix: "check the prompt")
@@ -84,8 +84,8 @@ public final class KnowledgeAcquisition: @unchecked Sendable {
 
     private func runBatch(_ prompts: [[Int]], _ labels: [Int], _ answers: [String], maxNewTokens: Int,
                           decode: ([Int]) -> String) throws -> [AcquisitionOutcome] {
-        let B = prompts.count, V = decoder.vocabSize
-        let capacity = min(decoder.maxPositions, prompts.map(\.count).max()! + maxNewTokens)
+        let B = prompts.count, V = decoder.cache.vocabSize
+        let capacity = min(decoder.cache.maxPositions, prompts.map(\.count).max()! + maxNewTokens)
         var generated = [[Int]](repeating: [], count: B)
         var done = [Bool](repeating: false, count: B)
         var rank = [Int](repeating: 0, count: B), prob = [Double](repeating: 0, count: B)
