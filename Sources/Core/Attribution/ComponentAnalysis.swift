@@ -181,13 +181,10 @@ public final class ComponentAnalyzer: @unchecked Sendable {
 
     /// The analyzer of a loaded checkpoint (any family).
     public convenience init(circuitModel m: CircuitModel) {
-        if let gpt2 = m.model as? InstrumentedGPT2 {
-            self.init(source: gpt2)
-        } else if let family = m.model as? InstrumentedFamily {
-            self.init(source: family)
-        } else {
+        guard let source = m.model as? any ComponentSource else {
             preconditionFailure("CircuitModel holds an InstrumentedGPT2 or an InstrumentedFamily")
         }
+        self.init(source: source)
     }
 
     init(source: any ComponentSource) {

@@ -34,6 +34,17 @@ public struct DropoutPlan: Equatable, Sendable {
 
     public var isActive: Bool { embd > 0 || attn > 0 || resid > 0 }
 
+    /// The plan a model's `forwardLoss` takes for a batch of `batch` rows: one key per row, every probability
+    /// in [0, 1). Returns the plan when it drops anything, nil when every probability is 0 (eval mode).
+    /// - Throws: `ModelError` naming the field.
+    func checked(batch B: Int) throws -> DropoutPlan? {
+        guard rowKeys.count == B else { throw ModelError("dropout: \(rowKeys.count) row keys for batch size \(B)") }
+        for (name, p) in [("embd", embd), ("attn", attn), ("resid", resid)] where !(p >= 0 && p < 1) {
+            throw ModelError("dropout: \(name) probability \(p) is outside [0, 1)")
+        }
+        return isActive ? self : nil
+    }
+
     /// The places masks are drawn for; with the layer they make a mask's site.
     enum Place: UInt64 { case embedding = 1, attention = 2, attentionOutput = 3, mlpOutput = 4 }
 

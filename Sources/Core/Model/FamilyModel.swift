@@ -89,16 +89,10 @@ public final class FamilyModel: @unchecked Sendable {
     /// computes the causal-LM loss; the softmax sums are in Double. Consumes the logits buffer.
     /// `dropout`: train-mode dropout with these probabilities and one mask key per row (nil: eval mode).
     public func forwardLoss(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil, dropout: DropoutPlan? = nil) throws -> Double {
-        if let dropout {
-            guard dropout.rowKeys.count == B else { throw ModelError("dropout: \(dropout.rowKeys.count) row keys for batch size \(B)") }
-            for (name, p) in [("embd", dropout.embd), ("attn", dropout.attn), ("resid", dropout.resid)] where !(p >= 0 && p < 1) {
-                throw ModelError("dropout: \(name) probability \(p) is outside [0, 1)")
-            }
-            guard config.family == .phi || (dropout.embd == 0 && dropout.resid == 0) else {
-                throw ModelError("dropout: Llama drops the attention probabilities only (embd and resid must be 0)")
-            }
+        if let dropout, config.family == .llama, dropout.embd != 0 || dropout.resid != 0 {
+            throw ModelError("dropout: Llama drops the attention probabilities only (embd and resid must be 0)")
         }
-        self.dropout = dropout?.isActive == true ? dropout : nil
+        self.dropout = try dropout?.checked(batch: B)
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths)
         for b in 0..<B {
             for t in 0..<T {
@@ -216,14 +210,15 @@ public final class FamilyModel: @unchecked Sendable {
                 out.update(from: a.mid!, count: N * C)
                 Linear.forward(y: out, ldy: C, x: a.act, ldx: F, weight: p + w.down, bias: nil, N: N, IC: F, OC: C, accumulate: true, threads: th)
             } else if let d, d.resid > 0 {
-                // Each branch computed apart, dropped, then added to the residual (transformers' resid_dropout).
-                out.update(from: x, count: N * C)
-                Linear.forward(y: dBranch, ldy: C, x: a.attY, ldx: C, weight: p + w.o, bias: p + w.oBias!, N: N, IC: C, OC: C, threads: th)
-                addDropped(dBranch, to: out, .attentionOutput, layer: l, d)
+                // Each branch dropped before it joins the residual (transformers' resid_dropout): the attention
+                // output is written into `out` and x added to it, the MLP's goes through dBranch.
+                Linear.forward(y: out, ldy: C, x: a.attY, ldx: C, weight: p + w.o, bias: p + w.oBias!, N: N, IC: C, OC: C, threads: th)
+                addDropped(out, to: x, .attentionOutput, layer: l, d)
                 Linear.forward(y: a.up, ldy: F, x: a.h1, ldx: C, weight: p + w.up, bias: p + w.upBias!, N: N, IC: C, OC: F, threads: th)
                 GELU.forward(out: a.act, inp: a.up, count: N * F, threads: th)
                 Linear.forward(y: dBranch, ldy: C, x: a.act, ldx: F, weight: p + w.down, bias: p + w.downBias!, N: N, IC: F, OC: C, threads: th)
                 addDropped(dBranch, to: out, .mlpOutput, layer: l, d)
+                out.update(from: dBranch, count: N * C)
             } else {
                 out.update(from: x, count: N * C)
                 Linear.forward(y: out, ldy: C, x: a.attY, ldx: C, weight: p + w.o, bias: p + w.oBias!, N: N, IC: C, OC: C, accumulate: true, threads: th)
@@ -278,15 +273,13 @@ public final class FamilyModel: @unchecked Sendable {
         return { bh in d.key(row: bh / NH, .attention, layer: l, head: bh % NH) }
     }
 
-    /// `out += mask ⊙ branch / (1 − p)`, row by row with the masks of `place` in layer `l` (`branch` is overwritten).
-    private func addDropped(_ branch: UnsafeMutablePointer<Float>, to out: UnsafeMutablePointer<Float>, _ place: DropoutPlan.Place, layer l: Int,
+    /// `branch ← residual + mask ⊙ branch / (1 − p)` row by row with the masks of `place` in layer `l`.
+    private func addDropped(_ branch: UnsafeMutablePointer<Float>, to residual: UnsafePointer<Float>, _ place: DropoutPlan.Place, layer l: Int,
                             _ d: DropoutPlan) {
         let TC = T * config.hiddenSize
         Parallel.pieces(B, threads: threads, minPerPiece: 1) { rows in
             for b in rows {
-                // branch ← out + dropped branch, then back into out.
-                Dropout.applyAdding(branch + b * TC, residual: out + b * TC, count: TC, p: d.resid, key: d.key(row: b, place, layer: l))
-                (out + b * TC).update(from: branch + b * TC, count: TC)
+                Dropout.applyAdding(branch + b * TC, residual: residual + b * TC, count: TC, p: d.resid, key: d.key(row: b, place, layer: l))
             }
         }
     }

@@ -109,13 +109,7 @@ public final class GPT2: @unchecked Sendable {
         if let labelMask, labelMask.count != B * T {
             throw ModelError("labelMask: \(labelMask.count) values for batch \(B) × \(T)")
         }
-        if let dropout {
-            guard dropout.rowKeys.count == B else { throw ModelError("dropout: \(dropout.rowKeys.count) row keys for batch size \(B)") }
-            for (name, p) in [("embd", dropout.embd), ("attn", dropout.attn), ("resid", dropout.resid)] where !(p >= 0 && p < 1) {
-                throw ModelError("dropout: \(name) probability \(p) is outside [0, 1)")
-            }
-        }
-        self.dropout = dropout?.isActive == true ? dropout : nil
+        self.dropout = try dropout?.checked(batch: B)
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths, fullLogits: true)
         for b in 0..<B {
             let L = Int(acts.lengths[b])
