@@ -26,22 +26,47 @@ let package = Package(
         // The handles mpi.h defines as macros (communicator, datatypes, ops, MPI_IN_PLACE).
         .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
 
-        // The numerical core: no MPI, no CLI parsing.
-        .target(name: "Core", dependencies: ["COpenBLAS", "CNetCDF"],
-                path: "Sources/Core", swiftSettings: optimise),
+        // The library, one target per concept, lowest first; a target imports only those above it in this list,
+        // so a wrong-way import does not compile (docs/architecture.md). None of them knows MPI or the CLI.
+        // Files, JSON, SHA-256, the TOML configuration language, errors and paths.
+        .target(name: "Support", path: "Sources/Support", swiftSettings: optimise),
+        // Float buffers, OpenBLAS, the forward/backward kernels, deterministic random numbers, timing and memory.
+        .target(name: "Numerics", dependencies: ["COpenBLAS", "Support"], path: "Sources/Numerics", swiftSettings: optimise),
+        // GPT-2 and the Llama/Phi families, their checkpoints, tokenizers and optimizer.
+        .target(name: "Models", dependencies: ["Numerics", "Support"], path: "Sources/Models", swiftSettings: optimise),
+        // The synthetic biography world: entities, corpora, evaluation sets, circuit data, forget data.
+        .target(name: "StudyData", dependencies: ["Models", "Numerics", "Support"], path: "Sources/StudyData",
+                swiftSettings: optimise),
+        // Knowledge circuits: the attribution graph, EAP/EAP-IG, selection, evaluation, components, acquisition.
+        .target(name: "Circuits", dependencies: ["StudyData", "Models", "Numerics", "Support"], path: "Sources/Circuits",
+                swiftSettings: optimise),
+        // NetCDF and the result tables (scores, circuits, acquisition, components) with their names.
+        .target(name: "Results", dependencies: ["CNetCDF", "Circuits", "StudyData", "Models", "Numerics", "Support"],
+                path: "Sources/Results", swiftSettings: optimise),
+        // The paper's statistics and figures, computed from result files alone.
+        .target(name: "StudyAnalysis", dependencies: ["Results", "StudyData", "Numerics", "Support"],
+                path: "Sources/StudyAnalysis", swiftSettings: optimise),
+        // The umbrella: `import Core` brings all of the above.
+        .target(name: "Core", dependencies: ["Support", "Numerics", "Models", "StudyData", "Circuits", "Results",
+                                             "StudyAnalysis"], path: "Sources/Core", swiftSettings: optimise),
+
         .target(name: "MPIShim", dependencies: ["CMPIShim"], path: "Sources/MPIShim", swiftSettings: optimise),
+        // Training: its configuration, corpus, checkpoints and the data-parallel loop.
         .target(name: "DistTrain", dependencies: ["Core", "MPIShim"], path: "Sources/DistTrain", swiftSettings: optimise),
+        // The checkpoint × task × type × frequency grid: its configuration, one cell's run, the sweep over ranks.
         .target(name: "DistCircuits", dependencies: ["Core", "MPIShim"], path: "Sources/DistCircuits", swiftSettings: optimise),
+        // The benchmark harness (`dkc bench`); no library target depends on it.
+        .target(name: "Benchmarks", dependencies: ["Core", "MPIShim", "DistTrain", "DistCircuits"], path: "Sources/Benchmarks", swiftSettings: optimise),
         .executableTarget(name: "dkc", dependencies: [
-            "Core", "MPIShim", "DistTrain", "DistCircuits",
+            "Core", "MPIShim", "DistTrain", "DistCircuits", "Benchmarks",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/dkc", swiftSettings: optimise),
 
-        .testTarget(name: "CoreTests", dependencies: ["Core"], path: "Tests/CoreTests"),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "DistTrain", "DistCircuits", "Benchmarks"], path: "Tests/CoreTests"),
         // Launched under mpirun by DistTests.
         .executableTarget(name: "MPISelfTest", dependencies: ["MPIShim"], path: "Tests/MPISelfTest"),
         // DistTrain and DistCircuits on N in-process ranks (LocalCommunicator): no mpirun, seconds.
-        .testTarget(name: "DistUnitTests", dependencies: ["Core", "MPIShim", "DistTrain", "DistCircuits"], path: "Tests/DistUnitTests"),
-        .testTarget(name: "DistTests", dependencies: ["Core", "MPIShim", "DistCircuits", "dkc", "MPISelfTest"], path: "Tests/DistTests"),
+        .testTarget(name: "DistUnitTests", dependencies: ["Core", "MPIShim", "DistTrain", "DistCircuits", "Benchmarks"], path: "Tests/DistUnitTests"),
+        .testTarget(name: "DistTests", dependencies: ["Core", "MPIShim", "DistTrain", "DistCircuits", "Benchmarks", "dkc", "MPISelfTest"], path: "Tests/DistTests"),
     ]
 )

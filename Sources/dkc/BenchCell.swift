@@ -1,5 +1,7 @@
 import ArgumentParser
 import Core
+import DistCircuits
+import Benchmarks
 import Foundation
 import MPIShim
 

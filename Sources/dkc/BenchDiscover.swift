@@ -1,5 +1,6 @@
 import ArgumentParser
 import Core
+import Benchmarks
 import Foundation
 import MPIShim
 

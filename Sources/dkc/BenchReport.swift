@@ -1,4 +1,5 @@
 import Core
+import Benchmarks
 import Foundation
 
 /// The keys every `dkc bench …` JSON line carries (docs/performance.md, "JSON keys"), in order;

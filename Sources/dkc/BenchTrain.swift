@@ -1,5 +1,6 @@
 import ArgumentParser
 import Core
+import Benchmarks
 import DistTrain
 import Foundation
 import MPIShim

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Core
+import DistCircuits
 import Foundation
 
 /// `dkc components`: the study's component analysis of one cell (`analyzer.py`, `analysis_component.py`).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Core
+import DistCircuits
 import Foundation
 
 /// `dkc discover`: edge attribution scores of one cell (the study's `circuit_discovery.py`).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Core
+import DistCircuits
 import Foundation
 
 /// `dkc evaluate`: the circuits of one scores cell, evaluated and tested (the study's `circuit_eval.py`).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Core
+import DistCircuits
 import Foundation
 
 /// `dkc predict`: what the full model knows about the test entities (the study's `batch_predict.py`).

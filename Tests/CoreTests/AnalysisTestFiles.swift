@@ -1,5 +1,6 @@
 import Foundation
 @testable import Core
+@testable import Results
 
 /// Writes small scores.nc / circuits.nc / acquisition.nc files following design/outputs.md
 /// directly with NetCDFFile, so the analysis is tested against the documented layout rather than

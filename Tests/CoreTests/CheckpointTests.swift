@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 @testable import Core
+@testable import Models
+@testable import Results
 
 final class CheckpointTests: XCTestCase {
 

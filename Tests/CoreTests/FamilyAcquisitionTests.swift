@@ -1,6 +1,12 @@
 import Foundation
 import XCTest
 @testable import Core
+@testable import Support
+@testable import Models
+@testable import StudyData
+@testable import Circuits
+@testable import Results
+@testable import DistCircuits
 
 /// Full-model acquisition on Llama and Phi (docs/model-families.md, "Acquisition"): the key/value-cache decoder
 /// against fresh forwards, the label's rank and probability against the study's numbers for a circuit of every

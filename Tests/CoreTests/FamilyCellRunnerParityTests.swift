@@ -1,6 +1,12 @@
 import Foundation
 import XCTest
 @testable import Core
+@testable import Support
+@testable import Models
+@testable import StudyData
+@testable import Circuits
+@testable import Results
+@testable import DistCircuits
 
 /// The code path of `dkc discover` / `evaluate` / `sweep` on Llama and Phi (model loaded by `CircuitModel.load`
 /// from the fixture folder's config.json, circuit data read through `CircuitSample`, `CellRunner`) against the

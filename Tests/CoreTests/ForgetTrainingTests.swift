@@ -1,5 +1,7 @@
 import XCTest
 @testable import Core
+@testable import Support
+@testable import DistTrain
 
 /// The pure pieces of the forget stage: the exponential checkpoint schedule and the replay mix.
 final class ForgetTrainingTests: XCTestCase {

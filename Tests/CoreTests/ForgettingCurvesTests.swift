@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 @testable import Core
+@testable import Results
+@testable import StudyAnalysis
 
 /// The forgetting curves of `dkc analyze` (docs/forgetting.md) on a hand-made run folder whose answers
 /// are known: two replay sub-runs with three evaluations each.

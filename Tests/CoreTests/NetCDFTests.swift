@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Core
+@testable import Results
 
 final class NetCDFTests: XCTestCase {
     private var folder: URL!

@@ -1,6 +1,9 @@
 import Foundation
 import XCTest
 @testable import Core
+@testable import Support
+@testable import Circuits
+@testable import Results
 
 /// scores.nc, circuits.nc, acquisition.nc: tables, writers, readers, merge, and what outside
 /// readers (ncdump, xarray) see.

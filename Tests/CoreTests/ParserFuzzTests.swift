@@ -1,6 +1,15 @@
 import Foundation
 import XCTest
 @testable import Core
+@testable import Support
+@testable import Numerics
+@testable import Models
+@testable import StudyData
+@testable import Circuits
+@testable import Results
+@testable import StudyAnalysis
+@testable import DistTrain
+@testable import DistCircuits
 
 /// Bounded, deterministic fuzzing of every reader of untrusted files (docs/input-validation.md): each parser
 /// gets a few thousand mutations of a valid input (truncation, bit flips, huge numbers, wrong types, deep
@@ -229,7 +238,7 @@ final class ParserFuzzTests: XCTestCase {
 
     func testFuzzTOMLConfigs() throws {
         let configs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../configs").standardizedFileURL
-        for (k, schema) in ConfigSchema.all.enumerated() {
+        for (k, schema) in [ConfigSchema.data, .train, .sweep].enumerated() {
             let file = configs.appendingPathComponent("\(schema.kind)/tiny.toml")
             let bytes = [UInt8](try Data(contentsOf: file))
             try fuzz("\(schema.kind) TOML", seeds: ["c.toml": bytes], seed: 41 + UInt64(k)) { dir in

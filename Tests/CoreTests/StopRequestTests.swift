@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Core
+@testable import Support
 
 final class StopRequestTests: XCTestCase {
     func testSignalSetsTheFlagWithoutKillingTheProcess() {

@@ -1,8 +1,10 @@
 import Foundation
 import XCTest
 @testable import Core
+@testable import Support
+@testable import Results
 
-/// dkc's TOML reader (Sources/Core/Config/TOMLReader.swift): every construct configs use, and every
+/// dkc's TOML reader (Sources/Support/Config/TOMLReader.swift): every construct configs use, and every
 /// error with its line and column. Expected values are written by hand from the TOML 1.0 rules.
 final class TOMLReaderTests: XCTestCase {
     private func parse(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> ConfigTable? {

@@ -1,4 +1,5 @@
 import Core
+import DistCircuits
 import Foundation
 import XCTest
 

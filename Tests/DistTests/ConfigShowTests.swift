@@ -30,4 +30,11 @@ final class ConfigShowTests: XCTestCase {
         XCTAssertEqual(r.status, 65)
         XCTAssertTrue(r.stderr.contains("tiny"), r.stderr)
     }
+
+    func testEveryKindIsListed() throws {
+        // The executable is the one place that lists the kinds (each is defined in the target that reads it).
+        let r = try Launch.run(try Launch.executable("dkc"), ["config", "show", "tiny"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for kind in ["data", "train", "sweep"] { XCTAssertTrue(r.stdout.contains("# \(kind): "), kind) }
+    }
 }

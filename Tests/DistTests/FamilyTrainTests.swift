@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Core
+import DistTrain
 
 /// `dkc train` on Llama and Phi (docs/model-families.md, "Training the families"): continual training from the
 /// fixture model folders with their own tokenizer.json, data-parallel under mpirun. Deterministic mode gives

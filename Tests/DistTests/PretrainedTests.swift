@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 import Core
+import DistTrain
+import DistCircuits
 
 /// The study's set-up with a downloaded model: continual pre-training starts from a Hugging Face folder
 /// (the fixture model, written by transformers' save_pretrained), the revised people come from a names file,

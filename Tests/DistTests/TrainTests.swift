@@ -1,4 +1,5 @@
 import Core
+import DistTrain
 import Foundation
 import XCTest
 

@@ -1,7 +1,7 @@
 """PyTorch reference for `dkc bench model --config tiny-llama|tiny-phi|tinyllama-4l|phi-1_5-4l`.
 
 One training step (forward, backward, AdamW) of transformers' LlamaForCausalLM / PhiForCausalLM with the
-shapes dkc's bench uses (Sources/Core/Bench/ModelBench.swift, `familyConfigs`), fp32, on the CPU, random
+shapes dkc's bench uses (Sources/Benchmarks/ModelBench.swift, `familyConfigs`), fp32, on the CPU, random
 tokens; median tokens/s over the timed steps after warm-up. Prints one JSON line per shape.
 
     python benchmarks/reference/family_train_step.py --config tiny-llama --batch 8 --seq 128 --threads 2

@@ -1,0 +1,356 @@
+import Foundation
+import Numerics
+
+/// The attribution methods of the study's `eap.attribute` (names as its `method` argument spells them).
+public enum AttributionMethod: String, CaseIterable, Sendable {
+    /// One backward pass on the clean prompt.
+    case eap = "EAP"
+    /// Integrated gradients on the input node (the study's method): the token embedding interpolated from
+    /// corrupted to clean, k = 1 … m.
+    case eapIG = "EAP-IG"
+    /// Gradients on the clean run and on the corrupted run, averaged.
+    case cleanCorrupted = "clean-corrupted"
+    /// Integrated gradients on activations: for each group of nodes (input; the heads of a layer; an MLP)
+    /// in turn, their outputs interpolated from corrupted to clean, k = 1 … m.
+    case eapIGActivations = "EAP-IG-activations"
+
+    /// Whether the method integrates over `igSteps` steps.
+    public var usesSteps: Bool { self == .eapIG || self == .eapIGActivations }
+}
+
+/// How summed scores are normalised.
+public enum ScoreNormalisation: String, CaseIterable, Sendable {
+    /// The study's: the metric is the mean over the (actual) batch, the sums are divided by the number of
+    /// samples (and steps), so scores scale with 1 / batch size.
+    case study = "batch-mean"
+    /// Batch-size independent: the metric is the sum over the batch, the sums are divided by the number of
+    /// samples (and steps) once, so every sample weighs 1 / N.
+    case perSample = "per-sample"
+}
+
+/// Aggregation over the hidden dimension, as the study's `aggregation` argument ("l2" is not offered:
+/// it does not produce edge scores).
+public enum ScoreAggregation: String, CaseIterable, Sendable {
+    /// The study's default: Σ over hidden dimensions.
+    case sum
+    /// Σ / d_model.
+    case mean
+}
+
+/// Settings of one attribution run.
+public struct AttributionOptions: Sendable, Equatable {
+    public var method: AttributionMethod
+    /// Integration steps m for the IG methods (the study: 5).
+    public var igSteps: Int
+    public var metric: AttributionMetric
+    public var normalisation: ScoreNormalisation
+    public var aggregation: ScoreAggregation
+    /// Rows (samples × padded length) one pass holds: a batch with more is attributed in parts of whole
+    /// samples (`PromptBatch.parts`; the metric still averages over the whole batch), which bounds the
+    /// Δ and gradient buffers, and EAP-IG stacks integration steps up to this many rows in one pass
+    /// (bigger matrix products, more activation memory). Changes only rounding. A model whose Δ and gradient
+    /// buffers would pass `EdgeAttribution.bufferBudgetBytes` at this many rows gets fewer (`rowsPerPart`).
+    public var rowsPerPass: Int
+
+    public init(method: AttributionMethod = .eapIG, igSteps: Int = 5, metric: AttributionMetric = .study,
+                normalisation: ScoreNormalisation = .study, aggregation: ScoreAggregation = .sum, rowsPerPass: Int = 512) {
+        self.method = method
+        self.igSteps = igSteps
+        self.metric = metric
+        self.normalisation = normalisation
+        self.aggregation = aggregation
+        self.rowsPerPass = rowsPerPass
+    }
+
+    /// The metric as evaluated on a batch (reduction set by the normalisation).
+    var batchMetric: AttributionMetric {
+        var m = metric
+        m.reduction = normalisation == .study ? .mean : .sum
+        return m
+    }
+
+    /// Checks the settings; `source` names where they came from.
+    public func validate(source: String = "attribution options") throws {
+        if method.usesSteps && igSteps < 1 {
+            throw AttributionError(item: "\(source): ig_steps", problem: "is \(igSteps)", fix: "use at least 1 step (the study uses 5)")
+        }
+        if rowsPerPass < 1 {
+            throw AttributionError(item: "\(source): rows per pass", problem: "is \(rowsPerPass)", fix: "use at least 1 (default 512)")
+        }
+    }
+}
+
+/// Edge attribution: for every edge u → v, Σ over samples, positions and hidden dimensions of
+/// Δ_u · ∂metric/∂(input of v), with Δ_u = output of u on the corrupted prompt − on the clean prompt, the
+/// gradient taken where the method says. Batches are added with `accumulate`; `scores()` normalises.
+///
+/// Per batch the gradients of all passes are summed first (Σ_k Δ·g_k = Δ·Σ_k g_k), then contracted with Δ
+/// in one product per layer: S[:, cols ℓ] += Δ[rows < prev, B·T·C] · G[cols ℓ, B·T·C]ᵀ.
+public final class EdgeAttribution: @unchecked Sendable {
+    /// The instrumented model (GPT-2, or a Llama / Phi `InstrumentedFamily`).
+    public let model: any InstrumentedModel
+    public let options: AttributionOptions
+    public var graph: AttributionGraph { model.graph }
+    /// Unnormalised sums of all batches so far.   // (nForward, nBackward)
+    public private(set) var sums: ScoreMatrix
+    /// Samples accumulated so far.
+    public private(set) var sampleCount = 0
+
+    private var deltaBuffer = FloatBuffer(count: 0)   // (nForward, B·T·C)  corrupted − clean
+    private var gradBuffer = FloatBuffer(count: 0)    // (nBackward, B·T·C) Σ over passes of ∂metric/∂input
+    private var extraBuffer = FloatBuffer(count: 0)   // (nForward, B·T·C)  clean outputs (IG on activations), interpolations
+    private var referenceLogits: [Float] = []
+    private var dLogits: [Float] = []
+
+    public init(model: any InstrumentedModel, options: AttributionOptions = AttributionOptions()) throws {
+        try options.validate()
+        self.model = model
+        self.options = options
+        sums = ScoreMatrix(graph: model.graph)
+    }
+
+    /// Forgets all batches.
+    public func reset() {
+        sums = ScoreMatrix(graph: graph)
+        sampleCount = 0
+    }
+
+    /// Frees the per-batch buffers (sized to the largest batch seen); the sums are kept and the next
+    /// `accumulate` allocates again. A cell runner calls it after discovery, so evaluation does not hold them.
+    public func releaseBuffers() {
+        deltaBuffer = FloatBuffer(count: 0)
+        gradBuffer = FloatBuffer(count: 0)
+        extraBuffer = FloatBuffer(count: 0)
+        referenceLogits = []
+        dLogits = []
+    }
+
+    /// The passes per batch the sums were divided by (m for the IG methods, (1 + 2L)·m for IG on
+    /// activations, 2 for clean-corrupted, 1 for EAP).
+    public var passesPerBatch: Int {
+        switch options.method {
+        case .eap: return 1
+        case .eapIG: return options.igSteps
+        case .cleanCorrupted: return 2
+        case .eapIGActivations: return (1 + 2 * graph.nLayers) * options.igSteps
+        }
+    }
+
+    /// The normalised scores: sums / (samples · passes), divided by d_model for `.mean` aggregation;
+    /// entries that are not edges are 0.
+    public func scores() -> ScoreMatrix {
+        Self.normalise(sums, samples: sampleCount, passes: passesPerBatch, options: options, graph: graph, dModel: model.dModel)
+    }
+
+    /// Normalises summed scores (e.g. after adding the sums of several processes).
+    public static func normalise(_ sums: ScoreMatrix, samples: Int, passes: Int, options: AttributionOptions,
+                                 graph: AttributionGraph, dModel: Int) -> ScoreMatrix {
+        var s = sums
+        if samples > 0 {
+            // The reference divides in two steps, by the samples and then by the steps.
+            for i in s.values.indices { s.values[i] = s.values[i] / Float(samples) }
+            if passes != 1 { for i in s.values.indices { s.values[i] = s.values[i] / Float(passes) } }
+        }
+        if options.aggregation == .mean { for i in s.values.indices { s.values[i] = s.values[i] / Float(dModel) } }
+        s.zeroNonEdges(graph)
+        return s
+    }
+
+    private func ensureBuffers(_ BTC: Int) {
+        let nF = graph.nForward, nB = graph.nBackward
+        if deltaBuffer.count < nF * BTC { deltaBuffer = FloatBuffer(count: nF * BTC) }
+        if gradBuffer.count < nB * BTC { gradBuffer = FloatBuffer(count: nB * BTC) }
+        let extra = options.method == .eapIGActivations ? 2 * nF * BTC : (options.method == .eapIG ? (1 + stepsPerPass(BTC)) * BTC : 0)
+        if extraBuffer.count < extra { extraBuffer = FloatBuffer(count: extra) }
+    }
+
+    /// Bytes the Δ and gradient buffers may take: (forward nodes + backward columns) × d_model floats per row.
+    /// 1 GiB holds GPT-2 small's 512 rows (the default); a wide, deep model (TinyLlama: 2,862 × 2,048 floats
+    /// per row, 45 rows) is attributed in smaller parts instead of holding several GB.
+    public static let bufferBudgetBytes = 1 << 30
+
+    /// Rows per part: `options.rowsPerPass`, or fewer where the buffers would pass `bufferBudgetBytes`.
+    public var rowsPerPart: Int { Self.rowsPerPart(graph: graph, dModel: model.dModel, rowsPerPass: options.rowsPerPass) }
+
+    /// `rowsPerPart` of a model with `graph` and `dModel`.
+    public static func rowsPerPart(graph: AttributionGraph, dModel: Int, rowsPerPass: Int) -> Int {
+        let perRow = (graph.nForward + graph.nBackward) * dModel * MemoryLayout<Float>.size
+        return max(1, min(rowsPerPass, bufferBudgetBytes / max(1, perRow)))
+    }
+
+    /// Integration steps stacked into one pass for a batch of `BTC` floats per step.
+    func stepsPerPass(_ BTC: Int) -> Int {
+        max(1, min(options.igSteps, rowsPerPart / max(1, BTC / model.dModel)))
+    }
+
+    /// Adds one batch's sums, in parts of at most `rowsPerPart` rows.
+    public func accumulate(_ batch: PromptBatch) {
+        precondition(batch.corruptedTokens != nil, "attribution needs corrupted prompts")
+        for part in batch.parts(maxRows: rowsPerPart) { accumulate(part: part, meanOver: batch.batch) }
+        sampleCount += batch.batch
+    }
+
+    /// Adds the sums of `batch`, a part of a batch of `meanOver` samples (the metric's mean divides by it):
+    /// the method's passes leave Δ in the delta buffer and Σ of the gradients in the gradient buffer, then
+    /// one contraction adds Δ·Gᵀ to the sums.
+    private func accumulate(part batch: PromptBatch, meanOver: Int) {
+        let B = batch.batch, V = model.vocabSize, BTC = B * batch.seqLen * model.dModel
+        ensureBuffers(BTC)
+        gradBuffer.base.update(repeating: 0, count: graph.nBackward * BTC)
+        if referenceLogits.count < B * V { referenceLogits = [Float](repeating: 0, count: B * V) }
+        if dLogits.count < B * V { dLogits = [Float](repeating: 0, count: B * V) }
+        let pass = Pass(batch: batch, meanOver: meanOver, BTC: BTC, delta: deltaBuffer.base, grads: gradBuffer.base)
+        switch options.method {
+        case .eap: eap(pass)
+        case .eapIG: eapIG(pass)
+        case .cleanCorrupted: cleanCorrupted(pass)
+        case .eapIGActivations: eapIGActivations(pass)
+        }
+        contract(delta: pass.delta, grads: pass.grads, BTC: BTC)
+    }
+
+    /// One part's pointers and sizes, shared by the method's passes.
+    private struct Pass {
+        let batch: PromptBatch
+        let meanOver: Int
+        let BTC: Int
+        let delta: UnsafeMutablePointer<Float>
+        let grads: UnsafeMutablePointer<Float>
+    }
+
+    /// The logit difference's gradient does not depend on the logits: then no pass needs the unembedding.
+    private var logitsNeeded: Bool { options.metric.kind != .logitDifference }
+
+    /// Keeps the read-out logits of the last forward as the metric's reference.
+    private func keepReference(_ logits: UnsafePointer<Float>, _ p: Pass) {
+        referenceLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: logits, count: p.batch.batch * model.vocabSize) }
+    }
+
+    /// Backward from the metric's gradient at the last forward's logits, added to the gradient buffer.
+    private func backward(_ p: Pass) {
+        let logits = model.readOutLogits, V = model.vocabSize, metric = options.batchMetric
+        referenceLogits.withUnsafeBufferPointer { ref in
+            dLogits.withUnsafeMutableBufferPointer { d in
+                metric.gradient(logits: logits, reference: ref.baseAddress!, batch: p.batch, vocab: V, meanOver: p.meanOver, into: d.baseAddress!)
+                model.backward(dLogits: d.baseAddress!, grads: p.grads, copies: 1)
+            }
+        }
+    }
+
+    /// EAP: Δ from the corrupted and clean runs, one backward on the clean run against the corrupted logits.
+    private func eap(_ p: Pass) {
+        let corrupted = model.forward(p.batch, clean: false, record: p.delta, recordMode: .set, computeLogits: logitsNeeded)
+        keepReference(corrupted, p)
+        model.forward(p.batch, clean: true, record: p.delta, recordMode: .subtract, computeLogits: logitsNeeded)
+        backward(p)
+    }
+
+    /// EAP-IG: the token embedding interpolated from corrupted to clean, steps k = 1 … m, up to
+    /// `stepsPerPass` of them stacked in one pass, their gradients summed in step order.
+    private func eapIG(_ p: Pass) {
+        let batch = p.batch, B = batch.batch, V = model.vocabSize, BTC = p.BTC, delta = p.delta
+        let k = stepsPerPass(BTC)
+        let corruptedEmb = extraBuffer.base, steps = extraBuffer.base + BTC   // (k, B, T, C)
+        model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
+        corruptedEmb.update(from: delta, count: BTC)
+        keepReference(model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded), p)
+        if dLogits.count < k * B * V { dLogits = [Float](repeating: 0, count: k * B * V) }
+        // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted).
+        let m = options.igSteps, metric = options.batchMetric
+        var first = 1
+        while first <= m {
+            let n = min(k, m - first + 1)
+            for c in 0..<n {
+                let alpha = Float(Double(first + c) / Double(m))
+                let step = steps + c * BTC
+                for i in 0..<BTC {
+                    let x = corruptedEmb[i], cleanPrime = x - delta[i]
+                    step[i] = x + alpha * (cleanPrime - x)
+                }
+            }
+            model.forward(batch.repeated(n), clean: true, replace: [0: UnsafePointer(steps)], computeLogits: logitsNeeded)
+            referenceLogits.withUnsafeBufferPointer { ref in
+                dLogits.withUnsafeMutableBufferPointer { d in
+                    for c in 0..<n {
+                        metric.gradient(logits: model.readOutLogits + c * B * V, reference: ref.baseAddress!, batch: batch, vocab: V,
+                                        meanOver: p.meanOver, into: d.baseAddress! + c * B * V)
+                    }
+                    model.backward(dLogits: d.baseAddress!, grads: p.grads, copies: n)
+                }
+            }
+            first += n
+        }
+    }
+
+    /// Clean-corrupted: gradients on the clean run and on the corrupted run, both against the clean logits.
+    private func cleanCorrupted(_ p: Pass) {
+        model.forward(p.batch, clean: false, record: p.delta, recordMode: .set, computeLogits: false)
+        keepReference(model.forward(p.batch, clean: true, record: p.delta, recordMode: .subtract, computeLogits: logitsNeeded), p)
+        backward(p)
+        model.forward(p.batch, clean: false, computeLogits: logitsNeeded)
+        backward(p)
+    }
+
+    /// EAP-IG on activations: for each group of nodes (input; a layer's heads; an MLP) in turn, their outputs
+    /// mixed from corrupted to clean, k = 1 … m. Δ is formed at the end from the two recorded runs.
+    private func eapIGActivations(_ p: Pass) {
+        let nF = graph.nForward, BTC = p.BTC, delta = p.delta
+        let cleanOut = extraBuffer.base, mixed = extraBuffer.base + nF * BTC
+        model.forward(p.batch, clean: false, record: delta, recordMode: .set, computeLogits: false)   // delta holds corrupted outputs
+        keepReference(model.forward(p.batch, clean: true, record: cleanOut, recordMode: .set, computeLogits: logitsNeeded), p)
+        var groups: [[Int]] = [[0]]
+        for l in 0..<graph.nLayers {
+            groups.append((0..<graph.nHeads).map { graph.headForward(layer: l, head: $0) })
+            groups.append([graph.mlpForward(layer: l)])
+        }
+        let m = options.igSteps
+        for group in groups {
+            for k in 1...m {
+                // As the reference: alpha·clean + (1 − alpha)·corrupted.
+                let alpha = Float(Double(k) / Double(m)), beta = Float(1 - Double(k) / Double(m))
+                var replace: [Int: UnsafePointer<Float>] = [:]
+                for f in group {
+                    let dst = mixed + f * BTC, c = cleanOut + f * BTC, x = delta + f * BTC
+                    for i in 0..<BTC { dst[i] = alpha * c[i] + beta * x[i] }
+                    replace[f] = UnsafePointer(dst)
+                }
+                model.forward(p.batch, clean: true, replace: replace, computeLogits: logitsNeeded)
+                backward(p)
+            }
+        }
+        for i in 0..<(nF * BTC) { delta[i] -= cleanOut[i] }
+    }
+
+    /// sums[:, cols] += Δ · Gᵀ, one product per layer's column block over the rows that feed it.
+    private func contract(delta: UnsafePointer<Float>, grads: UnsafePointer<Float>, BTC: Int) {
+        let g = graph, nB = g.nBackward
+        sums.values.withUnsafeMutableBufferPointer { s in
+            let S = s.baseAddress!
+            for l in 0..<g.nLayers {
+                let col0 = g.headBackward(layer: l, head: 0, qkv: .q)
+                let rows = g.backwardPrevIndex[g.mlpBackward(layer: l)]
+                Matmul.sgemm(false, true, M: rows, N: 3 * g.nHeads + 1, K: BTC, alpha: 1, A: delta, lda: BTC,
+                                         B: grads + col0 * BTC, ldb: BTC, beta: 1, C: S + col0, ldc: nB)
+            }
+            Matmul.sgemm(false, true, M: g.nForward, N: 1, K: BTC, alpha: 1, A: delta, lda: BTC,
+                                     B: grads + g.logitsBackward * BTC, ldb: BTC, beta: 1, C: S + g.logitsBackward, ldc: nB)
+        }
+    }
+
+    /// Scores of `pairs` in consecutive batches of `batchSize` (the last one shorter), as the study's
+    /// DataLoader batches them.
+    public static func scores(model: any InstrumentedModel, pairs: [PromptPair], batchSize: Int,
+                              options: AttributionOptions = AttributionOptions()) throws -> ScoreMatrix {
+        guard batchSize >= 1 else { throw AttributionError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
+        guard !pairs.isEmpty else { throw AttributionError(item: "attribution data", problem: "has no samples", fix: "check the task, type and frequency filters") }
+        let engine = try EdgeAttribution(model: model, options: options)
+        var start = 0
+        while start < pairs.count {
+            let end = min(start + batchSize, pairs.count)
+            let batch = try model.promptBatch(pairs: Array(pairs[start..<end]), firstIndex: start)
+            engine.accumulate(batch)
+            start = end
+        }
+        return engine.scores()
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Numerics
+
+extension InstrumentedGPT2 {
+    /// Backward pass of the last (unpatched) `forward`: given `dLogits (B, V)` = ∂metric/∂logits at the
+    /// read-out positions, adds ∂metric/∂(input of column b) to `grads + b·B·T·C` for every column b
+    /// (`[nBackward, B·T·C]`): for `logits` the final residual before LN_f (`blocks.{L−1}.hook_resid_post`),
+    /// for MLP ℓ its input before LN2 (`hook_mlp_in`), for head h of layer ℓ each of its own q, k and v inputs
+    /// before LN1 (`hook_q_input[h]` …). Gradients do not pass through nodes whose output was replaced.
+    /// Rows past a sample's length receive nothing (they cannot reach the metric).
+    ///
+    /// `copies` > 1: the forward batch was `base.repeated(copies)`; the gradients of all copies of a sample are
+    /// summed (in copy order) into `grads` laid out for the base batch `[nBackward, B/copies·T·C]`.
+    public func backward(dLogits: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, copies: Int = 1) {
+        guard let batch = lastBatch else { preconditionFailure("backward needs a forward pass first") }
+        precondition(!lastWasPatched, "backward through a patched forward pass is not supported")
+        precondition(copies >= 1 && batch.batch % copies == 0, "the batch is not a stack of \(copies) copies")
+        let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
+        let baseB = B / copies, baseBTC = baseB * T * C
+        let p = parameters.views, g = graph
+        let rows = batch.readRows
+
+        lastLengths.withUnsafeBufferPointer { lengthsBuf in
+            let lengths = lengthsBuf.baseAddress!
+            // Unembedding and LN_f: only the read-out rows of the final residual get a gradient.
+            AttributionKernels.unembeddingBackward(dlnf: dLnf.base, dlogits: dLogits, wte: p.wte, B: B, V: V, C: C)
+            let dx = dResid.base
+            dx.update(repeating: 0, count: BTC)
+            let gLogits = grads + g.logitsBackward * baseBTC
+            for b in 0..<B {
+                let baseRow = rows[b] - (b / baseB) * baseB * T
+                AttributionKernels.layerNormInputGradRow(acc1: dx + rows[b] * C, acc2: gLogits + baseRow * C, dout: dLnf.base + b * C,
+                                                         inp: lnfIn.base + b * C, weight: p.lnfWeight,
+                                                         mean: lnfStats.base[b], rstd: lnfStats.base[batchCapacity + b], C: C)
+            }
+
+            for l in stride(from: L - 1, through: 0, by: -1) {
+                let w = p.layers[l]
+                let x = layerSlice(resid, l, width: C), mid = layerSlice(residMid, l, width: C)
+                let dmid = dMid.base, dln = dTmp.base
+                dmid.update(from: dx, count: BTC)
+
+                // MLP ℓ: gradient at its input (before LN2), added to the residual gradient.
+                if !lastReplaced.contains(g.mlpForward(layer: l)) {
+                    let pre = layerSlice(fcPre, l, width: F), dact = scratchF.base
+                    Matmul.sgemm(false, true, M: BT, N: F, K: C, alpha: 1, A: dx, lda: C, B: w.fcProjWeight, ldb: C, beta: 0, C: dact, ldc: F)
+                    GELU.backward(dinp: dact, inp: pre, dout: dact, count: BT * F, threads: threads)
+                    Matmul.sgemm(false, true, M: BT, N: C, K: F, alpha: 1, A: dact, lda: F, B: w.fcWeight, ldb: F, beta: 0, C: dln, ldc: C)
+                    let stats2 = layerSlice(ln2Stats, l, width: 2)
+                    AttributionKernels.layerNormInputGrad(acc1: dmid, acc2: grads + g.mlpBackward(layer: l) * baseBTC, dout: dln, inp: mid,
+                                                          weight: w.ln2Weight, mean: stats2, rstd: stats2 + capacity,
+                                                          lengths: lengths, B: baseB, copies: copies, T: T, C: C, threads: threads)
+                }
+
+                // Attention ℓ: through W_O, the pattern, and each head's own q, k and v input (before LN1).
+                dx.update(from: dmid, count: BTC)
+                let cut = (0..<H).map { lastReplaced.contains(g.headForward(layer: l, head: $0)) }
+                guard cut.contains(false) else { continue }
+                let dz = scratchC.base + capacity * C
+                Matmul.sgemm(false, true, M: BT, N: C, K: C, alpha: 1, A: dmid, lda: C, B: w.attnProjWeight, ldb: C, beta: 0, C: dz, ldc: C)
+                for h in 0..<H where cut[h] {
+                    for row in 0..<BT { (dz + row * C + h * dh).update(repeating: 0, count: dh) }
+                }
+                let q = layerSlice(qkv, l, width: 3 * C)
+                let pat = pattern.base + l * batchCapacity * H * seqCapacity * seqCapacity
+                Attention.backward(dqkv: dQKV.base, scratch: attScratch.base, dout: dz, qkv: q, att: pat, lengths: lengths,
+                                   B: B, T: T, C: C, NH: H, threads: threads)
+                let stats1 = layerSlice(ln1Stats, l, width: 2)
+                for j in QKV.allCases {
+                    for h in 0..<H where !cut[h] {
+                        let col = j.rawValue * C + h * dh
+                        Matmul.sgemm(false, true, M: BT, N: C, K: dh, alpha: 1, A: dQKV.base + col, lda: 3 * C,
+                                     B: w.attnWeight + col, ldb: 3 * C, beta: 0, C: dln, ldc: C)
+                        AttributionKernels.layerNormInputGrad(acc1: dx, acc2: grads + g.headBackward(layer: l, head: h, qkv: j) * baseBTC,
+                                                              dout: dln, inp: x, weight: w.ln1Weight, mean: stats1, rstd: stats1 + capacity,
+                                                              lengths: lengths, B: baseB, copies: copies, T: T, C: C, threads: threads)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,342 @@
+import Foundation
+import Numerics
+import Models
+
+/// GPT-2 as TransformerLens runs it for EAP-IG (`use_split_qkv_input`, `use_attn_result`, `use_hook_mlp_in`,
+/// value biases folded), with the hooks attribution and circuit evaluation need, over the parameters of a
+/// `ParameterArena` (HF layout; the arena is read, never written):
+///
+/// - every node's output can be recorded into a buffer `[nForward, B·T·C]` (set, or subtracted from what
+///   is there): `hook_embed` (token embedding only), `blocks.ℓ.attn.hook_result` per head (no bias), and
+///   `blocks.ℓ.hook_mlp_out`;
+/// - a node's output can be replaced (the input node's for integrated gradients), which also cuts the
+///   gradient through that node in `backward`;
+/// - each downstream input can be patched (`Patch`): head h's q/k/v input and the MLP input become the
+///   residual plus Σ over absent edges of that edge's recorded difference, and likewise the final residual
+///   before LN_f;
+/// - `backward` (InstrumentedGPT2+Backward.swift) takes ∂metric/∂logits at the read-out positions and
+///   accumulates the gradient with respect to every downstream input (before LN1 per head and q/k/v, before
+///   LN2, before LN_f) into `[nBackward, B·T·C]`. No parameter gradients are formed.
+///
+/// Value biases: b_O' = b_O + Σ_h b_V,h W_O,h and v carries no bias, so `hook_result` has no bias term.
+/// Only the logits at each sample's position length − 1 are computed. Positions run 0 … T−1; padded keys
+/// (past a sample's length) are masked.
+public final class InstrumentedGPT2: @unchecked Sendable {
+    public let parameters: ParameterArena
+    public let config: GPT2Config
+    public let graph: AttributionGraph
+    /// Workers for the non-GEMM kernels (OpenBLAS uses its own setting).
+    public var threads: Int
+    let L: Int, H: Int, C: Int, dh: Int, V: Int, F: Int
+    let eps: Float
+    /// Folded attention output bias b_O' per layer.   // (L, C)
+    let foldedBias: FloatBuffer
+
+    // Activations of the last forward pass; row strides use `capacity` (≥ B·T).
+    var capacity = 0, batchCapacity = 0, seqCapacity = 0
+    var resid = FloatBuffer(count: 0)      // (L+1, BT, C)  x_ℓ, the input of block ℓ; x_L the final residual
+    var residMid = FloatBuffer(count: 0)   // (L, BT, C)    x_ℓ + attn_out (blocks.ℓ.hook_resid_mid)
+    var ln1Stats = FloatBuffer(count: 0)   // (L, 2, BT)    mean, rstd
+    var ln2Stats = FloatBuffer(count: 0)   // (L, 2, BT)
+    var qkv = FloatBuffer(count: 0)        // (L, BT, 3C)   q | k | v
+    var pattern = FloatBuffer(count: 0)    // (L, B, H, T, T) blocks.ℓ.attn.hook_pattern
+    var fcPre = FloatBuffer(count: 0)      // (L, BT, 4C)   blocks.ℓ.mlp.hook_pre
+    var scratchC = FloatBuffer(count: 0)   // (4, BT, C)    ln / z / head or MLP output / attn_out
+    var scratchF = FloatBuffer(count: 0)   // (BT, 4C)
+    var statScratch = FloatBuffer(count: 0) // (2, BT)      LayerNorm stats of rebuilt inputs
+    var patchInputs = FloatBuffer(count: 0) // (3H, BT, C)  rebuilt head inputs (patched runs)
+    var lnfIn = FloatBuffer(count: 0)      // (B, C)        final residual at the read-out rows
+    var lnfOut = FloatBuffer(count: 0)     // (B, C)
+    var lnfStats = FloatBuffer(count: 0)   // (2, B)
+    /// Logits of the last forward pass at the read-out positions.   // (B, V)
+    public private(set) var logits = FloatBuffer(count: 0)
+    // Backward scratch.
+    var dResid = FloatBuffer(count: 0)     // (BT, C)
+    var dMid = FloatBuffer(count: 0)       // (BT, C)
+    var dTmp = FloatBuffer(count: 0)       // (BT, C)
+    var dQKV = FloatBuffer(count: 0)       // (BT, 3C)
+    var dLnf = FloatBuffer(count: 0)       // (B, C)
+    var attScratch = FloatBuffer(count: 0) // (B, H, T, T)  Attention.backward's per-head blocks
+
+    var lastBatch: PromptBatch?
+    var lastLengths: [Int32] = []
+    var lastWasPatched = false
+    var lastReplaced: Set<Int> = []
+
+    public init(parameters: ParameterArena, threads: Int = max(1, BLAS.threads)) {
+        self.parameters = parameters
+        config = parameters.config
+        self.threads = max(1, threads)
+        L = config.nLayer; H = config.nHead; C = config.nEmbd; dh = config.headSize; V = config.vocabSize; F = config.mlpSize
+        eps = Float(config.layerNormEpsilon)
+        graph = AttributionGraph(nLayers: L, nHeads: H)
+        foldedBias = FloatBuffer(count: L * C)
+        refreshFoldedBiases()
+    }
+
+    /// Recomputes b_O' = b_O + b_V · W_O from the arena; call after loading another checkpoint into it.
+    public func refreshFoldedBiases() {
+        let p = parameters.views
+        for l in 0..<L {
+            let bv = p.layers[l].attnBias + 2 * C, wo = p.layers[l].attnProjWeight, bo = p.layers[l].attnProjBias
+            let out = foldedBias.base + l * C
+            out.update(from: bo, count: C)
+            Matmul.sgemm(false, false, M: 1, N: C, K: C, alpha: 1, A: bv, lda: C, B: wo, ldb: C, beta: 1, C: out, ldc: C)
+        }
+    }
+
+    /// The folded output bias b_O' of layer `l`.
+    public func foldedOutputBias(layer l: Int) -> [Float] { Array(UnsafeBufferPointer(start: foldedBias.base + l * C, count: C)) }
+
+    func ensureCapacity(B: Int, T: Int) {
+        if B * H * T * T > attScratch.count { attScratch = FloatBuffer(count: B * H * T * T) }
+        guard B * T > capacity || B > batchCapacity || T > seqCapacity else { return }
+        let nB = max(B, batchCapacity), nT = max(T, seqCapacity), nBT = max(B * T, capacity)
+        capacity = nBT; batchCapacity = nB; seqCapacity = nT
+        resid = FloatBuffer(count: (L + 1) * nBT * C)
+        residMid = FloatBuffer(count: L * nBT * C)
+        ln1Stats = FloatBuffer(count: L * 2 * nBT)
+        ln2Stats = FloatBuffer(count: L * 2 * nBT)
+        qkv = FloatBuffer(count: L * nBT * 3 * C)
+        pattern = FloatBuffer(count: L * nB * H * nT * nT)
+        fcPre = FloatBuffer(count: L * nBT * F)
+        scratchC = FloatBuffer(count: 4 * nBT * C)
+        scratchF = FloatBuffer(count: nBT * F)
+        statScratch = FloatBuffer(count: 2 * nBT)
+        patchInputs = FloatBuffer(count: 0)
+        lnfIn = FloatBuffer(count: nB * C)
+        lnfOut = FloatBuffer(count: nB * C)
+        lnfStats = FloatBuffer(count: 2 * nB)
+        logits = FloatBuffer(count: nB * V)
+        dResid = FloatBuffer(count: nBT * C)
+        dMid = FloatBuffer(count: nBT * C)
+        dTmp = FloatBuffer(count: nBT * C)
+        dQKV = FloatBuffer(count: nBT * 3 * C)
+        dLnf = FloatBuffer(count: nB * C)
+    }
+
+    /// Pointer to layer ℓ's slice of a per-layer activation buffer with `width` floats per row.
+    @inline(__always)
+    func layerSlice(_ buffer: FloatBuffer, _ l: Int, width: Int) -> UnsafeMutablePointer<Float> {
+        buffer.base + l * capacity * width
+    }
+
+    /// How `forward` writes node outputs into a record buffer `[nForward, B·T·C]`: copied (`set`), subtracted from
+    /// what is there (`subtract`), or negated (`negate`: what `subtract` gives on a zeroed buffer, without zeroing it).
+    public enum RecordMode: Sendable { case set, subtract, negate }
+
+    /// Patching of downstream inputs for circuit evaluation: with `differences` = the record buffer of this
+    /// same run in `.subtract` mode (it holds corrupted − current) or `.negate` mode (0 − current, zero ablation), each
+    /// rebuilt input of column b becomes residual + Σ_{f < prev(b)} absent[f, b] · differences[f]
+    /// (inputs whose column has no absent edge are left as they are: their update is exactly 0).
+    public struct Patch {
+        /// 1 where the edge (f, b) is NOT in the circuit, row-major.   // (nForward, nBackward)
+        public var absent: [Float]
+        /// Rebuild the q/k/v inputs of every head of layer ℓ (the reference does when any head of ℓ is in the circuit).
+        public var rebuildHeads: [Bool]
+        /// Rebuild the input of MLP ℓ (when m ℓ is in the circuit).
+        public var rebuildMLP: [Bool]
+        /// Rebuild the final residual (when `logits` is in the circuit).
+        public var rebuildLogits: Bool
+        /// Per column: whether any valid row has a nonzero `absent` entry (else the update is exactly 0).
+        public let hasAbsent: [Bool]
+
+        public init(absent: [Float], rebuildHeads: [Bool], rebuildMLP: [Bool], rebuildLogits: Bool, graph: AttributionGraph) {
+            precondition(absent.count == graph.nForward * graph.nBackward, "absent must be [nForward, nBackward]")
+            self.absent = absent
+            self.rebuildHeads = rebuildHeads
+            self.rebuildMLP = rebuildMLP
+            self.rebuildLogits = rebuildLogits
+            hasAbsent = (0..<graph.nBackward).map { b in (0..<graph.backwardPrevIndex[b]).contains { absent[$0 * graph.nBackward + b] != 0 } }
+        }
+
+        /// The reference's patch for `circuit`: absent edges are those not in it; inputs of nodes in it are rebuilt.
+        public init(circuit: Circuit) {
+            let g = circuit.graph
+            var absent = [Float](repeating: 1, count: g.nForward * g.nBackward)
+            for (e, edge) in g.edges.enumerated() where circuit.edgeInGraph[e] { absent[edge.forward * g.nBackward + edge.backward] = 0 }
+            self.init(absent: absent,
+                      rebuildHeads: (0..<g.nLayers).map { l in (0..<g.nHeads).contains { circuit.nodeInGraph[g.headForward(layer: l, head: $0)] } },
+                      rebuildMLP: (0..<g.nLayers).map { circuit.nodeInGraph[g.mlpForward(layer: $0)] },
+                      rebuildLogits: circuit.nodeInGraph[g.logitsNode], graph: g)
+        }
+    }
+
+    /// Runs the model on `clean ? batch.cleanTokens : batch.corruptedTokens` with the batch's lengths.
+    ///
+    /// - `record`: buffer `[nForward, B·T·C]` receiving node outputs (`recordMode`).
+    /// - `replace`: forward index → output `(B, T, C)` used instead of the node's own (index 0: the token
+    ///   embedding; the positional embedding is still added). Replaced nodes pass no gradient in `backward`.
+    /// - `patch`: rebuild downstream inputs from `record` (which must be given, in `.subtract` or `.negate` mode).
+    /// - `computeLogits`: false skips the unembedding (when only the gradient of a logit difference is needed).
+    /// Returns a pointer to the logits at the read-out positions `(B, V)`, valid until the next call.
+    @discardableResult
+    public func forward(_ batch: PromptBatch, clean: Bool = true,
+                        record: UnsafeMutablePointer<Float>? = nil, recordMode: RecordMode = .set,
+                        replace: [Int: UnsafePointer<Float>] = [:], patch: Patch? = nil,
+                        computeLogits: Bool = true) -> UnsafeMutablePointer<Float> {
+        let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
+        precondition(T <= config.nPositions, "sequence longer than the model's positions")
+        precondition(patch == nil || (record != nil && recordMode != .set), "patching reads the record buffer of the same run")
+        let tokens = clean ? batch.cleanTokens : batch.corruptedTokens!
+        ensureCapacity(B: B, T: T)
+        if let patch, patch.rebuildHeads.contains(true), patchInputs.count < 3 * H * BTC { patchInputs = FloatBuffer(count: 3 * H * capacity * C) }
+        lastBatch = batch
+        lastLengths = batch.lengths.map { Int32($0) }
+        lastWasPatched = patch != nil
+        lastReplaced = Set(replace.keys)
+        let p = parameters.views, g = graph, nB = g.nBackward
+
+        func recordOutput(_ f: Int, _ out: UnsafePointer<Float>) {
+            guard let record else { return }
+            let dst = record + f * BTC
+            switch recordMode {
+            case .set: dst.update(from: out, count: BTC)
+            case .subtract: for i in 0..<BTC { dst[i] -= out[i] }
+            case .negate: for i in 0..<BTC { dst[i] = -out[i] }
+            }
+        }
+
+        // Embedding: x0 = W_E[token] (hook_embed, or its replacement) + W_pos[t] (hook_pos_embed).
+        let x0 = resid.base
+        let emb = scratchC.base + 2 * capacity * C
+        if let r = replace[0] {
+            emb.update(from: r, count: BTC)
+        } else {
+            for row in 0..<BT { (emb + row * C).update(from: p.wte + Int(tokens[row]) * C, count: C) }
+        }
+        recordOutput(0, emb)
+        for row in 0..<BT {
+            let e = emb + row * C, pe = p.wpe + (row % T) * C, x = x0 + row * C
+            for i in 0..<C { x[i] = e[i] + pe[i] }
+        }
+
+        lastLengths.withUnsafeBufferPointer { lengthsBuf in
+            let lengths = lengthsBuf.baseAddress!
+            for l in 0..<L {
+                let w = p.layers[l]
+                let x = layerSlice(resid, l, width: C), mid = layerSlice(residMid, l, width: C), q = layerSlice(qkv, l, width: 3 * C)
+                let ln = scratchC.base, z = scratchC.base + capacity * C
+                let head = scratchC.base + 2 * capacity * C, attnOut = scratchC.base + 3 * capacity * C
+                let stats1 = layerSlice(ln1Stats, l, width: 2)
+
+                // q, k, v of every head from LN1 of the residual (value bias folded away) ...
+                LayerNorm.forward(out: ln, mean: stats1, rstd: stats1 + capacity, inp: x, weight: w.ln1Weight, bias: w.ln1Bias,
+                                  N: BT, C: C, eps: eps, threads: threads)
+                // (A patch that rebuilds every q/k/v input of the layer overwrites all of them: then the shared product is skipped.)
+                let rebuildsAll = patch.map { p in p.rebuildHeads[l] && (0..<(3 * H)).allSatisfy { p.hasAbsent[g.headBackward(layer: l, head: 0, qkv: .q) + $0] } } ?? false
+                if !rebuildsAll {
+                    for row in 0..<BT {
+                        let dst = q + row * 3 * C
+                        dst.update(from: w.attnBias, count: 2 * C)
+                        (dst + 2 * C).update(repeating: 0, count: C)
+                    }
+                    Matmul.sgemm(false, false, M: BT, N: 3 * C, K: C, alpha: 1, A: ln, lda: C, B: w.attnWeight, ldb: 3 * C,
+                                 beta: 1, C: q, ldc: 3 * C)
+                }
+                // ... except the inputs a patch rebuilds: head h's input j becomes x + Σ_f absent[f, b] · record[f].
+                // Inputs without absent edges are left alone (their update is exactly 0), so a circuit holding every
+                // edge reproduces the clean run bit for bit.
+                if let patch, patch.rebuildHeads[l] {
+                    let col0 = g.headBackward(layer: l, head: 0, qkv: .q), prev = g.backwardPrevIndex[col0]
+                    let columns = (0..<(3 * H)).filter { patch.hasAbsent[col0 + $0] }
+                    if !columns.isEmpty {
+                        let U = patchInputs.base
+                        patch.absent.withUnsafeBufferPointer { a in
+                            Matmul.sgemm(true, false, M: 3 * H, N: BTC, K: prev, alpha: 1, A: a.baseAddress! + col0, lda: nB,
+                                         B: record!, ldb: BTC, beta: 0, C: U, ldc: BTC)
+                        }
+                        for c in columns {
+                            let j = c / H, h = c % H
+                            let u = U + c * BTC
+                            for i in 0..<BTC { u[i] += x[i] }
+                            LayerNorm.forward(out: ln, mean: statScratch.base, rstd: statScratch.base + capacity, inp: u,
+                                              weight: w.ln1Weight, bias: w.ln1Bias, N: BT, C: C, eps: eps, threads: threads)
+                            let col = j * C + h * dh
+                            for row in 0..<BT {
+                                let dst = q + row * 3 * C + col
+                                if j < 2 { dst.update(from: w.attnBias + col, count: dh) } else { dst.update(repeating: 0, count: dh) }
+                            }
+                            Matmul.sgemm(false, false, M: BT, N: dh, K: C, alpha: 1, A: ln, lda: C, B: w.attnWeight + col, ldb: 3 * C,
+                                         beta: 1, C: q + col, ldc: 3 * C)
+                        }
+                    }
+                }
+                let pat = pattern.base + l * batchCapacity * H * seqCapacity * seqCapacity
+                Attention.forward(out: z, att: pat, qkv: q, lengths: lengths, B: B, T: T, C: C, NH: H, threads: threads)
+
+                // Attention output: one product z·W_O + b_O' unless a head output is replaced (then Σ_h result_h + b_O');
+                // each head's own output result_h = z_h W_O,h is formed only when it is recorded or replaced.
+                let anyReplaced = (0..<H).contains { replace[g.headForward(layer: l, head: $0)] != nil }
+                for row in 0..<BT { (attnOut + row * C).update(from: foldedBias.base + l * C, count: C) }
+                if !anyReplaced {
+                    Matmul.sgemm(false, false, M: BT, N: C, K: C, alpha: 1, A: z, lda: C, B: w.attnProjWeight, ldb: C,
+                                 beta: 1, C: attnOut, ldc: C)
+                }
+                if record != nil || anyReplaced {
+                    for h in 0..<H {
+                        let f = g.headForward(layer: l, head: h)
+                        if let r = replace[f] {
+                            head.update(from: r, count: BTC)
+                        } else {
+                            Matmul.sgemm(false, false, M: BT, N: C, K: dh, alpha: 1, A: z + h * dh, lda: C,
+                                         B: w.attnProjWeight + h * dh * C, ldb: C, beta: 0, C: head, ldc: C)
+                        }
+                        recordOutput(f, head)
+                        if anyReplaced { for i in 0..<BTC { attnOut[i] += head[i] } }
+                    }
+                }
+                for i in 0..<BTC { mid[i] = x[i] + attnOut[i] }
+
+                // MLP on its own input (hook_mlp_in: the residual, or its rebuilt copy).
+                var mlpIn = UnsafePointer(mid)
+                if let patch, patch.rebuildMLP[l], patch.hasAbsent[g.mlpBackward(layer: l)] {
+                    let col = g.mlpBackward(layer: l), prev = g.backwardPrevIndex[col]
+                    head.update(from: mid, count: BTC)
+                    patch.absent.withUnsafeBufferPointer { a in
+                        Matmul.sgemm(true, false, M: 1, N: BTC, K: prev, alpha: 1, A: a.baseAddress! + col, lda: nB,
+                                     B: record!, ldb: BTC, beta: 1, C: head, ldc: BTC)
+                    }
+                    mlpIn = UnsafePointer(head)
+                }
+                let stats2 = layerSlice(ln2Stats, l, width: 2)
+                LayerNorm.forward(out: ln, mean: stats2, rstd: stats2 + capacity, inp: mlpIn, weight: w.ln2Weight, bias: w.ln2Bias,
+                                  N: BT, C: C, eps: eps, threads: threads)
+                let pre = layerSlice(fcPre, l, width: F), act = scratchF.base
+                Matmul.forward(out: pre, inp: ln, weight: w.fcWeight, bias: w.fcBias, N: BT, IC: C, OC: F, threads: threads)
+                GELU.forward(out: act, inp: pre, count: BT * F, threads: threads)
+                let mlpOut = head
+                let fm = g.mlpForward(layer: l)
+                if let r = replace[fm] {
+                    mlpOut.update(from: r, count: BTC)
+                } else {
+                    Matmul.forward(out: mlpOut, inp: act, weight: w.fcProjWeight, bias: w.fcProjBias, N: BT, IC: F, OC: C, threads: threads)
+                }
+                recordOutput(fm, mlpOut)
+                let xNext = layerSlice(resid, l + 1, width: C)
+                for i in 0..<BTC { xNext[i] = mid[i] + mlpOut[i] }
+            }
+        }
+
+        // Final LayerNorm and unembedding at the read-out rows only.
+        let xL = layerSlice(resid, L, width: C)
+        let rows = batch.readRows
+        for b in 0..<B { (lnfIn.base + b * C).update(from: xL + rows[b] * C, count: C) }
+        if let patch, patch.rebuildLogits, patch.hasAbsent[g.logitsBackward] {
+            let col = g.logitsBackward
+            for f in 0..<g.nForward where patch.absent[f * nB + col] != 0 {
+                let d = record! + f * BTC, a = patch.absent[f * nB + col]
+                for b in 0..<B {
+                    let dst = lnfIn.base + b * C, src = d + rows[b] * C
+                    for i in 0..<C { dst[i] += a * src[i] }
+                }
+            }
+        }
+        LayerNorm.forward(out: lnfOut.base, mean: lnfStats.base, rstd: lnfStats.base + batchCapacity, inp: lnfIn.base,
+                          weight: p.lnfWeight, bias: p.lnfBias, N: B, C: C, eps: eps, threads: threads)
+        if computeLogits {
+            Matmul.sgemm(false, true, M: B, N: V, K: C, alpha: 1, A: lnfOut.base, lda: C, B: p.wte, ldb: C, beta: 0, C: logits.base, ldc: V)
+        }
+        return logits.base
+    }
+}
