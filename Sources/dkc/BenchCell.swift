@@ -41,8 +41,8 @@ struct BenchCell: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Samples per batch (attribution, evaluation and tests).")
     var batchSize: Int = 64
 
-    @Option(parsing: .upToNextOption, help: "Circuit sizes (top-n edges), one circuit each.")
-    var topn: [Int] = [8000]
+    @Option(help: "Circuit sizes (top-n edges), comma-separated, one circuit each.", transform: CircuitSizes.init(parsing:))
+    var topn = CircuitSizes([8000])
 
     @Option(name: .customLong("ig-steps"), help: "EAP-IG integration steps.")
     var igSteps: Int = 5
@@ -64,13 +64,10 @@ struct BenchCell: ParsableCommand {
         guard circuitN >= 1 else { throw ValidationError("--circuit-n must be at least 1 (the study uses 300)") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard igSteps >= 1 else { throw ValidationError("--ig-steps must be at least 1 (the study uses 5)") }
-        guard !topn.isEmpty, topn.allSatisfy({ $0 >= 1 }), Set(topn).count == topn.count else {
-            throw ValidationError("--topn needs one or more distinct sizes, each at least 1 (e.g. --topn 8000)")
-        }
     }
 
     func run() throws {
-        let options = CellOptions(attribution: AttributionOptions(method: .eapIG, igSteps: igSteps), batchSize: batchSize, topn: topn)
+        let options = CellOptions(attribution: AttributionOptions(method: .eapIG, igSteps: igSteps), batchSize: batchSize, topn: topn.values)
         withWorld { comm in
             guard comm.size == 1 else { throw BenchError("bench cell runs on one process; run it without mpirun (the sweep has its own benchmark)") }
             let progress = BenchProgress()

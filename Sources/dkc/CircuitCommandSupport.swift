@@ -3,6 +3,7 @@ import Core
 import Foundation
 
 extension AttributionMethod: ExpressibleByArgument {}
+extension CircuitTask: ExpressibleByArgument {}
 
 /// An existing file or folder named by `option`, as an absolute URL; an error naming the option otherwise.
 func existingPath(_ path: String, option: String, folder: Bool = false) throws -> URL {
@@ -52,15 +53,23 @@ func loadCircuitTokenizer(option: String?, model: URL) throws -> any Tokenizer {
     try TokenizerLoader.resolve(explicit: try option.map { try existingPath($0, option: "--tokenizer", folder: true) }, model: model)
 }
 
-/// "10,50,200" → [10, 50, 200]; an error naming the option otherwise.
-func parseSizes(_ text: String, option: String) throws -> [Int] {
-    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-    let sizes = parts.compactMap(Int.init)
-    guard !parts.isEmpty, sizes.count == parts.count, sizes.allSatisfy({ $0 >= 1 }) else {
-        throw CircuitsError(item: option, problem: "'\(text)' is not a list of positive integers", fix: "write e.g. \(option) 10,50,200")
+/// Circuit sizes as `--topn` takes them: positive integers, comma-separated, none twice (`10,50,200`).
+/// The options parse into it (`@Option(transform: CircuitSizes.init(parsing:))`), so a bad list is a usage
+/// error naming the option before the command runs.
+struct CircuitSizes: Equatable {
+    let values: [Int]
+
+    init(_ values: [Int]) { self.values = values }
+
+    init(parsing text: String) throws {
+        let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let sizes = parts.compactMap { Int($0) }
+        guard !parts.isEmpty, sizes.count == parts.count, sizes.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("'\(text)' is not a list of positive integers (write e.g. 10,50,200)")
+        }
+        guard Set(sizes).count == sizes.count else { throw ValidationError("'\(text)' lists a size twice") }
+        values = sizes
     }
-    guard Set(sizes).count == sizes.count else { throw CircuitsError(item: option, problem: "'\(text)' lists a size twice") }
-    return sizes
 }
 
 /// The provenance of a single-process command: its command line and its settings as JSON.

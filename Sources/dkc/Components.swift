@@ -28,24 +28,27 @@ struct Components: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Circuit records (circuit_<n>/<model>/<task>.jsonl).") var data: String
-    @Option(help: "The task: \(CircuitTask.allCases.map(\.rawValue).joined(separator: ", ")).") var task: String
+    @Option(help: "The task.") var task: CircuitTask
     @Option(help: "Entity type of the cell: new, revised or all.") var type = OutputLabels.all
     @Option(help: "Frequency bucket of the cell (a bucket of the data's manifest.json, or all).") var frequency = OutputLabels.all
     @Option(help: "Scores written by dkc discover or dkc sweep: also analyse the heads of the cell's circuits (needs --topn).") var scores: String?
-    @Option(help: "Circuit sizes, comma-separated (e.g. 10,50,200), with --scores.") var topn: String?
+    @Option(help: "Circuit sizes, comma-separated (e.g. 10,50,200), with --scores.", transform: CircuitSizes.init(parsing:))
+    var topn: CircuitSizes?
     @Option(help: "Checkpoint step of the scores cell, when the file holds several.") var checkpoint: Int64?
     @Option(name: .customLong("batch-size"), help: "Prompts per forward.") var batchSize = 16
     @Option(help: "The components file to write (NetCDF).") var out: String
 
+    func validate() throws {
+        guard (scores == nil) == (topn == nil) else {
+            let (given, missing) = scores == nil ? ("--topn", "--scores") : ("--scores", "--topn")
+            throw ValidationError("\(given): is given without \(missing) (give both to analyse the circuits' heads, or neither)")
+        }
+    }
+
     func run() throws {
         try runReporting("components") {
-            let taskValue = try CircuitTask.named(task, option: "--task")
             guard batchSize >= 1 else { throw CircuitsError(item: "--batch-size", problem: "is \(batchSize)", fix: "use at least 1") }
-            guard (scores == nil) == (topn == nil) else {
-                throw CircuitsError(item: scores == nil ? "--topn" : "--scores", problem: "is given without \(scores == nil ? "--scores" : "--topn")",
-                                    fix: "give both to analyse the circuits' heads, or neither", exitCode: 64)
-            }
-            let sizes = try topn.map { try parseSizes($0, option: "--topn") } ?? []
+            let sizes = topn?.values ?? []
             let modelURL = try modelOptions.folder()
             let dataURL = try existingPath(data, option: "--data")
             let scoresURL = try scores.map { try existingPath($0, option: "--scores") }
@@ -71,7 +74,7 @@ struct Components: ParsableCommand {
                     throw CircuitsError(item: "--scores", problem: "\(scoresURL.path) was computed for another graph than the model's (\(instrumented.graph.nLayers) layers × \(instrumented.graph.nHeads) heads)",
                                         fix: "use scores of this model's architecture")
                 }
-                let (cell, values) = try pickScoresCell(table, task: taskValue.rawValue, type: type, frequency: frequency, checkpoint: checkpoint,
+                let (cell, values) = try pickScoresCell(table, task: task.rawValue, type: type, frequency: frequency, checkpoint: checkpoint,
                                                         modelStep: step, source: scoresURL.path)
                 scoresStep = cell.checkpoint
                 matrix = ScoreMatrix(nForward: table.edges.nForward, nBackward: table.edges.nBackward,
@@ -79,11 +82,11 @@ struct Components: ParsableCommand {
             }
 
             let started = Date()
-            let result = try CellComponents.analyze(samples, task: taskValue, analyzer: ComponentAnalyzer(circuitModel: loaded), tokenizer: tok,
+            let result = try CellComponents.analyze(samples, task: task, analyzer: ComponentAnalyzer(circuitModel: loaded), tokenizer: tok,
                                                     batchSize: batchSize, scores: matrix, topn: sizes)
             let seconds = Date().timeIntervalSince(started)
             var settings: [(String, JSONValue)] = [
-                ("model", .string(modelURL.path)), ("data", .string(dataURL.path)), ("task", .string(taskValue.rawValue)),
+                ("model", .string(modelURL.path)), ("data", .string(dataURL.path)), ("task", .string(task.rawValue)),
                 ("type", .string(type)), ("frequency", .string(frequency)), ("batch_size", .int(batchSize)),
             ]
             if let scoresURL, let scoresStep {

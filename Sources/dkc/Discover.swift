@@ -22,7 +22,7 @@ struct Discover: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Circuit records (circuit_<n>/<model>/<task>.jsonl).") var data: String
-    @Option(help: "The task: \(CircuitTask.allCases.map(\.rawValue).joined(separator: ", ")).") var task: String
+    @Option(help: "The task.") var task: CircuitTask
     @Option(help: "Entity type: new, revised or all.") var type = OutputLabels.all
     @Option(help: "Frequency bucket name (e.g. low, medium, high) or all.") var frequency = OutputLabels.all
     @Option(help: "Attribution method.") var method: AttributionMethod = .eapIG
@@ -33,7 +33,6 @@ struct Discover: ParsableCommand {
 
     func run() throws {
         try runReporting("discover") {
-            let taskValue = try CircuitTask.named(task, option: "--task")
             let modelURL = try modelOptions.folder()
             let dataURL = try existingPath(data, option: "--data")
             let outURL = try outputPath(out, option: "--out")
@@ -46,7 +45,7 @@ struct Discover: ParsableCommand {
             let filter = try CellFilter(type: type, frequency: frequency, buckets: buckets)
             let records = try CircuitSample.read(dataURL)
             let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
-            let pairs = try CircuitSample.pairs(records, filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
+            let pairs = try CircuitSample.pairs(records, filter: filter, task: task, encoder: tok, source: dataURL.path)
             let loaded = try loadCircuitModel(modelURL)
             let step = loaded.step
             let runner = CellRunner(loaded)
@@ -57,10 +56,10 @@ struct Discover: ParsableCommand {
 
             var table = ScoresTable(edges: runner.edgeLayout, attributes: options.scoreAttributes)
             try table.addCheckpoint(step: step, path: modelOptions.model)
-            try table.set(ResultCell(checkpoint: step, task: taskValue.rawValue, type: filter.type, frequency: filter.frequency),
+            try table.set(ResultCell(checkpoint: step, task: task.rawValue, type: filter.type, frequency: filter.frequency),
                           scores: result.scores.values, nSamples: result.nSamples, seconds: result.seconds)
             let provenance = try commandProvenance([
-                ("model", .string(modelURL.path)), ("data", .string(dataURL.path)), ("task", .string(taskValue.rawValue)),
+                ("model", .string(modelURL.path)), ("data", .string(dataURL.path)), ("task", .string(task.rawValue)),
                 ("type", .string(filter.type)), ("frequency", .string(filter.frequency)), ("method", .string(method.rawValue)),
                 ("ig_steps", .int(igSteps)), ("batch_size", .int(batchSize)),
             ])

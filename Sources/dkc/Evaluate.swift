@@ -26,11 +26,11 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Scores written by dkc discover or dkc sweep.") var scores: String
     @Option(help: "Circuit records (circuit_<n>/<model>/<task>.jsonl).") var data: String
     @Option(name: .customLong("test-data"), help: "Test entities (test.jsonl).") var testData: String
-    @Option(help: "The task: \(CircuitTask.allCases.map(\.rawValue).joined(separator: ", ")).") var task: String
+    @Option(help: "The task.") var task: CircuitTask
     @Option(help: "Entity type of the cell (default: the scores cell's).") var type: String?
     @Option(help: "Frequency bucket of the cell (default: the scores cell's).") var frequency: String?
     @Option(help: "Checkpoint step of the scores cell, when the file holds several.") var checkpoint: Int64?
-    @Option(help: "Circuit sizes, comma-separated (e.g. 10,50,200).") var topn: String
+    @Option(help: "Circuit sizes, comma-separated (e.g. 10,50,200).", transform: CircuitSizes.init(parsing:)) var topn: CircuitSizes
     @Option(name: .customLong("batch-size"), help: "Samples per batch (default: the scores' batch size).") var batchSize: Int?
     @Option(name: .customLong("faithfulness-min-denominator"), help: "Faithfulness is NaN when |clean − corrupted| is below this.")
     var faithfulnessMinDenominator = 1e-6
@@ -39,8 +39,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try runReporting("evaluate") {
-            let taskValue = try CircuitTask.named(task, option: "--task")
-            let sizes = try parseSizes(topn, option: "--topn")
+            let sizes = topn.values
             let modelURL = try modelOptions.folder()
             let scoresURL = try existingPath(scores, option: "--scores")
             let dataURL = try existingPath(data, option: "--data")
@@ -56,7 +55,7 @@ struct Evaluate: ParsableCommand {
                 throw CircuitsError(item: "--scores", problem: "\(scoresURL.path) was computed for another graph than the model's (\(runner.graph.nLayers) layers × \(runner.graph.nHeads) heads)",
                                     fix: "use scores of this model's architecture")
             }
-            let (cell, scoreValues) = try pickScoresCell(table, task: task, type: type, frequency: frequency, checkpoint: checkpoint,
+            let (cell, scoreValues) = try pickScoresCell(table, task: task.rawValue, type: type, frequency: frequency, checkpoint: checkpoint,
                                                          modelStep: step, source: scoresURL.path)
             let options = CellOptions(attribution: AttributionOptions(), batchSize: batchSize ?? table.attributes.batchSize, topn: sizes)
             try options.validate(source: "options")
@@ -64,7 +63,7 @@ struct Evaluate: ParsableCommand {
             let buckets = try FrequencyBuckets.forData(at: dataURL)
             let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: buckets)
             let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
-            let pairs = try CircuitSample.pairs(try CircuitSample.read(dataURL), filter: filter, task: taskValue, encoder: tok, source: dataURL.path)
+            let pairs = try CircuitSample.pairs(try CircuitSample.read(dataURL), filter: filter, task: task, encoder: tok, source: dataURL.path)
             let testBuckets = try FrequencyBuckets.forData(at: testURL)
             let targets = TestTarget.all(try TestEntities.read(testURL), buckets: testBuckets)
             guard !targets.isEmpty else {
@@ -74,7 +73,7 @@ struct Evaluate: ParsableCommand {
                                      values: zip(scoreValues, table.edges.isEdge).map { $1 == 1 ? $0 : 0 })
 
             let progress = ProgressLine()
-            let result = try runner.evaluate(scores: matrix, pairs: pairs, targets: targets, task: taskValue, encoder: tok, options: options,
+            let result = try runner.evaluate(scores: matrix, pairs: pairs, targets: targets, task: task, encoder: tok, options: options,
                                              keepPredictions: predictionsURL != nil) { p in
                 progress.update(p.phase.rawValue, done: p.done, total: p.total)
             }
@@ -82,18 +81,18 @@ struct Evaluate: ParsableCommand {
 
             var circuits = CircuitsTable(edges: runner.edgeLayout, faithfulnessMinDenominator: faithfulnessMinDenominator)
             try circuits.addCheckpoint(step: step, path: modelOptions.model)
-            let outCell = ResultCell(checkpoint: step, task: taskValue.rawValue, type: cell.type, frequency: cell.frequency)
+            let outCell = ResultCell(checkpoint: step, task: task.rawValue, type: cell.type, frequency: cell.frequency)
             try circuits.set(outCell, result.cell)
             var provenance = try commandProvenance([
                 ("model", .string(modelURL.path)), ("scores", .string(scoresURL.path)), ("data", .string(dataURL.path)),
-                ("test_data", .string(testURL.path)), ("task", .string(taskValue.rawValue)), ("type", .string(cell.type)),
+                ("test_data", .string(testURL.path)), ("task", .string(task.rawValue)), ("type", .string(cell.type)),
                 ("frequency", .string(cell.frequency)), ("scores_checkpoint", .int(Int(cell.checkpoint))),
                 ("topn", .array(sizes.map { .int($0) })), ("batch_size", .int(options.batchSize)),
                 ("faithfulness_min_denominator", .double(faithfulnessMinDenominator)),
             ])
             provenance.testSet = DataManifest.testSet(forData: testURL)
             try circuits.write(to: outURL, provenance: provenance)
-            if let predictionsURL { try writePredictions(result.predictions, task: taskValue, family: loaded.config.family, to: predictionsURL) }
+            if let predictionsURL { try writePredictions(result.predictions, task: task, family: loaded.config.family, to: predictionsURL) }
 
             print("wrote \(outURL.path): \(pairs.count) samples, clean \(fmt(result.cell.cleanBaseline)), corrupted \(fmt(result.cell.corruptedBaseline))")
             for n in sizes {

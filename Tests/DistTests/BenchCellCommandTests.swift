@@ -12,7 +12,7 @@ final class BenchCellCommandTests: XCTestCase {
             throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
         }
         let r = try Launch.run(try Launch.executable("dkc"),
-                               ["bench", "cell", "--config", "tiny", "--circuit-n", "3", "--batch-size", "2", "--topn", "20", "60",
+                               ["bench", "cell", "--config", "tiny", "--circuit-n", "3", "--batch-size", "2", "--topn", "20,60",
                                 "--threads", "1", "--json", "--tokenizer", tokenizer.path],
                                timeout: 300)
         XCTAssertEqual(r.status, 0, r.stderr)

@@ -127,7 +127,7 @@ final class CircuitCommandsTests: XCTestCase {
         let model = f.appendingPathComponent("model").path, data = f.appendingPathComponent("reference/eap/city.jsonl").path
         let out = dir.appendingPathComponent("s.nc").path
         let cases: [([String], String)] = [
-            (["--model", model, "--data", data, "--task", "town", "--out", out], "--task: unknown task 'town'"),
+            (["--model", model, "--data", data, "--task", "town", "--out", out], "'town' is invalid for '--task <task>'"),
             (["--model", model, "--data", dir.appendingPathComponent("none.jsonl").path, "--task", "city", "--out", out], "--data:"),
             (["--model", dir.path, "--data", data, "--task", "city", "--out", out], "config.json"),
             (["--model", model, "--data", data, "--task", "city", "--type", "revised", "--out", out], "no record has type revised, frequency all"),

@@ -116,13 +116,13 @@ final class ComponentsCommandTests: XCTestCase {
         let model = f.appendingPathComponent("model").path, data = f.appendingPathComponent("reference/eap/city.jsonl").path
         let out = dir.appendingPathComponent("c.nc").path
         let cases: [([String], String, Int32)] = [
-            (["--model", model, "--data", data, "--task", "town", "--out", out], "--task: unknown task 'town'", 65),
+            (["--model", model, "--data", data, "--task", "town", "--out", out], "'town' is invalid for '--task <task>'", 64),
             (["--model", model, "--data", dir.appendingPathComponent("none.jsonl").path, "--task", "city", "--out", out], "--data:", 65),
             (["--model", dir.path, "--data", data, "--task", "city", "--out", out], "config.json", 65),
             (["--model", model, "--data", data, "--task", "city", "--type", "revised", "--out", out], "--data: no record", 65),
             (["--model", model, "--data", data, "--task", "city", "--frequency", "often", "--out", out], "--frequency: unknown frequency bucket 'often'", 65),
             (["--model", model, "--data", data, "--task", "city", "--topn", "10", "--out", out], "--topn: is given without --scores", 64),
-            (["--model", model, "--data", data, "--task", "city", "--scores", data, "--topn", "x", "--out", out], "--topn: 'x' is not a list", 65),
+            (["--model", model, "--data", data, "--task", "city", "--scores", data, "--topn", "x", "--out", out], "'x' is invalid for '--topn <topn>': 'x' is not a list", 64),
             (["--model", model, "--data", data, "--task", "city", "--scores", data, "--topn", "10", "--out", out], data, 65),
             (["--model", model, "--data", data, "--task", "city", "--batch-size", "0", "--out", out], "--batch-size: is 0", 65),
             (["--model", model, "--data", data, "--task", "city", "--out", "/no/such/folder/c.nc"], "--out: the folder /no/such/folder does not exist", 65),

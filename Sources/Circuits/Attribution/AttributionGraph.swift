@@ -131,66 +131,11 @@ public struct AttributionGraph: Sendable {
         }
         nodes.append(.logits)
         self.nodes = nodes
-        let nodeIndex = { (n: GraphNode) -> Int in
-            switch n {
-            case .input: return 0
-            case let .head(l, h): return 1 + l * (nHeads + 1) + h
-            case let .mlp(l): return 1 + l * (nHeads + 1) + nHeads
-            case .logits: return nF
-            }
-        }
         // Node order equals forward order (logits last, with no row).
         forwardNode = Array(0..<nF)
         forwardNames = nodes[0..<nF].map(\.name)
-
-        var bNames = [String](repeating: "", count: nB)
-        var bNode = [Int](repeating: 0, count: nB)
-        var prev = [Int](repeating: 0, count: nB)
-        for l in 0..<nLayers {
-            for j in QKV.allCases {
-                for h in 0..<nHeads {
-                    let b = Self.headBackward(layer: l, head: h, qkv: j, nHeads: nHeads)
-                    bNames[b] = "a\(l).h\(h)<\(j.letter)>"
-                    bNode[b] = nodeIndex(.head(layer: l, head: h))
-                    prev[b] = 1 + l * (nHeads + 1)
-                }
-            }
-            let b = Self.mlpBackward(layer: l, nHeads: nHeads)
-            bNames[b] = "m\(l)"
-            bNode[b] = nodeIndex(.mlp(layer: l))
-            prev[b] = 1 + l * (nHeads + 1) + (parallel ? 0 : nHeads)
-        }
-        bNames[nB - 1] = "logits"
-        bNode[nB - 1] = nF
-        prev[nB - 1] = nF
-        backwardNames = bNames
-        backwardNode = bNode
-        backwardPrevIndex = prev
-
-        // Edges in the study's insertion order.
-        var edges: [GraphEdge] = []
-        func add(_ u: Int, _ child: Int, _ qkv: QKV?, _ b: Int) {
-            let name = qkv.map { "\(nodes[u].name)->\(nodes[child].name)<\($0.letter)>" } ?? "\(nodes[u].name)->\(nodes[child].name)"
-            edges.append(GraphEdge(parent: u, child: child, qkv: qkv, forward: u, backward: b, name: name))
-        }
-        var residual: [Int] = [0]
-        for l in 0..<nLayers {
-            for u in residual {
-                for h in 0..<nHeads {
-                    for j in QKV.allCases {
-                        add(u, nodeIndex(.head(layer: l, head: h)), j, Self.headBackward(layer: l, head: h, qkv: j, nHeads: nHeads))
-                    }
-                }
-                if parallel { add(u, nodeIndex(.mlp(layer: l)), nil, Self.mlpBackward(layer: l, nHeads: nHeads)) }
-            }
-            for h in 0..<nHeads { residual.append(nodeIndex(.head(layer: l, head: h))) }
-            if !parallel {
-                for u in residual { add(u, nodeIndex(.mlp(layer: l)), nil, Self.mlpBackward(layer: l, nHeads: nHeads)) }
-            }
-            residual.append(nodeIndex(.mlp(layer: l)))
-        }
-        for u in residual { add(u, nF, nil, nB - 1) }
-        self.edges = edges
+        (backwardNames, backwardNode, backwardPrevIndex) = Self.backwardColumns(nLayers: nLayers, nHeads: nHeads, parallel: parallel)
+        edges = Self.studyEdges(nodes: nodes, nLayers: nLayers, nHeads: nHeads, parallel: parallel)
 
         var parents = [[Int]](repeating: [], count: nodes.count)
         var children = [[Int]](repeating: [], count: nodes.count)
@@ -208,6 +153,74 @@ public struct AttributionGraph: Sendable {
         edgeAt = at
         edgeByName = byName
         nodeByName = Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) })
+    }
+
+    /// The index of node `n` in a graph of `nHeads` heads per layer (`nodes` order; logits after the forward rows).
+    private static func nodeIndex(_ n: GraphNode, nHeads: Int, nForward: Int) -> Int {
+        switch n {
+        case .input: return 0
+        case let .head(l, h): return 1 + l * (nHeads + 1) + h
+        case let .mlp(l): return 1 + l * (nHeads + 1) + nHeads
+        case .logits: return nForward
+        }
+    }
+
+    /// Each backward column's name, node, and the number of forward rows that feed it.
+    private static func backwardColumns(nLayers: Int, nHeads: Int, parallel: Bool) -> ([String], [Int], [Int]) {
+        let nF = 1 + nLayers * (nHeads + 1)
+        let nB = nLayers * (3 * nHeads + 1) + 1
+        var names = [String](repeating: "", count: nB)
+        var node = [Int](repeating: 0, count: nB)
+        var prev = [Int](repeating: 0, count: nB)
+        for l in 0..<nLayers {
+            for j in QKV.allCases {
+                for h in 0..<nHeads {
+                    let b = headBackward(layer: l, head: h, qkv: j, nHeads: nHeads)
+                    names[b] = "a\(l).h\(h)<\(j.letter)>"
+                    node[b] = nodeIndex(.head(layer: l, head: h), nHeads: nHeads, nForward: nF)
+                    prev[b] = 1 + l * (nHeads + 1)
+                }
+            }
+            let b = mlpBackward(layer: l, nHeads: nHeads)
+            names[b] = "m\(l)"
+            node[b] = nodeIndex(.mlp(layer: l), nHeads: nHeads, nForward: nF)
+            prev[b] = 1 + l * (nHeads + 1) + (parallel ? 0 : nHeads)
+        }
+        names[nB - 1] = "logits"
+        node[nB - 1] = nF
+        prev[nB - 1] = nF
+        return (names, node, prev)
+    }
+
+    /// The edges in the study's insertion order: every node upstream of a block's heads (their q, k and v inputs),
+    /// then of its MLP (after the heads, or beside them when `parallel`), then of the logits.
+    private static func studyEdges(nodes: [GraphNode], nLayers: Int, nHeads: Int, parallel: Bool) -> [GraphEdge] {
+        let nF = 1 + nLayers * (nHeads + 1)
+        let nB = nLayers * (3 * nHeads + 1) + 1
+        let index = { (n: GraphNode) in nodeIndex(n, nHeads: nHeads, nForward: nF) }
+        var edges: [GraphEdge] = []
+        func add(_ u: Int, _ child: Int, _ qkv: QKV?, _ b: Int) {
+            let name = qkv.map { "\(nodes[u].name)->\(nodes[child].name)<\($0.letter)>" } ?? "\(nodes[u].name)->\(nodes[child].name)"
+            edges.append(GraphEdge(parent: u, child: child, qkv: qkv, forward: u, backward: b, name: name))
+        }
+        var residual: [Int] = [0]
+        for l in 0..<nLayers {
+            for u in residual {
+                for h in 0..<nHeads {
+                    for j in QKV.allCases {
+                        add(u, index(.head(layer: l, head: h)), j, headBackward(layer: l, head: h, qkv: j, nHeads: nHeads))
+                    }
+                }
+                if parallel { add(u, index(.mlp(layer: l)), nil, mlpBackward(layer: l, nHeads: nHeads)) }
+            }
+            for h in 0..<nHeads { residual.append(index(.head(layer: l, head: h))) }
+            if !parallel {
+                for u in residual { add(u, index(.mlp(layer: l)), nil, mlpBackward(layer: l, nHeads: nHeads)) }
+            }
+            residual.append(index(.mlp(layer: l)))
+        }
+        for u in residual { add(u, nF, nil, nB - 1) }
+        return edges
     }
 
     /// Number of edges: for GPT-2 small (12 × 12) 32,491.

@@ -245,50 +245,63 @@ public final class ComponentAnalyzer: @unchecked Sendable {
     /// Reads row `b` of the last forward.
     private func analyzeRow(_ b: Int, _ p: ComponentPrompt, _ batch: PromptBatch) -> EntityComponents {
         let T = batch.seqLen, n = batch.lengths[b], last = n - 1
-        let S = p.subjectRange, nS = S.count, per = 1 + nS, rows = (L + 1) * per
-        let m = model
-
+        let per = 1 + p.subjectRange.count, rows = (L + 1) * per
         // Logit lens rows: for each lens point k, the last position then each subject position.
         if lensIn.count < rows * C { lensIn = FloatBuffer(count: rows * C) }
         if lensLogits.count < rows * V { lensLogits = FloatBuffer(count: rows * V) }
-        let norm = m.lensNorm, (wU, bU) = m.lensUnembedding
+        for (j, pos) in ([last] + Array(p.subjectRange)).enumerated() { lensInputs(row: b * T + pos, slot: j, per: per) }
+        let lens = lensReadout(p, rows: rows, per: per)
+        let (subjectRatio, relationRatio) = directLogitAttribution(row: b, length: n, subject: p.subjectRange, seqLen: T)
+        return EntityComponents(rankLast: lens.rankLast, probLast: lens.probLast, subjectTokenProb: lens.subjectProb,
+                                minRankAtSubject: lens.minRank, subjectRatio: subjectRatio, relationRatio: relationRatio)
+    }
+
+    /// The final norm applied to the residual stream of token row `row` at every lens point k (TransformerLens's
+    /// `apply_ln_to_stack` with the last point's scale), written to `lensIn` row `k * per + slot`.
+    private func lensInputs(row: Int, slot j: Int, per: Int) {
+        let m = model
+        let norm = m.lensNorm
         let eps = norm.eps, rms = norm.bias == nil
-        let positions = [last] + Array(S)
-        for (j, pos) in positions.enumerated() {
-            let row = b * T + pos
-            let rL = m.layerSlice(m.resid, L, width: C) + row * C
-            var mean = 0.0
+        let rL = m.layerSlice(m.resid, L, width: C) + row * C
+        var mean = 0.0
+        if !rms {
+            for i in 0..<C { mean += Double(rL[i]) }
+            mean /= Double(C)
+        }
+        var v = 0.0
+        for i in 0..<C { let d = Double(rL[i]) - mean; v += d * d }
+        // TransformerLens's apply_ln_to_stack scales only for LayerNorm; an RMSNorm model's stack is left as is.
+        let sigma = rms ? 1 : (v / Double(C) + eps).squareRoot()
+        for k in 0...L {
+            let r = m.layerSlice(m.resid, k, width: C) + row * C
+            var mk = 0.0
             if !rms {
-                for i in 0..<C { mean += Double(rL[i]) }
-                mean /= Double(C)
+                for i in 0..<C { mk += Double(r[i]) }
+                mk /= Double(C)
             }
-            var v = 0.0
-            for i in 0..<C { let d = Double(rL[i]) - mean; v += d * d }
-            // TransformerLens's apply_ln_to_stack scales only for LayerNorm; an RMSNorm model's stack is left as is.
-            let sigma = rms ? 1 : (v / Double(C) + eps).squareRoot()
-            for k in 0...L {
-                let r = m.layerSlice(m.resid, k, width: C) + row * C
-                var mk = 0.0
-                if !rms {
-                    for i in 0..<C { mk += Double(r[i]) }
-                    mk /= Double(C)
-                }
-                // x = (r − mean r)/σ_L has mean 0 up to rounding; the second LayerNorm centres it again (RMSNorm: no centring).
-                var mx = 0.0
-                if !rms {
-                    for i in 0..<C { mx += (Double(r[i]) - mk) / sigma }
-                    mx /= Double(C)
-                }
-                var vx = 0.0
-                for i in 0..<C { let d = (Double(r[i]) - mk) / sigma - mx; vx += d * d }
-                let rstd = 1 / (vx / Double(C) + eps).squareRoot()
-                let dst = lensIn.base + (k * per + j) * C
-                for i in 0..<C {
-                    let x = ((Double(r[i]) - mk) / sigma - mx) * rstd
-                    dst[i] = Float(x * Double(norm.weight[i]) + (norm.bias.map { Double($0[i]) } ?? 0))
-                }
+            // x = (r − mean r)/σ_L has mean 0 up to rounding; the second LayerNorm centres it again (RMSNorm: no centring).
+            var mx = 0.0
+            if !rms {
+                for i in 0..<C { mx += (Double(r[i]) - mk) / sigma }
+                mx /= Double(C)
+            }
+            var vx = 0.0
+            for i in 0..<C { let d = (Double(r[i]) - mk) / sigma - mx; vx += d * d }
+            let rstd = 1 / (vx / Double(C) + eps).squareRoot()
+            let dst = lensIn.base + (k * per + j) * C
+            for i in 0..<C {
+                let x = ((Double(r[i]) - mk) / sigma - mx) * rstd
+                dst[i] = Float(x * Double(norm.weight[i]) + (norm.bias.map { Double($0[i]) } ?? 0))
             }
         }
+    }
+
+    /// The lens logits of the `rows` rows of `lensIn` and what the study reads from them per lens point: the label's
+    /// rank and probability at the last position, the subject's last token's probability there, and the label's
+    /// best rank over the subject positions.
+    private func lensReadout(_ p: ComponentPrompt, rows: Int, per: Int)
+        -> (rankLast: [Int], probLast: [Double], subjectProb: [Double], minRank: [Int]) {
+        let (wU, bU) = model.lensUnembedding
         Matmul.sgemm(false, true, M: rows, N: V, K: C, alpha: 1, A: lensIn.base, lda: C, B: wU, ldb: C, beta: 0,
                      C: lensLogits.base, ldc: V)
         if let bU {
@@ -318,7 +331,13 @@ public final class ComponentAnalyzer: @unchecked Sendable {
             minRank.append(best)
         }
 
-        // DLA by source.
+        return (rankLast, probLast, subjProb, minRank)
+    }
+
+    /// Each head's direct logit attribution to the label at the last position of batch row `b`, split by source
+    /// position: the share from the subject tokens and from the others (the relation), with W_O's bias share.
+    private func directLogitAttribution(row b: Int, length n: Int, subject S: Range<Int>, seqLen T: Int) -> ([Double], [Double]) {
+        let m = model, last = n - 1
         if valueU.count < T { valueU = [Double](repeating: 0, count: T); outU = [Double](repeating: 0, count: T) }
         var subjectRatio = [Double](repeating: 0, count: L * H), relationRatio = [Double](repeating: 0, count: L * H)
         for l in 0..<L {
@@ -351,8 +370,7 @@ public final class ComponentAnalyzer: @unchecked Sendable {
                 relationRatio[l * H + h] = (numR + biasSum) / (den + biasSum)
             }
         }
-        return EntityComponents(rankLast: rankLast, probLast: probLast, subjectTokenProb: subjProb, minRankAtSubject: minRank,
-                                subjectRatio: subjectRatio, relationRatio: relationRatio)
+        return (subjectRatio, relationRatio)
     }
 }
 

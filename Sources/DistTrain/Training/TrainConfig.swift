@@ -237,139 +237,187 @@ public struct StageConfig: Sendable {
     /// Reads and checks the stage's settings from a resolved `train` configuration.
     init(_ c: ResolvedConfig, stage: TrainStage, outputDir: URL, replayRatio: Double? = nil) throws {
         precondition((stage == .forget) == (replayRatio != nil), "a forget sub-run needs its replay ratio, other stages none")
-        let s = stage.rawValue
-        func origin(_ key: String) -> String { c.origin(of: key, section: s) }
-        func bad(_ key: String, _ reason: String) -> ConfigError {
-            ConfigError.invalidValue(key: c.sections[s]?[key] != nil ? "\(s).\(key)" : key, location: origin(key), reason: reason)
-        }
-        func positive(_ key: String) throws -> Int {
-            let v = c.int(key, section: s)
-            guard v >= 1 else { throw bad(key, "must be ≥ 1, got \(v)") }
-            return v
-        }
-        func nonNegative(_ key: String) throws -> Int {
-            let v = c.int(key, section: s)
-            guard v >= 0 else { throw bad(key, "must be ≥ 0, got \(v)") }
-            return v
-        }
-        func unitInterval(_ key: String) throws -> Double {
-            let v = c.double(key, section: s)
-            guard v >= 0, v < 1 else { throw bad(key, "must lie in [0, 1), got \(v)") }
-            return v
-        }
+        let k = StageKeys(config: c, stage: stage)
         self.stage = stage
         if let replayRatio {
-            folder = outputDir.appendingPathComponent(s).appendingPathComponent("replay_\(ForgetReplay.label(replayRatio))")
+            folder = outputDir.appendingPathComponent(k.s).appendingPathComponent("replay_\(ForgetReplay.label(replayRatio))")
         } else {
-            folder = outputDir.appendingPathComponent(s)
+            folder = outputDir.appendingPathComponent(k.s)
         }
-        let dir = c.url("data_dir", section: s)
-        dataDir = dir
-        func dataFile(_ key: String, default name: String) -> URL? {
-            let raw: String
-            if case .string(let v)? = c.value(key, section: s) { raw = v } else { raw = name }
-            guard !raw.isEmpty else { return nil }
-            return raw.hasPrefix("/") ? URL(fileURLWithPath: raw) : dir.appendingPathComponent(raw)
-        }
-        guard let train = dataFile("train_file", default: stage.defaultTrainFile) else {
-            throw bad("train_file", "is empty: name the JSONL file of training texts (e.g. \"\(stage.defaultTrainFile)\")")
+        dataDir = k.dataDir
+        guard let train = k.dataFile("train_file", default: stage.defaultTrainFile) else {
+            throw k.bad("train_file", "is empty: name the JSONL file of training texts (e.g. \"\(stage.defaultTrainFile)\")")
         }
         trainFile = train
-        validationFile = dataFile("validation_file", default: stage.defaultValidationFile)
-        tokenizer = c.url("tokenizer", section: s)
+        validationFile = k.dataFile("validation_file", default: stage.defaultValidationFile)
+        tokenizer = c.url("tokenizer", section: k.s)
+        initSource = try k.initSource()
 
-        let initRaw: String
-        if case .string(let v)? = c.value("init", section: s) { initRaw = v } else { initRaw = stage.defaultInit }
-        switch initRaw {
-        case "scratch": initSource = .scratch
-        case "base":
-            guard stage != .base else { throw bad("init", "is \"base\" for the base stage itself: use \"scratch\" or a model folder") }
-            initSource = .base
-        case "continual":
-            guard stage == .forget else {
-                throw bad("init", "is \"continual\" for the \(s) stage: only the forget stage starts from the continual stage; use \"scratch\", \"base\" or a model folder")
-            }
-            initSource = .continual
-        default: initSource = .folder(URL(fileURLWithPath: initRaw))
-        }
-
-        nLayer = try positive("n_layer")
-        nHead = try positive("n_head")
-        nEmbd = try positive("n_embd")
-        guard nEmbd % nHead == 0 else { throw bad("n_embd", "\(nEmbd) is not a multiple of n_head = \(nHead)") }
-        nPositions = try positive("n_positions")
-        func probability(_ key: String) throws -> Double? { c.value(key, section: s) == nil ? nil : try unitInterval(key) }
-        residPdrop = try probability("resid_pdrop")
-        embdPdrop = try probability("embd_pdrop")
-        attnPdrop = try probability("attn_pdrop")
-        blockSize = try positive("block_size")
+        nLayer = try k.positive("n_layer")
+        nHead = try k.positive("n_head")
+        nEmbd = try k.positive("n_embd")
+        guard nEmbd % nHead == 0 else { throw k.bad("n_embd", "\(nEmbd) is not a multiple of n_head = \(nHead)") }
+        nPositions = try k.positive("n_positions")
+        residPdrop = try k.probability("resid_pdrop")
+        embdPdrop = try k.probability("embd_pdrop")
+        attnPdrop = try k.probability("attn_pdrop")
+        blockSize = try k.positive("block_size")
         if initSource == .scratch, blockSize > nPositions {
-            throw bad("block_size", "\(blockSize) exceeds n_positions = \(nPositions): the model cannot read blocks that long; lower block_size or raise n_positions")
+            throw k.bad("block_size", "\(blockSize) exceeds n_positions = \(nPositions): the model cannot read blocks that long; lower block_size or raise n_positions")
         }
-        groupSize = try positive("group_size")
-        numTrainEpochs = try positive("num_train_epochs")
-        maxSteps = c.int("max_steps", section: s)
-        guard maxSteps == -1 || maxSteps >= 1 else { throw bad("max_steps", "must be -1 (epochs decide) or ≥ 1, got \(maxSteps)") }
-        perDeviceTrainBatchSize = try positive("per_device_train_batch_size")
-        perDeviceEvalBatchSize = try positive("per_device_eval_batch_size")
-        gradientAccumulationSteps = try positive("gradient_accumulation_steps")
-        learningRate = c.double("learning_rate", section: s)
-        guard learningRate >= 0, learningRate.isFinite else { throw bad("learning_rate", "must be ≥ 0, got \(learningRate)") }
-        lrSchedulerType = LRSchedule(rawValue: c.string("lr_scheduler_type", section: s)) ?? .constant
-        warmupSteps = try nonNegative("warmup_steps")
-        weightDecay = c.double("weight_decay", section: s)
-        guard weightDecay >= 0, weightDecay.isFinite else { throw bad("weight_decay", "must be ≥ 0, got \(weightDecay)") }
-        adamBeta1 = try unitInterval("adam_beta1")
-        adamBeta2 = try unitInterval("adam_beta2")
-        adamEpsilon = c.double("adam_epsilon", section: s)
-        guard adamEpsilon > 0 else { throw bad("adam_epsilon", "must be > 0, got \(adamEpsilon)") }
-        let clip = c.double("max_grad_norm", section: s)
-        guard clip >= 0 else { throw bad("max_grad_norm", "must be ≥ 0 (0: no clipping), got \(clip)") }
-        maxGradNorm = clip > 0 ? clip : nil
-        let saveRaw = c.string("save_strategy", section: s)
-        saveSteps = try nonNegative("save_steps")
-        if saveRaw == ConfigSchema.exponentialSaveStrategy {
-            guard saveSteps >= 1 else { throw bad("save_steps", "must be ≥ 1 when save_strategy = \"exponential\" (the largest interval; the study's forgetting runs: 16, dkc: 32)") }
-            saveStrategy = .steps
-            saveSchedule = ExponentialSaveSchedule(cap: saveSteps)
-        } else {
-            saveStrategy = IntervalStrategy(rawValue: saveRaw) ?? .epoch
-            saveSchedule = nil
-        }
-        if saveStrategy == .steps, saveSteps < 1 { throw bad("save_steps", "must be ≥ 1 when save_strategy = \"steps\"") }
-        keepAllOptimizerStates = c.string("save_optimizer", section: s) == "all"
-        loggingSteps = try positive("logging_steps")
-        evalStrategy = IntervalStrategy(rawValue: c.string("eval_strategy", section: s)) ?? .epoch
-        evalSteps = try nonNegative("eval_steps")
-        if evalStrategy == .steps, evalSteps < 1 { throw bad("eval_steps", "must be ≥ 1 when eval_strategy = \"steps\"") }
-        deterministic = c.bool("deterministic", section: s)
-        let seedValue = c.int("seed", section: s)
-        guard seedValue >= 0 else { throw bad("seed", "must be ≥ 0, got \(seedValue)") }
+        groupSize = try k.positive("group_size")
+
+        numTrainEpochs = try k.positive("num_train_epochs")
+        maxSteps = c.int("max_steps", section: k.s)
+        guard maxSteps == -1 || maxSteps >= 1 else { throw k.bad("max_steps", "must be -1 (epochs decide) or ≥ 1, got \(maxSteps)") }
+        perDeviceTrainBatchSize = try k.positive("per_device_train_batch_size")
+        perDeviceEvalBatchSize = try k.positive("per_device_eval_batch_size")
+        gradientAccumulationSteps = try k.positive("gradient_accumulation_steps")
+        (learningRate, lrSchedulerType, warmupSteps, weightDecay) = try k.schedule()
+        (adamBeta1, adamBeta2, adamEpsilon, maxGradNorm) = try k.adam()
+
+        (saveStrategy, saveSteps, saveSchedule) = try k.saving()
+        keepAllOptimizerStates = c.string("save_optimizer", section: k.s) == "all"
+        loggingSteps = try k.positive("logging_steps")
+        evalStrategy = IntervalStrategy(rawValue: c.string("eval_strategy", section: k.s)) ?? .epoch
+        evalSteps = try k.nonNegative("eval_steps")
+        if evalStrategy == .steps, evalSteps < 1 { throw k.bad("eval_steps", "must be ≥ 1 when eval_strategy = \"steps\"") }
+        deterministic = c.bool("deterministic", section: k.s)
+        let seedValue = c.int("seed", section: k.s)
+        guard seedValue >= 0 else { throw k.bad("seed", "must be ≥ 0, got \(seedValue)") }
         seed = UInt64(seedValue)
-        skipNonfiniteSteps = try nonNegative("skip_nonfinite_steps")
+        skipNonfiniteSteps = try k.nonNegative("skip_nonfinite_steps")
 
         if let replayRatio {
-            guard let replayPath = dataFile("replay_file", default: "forget/replay.jsonl") else {
-                throw bad("replay_file", "is empty: name the JSONL file of replay texts (e.g. \"forget/replay.jsonl\")")
-            }
-            replay = ForgetReplay(ratio: replayRatio, file: replayPath,
-                                  mode: ReplayMode(rawValue: c.string("replay_mode", section: s)) ?? .replace,
-                                  draw: ReplayDraw(rawValue: c.string("replay_draw", section: s)) ?? .withReplacement)
-            var extra: [(name: String, file: URL)] = []
-            for (name, value) in c.table("extra_validation_files", section: s).entries {
-                guard case .string(let raw) = value, !raw.isEmpty else {
-                    throw bad("extra_validation_files", "entry '\(name)' must name a JSONL file, got \(value.tomlText)")
-                }
-                guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
-                    throw bad("extra_validation_files", "name '\(name)' becomes part of metric names (eval_<name>_loss): use letters, digits and _")
-                }
-                extra.append((name, raw.hasPrefix("/") ? URL(fileURLWithPath: raw) : dir.appendingPathComponent(raw)))
-            }
-            extraValidationFiles = extra
+            (replay, extraValidationFiles) = try k.forgetReplay(ratio: replayRatio)
         } else {
             replay = nil
             extraValidationFiles = []
         }
+    }
+}
+
+/// The keys of one stage of a resolved `train` configuration (the stage's table over the top level), read
+/// with the checks `StageConfig` gives them; an error names the key as written and where it was set.
+private struct StageKeys {
+    let c: ResolvedConfig
+    let stage: TrainStage
+    /// The stage's table name.
+    let s: String
+    let dataDir: URL
+
+    init(config: ResolvedConfig, stage: TrainStage) {
+        c = config
+        self.stage = stage
+        s = stage.rawValue
+        dataDir = config.url("data_dir", section: stage.rawValue)
+    }
+
+    func bad(_ key: String, _ reason: String) -> ConfigError {
+        ConfigError.invalidValue(key: c.sections[s]?[key] != nil ? "\(s).\(key)" : key, location: c.origin(of: key, section: s), reason: reason)
+    }
+
+    func positive(_ key: String) throws -> Int {
+        let v = c.int(key, section: s)
+        guard v >= 1 else { throw bad(key, "must be ≥ 1, got \(v)") }
+        return v
+    }
+
+    func nonNegative(_ key: String) throws -> Int {
+        let v = c.int(key, section: s)
+        guard v >= 0 else { throw bad(key, "must be ≥ 0, got \(v)") }
+        return v
+    }
+
+    func unitInterval(_ key: String) throws -> Double {
+        let v = c.double(key, section: s)
+        guard v >= 0, v < 1 else { throw bad(key, "must lie in [0, 1), got \(v)") }
+        return v
+    }
+
+    /// A dropout probability in [0, 1), nil when the key is not set.
+    func probability(_ key: String) throws -> Double? { c.value(key, section: s) == nil ? nil : try unitInterval(key) }
+
+    /// A file inside data_dir unless absolute; nil when set to "".
+    func dataFile(_ key: String, default name: String) -> URL? {
+        let raw: String
+        if case .string(let v)? = c.value(key, section: s) { raw = v } else { raw = name }
+        guard !raw.isEmpty else { return nil }
+        return raw.hasPrefix("/") ? URL(fileURLWithPath: raw) : dataDir.appendingPathComponent(raw)
+    }
+
+    /// `init`: scratch, the base or continual stage's last checkpoint (where the stage allows it), or a folder.
+    func initSource() throws -> InitSource {
+        let raw: String
+        if case .string(let v)? = c.value("init", section: s) { raw = v } else { raw = stage.defaultInit }
+        switch raw {
+        case "scratch": return .scratch
+        case "base":
+            guard stage != .base else { throw bad("init", "is \"base\" for the base stage itself: use \"scratch\" or a model folder") }
+            return .base
+        case "continual":
+            guard stage == .forget else {
+                throw bad("init", "is \"continual\" for the \(s) stage: only the forget stage starts from the continual stage; use \"scratch\", \"base\" or a model folder")
+            }
+            return .continual
+        default: return .folder(URL(fileURLWithPath: raw))
+        }
+    }
+
+    /// learning_rate, lr_scheduler_type, warmup_steps, weight_decay.
+    func schedule() throws -> (Double, LRSchedule, Int, Double) {
+        let learningRate = c.double("learning_rate", section: s)
+        guard learningRate >= 0, learningRate.isFinite else { throw bad("learning_rate", "must be ≥ 0, got \(learningRate)") }
+        let lrSchedulerType = LRSchedule(rawValue: c.string("lr_scheduler_type", section: s)) ?? .constant
+        let warmupSteps = try nonNegative("warmup_steps")
+        let weightDecay = c.double("weight_decay", section: s)
+        guard weightDecay >= 0, weightDecay.isFinite else { throw bad("weight_decay", "must be ≥ 0, got \(weightDecay)") }
+        return (learningRate, lrSchedulerType, warmupSteps, weightDecay)
+    }
+
+    /// adam_beta1, adam_beta2, adam_epsilon, and max_grad_norm (nil: no clipping).
+    func adam() throws -> (Double, Double, Double, Double?) {
+        let beta1 = try unitInterval("adam_beta1")
+        let beta2 = try unitInterval("adam_beta2")
+        let epsilon = c.double("adam_epsilon", section: s)
+        guard epsilon > 0 else { throw bad("adam_epsilon", "must be > 0, got \(epsilon)") }
+        let clip = c.double("max_grad_norm", section: s)
+        guard clip >= 0 else { throw bad("max_grad_norm", "must be ≥ 0 (0: no clipping), got \(clip)") }
+        return (beta1, beta2, epsilon, clip > 0 ? clip : nil)
+    }
+
+    /// save_strategy and save_steps: the strategy (`.steps` for the exponential schedule), the interval, the schedule.
+    func saving() throws -> (IntervalStrategy, Int, ExponentialSaveSchedule?) {
+        let raw = c.string("save_strategy", section: s)
+        let steps = try nonNegative("save_steps")
+        if raw == ConfigSchema.exponentialSaveStrategy {
+            guard steps >= 1 else { throw bad("save_steps", "must be ≥ 1 when save_strategy = \"exponential\" (the largest interval; the study's forgetting runs: 16, dkc: 32)") }
+            return (.steps, steps, ExponentialSaveSchedule(cap: steps))
+        }
+        let strategy = IntervalStrategy(rawValue: raw) ?? .epoch
+        if strategy == .steps, steps < 1 { throw bad("save_steps", "must be ≥ 1 when save_strategy = \"steps\"") }
+        return (strategy, steps, nil)
+    }
+
+    /// A forget sub-run's replay settings and its further evaluation sets.
+    func forgetReplay(ratio: Double) throws -> (ForgetReplay, [(name: String, file: URL)]) {
+        guard let replayPath = dataFile("replay_file", default: "forget/replay.jsonl") else {
+            throw bad("replay_file", "is empty: name the JSONL file of replay texts (e.g. \"forget/replay.jsonl\")")
+        }
+        let replay = ForgetReplay(ratio: ratio, file: replayPath,
+                                  mode: ReplayMode(rawValue: c.string("replay_mode", section: s)) ?? .replace,
+                                  draw: ReplayDraw(rawValue: c.string("replay_draw", section: s)) ?? .withReplacement)
+        var extra: [(name: String, file: URL)] = []
+        for (name, value) in c.table("extra_validation_files", section: s).entries {
+            guard case .string(let raw) = value, !raw.isEmpty else {
+                throw bad("extra_validation_files", "entry '\(name)' must name a JSONL file, got \(value.tomlText)")
+            }
+            guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                throw bad("extra_validation_files", "name '\(name)' becomes part of metric names (eval_<name>_loss): use letters, digits and _")
+            }
+            extra.append((name, raw.hasPrefix("/") ? URL(fileURLWithPath: raw) : dataDir.appendingPathComponent(raw)))
+        }
+        return (replay, extra)
     }
 }
 

@@ -49,57 +49,9 @@ public final class SentencePieceBPETokenizer: Tokenizer, @unchecked Sendable {
         }
 
         let maxId = try GPT2Tokenizer.checkedMaxId(d.vocab.map(\.id) + d.added.map(\.id), file: url)
-        var byId = [[UInt8]?](repeating: nil, count: maxId + 1)
-        var ids: [[UInt8]: Int32] = [:]
-        ids.reserveCapacity(d.vocab.count)
-        for (token, id) in d.vocab {
-            let bytes = Array(token.utf8)
-            if let other = byId[id], other != bytes {
-                throw TokenizerError(file: url, problem: "model.vocab: id \(id) is given to two tokens, \"\(String(decoding: other, as: UTF8.self))\" and \"\(token)\"")
-            }
-            if let other = ids[bytes], Int(other) != id {
-                throw TokenizerError(file: url, problem: "model.vocab: token \"\(token)\" is listed twice, with ids \(other) and \(id)")
-            }
-            byId[id] = bytes
-            ids[bytes] = Int32(id)
-        }
-        for a in d.added {
-            let bytes = Array(a.content.utf8)
-            if let other = byId[a.id], other != bytes {
-                throw TokenizerError(file: url, problem: "added token \"\(a.content)\" has id \(a.id), which model.vocab gives to \"\(String(decoding: other, as: UTF8.self))\"")
-            }
-            byId[a.id] = bytes
-        }
-        for id in d.prefixIds + d.suffixIds where id >= byId.count || byId[id] == nil {
-            throw TokenizerError(file: url, problem: "post_processor adds id \(id), which is not a token")
-        }
-
-        var rules: [(left: Int32, right: Int32, merged: Int32)] = []
-        rules.reserveCapacity(d.merges.count)
-        for m in d.merges {
-            func id(_ text: String, _ what: String) throws -> Int32 {
-                guard let id = ids[Array(text.utf8)] else {
-                    throw TokenizerError(file: url, problem: "\(m.place): \(what) \"\(text)\" is not in model.vocab")
-                }
-                return id
-            }
-            rules.append((try id(m.left, "token"), try id(m.right, "token"), try id(m.left + m.right, "merged token")))
-        }
-
-        if d.byteFallback {
-            var table = [Int32](repeating: -1, count: 256)
-            for b in 0..<256 {
-                let name = "<0x" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true) + ">"
-                guard let id = ids[Array(name.utf8)] else {
-                    throw TokenizerError(file: url, problem: "model.byte_fallback is true but model.vocab has no \(name)",
-                                         fix: "a byte-fallback vocabulary has all 256 tokens <0x00> … <0xFF>")
-                }
-                table[b] = id
-            }
-            byteFallback = table
-        } else {
-            byteFallback = nil
-        }
+        let (byId, ids) = try Self.vocabulary(d, maxId: maxId)
+        let rules = try Self.mergeRules(d, ids: ids)
+        byteFallback = try Self.byteFallbackTable(d, ids: ids)
         if let unk = d.unkToken {
             guard let id = ids[Array(unk.utf8)] else {
                 throw TokenizerError(file: url, problem: "model.unk_token \"\(unk)\" is not in model.vocab")
@@ -139,6 +91,68 @@ public final class SentencePieceBPETokenizer: Tokenizer, @unchecked Sendable {
         prefixIds = d.prefixIds
         suffixIds = d.suffixIds
         decoder = d.decoder
+    }
+
+    /// Each id's token bytes (model.vocab and the added tokens, nil for unused ids) and the id of each vocab token;
+    /// an id given to two tokens, a token listed twice, or a post-processor id that is no token is an error.
+    private static func vocabulary(_ d: TokenizerDefinition, maxId: Int) throws -> ([[UInt8]?], [[UInt8]: Int32]) {
+        let url = d.file
+        var byId = [[UInt8]?](repeating: nil, count: maxId + 1)
+        var ids: [[UInt8]: Int32] = [:]
+        ids.reserveCapacity(d.vocab.count)
+        for (token, id) in d.vocab {
+            let bytes = Array(token.utf8)
+            if let other = byId[id], other != bytes {
+                throw TokenizerError(file: url, problem: "model.vocab: id \(id) is given to two tokens, \"\(String(decoding: other, as: UTF8.self))\" and \"\(token)\"")
+            }
+            if let other = ids[bytes], Int(other) != id {
+                throw TokenizerError(file: url, problem: "model.vocab: token \"\(token)\" is listed twice, with ids \(other) and \(id)")
+            }
+            byId[id] = bytes
+            ids[bytes] = Int32(id)
+        }
+        for a in d.added {
+            let bytes = Array(a.content.utf8)
+            if let other = byId[a.id], other != bytes {
+                throw TokenizerError(file: url, problem: "added token \"\(a.content)\" has id \(a.id), which model.vocab gives to \"\(String(decoding: other, as: UTF8.self))\"")
+            }
+            byId[a.id] = bytes
+        }
+        for id in d.prefixIds + d.suffixIds where id >= byId.count || byId[id] == nil {
+            throw TokenizerError(file: url, problem: "post_processor adds id \(id), which is not a token")
+        }
+        return (byId, ids)
+    }
+
+    /// The merges as (left, right, merged) ids, in priority order; a merge of tokens not in model.vocab is an error.
+    private static func mergeRules(_ d: TokenizerDefinition, ids: [[UInt8]: Int32]) throws -> [(left: Int32, right: Int32, merged: Int32)] {
+        var rules: [(left: Int32, right: Int32, merged: Int32)] = []
+        rules.reserveCapacity(d.merges.count)
+        for m in d.merges {
+            func id(_ text: String, _ what: String) throws -> Int32 {
+                guard let id = ids[Array(text.utf8)] else {
+                    throw TokenizerError(file: d.file, problem: "\(m.place): \(what) \"\(text)\" is not in model.vocab")
+                }
+                return id
+            }
+            rules.append((try id(m.left, "token"), try id(m.right, "token"), try id(m.left + m.right, "merged token")))
+        }
+        return rules
+    }
+
+    /// The ids of the 256 byte tokens <0x00> … <0xFF> when model.byte_fallback is on, else nil.
+    private static func byteFallbackTable(_ d: TokenizerDefinition, ids: [[UInt8]: Int32]) throws -> [Int32]? {
+        guard d.byteFallback else { return nil }
+        var table = [Int32](repeating: -1, count: 256)
+        for b in 0..<256 {
+            let name = "<0x" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true) + ">"
+            guard let id = ids[Array(name.utf8)] else {
+                throw TokenizerError(file: d.file, problem: "model.byte_fallback is true but model.vocab has no \(name)",
+                                     fix: "a byte-fallback vocabulary has all 256 tokens <0x00> … <0xFF>")
+            }
+            table[b] = id
+        }
+        return table
     }
 
     // MARK: Encoding

@@ -33,6 +33,18 @@ public enum BiographyCorpus {
         }.joined(separator: " ")
     }
 
+    /// `count` lines drawn without replacement from the JSONL bytes `bytes` (lines starting at `lineStarts`), in
+    /// the order drawn: the validation sets' sample of their training texts.
+    public static func sampleLines(of bytes: [UInt8], lineStarts: [Int], count: Int, rng: inout DeterministicRandom) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(count * 800)
+        for i in rng.sample(lineStarts.count, count) {
+            let end = i + 1 < lineStarts.count ? lineStarts[i + 1] : bytes.count
+            out.append(contentsOf: bytes[lineStarts[i]..<end])
+        }
+        return out
+    }
+
     /// Appends `frequency` JSONL records `{"text": …, <entity fields>}` per entity, in entity order,
     /// and records where each line starts in `lineStarts`. `extraFields` (entity index → members)
     /// adds string members after the entity's fields.

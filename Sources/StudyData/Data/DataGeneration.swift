@@ -60,16 +60,45 @@ public enum DataGeneration {
             }
         }
 
-        var files: [OutputFile] = []
-        func entityFile(_ name: String, _ entities: [Entity]) -> OutputFile {
-            var out: [UInt8] = []
-            out.reserveCapacity(entities.count * 300)
-            for e in entities { e.appendJSONLine(to: &out) }
-            return OutputFile(path: name, bytes: out)
-        }
-        files.append(entityFile("new.jsonl", world.new))
-        files.append(entityFile("revised.jsonl", world.revised))
+        var files = [entityFile("new.jsonl", world.new), entityFile("revised.jsonl", world.revised)]
+        let corpora = corpora(config: config, world: world, templates: templates)
+        files += corpora.files
+        let evaluation = try evaluationSets(config: config, cells: cells, encoder: encoder)
+        files += evaluation.files
+        let forget = try ForgetData.build(config: config, world: world, pools: pools, templates: templates)
+        files += forget?.files ?? []
 
+        var manifest = manifestHead(commandLine: commandLine)
+        manifest += manifestCounts(config: config, world: world, cells: cells, corpora: corpora, evaluation: evaluation)
+        if let forget { manifest.append(("forget", forget.manifest)) }
+        return Result(world: world, files: files, manifest: .object(manifest), trainCount: corpora.train,
+                      validationCount: corpora.validation, baseCount: corpora.base)
+    }
+
+    /// The training texts' files and line counts.
+    private struct Corpora {
+        let files: [OutputFile]
+        let train: Int, validation: Int, base: Int
+    }
+
+    /// The test and circuit files, the circuit sample they come from, and the circuit folder.
+    private struct Evaluation {
+        let files: [OutputFile]
+        let circuits: EvaluationSets.CircuitSet
+        let circuitDir: String
+    }
+
+    /// One entity a line, in the study's fields.
+    private static func entityFile(_ name: String, _ entities: [Entity]) -> OutputFile {
+        var out: [UInt8] = []
+        out.reserveCapacity(entities.count * 300)
+        for e in entities { e.appendJSONLine(to: &out) }
+        return OutputFile(path: name, bytes: out)
+    }
+
+    /// train.jsonl (new then revised people), validation.jsonl (a sample of its lines), base.jsonl (the
+    /// revised people's original attributes), and their line counts.
+    private static func corpora(config: DataConfig, world: EntityWorld, templates: BiographyTemplates) -> Corpora {
         let totalTexts = (world.new + world.revised).reduce(0) { $0 + $1.frequency }
         var train: [UInt8] = []
         train.reserveCapacity(totalTexts * 800)
@@ -81,21 +110,19 @@ public enum DataGeneration {
 
         var validationRNG = DeterministicRandom(seed: config.seed, stream: "validation")
         let nValidation = min(config.validationSize, lineStarts.count)
-        var validation: [UInt8] = []
-        validation.reserveCapacity(nValidation * 800)
-        for i in validationRNG.sample(lineStarts.count, nValidation) {
-            let end = i + 1 < lineStarts.count ? lineStarts[i + 1] : train.count
-            validation.append(contentsOf: train[lineStarts[i]..<end])
-        }
-        files.append(OutputFile(path: "train.jsonl", bytes: train))
-        files.append(OutputFile(path: "validation.jsonl", bytes: validation))
+        let validation = BiographyCorpus.sampleLines(of: train, lineStarts: lineStarts, count: nValidation, rng: &validationRNG)
 
         var base: [UInt8] = []
         var baseStarts: [Int] = []
         var baseRNG = DeterministicRandom(seed: config.seed, stream: "base_texts")
         BiographyCorpus.appendRecords(for: world.original, templates: templates, rng: &baseRNG, to: &base, lineStarts: &baseStarts)
-        files.append(OutputFile(path: "base.jsonl", bytes: base))
+        let files = [OutputFile(path: "train.jsonl", bytes: train), OutputFile(path: "validation.jsonl", bytes: validation),
+                     OutputFile(path: "base.jsonl", bytes: base)]
+        return Corpora(files: files, train: lineStarts.count, validation: nValidation, base: baseStarts.count)
+    }
 
+    /// test.jsonl and the circuit records of every task (`circuit_<n>/<model_name>/<task>.jsonl`).
+    private static func evaluationSets(config: DataConfig, cells: [EvaluationSets.Cell], encoder: TextEncoder) throws -> Evaluation {
         var circuitRNG = DeterministicRandom(seed: config.circuitSeed, stream: "circuits")
         let circuits = try EvaluationSets.circuitSet(cells: cells, n: config.circuitN, encoder: encoder, rng: &circuitRNG)
 
@@ -108,33 +135,40 @@ public enum DataGeneration {
             var testRNG = DeterministicRandom(seed: config.seed, stream: "test")
             test = try EvaluationSets.testEntities(cells: cells, perCell: config.testPerCell, rng: &testRNG)
         }
-        files.append(entityFile("test.jsonl", test))
+        var files = [entityFile("test.jsonl", test)]
         let circuitDir = "circuit_\(config.circuitN)/\(config.modelName)"
         for task in config.tasks {
             files.append(OutputFile(path: "\(circuitDir)/\(task.rawValue).jsonl", bytes: try circuits.jsonl(task: task, encoder: encoder,
                                                                                                         leadingSpace: config.modelType.circuitLabelHasLeadingSpace)))
         }
+        return Evaluation(files: files, circuits: circuits, circuitDir: circuitDir)
+    }
 
-        let forget = try ForgetData.build(config: config, world: world, pools: pools, templates: templates)
-        files += forget?.files ?? []
+    /// The manifest's format and dkc version (and the command line, when given).
+    private static func manifestHead(commandLine: String?) -> [(String, JSONValue)] {
+        var head: [(String, JSONValue)] = [
+            ("format", .string("dkc-data 1")),
+            ("dkc", .object([("version", .string(DKCVersion.version)), ("commit", .string(DKCVersion.gitCommit)),
+                             ("source", .string(DKCVersion.source))])),
+        ]
+        if let commandLine { head.append(("command", .string(commandLine))) }
+        return head
+    }
 
-        // The manifest, minus the file digests (added when written).
+    /// The manifest's configuration and counts (the file digests are added when written).
+    private static func manifestCounts(config: DataConfig, world: EntityWorld, cells: [EvaluationSets.Cell],
+                                       corpora: Corpora, evaluation: Evaluation) -> [(String, JSONValue)] {
         func perCell(_ counts: [(String, Int)]) -> JSONValue {
             .object(EntityType.allCases.map { t in
                 (t.rawValue, .object(counts.filter { $0.0.hasPrefix(t.rawValue + "/") }.map { (String($0.0.dropFirst(t.rawValue.count + 1)), .int($0.1)) }))
             })
         }
+        let circuits = evaluation.circuits
         let entityCounts = cells.map { ("\($0.type.rawValue)/\($0.bucket.name)", $0.entities.count) }
         let unbucketed = EntityType.allCases.map { t in
             (t.rawValue, JSONValue.int(world.entities(of: t).filter { e in !config.frequencyBuckets.contains { $0.contains(e.frequency) } }.count))
         }
-        var manifest: [(String, JSONValue)] = [
-            ("format", .string("dkc-data 1")),
-            ("dkc", .object([("version", .string(DKCVersion.version)), ("commit", .string(DKCVersion.gitCommit)),
-                             ("source", .string(DKCVersion.source))])),
-        ]
-        if let commandLine { manifest.append(("command", .string(commandLine))) }
-        manifest += [
+        return [
             ("config", config.resolved.json),
             ("seed", .int(Int(config.seed))),
             ("circuit_seed", .int(Int(config.circuitSeed))),
@@ -148,20 +182,17 @@ public enum DataGeneration {
             ("entities", .object([("new", .int(world.new.count)), ("revised", .int(world.revised.count))])),
             ("entities_per_cell", perCell(entityCounts)),
             ("entities_outside_buckets", .object(unbucketed)),
-            ("texts", .object([("train", .int(lineStarts.count)), ("validation", .int(nValidation)), ("base", .int(baseStarts.count))])),
+            ("texts", .object([("train", .int(corpora.train)), ("validation", .int(corpora.validation)), ("base", .int(corpora.base))])),
             ("test_set", .string(config.testSet.rawValue)),
             ("test_per_cell", perCell(cells.map { ("\($0.type.rawValue)/\($0.bucket.name)", config.testPerCell) })),
             ("circuit", .object([
-                ("folder", .string(circuitDir)),
+                ("folder", .string(evaluation.circuitDir)),
                 ("sampled_per_cell", perCell(circuits.sampled)),
                 ("kept_per_cell", perCell(circuits.kept)),
                 ("dropped_token_lengths", .object(circuits.droppedLengths.map { (String($0.length), .int($0.names)) })),
                 ("records_per_task", .int(circuits.pairs.count)),
             ])),
         ]
-        if let forget { manifest.append(("forget", forget.manifest)) }
-        return Result(world: world, files: files, manifest: .object(manifest), trainCount: lineStarts.count,
-                      validationCount: nValidation, baseCount: baseStarts.count)
     }
 
     /// Refuses an output folder that holds a complete data set (unless `force`) or anything else

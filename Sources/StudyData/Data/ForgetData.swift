@@ -45,73 +45,28 @@ public enum ForgetData {
                                       uniquingKeysWith: { a, _ in a })
         let cptNewNames = Set(world.new.map(\.fullName))
         let cptRevisedNames = Set(world.revised.map(\.fullName))
-
-        // Names: continual new people first (Q1), then fresh ones, shuffled.
-        var namesRNG = DeterministicRandom(seed: f.seed, stream: "forget_names")
-        var names: [String] = []
-        if f.includeCPTNew {
-            if f.nNew >= world.new.count {
-                names = world.new.map(\.fullName)
-            } else {
-                names = namesRNG.sample(world.new.count, f.nNew).map { world.new[$0].fullName }
-            }
-        }
-        let p = pools
-        let possible = p.firstNames.count * p.middleNames.count * p.lastNames.count
-        let excluded = cptNewNames.union(cptRevisedNames)
-        names += try EntityGenerator.uniqueNames(
-            count: f.nNew - names.count, excluding: excluded, possible: max(0, possible - excluded.count),
-            folder: config.pools.path, rng: &namesRNG,
-            draw: { r in "\(r.choice(p.firstNames)) \(r.choice(p.middleNames)) \(r.choice(p.lastNames))" },
-            all: { p.firstNames.flatMap { a in p.middleNames.flatMap { m in p.lastNames.map { l in "\(a) \(m) \(l)" } } } })
-        namesRNG.shuffle(&names)
-
+        let names = try peopleNames(config: config, world: world, excluding: cptNewNames.union(cptRevisedNames), pools: pools)
         var attributes = DeterministicRandom(seed: f.seed, stream: "forget_attributes")
         let people = names.map { EntityGenerator.entity($0, 1, .new, pools, &attributes) }
 
-        func extra(_ origin: Origin, _ cpt: Int) -> [(String, String)] {
-            [("origin", origin.rawValue), ("cpt_frequency", String(cpt))]
-        }
         var files: [DataGeneration.OutputFile] = []
         var peopleFile: [UInt8] = []
-        for e in people { e.appendJSONLine(to: &peopleFile, extra: extra(.forgetNew, cptFrequency[e.fullName] ?? 0)) }
+        for e in people { e.appendJSONLine(to: &peopleFile, extra: extraFields(.forgetNew, cptFrequency[e.fullName] ?? 0)) }
         files.append(DataGeneration.OutputFile(path: "forget/new.jsonl", bytes: peopleFile))
 
         var train: [UInt8] = [], trainStarts: [Int] = []
         var textRNG = DeterministicRandom(seed: f.seed, stream: "forget_texts")
         BiographyCorpus.appendRecords(for: people, templates: templates, rng: &textRNG, to: &train, lineStarts: &trainStarts,
-                                      extraFields: { extra(.forgetNew, cptFrequency[people[$0].fullName] ?? 0) })
+                                      extraFields: { extraFields(.forgetNew, cptFrequency[people[$0].fullName] ?? 0) })
         files.append(DataGeneration.OutputFile(path: "forget/train.jsonl", bytes: train))
 
-        // Replay: every continual person once, with the continual attributes (Q3: type kept).
-        let cptPeople = world.new + world.revised
-        let replayPeople = cptPeople.map { e -> Entity in var o = e; o.frequency = 1; return o }
-        var replay: [UInt8] = [], replayStarts: [Int] = []
-        var replayRNG = DeterministicRandom(seed: f.seed, stream: "forget_replay_texts")
-        BiographyCorpus.appendRecords(for: replayPeople, templates: templates, rng: &replayRNG, to: &replay, lineStarts: &replayStarts,
-                                      extraFields: { extra(.replay, cptPeople[$0].frequency) })
-        files.append(DataGeneration.OutputFile(path: "forget/replay.jsonl", bytes: replay))
-
-        var conflictCount = 0
-        if f.conflict {
-            var redraw = DeterministicRandom(seed: f.seed, stream: "forget_conflict")
-            let conflictPeople = try replayPeople.map { try conflicting($0, pools: pools, folder: config.pools.path, rng: &redraw) }
-            var conflict: [UInt8] = [], conflictStarts: [Int] = []
-            var conflictRNG = DeterministicRandom(seed: f.seed, stream: "forget_conflict_texts")
-            BiographyCorpus.appendRecords(for: conflictPeople, templates: templates, rng: &conflictRNG, to: &conflict,
-                                          lineStarts: &conflictStarts, extraFields: { extra(.conflict, cptPeople[$0].frequency) })
-            files.append(DataGeneration.OutputFile(path: "forget/conflict.jsonl", bytes: conflict))
-            conflictCount = conflictStarts.count
-        }
+        let replay = try replayFiles(config: config, world: world, pools: pools, templates: templates)
+        files += replay.files
 
         let nValidation = min(f.validationSize, trainStarts.count)
         if nValidation > 0 {
             var validationRNG = DeterministicRandom(seed: f.seed, stream: "forget_validation")
-            var validation: [UInt8] = []
-            for i in validationRNG.sample(trainStarts.count, nValidation) {
-                let end = i + 1 < trainStarts.count ? trainStarts[i + 1] : train.count
-                validation.append(contentsOf: train[trainStarts[i]..<end])
-            }
+            let validation = BiographyCorpus.sampleLines(of: train, lineStarts: trainStarts, count: nValidation, rng: &validationRNG)
             files.append(DataGeneration.OutputFile(path: "forget/validation.jsonl", bytes: validation))
         }
 
@@ -131,14 +86,66 @@ public enum ForgetData {
             ])),
             ("texts", .object([
                 ("train", .int(trainStarts.count)),
-                ("replay", .int(replayStarts.count)),
+                ("replay", .int(replay.replayCount)),
                 ("replay_new", .int(world.new.count)),
                 ("replay_revised", .int(world.revised.count)),
-                ("conflict", .int(conflictCount)),
+                ("conflict", .int(replay.conflictCount)),
                 ("validation", .int(nValidation)),
             ])),
         ])
         return Result(people: people, files: files, manifest: manifest)
+    }
+
+    /// The extra fields of a forget-set line: where the person comes from and their continual frequency.
+    private static func extraFields(_ origin: Origin, _ cpt: Int) -> [(String, String)] {
+        [("origin", origin.rawValue), ("cpt_frequency", String(cpt))]
+    }
+
+    /// The forget people's names: continual new people first (Q1), then fresh ones outside `excluded`, shuffled.
+    private static func peopleNames(config: DataConfig, world: EntityWorld, excluding excluded: Set<String>,
+                                    pools p: DataPools) throws -> [String] {
+        let f = config.forget
+        var namesRNG = DeterministicRandom(seed: f.seed, stream: "forget_names")
+        var names: [String] = []
+        if f.includeCPTNew {
+            if f.nNew >= world.new.count {
+                names = world.new.map(\.fullName)
+            } else {
+                names = namesRNG.sample(world.new.count, f.nNew).map { world.new[$0].fullName }
+            }
+        }
+        let possible = p.firstNames.count * p.middleNames.count * p.lastNames.count
+        names += try EntityGenerator.uniqueNames(
+            count: f.nNew - names.count, excluding: excluded, possible: max(0, possible - excluded.count),
+            folder: config.pools.path, rng: &namesRNG,
+            draw: { r in "\(r.choice(p.firstNames)) \(r.choice(p.middleNames)) \(r.choice(p.lastNames))" },
+            all: { p.firstNames.flatMap { a in p.middleNames.flatMap { m in p.lastNames.map { l in "\(a) \(m) \(l)" } } } })
+        namesRNG.shuffle(&names)
+        return names
+    }
+
+    /// forget/replay.jsonl (every continual person once, with the continual attributes; Q3: type kept) and, with
+    /// `conflict`, forget/conflict.jsonl (the same people with every attribute redrawn), and their line counts.
+    private static func replayFiles(config: DataConfig, world: EntityWorld, pools: DataPools, templates: BiographyTemplates) throws
+        -> (files: [DataGeneration.OutputFile], replayCount: Int, conflictCount: Int) {
+        let f = config.forget
+        let cptPeople = world.new + world.revised
+        let replayPeople = cptPeople.map { e -> Entity in var o = e; o.frequency = 1; return o }
+        var replay: [UInt8] = [], replayStarts: [Int] = []
+        var replayRNG = DeterministicRandom(seed: f.seed, stream: "forget_replay_texts")
+        BiographyCorpus.appendRecords(for: replayPeople, templates: templates, rng: &replayRNG, to: &replay, lineStarts: &replayStarts,
+                                      extraFields: { extraFields(.replay, cptPeople[$0].frequency) })
+        var files = [DataGeneration.OutputFile(path: "forget/replay.jsonl", bytes: replay)]
+        guard f.conflict else { return (files, replayStarts.count, 0) }
+
+        var redraw = DeterministicRandom(seed: f.seed, stream: "forget_conflict")
+        let conflictPeople = try replayPeople.map { try conflicting($0, pools: pools, folder: config.pools.path, rng: &redraw) }
+        var conflict: [UInt8] = [], conflictStarts: [Int] = []
+        var conflictRNG = DeterministicRandom(seed: f.seed, stream: "forget_conflict_texts")
+        BiographyCorpus.appendRecords(for: conflictPeople, templates: templates, rng: &conflictRNG, to: &conflict,
+                                      lineStarts: &conflictStarts, extraFields: { extraFields(.conflict, cptPeople[$0].frequency) })
+        files.append(DataGeneration.OutputFile(path: "forget/conflict.jsonl", bytes: conflict))
+        return (files, replayStarts.count, conflictStarts.count)
     }
 
     /// `e` with every attribute redrawn uniformly until it differs from `e`'s (Q4).

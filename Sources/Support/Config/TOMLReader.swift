@@ -392,7 +392,7 @@ private struct TOMLParser {
     /// `token` as an integer or float; nil when it is not number-shaped at all, an error when it is
     /// but breaks a rule (leading zeros, misplaced '_', out of range).
     private func number(_ token: [UInt8], text: String, at start: Int) throws -> ConfigValue? {
-        let plus = UInt8(ascii: "+"), minus = UInt8(ascii: "-"), underscore = UInt8(ascii: "_")
+        let plus = UInt8(ascii: "+"), minus = UInt8(ascii: "-")
         let signed = token[0] == plus || token[0] == minus
         let negative = token[0] == minus
         let body = signed ? token[1...] : token[0...]
@@ -401,87 +401,96 @@ private struct TOMLParser {
         if bodyText == "nan" { return .double(.nan) }
         func bad(_ why: String) -> ConfigError { error("'\(text)' is not a valid number: \(why)", at: start) }
 
-        /// Digits (by `isDigit`) with single '_' only between digits.
-        func validDigits(_ s: ArraySlice<UInt8>, _ isDigit: (UInt8) -> Bool) -> Bool {
-            guard let first = s.first, let last = s.last, isDigit(first), isDigit(last) else { return false }
-            var previousUnderscore = false
-            for b in s {
-                if b == underscore {
-                    if previousUnderscore { return false }
-                    previousUnderscore = true
-                } else if isDigit(b) {
-                    previousUnderscore = false
-                } else {
-                    return false
-                }
-            }
-            return true
-        }
-
         // 0x, 0o, 0b integers.
         if body.count >= 2, body[body.startIndex] == UInt8(ascii: "0"),
            let radix = [UInt8(ascii: "x"): 16, UInt8(ascii: "o"): 8, UInt8(ascii: "b"): 2][body[body.startIndex + 1]] {
             guard !signed else { throw bad("hexadecimal, octal and binary integers take no sign") }
-            let digits = body[(body.startIndex + 2)...]
-            let digitValue = { (b: UInt8) -> Int? in
-                let v: Int
-                if Self.isDigit(b) { v = Int(b - 0x30) } else if b >= 0x61 && b <= 0x66 { v = Int(b - 0x61 + 10) }
-                else if b >= 0x41 && b <= 0x46 { v = Int(b - 0x41 + 10) } else { return nil }
-                return v < radix ? v : nil
-            }
-            guard validDigits(digits, { digitValue($0) != nil }) else {
-                throw bad("expected base-\(radix) digits after the prefix, '_' only between digits")
-            }
-            var value = 0
-            for b in digits where b != underscore {
-                guard let d = digitValue(b) else { throw bad("not a base-\(radix) digit") }
-                let (m, o1) = value.multipliedReportingOverflow(by: radix)
-                let (s, o2) = m.addingReportingOverflow(d)
-                guard !o1, !o2 else { throw bad("does not fit a 64-bit integer") }
-                value = s
-            }
-            return .int(value)
+            return .int(try Self.prefixedInteger(body[(body.startIndex + 2)...], radix: radix, bad: bad))
         }
 
         // Decimal: integer part, optional fraction, optional exponent.
         var k = body.startIndex
-        while k < body.endIndex, Self.isDigit(body[k]) || body[k] == underscore { k += 1 }
+        while k < body.endIndex, Self.isDigit(body[k]) || body[k] == Self.underscore { k += 1 }
         let intPart = body[body.startIndex..<k]
         guard !intPart.isEmpty else { return nil }
-        guard validDigits(intPart, Self.isDigit) else { throw bad("'_' must sit between digits") }
+        guard Self.validDigits(intPart, Self.isDigit) else { throw bad("'_' must sit between digits") }
         if intPart.count > 1, intPart[intPart.startIndex] == UInt8(ascii: "0") { throw bad("leading zeros are not allowed") }
-        if k == body.endIndex {
-            var magnitude: UInt64 = 0
-            for b in intPart where b != underscore {
-                let (m, o1) = magnitude.multipliedReportingOverflow(by: 10)
-                let (s, o2) = m.addingReportingOverflow(UInt64(b - 0x30))
-                guard !o1, !o2 else { throw bad("does not fit a 64-bit integer") }
-                magnitude = s
-            }
-            if negative {
-                guard magnitude <= UInt64(Int.max) + 1 else { throw bad("does not fit a 64-bit integer") }
-                return .int(magnitude == UInt64(Int.max) + 1 ? Int.min : -Int(magnitude))
-            }
-            guard magnitude <= UInt64(Int.max) else { throw bad("does not fit a 64-bit integer") }
-            return .int(Int(magnitude))
-        }
+        if k == body.endIndex { return .int(try Self.decimalInteger(intPart, negative: negative, bad: bad)) }
         if body[k] == Self.dot {
             k += 1
             let fracStart = k
-            while k < body.endIndex, Self.isDigit(body[k]) || body[k] == underscore { k += 1 }
-            guard validDigits(body[fracStart..<k], Self.isDigit) else { throw bad("a '.' must have digits on both sides") }
+            while k < body.endIndex, Self.isDigit(body[k]) || body[k] == Self.underscore { k += 1 }
+            guard Self.validDigits(body[fracStart..<k], Self.isDigit) else { throw bad("a '.' must have digits on both sides") }
         }
         if k < body.endIndex, body[k] == UInt8(ascii: "e") || body[k] == UInt8(ascii: "E") {
             k += 1
             if k < body.endIndex, body[k] == plus || body[k] == minus { k += 1 }
             let expStart = k
-            while k < body.endIndex, Self.isDigit(body[k]) || body[k] == underscore { k += 1 }
-            guard validDigits(body[expStart..<k], Self.isDigit) else { throw bad("an exponent needs digits") }
+            while k < body.endIndex, Self.isDigit(body[k]) || body[k] == Self.underscore { k += 1 }
+            guard Self.validDigits(body[expStart..<k], Self.isDigit) else { throw bad("an exponent needs digits") }
         }
         guard k == body.endIndex else { throw bad("unexpected '\(Unicode.Scalar(body[k]).escaped(asASCII: true))'") }
-        let plain = String(decoding: body.filter { $0 != underscore }, as: UTF8.self)
+        let plain = String(decoding: body.filter { $0 != Self.underscore }, as: UTF8.self)
         guard let magnitude = Double(plain), magnitude.isFinite else { throw bad("out of the range of a 64-bit float") }
         return .double(negative ? -magnitude : magnitude)
+    }
+
+    private static let underscore = UInt8(ascii: "_")
+
+    /// Digits (by `isDigit`) with single '_' only between digits.
+    private static func validDigits(_ s: ArraySlice<UInt8>, _ isDigit: (UInt8) -> Bool) -> Bool {
+        guard let first = s.first, let last = s.last, isDigit(first), isDigit(last) else { return false }
+        var previousUnderscore = false
+        for b in s {
+            if b == underscore {
+                if previousUnderscore { return false }
+                previousUnderscore = true
+            } else if isDigit(b) {
+                previousUnderscore = false
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+
+    /// The digits after a 0x, 0o or 0b prefix as a 64-bit integer.
+    private static func prefixedInteger(_ digits: ArraySlice<UInt8>, radix: Int, bad: (String) -> ConfigError) throws -> Int {
+        let digitValue = { (b: UInt8) -> Int? in
+            let v: Int
+            if isDigit(b) { v = Int(b - 0x30) } else if b >= 0x61 && b <= 0x66 { v = Int(b - 0x61 + 10) }
+            else if b >= 0x41 && b <= 0x46 { v = Int(b - 0x41 + 10) } else { return nil }
+            return v < radix ? v : nil
+        }
+        guard validDigits(digits, { digitValue($0) != nil }) else {
+            throw bad("expected base-\(radix) digits after the prefix, '_' only between digits")
+        }
+        var value = 0
+        for b in digits where b != underscore {
+            guard let d = digitValue(b) else { throw bad("not a base-\(radix) digit") }
+            let (m, o1) = value.multipliedReportingOverflow(by: radix)
+            let (s, o2) = m.addingReportingOverflow(d)
+            guard !o1, !o2 else { throw bad("does not fit a 64-bit integer") }
+            value = s
+        }
+        return value
+    }
+
+    /// Checked decimal digits (with '_') as a 64-bit integer, negated when `negative` (Int.min included).
+    private static func decimalInteger(_ digits: ArraySlice<UInt8>, negative: Bool, bad: (String) -> ConfigError) throws -> Int {
+        var magnitude: UInt64 = 0
+        for b in digits where b != underscore {
+            let (m, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.addingReportingOverflow(UInt64(b - 0x30))
+            guard !o1, !o2 else { throw bad("does not fit a 64-bit integer") }
+            magnitude = s
+        }
+        if negative {
+            guard magnitude <= UInt64(Int.max) + 1 else { throw bad("does not fit a 64-bit integer") }
+            return magnitude == UInt64(Int.max) + 1 ? Int.min : -Int(magnitude)
+        }
+        guard magnitude <= UInt64(Int.max) else { throw bad("does not fit a 64-bit integer") }
+        return Int(magnitude)
     }
 
     // MARK: Strings
