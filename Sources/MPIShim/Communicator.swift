@@ -21,26 +21,17 @@ public protocol MPIScalar: Sendable {
     /// `a op b` as MPI defines the op for this type (integer sums wrap): what `LocalCommunicator` folds with.
     static func combine(_ a: Self, _ b: Self, _ op: ReduceOp) -> Self
 }
-extension Float: MPIScalar {
-    public static var mpiDatatype: MPI_Datatype { dkc_mpi_float()! }
-    public static func combine(_ a: Float, _ b: Float, _ op: ReduceOp) -> Float { op.floating(a, b) }
+extension MPIScalar where Self: BinaryFloatingPoint {
+    public static func combine(_ a: Self, _ b: Self, _ op: ReduceOp) -> Self { op.floating(a, b) }
 }
-extension Double: MPIScalar {
-    public static var mpiDatatype: MPI_Datatype { dkc_mpi_double()! }
-    public static func combine(_ a: Double, _ b: Double, _ op: ReduceOp) -> Double { op.floating(a, b) }
+extension MPIScalar where Self: FixedWidthInteger {
+    public static func combine(_ a: Self, _ b: Self, _ op: ReduceOp) -> Self { op.integer(a, b) }
 }
-extension Int32: MPIScalar {
-    public static var mpiDatatype: MPI_Datatype { dkc_mpi_int32()! }
-    public static func combine(_ a: Int32, _ b: Int32, _ op: ReduceOp) -> Int32 { op.integer(a, b) }
-}
-extension Int64: MPIScalar {
-    public static var mpiDatatype: MPI_Datatype { dkc_mpi_int64()! }
-    public static func combine(_ a: Int64, _ b: Int64, _ op: ReduceOp) -> Int64 { op.integer(a, b) }
-}
-extension UInt8: MPIScalar {
-    public static var mpiDatatype: MPI_Datatype { dkc_mpi_byte()! }
-    public static func combine(_ a: UInt8, _ b: UInt8, _ op: ReduceOp) -> UInt8 { op.integer(a, b) }
-}
+extension Float: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_float()! } }
+extension Double: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_double()! } }
+extension Int32: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_int32()! } }
+extension Int64: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_int64()! } }
+extension UInt8: MPIScalar { public static var mpiDatatype: MPI_Datatype { dkc_mpi_byte()! } }
 
 public enum ReduceOp: String, CaseIterable, Sendable {
     case sum, max, min

@@ -9,17 +9,8 @@ extension AttributionKernels {
                                  dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                  rstd: UnsafePointer<Float>, lengths: UnsafePointer<Int32>, B: Int, copies: Int = 1, T: Int, C: Int,
                                  threads: Int) {
-        Parallel.pieces(B, threads: threads, minPerPiece: max(1, 4096 / max(1, C * T * copies))) { samples in
-            for b in samples {
-                for c in 0..<copies {
-                    for t in 0..<Int(lengths[b]) {
-                        let r = (c * B + b) * T + t, base = b * T + t
-                        rmsNormInputGradRow(acc1: acc1 + r * C, acc2: acc2.map { $0 + base * C }, dout: dout + r * C, inp: inp + r * C,
-                                            weight: weight, rstd: rstd[r], C: C)
-                    }
-                }
-            }
-        }
+        layerNormInputGrad(acc1: acc1, acc2: acc2, dout: dout, inp: inp, weight: weight, mean: nil, rstd: rstd, lengths: lengths, B: B,
+                           copies: copies, T: T, C: C, threads: threads)
     }
 
     /// One row of `rmsNormInputGrad`.

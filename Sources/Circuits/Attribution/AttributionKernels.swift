@@ -11,17 +11,23 @@ enum AttributionKernels {
     /// and, when given, to `acc2` at the row of the base sample (c·B + b → b; `(B, T, C)`), copies in order.
     /// Rows past a sample's length carry no gradient (the metric reads length − 1 and attention is causal)
     /// and are skipped. Work is split over base samples, so no two workers write the same `acc2` row.
+    /// `mean` nil: RMSNorm (`rmsNormInputGradRow`, no centring).
     static func layerNormInputGrad(acc1: UnsafeMutablePointer<Float>, acc2: UnsafeMutablePointer<Float>?,
                                    dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                   mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                   mean: UnsafePointer<Float>?, rstd: UnsafePointer<Float>,
                                    lengths: UnsafePointer<Int32>, B: Int, copies: Int = 1, T: Int, C: Int, threads: Int) {
         Parallel.pieces(B, threads: threads, minPerPiece: max(1, 4096 / max(1, C * T * copies))) { samples in
             for b in samples {
                 for c in 0..<copies {
                     for t in 0..<Int(lengths[b]) {
                         let r = (c * B + b) * T + t, base = b * T + t
-                        layerNormInputGradRow(acc1: acc1 + r * C, acc2: acc2.map { $0 + base * C }, dout: dout + r * C, inp: inp + r * C,
-                                              weight: weight, mean: mean[r], rstd: rstd[r], C: C)
+                        if let mean {
+                            layerNormInputGradRow(acc1: acc1 + r * C, acc2: acc2.map { $0 + base * C }, dout: dout + r * C, inp: inp + r * C,
+                                                  weight: weight, mean: mean[r], rstd: rstd[r], C: C)
+                        } else {
+                            rmsNormInputGradRow(acc1: acc1 + r * C, acc2: acc2.map { $0 + base * C }, dout: dout + r * C, inp: inp + r * C,
+                                                weight: weight, rstd: rstd[r], C: C)
+                        }
                     }
                 }
             }

@@ -262,23 +262,22 @@ public final class ComponentAnalyzer: @unchecked Sendable {
         let m = model
         let norm = m.lensNorm
         let eps = norm.eps, rms = norm.bias == nil
-        let rL = m.layerSlice(m.resid, L, width: C) + row * C
-        var mean = 0.0
-        if !rms {
-            for i in 0..<C { mean += Double(rL[i]) }
-            mean /= Double(C)
+        /// The mean of `r`'s C values (0 for RMSNorm, which does not centre).
+        func centre(_ r: UnsafePointer<Float>) -> Double {
+            guard !rms else { return 0 }
+            var s = 0.0
+            for i in 0..<C { s += Double(r[i]) }
+            return s / Double(C)
         }
+        let rL = m.layerSlice(m.resid, L, width: C) + row * C
+        let mean = centre(rL)
         var v = 0.0
         for i in 0..<C { let d = Double(rL[i]) - mean; v += d * d }
         // TransformerLens's apply_ln_to_stack scales only for LayerNorm; an RMSNorm model's stack is left as is.
         let sigma = rms ? 1 : (v / Double(C) + eps).squareRoot()
         for k in 0...L {
             let r = m.layerSlice(m.resid, k, width: C) + row * C
-            var mk = 0.0
-            if !rms {
-                for i in 0..<C { mk += Double(r[i]) }
-                mk /= Double(C)
-            }
+            let mk = centre(r)
             // x = (r − mean r)/σ_L has mean 0 up to rounding; the second LayerNorm centres it again (RMSNorm: no centring).
             var mx = 0.0
             if !rms {

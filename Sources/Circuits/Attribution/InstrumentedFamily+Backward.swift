@@ -9,9 +9,7 @@ extension InstrumentedFamily {
     /// k / v input flows only through head h's attention pattern). Replaced nodes pass no gradient; rows past a
     /// sample's length receive nothing. `copies` > 1: the batch was `base.repeated(copies)`, copies are summed.
     public func backward(dLogits: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, copies: Int) {
-        guard let batch = lastBatch else { preconditionFailure("backward needs a forward pass first") }
-        precondition(!lastWasPatched, "backward through a patched forward pass is not supported")
-        precondition(copies >= 1 && batch.batch % copies == 0, "the batch is not a stack of \(copies) copies")
+        let batch = backwardBatch(copies: copies)
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
         let baseB = B / copies, baseBTC = baseB * T * C
         let p = parameters.base, lay = layout, g = graph
@@ -82,17 +80,14 @@ extension InstrumentedFamily {
 
                 // Attention ℓ: through W_O, the pattern, rotary, and each head's own q, k and v input (before the norm).
                 if llama { dx.update(from: dy, count: BTC) }
-                let cut = (0..<H).map { lastReplaced.contains(g.headForward(layer: l, head: $0)) }
+                let cut = replacedHeads(layer: l)
                 guard cut.contains(false) else { continue }
                 let dz = scratchC.base + capacity * C
                 Linear.backward(dx: dz, lddx: C, dweight: nil, dbias: nil, dy: dy, lddy: C, x: dy, ldx: C, weight: p + w.o,
                                 N: BT, IC: C, OC: C, threads: threads)
-                for h in 0..<H where cut[h] {
-                    for row in 0..<BT { (dz + row * C + h * dh).update(repeating: 0, count: dh) }
-                }
+                cutReplacedHeads(dz, cut, rows: BT)
                 let q = layerSlice(qkv, l, width: 3 * C)
-                let pat = pattern.base + l * batchCapacity * H * seqCapacity * seqCapacity
-                Attention.backward(dqkv: dQKV.base, scratch: attScratch.base, dout: dz, qkv: q, att: pat, lengths: lengths,
+                Attention.backward(dqkv: dQKV.base, scratch: attScratch.base, dout: dz, qkv: q, att: patternSlice(layer: l), lengths: lengths,
                                    B: B, T: T, C: C, NH: H, threads: threads)
                 Rotary.apply(dQKV.base, table: rotary, N: BT, T: T, heads: H, headSize: dh, rowStride: 3 * C, inverse: true, threads: threads)
                 Rotary.apply(dQKV.base + C, table: rotary, N: BT, T: T, heads: H, headSize: dh, rowStride: 3 * C, inverse: true, threads: threads)

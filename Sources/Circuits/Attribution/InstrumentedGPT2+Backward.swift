@@ -12,9 +12,7 @@ extension InstrumentedGPT2 {
     /// `copies` > 1: the forward batch was `base.repeated(copies)`; the gradients of all copies of a sample are
     /// summed (in copy order) into `grads` laid out for the base batch `[nBackward, B/copies·T·C]`.
     public func backward(dLogits: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, copies: Int = 1) {
-        guard let batch = lastBatch else { preconditionFailure("backward needs a forward pass first") }
-        precondition(!lastWasPatched, "backward through a patched forward pass is not supported")
-        precondition(copies >= 1 && batch.batch % copies == 0, "the batch is not a stack of \(copies) copies")
+        let batch = backwardBatch(copies: copies)
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
         let baseB = B / copies, baseBTC = baseB * T * C
         let p = parameters.views, g = graph
@@ -42,11 +40,11 @@ extension InstrumentedGPT2 {
 
                 // MLP ℓ: gradient at its input (before LN2), added to the residual gradient.
                 if !lastReplaced.contains(g.mlpForward(layer: l)) {
-                    let pre = layerSlice(fcPre, l, width: F), dact = scratchF.base
+                    let pre = layerSlice(mlpPre, l, width: F), dact = scratchF.base
                     Matmul.sgemm(false, true, M: BT, N: F, K: C, alpha: 1, A: dx, lda: C, B: w.fcProjWeight, ldb: C, beta: 0, C: dact, ldc: F)
                     GELU.backward(dinp: dact, inp: pre, dout: dact, count: BT * F, threads: threads)
                     Matmul.sgemm(false, true, M: BT, N: C, K: F, alpha: 1, A: dact, lda: F, B: w.fcWeight, ldb: F, beta: 0, C: dln, ldc: C)
-                    let stats2 = layerSlice(ln2Stats, l, width: 2)
+                    let stats2 = layerSlice(norm2Stats, l, width: 2)
                     AttributionKernels.layerNormInputGrad(acc1: dmid, acc2: grads + g.mlpBackward(layer: l) * baseBTC, dout: dln, inp: mid,
                                                           weight: w.ln2Weight, mean: stats2, rstd: stats2 + capacity,
                                                           lengths: lengths, B: baseB, copies: copies, T: T, C: C, threads: threads)
@@ -54,18 +52,15 @@ extension InstrumentedGPT2 {
 
                 // Attention ℓ: through W_O, the pattern, and each head's own q, k and v input (before LN1).
                 dx.update(from: dmid, count: BTC)
-                let cut = (0..<H).map { lastReplaced.contains(g.headForward(layer: l, head: $0)) }
+                let cut = replacedHeads(layer: l)
                 guard cut.contains(false) else { continue }
                 let dz = scratchC.base + capacity * C
                 Matmul.sgemm(false, true, M: BT, N: C, K: C, alpha: 1, A: dmid, lda: C, B: w.attnProjWeight, ldb: C, beta: 0, C: dz, ldc: C)
-                for h in 0..<H where cut[h] {
-                    for row in 0..<BT { (dz + row * C + h * dh).update(repeating: 0, count: dh) }
-                }
+                cutReplacedHeads(dz, cut, rows: BT)
                 let q = layerSlice(qkv, l, width: 3 * C)
-                let pat = pattern.base + l * batchCapacity * H * seqCapacity * seqCapacity
-                Attention.backward(dqkv: dQKV.base, scratch: attScratch.base, dout: dz, qkv: q, att: pat, lengths: lengths,
+                Attention.backward(dqkv: dQKV.base, scratch: attScratch.base, dout: dz, qkv: q, att: patternSlice(layer: l), lengths: lengths,
                                    B: B, T: T, C: C, NH: H, threads: threads)
-                let stats1 = layerSlice(ln1Stats, l, width: 2)
+                let stats1 = layerSlice(norm1Stats, l, width: 2)
                 for j in QKV.allCases {
                     for h in 0..<H where !cut[h] {
                         let col = j.rawValue * C + h * dh

@@ -21,56 +21,16 @@ import Models
 /// Value biases: b_O' = b_O + Σ_h b_V,h W_O,h and v carries no bias, so `hook_result` has no bias term.
 /// Only the logits at each sample's position length − 1 are computed. Positions run 0 … T−1; padded keys
 /// (past a sample's length) are masked.
-public final class InstrumentedGPT2: @unchecked Sendable {
+public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
     public let parameters: ParameterArena
     public let config: GPT2Config
-    public let graph: AttributionGraph
-    /// Workers for the non-GEMM kernels (OpenBLAS uses its own setting).
-    public var threads: Int
-    let L: Int, H: Int, C: Int, dh: Int, V: Int, F: Int
-    let eps: Float
-    /// Folded attention output bias b_O' per layer.   // (L, C)
-    let foldedBias: FloatBuffer
-
-    // Activations of the last forward pass; row strides use `capacity` (≥ B·T).
-    var capacity = 0, batchCapacity = 0, seqCapacity = 0
-    var resid = FloatBuffer(count: 0)      // (L+1, BT, C)  x_ℓ, the input of block ℓ; x_L the final residual
-    var residMid = FloatBuffer(count: 0)   // (L, BT, C)    x_ℓ + attn_out (blocks.ℓ.hook_resid_mid)
-    var ln1Stats = FloatBuffer(count: 0)   // (L, 2, BT)    mean, rstd
-    var ln2Stats = FloatBuffer(count: 0)   // (L, 2, BT)
-    var qkv = FloatBuffer(count: 0)        // (L, BT, 3C)   q | k | v
-    var pattern = FloatBuffer(count: 0)    // (L, B, H, T, T) blocks.ℓ.attn.hook_pattern
-    var fcPre = FloatBuffer(count: 0)      // (L, BT, 4C)   blocks.ℓ.mlp.hook_pre
-    var scratchC = FloatBuffer(count: 0)   // (4, BT, C)    ln / z / head or MLP output / attn_out
-    var scratchF = FloatBuffer(count: 0)   // (BT, 4C)
-    var statScratch = FloatBuffer(count: 0) // (2, BT)      LayerNorm stats of rebuilt inputs
-    var patchInputs = FloatBuffer(count: 0) // (3H, BT, C)  rebuilt head inputs (patched runs)
-    var lnfIn = FloatBuffer(count: 0)      // (B, C)        final residual at the read-out rows
-    var lnfOut = FloatBuffer(count: 0)     // (B, C)
-    var lnfStats = FloatBuffer(count: 0)   // (2, B)
-    /// Logits of the last forward pass at the read-out positions.   // (B, V)
-    public private(set) var logits = FloatBuffer(count: 0)
-    // Backward scratch.
-    var dResid = FloatBuffer(count: 0)     // (BT, C)
-    var dMid = FloatBuffer(count: 0)       // (BT, C)
-    var dTmp = FloatBuffer(count: 0)       // (BT, C)
-    var dQKV = FloatBuffer(count: 0)       // (BT, 3C)
-    var dLnf = FloatBuffer(count: 0)       // (B, C)
-    var attScratch = FloatBuffer(count: 0) // (B, H, T, T)  Attention.backward's per-head blocks
-
-    var lastBatch: PromptBatch?
-    var lastLengths: [Int32] = []
-    var lastWasPatched = false
-    var lastReplaced: Set<Int> = []
 
     public init(parameters: ParameterArena, threads: Int = max(1, BLAS.threads)) {
         self.parameters = parameters
         config = parameters.config
-        self.threads = max(1, threads)
-        L = config.nLayer; H = config.nHead; C = config.nEmbd; dh = config.headSize; V = config.vocabSize; F = config.mlpSize
-        eps = Float(config.layerNormEpsilon)
-        graph = AttributionGraph(nLayers: L, nHeads: H)
-        foldedBias = FloatBuffer(count: L * C)
+        super.init(graph: AttributionGraph(nLayers: config.nLayer, nHeads: config.nHead), threads: threads, layers: config.nLayer,
+                   heads: config.nHead, width: config.nEmbd, headSize: config.headSize, vocab: config.vocabSize, mlpWidth: config.mlpSize,
+                   eps: Float(config.layerNormEpsilon), keepsResidMid: true)
         refreshFoldedBiases()
     }
 
@@ -83,42 +43,6 @@ public final class InstrumentedGPT2: @unchecked Sendable {
             out.update(from: bo, count: C)
             Matmul.sgemm(false, false, M: 1, N: C, K: C, alpha: 1, A: bv, lda: C, B: wo, ldb: C, beta: 1, C: out, ldc: C)
         }
-    }
-
-    /// The folded output bias b_O' of layer `l`.
-    public func foldedOutputBias(layer l: Int) -> [Float] { Array(UnsafeBufferPointer(start: foldedBias.base + l * C, count: C)) }
-
-    func ensureCapacity(B: Int, T: Int) {
-        if B * H * T * T > attScratch.count { attScratch = FloatBuffer(count: B * H * T * T) }
-        guard B * T > capacity || B > batchCapacity || T > seqCapacity else { return }
-        let nB = max(B, batchCapacity), nT = max(T, seqCapacity), nBT = max(B * T, capacity)
-        capacity = nBT; batchCapacity = nB; seqCapacity = nT
-        resid = FloatBuffer(count: (L + 1) * nBT * C)
-        residMid = FloatBuffer(count: L * nBT * C)
-        ln1Stats = FloatBuffer(count: L * 2 * nBT)
-        ln2Stats = FloatBuffer(count: L * 2 * nBT)
-        qkv = FloatBuffer(count: L * nBT * 3 * C)
-        pattern = FloatBuffer(count: L * nB * H * nT * nT)
-        fcPre = FloatBuffer(count: L * nBT * F)
-        scratchC = FloatBuffer(count: 4 * nBT * C)
-        scratchF = FloatBuffer(count: nBT * F)
-        statScratch = FloatBuffer(count: 2 * nBT)
-        patchInputs = FloatBuffer(count: 0)
-        lnfIn = FloatBuffer(count: nB * C)
-        lnfOut = FloatBuffer(count: nB * C)
-        lnfStats = FloatBuffer(count: 2 * nB)
-        logits = FloatBuffer(count: nB * V)
-        dResid = FloatBuffer(count: nBT * C)
-        dMid = FloatBuffer(count: nBT * C)
-        dTmp = FloatBuffer(count: nBT * C)
-        dQKV = FloatBuffer(count: nBT * 3 * C)
-        dLnf = FloatBuffer(count: nB * C)
-    }
-
-    /// Pointer to layer ℓ's slice of a per-layer activation buffer with `width` floats per row.
-    @inline(__always)
-    func layerSlice(_ buffer: FloatBuffer, _ l: Int, width: Int) -> UnsafeMutablePointer<Float> {
-        buffer.base + l * capacity * width
     }
 
     /// How `forward` writes node outputs into a record buffer `[nForward, B·T·C]`: copied (`set`), subtracted from
@@ -176,26 +100,10 @@ public final class InstrumentedGPT2: @unchecked Sendable {
                         replace: [Int: UnsafePointer<Float>] = [:], patch: Patch? = nil,
                         computeLogits: Bool = true) -> UnsafeMutablePointer<Float> {
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
-        precondition(T <= config.nPositions, "sequence longer than the model's positions")
-        precondition(patch == nil || (record != nil && recordMode != .set), "patching reads the record buffer of the same run")
+        beginForward(batch, maxPositions: config.nPositions, record: record, recordMode: recordMode, replace: replace, patch: patch)
         let tokens = clean ? batch.cleanTokens : batch.corruptedTokens!
-        ensureCapacity(B: B, T: T)
-        if let patch, patch.rebuildHeads.contains(true), patchInputs.count < 3 * H * BTC { patchInputs = FloatBuffer(count: 3 * H * capacity * C) }
-        lastBatch = batch
-        lastLengths = batch.lengths.map { Int32($0) }
-        lastWasPatched = patch != nil
-        lastReplaced = Set(replace.keys)
-        let p = parameters.views, g = graph, nB = g.nBackward
-
-        func recordOutput(_ f: Int, _ out: UnsafePointer<Float>) {
-            guard let record else { return }
-            let dst = record + f * BTC
-            switch recordMode {
-            case .set: dst.update(from: out, count: BTC)
-            case .subtract: for i in 0..<BTC { dst[i] -= out[i] }
-            case .negate: for i in 0..<BTC { dst[i] = -out[i] }
-            }
-        }
+        let p = parameters.views, g = graph
+        func recordOutput(_ f: Int, _ out: UnsafePointer<Float>) { self.record(f, out, into: record, mode: recordMode, count: BTC) }
 
         // Embedding: x0 = W_E[token] (hook_embed, or its replacement) + W_pos[t] (hook_pos_embed).
         let x0 = resid.base
@@ -218,7 +126,7 @@ public final class InstrumentedGPT2: @unchecked Sendable {
                 let x = layerSlice(resid, l, width: C), mid = layerSlice(residMid, l, width: C), q = layerSlice(qkv, l, width: 3 * C)
                 let ln = scratchC.base, z = scratchC.base + capacity * C
                 let head = scratchC.base + 2 * capacity * C, attnOut = scratchC.base + 3 * capacity * C
-                let stats1 = layerSlice(ln1Stats, l, width: 2)
+                let stats1 = layerSlice(norm1Stats, l, width: 2)
 
                 // q, k, v of every head from LN1 of the residual (value bias folded away) ...
                 LayerNorm.forward(out: ln, mean: stats1, rstd: stats1 + capacity, inp: x, weight: w.ln1Weight, bias: w.ln1Bias,
@@ -238,71 +146,37 @@ public final class InstrumentedGPT2: @unchecked Sendable {
                 // Inputs without absent edges are left alone (their update is exactly 0), so a circuit holding every
                 // edge reproduces the clean run bit for bit.
                 if let patch, patch.rebuildHeads[l] {
-                    let col0 = g.headBackward(layer: l, head: 0, qkv: .q), prev = g.backwardPrevIndex[col0]
-                    let columns = (0..<(3 * H)).filter { patch.hasAbsent[col0 + $0] }
-                    if !columns.isEmpty {
-                        let U = patchInputs.base
-                        patch.absent.withUnsafeBufferPointer { a in
-                            Matmul.sgemm(true, false, M: 3 * H, N: BTC, K: prev, alpha: 1, A: a.baseAddress! + col0, lda: nB,
-                                         B: record!, ldb: BTC, beta: 0, C: U, ldc: BTC)
+                    let U = patchInputs.base
+                    for c in rebuildHeadInputs(layer: l, x: x, patch: patch, record: record!, count: BTC) {
+                        let j = c / H, h = c % H
+                        LayerNorm.forward(out: ln, mean: statScratch.base, rstd: statScratch.base + capacity, inp: U + c * BTC,
+                                          weight: w.ln1Weight, bias: w.ln1Bias, N: BT, C: C, eps: eps, threads: threads)
+                        let col = j * C + h * dh
+                        for row in 0..<BT {
+                            let dst = q + row * 3 * C + col
+                            if j < 2 { dst.update(from: w.attnBias + col, count: dh) } else { dst.update(repeating: 0, count: dh) }
                         }
-                        for c in columns {
-                            let j = c / H, h = c % H
-                            let u = U + c * BTC
-                            for i in 0..<BTC { u[i] += x[i] }
-                            LayerNorm.forward(out: ln, mean: statScratch.base, rstd: statScratch.base + capacity, inp: u,
-                                              weight: w.ln1Weight, bias: w.ln1Bias, N: BT, C: C, eps: eps, threads: threads)
-                            let col = j * C + h * dh
-                            for row in 0..<BT {
-                                let dst = q + row * 3 * C + col
-                                if j < 2 { dst.update(from: w.attnBias + col, count: dh) } else { dst.update(repeating: 0, count: dh) }
-                            }
-                            Matmul.sgemm(false, false, M: BT, N: dh, K: C, alpha: 1, A: ln, lda: C, B: w.attnWeight + col, ldb: 3 * C,
-                                         beta: 1, C: q + col, ldc: 3 * C)
-                        }
+                        Matmul.sgemm(false, false, M: BT, N: dh, K: C, alpha: 1, A: ln, lda: C, B: w.attnWeight + col, ldb: 3 * C,
+                                     beta: 1, C: q + col, ldc: 3 * C)
                     }
                 }
-                let pat = pattern.base + l * batchCapacity * H * seqCapacity * seqCapacity
-                Attention.forward(out: z, att: pat, qkv: q, lengths: lengths, B: B, T: T, C: C, NH: H, threads: threads)
+                Attention.forward(out: z, att: patternSlice(layer: l), qkv: q, lengths: lengths, B: B, T: T, C: C, NH: H, threads: threads)
 
-                // Attention output: one product z·W_O + b_O' unless a head output is replaced (then Σ_h result_h + b_O');
-                // each head's own output result_h = z_h W_O,h is formed only when it is recorded or replaced.
-                let anyReplaced = (0..<H).contains { replace[g.headForward(layer: l, head: $0)] != nil }
-                for row in 0..<BT { (attnOut + row * C).update(from: foldedBias.base + l * C, count: C) }
-                if !anyReplaced {
-                    Matmul.sgemm(false, false, M: BT, N: C, K: C, alpha: 1, A: z, lda: C, B: w.attnProjWeight, ldb: C,
-                                 beta: 1, C: attnOut, ldc: C)
-                }
-                if record != nil || anyReplaced {
-                    for h in 0..<H {
-                        let f = g.headForward(layer: l, head: h)
-                        if let r = replace[f] {
-                            head.update(from: r, count: BTC)
-                        } else {
-                            Matmul.sgemm(false, false, M: BT, N: C, K: dh, alpha: 1, A: z + h * dh, lda: C,
-                                         B: w.attnProjWeight + h * dh * C, ldb: C, beta: 0, C: head, ldc: C)
-                        }
-                        recordOutput(f, head)
-                        if anyReplaced { for i in 0..<BTC { attnOut[i] += head[i] } }
-                    }
-                }
+                // Attention output (z·W_O + b_O', each head's result recorded or replaced: InstrumentedEngine).
+                attentionOutput(layer: l, z: z, wo: w.attnProjWeight, transposed: false, head: head, attnOut: attnOut, rows: BT, replace: replace,
+                                record: record, mode: recordMode)
                 for i in 0..<BTC { mid[i] = x[i] + attnOut[i] }
 
                 // MLP on its own input (hook_mlp_in: the residual, or its rebuilt copy).
                 var mlpIn = UnsafePointer(mid)
                 if let patch, patch.rebuildMLP[l], patch.hasAbsent[g.mlpBackward(layer: l)] {
-                    let col = g.mlpBackward(layer: l), prev = g.backwardPrevIndex[col]
-                    head.update(from: mid, count: BTC)
-                    patch.absent.withUnsafeBufferPointer { a in
-                        Matmul.sgemm(true, false, M: 1, N: BTC, K: prev, alpha: 1, A: a.baseAddress! + col, lda: nB,
-                                     B: record!, ldb: BTC, beta: 1, C: head, ldc: BTC)
-                    }
+                    rebuildInput(column: g.mlpBackward(layer: l), base: mid, into: head, patch: patch, record: record!, count: BTC)
                     mlpIn = UnsafePointer(head)
                 }
-                let stats2 = layerSlice(ln2Stats, l, width: 2)
+                let stats2 = layerSlice(norm2Stats, l, width: 2)
                 LayerNorm.forward(out: ln, mean: stats2, rstd: stats2 + capacity, inp: mlpIn, weight: w.ln2Weight, bias: w.ln2Bias,
                                   N: BT, C: C, eps: eps, threads: threads)
-                let pre = layerSlice(fcPre, l, width: F), act = scratchF.base
+                let pre = layerSlice(mlpPre, l, width: F), act = scratchF.base
                 Matmul.forward(out: pre, inp: ln, weight: w.fcWeight, bias: w.fcBias, N: BT, IC: C, OC: F, threads: threads)
                 GELU.forward(out: act, inp: pre, count: BT * F, threads: threads)
                 let mlpOut = head
@@ -319,19 +193,7 @@ public final class InstrumentedGPT2: @unchecked Sendable {
         }
 
         // Final LayerNorm and unembedding at the read-out rows only.
-        let xL = layerSlice(resid, L, width: C)
-        let rows = batch.readRows
-        for b in 0..<B { (lnfIn.base + b * C).update(from: xL + rows[b] * C, count: C) }
-        if let patch, patch.rebuildLogits, patch.hasAbsent[g.logitsBackward] {
-            let col = g.logitsBackward
-            for f in 0..<g.nForward where patch.absent[f * nB + col] != 0 {
-                let d = record! + f * BTC, a = patch.absent[f * nB + col]
-                for b in 0..<B {
-                    let dst = lnfIn.base + b * C, src = d + rows[b] * C
-                    for i in 0..<C { dst[i] += a * src[i] }
-                }
-            }
-        }
+        gatherReadOut(batch, patch: patch, record: record)
         LayerNorm.forward(out: lnfOut.base, mean: lnfStats.base, rstd: lnfStats.base + batchCapacity, inp: lnfIn.base,
                           weight: p.lnfWeight, bias: p.lnfBias, N: B, C: C, eps: eps, threads: threads)
         if computeLogits {

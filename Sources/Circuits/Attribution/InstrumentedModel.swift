@@ -43,9 +43,6 @@ extension InstrumentedModel {
 }
 
 extension InstrumentedGPT2: InstrumentedModel {
-    public var dModel: Int { C }
-    public var vocabSize: Int { V }
-    public var readOutLogits: UnsafeMutablePointer<Float> { logits.base }
 
     @discardableResult
     public func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: RecordMode,

@@ -23,14 +23,9 @@ public enum Attention {
                                B: Int, T: Int, C: Int, NH: Int, threads: Int,
                                dropout: Float = 0, dropKey: ((Int) -> UInt64)? = nil, scratch: UnsafeMutablePointer<Float>? = nil) {
         precondition(dropout == 0 || (dropKey != nil && scratch != nil), "attention dropout needs its keys and a scratch buffer")
-        let hs = C / NH
-        let scale = 1 / Float(hs).squareRoot()
-        let QB = queryBlock
+        let hs = C / NH, scale = 1 / Float(hs).squareRoot(), QB = queryBlock
         perHead(B * NH, threads: threads) { bh in
-            let b = bh / NH, h = bh % NH
-            let L = lengths.map { Int($0[b]) } ?? T
-            let q = qkv + b * T * 3 * C + h * hs
-            let k = q + C, v = q + 2 * C
+            let (b, h, L, q, k, v) = head(bh, qkv: qkv, lengths: lengths, T: T, C: C, NH: NH)
             let a = att + bh * T * T
             // Per block of QB queries, scores = scale · q · kᵀ over the keys any of them sees (0 ..< min(i1, L)),
             // then a masked softmax per query row; the rest of each row is set to 0.
@@ -66,14 +61,9 @@ public enum Attention {
                                 lengths: UnsafePointer<Int32>?, B: Int, T: Int, C: Int, NH: Int, threads: Int,
                                 dropout: Float = 0, dropKey: ((Int) -> UInt64)? = nil) {
         precondition(dropout == 0 || dropKey != nil, "attention dropout needs its keys")
-        let hs = C / NH
-        let scale = 1 / Float(hs).squareRoot()
-        let QB = queryBlock
+        let hs = C / NH, scale = 1 / Float(hs).squareRoot(), QB = queryBlock
         perHead(B * NH, threads: threads) { bh in
-            let b = bh / NH, h = bh % NH
-            let L = lengths.map { Int($0[b]) } ?? T
-            let q = qkv + b * T * 3 * C + h * hs
-            let k = q + C, v = q + 2 * C
+            let (b, h, L, q, k, v) = head(bh, qkv: qkv, lengths: lengths, T: T, C: C, NH: NH)
             let dq = dqkv + b * T * 3 * C + h * hs
             let dk = dq + C, dv = dq + 2 * C
             let p = att + bh * T * T
@@ -162,6 +152,15 @@ public enum Attention {
         while j < n { let e = FastMath.exp(row[j] - m); row[j] = e; sum += e; j += 1 }
         let inv = 1 / sum
         for j in 0..<n { row[j] *= inv }
+    }
+
+    /// Head `bh` = b·NH + h of a batch: its sample b, head h, real length L, and its q, k and v columns in `qkv (B, T, 3C)`.
+    @inline(__always)
+    static func head(_ bh: Int, qkv: UnsafePointer<Float>, lengths: UnsafePointer<Int32>?, T: Int, C: Int, NH: Int)
+        -> (Int, Int, Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) {
+        let b = bh / NH, h = bh % NH
+        let q = qkv + b * T * 3 * C + h * (C / NH)
+        return (b, h, lengths.map { Int($0[b]) } ?? T, q, q + C, q + 2 * C)
     }
 
     /// Runs `body(index)` for index in 0..<count, handed out dynamically over `threads` workers with OpenBLAS

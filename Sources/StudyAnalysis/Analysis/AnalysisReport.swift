@@ -49,22 +49,23 @@ public enum AnalysisReport {
                 out.append("")
             }
         }
-        out.append("## 1. Performance: knowledge acquisition")
-        out.append("")
+        func heading(_ title: String) {
+            out.append(title)
+            out.append("")
+        }
+        heading("## 1. Performance: knowledge acquisition")
         embed("acquisition_")
         out += thresholdTable(r)
         out += queryTable(r)
         out += firstTokenTable(r)
         out += crossFrequencyTable(r)
-        out.append("## 2. Topology: circuit similarity, entropy, faithfulness")
-        out.append("")
+        heading("## 2. Topology: circuit similarity, entropy, faithfulness")
         embed("topology_")
         embed("faithfulness")
         embed("phase_shift")
         out += phaseTable(r)
         out += similarityTable(r)
-        out.append("## 3. Components: layers and heads")
-        out.append("")
+        heading("## 3. Components: layers and heads")
         embed("components_")
         out += activationTable(r)
         out += layerTable(r)
@@ -74,15 +75,12 @@ public enum AnalysisReport {
             out.append("")
         }
         if figures.contains(where: { $0.file.hasPrefix("final_circuit_") }) {
-            out.append("## Final circuits")
-            out.append("")
+            heading("## Final circuits")
             embed("final_circuit_")
         }
-        out.append("## Missing cells")
-        out.append("")
+        heading("## Missing cells")
         out += missingList(r)
-        out.append("## Definitions")
-        out.append("")
+        heading("## Definitions")
         out += definitions(r)
         return out.joined(separator: "\n") + "\n"
     }

@@ -66,17 +66,12 @@ public enum SVG {
         var out = ""
         out.reserveCapacity(text.count)
         for ch in text {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            default: out.append(ch)
-            }
+            if let entity = entities[ch] { out += entity } else { out.append(ch) }
         }
         return out
     }
+
+    private static let entities: [Character: String] = ["&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&apos;"]
 
     /// A coordinate with at most two decimals and no trailing zeros ("12", "3.5", "-0.25").
     public static func n(_ value: Double) -> String {

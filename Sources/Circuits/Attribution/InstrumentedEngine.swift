@@ -1,0 +1,241 @@
+import Foundation
+import Numerics
+
+/// What the two instrumented models (`InstrumentedGPT2`, `InstrumentedFamily`) share: their dimensions, the
+/// activation buffers of the last forward pass and the bookkeeping of its batch, and the hooks of the
+/// `InstrumentedModel` contract that do not depend on the architecture — recording node outputs, rebuilding the
+/// downstream inputs a patch names, gathering the read-out rows of the final residual, and the checks a backward
+/// pass starts with. Each model adds its own parameters, blocks and norms.
+public class InstrumentedEngine: @unchecked Sendable {
+    public let graph: AttributionGraph
+    /// Workers for the non-GEMM kernels (OpenBLAS uses its own setting).
+    public var threads: Int
+    let L: Int, H: Int, C: Int, dh: Int, V: Int, F: Int
+    let eps: Float
+    /// Folded attention output bias b_O' per layer.   // (L, C)
+    let foldedBias: FloatBuffer
+    /// Whether the model keeps `residMid` (the residual between attention and MLP; Phi's parallel block has none).
+    let keepsResidMid: Bool
+
+    // Activations of the last forward pass; row strides use `capacity` (≥ B·T).
+    final var capacity = 0, batchCapacity = 0, seqCapacity = 0
+    final var resid = FloatBuffer(count: 0)       // (L+1, BT, C)  x_ℓ, the input of block ℓ; x_L the final residual
+    final var residMid = FloatBuffer(count: 0)    // (L, BT, C)    x_ℓ + attention output (blocks.ℓ.hook_resid_mid)
+    final var norm1Stats = FloatBuffer(count: 0)  // (L, 2, BT)    mean (LayerNorm), rstd of the attention norm's input
+    final var norm2Stats = FloatBuffer(count: 0)  // (L, 2, BT)    mean (LayerNorm), rstd of the MLP norm's input
+    final var qkv = FloatBuffer(count: 0)         // (L, BT, 3C)   q | k | v per head
+    final var pattern = FloatBuffer(count: 0)     // (L, B, H, T, T) blocks.ℓ.attn.hook_pattern
+    final var mlpPre = FloatBuffer(count: 0)      // (L, BT, F)    the MLP's first projection (blocks.ℓ.mlp.hook_pre)
+    final var scratchC = FloatBuffer(count: 0)    // (4, BT, C)    norm / z / head or MLP output / attention output
+    final var scratchF = FloatBuffer(count: 0)    // (BT, F)
+    final var statScratch = FloatBuffer(count: 0) // (2, BT)       norm stats of rebuilt inputs
+    final var patchInputs = FloatBuffer(count: 0) // (3H, BT, C)   rebuilt head inputs (patched runs)
+    final var lnfIn = FloatBuffer(count: 0)       // (B, C)        final residual at the read-out rows
+    final var lnfOut = FloatBuffer(count: 0)      // (B, C)
+    final var lnfStats = FloatBuffer(count: 0)    // (2, B)
+    /// Logits of the last forward pass at the read-out positions.   // (B, V)
+    public internal(set) final var logits = FloatBuffer(count: 0)
+    // Backward scratch.
+    final var dResid = FloatBuffer(count: 0)      // (BT, C)
+    final var dMid = FloatBuffer(count: 0)        // (BT, C)
+    final var dTmp = FloatBuffer(count: 0)        // (BT, C)
+    final var dQKV = FloatBuffer(count: 0)        // (BT, 3C)
+    final var dLnf = FloatBuffer(count: 0)        // (B, C)
+    final var attScratch = FloatBuffer(count: 0)  // (B, H, T, T)  Attention.backward's per-head blocks
+
+    final var lastBatch: PromptBatch?
+    final var lastLengths: [Int32] = []
+    final var lastWasPatched = false
+    final var lastReplaced: Set<Int> = []
+
+    init(graph: AttributionGraph, threads: Int, layers L: Int, heads H: Int, width C: Int, headSize dh: Int, vocab V: Int,
+         mlpWidth F: Int, eps: Float, keepsResidMid: Bool) {
+        self.graph = graph
+        self.threads = max(1, threads)
+        self.L = L; self.H = H; self.C = C; self.dh = dh; self.V = V; self.F = F
+        self.eps = eps
+        self.keepsResidMid = keepsResidMid
+        foldedBias = FloatBuffer(count: L * C)
+    }
+
+    /// Width of the residual stream (d_model).
+    public final var dModel: Int { C }
+    /// Vocabulary size (columns of the logits).
+    public final var vocabSize: Int { V }
+    /// Logits of the last forward pass at the read-out positions, `(B, V)`.
+    public final var readOutLogits: UnsafeMutablePointer<Float> { logits.base }
+
+    /// The folded output bias b_O' of layer `l`.
+    public final func foldedOutputBias(layer l: Int) -> [Float] { Array(UnsafeBufferPointer(start: foldedBias.base + l * C, count: C)) }
+
+    /// Grows the buffers to hold a batch of B sequences of T tokens (never shrinks them).
+    final func ensureCapacity(B: Int, T: Int) {
+        if B * H * T * T > attScratch.count { attScratch = FloatBuffer(count: B * H * T * T) }
+        guard B * T > capacity || B > batchCapacity || T > seqCapacity else { return }
+        let nB = max(B, batchCapacity), nT = max(T, seqCapacity), nBT = max(B * T, capacity)
+        capacity = nBT; batchCapacity = nB; seqCapacity = nT
+        resid = FloatBuffer(count: (L + 1) * nBT * C)
+        residMid = FloatBuffer(count: keepsResidMid ? L * nBT * C : 0)
+        norm1Stats = FloatBuffer(count: L * 2 * nBT)
+        norm2Stats = FloatBuffer(count: L * 2 * nBT)
+        qkv = FloatBuffer(count: L * nBT * 3 * C)
+        pattern = FloatBuffer(count: L * nB * H * nT * nT)
+        mlpPre = FloatBuffer(count: L * nBT * F)
+        scratchC = FloatBuffer(count: 4 * nBT * C)
+        scratchF = FloatBuffer(count: nBT * F)
+        statScratch = FloatBuffer(count: 2 * nBT)
+        patchInputs = FloatBuffer(count: 0)
+        lnfIn = FloatBuffer(count: nB * C)
+        lnfOut = FloatBuffer(count: nB * C)
+        lnfStats = FloatBuffer(count: 2 * nB)
+        logits = FloatBuffer(count: nB * V)
+        dResid = FloatBuffer(count: nBT * C)
+        dMid = FloatBuffer(count: nBT * C)
+        dTmp = FloatBuffer(count: nBT * C)
+        dQKV = FloatBuffer(count: nBT * 3 * C)
+        dLnf = FloatBuffer(count: nB * C)
+        allocateModelBuffers(rows: nBT, batch: nB)
+    }
+
+    /// The buffers only one architecture has, sized for `rows` = capacity token rows; called when the shared ones grow.
+    func allocateModelBuffers(rows nBT: Int, batch nB: Int) {}
+
+    /// Pointer to layer ℓ's slice of a per-layer activation buffer with `width` floats per row.
+    @inline(__always)
+    final func layerSlice(_ buffer: FloatBuffer, _ l: Int, width: Int) -> UnsafeMutablePointer<Float> {
+        buffer.base + l * capacity * width
+    }
+
+    /// Layer ℓ's attention patterns `(B, H, T, T)` (strides of the capacity).
+    @inline(__always)
+    final func patternSlice(layer l: Int) -> UnsafeMutablePointer<Float> {
+        pattern.base + l * batchCapacity * H * seqCapacity * seqCapacity
+    }
+
+    /// What every forward pass does first: checks the request, grows the buffers, and remembers the batch, its
+    /// lengths, whether it is patched and which nodes are replaced (the backward pass reads them).
+    final func beginForward(_ batch: PromptBatch, maxPositions: Int, record: UnsafeMutablePointer<Float>?,
+                            recordMode: InstrumentedGPT2.RecordMode, replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?) {
+        let B = batch.batch, T = batch.seqLen
+        precondition(T <= maxPositions, "sequence longer than the model's positions")
+        precondition(patch == nil || (record != nil && recordMode != .set), "patching reads the record buffer of the same run")
+        ensureCapacity(B: B, T: T)
+        if let patch, patch.rebuildHeads.contains(true), patchInputs.count < 3 * H * B * T * C {
+            patchInputs = FloatBuffer(count: 3 * H * capacity * C)
+        }
+        lastBatch = batch
+        lastLengths = batch.lengths.map { Int32($0) }
+        lastWasPatched = patch != nil
+        lastReplaced = Set(replace.keys)
+    }
+
+    /// Writes node `f`'s output `out` (`count` floats) into its row of `record` as `mode` says; nothing without a record.
+    @inline(__always)
+    final func record(_ f: Int, _ out: UnsafePointer<Float>, into record: UnsafeMutablePointer<Float>?, mode: InstrumentedGPT2.RecordMode,
+                      count: Int) {
+        guard let record else { return }
+        let dst = record + f * count
+        switch mode {
+        case .set: dst.update(from: out, count: count)
+        case .subtract: for i in 0..<count { dst[i] -= out[i] }
+        case .negate: for i in 0..<count { dst[i] = -out[i] }
+        }
+    }
+
+    /// dst = base + Σ_{f < prev(col)} absent[f, col] · record[f]: the rebuilt input of one column (`count` floats).
+    final func rebuildInput(column col: Int, base: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>,
+                            patch: InstrumentedGPT2.Patch, record: UnsafePointer<Float>, count: Int) {
+        dst.update(from: base, count: count)
+        patch.absent.withUnsafeBufferPointer { a in
+            Matmul.sgemm(true, false, M: 1, N: count, K: graph.backwardPrevIndex[col], alpha: 1, A: a.baseAddress! + col,
+                         lda: graph.nBackward, B: record, ldb: count, beta: 1, C: dst, ldc: count)
+        }
+    }
+
+    /// The q/k/v inputs of layer ℓ's heads that `patch` rebuilds: for each column c (j · H + h) with an absent edge,
+    /// `patchInputs` row c becomes x + Σ_f absent[f, b] · record[f] (one GEMM for all 3H columns). Returns those
+    /// columns; the others are left as the shared projection made them (their update is exactly 0), so a circuit
+    /// holding every edge reproduces the clean run bit for bit.
+    final func rebuildHeadInputs(layer l: Int, x: UnsafePointer<Float>, patch: InstrumentedGPT2.Patch, record: UnsafePointer<Float>,
+                                 count: Int) -> [Int] {
+        let col0 = graph.headBackward(layer: l, head: 0, qkv: .q), prev = graph.backwardPrevIndex[col0]
+        let columns = (0..<(3 * H)).filter { patch.hasAbsent[col0 + $0] }
+        guard !columns.isEmpty else { return [] }
+        let U = patchInputs.base
+        patch.absent.withUnsafeBufferPointer { a in
+            Matmul.sgemm(true, false, M: 3 * H, N: count, K: prev, alpha: 1, A: a.baseAddress! + col0, lda: graph.nBackward,
+                         B: record, ldb: count, beta: 0, C: U, ldc: count)
+        }
+        for c in columns {
+            let u = U + c * count
+            for i in 0..<count { u[i] += x[i] }
+        }
+        return columns
+    }
+
+    /// Layer ℓ's attention output into `attnOut (BT, C)`: b_O' plus z·W_O in one product, unless a head's output is
+    /// replaced (then b_O' + Σ_h result_h). Each head's own output result_h = z_h·W_O,h (`blocks.ℓ.attn.hook_result`)
+    /// is formed, in `head`, only when it is recorded or replaced. `wo` is W_O stored (in, out) (GPT-2's Conv1D) or,
+    /// `transposed`, (out, in) (a Hugging Face Linear).
+    final func attentionOutput(layer l: Int, z: UnsafePointer<Float>, wo: UnsafePointer<Float>, transposed: Bool,
+                               head: UnsafeMutablePointer<Float>, attnOut: UnsafeMutablePointer<Float>, rows BT: Int,
+                               replace: [Int: UnsafePointer<Float>], record recordBuffer: UnsafeMutablePointer<Float>?,
+                               mode: InstrumentedGPT2.RecordMode) {
+        let BTC = BT * C
+        let anyReplaced = (0..<H).contains { replace[graph.headForward(layer: l, head: $0)] != nil }
+        for row in 0..<BT { (attnOut + row * C).update(from: foldedBias.base + l * C, count: C) }
+        if !anyReplaced {
+            Matmul.sgemm(false, transposed, M: BT, N: C, K: C, alpha: 1, A: z, lda: C, B: wo, ldb: C, beta: 1, C: attnOut, ldc: C)
+        }
+        guard recordBuffer != nil || anyReplaced else { return }
+        for h in 0..<H {
+            let f = graph.headForward(layer: l, head: h)
+            if let r = replace[f] {
+                head.update(from: r, count: BTC)
+            } else {
+                Matmul.sgemm(false, transposed, M: BT, N: C, K: dh, alpha: 1, A: z + h * dh, lda: C,
+                             B: wo + (transposed ? h * dh : h * dh * C), ldb: C, beta: 0, C: head, ldc: C)
+            }
+            record(f, head, into: recordBuffer, mode: mode, count: BTC)
+            if anyReplaced { for i in 0..<BTC { attnOut[i] += head[i] } }
+        }
+    }
+
+    /// Copies the final residual's read-out rows to `lnfIn` and, when `patch` rebuilds the logits' input, adds
+    /// Σ_f absent[f, logits] · record[f] at those rows.
+    final func gatherReadOut(_ batch: PromptBatch, patch: InstrumentedGPT2.Patch?, record: UnsafePointer<Float>?) {
+        let B = batch.batch, BTC = B * batch.seqLen * C, nB = graph.nBackward
+        let xL = layerSlice(resid, L, width: C)
+        let rows = batch.readRows
+        for b in 0..<B { (lnfIn.base + b * C).update(from: xL + rows[b] * C, count: C) }
+        guard let patch, patch.rebuildLogits, patch.hasAbsent[graph.logitsBackward], let record else { return }
+        let col = graph.logitsBackward
+        for f in 0..<graph.nForward where patch.absent[f * nB + col] != 0 {
+            let d = record + f * BTC, a = patch.absent[f * nB + col]
+            for b in 0..<B {
+                let dst = lnfIn.base + b * C, src = d + rows[b] * C
+                for i in 0..<C { dst[i] += a * src[i] }
+            }
+        }
+    }
+
+    /// The batch of the last forward pass, checked for a backward pass over `copies` stacked copies.
+    final func backwardBatch(copies: Int) -> PromptBatch {
+        guard let batch = lastBatch else { preconditionFailure("backward needs a forward pass first") }
+        precondition(!lastWasPatched, "backward through a patched forward pass is not supported")
+        precondition(copies >= 1 && batch.batch % copies == 0, "the batch is not a stack of \(copies) copies")
+        return batch
+    }
+
+    /// Which heads of layer ℓ had their output replaced (they pass no gradient).
+    final func replacedHeads(layer l: Int) -> [Bool] {
+        (0..<H).map { lastReplaced.contains(graph.headForward(layer: l, head: $0)) }
+    }
+
+    /// Zeroes the columns of the replaced heads in `dz (BT, C)`.
+    final func cutReplacedHeads(_ dz: UnsafeMutablePointer<Float>, _ cut: [Bool], rows BT: Int) {
+        for h in 0..<H where cut[h] {
+            for row in 0..<BT { (dz + row * C + h * dh).update(repeating: 0, count: dh) }
+        }
+    }
+}
