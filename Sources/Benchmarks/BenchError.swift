@@ -1,16 +1,10 @@
 import Foundation
 import Core
 
-/// A benchmark that cannot run as asked (`dkc bench …`): a usage problem (exit 64) unless it is bad
-/// input data such as pools that cannot give the prompts (exit 65).
-public struct BenchError: UserFacingError {
-    public let message: String
-    public let exitCode: Int32
+/// A benchmark that cannot run as asked (`dkc bench …`): a usage problem, exit 64 (`BenchError.usage`).
+public typealias BenchError = MessageError
 
-    public init(_ message: String, exitCode: Int32 = 64) {
-        self.message = message
-        self.exitCode = exitCode
-    }
-
-    public var description: String { message }
+extension MessageError {
+    /// A usage problem (exit 64).
+    public static func usage(_ message: String) -> MessageError { MessageError(message, exitCode: 64) }
 }

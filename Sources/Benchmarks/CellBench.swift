@@ -78,7 +78,7 @@ public enum CellBench {
                     tries += 1
                     guard tries < 100 * count + 10_000 else {
                         throw BenchError("the pools give fewer than \(6 * count) distinct names; add names to the pools or lower --circuit-n",
-                                         exitCode: 65)
+                                            exitCode: 65)
                     }
                     let name = [rng.choice(pools.firstNames), rng.choice(pools.middleNames), rng.choice(pools.lastNames)].joined(separator: " ")
                     let e = Entity(fullName: name, birthDate: rng.choice(pools.days), birthMonth: rng.choice(pools.months),
@@ -155,7 +155,7 @@ public enum CellBench {
                            progress: ((String) -> Void)? = nil) throws -> CellBenchResult {
         precondition(repeats >= 1 && threads >= 1)
         try options.validate(source: "bench cell")
-        guard !pairs.isEmpty else { throw BenchError("no circuit samples: ask for at least one") }
+        guard !pairs.isEmpty else { throw BenchError.usage("no circuit samples: ask for at least one") }
         BLAS.setThreads(threads)
         let roof = ModelBench.sgemmRoof(threads: threads, progress: progress)
 

@@ -105,7 +105,7 @@ public enum DiscoverBench {
                 tries += 1
                 guard tries < attempts else {
                     throw BenchError("the pools give fewer than \(count) distinct names with a city label; add names to the pools or ask for fewer prompts",
-                                     exitCode: 65)
+                                        exitCode: 65)
                 }
                 clean = person()
             }
@@ -118,7 +118,7 @@ public enum DiscoverBench {
             }
             guard let corrupted = match else {
                 throw BenchError("no name of the pools gives a prompt of \(n) tokens like \"\(clean.name)\" in \(attempts) draws; add names to the pools",
-                                 exitCode: 65)
+                                    exitCode: 65)
             }
             samples.append(CircuitSample(cleanSubject: clean.name, cleanLabel: clean.city, cleanLabelIndex: clean.label!,
                                          corruptedSubject: corrupted.name, corruptedLabel: corrupted.city, corruptedLabelIndex: corrupted.label!,
@@ -203,7 +203,7 @@ public enum DiscoverBench {
                            progress: ((String) -> Void)? = nil) throws -> DiscoverBenchResult {
         precondition(repeats >= 1 && warmup >= 0 && threads >= 1 && batchSize >= 1)
         try options.validate()
-        guard !pairs.isEmpty else { throw BenchError("no prompts to attribute: ask for at least one") }
+        guard !pairs.isEmpty else { throw BenchError.usage("no prompts to attribute: ask for at least one") }
         BLAS.setThreads(threads)
         let initialRoof = roof ?? ModelBench.sgemmRoof(threads: threads, progress: progress)
         let probeBuffers = (FloatBuffer(count: 1024 * 1024), FloatBuffer(count: 1024 * 1024), FloatBuffer(count: 1024 * 1024))

@@ -45,17 +45,7 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Threads for OpenBLAS and dkc's kernels (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "Timed steps per config.")
-    var repeats: Int = 5
-
-    @Option(help: "Untimed warm-up steps per config.")
-    var warmup: Int = 2
-
-    @Option(name: .customLong("batch-size"), help: "Sequences per step.")
-    var batchSize: Int = 8
-
-    @Option(name: .customLong("seq-len"), help: "Tokens per sequence (at most 1024).")
-    var seqLen: Int = 128
+    @OptionGroup var steps: BenchStepOptions
 
     @Flag(help: "Print one JSON object per measurement and line instead of a table.")
     var json = false
@@ -64,30 +54,26 @@ struct BenchModel: ParsableCommand {
     var profile = false
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
-        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-        guard (2...1024).contains(seqLen) else { throw ValidationError("--seq-len must be in 2...1024 (the configs' n_positions)") }
+        try requireAtLeast(1, ["--threads": threads])
     }
 
     func run() throws {
         let names = config == .all ? ["tiny", "gpt2"] : [config.rawValue]
         withWorld { comm in
             guard comm.size == 1 else {
-                throw BenchError("bench model runs on one process; run it without mpirun (data-parallel training has its own benchmark)")
+                throw BenchError.usage("bench model runs on one process; run it without mpirun (data-parallel training has its own benchmark)")
             }
             let progress = BenchProgress()
             var results: [ModelBenchResult] = []
             for name in names {
                 var r: ModelBenchResult
                 if let family = ModelBench.familyConfig(named: name) {
-                    guard !profile else { throw BenchError("--profile times GPT-2's kernels only; leave it out for \(name)") }
-                    r = try ModelBench.run(name: name, family: family, batch: batchSize, seqLen: seqLen, threads: threads,
-                                           repeats: repeats, warmup: warmup, progress: { progress($0) })
+                    guard !profile else { throw BenchError.usage("--profile times GPT-2's kernels only; leave it out for \(name)") }
+                    r = try ModelBench.run(name: name, family: family, batch: steps.batchSize, seqLen: steps.seqLen, threads: threads,
+                                           repeats: steps.repeats, warmup: steps.warmup, progress: { progress($0) })
                 } else {
-                    r = try ModelBench.run(name: name, config: ModelBench.config(named: name)!, batch: batchSize, seqLen: seqLen,
-                                           threads: threads, repeats: repeats, warmup: warmup, profile: profile, progress: { progress($0) })
+                    r = try ModelBench.run(name: name, config: ModelBench.config(named: name)!, batch: steps.batchSize, seqLen: steps.seqLen,
+                                           threads: threads, repeats: steps.repeats, warmup: steps.warmup, profile: profile, progress: { progress($0) })
                 }
                 // The roof is measured before and after the steps; the higher value keeps MFU conservative when
                 // other processes share the cores.

@@ -59,17 +59,14 @@ struct BenchCell: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
-        guard circuitN >= 1 else { throw ValidationError("--circuit-n must be at least 1 (the study uses 300)") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-        guard igSteps >= 1 else { throw ValidationError("--ig-steps must be at least 1 (the study uses 5)") }
+        try requireAtLeast(1, ["--threads": threads, "--repeats": repeats, "--circuit-n": circuitN, "--batch-size": batchSize,
+                               "--ig-steps": igSteps])
     }
 
     func run() throws {
         let options = CellOptions(attribution: AttributionOptions(method: .eapIG, igSteps: igSteps), batchSize: batchSize, topn: topn.values)
         withWorld { comm in
-            guard comm.size == 1 else { throw BenchError("bench cell runs on one process; run it without mpirun (the sweep has its own benchmark)") }
+            guard comm.size == 1 else { throw BenchError.usage("bench cell runs on one process; run it without mpirun (the sweep has its own benchmark)") }
             let progress = BenchProgress()
             let loadBefore = ProcessMemory.loadAverage()
             let tok = try promptOptions.loadTokenizer()

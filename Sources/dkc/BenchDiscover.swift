@@ -80,12 +80,9 @@ struct BenchDiscover: ParsableCommand {
         guard AttributionMethod(rawValue: method) != nil else {
             throw ValidationError("--method \(method) is not a method: use one of \(AttributionMethod.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
-        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
-        guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1") }
-        guard igSteps >= 1 else { throw ValidationError("--ig-steps must be at least 1 (the study uses 5)") }
-        guard rowsPerPass >= 1 else { throw ValidationError("--rows-per-pass must be at least 1") }
+        try requireAtLeast(1, ["--threads": threads, "--repeats": repeats, "--prompts": prompts, "--ig-steps": igSteps,
+                               "--rows-per-pass": rowsPerPass])
+        try requireAtLeast(0, ["--warmup": warmup])
         guard !batchSizes.isEmpty, batchSizes.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--batch-size needs one or more sizes, each at least 1 (e.g. --batch-size 16 64)")
         }
@@ -96,7 +93,7 @@ struct BenchDiscover: ParsableCommand {
         let options = AttributionOptions(method: AttributionMethod(rawValue: method)!, igSteps: igSteps, rowsPerPass: rowsPerPass)
         withWorld { comm in
             guard comm.size == 1 else {
-                throw BenchError("bench discover runs on one process; run it without mpirun (the sweep has its own benchmark)")
+                throw BenchError.usage("bench discover runs on one process; run it without mpirun (the sweep has its own benchmark)")
             }
             let progress = BenchProgress()
             let loadBefore = ProcessMemory.loadAverage()
@@ -111,7 +108,7 @@ struct BenchDiscover: ParsableCommand {
                     let url = URL(fileURLWithPath: names.count == 1 ? writePrompts : writePrompts + "." + name)
                     let text = samples.map(\.jsonObject.compactText).joined(separator: "\n") + "\n"
                     do { try Data(text.utf8).write(to: url, options: .atomic) } catch {
-                        throw BenchError("--write-prompts: cannot write \(url.path): \(error.localizedDescription)")
+                        throw BenchError.usage("--write-prompts: cannot write \(url.path): \(error.localizedDescription)")
                     }
                 }
                 let pairs = samples.map { $0.promptPair(task: .city, encoder: encoder) }

@@ -115,7 +115,7 @@ func runBenchChild(_ arguments: [String], ranks: Int, threads: Int, what: String
         p.arguments = arguments
     } else {
         guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw BenchError("\(ranks) ranks need mpirun (install openmpi-bin, or run the layouts yourself under mpirun)")
+            throw BenchError.usage("\(ranks) ranks need mpirun (install openmpi-bin, or run the layouts yourself under mpirun)")
         }
         p.executableURL = URL(fileURLWithPath: mpirun)
         p.arguments = ["--oversubscribe", "--bind-to", "core", "-np", "\(ranks)", exe.path] + arguments
@@ -129,6 +129,6 @@ func runBenchChild(_ arguments: [String], ranks: Int, threads: Int, what: String
     try p.run()
     let data = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw BenchError("the \(ranks) × \(threads) \(what) failed with status \(p.terminationStatus)") }
+    guard p.terminationStatus == 0 else { throw BenchError.usage("the \(ranks) × \(threads) \(what) failed with status \(p.terminationStatus)") }
     return String(decoding: data, as: UTF8.self)
 }

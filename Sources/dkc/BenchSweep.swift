@@ -70,7 +70,7 @@ struct BenchSweep: ParsableCommand {
                 let roof = SweepCost.measureRoof() * Double(r)
                 var rates: [Double] = [], summaries: [JSONValue] = []
                 func number(_ o: JSONValue, _ key: String) throws -> Double {
-                    guard let x = o[key]?.doubleValue else { throw BenchError("the sweep's summary lacks the number \"\(key)\": \(o.compactText)") }
+                    guard let x = o[key]?.doubleValue else { throw BenchError.usage("the sweep's summary lacks the number \"\(key)\": \(o.compactText)") }
                     return x
                 }
                 for i in 0..<repeats {
@@ -184,6 +184,6 @@ struct BenchSweep: ParsableCommand {
         for line in output.split(separator: "\n").reversed() {
             if let o = try? JSONValue(parsing: String(line)), o["wall_s"] != nil { return o }
         }
-        throw BenchError("the \(ranks) × \(threads) sweep printed no summary")
+        throw BenchError.usage("the \(ranks) × \(threads) sweep printed no summary")
     }
 }

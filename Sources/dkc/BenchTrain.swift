@@ -34,17 +34,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Threads per rank for OpenBLAS and dkc's kernels (default: cores / ranks on this node).")
     var threads: Int?
 
-    @Option(help: "Timed steps per config.")
-    var repeats: Int = 5
-
-    @Option(help: "Untimed warm-up steps per config.")
-    var warmup: Int = 2
-
-    @Option(name: .customLong("batch-size"), help: "Blocks per rank per micro-step.")
-    var batchSize: Int = 8
-
-    @Option(name: .customLong("seq-len"), help: "Tokens per block (at most 1024).")
-    var seqLen: Int = 128
+    @OptionGroup var steps: BenchStepOptions
 
     @Option(help: "Micro-steps per optimizer step.")
     var accumulation: Int = 1
@@ -59,11 +49,7 @@ struct BenchTrain: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
-        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
-        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
-        guard batchSize >= 1, accumulation >= 1 else { throw ValidationError("--batch-size and --accumulation must be at least 1") }
-        guard (2...1024).contains(seqLen) else { throw ValidationError("--seq-len must be in 2...1024 (the configs' n_positions)") }
+        try requireAtLeast(1, ["--threads": threads ?? 1, "--accumulation": accumulation])
     }
 
     func run() throws {
@@ -79,9 +65,9 @@ struct BenchTrain: ParsableCommand {
             }
             var results: [TrainBenchResult] = []
             for name in names {
-                let r = try TrainBench.run(name: name, config: ModelBench.config(named: name)!, comm: comm, batch: batchSize,
-                                           accumulation: accumulation, seqLen: seqLen, threads: n, repeats: repeats,
-                                           warmup: warmup, deterministic: deterministic, progress: progress)
+                let r = try TrainBench.run(name: name, config: ModelBench.config(named: name)!, comm: comm, batch: steps.batchSize,
+                                           accumulation: accumulation, seqLen: steps.seqLen, threads: n, repeats: steps.repeats,
+                                           warmup: steps.warmup, deterministic: deterministic, progress: progress)
                 results.append(r)
                 if json && comm.isRoot { print(Self.jsonLine(r)); fflush(stdout) }
             }
@@ -94,8 +80,8 @@ struct BenchTrain: ParsableCommand {
 
     /// Runs the three layouts as child processes of this binary and prints their lines and the speed-ups.
     func runScaling() throws {
-        var common = ["bench", "train", "--config", config.rawValue, "--repeats", "\(repeats)", "--warmup", "\(warmup)",
-                      "--batch-size", "\(batchSize)", "--seq-len", "\(seqLen)", "--accumulation", "\(accumulation)", "--json"]
+        var common = ["bench", "train", "--config", config.rawValue, "--repeats", "\(steps.repeats)", "--warmup", "\(steps.warmup)",
+                      "--batch-size", "\(steps.batchSize)", "--seq-len", "\(steps.seqLen)", "--accumulation", "\(accumulation)", "--json"]
         if deterministic { common.append("--deterministic") }
         let layouts: [(ranks: Int, threads: Int)] = [(1, 1), (1, 2), (2, 1)]
         var all: [JSONValue] = []

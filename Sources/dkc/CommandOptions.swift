@@ -87,3 +87,34 @@ struct BenchPromptOptions: ParsableArguments {
 
     var poolFolder: URL { pools.map { URL(fileURLWithPath: $0) } ?? Paths.sourceRoot.appendingPathComponent("data/pools") }
 }
+
+/// The usage error for the first of `options` below `minimum`: "--repeats must be at least 1" ("--warmup must be 0 or
+/// more"), with the study's own value where it has one. For the numeric options of the bench commands' `validate()`.
+func requireAtLeast(_ minimum: Int, _ options: KeyValuePairs<String, Int>) throws {
+    let studyValues = ["--circuit-n": 300, "--ig-steps": 5]
+    for (name, value) in options where value < minimum {
+        let bound = minimum == 0 ? "0 or more" : "at least \(minimum)"
+        throw ValidationError("\(name) must be \(bound)" + (studyValues[name].map { " (the study uses \($0))" } ?? ""))
+    }
+}
+
+/// The step options `dkc bench model` and `dkc bench train` share.
+struct BenchStepOptions: ParsableArguments {
+    @Option(help: "Timed steps per config.")
+    var repeats: Int = 5
+
+    @Option(help: "Untimed warm-up steps per config.")
+    var warmup: Int = 2
+
+    @Option(name: .customLong("batch-size"), help: "Sequences per step on each rank (bench train: per micro-step).")
+    var batchSize: Int = 8
+
+    @Option(name: .customLong("seq-len"), help: "Tokens per sequence (at most 1024).")
+    var seqLen: Int = 128
+
+    func validate() throws {
+        try requireAtLeast(1, ["--repeats": repeats, "--batch-size": batchSize])
+        try requireAtLeast(0, ["--warmup": warmup])
+        guard (2...1024).contains(seqLen) else { throw ValidationError("--seq-len must be in 2...1024 (the configs' n_positions)") }
+    }
+}

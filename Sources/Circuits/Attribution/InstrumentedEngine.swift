@@ -201,6 +201,15 @@ public class InstrumentedEngine: @unchecked Sendable {
         }
     }
 
+    /// MLP ℓ's output (`blocks.ℓ.hook_mlp_out`) into `out (BT, C)`: its replacement when `replace` has one, else what
+    /// `compute` writes there; then recorded.
+    final func mlpOutput(layer l: Int, into out: UnsafeMutablePointer<Float>, rows BT: Int, replace: [Int: UnsafePointer<Float>],
+                         record recordBuffer: UnsafeMutablePointer<Float>?, mode: InstrumentedGPT2.RecordMode, compute: () -> Void) {
+        let f = graph.mlpForward(layer: l)
+        if let r = replace[f] { out.update(from: r, count: BT * C) } else { compute() }
+        record(f, out, into: recordBuffer, mode: mode, count: BT * C)
+    }
+
     /// Copies the final residual's read-out rows to `lnfIn` and, when `patch` rebuilds the logits' input, adds
     /// Σ_f absent[f, logits] · record[f] at those rows.
     final func gatherReadOut(_ batch: PromptBatch, patch: InstrumentedGPT2.Patch?, record: UnsafePointer<Float>?) {

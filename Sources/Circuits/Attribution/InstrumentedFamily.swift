@@ -199,14 +199,10 @@ public final class InstrumentedFamily: InstrumentedEngine, InstrumentedModel, @u
                     GELU.forward(out: act, inp: pre, count: BT * F, threads: threads)
                 }
                 let mlpOut = head
-                let fm = g.mlpForward(layer: l)
-                if let r = replace[fm] {
-                    mlpOut.update(from: r, count: BTC)
-                } else {
+                mlpOutput(layer: l, into: mlpOut, rows: BT, replace: replace, record: record, mode: recordMode) {
                     Linear.forward(y: mlpOut, ldy: C, x: act, ldx: F, weight: p + w.down, bias: w.downBias.map { p + $0 },
                                    N: BT, IC: F, OC: C, threads: threads)
                 }
-                recordOutput(fm, mlpOut)
                 if llama {
                     let mid = layerSlice(residMid, l, width: C)
                     for i in 0..<BTC { xNext[i] = mid[i] + mlpOut[i] }

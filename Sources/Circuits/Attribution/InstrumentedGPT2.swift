@@ -180,13 +180,9 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
                 Matmul.forward(out: pre, inp: ln, weight: w.fcWeight, bias: w.fcBias, N: BT, IC: C, OC: F, threads: threads)
                 GELU.forward(out: act, inp: pre, count: BT * F, threads: threads)
                 let mlpOut = head
-                let fm = g.mlpForward(layer: l)
-                if let r = replace[fm] {
-                    mlpOut.update(from: r, count: BTC)
-                } else {
+                mlpOutput(layer: l, into: mlpOut, rows: BT, replace: replace, record: record, mode: recordMode) {
                     Matmul.forward(out: mlpOut, inp: act, weight: w.fcProjWeight, bias: w.fcProjBias, N: BT, IC: F, OC: C, threads: threads)
                 }
-                recordOutput(fm, mlpOut)
                 let xNext = layerSlice(resid, l + 1, width: C)
                 for i in 0..<BTC { xNext[i] = mid[i] + mlpOut[i] }
             }

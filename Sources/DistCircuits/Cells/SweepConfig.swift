@@ -105,31 +105,28 @@ public struct SweepConfig {
     public init(_ c: ResolvedConfig) throws {
         precondition(c.schema.kind == "sweep", "SweepConfig needs a sweep configuration")
         resolved = c
-        func bad(_ key: String, _ reason: String) -> ConfigError {
-            ConfigError.invalidValue(key: key, location: c.origin(of: key), reason: reason)
-        }
         guard let run = c.optionalURL("run_dir") else {
             throw ConfigError.missingRequired(key: "run_dir", help: "the run folder whose checkpoints are swept")
         }
         runDir = run
         stage = c.string("stage")
         guard Self.isStage(stage) else {
-            throw bad("stage", "must be a folder name under train/ (e.g. continual), forget, or forget/replay_<r>, got \"\(stage)\"")
+            throw c.invalid("stage", "must be a folder name under train/ (e.g. continual), forget, or forget/replay_<r>, got \"\(stage)\"")
         }
         if c.value("checkpoints") != nil {
             guard stage != Self.forgetStage else {
-                throw bad("checkpoints", "cannot be listed for stage = \"forget\", which sweeps several sub-runs: set stage = \"forget/replay_<r>\" for one")
+                throw c.invalid("checkpoints", "cannot be listed for stage = \"forget\", which sweeps several sub-runs: set stage = \"forget/replay_<r>\" for one")
             }
             let list = c.strings("checkpoints").map { URL(fileURLWithPath: $0) }
-            guard !list.isEmpty else { throw bad("checkpoints", "is empty; remove the key to sweep every checkpoint of the stage") }
+            guard !list.isEmpty else { throw c.invalid("checkpoints", "is empty; remove the key to sweep every checkpoint of the stage") }
             checkpoints = list
         }
         dataDir = c.optionalURL("data_dir") ?? runDir.appendingPathComponent("data")
         func list(_ key: String) throws -> [String]? {
             guard c.value(key) != nil else { return nil }
             let l = c.strings(key)
-            guard !l.isEmpty else { throw bad(key, "is empty; remove the key to use every value the data defines") }
-            guard Set(l).count == l.count else { throw bad(key, "lists a value twice: \(l)") }
+            guard !l.isEmpty else { throw c.invalid(key, "is empty; remove the key to use every value the data defines") }
+            guard Set(l).count == l.count else { throw c.invalid(key, "lists a value twice: \(l)") }
             return l
         }
         tasks = try list("tasks")
@@ -138,24 +135,24 @@ public struct SweepConfig {
 
         let method = AttributionMethod(rawValue: c.string("method"))!
         let steps = c.int("ig_steps")
-        guard steps >= 1 else { throw bad("ig_steps", "must be ≥ 1, got \(steps)") }
+        guard steps >= 1 else { throw c.invalid("ig_steps", "must be ≥ 1, got \(steps)") }
         let batch = c.int("batch_size")
-        guard batch >= 1 else { throw bad("batch_size", "must be ≥ 1, got \(batch)") }
+        guard batch >= 1 else { throw c.invalid("batch_size", "must be ≥ 1, got \(batch)") }
         let topn = c.ints("topn")
-        guard !topn.isEmpty, topn.allSatisfy({ $0 >= 1 }) else { throw bad("topn", "must list circuit sizes ≥ 1, got \(topn)") }
-        guard Set(topn).count == topn.count else { throw bad("topn", "lists a size twice: \(topn)") }
+        guard !topn.isEmpty, topn.allSatisfy({ $0 >= 1 }) else { throw c.invalid("topn", "must list circuit sizes ≥ 1, got \(topn)") }
+        guard Set(topn).count == topn.count else { throw c.invalid("topn", "lists a size twice: \(topn)") }
         cell = CellOptions(attribution: AttributionOptions(method: method, igSteps: steps), batchSize: batch, topn: topn)
         acquisition = c.bool("acquisition")
         components = c.bool("components")
         if c.value("transplant_sources") != nil { transplantSources = c.ints("transplant_sources") }
         maxNewTokens = c.int("max_new_tokens")
-        guard maxNewTokens >= 1 else { throw bad("max_new_tokens", "must be ≥ 1, got \(maxNewTokens)") }
+        guard maxNewTokens >= 1 else { throw c.invalid("max_new_tokens", "must be ≥ 1, got \(maxNewTokens)") }
         faithfulnessMinDenominator = c.double("faithfulness_min_denominator")
-        guard faithfulnessMinDenominator >= 0 else { throw bad("faithfulness_min_denominator", "must be ≥ 0") }
+        guard faithfulnessMinDenominator >= 0 else { throw c.invalid("faithfulness_min_denominator", "must be ≥ 0") }
         writeInterval = c.double("write_interval_s")
-        guard writeInterval >= 0, writeInterval.isFinite else { throw bad("write_interval_s", "must be ≥ 0 seconds") }
+        guard writeInterval >= 0, writeInterval.isFinite else { throw c.invalid("write_interval_s", "must be ≥ 0 seconds") }
         blasThreads = c.int("blas_threads")
-        guard blasThreads >= 0 else { throw bad("blas_threads", "must be ≥ 0 (0: as the environment sets)") }
+        guard blasThreads >= 0 else { throw c.invalid("blas_threads", "must be ≥ 0 (0: as the environment sets)") }
         tokenizer = c.optionalURL("tokenizer")
         lock = c.bool("lock")
     }

@@ -313,9 +313,7 @@ private struct StageKeys {
         dataDir = config.url("data_dir", section: stage.rawValue)
     }
 
-    func bad(_ key: String, _ reason: String) -> ConfigError {
-        ConfigError.invalidValue(key: c.sections[s]?[key] != nil ? "\(s).\(key)" : key, location: c.origin(of: key, section: s), reason: reason)
-    }
+    func bad(_ key: String, _ reason: String) -> ConfigError { c.invalid(key, section: s, reason) }
 
     func positive(_ key: String) throws -> Int {
         let v = c.int(key, section: s)

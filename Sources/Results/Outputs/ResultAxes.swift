@@ -19,38 +19,39 @@ public enum OutputLabels {
     public static let attributes = ["birthday", "city", "company", "major", "university"]
 }
 
-/// One cell of the circuit grid: a checkpoint (by training step), a task, an entity type and a
-/// frequency bucket. Scores and circuit evaluations are stored per cell.
-public struct ResultCell: Hashable, Sendable, CustomStringConvertible {
+/// What the second coordinate of a result grid's cell is: the task (circuit grid) or the attribute asked for
+/// (acquisition grid).
+public protocol GridItem: Sendable { static var name: String { get } }
+public enum TaskItem: GridItem { public static let name = "task" }
+public enum AttributeItem: GridItem { public static let name = "attribute" }
+
+/// One cell of a result grid: a checkpoint (by training step), an item (`Item`: a task or an attribute), an entity
+/// type and a frequency bucket.
+public struct GridCell<Item: GridItem>: Hashable, Sendable, CustomStringConvertible {
     public var checkpoint: Int64
-    public var task: String
+    public var item: String
     public var type: String
     public var frequency: String
 
-    public init(checkpoint: Int64, task: String, type: String, frequency: String) {
-        self.checkpoint = checkpoint; self.task = task; self.type = type; self.frequency = frequency
-    }
-
     public var description: String {
-        "checkpoint=\(checkpoint) task=\(task) type=\(type) frequency=\(frequency)"
+        "checkpoint=\(checkpoint) \(Item.name)=\(item) type=\(type) frequency=\(frequency)"
     }
 }
 
-/// One cell of the acquisition grid: a checkpoint, the attribute asked for, an entity type and a
-/// frequency bucket.
-public struct AcquisitionCell: Hashable, Sendable, CustomStringConvertible {
-    public var checkpoint: Int64
-    public var attribute: String
-    public var type: String
-    public var frequency: String
+/// One cell of the circuit grid: scores and circuit evaluations are stored per cell.
+public typealias ResultCell = GridCell<TaskItem>
 
-    public init(checkpoint: Int64, attribute: String, type: String, frequency: String) {
-        self.checkpoint = checkpoint; self.attribute = attribute; self.type = type; self.frequency = frequency
-    }
+extension GridCell where Item == TaskItem {
+    public init(checkpoint: Int64, task: String, type: String, frequency: String) { self.init(checkpoint: checkpoint, item: task, type: type, frequency: frequency) }
+    public var task: String { get { item } set { item = newValue } }
+}
 
-    public var description: String {
-        "checkpoint=\(checkpoint) attribute=\(attribute) type=\(type) frequency=\(frequency)"
-    }
+/// One cell of the acquisition grid: the attribute asked for.
+public typealias AcquisitionCell = GridCell<AttributeItem>
+
+extension GridCell where Item == AttributeItem {
+    public init(checkpoint: Int64, attribute: String, type: String, frequency: String) { self.init(checkpoint: checkpoint, item: attribute, type: type, frequency: frequency) }
+    public var attribute: String { get { item } set { item = newValue } }
 }
 
 /// The labels of one string axis and the order a file lists them in.

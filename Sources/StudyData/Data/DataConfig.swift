@@ -134,57 +134,54 @@ public struct DataConfig {
     public init(_ c: ResolvedConfig) throws {
         precondition(c.schema.kind == "data", "DataConfig needs a data configuration")
         resolved = c
-        func bad(_ key: String, _ reason: String) -> ConfigError {
-            ConfigError.invalidValue(key: key, location: c.origin(of: key), reason: reason)
-        }
         let s = c.int("seed")
-        guard s >= 0 else { throw bad("seed", "must be ≥ 0, got \(s)") }
+        guard s >= 0 else { throw c.invalid("seed", "must be ≥ 0, got \(s)") }
         seed = UInt64(s)
         let cs = c.int("circuit_seed")
-        guard cs >= 0 else { throw bad("circuit_seed", "must be ≥ 0, got \(cs)") }
+        guard cs >= 0 else { throw c.invalid("circuit_seed", "must be ≥ 0, got \(cs)") }
         circuitSeed = UInt64(cs)
 
         nEntities = c.int("n_entities")
-        guard nEntities >= 2 else { throw bad("n_entities", "must be ≥ 2 (at least one new and one revised entity), got \(nEntities)") }
+        guard nEntities >= 2 else { throw c.invalid("n_entities", "must be ≥ 2 (at least one new and one revised entity), got \(nEntities)") }
         newFraction = c.double("new_fraction")
-        guard newFraction > 0, newFraction < 1 else { throw bad("new_fraction", "must lie strictly between 0 and 1, got \(newFraction)") }
+        guard newFraction > 0, newFraction < 1 else { throw c.invalid("new_fraction", "must lie strictly between 0 and 1, got \(newFraction)") }
         frequencyRate = c.double("frequency_rate")
-        guard frequencyRate > 0, frequencyRate.isFinite else { throw bad("frequency_rate", "must be a positive rate λ, got \(frequencyRate)") }
+        guard frequencyRate > 0, frequencyRate.isFinite else { throw c.invalid("frequency_rate", "must be a positive rate λ, got \(frequencyRate)") }
         validationSize = c.int("validation_size")
-        guard validationSize >= 0 else { throw bad("validation_size", "must be ≥ 0, got \(validationSize)") }
+        guard validationSize >= 0 else { throw c.invalid("validation_size", "must be ≥ 0, got \(validationSize)") }
         testPerCell = c.int("test_per_cell")
-        guard testPerCell >= 0 else { throw bad("test_per_cell", "must be ≥ 0, got \(testPerCell)") }
+        guard testPerCell >= 0 else { throw c.invalid("test_per_cell", "must be ≥ 0, got \(testPerCell)") }
         circuitN = c.int("circuit_n")
-        guard circuitN >= 1 else { throw bad("circuit_n", "must be ≥ 1, got \(circuitN)") }
+        guard circuitN >= 1 else { throw c.invalid("circuit_n", "must be ≥ 1, got \(circuitN)") }
         testSet = TestSetChoice(rawValue: c.string("test_set")) ?? .circuit
         if testSet == .circuit, testPerCell != circuitN {
-            throw bad("test_per_cell", "is \(testPerCell) but circuit_n is \(circuitN); with test_set = \"circuit\" the test people are "
+            throw c.invalid("test_per_cell", "is \(testPerCell) but circuit_n is \(circuitN); with test_set = \"circuit\" the test people are "
                       + "the circuit sample, so set test_per_cell = circuit_n, or test_set = \"independent\" for a separate sample")
         }
 
         var buckets: [FrequencyBucket] = []
         for (name, value) in c.table("frequency_buckets").entries {
             guard case .array(let items) = value, items.count == 2, case .int(let lo) = items[0], case .int(let hi) = items[1] else {
-                throw bad("frequency_buckets", "entry '\(name)' must be [min, max], got \(value.tomlText)")
+                throw c.invalid("frequency_buckets", "entry '\(name)' must be [min, max], got \(value.tomlText)")
             }
-            guard lo >= 1, lo <= hi else { throw bad("frequency_buckets", "entry '\(name)' = [\(lo), \(hi)] needs 1 ≤ min ≤ max") }
-            guard !name.contains("/"), !name.isEmpty else { throw bad("frequency_buckets", "bucket name '\(name)' must be non-empty without '/'") }
+            guard lo >= 1, lo <= hi else { throw c.invalid("frequency_buckets", "entry '\(name)' = [\(lo), \(hi)] needs 1 ≤ min ≤ max") }
+            guard !name.contains("/"), !name.isEmpty else { throw c.invalid("frequency_buckets", "bucket name '\(name)' must be non-empty without '/'") }
             buckets.append(FrequencyBucket(name: name, min: lo, max: hi))
         }
-        guard !buckets.isEmpty else { throw bad("frequency_buckets", "must define at least one bucket") }
+        guard !buckets.isEmpty else { throw c.invalid("frequency_buckets", "must define at least one bucket") }
         buckets.sort { $0.min > $1.min }
         for (a, b) in zip(buckets.dropFirst(), buckets) where a.max >= b.min {
-            throw bad("frequency_buckets", "buckets '\(a.name)' [\(a.min), \(a.max)] and '\(b.name)' [\(b.min), \(b.max)] overlap")
+            throw c.invalid("frequency_buckets", "buckets '\(a.name)' [\(a.min), \(a.max)] and '\(b.name)' [\(b.min), \(b.max)] overlap")
         }
         frequencyBuckets = buckets
 
         tasks = c.strings("tasks").compactMap(CircuitTask.init(rawValue:))
-        guard !tasks.isEmpty else { throw bad("tasks", "must name at least one task") }
-        guard Set(tasks).count == tasks.count else { throw bad("tasks", "lists a task twice") }
+        guard !tasks.isEmpty else { throw c.invalid("tasks", "must name at least one task") }
+        guard Set(tasks).count == tasks.count else { throw c.invalid("tasks", "lists a task twice") }
 
         modelName = c.string("model_name")
         guard !modelName.isEmpty, !modelName.contains("/"), modelName != ".", modelName != ".." else {
-            throw bad("model_name", "must be a folder name (non-empty, no '/'), got \"\(modelName)\"")
+            throw c.invalid("model_name", "must be a folder name (non-empty, no '/'), got \"\(modelName)\"")
         }
         modelType = ModelFamily(rawValue: c.string("model_type"))!
         tokenizer = c.url("tokenizer")
@@ -205,7 +202,7 @@ public struct DataConfig {
                                   conflict: c.bool("conflict", section: "forget"), validationSize: fv)
 
         guard nNew >= 1, nRevised >= 1 else {
-            throw bad("new_fraction", "with n_entities = \(nEntities) gives \(nNew) new and \(nRevised) revised entities; both must be ≥ 1")
+            throw c.invalid("new_fraction", "with n_entities = \(nEntities) gives \(nNew) new and \(nRevised) revised entities; both must be ≥ 1")
         }
     }
 }

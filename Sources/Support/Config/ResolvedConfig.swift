@@ -61,6 +61,13 @@ public struct ResolvedConfig {
         return origins[key] ?? "default"
     }
 
+    /// The error for a value of `key` that breaks a rule: names the key as written (`section.key` when the section's
+    /// table sets it) and where its value came from.
+    public func invalid(_ key: String, section: String? = nil, _ reason: String) -> ConfigError {
+        let written = section.map { s in sections[s]?[key] != nil ? "\(s).\(key)" : key } ?? key
+        return ConfigError.invalidValue(key: written, location: origin(of: key, section: section), reason: reason)
+    }
+
     public func int(_ key: String, section: String? = nil) -> Int {
         guard case .int(let i)? = value(key, section: section) else { typeFault(key, "integer") }
         return i
