@@ -112,7 +112,13 @@ final class StageTrainer {
                 return .stopped(checkpoint: lastSaved!.url)
             }
         }
-        // Resumed at or past the end (e.g. num_train_epochs lowered): make sure a finished checkpoint exists.
+        return try finish(lastSaved: lastSaved, stageStart: stageStart, trainingSeconds: trainingSeconds, stepsRun: stepsRun)
+    }
+
+    /// The end of a stage: a finished checkpoint (also when resumed at or past the end, e.g. num_train_epochs
+    /// lowered), the runtime line of metrics.jsonl, and the observer's last event.
+    private func finish(lastSaved: (step: Int, url: URL)?, stageStart: Date, trainingSeconds: Double, stepsRun: Int) throws -> Outcome {
+        var lastSaved = lastSaved
         if lastSaved?.step != state.globalStep || !state.finished {
             lastSaved = (state.globalStep, try save())
         }
@@ -125,7 +131,7 @@ final class StageTrainer {
                 ("epoch", state.epoch),
             ], step: state.globalStep), history: false)
         }
-        observer(.stageFinished(stage: stage, step: state.globalStep, checkpoint: lastSaved!.url, seconds: seconds))
+        observer(.stageFinished(stage: config.stage, step: state.globalStep, checkpoint: lastSaved!.url, seconds: seconds))
         return .finished(checkpoint: lastSaved!.url)
     }
 

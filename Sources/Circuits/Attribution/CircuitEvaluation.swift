@@ -169,7 +169,7 @@ extension CircuitEvaluator {
         var c = circuit
         c.pruneDeadNodes()
         var clean: [Float] = [], corrupted: [Float] = [], perf: [Float] = []
-        try forEachBatch(pairs.count, batchSize) { range in
+        try PromptBatch.forEachBatch(pairs.count, batchSize) { range in
             let batch = try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound)
             let base = baselines(batch)
             clean += base.clean
@@ -193,22 +193,12 @@ extension CircuitEvaluator {
                                    fix: "choose a larger top-n")
         }
         var out: [(probability: Double, rank: Int)] = []
-        try forEachBatch(prompts.count, batchSize) { range in
+        try PromptBatch.forEachBatch(prompts.count, batchSize) { range in
             let batch = try model.promptBatch(prompts: Array(prompts[range]), labels: Array(labels[range]), firstIndex: range.lowerBound)
             out += labelProbabilityAndRank(zeroAblatedLogits(c, batch), batch)
             progress?(range.upperBound)
         }
         return out
-    }
-
-    func forEachBatch(_ n: Int, _ batchSize: Int, _ body: (Range<Int>) throws -> Void) throws {
-        guard batchSize >= 1 else { throw AttributionError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
-        var start = 0
-        while start < n {
-            let end = min(start + batchSize, n)
-            try body(start..<end)
-            start = end
-        }
     }
 
     /// Mean of float32 values, summed in double and rounded to float (as a float32 tensor mean reports it).

@@ -183,3 +183,17 @@ public struct PromptBatch: Sendable {
     /// Row index (b·T + length_b − 1) of each sample's read-out position in a (B·T, ·) activation.
     public var readRows: [Int] { (0..<batch).map { $0 * seqLen + lengths[$0] - 1 } }
 }
+
+extension PromptBatch {
+    /// Runs `body` on 0 ..< n in consecutive ranges of `batchSize` (the last may be shorter): the batches of a list of
+    /// samples. A batch size below 1 is an error naming it.
+    package static func forEachBatch(_ n: Int, _ batchSize: Int, _ body: (Range<Int>) throws -> Void) throws {
+        guard batchSize >= 1 else { throw AttributionError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
+        var start = 0
+        while start < n {
+            let end = min(start + batchSize, n)
+            try body(start..<end)
+            start = end
+        }
+    }
+}

@@ -156,7 +156,7 @@ public final class CellRunner: @unchecked Sendable {
             attribution = engine
         }
         try timed("attribution") {
-            try forEachBatch(pairs.count, options.batchSize) { range in
+            try PromptBatch.forEachBatch(pairs.count, options.batchSize) { range in
                 engine.accumulate(try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound))
                 progress?(CellProgress(phase: .discover, done: range.upperBound, total: pairs.count))
             }
@@ -199,7 +199,7 @@ public final class CellRunner: @unchecked Sendable {
         var clean: [Float] = [], corrupted: [Float] = []
         var performance = [[Float]](repeating: [], count: sizes.count)
         // The corrupted run of a batch is made once (with the baselines) and shared by every circuit.
-        try forEachBatch(pairs.count, options.batchSize) { range in
+        try PromptBatch.forEachBatch(pairs.count, options.batchSize) { range in
             let batch = try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound)
             let base = timed("baselines") { evaluator.baselinesKeepingCorruptedRun(batch) }
             clean += base.clean
@@ -265,15 +265,5 @@ public final class CellRunner: @unchecked Sendable {
         // Nor are the evaluation buffers held while the next cell is discovered.
         evaluator.releaseBuffers()
         return CellEvaluation(cell: cell, predictions: predictions, seconds: Date().timeIntervalSince(start))
-    }
-
-    private func forEachBatch(_ n: Int, _ batchSize: Int, _ body: (Range<Int>) throws -> Void) throws {
-        guard batchSize >= 1 else { throw CircuitsError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
-        var start = 0
-        while start < n {
-            let end = min(start + batchSize, n)
-            try body(start..<end)
-            start = end
-        }
     }
 }

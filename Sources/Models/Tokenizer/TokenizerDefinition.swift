@@ -202,16 +202,22 @@ struct TokenizerDefinition {
         return s
     }
 
+    /// The steps of a "Sequence" component: each item of its array `key` read by `read` (with its field path), in order.
+    static func sequence<T>(_ v: TokenizerJSON, _ key: String, _ field: String, _ url: URL,
+                            _ read: (TokenizerJSON, String) throws -> [T]) throws -> [T] {
+        guard case .array(let items)? = v[key] else {
+            throw TokenizerError(file: url, problem: "\(field).\(key) is missing or not an array")
+        }
+        var out: [T] = []
+        for (k, item) in items.enumerated() { out += try read(item, "\(field).\(key)[\(k)]") }
+        return out
+    }
+
     static func readNormalizer(_ v: TokenizerJSON?, _ field: String, _ url: URL) throws -> [Normalizer] {
         guard let v, v != .null else { return [] }
         switch try type(v, field, url) {
         case "Sequence":
-            guard case .array(let items)? = v["normalizers"] else {
-                throw TokenizerError(file: url, problem: "\(field).normalizers is missing or not an array")
-            }
-            var out: [Normalizer] = []
-            for (k, item) in items.enumerated() { out += try readNormalizer(item, "\(field).normalizers[\(k)]", url) }
-            return out
+            return try sequence(v, "normalizers", field, url) { try readNormalizer($0, $1, url) }
         case "Prepend":
             guard let p = v["prepend"]?.string else { throw TokenizerError(file: url, problem: "\(field).prepend is missing or not a string") }
             return [.prepend(p)]
@@ -247,12 +253,7 @@ struct TokenizerDefinition {
     static func readDecoder(_ v: TokenizerJSON, _ field: String, _ url: URL) throws -> [DecoderStep] {
         switch try type(v, field, url) {
         case "Sequence":
-            guard case .array(let items)? = v["decoders"] else {
-                throw TokenizerError(file: url, problem: "\(field).decoders is missing or not an array")
-            }
-            var out: [DecoderStep] = []
-            for (k, item) in items.enumerated() { out += try readDecoder(item, "\(field).decoders[\(k)]", url) }
-            return out
+            return try sequence(v, "decoders", field, url) { try readDecoder($0, $1, url) }
         case "ByteLevel": return [.byteLevel]
         case "ByteFallback": return [.byteFallback]
         case "Fuse": return [.fuse]

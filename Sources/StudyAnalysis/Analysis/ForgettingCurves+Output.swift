@@ -98,31 +98,7 @@ extension ForgettingCurves {
     /// series of `circuitSeries()`, written atomically.
     public func write(to url: URL, commandLine: String) throws {
         var list = AnalysisWriter.VariableList()
-        let logged = runs.contains { $0.log != nil }
-        if logged {
-            var accuracy = LabeledArray(dimensions: ["replay_ratio", "step", "type"], shape: [runs.count, steps.count, types.count])
-            var loss = LabeledArray(dimensions: ["replay_ratio", "step"], shape: [runs.count, steps.count])
-            for (r, run) in runs.enumerated() {
-                for (y, type) in types.enumerated() { for (s, v) in curve(run, type: type).enumerated() { accuracy[r, s, y] = v } }
-                if let log = run.log { for (s, v) in along(log, log.evalLoss).enumerated() { loss[r, s] = v } }
-            }
-            list.add("first_token_accuracy", accuracy, "first-token attribute accuracy on the continual validation set, pooled over attributes", "1",
-                     [("comment", "from train/forget/replay_<r>/metrics.jsonl; NaN where the run has no evaluation")])
-            list.add("eval_loss", loss, "loss on the continual validation set", "nat")
-            let perRun: [(String, String, (Summary) -> Double)] = [
-                ("first_token_accuracy_initial", "first-token accuracy at the run's first evaluation (step 0: the continual model)", \.initial),
-                ("first_token_accuracy_lowest", "lowest first-token accuracy over the run", \.lowest),
-                ("first_token_accuracy_lowest_step", "first optimizer step at the lowest accuracy", { Double($0.lowestStep) }),
-                ("first_token_accuracy_final", "first-token accuracy at the run's last evaluation", \.final),
-                ("first_token_accuracy_final_step", "optimizer step of the last evaluation", { Double($0.finalStep) }),
-                ("half_step", "first optimizer step with accuracy below half the initial (NaN: never)", { $0.halfStep.map(Double.init) ?? .nan }),
-            ]
-            for (name, longName, value) in perRun {
-                var a = LabeledArray(dimensions: ["replay_ratio", "type"], shape: [runs.count, types.count])
-                for (r, run) in runs.enumerated() { for (y, type) in types.enumerated() { a[r, y] = summary(run, type: type).map(value) ?? .nan } }
-                list.add(name, a, longName, "1")
-            }
-        }
+        if runs.contains(where: { $0.log != nil }) { addLearningCurves(to: &list) }
         for (name, array, longName, units) in circuitSeries() {
             list.add(name, array, longName, units, [("comment", "from circuits/forget/replay_<r>/; NaN where the sub-run lacks the cell")])
         }
@@ -179,6 +155,32 @@ extension ForgettingCurves {
             throw error
         } catch {
             throw AnalysisError.output(path: url.path, problem: "\(error)")
+        }
+    }
+
+    /// The learning curves of the sub-runs' metrics.jsonl and their per-run summaries.
+    private func addLearningCurves(to list: inout AnalysisWriter.VariableList) {
+        var accuracy = LabeledArray(dimensions: ["replay_ratio", "step", "type"], shape: [runs.count, steps.count, types.count])
+        var loss = LabeledArray(dimensions: ["replay_ratio", "step"], shape: [runs.count, steps.count])
+        for (r, run) in runs.enumerated() {
+            for (y, type) in types.enumerated() { for (s, v) in curve(run, type: type).enumerated() { accuracy[r, s, y] = v } }
+            if let log = run.log { for (s, v) in along(log, log.evalLoss).enumerated() { loss[r, s] = v } }
+        }
+        list.add("first_token_accuracy", accuracy, "first-token attribute accuracy on the continual validation set, pooled over attributes", "1",
+                 [("comment", "from train/forget/replay_<r>/metrics.jsonl; NaN where the run has no evaluation")])
+        list.add("eval_loss", loss, "loss on the continual validation set", "nat")
+        let perRun: [(String, String, (Summary) -> Double)] = [
+            ("first_token_accuracy_initial", "first-token accuracy at the run's first evaluation (step 0: the continual model)", \.initial),
+            ("first_token_accuracy_lowest", "lowest first-token accuracy over the run", \.lowest),
+            ("first_token_accuracy_lowest_step", "first optimizer step at the lowest accuracy", { Double($0.lowestStep) }),
+            ("first_token_accuracy_final", "first-token accuracy at the run's last evaluation", \.final),
+            ("first_token_accuracy_final_step", "optimizer step of the last evaluation", { Double($0.finalStep) }),
+            ("half_step", "first optimizer step with accuracy below half the initial (NaN: never)", { $0.halfStep.map(Double.init) ?? .nan }),
+        ]
+        for (name, longName, value) in perRun {
+            var a = LabeledArray(dimensions: ["replay_ratio", "type"], shape: [runs.count, types.count])
+            for (r, run) in runs.enumerated() { for (y, type) in types.enumerated() { a[r, y] = summary(run, type: type).map(value) ?? .nan } }
+            list.add(name, a, longName, "1")
         }
     }
 

@@ -100,8 +100,13 @@ public struct HeatMap {
         svg.text(yLabel, x: 16, y: top + plotH / 2, size: 12, anchor: "middle", rotate: -90)
 
         // Colour bar.
-        let barX = left + plotW + 24, barW = 14.0
-        let barH = min(plotH, 260), barTop = top
+        colorBar(into: &svg, x: left + plotW + 24, top: top, height: min(plotH, 260))
+        return svg.render()
+    }
+
+    /// The colour scale as a vertical bar with ticks and the colour label, its top left corner at (`barX`, `barTop`).
+    private func colorBar(into svg: inout SVGDocument, x barX: Double, top barTop: Double, height barH: Double) {
+        let barW = 14.0
         var stops = ""
         for k in 0...10 {
             let (lo, hi) = scale.domain
@@ -122,6 +127,5 @@ public struct HeatMap {
         bar += "\n<text x=\"\(SVG.n(barX))\" y=\"\(SVG.n(barTop + barH + 18))\" font-size=\"11\" fill=\"#222222\">" +
             "\(SVG.escape(colorLabel))</text>\n</g>"
         svg.raw(bar)
-        return svg.render()
     }
 }

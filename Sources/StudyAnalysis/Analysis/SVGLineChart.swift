@@ -113,29 +113,35 @@ public struct LineChart {
             svg.text(m.label, x: px(m.value) + 4, y: y1 + 12 + Double(i % 4) * 13, size: 10, fill: m.color)
         }
 
-        // Series.
-        for s in series {
-            var d = "", pen = false
-            var circles: [String] = []
-            for (x, y) in zip(s.x, s.y) {
-                guard x.isFinite && y.isFinite else { pen = false; continue }
-                d += (pen ? " L" : (d.isEmpty ? "M" : " M")) + "\(SVG.n(px(x))) \(SVG.n(py(y)))"
-                pen = true
-                if s.markers {
-                    circles.append("<circle cx=\"\(SVG.n(px(x)))\" cy=\"\(SVG.n(py(y)))\" r=\"2.8\" fill=\"\(s.color)\"/>")
-                }
-            }
-            var path = "<path d=\"\(d)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"\(SVG.n(s.width))\" " +
-                "stroke-linejoin=\"round\" stroke-linecap=\"round\""
-            if let dash = s.dash { path += " stroke-dasharray=\"\(dash)\"" }
-            path += "><title>\(SVG.escape(s.name))</title></path>"
-            svg.raw("<g class=\"series\" clip-path=\"url(#\(clip))\">\n\(path)\n" + circles.joined(separator: "\n") + "\n</g>")
-        }
+        // Series, then the legend.
+        for s in series { svg.raw(Self.seriesGroup(s, clip: clip, px: px, py: py)) }
+        svg.raw(Self.legend(legendItems, x: x1 + 18, top: top))
+        return svg.render()
+    }
 
-        // Legend.
+    /// One series as a path (broken where a value is not finite) with its markers, clipped to the plot area.
+    private static func seriesGroup(_ s: LineSeries, clip: String, px: (Double) -> Double, py: (Double) -> Double) -> String {
+        var d = "", pen = false
+        var circles: [String] = []
+        for (x, y) in zip(s.x, s.y) {
+            guard x.isFinite && y.isFinite else { pen = false; continue }
+            d += (pen ? " L" : (d.isEmpty ? "M" : " M")) + "\(SVG.n(px(x))) \(SVG.n(py(y)))"
+            pen = true
+            if s.markers {
+                circles.append("<circle cx=\"\(SVG.n(px(x)))\" cy=\"\(SVG.n(py(y)))\" r=\"2.8\" fill=\"\(s.color)\"/>")
+            }
+        }
+        var path = "<path d=\"\(d)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"\(SVG.n(s.width))\" " +
+            "stroke-linejoin=\"round\" stroke-linecap=\"round\""
+        if let dash = s.dash { path += " stroke-dasharray=\"\(dash)\"" }
+        path += "><title>\(SVG.escape(s.name))</title></path>"
+        return "<g class=\"series\" clip-path=\"url(#\(clip))\">\n\(path)\n" + circles.joined(separator: "\n") + "\n</g>"
+    }
+
+    /// The legend: a line (and marker) and the name of each item, from (`lx`, `top`) down.
+    private static func legend(_ items: [LineSeries], x lx: Double, top: Double) -> String {
         var legend = "<g class=\"legend\">"
-        let lx = x1 + 18
-        for (i, s) in legendItems.enumerated() {
+        for (i, s) in items.enumerated() {
             let ly = top + 8 + Double(i) * 20
             legend += "\n<line x1=\"\(SVG.n(lx))\" y1=\"\(SVG.n(ly))\" x2=\"\(SVG.n(lx + 30))\" y2=\"\(SVG.n(ly))\" " +
                 "stroke=\"\(s.color)\" stroke-width=\"\(SVG.n(s.width))\"" + (s.dash.map { " stroke-dasharray=\"\($0)\"" } ?? "") + "/>"
@@ -144,7 +150,6 @@ public struct LineChart {
             }
             legend += "\n<text x=\"\(SVG.n(lx + 38))\" y=\"\(SVG.n(ly + 4))\" font-size=\"12\" fill=\"#222222\">\(SVG.escape(s.name))</text>"
         }
-        svg.raw(legend + "\n</g>")
-        return svg.render()
+        return legend + "\n</g>"
     }
 }

@@ -68,25 +68,16 @@ public struct ResolvedConfig {
         return ConfigError.invalidValue(key: written, location: origin(of: key, section: section), reason: reason)
     }
 
-    public func int(_ key: String, section: String? = nil) -> Int {
-        guard case .int(let i)? = value(key, section: section) else { typeFault(key, "integer") }
-        return i
+    /// The value of `key` as `convert` reads it; another type is a fault of the schema (`typeFault`), which checked it.
+    private func typed<T>(_ key: String, _ section: String?, _ type: String, _ convert: (ConfigValue) -> T?) -> T {
+        guard let value = value(key, section: section), let t = convert(value) else { typeFault(key, type) }
+        return t
     }
 
-    public func double(_ key: String, section: String? = nil) -> Double {
-        guard case .double(let d)? = value(key, section: section) else { typeFault(key, "float") }
-        return d
-    }
-
-    public func bool(_ key: String, section: String? = nil) -> Bool {
-        guard case .bool(let b)? = value(key, section: section) else { typeFault(key, "boolean") }
-        return b
-    }
-
-    public func string(_ key: String, section: String? = nil) -> String {
-        guard case .string(let s)? = value(key, section: section) else { typeFault(key, "string") }
-        return s
-    }
+    public func int(_ key: String, section: String? = nil) -> Int { typed(key, section, "integer") { if case .int(let i) = $0 { i } else { nil } } }
+    public func double(_ key: String, section: String? = nil) -> Double { typed(key, section, "float") { if case .double(let d) = $0 { d } else { nil } } }
+    public func bool(_ key: String, section: String? = nil) -> Bool { typed(key, section, "boolean") { if case .bool(let b) = $0 { b } else { nil } } }
+    public func string(_ key: String, section: String? = nil) -> String { typed(key, section, "string") { if case .string(let s) = $0 { s } else { nil } } }
 
     /// A path key as a file URL (absolute).
     public func url(_ key: String, section: String? = nil) -> URL {
@@ -100,18 +91,16 @@ public struct ResolvedConfig {
     }
 
     public func strings(_ key: String, section: String? = nil) -> [String] {
-        guard case .array(let items)? = value(key, section: section) else { typeFault(key, "array") }
-        return items.map {
-            guard case .string(let s) = $0 else { typeFault(key, "array of strings") }
-            return s
+        typed(key, section, "array of strings") { v in
+            guard case .array(let items) = v else { return nil }
+            return items.map { if case .string(let s) = $0 { s } else { typeFault(key, "array of strings") } }
         }
     }
 
     public func ints(_ key: String, section: String? = nil) -> [Int] {
-        guard case .array(let items)? = value(key, section: section) else { typeFault(key, "array") }
-        return items.map {
-            guard case .int(let i) = $0 else { typeFault(key, "array of integers") }
-            return i
+        typed(key, section, "array of integers") { v in
+            guard case .array(let items) = v else { return nil }
+            return items.map { if case .int(let i) = $0 { i } else { typeFault(key, "array of integers") } }
         }
     }
 
