@@ -1,11 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Models
-@testable import StudyData
-@testable import Circuits
-@testable import Results
 @testable import DistCircuits
 
 /// Greedy decoding with the key/value cache against full recomputation, and the study's reading of a

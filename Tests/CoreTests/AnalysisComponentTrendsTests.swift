@@ -1,8 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Results
-@testable import StudyAnalysis
 
 /// Logit lens, head classes and transplant curves in `dkc analyze` (docs/analyze.md), on a
 /// hand-made components.nc (written by ComponentsTable) and circuits.nc with transplant variables.

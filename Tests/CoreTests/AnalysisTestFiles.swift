@@ -1,8 +1,7 @@
 import Foundation
 @testable import Core
-@testable import Results
 
-/// Writes small scores.nc / circuits.nc / acquisition.nc files following design/outputs.md
+/// Writes small scores.nc / circuits.nc / acquisition.nc files following docs/outputs.md
 /// directly with NetCDFFile, so the analysis is tested against the documented layout rather than
 /// against another part of dkc. A closure returning nil (or NaN) leaves that cell unwritten, as
 /// an unfinished sweep leaves it: NaN for floats, the library's default fill for `in_circuit`.

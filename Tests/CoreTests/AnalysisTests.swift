@@ -4,11 +4,6 @@ import XCTest
 import FoundationXML
 #endif
 @testable import Core
-@testable import Support
-@testable import Numerics
-@testable import Circuits
-@testable import Results
-@testable import StudyAnalysis
 
 final class AnalysisTests: XCTestCase {
     private var folder: URL!

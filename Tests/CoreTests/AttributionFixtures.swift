@@ -1,10 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Models
-@testable import Circuits
-@testable import Results
 
 /// Access to the EAP / evaluation reference fixtures (see the fixtures README, "reference/eap/" and "eval.json").
 enum AttributionFixtures {

@@ -1,9 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Numerics
-@testable import Circuits
-@testable import Results
 
 /// The graph layout, names and edge order against eap.json; circuit selection, pruning, counts, entropy and
 /// the JSON export against eval.json and graph_EAP*.json.

@@ -1,13 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Numerics
-@testable import Models
-@testable import StudyData
-@testable import Circuits
-@testable import Results
-@testable import DistCircuits
 
 /// Checks that need no reference numbers: first-order accuracy of EAP against actually patching one edge,
 /// completeness of integrated gradients, normalisation, and the other methods' consistency.

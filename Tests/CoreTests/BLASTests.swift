@@ -1,6 +1,5 @@
 import XCTest
 @testable import Core
-@testable import Numerics
 
 final class BLASTests: XCTestCase {
     /// OpenBLAS names the kernel it selected (e.g. "Haswell", "SkylakeX", "Zen"); `coreName` falls back to

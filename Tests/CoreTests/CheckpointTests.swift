@@ -1,8 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Models
-@testable import Results
 
 final class CheckpointTests: XCTestCase {
 

@@ -1,8 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import StudyData
-@testable import Circuits
 @testable import DistCircuits
 
 /// Reading circuit records and test entities, frequency buckets from a data manifest, cell filters, and

@@ -1,10 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import StudyData
-@testable import Circuits
-@testable import Results
-@testable import DistCircuits
 
 /// The component analysis (logit lens, DLA source ratios, head classes, circuit heads) against the study's
 /// `ComponentAnalyzer` and notebook cells (fixtures README, "reference/components.json"). Numbers are compared

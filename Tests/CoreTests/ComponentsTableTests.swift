@@ -1,7 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Results
 
 /// components.nc of a sweep: write, read back, merge of disjoint parts, named errors.
 final class ComponentsTableTests: XCTestCase {

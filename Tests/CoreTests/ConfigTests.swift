@@ -2,9 +2,6 @@ import Foundation
 import XCTest
 @testable import Core
 @testable import Support
-@testable import StudyData
-@testable import DistTrain
-@testable import DistCircuits
 
 /// The configuration system: files, `--set` overrides, schema checks, paths, serialisation.
 final class ConfigTests: XCTestCase {

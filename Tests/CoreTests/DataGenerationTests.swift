@@ -1,12 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Numerics
-@testable import Models
-@testable import StudyData
-@testable import Results
-@testable import DistCircuits
 
 /// A deterministic stand-in tokenizer: one token per three Unicode scalars, the id a hash of them.
 /// Names of different lengths get different token counts, which is all circuit sampling needs.

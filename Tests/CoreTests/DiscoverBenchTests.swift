@@ -1,12 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Numerics
-@testable import Models
-@testable import StudyData
-@testable import Circuits
-@testable import Results
 @testable import Benchmarks
 
 /// The engine of `dkc bench discover`: prompts, FLOP count, peak-memory scope and the reported fields

@@ -1,9 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Models
-@testable import Circuits
-@testable import Results
 
 /// The instrumented model and the attribution scores against the study's numbers (fixtures README,
 /// "reference/forward.*" and "reference/eap/"). Tolerances are the README's.

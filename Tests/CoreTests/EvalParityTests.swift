@@ -1,8 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Circuits
-@testable import Results
 
 /// Circuit evaluation against the study's `circuit_eval` numbers (fixtures README, "reference/eval.json,
 /// eval_samples.jsonl, test_predictions.jsonl"). Tolerances are the README's.

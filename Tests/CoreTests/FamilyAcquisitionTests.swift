@@ -1,11 +1,7 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Models
-@testable import StudyData
 @testable import Circuits
-@testable import Results
 @testable import DistCircuits
 
 /// Full-model acquisition on Llama and Phi (docs/model-families.md, "Acquisition"): the key/value-cache decoder

@@ -1,10 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Numerics
-@testable import Models
-@testable import Circuits
-@testable import Results
 
 /// Properties of Llama / Phi attribution that hold for any model, independent of the fixtures: on small random
 /// models with shapes the fixtures do not have (Llama with 2 query heads per KV head and d_head 8, Phi with a

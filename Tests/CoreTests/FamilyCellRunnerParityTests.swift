@@ -1,11 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Models
-@testable import StudyData
-@testable import Circuits
-@testable import Results
 @testable import DistCircuits
 
 /// The code path of `dkc discover` / `evaluate` / `sweep` on Llama and Phi (model loaded by `CircuitModel.load`

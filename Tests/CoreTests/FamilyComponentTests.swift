@@ -1,11 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import StudyData
-@testable import Circuits
-@testable import Results
-@testable import DistCircuits
 
 /// Component analysis (docs/components.md) on the Llama and Phi fixture models: the subject rules of the
 /// study's analyzer.py per family, the logit lens's last point against the model's own logits, and every

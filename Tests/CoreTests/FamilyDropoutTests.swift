@@ -1,10 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Numerics
-@testable import Models
-@testable import Circuits
-@testable import Results
 
 /// Training dropout of Llama (attention probabilities) and Phi (also the embeddings and the two residual
 /// branches), with the hashed masks of `Dropout`: the gradient is the derivative of the loss with those masks

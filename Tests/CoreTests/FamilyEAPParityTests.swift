@@ -1,10 +1,7 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Numerics
-@testable import Models
 @testable import Circuits
-@testable import Results
 
 /// The Llama and Phi attribution graphs, EAP / EAP-IG scores and circuit evaluation against the study's numbers
 /// (fixtures/llama and fixtures/phi READMEs, "reference/eap/" and "reference/eval.json"). Tolerances are the

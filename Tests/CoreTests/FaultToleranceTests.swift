@@ -1,9 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Models
-@testable import Results
 @testable import DistTrain
 
 /// Files that are whole or absent (docs/fault-tolerance.md): checkpoint markers, the fallback past an

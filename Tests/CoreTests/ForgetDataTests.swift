@@ -1,9 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import StudyData
-@testable import Results
 
 /// The forgetting sets of `dkc data generate` (`[forget]`, docs/forgetting.md): determinism, the
 /// overlap with the continual corpus counted exactly, conflict values, record fields.

@@ -1,6 +1,5 @@
 import XCTest
 @testable import Core
-@testable import Support
 @testable import DistTrain
 
 /// The pure pieces of the forget stage: the exponential checkpoint schedule and the replay mix.

@@ -1,7 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Results
 @testable import StudyAnalysis
 
 /// The forgetting curves of `dkc analyze` (docs/forgetting.md) on a hand-made run folder whose answers

@@ -2,8 +2,6 @@ import Foundation
 import XCTest
 @testable import Core
 @testable import Support
-@testable import Models
-@testable import Results
 
 /// Untrusted files end in named errors before any size derived from them is used: config.json dimensions
 /// are capped and the parameter count is overflow-checked, a weights file is matched against the layout

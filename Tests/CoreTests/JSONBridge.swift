@@ -1,6 +1,5 @@
 import Foundation
 @testable import Core
-@testable import Support
 
 extension JSONValue {
     /// A Foundation JSON object (as the tests' fixture readers decode it) as the project's `JSONValue`,

@@ -2,8 +2,6 @@ import Foundation
 import XCTest
 @testable import Core
 @testable import Numerics
-@testable import Models
-@testable import Results
 
 /// Each kernel's forward against a float64 reference, and its backward against central differences of that
 /// reference (the scalar is Σ out ⊙ R for a fixed random R, so dout = R). Then the whole model the same way.

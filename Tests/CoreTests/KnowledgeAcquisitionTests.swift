@@ -1,13 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Numerics
-@testable import Models
-@testable import StudyData
-@testable import Circuits
-@testable import Results
-@testable import DistCircuits
 
 final class KnowledgeAcquisitionTests: XCTestCase {
     /// With BOS, the full model's label rank and probability are what the circuit test gives for a circuit of

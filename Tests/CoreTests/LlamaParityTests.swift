@@ -1,10 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Models
-@testable import Circuits
-@testable import Results
 
 /// The fixture folders of the Llama and Phi families (`fixtures/llama`, `fixtures/phi`), and the parity checks
 /// both families run against them. Tolerances are the folder READMEs'; never widen them.

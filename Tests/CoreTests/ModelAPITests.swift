@@ -1,10 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Numerics
-@testable import Models
-@testable import Circuits
-@testable import Results
 @testable import Benchmarks
 
 /// The model's API contracts: arena reuse, optimizer state on disk, traces.

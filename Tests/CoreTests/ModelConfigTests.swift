@@ -1,9 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Models
-@testable import Circuits
 
 /// `ModelConfig`: one configuration type for GPT-2, Llama and Phi read from config.json, with unsupported keys
 /// and values refused by name, and shapes validated before anything is allocated.

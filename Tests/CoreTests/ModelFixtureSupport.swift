@@ -1,9 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Models
-@testable import Results
 
 /// Shared helpers of the model and checkpoint tests.
 enum ModelFixtures {

@@ -1,8 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Models
-@testable import Results
 
 /// The model against the study's reference numbers (fixtures/reference), with the README's tolerances.
 final class ModelParityTests: XCTestCase {

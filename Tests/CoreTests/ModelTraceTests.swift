@@ -1,8 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Models
-@testable import Results
 
 /// `GPT2.trace(rows:)`, the engine of `dkc trace`, on the fixture model.
 final class ModelTraceTests: XCTestCase {

@@ -1,8 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Circuits
 @testable import Results
 
 /// scores.nc, circuits.nc, acquisition.nc: tables, writers, readers, merge, and what outside

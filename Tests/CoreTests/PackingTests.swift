@@ -1,7 +1,5 @@
 import XCTest
 @testable import Core
-@testable import Models
-@testable import Results
 @testable import DistTrain
 
 /// One token per character; enough to check packing arithmetic by hand.

@@ -1,13 +1,7 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Numerics
 @testable import Models
-@testable import StudyData
-@testable import Circuits
-@testable import Results
-@testable import StudyAnalysis
 @testable import DistTrain
 @testable import DistCircuits
 

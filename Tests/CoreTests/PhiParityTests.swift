@@ -1,7 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Models
 
 /// The Phi family (the study's phi-1_5) against fixtures/phi, with its README's tolerances (helpers in
 /// LlamaParityTests.swift).

@@ -1,8 +1,5 @@
 import Foundation
 @testable import Core
-@testable import Numerics
-@testable import Models
-@testable import Results
 
 /// A plain float64 GPT-2, written independently of the kernels (straight loops, no BLAS, exact tanh/exp),
 /// used as the ground truth for finite differences: its derivatives by central differences are accurate to

@@ -1,7 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
 
 final class StopRequestTests: XCTestCase {
     func testSignalSetsTheFlagWithoutKillingTheProcess() {

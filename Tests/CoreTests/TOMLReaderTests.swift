@@ -2,7 +2,6 @@ import Foundation
 import XCTest
 @testable import Core
 @testable import Support
-@testable import Results
 
 /// dkc's TOML reader (Sources/Support/Config/TOMLReader.swift): every construct configs use, and every
 /// error with its line and column. Expected values are written by hand from the TOML 1.0 rules.

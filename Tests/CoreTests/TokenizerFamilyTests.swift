@@ -1,10 +1,7 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Numerics
 @testable import Models
-@testable import Results
 
 /// Tokenizers read from tokenizer.json for the study's other families (Phi's byte-level BPE with
 /// whitespace tokens, TinyLlama's ▁-normalized BPE with byte fallback) against the reference's ids

@@ -1,8 +1,6 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Models
 
 /// The one tokenizer resolution rule (explicit path > model folder > cache, docs/tokenizers.md) as the
 /// commands, training and the sweep use it through `TokenizerLoader.resolveGPT2`.

@@ -1,9 +1,7 @@
 import Foundation
 import XCTest
 @testable import Core
-@testable import Support
 @testable import Models
-@testable import Results
 
 /// The GPT-2 tokenizer against the reference's ids (fixtures/tokenizer), plus unit checks of the
 /// pre-tokeniser, the BPE loop and the file readers on tiny hand-made vocabularies.

@@ -1,12 +1,6 @@
 import XCTest
 @testable import Core
-@testable import Support
-@testable import Numerics
-@testable import Models
-@testable import StudyData
-@testable import Results
 @testable import DistTrain
-@testable import DistCircuits
 
 /// The pure parts of `dkc train`: corpus records and first-token marks, data orders, evaluation counts,
 /// the train configuration, trainer state and checkpoint files. (The distributed loop is tested under

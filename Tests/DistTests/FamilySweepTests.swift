@@ -1,7 +1,6 @@
 import Foundation
 import XCTest
 import Core
-@testable import DistCircuits
 
 /// `dkc sweep` on a Llama run folder (docs/model-families.md): a data set generated with the Llama fixture's
 /// tokenizer.json and two checkpoints of the fixture's shape (its trained weights, and a random initialisation),
