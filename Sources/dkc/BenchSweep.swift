@@ -99,32 +99,37 @@ struct BenchSweep: ParsableCommand {
                             ("items_per_rank", "[" + perRank.map(String.init).joined(separator: ", ") + "]")]))
             }
             progress.finish()
-            if json {
-                for r in records { print(r.jsonLine) }
-            } else {
-                print("dkc bench sweep: \(config.rawValue) model, \(plan.checkpoints.count) checkpoints × \(plan.tasks.count) tasks × \(plan.types.count) types × \(plan.frequencies.count) buckets + acquisitions, \(DKCVersion.source), OpenBLAS core \(BLAS.coreName)")
-                var table = BenchTable([("ranks × threads", 15, true), ("samples/s", 10, false), ("(min – max)", 16, false), ("items/s", 8, false),
-                                        ("GFLOP/s", 8, false), ("roof", 6, false), ("MFU", 6, false), ("loading", 8, false), ("writing", 8, false),
-                                        ("busy", 6, false), ("items per rank", 16, false)])
-                for r in records {
-                    let extra = Dictionary(uniqueKeysWithValues: r.extra)
-                    table.add(["\(r.ranks) × \(r.threads)", String(format: "%.1f", r.rate), String(format: "(%.1f – %.1f)", r.min, r.max),
-                               String(format: "%.2f", Double(extra["items_per_s"]!)!), String(format: "%.1f", r.gflops),
-                               String(format: "%.0f", r.roofGflops), String(format: "%.1f%%", 100 * r.mfu),
-                               String(format: "%.2f%%", 100 * Double(extra["load_fraction"]!)!),
-                               String(format: "%.2f%%", 100 * Double(extra["write_fraction"]!)!),
-                               String(format: "%.0f%%", 100 * Double(extra["busy_fraction"]!)!), extra["items_per_rank"]!])
-                }
-                for line in table.lines { print(line) }
-                print("samples/s: circuit samples of all cells over all ranks per wall second; loading: share of rank time; writing: share of wall time;")
-                print("busy: time the ranks spent loading and computing items over ranks × wall time (the rest is waiting, writing, start-up).")
+            report(records, plan: plan)
+        }
+    }
+
+    /// The records as JSON lines or a table, then the 2-rank speed-ups when the layouts allow them.
+    private func report(_ records: [BenchRecord], plan: SweepPlan) {
+        if json {
+            for r in records { print(r.jsonLine) }
+        } else {
+            print("dkc bench sweep: \(config.rawValue) model, \(plan.checkpoints.count) checkpoints × \(plan.tasks.count) tasks × \(plan.types.count) types × \(plan.frequencies.count) buckets + acquisitions, \(DKCVersion.source), OpenBLAS core \(BLAS.coreName)")
+            var table = BenchTable([("ranks × threads", 15, true), ("samples/s", 10, false), ("(min – max)", 16, false), ("items/s", 8, false),
+                                    ("GFLOP/s", 8, false), ("roof", 6, false), ("MFU", 6, false), ("loading", 8, false), ("writing", 8, false),
+                                    ("busy", 6, false), ("items per rank", 16, false)])
+            for r in records {
+                let extra = Dictionary(uniqueKeysWithValues: r.extra)
+                table.add(["\(r.ranks) × \(r.threads)", String(format: "%.1f", r.rate), String(format: "(%.1f – %.1f)", r.min, r.max),
+                           String(format: "%.2f", Double(extra["items_per_s"]!)!), String(format: "%.1f", r.gflops),
+                           String(format: "%.0f", r.roofGflops), String(format: "%.1f%%", 100 * r.mfu),
+                           String(format: "%.2f%%", 100 * Double(extra["load_fraction"]!)!),
+                           String(format: "%.2f%%", 100 * Double(extra["write_fraction"]!)!),
+                           String(format: "%.0f%%", 100 * Double(extra["busy_fraction"]!)!), extra["items_per_rank"]!])
             }
-            func rate(_ r: Int, _ t: Int) -> Double? { records.first { $0.ranks == r && $0.threads == t }?.rate }
-            if let two = rate(2, 1), let one = rate(1, 1) {
-                var line = String(format: "2 ranks × 1 thread: %.2f× 1 rank × 1 thread (parallel efficiency %.0f%%)", two / one, 50 * two / one)
-                if let oneTwo = rate(1, 2) { line += String(format: "; %.2f× 1 rank × 2 threads", two / oneTwo) }
-                (json ? FileHandle.standardError : FileHandle.standardOutput).write(Data((line + "\n").utf8))
-            }
+            for line in table.lines { print(line) }
+            print("samples/s: circuit samples of all cells over all ranks per wall second; loading: share of rank time; writing: share of wall time;")
+            print("busy: time the ranks spent loading and computing items over ranks × wall time (the rest is waiting, writing, start-up).")
+        }
+        func rate(_ r: Int, _ t: Int) -> Double? { records.first { $0.ranks == r && $0.threads == t }?.rate }
+        if let two = rate(2, 1), let one = rate(1, 1) {
+            var line = String(format: "2 ranks × 1 thread: %.2f× 1 rank × 1 thread (parallel efficiency %.0f%%)", two / one, 50 * two / one)
+            if let oneTwo = rate(1, 2) { line += String(format: "; %.2f× 1 rank × 2 threads", two / oneTwo) }
+            (json ? FileHandle.standardError : FileHandle.standardOutput).write(Data((line + "\n").utf8))
         }
     }
 

@@ -195,39 +195,8 @@ public final class CellRunner: @unchecked Sendable {
         let start = Date()
         let sizes = options.topn
 
-        // run_eval: baselines once per batch, then each circuit patched in.
-        var clean: [Float] = [], corrupted: [Float] = []
-        var performance = [[Float]](repeating: [], count: sizes.count)
-        // The corrupted run of a batch is made once (with the baselines) and shared by every circuit.
-        try PromptBatch.forEachBatch(pairs.count, options.batchSize) { range in
-            let batch = try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound)
-            let base = timed("baselines") { evaluator.baselinesKeepingCorruptedRun(batch) }
-            clean += base.clean
-            corrupted += base.corrupted
-            timed("faithfulness") {
-                for (i, c) in circuits.enumerated() {
-                    performance[i] += evaluator.keptRunPerformance(c, batch, more: i + 1 < circuits.count)
-                }
-            }
-            progress?(CellProgress(phase: .evaluate, done: range.upperBound, total: pairs.count))
-        }
-
-        // run_test: prompts and labels of every target, encoded once.
-        let tests = targets.map { t -> (TestTarget, [[Int]], [Int]) in
-            (t, t.entities.map { encoder.encode(task.prompt(subject: $0.fullName)) },
-             t.entities.map { $0.labelToken(task: task, encoder: encoder, leadingSpace: family.circuitLabelHasLeadingSpace) ?? -1 })
-        }
-        for (t, _, labels) in tests {
-            if let bad = labels.firstIndex(of: -1) {
-                throw CircuitsError(item: "test entity '\(t.entities[bad].fullName)'", problem: "has an empty \(task.rawValue)",
-                                    fix: "regenerate the test set")
-            }
-        }
-        // Every target's prompts run together, ordered by length (stable), so batches carry little padding; a
-        // prompt's result does not depend on its batch (padded keys are masked). `order[k]` = (target, entity).
-        let order = tests.indices.flatMap { t in tests[t].1.indices.map { (t, $0) } }
-            .enumerated().sorted { (tests[$0.element.0].1[$0.element.1].count, $0.offset) < (tests[$1.element.0].1[$1.element.1].count, $1.offset) }
-            .map(\.element)
+        let (clean, corrupted, performance) = try faithfulnessRuns(circuits: circuits, pairs: pairs, options: options, progress: progress)
+        let (tests, order) = try testPrompts(targets: targets, task: task, encoder: encoder)
         let allPrompts = order.map { tests[$0.0].1[$0.1] }, allLabels = order.map { tests[$0.0].2[$0.1] }
         let totalTests = allPrompts.count * circuits.filter { !$0.isEmpty }.count
         var testsDone = 0
@@ -265,5 +234,47 @@ public final class CellRunner: @unchecked Sendable {
         // Nor are the evaluation buffers held while the next cell is discovered.
         evaluator.releaseBuffers()
         return CellEvaluation(cell: cell, predictions: predictions, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// run_eval: the clean and corrupted baselines once per batch, then each circuit patched in (the corrupted run
+    /// of a batch is made once, with the baselines, and shared by every circuit). Per-sample values.
+    private func faithfulnessRuns(circuits: [Circuit], pairs: [PromptPair], options: CellOptions,
+                                  progress: ((CellProgress) -> Void)?) throws -> ([Float], [Float], [[Float]]) {
+        var clean: [Float] = [], corrupted: [Float] = []
+        var performance = [[Float]](repeating: [], count: circuits.count)
+        try PromptBatch.forEachBatch(pairs.count, options.batchSize) { range in
+            let batch = try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound)
+            let base = timed("baselines") { evaluator.baselinesKeepingCorruptedRun(batch) }
+            clean += base.clean
+            corrupted += base.corrupted
+            timed("faithfulness") {
+                for (i, c) in circuits.enumerated() {
+                    performance[i] += evaluator.keptRunPerformance(c, batch, more: i + 1 < circuits.count)
+                }
+            }
+            progress?(CellProgress(phase: .evaluate, done: range.upperBound, total: pairs.count))
+        }
+        return (clean, corrupted, performance)
+    }
+
+    /// run_test's prompts and labels of every target, encoded once, and the order they run in: every target's
+    /// prompts together, sorted by length (stable), so batches carry little padding; a prompt's result does not
+    /// depend on its batch (padded keys are masked). `order[k]` = (target, entity).
+    private func testPrompts(targets: [TestTarget], task: CircuitTask, encoder: TextEncoder) throws
+        -> (tests: [(TestTarget, [[Int]], [Int])], order: [(Int, Int)]) {
+        let tests = targets.map { t -> (TestTarget, [[Int]], [Int]) in
+            (t, t.entities.map { encoder.encode(task.prompt(subject: $0.fullName)) },
+             t.entities.map { $0.labelToken(task: task, encoder: encoder, leadingSpace: family.circuitLabelHasLeadingSpace) ?? -1 })
+        }
+        for (t, _, labels) in tests {
+            if let bad = labels.firstIndex(of: -1) {
+                throw CircuitsError(item: "test entity '\(t.entities[bad].fullName)'", problem: "has an empty \(task.rawValue)",
+                                    fix: "regenerate the test set")
+            }
+        }
+        let order = tests.indices.flatMap { t in tests[t].1.indices.map { (t, $0) } }
+            .enumerated().sorted { (tests[$0.element.0].1[$0.element.1].count, $0.offset) < (tests[$1.element.0].1[$1.element.1].count, $1.offset) }
+            .map(\.element)
+        return (tests, order)
     }
 }
