@@ -7,22 +7,11 @@ import XCTest
 /// the cell runner, and phase times that fit in the cell's wall time.
 final class BenchCellCommandTests: XCTestCase {
     func testJSONLineCarriesTheKeysAndPhaseTimes() throws {
-        let tokenizer = Paths.fixtures.appendingPathComponent("tokenizer")
-        guard FileManager.default.fileExists(atPath: tokenizer.appendingPathComponent("vocab.json").path) else {
-            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
-        }
-        let r = try Launch.run(try Launch.executable("dkc"),
-                               ["bench", "cell", "--config", "tiny", "--circuit-n", "3", "--batch-size", "2", "--topn", "20,60",
-                                "--threads", "1", "--json", "--tokenizer", tokenizer.path],
-                               timeout: 300)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let lines = r.stdout.split(separator: "\n")
-        XCTAssertEqual(lines.count, 1, r.stdout)
-        let line = try XCTUnwrap(lines.first)
-        let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
-        let keys = ["bench", "config", "method", "batch_size", "seq_len", "ig_steps", "ranks", "threads", "repeats", "samples_per_s",
-                    "min", "max", "gflops", "roof_gflops", "mfu", "peak_rss_mib", "blas_core", "dkc_version", "cell_s", "cpu_s"]
-            + CellRunner.phases.map { "\($0)_s" }
+        let lines = try benchJSONLines(["cell", "--config", "tiny", "--circuit-n", "3", "--batch-size", "2", "--topn", "20,60",
+                                        "--threads", "1"])
+        XCTAssertEqual(lines.count, 1, lines.map(\.text).joined(separator: "\n"))
+        let (line, o) = try XCTUnwrap(lines.first)
+        let keys = benchCommonKeys + ["cell_s", "cpu_s"] + CellRunner.phases.map { "\($0)_s" }
         for k in keys { XCTAssertNotNil(o[k], "\(k) missing in \(line)") }
         XCTAssertEqual(o["bench"] as? String, "cell")
         XCTAssertEqual(o["config"] as? String, "tiny")

@@ -5,22 +5,11 @@ import XCTest
 /// `dkc bench discover --json` as a script reads it (not a timing test).
 final class BenchDiscoverCommandTests: XCTestCase {
     func testJSONLinesCarryTheDocumentedKeys() throws {
-        let tokenizer = Paths.fixtures.appendingPathComponent("tokenizer")
-        guard FileManager.default.fileExists(atPath: tokenizer.appendingPathComponent("vocab.json").path) else {
-            throw missingFixtures(Paths.fixtures.path)
-        }
-        let r = try Launch.run(try Launch.executable("dkc"),
-                               ["bench", "discover", "--config", "tiny", "--method", "EAP", "--prompts", "4", "--batch-size", "2", "4",
-                                "--repeats", "1", "--warmup", "0", "--threads", "1", "--json", "--tokenizer", tokenizer.path],
-                               timeout: 300)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let lines = r.stdout.split(separator: "\n")
-        XCTAssertEqual(lines.count, 2, r.stdout)
-        let keys = ["bench", "config", "method", "batch_size", "seq_len", "ig_steps", "ranks", "threads", "repeats", "samples_per_s",
-                    "min", "max", "gflops", "roof_gflops", "mfu", "peak_rss_mib", "blas_core", "dkc_version"]
-        for (line, batch) in zip(lines, [2, 4]) {
-            let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
-            for k in keys { XCTAssertNotNil(o[k], "\(k) missing in \(line)") }
+        let lines = try benchJSONLines(["discover", "--config", "tiny", "--method", "EAP", "--prompts", "4", "--batch-size", "2", "4",
+                                        "--repeats", "1", "--warmup", "0", "--threads", "1"])
+        XCTAssertEqual(lines.count, 2, lines.map(\.text).joined(separator: "\n"))
+        for ((line, o), batch) in zip(lines, [2, 4]) {
+            for k in benchCommonKeys { XCTAssertNotNil(o[k], "\(k) missing in \(line)") }
             XCTAssertEqual(o["bench"] as? String, "discover")
             XCTAssertEqual(o["config"] as? String, "tiny")
             XCTAssertEqual(o["method"] as? String, "EAP")

@@ -6,21 +6,11 @@ import XCTest
 /// of the plan computed, and rates that agree with the counts and the wall time they report.
 final class BenchSweepCommandTests: XCTestCase {
     func testJSONLineCarriesTheKeysAndCounts() throws {
-        let tokenizer = Paths.fixtures.appendingPathComponent("tokenizer")
-        guard FileManager.default.fileExists(atPath: tokenizer.appendingPathComponent("vocab.json").path) else {
-            throw XCTSkip("fixtures not found at \(Paths.fixtures.path): set DKC_FIXTURES")
-        }
-        let r = try Launch.run(try Launch.executable("dkc"),
-                               ["bench", "sweep", "--checkpoints", "1", "--circuit-n", "6", "--test-per-cell", "2", "--json",
-                                "--tokenizer", tokenizer.path], timeout: 300)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let lines = r.stdout.split(separator: "\n")
-        XCTAssertEqual(lines.count, 1, r.stdout)
-        let line = try XCTUnwrap(lines.first)
-        let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
-        for k in ["bench", "config", "method", "batch_size", "seq_len", "ig_steps", "ranks", "threads", "repeats", "samples_per_s",
-                  "min", "max", "gflops", "roof_gflops", "mfu", "peak_rss_mib", "blas_core", "dkc_version", "items", "samples",
-                  "items_per_s", "wall_s", "load_fraction", "write_fraction", "busy_fraction", "items_per_rank"] {
+        let lines = try benchJSONLines(["sweep", "--checkpoints", "1", "--circuit-n", "6", "--test-per-cell", "2"])
+        XCTAssertEqual(lines.count, 1, lines.map(\.text).joined(separator: "\n"))
+        let (line, o) = try XCTUnwrap(lines.first)
+        for k in benchCommonKeys + ["items", "samples", "items_per_s", "wall_s", "load_fraction", "write_fraction", "busy_fraction",
+                                    "items_per_rank"] {
             XCTAssertNotNil(o[k], "\(k) missing in \(line)")
         }
         XCTAssertEqual(o["bench"] as? String, "sweep")
