@@ -144,13 +144,10 @@ final class FamilyAcquisitionTests: XCTestCase {
     /// The study's predict.py on the fixture folder through transformers (`tokenizer(prompt)`, `generate` with
     /// `max_new_tokens=15` and `pad_token_id=eos`, `decode(skip_special_tokens=True)`, the prompt's characters cut
     /// off, split at ".", strip) gives the same generated ids, continuation and prediction as `Acquisition.predict`.
-    /// Runs where `$DKC_PYTHON` (else python3) imports transformers and torch; skipped with a message otherwise.
+    /// transformers runs live or comes recorded (`CrossCheck`).
     private func checkAgainstTransformers(_ family: String) throws {
-        let probe: (Int32, String)
-        do { probe = try FamilyFixtures.runPython("import transformers, torch", []) } catch { throw XCTSkip("\(FamilyFixtures.python) not runnable: \(error)") }
-        guard probe.0 == 0 else {
-            throw XCTSkip("\(FamilyFixtures.python) cannot import transformers and torch; set DKC_PYTHON to a Python that has them to run this check")
-        }
+        let promptsFile = CrossCheck.file(family, "generation_prompts.json"), rowsFile = CrossCheck.file(family, "generation.txt")
+        let mode = try CrossCheck.mode(needsStudy: false, recorded: [promptsFile, rowsFile])
         let folder = try FamilyFixtures.model(family)
         let tok = try FamilyAttributionChecks.tokenizer(family)
         let entities = Array(try Self.testEntities(family).prefix(6))
@@ -159,7 +156,9 @@ final class FamilyAcquisitionTests: XCTestCase {
         let prompts = rows.map { $0.attribute.prompt(subject: $0.entity.fullName) }
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-generate-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: input) }
-        try JSONSerialization.data(withJSONObject: prompts).write(to: input)
+        let promptData = try JSONSerialization.data(withJSONObject: prompts, options: [.prettyPrinted])
+        try CrossCheck.inputs(promptData, promptsFile, mode)
+        try promptData.write(to: input)
         let script = """
         import sys, json, torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -174,8 +173,11 @@ final class FamilyAcquisitionTests: XCTestCase {
             text = tok.decode(out[0], skip_special_tokens=True)[len(p):]
             print("ROW " + json.dumps({"generated": gen, "output": text, "prediction": text.split(".")[0].strip()}))
         """
-        let (status, output) = try FamilyFixtures.runPython(script, [folder.path, input.path])
-        XCTAssertEqual(status, 0, output)
+        let output = String(decoding: try CrossCheck.output(rowsFile, mode) {
+            let (status, output) = try FamilyFixtures.runPython(script, [folder.path, input.path])
+            XCTAssertEqual(status, 0, output)
+            return Data(output.split(separator: "\n").filter { $0.hasPrefix("ROW ") }.map { $0 + "\n" }.joined().utf8)
+        }, as: UTF8.self)
         let reference = try output.split(separator: "\n").filter { $0.hasPrefix("ROW ") }.map {
             try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.dropFirst(4).utf8)) as? [String: Any])
         }

@@ -55,28 +55,26 @@ final class FamilyComponentTests: XCTestCase {
     /// benchmarks/reference/family_components.py runs the study's analyzer.py on the same model folder and samples;
     /// subject ranges and minimum subject ranks are identical, lens probabilities within 1e-4 (relative), ranks
     /// identical or within 2 of a float32 neighbour's, DLA ratios within 2e-3 (relative, 1e-5 absolute) — the
-    /// GPT-2 component tolerances. Needs `$DKC_PYTHON` (else python3) with torch and transformers and
-    /// `$DKC_STUDY_CODE` (the study's code, with analyzer.py and its transformer_lens/); skipped otherwise.
+    /// GPT-2 component tolerances. The analyzer runs live (a Python with torch and transformers, and `$DKC_STUDY_CODE`
+    /// holding the study's code) or comes recorded (`CrossCheck`).
     private func checkAgainstStudy(_ family: String) throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let study = env["DKC_STUDY_CODE"], FileManager.default.fileExists(atPath: study + "/analyzer.py") else {
-            throw XCTSkip("set DKC_STUDY_CODE to a copy of the study's code (analyzer.py, transformer_lens/) to run this check")
-        }
-        let probe: (Int32, String)
-        do { probe = try FamilyFixtures.runPython("import transformers, torch", []) } catch { throw XCTSkip("\(FamilyFixtures.python) not runnable: \(error)") }
-        guard probe.0 == 0 else {
-            throw XCTSkip("\(FamilyFixtures.python) cannot import transformers and torch; set DKC_PYTHON to a Python that has them to run this check")
-        }
+        let samplesFile = CrossCheck.file(family, "component_samples.jsonl"), rowsFile = CrossCheck.file(family, "components.txt")
+        let mode = try CrossCheck.mode(needsStudy: true, recorded: [samplesFile, rowsFile])
         let samples = try Self.samples(family, count: 8)
         let (analyzer, prompts, out) = try Self.analyze(family, samples)
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("dkc-components-\(UUID().uuidString).jsonl")
         defer { try? FileManager.default.removeItem(at: file) }
-        try Data((samples.map(\.jsonObject.compactText).joined(separator: "\n") + "\n").utf8).write(to: file)
-        let script = Paths.sourceRoot.appendingPathComponent("benchmarks/reference/family_components.py").path
-        let shims = Paths.fixtures.deletingLastPathComponent().appendingPathComponent("reference-bench").path
-        let (status, output) = try FamilyFixtures.runPython("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
-                                                            [script, study, shims, try FamilyFixtures.model(family).path, family, file.path])
-        XCTAssertEqual(status, 0, output)
+        let sampleData = Data((samples.map(\.jsonObject.compactText).joined(separator: "\n") + "\n").utf8)
+        try CrossCheck.inputs(sampleData, samplesFile, mode)
+        try sampleData.write(to: file)
+        let output = String(decoding: try CrossCheck.output(rowsFile, mode) {
+            let script = Paths.sourceRoot.appendingPathComponent("benchmarks/reference/family_components.py").path
+            let shims = Paths.fixtures.deletingLastPathComponent().appendingPathComponent("reference-bench").path
+            let (status, output) = try FamilyFixtures.runPython("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+                                                                [script, CrossCheck.studyCode!, shims, try FamilyFixtures.model(family).path, family, file.path])
+            XCTAssertEqual(status, 0, output)
+            return Data(output.split(separator: "\n").filter { $0.hasPrefix("ROW ") }.map { $0 + "\n" }.joined().utf8)
+        }, as: UTF8.self)
         let rows = try output.split(separator: "\n").filter { $0.hasPrefix("ROW ") }.map {
             try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.dropFirst(4).utf8)) as? [String: Any])
         }

@@ -155,14 +155,11 @@ enum FamilyFixtures {
 
     /// Trains the fixture model one AdamW step (so the checkpoint is dkc's own, not a copy), saves it with
     /// `FamilyCheckpoint.save`, and has transformers' `AutoModelForCausalLM` load the folder and compute logits
-    /// on two padded prompts; returns max |Δ| against dkc's logits on the real positions. Skips (XCTSkip) when
-    /// the Python has no transformers and torch.
+    /// on two padded prompts; returns max |Δ| against dkc's logits on the real positions. The transformers side
+    /// runs live or comes recorded with the folder's manifest it loaded (`CrossCheck`).
     static func transformersLogitsError(_ family: String, into dir: URL) throws -> Double {
-        let probe: (Int32, String)
-        do { probe = try runPython("import transformers, torch", []) } catch { throw XCTSkip("\(python) not runnable: \(error)") }
-        guard probe.0 == 0 else {
-            throw XCTSkip("\(python) cannot import transformers and torch; set DKC_PYTHON to a Python that has them to run this check")
-        }
+        let manifestFile = CrossCheck.file(family, "checkpoint.txt"), logitsFile = CrossCheck.file(family, "transformers_logits.safetensors")
+        let mode = try CrossCheck.mode(needsStudy: false, recorded: [manifestFile, logitsFile])
         let model = try loadModel(family, threads: 1)
         let st = try SafetensorsFile(url: try reference(family, "train_step_f64.safetensors"))
         let shape = try st.info("tokens").shape
@@ -177,27 +174,43 @@ enum FamilyFixtures {
         let B = tshape[0], T = tshape[1], V = model.config.vocabSize
         let tokens = try f.ints("tokens"), lengths = try f.ints("input_lengths")
         let logits = try withExtendedLifetime(model) { Array(try model.forward(tokens: tokens, batch: B, seqLen: T, lengths: lengths)) }
-        let expected = dir.appendingPathComponent("expected.safetensors")
-        try SafetensorsWriter.write([.float32("logits", shape: [B, T, V], values: logits),
-                                     .int64("tokens", shape: [B, T], values: tokens.map(Int64.init)),
-                                     .int64("lengths", shape: [B], values: lengths.map(Int64.init))], to: expected)
-        let script = """
-        import sys, torch
-        from safetensors.torch import load_file
-        from transformers import AutoModelForCausalLM
-        folder, exp = sys.argv[1], load_file(sys.argv[2])
-        m = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
-        toks, lens = exp["tokens"], exp["lengths"]
-        mask = (torch.arange(toks.shape[1])[None, :] < lens[:, None]).long()
-        with torch.no_grad():
-            out = m(toks, attention_mask=mask).logits
-        worst = max(float((out[b, :int(lens[b])] - exp["logits"][b, :int(lens[b])]).abs().max()) for b in range(toks.shape[0]))
-        print("maxabs", worst)
-        """
-        let (status, output) = try runPython(script, [folder.path, expected.path])
-        XCTAssertEqual(status, 0, output)
-        let value = output.split(separator: "\n").last { $0.hasPrefix("maxabs ") }.map { $0.dropFirst(7) }
-        return try XCTUnwrap(value.flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }, output)
+        let prompts = "tokens \(tokens.map(String.init).joined(separator: " "))\nlengths \(lengths.map(String.init).joined(separator: " "))\n"
+        try CrossCheck.inputs(try CrossCheck.manifest(of: folder) + Data(prompts.utf8), manifestFile, mode)
+        let theirs = dir.appendingPathComponent("transformers.safetensors")
+        try CrossCheck.output(logitsFile, mode) {
+            let input = dir.appendingPathComponent("prompts.safetensors")
+            try SafetensorsWriter.write([.int64("tokens", shape: [B, T], values: tokens.map(Int64.init)),
+                                         .int64("lengths", shape: [B], values: lengths.map(Int64.init))], to: input)
+            let script = """
+            import sys, torch
+            from safetensors.torch import load_file, save_file
+            from transformers import AutoModelForCausalLM
+            folder, prompts, out = sys.argv[1], load_file(sys.argv[2]), sys.argv[3]
+            m = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+            toks, lens = prompts["tokens"], prompts["lengths"]
+            mask = (torch.arange(toks.shape[1])[None, :] < lens[:, None]).long()
+            with torch.no_grad():
+                logits = m(toks, attention_mask=mask).logits
+            real = torch.cat([logits[b, :int(lens[b])] for b in range(toks.shape[0])]).contiguous()
+            save_file({"logits": real}, out)
+            """
+            let (status, output) = try runPython(script, [folder.path, input.path, theirs.path])
+            guard status == 0 else { throw ItemError(item: folder.path, problem: "transformers could not load it: \(output)") }
+            return try Data(contentsOf: theirs)
+        }.write(to: theirs)
+        // The real positions, row after row: (Σ lengths, V).
+        let reference = try SafetensorsFile(url: theirs).floats("logits")
+        XCTAssertEqual(reference.count, lengths.reduce(0, +) * V)
+        var worst = 0.0, row = 0
+        for b in 0..<B {
+            for t in 0..<lengths[b] {
+                for v in 0..<V where row * V + v < reference.count {
+                    worst = max(worst, Double(abs(logits[(b * T + t) * V + v] - reference[row * V + v])))
+                }
+                row += 1
+            }
+        }
+        return worst
     }
 }
 
