@@ -1,3 +1,5 @@
+import Foundation
+
 /// An error whose text is meant for the person running dkc, with the exit code it should end with
 /// (65 for bad input data or configuration, 1 otherwise).
 public protocol UserFacingError: Error, CustomStringConvertible {
@@ -46,4 +48,44 @@ public struct MessageError: UserFacingError, Equatable {
     }
 
     public var description: String { message }
+}
+
+/// A problem in a file or folder dkc reads, and where in it: a 1-based line, or an item (a tensor, a JSON field):
+/// "file:line: problem (fix)", "file: item: problem (fix)". The areas name it after themselves (`CheckpointError`,
+/// `TokenizerError`). Exit 65.
+public struct FileError: UserFacingError, Equatable {
+    /// The file or folder as it was named (a path), unresolved.
+    public let path: String
+    /// 1-based line in the file, where it is known.
+    public let line: Int?
+    /// The tensor or field concerned, when there is one.
+    public let item: String?
+    /// What is wrong.
+    public let problem: String
+    /// What the user can do about it.
+    public let fix: String?
+
+    public init(file: String, line: Int? = nil, item: String? = nil, problem: String, fix: String? = nil) {
+        self.path = file
+        self.line = line
+        self.item = item
+        self.problem = problem
+        self.fix = fix
+    }
+
+    public init(file: URL, line: Int? = nil, item: String? = nil, problem: String, fix: String? = nil) {
+        self.init(file: file.path, line: line, item: item, problem: problem, fix: fix)
+    }
+
+    /// The file or folder at fault.
+    public var file: URL { URL(fileURLWithPath: path) }
+
+    public var description: String {
+        var s = path
+        if let line { s += ":\(line)" }
+        if let item { s += ": \(item)" }
+        s += ": \(problem)"
+        if let fix { s += " (\(fix))" }
+        return s
+    }
 }

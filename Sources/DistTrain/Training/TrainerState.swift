@@ -15,16 +15,16 @@ public struct TrainerState: Equatable {
 
     public var stage: String
     /// Optimizer steps taken.
-    public var globalStep: Int
+    public var globalStep = 0
     /// The stage's total optimizer steps.
-    public var maxSteps: Int
-    public var numTrainEpochs: Int
-    public var stepsPerEpoch: Int
-    public var globalBatchSize: Int
-    public var perDeviceTrainBatchSize: Int
-    public var loggingSteps: Int
-    public var saveSteps: Int
-    public var evalSteps: Int
+    public var maxSteps = 0
+    public var numTrainEpochs = 0
+    public var stepsPerEpoch = 0
+    public var globalBatchSize = 0
+    public var perDeviceTrainBatchSize = 0
+    public var loggingSteps = 0
+    public var saveSteps = 0
+    public var evalSteps = 0
     /// Every metrics line so far (what `metrics.jsonl` holds up to `globalStep`).
     public var logHistory: [JSONValue]
     public var window: LoggingWindow
@@ -33,8 +33,8 @@ public struct TrainerState: Equatable {
     public var trainFile: String
     public var trainBlocks: Int
     public var trainFingerprint: UInt64
-    public var worldSize: Int
-    public var blasThreads: Int
+    public var worldSize = 0
+    public var blasThreads = 0
     public var deterministic: Bool
     /// Whether the stage ran to its last step.
     public var finished: Bool
@@ -62,49 +62,50 @@ public struct TrainerState: Equatable {
     /// 0-based epoch the next step belongs to, and the step's index inside it.
     public var position: (epoch: Int, step: Int) { (globalStep / max(1, stepsPerEpoch), globalStep % max(1, stepsPerEpoch)) }
 
+    /// The integer keys of the file and the properties behind them, for the writer and the reader alike: the
+    /// Trainer's own (top level, required) and the `dkc` table's (`fallback`: the value when an older file lacks it).
+    private static let trainerIntegers: [(key: String, path: WritableKeyPath<TrainerState, Int>)] = [
+        ("eval_steps", \.evalSteps), ("global_step", \.globalStep), ("logging_steps", \.loggingSteps), ("max_steps", \.maxSteps),
+        ("num_train_epochs", \.numTrainEpochs), ("save_steps", \.saveSteps), ("train_batch_size", \.perDeviceTrainBatchSize),
+    ]
+    private static let dkcIntegers: [(key: String, path: WritableKeyPath<TrainerState, Int>, fallback: Int?)] = [
+        ("blas_threads", \.blasThreads, 1), ("global_batch_size", \.globalBatchSize, nil), ("nonfinite_steps_skipped", \.nonfiniteSkipped, 0),
+        ("steps_per_epoch", \.stepsPerEpoch, nil), ("world_size", \.worldSize, nil),
+    ]
+
     /// The file's JSON (keys sorted like HF's `json.dumps(sort_keys=True)`; the `dkc` table likewise).
     public var json: JSONValue {
-        .object([
+        let dkc: [(String, JSONValue)] = [
+            ("config", config),
+            ("data_order", .object([
+                ("epoch", .int(position.epoch)),
+                ("generator", .string("SplitMix64 streams of seed (texts, blocks, epoch e); Fisher-Yates with Lemire bounded draws")),
+                ("seed", .string(String(seed))),
+                ("step_in_epoch", .int(position.step)),
+            ])),
+            ("deterministic", .bool(deterministic)),
+            ("finished", .bool(finished)),
+            ("logging_window", .object([("loss_sum", .double(window.lossSum)), ("steps", .int(window.steps))])),
+            ("source", .string(source)),
+            ("stage", .string(stage)),
+            ("train_data", .object([
+                ("blocks", .int(trainBlocks)),
+                ("file", .string(trainFile)),
+                ("fingerprint", .string(String(trainFingerprint, radix: 16))),
+            ])),
+        ] + Self.dkcIntegers.map { ($0.key, .int(self[keyPath: $0.path])) }
+        let top: [(String, JSONValue)] = [
             ("best_global_step", .null),
             ("best_metric", .null),
             ("best_model_checkpoint", .null),
-            ("dkc", .object([
-                ("blas_threads", .int(blasThreads)),
-                ("config", config),
-                ("data_order", .object([
-                    ("epoch", .int(position.epoch)),
-                    ("generator", .string("SplitMix64 streams of seed (texts, blocks, epoch e); Fisher-Yates with Lemire bounded draws")),
-                    ("seed", .string(String(seed))),
-                    ("step_in_epoch", .int(position.step)),
-                ])),
-                ("deterministic", .bool(deterministic)),
-                ("finished", .bool(finished)),
-                ("global_batch_size", .int(globalBatchSize)),
-                ("logging_window", .object([("loss_sum", .double(window.lossSum)), ("steps", .int(window.steps))])),
-                ("nonfinite_steps_skipped", .int(nonfiniteSkipped)),
-                ("source", .string(source)),
-                ("stage", .string(stage)),
-                ("steps_per_epoch", .int(stepsPerEpoch)),
-                ("train_data", .object([
-                    ("blocks", .int(trainBlocks)),
-                    ("file", .string(trainFile)),
-                    ("fingerprint", .string(String(trainFingerprint, radix: 16))),
-                ])),
-                ("world_size", .int(worldSize)),
-            ])),
+            ("dkc", .object(dkc.sorted { $0.0 < $1.0 })),
             ("epoch", .double(epoch)),
-            ("eval_steps", .int(evalSteps)),
-            ("global_step", .int(globalStep)),
             ("is_hyper_param_search", .bool(false)),
             ("is_local_process_zero", .bool(true)),
             ("is_world_process_zero", .bool(true)),
             ("log_history", .array(logHistory)),
-            ("logging_steps", .int(loggingSteps)),
-            ("max_steps", .int(maxSteps)),
-            ("num_train_epochs", .int(numTrainEpochs)),
-            ("save_steps", .int(saveSteps)),
-            ("train_batch_size", .int(perDeviceTrainBatchSize)),
-        ])
+        ] + Self.trainerIntegers.map { ($0.key, .int(self[keyPath: $0.path])) }
+        return .object(top.sorted { $0.0 < $1.0 })
     }
 
     /// Reads a `trainer_state.json` this project wrote.
@@ -129,17 +130,8 @@ public struct TrainerState: Equatable {
         guard let d = j["dkc"] else { throw missing("the dkc table") }
         func int(_ v: JSONValue?, _ key: String) throws -> Int { guard let i = v?.intValue else { throw missing(key) }; return i }
         stage = d["stage"]?.stringValue ?? ""
-        globalStep = try int(j["global_step"], "global_step")
-        maxSteps = try int(j["max_steps"], "max_steps")
-        numTrainEpochs = try int(j["num_train_epochs"], "num_train_epochs")
-        loggingSteps = try int(j["logging_steps"], "logging_steps")
-        saveSteps = try int(j["save_steps"], "save_steps")
-        evalSteps = try int(j["eval_steps"], "eval_steps")
-        perDeviceTrainBatchSize = try int(j["train_batch_size"], "train_batch_size")
         guard let history = j["log_history"]?.arrayValue else { throw missing("log_history") }
         logHistory = history
-        stepsPerEpoch = try int(d["steps_per_epoch"], "dkc.steps_per_epoch")
-        globalBatchSize = try int(d["global_batch_size"], "dkc.global_batch_size")
         let w = d["logging_window"]
         window = LoggingWindow(steps: try int(w?["steps"], "dkc.logging_window.steps"),
                                lossSum: w?["loss_sum"]?.doubleValue ?? 0)
@@ -150,13 +142,14 @@ public struct TrainerState: Equatable {
         trainBlocks = try int(td?["blocks"], "dkc.train_data.blocks")
         guard let fp = td?["fingerprint"]?.stringValue, let f = UInt64(fp, radix: 16) else { throw missing("dkc.train_data.fingerprint") }
         trainFingerprint = f
-        worldSize = try int(d["world_size"], "dkc.world_size")
-        blasThreads = d["blas_threads"]?.intValue ?? 1
         if case .bool(let b)? = d["deterministic"] { deterministic = b } else { deterministic = false }
         if case .bool(let b)? = d["finished"] { finished = b } else { finished = false }
         config = d["config"] ?? .null
         source = d["source"]?.stringValue ?? "unknown"
-        nonfiniteSkipped = d["nonfinite_steps_skipped"]?.intValue ?? 0
+        for (key, path) in Self.trainerIntegers { self[keyPath: path] = try int(j[key], key) }
+        for (key, path, fallback) in Self.dkcIntegers {
+            if let fallback, d[key] == nil { self[keyPath: path] = fallback } else { self[keyPath: path] = try int(d[key], "dkc." + key) }
+        }
         if let order = d["data_order"], let e = order["epoch"]?.intValue, let k = order["step_in_epoch"]?.intValue,
            stepsPerEpoch > 0, (e, k) != position {
             throw TrainError.file(file, "dkc.data_order (epoch \(e), step_in_epoch \(k)) does not match global_step \(globalStep) at \(stepsPerEpoch) steps per epoch",

@@ -26,11 +26,10 @@ public final class FamilyModel: @unchecked Sendable {
     public var threads: Int
     public let rotary: RotaryTable
 
-    public private(set) var lastLabelCount = 0
-    private var lossScale: Float = 0
-    private var readyForBackward = false
-    /// The dropout of the last `forwardLoss` (nil: none), for `backward` to regenerate its masks.
-    private var dropout: DropoutPlan?
+    /// Number of labels the last `forwardLoss` averaged over.
+    public var lastLabelCount: Int { pass.labelCount }
+    private var pass = LossPass()
+    private var dropout: DropoutPlan? { pass.dropout }
 
     // Activations for the current (B, T).
     private var B = 0, T = 0, capacityThreads = 0
@@ -80,8 +79,7 @@ public final class FamilyModel: @unchecked Sendable {
     /// Logits at every position: a (B, T, V) view valid until the next call.
     public func forward(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil) throws -> UnsafeMutableBufferPointer<Float> {
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths)
-        readyForBackward = false
-        dropout = nil
+        pass.inference()
         runLayers()
         return UnsafeMutableBufferPointer(start: logits, count: B * T * config.vocabSize)
     }
@@ -93,7 +91,7 @@ public final class FamilyModel: @unchecked Sendable {
         if let dropout, config.family == .llama, dropout.embd != 0 || dropout.resid != 0 {
             throw ModelError("dropout: Llama drops the attention probabilities only (embd and resid must be 0)")
         }
-        self.dropout = try dropout?.checked(batch: B)
+        try pass.begin(dropout: dropout, batch: B)
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths)
         for b in 0..<B {
             for t in 0..<T {
@@ -110,9 +108,7 @@ public final class FamilyModel: @unchecked Sendable {
             }
         }
         guard count > 0 else { throw ModelError("no position has a label to predict (batch \(B) × \(T))") }
-        lossScale = Float(1.0 / Double(count))
-        lastLabelCount = count
-        readyForBackward = true
+        pass.labels(count, backward: true)
         return sum / Double(count)
     }
 
@@ -299,15 +295,14 @@ public final class FamilyModel: @unchecked Sendable {
     /// Adds the gradient of the last `forwardLoss`'s mean loss with respect to every parameter into `grads`
     /// (call `zeroGradients()` first unless accumulating). A tied output matrix receives both contributions.
     public func backward() {
-        precondition(readyForBackward, "backward() needs a forwardLoss() first")
-        readyForBackward = false
+        pass.takeForBackward()
         let p = params.base, g = grads.base, lay = layout, th = threads
         let N = B * T, C = config.hiddenSize, F = config.intermediateSize, V = config.vocabSize
         let NH = config.numHeads, KVH = config.numKVHeads, hs = config.headSize, KV = config.kvSize
         let llama = config.family == .llama
         let padded = lengths.contains { Int($0) < T }
         targets.withUnsafeBufferPointer { tg in
-            CrossEntropy.backward(dlogits: logits, stats: ceStats, targets: tg.baseAddress!, scale: lossScale, N: N, V: V,
+            CrossEntropy.backward(dlogits: logits, stats: ceStats, targets: tg.baseAddress!, scale: pass.scale, N: N, V: V,
                                   keepExponentials: true, threads: th)
         }
         Linear.backward(dx: dBuf, lddx: C, dweight: g + lay.lmHead, dbias: lay.lmHeadBias.map { g + $0 }, dy: logits, lddy: V,

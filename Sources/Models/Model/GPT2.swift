@@ -41,12 +41,10 @@ public final class GPT2: @unchecked Sendable {
     public var phaseTimer: PhaseTimer?
 
     /// Number of labels the last `forwardLoss` averaged over (per-row losses are in `acts.losses`).
-    public private(set) var lastLabelCount = 0
+    public var lastLabelCount: Int { pass.labelCount }
 
-    private var lossScale: Float = 0
-    private var readyForBackward = false
-    /// The dropout of the last `forwardLoss` (nil: none), for `backward` to regenerate its masks.
-    private var dropout: DropoutPlan?
+    private var pass = LossPass()
+    private var dropout: DropoutPlan? { pass.dropout }
 
     public init(params: ParameterArena, threads: Int = max(1, BLAS.threads)) {
         self.config = params.config
@@ -72,8 +70,7 @@ public final class GPT2: @unchecked Sendable {
     /// Logits at every position: returns a (B, T, V) view into the activation arena.
     public func forward(tokens: [Int], batch B: Int, seqLen T: Int, lengths: [Int]? = nil) throws -> UnsafeMutableBufferPointer<Float> {
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths, fullLogits: true)
-        readyForBackward = false
-        dropout = nil
+        pass.inference()
         runLayers()
         finalFull()
         return UnsafeMutableBufferPointer(start: acts.logits, count: B * T * config.vocabSize)
@@ -87,8 +84,7 @@ public final class GPT2: @unchecked Sendable {
             throw ModelError("positions[\(b)] = \(p) is outside 0..<\(T)")
         }
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths, fullLogits: false)
-        readyForBackward = false
-        dropout = nil
+        pass.inference()
         runLayers()
         let C = config.nEmbd, V = config.vocabSize
         let resid = acts.residFinal
@@ -111,7 +107,7 @@ public final class GPT2: @unchecked Sendable {
         if let labelMask, labelMask.count != B * T {
             throw ModelError("labelMask: \(labelMask.count) values for batch \(B) × \(T)")
         }
-        self.dropout = try dropout?.checked(batch: B)
+        try pass.begin(dropout: dropout, batch: B)
         try prepare(tokens: tokens, B: B, T: T, lengths: lengths, fullLogits: true)
         for b in 0..<B {
             let L = Int(acts.lengths[b])
@@ -121,20 +117,17 @@ public final class GPT2: @unchecked Sendable {
                 acts.targets[n] = ok ? acts.tokens[n + 1] : -1
             }
         }
-        readyForBackward = false
         var labels = 0
         for n in 0..<(B * T) where acts.targets[n] >= 0 { labels += 1 }
         guard labels > 0 else { throw ModelError("no position has a label to predict (batch \(B) × \(T))") }
-        lossScale = Float(1.0 / Double(labels))
+        pass.labels(labels, backward: !keepLogits)
         runLayers()
         finalFull()
         // The loss, and dloss/dlogits for `backward` written over the logits while each row is in cache.
         let (sum, count) = phase("fwd.crossentropy") {
             CrossEntropy.forward(losses: acts.losses, stats: acts.ceStats, logits: acts.logits, targets: acts.targets,
-                                 N: B * T, V: config.vocabSize, gradientScale: keepLogits ? nil : lossScale, threads: threads)
+                                 N: B * T, V: config.vocabSize, gradientScale: keepLogits ? nil : pass.scale, threads: threads)
         }
-        lastLabelCount = count
-        readyForBackward = !keepLogits
         return sum / Double(count)
     }
 
@@ -144,8 +137,7 @@ public final class GPT2: @unchecked Sendable {
     /// (call `zeroGradients()` first unless accumulating). The tied `wte` receives both the unembedding and the
     /// embedding contributions. Reads dloss/dlogits, which `forwardLoss` left in the logits buffer.
     public func backward() {
-        precondition(readyForBackward, "backward() needs a forwardLoss() first")
-        readyForBackward = false
+        pass.takeForBackward()
         let a = acts, p = params.views, g = grads.views
         let B = a.B, T = a.T, N = B * T, C = config.nEmbd, V = config.vocabSize, NH = config.nHead
         let lengths: UnsafePointer<Int32>? = UnsafePointer(a.lengths)

@@ -3,31 +3,7 @@ import Support
 
 /// A tokenizer file that is missing, unreadable or malformed. Names the file (and the line where it
 /// can) and says what to do.
-public struct TokenizerError: UserFacingError {
-    /// The file (or folder) at fault.
-    public let file: URL
-    /// 1-based line in `file`, where it is known.
-    public let line: Int?
-    /// What is wrong.
-    public let problem: String
-    /// What the user can do about it.
-    public let fix: String?
-
-    public init(file: URL, line: Int? = nil, problem: String, fix: String? = nil) {
-        self.file = file
-        self.line = line
-        self.problem = problem
-        self.fix = fix
-    }
-
-    public var description: String {
-        var s = file.path
-        if let line { s += ":\(line)" }
-        s += ": " + problem
-        if let fix { s += " (" + fix + ")" }
-        return s
-    }
-}
+public typealias TokenizerError = FileError
 
 /// The contents of a byte-level BPE tokenizer as read from its files, before the tables are built.
 /// Tokens are raw bytes (the byte-level spelling already undone).
