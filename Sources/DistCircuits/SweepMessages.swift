@@ -6,7 +6,7 @@ public enum SweepItemResult: Sendable {
     /// A grid cell: its scores and its circuits evaluation.
     case cell(ResultCell, CellOutcome)
     /// The acquisition of a checkpoint: one result per attribute × type × bucket, and the per-entity results.
-    case acquisition(checkpoint: Int64, [AcquisitionKey: AcquisitionTable.Result], entities: AcquisitionTable.EntityResults,
+    case acquisition(checkpoint: Int64, [AcquisitionCell: AcquisitionTable.Result], entities: AcquisitionTable.EntityResults,
                      prompts: Int, seconds: Double)
     /// The circuits of checkpoint `source` on the model of `checkpoint`, per cell (labelled with `checkpoint`).
     case transplant(source: Int64, checkpoint: Int64, [ResultCell: CircuitsTable.Transplant], seconds: Double)
@@ -242,9 +242,9 @@ enum SweepMessage {
             return .cell(c, outcome)
         case 2:
             let step = try r.i64(), prompts = try r.int(), seconds = try r.double()
-            var results: [AcquisitionKey: AcquisitionTable.Result] = [:]
+            var results: [AcquisitionCell: AcquisitionTable.Result] = [:]
             for _ in 0..<(try r.count()) {
-                let k = AcquisitionKey(attribute: try r.string(), type: try r.string(), frequency: try r.string())
+                let k = AcquisitionCell(checkpoint: step, attribute: try r.string(), type: try r.string(), frequency: try r.string())
                 results[k] = AcquisitionTable.Result(queryAccuracy: try r.double(), exactMatch: try r.double(), hitsAt1: try r.double(),
                                                      hitsAt10: try r.double(), labelProb: try r.double(), nEntities: try r.int())
             }

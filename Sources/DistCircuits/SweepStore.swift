@@ -229,9 +229,7 @@ final class SweepStore {
                     ("discover_s", .double(o.discoverSeconds)), ("evaluate_s", .double(o.evaluateSeconds))]
                 + (o.components != nil ? [("components_s", .double(o.componentsSeconds))] : []) + line
         case let .acquisition(step, results, entities, prompts, seconds):
-            for (k, v) in results {
-                try acquisition.set(AcquisitionCell(checkpoint: step, attribute: k.attribute, type: k.type, frequency: k.frequency), v)
-            }
+            for (cell, v) in results { try acquisition.set(cell, v) }
             try acquisition.setEntityResults(checkpoint: step, entities)
             line = [("event", .string("acquisition")), ("checkpoint", .int(Int(step))), ("prompts", .int(prompts)),
                     ("seconds", .double(seconds))] + line

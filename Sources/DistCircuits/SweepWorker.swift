@@ -51,7 +51,7 @@ public final class SweepWorker {
             let entities = try tests()
             let rows = try Acquisition.predict(entities: entities, decoder: decoder!, tokenizer: tokenizer,
                                                options: .init(maxNewTokens: plan.config.maxNewTokens, batchSize: plan.config.cell.batchSize))
-            return .acquisition(checkpoint: step, Acquisition.summarize(rows, buckets: plan.data.buckets),
+            return .acquisition(checkpoint: step, Acquisition.summarize(rows, checkpoint: step, buckets: plan.data.buckets),
                                 entities: try Acquisition.entityResults(rows, entities: entities), prompts: rows.count,
                                 seconds: Date().timeIntervalSince(start))
         case let .transplant(source, step):

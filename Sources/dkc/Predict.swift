@@ -61,9 +61,7 @@ struct Predict: ParsableCommand {
             var table = AcquisitionTable()
             try table.addCheckpoint(step: step, path: modelOptions.model)
             table.declare(attributes: Acquisition.attributes.map(\.rawValue))
-            for (key, result) in Acquisition.summarize(rows, buckets: buckets) {
-                try table.set(AcquisitionCell(checkpoint: step, attribute: key.attribute, type: key.type, frequency: key.frequency), result)
-            }
+            for (cell, result) in Acquisition.summarize(rows, checkpoint: step, buckets: buckets) { try table.set(cell, result) }
             try table.setTestEntities(Acquisition.testEntityLabels(entities, buckets: buckets))
             try table.setEntityResults(checkpoint: step, try Acquisition.entityResults(rows, entities: entities))
             var provenance = try commandProvenance([

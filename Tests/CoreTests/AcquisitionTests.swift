@@ -42,7 +42,7 @@ final class AcquisitionTests: XCTestCase {
                                || r.groundTruth.range(of: reference.prediction) != nil)
             XCTAssertEqual(r.groundTruth, r.entity.value(of: r.attribute))
         }
-        let summary = Acquisition.summarize(rows, buckets: FrequencyBuckets(buckets: FrequencyBuckets.defaultBuckets, manifest: nil))
+        let summary = Acquisition.summarize(rows, checkpoint: 0, buckets: FrequencyBuckets(buckets: FrequencyBuckets.defaultBuckets, manifest: nil))
         XCTAssertEqual(summary.values.reduce(0) { $0 + $1.nEntities }, rows.count)
         for (k, v) in summary {
             let group = rows.filter { $0.attribute.rawValue == k.attribute && $0.entity.type.rawValue == k.type }

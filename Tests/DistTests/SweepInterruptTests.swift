@@ -244,7 +244,7 @@ final class SweepUnitTests: XCTestCase {
         XCTAssertEqual(o.nSamples, 24)
         XCTAssertEqual(o.components, components)
 
-        let acquisition = SweepItemResult.acquisition(checkpoint: 7, [AcquisitionKey(attribute: "city", type: "new", frequency: "low"):
+        let acquisition = SweepItemResult.acquisition(checkpoint: 7, [AcquisitionCell(checkpoint: 7, attribute: "city", type: "new", frequency: "low"):
             AcquisitionTable.Result(queryAccuracy: 0.75, exactMatch: 0.5, hitsAt1: 0.25, hitsAt10: 1, labelProb: 0.01, nEntities: 4)],
             entities: .init(query: ["city": [1, 1, 0, 1], "major": [-1, 0, 1, 0]], exact: ["city": [1, 0, 0, 1], "major": [-1, 0, 0, 0]]),
             prompts: 20, seconds: 1)

@@ -119,14 +119,14 @@ public enum Acquisition {
         return false
     }
 
-    /// The acquisition table cells of one checkpoint: per attribute × type × bucket, the query accuracy
+    /// The acquisition table cells of checkpoint `step`: per attribute × type × bucket, the query accuracy
     /// (study rule) and exact match, hits@1 and hits@10 of the label's first token, its mean probability,
     /// and the count. Entities outside every bucket are left out.
-    public static func summarize(_ predictions: [Prediction], buckets: FrequencyBuckets) -> [AcquisitionKey: AcquisitionTable.Result] {
-        var groups: [AcquisitionKey: [Prediction]] = [:]
+    public static func summarize(_ predictions: [Prediction], checkpoint step: Int64, buckets: FrequencyBuckets) -> [AcquisitionCell: AcquisitionTable.Result] {
+        var groups: [AcquisitionCell: [Prediction]] = [:]
         for p in predictions {
             guard let bucket = buckets.name(of: p.entity.frequency) else { continue }
-            groups[AcquisitionKey(attribute: p.attribute.rawValue, type: p.entity.type.rawValue, frequency: bucket), default: []].append(p)
+            groups[AcquisitionCell(checkpoint: step, attribute: p.attribute.rawValue, type: p.entity.type.rawValue, frequency: bucket), default: []].append(p)
         }
         return groups.mapValues { ps in
             let stats = LabelStatistics(probabilities: ps.map(\.labelProb), ranks: ps.map(\.labelRank))
@@ -180,16 +180,5 @@ public enum Acquisition {
         let scalars = text.unicodeScalars
         let head = scalars.firstIndex(of: ".").map { String(scalars[..<$0]) } ?? text
         return head.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-}
-
-/// An attribute × type × frequency cell of the acquisition table (its checkpoint implied).
-public struct AcquisitionKey: Hashable, Sendable {
-    public var attribute: String
-    public var type: String
-    public var frequency: String
-
-    public init(attribute: String, type: String, frequency: String) {
-        self.attribute = attribute; self.type = type; self.frequency = frequency
     }
 }

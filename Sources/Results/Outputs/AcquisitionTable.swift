@@ -47,25 +47,20 @@ public struct AcquisitionTable: MergeableTable, Equatable, Sendable {
     public struct Result: Equatable, Sendable {
         /// Share of entities whose greedy continuation, cut at the first ".", equals the value or is a
         /// substring of it (the study's rule; an empty prediction counts).
-        public var queryAccuracy: Double
+        @NaNEqual public var queryAccuracy: Double
         /// Share of entities whose greedy continuation, cut at the first ".", equals the value.
-        public var exactMatch: Double
+        @NaNEqual public var exactMatch: Double
         /// Share of entities whose label's first token has rank < 1 and < 10 at the last prompt position.
-        public var hitsAt1: Double
-        public var hitsAt10: Double
+        @NaNEqual public var hitsAt1: Double
+        @NaNEqual public var hitsAt10: Double
         /// Mean probability of the label's first token.
-        public var labelProb: Double
+        @NaNEqual public var labelProb: Double
         /// Test entities behind these numbers.
         public var nEntities: Int
 
         public init(queryAccuracy: Double, exactMatch: Double, hitsAt1: Double, hitsAt10: Double, labelProb: Double, nEntities: Int) {
             self.queryAccuracy = queryAccuracy; self.exactMatch = exactMatch; self.hitsAt1 = hitsAt1; self.hitsAt10 = hitsAt10
             self.labelProb = labelProb; self.nEntities = nEntities
-        }
-
-        public static func == (a: Result, b: Result) -> Bool {
-            sameValue(a.queryAccuracy, b.queryAccuracy) && sameValue(a.exactMatch, b.exactMatch) && sameValue(a.hitsAt1, b.hitsAt1)
-                && sameValue(a.hitsAt10, b.hitsAt10) && sameValue(a.labelProb, b.labelProb) && a.nEntities == b.nEntities
         }
     }
 

@@ -24,27 +24,21 @@ extension CircuitsTable {
     /// One source circuit (one top-n) on the model of `TransplantKey.cell.checkpoint`.
     public struct TransplantCircuit: Equatable, Sendable {
         /// Mean logit difference with the circuit patched in.
-        public var performance: Double
+        @NaNEqual public var performance: Double
         /// Share of the cell's test entities whose label token has rank < 10 (zero-ablated); NaN when not tested.
-        public var hitsAt10: Double
+        @NaNEqual public var hitsAt10: Double
         /// Test entities behind `hitsAt10` (-1 when not tested: an empty circuit).
         public var nTest: Int
         public init(performance: Double, hitsAt10: Double, nTest: Int) { self.performance = performance; self.hitsAt10 = hitsAt10; self.nTest = nTest }
-        public static func == (a: TransplantCircuit, b: TransplantCircuit) -> Bool {
-            sameValue(a.performance, b.performance) && sameValue(a.hitsAt10, b.hitsAt10) && a.nTest == b.nTest
-        }
     }
 
     /// The source cell's circuits on one model.
     public struct Transplant: Equatable, Sendable {
-        public var cleanBaseline: Double
-        public var corruptedBaseline: Double
+        @NaNEqual public var cleanBaseline: Double
+        @NaNEqual public var corruptedBaseline: Double
         public var circuits: [Int: TransplantCircuit]
         public init(cleanBaseline: Double, corruptedBaseline: Double, circuits: [Int: TransplantCircuit] = [:]) {
             self.cleanBaseline = cleanBaseline; self.corruptedBaseline = corruptedBaseline; self.circuits = circuits
-        }
-        public static func == (a: Transplant, b: Transplant) -> Bool {
-            sameValue(a.cleanBaseline, b.cleanBaseline) && sameValue(a.corruptedBaseline, b.corruptedBaseline) && a.circuits == b.circuits
         }
     }
 

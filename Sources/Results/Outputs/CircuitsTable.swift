@@ -27,12 +27,12 @@ public struct CircuitsTable: MergeableTable, ResultGridTable, Equatable, Sendabl
     /// A circuit tested on other entities, every edge outside it zero-ablated.
     public struct TargetResult: Equatable, Sendable {
         /// Mean probability of the label's first token.
-        public var labelProb: Double
+        @NaNEqual public var labelProb: Double
         /// Mean rank of the label's first token (0 = top).
-        public var labelRankMean: Double
+        @NaNEqual public var labelRankMean: Double
         /// Share of entities whose label token has rank < 1 and < 10.
-        public var hitsAt1: Double
-        public var hitsAt10: Double
+        @NaNEqual public var hitsAt1: Double
+        @NaNEqual public var hitsAt10: Double
         /// Test entities behind these numbers.
         public var nTest: Int
 
@@ -40,22 +40,17 @@ public struct CircuitsTable: MergeableTable, ResultGridTable, Equatable, Sendabl
             self.labelProb = labelProb; self.labelRankMean = labelRankMean
             self.hitsAt1 = hitsAt1; self.hitsAt10 = hitsAt10; self.nTest = nTest
         }
-
-        public static func == (a: TargetResult, b: TargetResult) -> Bool {
-            sameValue(a.labelProb, b.labelProb) && sameValue(a.labelRankMean, b.labelRankMean)
-                && sameValue(a.hitsAt1, b.hitsAt1) && sameValue(a.hitsAt10, b.hitsAt10) && a.nTest == b.nTest
-        }
     }
 
     /// One circuit (one top-n), after pruning.
     public struct Circuit: Equatable, Sendable {
         /// Mean logit difference with the circuit patched in.
-        public var performance: Double
+        @NaNEqual public var performance: Double
         /// Edges and nodes kept (nodes count `input` and `logits`).
         public var nEdges: Int
         public var nNodes: Int
         /// Entropy of |score| over the kept edges, nats (float32, as computed).
-        public var edgeEntropy: Float
+        @NaNEqual public var edgeEntropy: Float
         /// 1 for a kept edge, else 0. (n_forward, n_backward)
         public var inCircuit: [Int8]
         /// The circuit's tests on other entities.
@@ -66,28 +61,18 @@ public struct CircuitsTable: MergeableTable, ResultGridTable, Equatable, Sendabl
             self.performance = performance; self.nEdges = nEdges; self.nNodes = nNodes
             self.edgeEntropy = edgeEntropy; self.inCircuit = inCircuit; self.targets = targets
         }
-
-        public static func == (a: Circuit, b: Circuit) -> Bool {
-            sameValue(a.performance, b.performance) && a.nEdges == b.nEdges && a.nNodes == b.nNodes
-                && sameValue(a.edgeEntropy, b.edgeEntropy) && a.inCircuit == b.inCircuit && a.targets == b.targets
-        }
     }
 
     /// One source cell.
     public struct Cell: Equatable, Sendable {
         /// Mean logit difference on the clean and on the corrupted prompts.
-        public var cleanBaseline: Double
-        public var corruptedBaseline: Double
+        @NaNEqual public var cleanBaseline: Double
+        @NaNEqual public var corruptedBaseline: Double
         /// Circuits by top-n.
         public var circuits: [Int: Circuit]
 
         public init(cleanBaseline: Double, corruptedBaseline: Double, circuits: [Int: Circuit] = [:]) {
             self.cleanBaseline = cleanBaseline; self.corruptedBaseline = corruptedBaseline; self.circuits = circuits
-        }
-
-        public static func == (a: Cell, b: Cell) -> Bool {
-            sameValue(a.cleanBaseline, b.cleanBaseline) && sameValue(a.corruptedBaseline, b.corruptedBaseline)
-                && a.circuits == b.circuits
         }
     }
 

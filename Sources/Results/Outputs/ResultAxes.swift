@@ -214,7 +214,8 @@ public struct EdgeLayout: Equatable, Sendable {
 }
 
 /// NaN-aware equality used by the tables: two values are the same if they are equal or both NaN,
-/// which is what a reader of the file sees.
+/// which is what a reader of the file sees. A record's scalar fields carry it as `@NaNEqual`, so the
+/// record's `==` is synthesized; arrays compare with `sameValues`.
 @inline(__always) func sameValue(_ a: Double, _ b: Double) -> Bool { a == b || (a.isNaN && b.isNaN) }
 @inline(__always) func sameValue(_ a: Float, _ b: Float) -> Bool { a == b || (a.isNaN && b.isNaN) }
 
@@ -226,4 +227,13 @@ func sameValues(_ a: [Float], _ b: [Float]) -> Bool {
             return true
         }
     }
+}
+
+/// A measured value whose equality is NaN-aware (`sameValue`): the tables' records mark their floating-point
+/// fields `@NaNEqual` and get a synthesized, NaN-aware `==`.
+@propertyWrapper
+public struct NaNEqual<Value: BinaryFloatingPoint & Sendable>: Equatable, Sendable {
+    public var wrappedValue: Value
+    public init(wrappedValue: Value) { self.wrappedValue = wrappedValue }
+    public static func == (a: NaNEqual, b: NaNEqual) -> Bool { a.wrappedValue == b.wrappedValue || (a.wrappedValue.isNaN && b.wrappedValue.isNaN) }
 }
