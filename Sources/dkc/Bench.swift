@@ -6,16 +6,8 @@ import MPIShim
 
 /// `dkc bench …`: performance measurements, each printed as a table or as JSON lines.
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Measure dkc's speed (tokens/s, GFLOP/s, MFU against the sgemm roof measured in the same run).",
-        subcommands: [
-            BenchModel.self,
-            BenchTrain.self,
-            BenchDiscover.self,
-            BenchCell.self,
-            BenchSweep.self,
-        ]
-    )
+    static let configuration = CommandConfiguration.group("bench", abstract: "Measure dkc's speed (tokens/s, GFLOP/s, MFU against the sgemm roof measured in the same run).",
+                                                          [BenchModel.self, BenchTrain.self, BenchDiscover.self, BenchCell.self, BenchSweep.self])
 }
 
 /// `dkc bench model`: forward + backward + AdamW training steps of a randomly initialised GPT-2.

@@ -23,6 +23,13 @@ func runReporting(_ name: String, otherErrors: Int32 = ExitStatus.failure, _ bod
     }
 }
 
+extension CommandConfiguration {
+    /// A command that only gathers subcommands (`dkc config`, `dkc data`, `dkc bench`).
+    static func group(_ name: String, abstract: String, _ subcommands: [ParsableCommand.Type]) -> CommandConfiguration {
+        CommandConfiguration(commandName: name, abstract: abstract, subcommands: subcommands)
+    }
+}
+
 /// The kind of configuration a command reads: the folder `configs/<kind>/` of built-in names.
 protocol ConfigKind {
     static var kind: String { get }
@@ -49,6 +56,63 @@ struct ConfigOptions<Kind: ConfigKind>: ParsableArguments {
         let names = ConfigLoader.availableNames(kind: Kind.kind)
         let list = names.isEmpty ? "" : " (\(names.joined(separator: ", ")))"
         return "A config name in configs/\(Kind.kind)/\(list) or a path to a .toml file."
+    }
+}
+
+/// The result file a circuit command writes and the JSON file it may write beside it: the table's name and
+/// the side file's option and help.
+protocol ResultFileKind {
+    /// The table in the NetCDF file: "scores", "circuits", "acquisition".
+    static var table: String { get }
+    /// The side file's option, without dashes ("json", "predictions"), and what it holds.
+    static var sideOption: String { get }
+    static var sideHelp: String { get }
+}
+
+enum ScoresFileKind: ResultFileKind {
+    static let table = "scores", sideOption = "json", sideHelp = "Also write the scored graph in the study's JSON layout."
+}
+enum CircuitsFileKind: ResultFileKind {
+    static let table = "circuits", sideOption = "predictions", sideHelp = "Also write per-entity test results (JSON lines)."
+}
+enum AcquisitionFileKind: ResultFileKind {
+    static let table = "acquisition", sideOption = "predictions"
+    static let sideHelp = "Also write one JSON line per entity and attribute (the study's prediction rows)."
+}
+
+/// `--out` (the NetCDF result file) and the optional side file of `discover` (`--json`), `evaluate` and
+/// `predict` (`--predictions`).
+struct ResultOutputOptions<Kind: ResultFileKind>: ParsableArguments {
+    @Option(help: ArgumentHelp("The \(Kind.table) file to write (NetCDF)."))
+    var out: String
+
+    @Option(name: .customLong(Kind.sideOption), help: ArgumentHelp(Kind.sideHelp, valueName: Kind.sideOption))
+    var side: String?
+
+    /// Both paths, absolute; the folder of each must exist.
+    func urls() throws -> (out: URL, side: URL?) {
+        (try outputPath(out, option: "--out"), try side.map { try outputPath($0, option: "--" + Kind.sideOption) })
+    }
+}
+
+/// `discover`, `evaluate` and `predict`: a model folder in (`modelOptions`), a result file and maybe a side file
+/// out (`output`). `run()` resolves and checks those paths, then runs the command's own part, every error
+/// reported as `runReporting` reports it.
+protocol ResultCommand: ParsableCommand {
+    associatedtype Kind: ResultFileKind
+    var modelOptions: ModelOptions { get }
+    var output: ResultOutputOptions<Kind> { get }
+    /// The command with its model folder and output paths checked (`side`: the side file, when asked for).
+    func run(model: URL, output: URL, side: URL?) throws
+}
+
+extension ResultCommand {
+    func run() throws {
+        try runReporting(Self._commandName) {
+            let model = try modelOptions.folder()
+            let (out, side) = try output.urls()
+            try run(model: model, output: out, side: side)
+        }
     }
 }
 

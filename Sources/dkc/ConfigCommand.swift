@@ -3,11 +3,7 @@ import Core
 import Foundation
 
 struct ConfigCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "config",
-        abstract: "Inspect configurations.",
-        subcommands: [Show.self]
-    )
+    static let configuration = CommandConfiguration.group("config", abstract: "Inspect configurations.", [Show.self])
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(

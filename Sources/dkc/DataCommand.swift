@@ -4,11 +4,8 @@ import Foundation
 
 /// `dkc data …`: the synthetic corpus.
 struct DataCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "data",
-        abstract: "Generate the synthetic biography corpus and its evaluation sets.",
-        subcommands: [DataGenerate.self]
-    )
+    static let configuration = CommandConfiguration.group("data", abstract: "Generate the synthetic biography corpus and its evaluation sets.",
+                                                          [DataGenerate.self])
 }
 
 /// `dkc data generate --config NAME|FILE [--set key=value ...] --out DIR [--force]`

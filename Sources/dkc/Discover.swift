@@ -4,7 +4,7 @@ import DistCircuits
 import Foundation
 
 /// `dkc discover`: edge attribution scores of one cell (the study's `circuit_discovery.py`).
-struct Discover: ParsableCommand {
+struct Discover: ResultCommand {
     static let configuration = CommandConfiguration(
         abstract: "Attribution scores of every edge for one model × task × type × frequency (scores.nc).",
         discussion: """
@@ -28,45 +28,39 @@ struct Discover: ParsableCommand {
     @Option(help: "Attribution method.") var method: AttributionMethod = .eapIG
     @Option(name: .customLong("ig-steps"), help: "Integration steps of the IG methods.") var igSteps = 5
     @Option(name: .customLong("batch-size"), help: "Samples per batch (scores scale with 1 / batch size, as the study's).") var batchSize = 64
-    @Option(help: "The scores file to write (NetCDF).") var out: String
-    @Option(help: "Also write the scored graph in the study's JSON layout.") var json: String?
+    @OptionGroup var output: ResultOutputOptions<ScoresFileKind>
 
-    func run() throws {
-        try runReporting("discover") {
-            let modelURL = try modelOptions.folder()
-            let dataURL = try existingPath(data, option: "--data")
-            let outURL = try outputPath(out, option: "--out")
-            let jsonURL = try json.map { try outputPath($0, option: "--json") }
-            // Discovery uses no circuit size; [1] only satisfies the check of the shared options.
-            let options = CellOptions(attribution: AttributionOptions(method: method, igSteps: igSteps), batchSize: batchSize, topn: [1])
-            try options.validate(source: "options")
+    func run(model modelURL: URL, output outURL: URL, side jsonURL: URL?) throws {
+        let dataURL = try existingPath(data, option: "--data")
+        // Discovery uses no circuit size; [1] only satisfies the check of the shared options.
+        let options = CellOptions(attribution: AttributionOptions(method: method, igSteps: igSteps), batchSize: batchSize, topn: [1])
+        try options.validate(source: "options")
 
-            let buckets = try FrequencyBuckets.forData(at: dataURL)
-            let filter = try CellFilter(type: type, frequency: frequency, buckets: buckets)
-            let records = try CircuitSample.read(dataURL)
-            let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
-            let pairs = try CircuitSample.pairs(records, filter: filter, task: task, encoder: tok, source: dataURL.path)
-            let loaded = try loadCircuitModel(modelURL)
-            let step = loaded.step
-            let runner = CellRunner(loaded)
+        let buckets = try FrequencyBuckets.forData(at: dataURL)
+        let filter = try CellFilter(type: type, frequency: frequency, buckets: buckets)
+        let records = try CircuitSample.read(dataURL)
+        let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
+        let pairs = try CircuitSample.pairs(records, filter: filter, task: task, encoder: tok, source: dataURL.path)
+        let loaded = try loadCircuitModel(modelURL)
+        let step = loaded.step
+        let runner = CellRunner(loaded)
 
-            let progress = ProgressLine()
-            let result = try runner.discover(pairs, options: options) { p in progress.update("discover", done: p.done, total: p.total) }
-            progress.finish()
+        let progress = ProgressLine()
+        let result = try runner.discover(pairs, options: options) { p in progress.update("discover", done: p.done, total: p.total) }
+        progress.finish()
 
-            var table = ScoresTable(edges: runner.edgeLayout, attributes: options.scoreAttributes)
-            try table.addCheckpoint(step: step, path: modelOptions.model)
-            try table.set(ResultCell(checkpoint: step, task: task.rawValue, type: filter.type, frequency: filter.frequency),
-                          scores: result.scores.values, nSamples: result.nSamples, seconds: result.seconds)
-            let provenance = try commandProvenance([
-                ("model", .string(modelURL.path)), ("data", .string(dataURL.path)), ("task", .string(task.rawValue)),
-                ("type", .string(filter.type)), ("frequency", .string(filter.frequency)), ("method", .string(method.rawValue)),
-                ("ig_steps", .int(igSteps)), ("batch_size", .int(batchSize)),
-            ])
-            try table.write(to: outURL, provenance: provenance)
-            if let jsonURL { try Circuit(graph: runner.graph, scores: result.scores).writeJSON(to: jsonURL) }
-            print("wrote \(outURL.path): \(result.nSamples) samples (\(filter), \(buckets.source)), \(method.rawValue), "
-                  + String(format: "%.1f s, %.1f samples/s", result.seconds, Double(result.nSamples) / max(result.seconds, 1e-9)))
-        }
+        var table = ScoresTable(edges: runner.edgeLayout, attributes: options.scoreAttributes)
+        try table.addCheckpoint(step: step, path: modelOptions.model)
+        try table.set(ResultCell(checkpoint: step, task: task.rawValue, type: filter.type, frequency: filter.frequency),
+                      scores: result.scores.values, nSamples: result.nSamples, seconds: result.seconds)
+        let provenance = try commandProvenance([
+            ("model", .string(modelURL.path)), ("data", .string(dataURL.path)), ("task", .string(task.rawValue)),
+            ("type", .string(filter.type)), ("frequency", .string(filter.frequency)), ("method", .string(method.rawValue)),
+            ("ig_steps", .int(igSteps)), ("batch_size", .int(batchSize)),
+        ])
+        try table.write(to: outURL, provenance: provenance)
+        if let jsonURL { try Circuit(graph: runner.graph, scores: result.scores).writeJSON(to: jsonURL) }
+        print("wrote \(outURL.path): \(result.nSamples) samples (\(filter), \(buckets.source)), \(method.rawValue), "
+              + String(format: "%.1f s, %.1f samples/s", result.seconds, Double(result.nSamples) / max(result.seconds, 1e-9)))
     }
 }

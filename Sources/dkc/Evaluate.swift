@@ -4,7 +4,7 @@ import DistCircuits
 import Foundation
 
 /// `dkc evaluate`: the circuits of one scores cell, evaluated and tested (the study's `circuit_eval.py`).
-struct Evaluate: ParsableCommand {
+struct Evaluate: ResultCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate the top-n circuits of one scores cell: faithfulness, size, entropy, and their test on other entities.",
         discussion: """
@@ -34,72 +34,66 @@ struct Evaluate: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Samples per batch (default: the scores' batch size).") var batchSize: Int?
     @Option(name: .customLong("faithfulness-min-denominator"), help: "Faithfulness is NaN when |clean − corrupted| is below this.")
     var faithfulnessMinDenominator = 1e-6
-    @Option(help: "The circuits file to write (NetCDF).") var out: String
-    @Option(help: "Also write per-entity test results (JSON lines).") var predictions: String?
+    @OptionGroup var output: ResultOutputOptions<CircuitsFileKind>
 
-    func run() throws {
-        try runReporting("evaluate") {
-            let sizes = topn.values
-            let modelURL = try modelOptions.folder()
-            let scoresURL = try existingPath(scores, option: "--scores")
-            let dataURL = try existingPath(data, option: "--data")
-            let testURL = try existingPath(testData, option: "--test-data")
-            let outURL = try outputPath(out, option: "--out")
-            let predictionsURL = try predictions.map { try outputPath($0, option: "--predictions") }
+    func run(model modelURL: URL, output outURL: URL, side predictionsURL: URL?) throws {
+        let sizes = topn.values
+        let scoresURL = try existingPath(scores, option: "--scores")
+        let dataURL = try existingPath(data, option: "--data")
+        let testURL = try existingPath(testData, option: "--test-data")
 
-            let loaded = try loadCircuitModel(modelURL)
-            let step = loaded.step
-            let runner = CellRunner(loaded)
-            let table = try ScoresTable.read(from: scoresURL)
-            guard table.edges == runner.edgeLayout else {
-                throw CircuitsError(item: "--scores", problem: "\(scoresURL.path) was computed for another graph than the model's (\(runner.graph.nLayers) layers × \(runner.graph.nHeads) heads)",
-                                    fix: "use scores of this model's architecture")
-            }
-            let (cell, scoreValues) = try pickScoresCell(table, task: task.rawValue, type: type, frequency: frequency, checkpoint: checkpoint,
-                                                         modelStep: step, source: scoresURL.path)
-            let options = CellOptions(attribution: AttributionOptions(), batchSize: batchSize ?? table.attributes.batchSize, topn: sizes)
-            try options.validate(source: "options")
+        let loaded = try loadCircuitModel(modelURL)
+        let step = loaded.step
+        let runner = CellRunner(loaded)
+        let table = try ScoresTable.read(from: scoresURL)
+        guard table.edges == runner.edgeLayout else {
+            throw CircuitsError(item: "--scores", problem: "\(scoresURL.path) was computed for another graph than the model's (\(runner.graph.nLayers) layers × \(runner.graph.nHeads) heads)",
+                                fix: "use scores of this model's architecture")
+        }
+        let (cell, scoreValues) = try pickScoresCell(table, task: task.rawValue, type: type, frequency: frequency, checkpoint: checkpoint,
+                                                     modelStep: step, source: scoresURL.path)
+        let options = CellOptions(attribution: AttributionOptions(), batchSize: batchSize ?? table.attributes.batchSize, topn: sizes)
+        try options.validate(source: "options")
 
-            let buckets = try FrequencyBuckets.forData(at: dataURL)
-            let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: buckets)
-            let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
-            let pairs = try CircuitSample.pairs(try CircuitSample.read(dataURL), filter: filter, task: task, encoder: tok, source: dataURL.path)
-            let testBuckets = try FrequencyBuckets.forData(at: testURL)
-            let targets = TestTarget.all(try TestEntities.read(testURL), buckets: testBuckets)
-            guard !targets.isEmpty else {
-                throw CircuitsError(item: "--test-data", problem: "no entity of \(testURL.path) falls in \(testBuckets.source)", fix: "give the test.jsonl of this data set")
-            }
-            let matrix = ScoreMatrix(nForward: table.edges.nForward, nBackward: table.edges.nBackward,
-                                     values: zip(scoreValues, table.edges.isEdge).map { $1 == 1 ? $0 : 0 })
+        let buckets = try FrequencyBuckets.forData(at: dataURL)
+        let filter = try CellFilter(type: cell.type, frequency: cell.frequency, buckets: buckets)
+        let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
+        let pairs = try CircuitSample.pairs(try CircuitSample.read(dataURL), filter: filter, task: task, encoder: tok, source: dataURL.path)
+        let testBuckets = try FrequencyBuckets.forData(at: testURL)
+        let targets = TestTarget.all(try TestEntities.read(testURL), buckets: testBuckets)
+        guard !targets.isEmpty else {
+            throw CircuitsError(item: "--test-data", problem: "no entity of \(testURL.path) falls in \(testBuckets.source)", fix: "give the test.jsonl of this data set")
+        }
+        let matrix = ScoreMatrix(nForward: table.edges.nForward, nBackward: table.edges.nBackward,
+                                 values: zip(scoreValues, table.edges.isEdge).map { $1 == 1 ? $0 : 0 })
 
-            let progress = ProgressLine()
-            let result = try runner.evaluate(scores: matrix, pairs: pairs, targets: targets, task: task, encoder: tok, options: options,
-                                             keepPredictions: predictionsURL != nil) { p in
-                progress.update(p.phase.rawValue, done: p.done, total: p.total)
-            }
-            progress.finish()
+        let progress = ProgressLine()
+        let result = try runner.evaluate(scores: matrix, pairs: pairs, targets: targets, task: task, encoder: tok, options: options,
+                                         keepPredictions: predictionsURL != nil) { p in
+            progress.update(p.phase.rawValue, done: p.done, total: p.total)
+        }
+        progress.finish()
 
-            var circuits = CircuitsTable(edges: runner.edgeLayout, faithfulnessMinDenominator: faithfulnessMinDenominator)
-            try circuits.addCheckpoint(step: step, path: modelOptions.model)
-            let outCell = ResultCell(checkpoint: step, task: task.rawValue, type: cell.type, frequency: cell.frequency)
-            try circuits.set(outCell, result.cell)
-            var provenance = try commandProvenance([
-                ("model", .string(modelURL.path)), ("scores", .string(scoresURL.path)), ("data", .string(dataURL.path)),
-                ("test_data", .string(testURL.path)), ("task", .string(task.rawValue)), ("type", .string(cell.type)),
-                ("frequency", .string(cell.frequency)), ("scores_checkpoint", .int(Int(cell.checkpoint))),
-                ("topn", .array(sizes.map { .int($0) })), ("batch_size", .int(options.batchSize)),
-                ("faithfulness_min_denominator", .double(faithfulnessMinDenominator)),
-            ])
-            provenance.testSet = DataManifest.testSet(forData: testURL)
-            try circuits.write(to: outURL, provenance: provenance)
-            if let predictionsURL { try writePredictions(result.predictions, task: task, family: loaded.config.family, to: predictionsURL) }
+        var circuits = CircuitsTable(edges: runner.edgeLayout, faithfulnessMinDenominator: faithfulnessMinDenominator)
+        try circuits.addCheckpoint(step: step, path: modelOptions.model)
+        let outCell = ResultCell(checkpoint: step, task: task.rawValue, type: cell.type, frequency: cell.frequency)
+        try circuits.set(outCell, result.cell)
+        var provenance = try commandProvenance([
+            ("model", .string(modelURL.path)), ("scores", .string(scoresURL.path)), ("data", .string(dataURL.path)),
+            ("test_data", .string(testURL.path)), ("task", .string(task.rawValue)), ("type", .string(cell.type)),
+            ("frequency", .string(cell.frequency)), ("scores_checkpoint", .int(Int(cell.checkpoint))),
+            ("topn", .array(sizes.map { .int($0) })), ("batch_size", .int(options.batchSize)),
+            ("faithfulness_min_denominator", .double(faithfulnessMinDenominator)),
+        ])
+        provenance.testSet = DataManifest.testSet(forData: testURL)
+        try circuits.write(to: outURL, provenance: provenance)
+        if let predictionsURL { try writePredictions(result.predictions, task: task, family: loaded.config.family, to: predictionsURL) }
 
-            print("wrote \(outURL.path): \(pairs.count) samples, clean \(fmt(result.cell.cleanBaseline)), corrupted \(fmt(result.cell.corruptedBaseline))")
-            for n in sizes {
-                guard let c = result.cell.circuits[n], let f = circuits.faithfulness(outCell, topn: n) else { continue }
-                let hits = c.targets.sorted { $0.key.description < $1.key.description }.map { "\($0.key.type)/\($0.key.frequency) \(fmt($0.value.hitsAt10))" }
-                print("  top-\(n): \(c.nEdges) edges, \(c.nNodes) nodes, faithfulness \(fmt(f.value)), hits@10 " + (hits.isEmpty ? "(empty circuit)" : hits.joined(separator: ", ")))
-            }
+        print("wrote \(outURL.path): \(pairs.count) samples, clean \(fmt(result.cell.cleanBaseline)), corrupted \(fmt(result.cell.corruptedBaseline))")
+        for n in sizes {
+            guard let c = result.cell.circuits[n], let f = circuits.faithfulness(outCell, topn: n) else { continue }
+            let hits = c.targets.sorted { ($0.key.type, $0.key.frequency) < ($1.key.type, $1.key.frequency) }.map { "\($0.key.type)/\($0.key.frequency) \(fmt($0.value.hitsAt10))" }
+            print("  top-\(n): \(c.nEdges) edges, \(c.nNodes) nodes, faithfulness \(fmt(f.value)), hits@10 " + (hits.isEmpty ? "(empty circuit)" : hits.joined(separator: ", ")))
         }
     }
 

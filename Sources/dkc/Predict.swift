@@ -4,7 +4,7 @@ import DistCircuits
 import Foundation
 
 /// `dkc predict`: what the full model knows about the test entities (the study's `batch_predict.py`).
-struct Predict: ParsableCommand {
+struct Predict: ResultCommand {
     static let configuration = CommandConfiguration(
         abstract: "Full-model knowledge acquisition: greedy answers to every attribute of every test entity (acquisition.nc).",
         discussion: """
@@ -30,51 +30,45 @@ struct Predict: ParsableCommand {
     @Option(name: .customLong("test-data"), help: "Test entities (test.jsonl).") var testData: String
     @Option(name: .customLong("max-new-tokens"), help: "Tokens generated at most per prompt (the study: 15).") var maxNewTokens = 15
     @Option(name: .customLong("batch-size"), help: "Prompts decoded together.") var batchSize = 64
-    @Option(help: "The acquisition file to write (NetCDF).") var out: String
-    @Option(help: "Also write one JSON line per entity and attribute (the study's prediction rows).") var predictions: String?
+    @OptionGroup var output: ResultOutputOptions<AcquisitionFileKind>
 
-    func run() throws {
-        try runReporting("predict") {
-            let modelURL = try modelOptions.folder()
-            let testURL = try existingPath(testData, option: "--test-data")
-            let outURL = try outputPath(out, option: "--out")
-            let predictionsURL = try predictions.map { try outputPath($0, option: "--predictions") }
-            guard batchSize >= 1 else { throw CircuitsError(item: "--batch-size", problem: "is \(batchSize)", fix: "use at least 1") }
-            guard maxNewTokens >= 1 else { throw CircuitsError(item: "--max-new-tokens", problem: "is \(maxNewTokens)", fix: "use at least 1 (the study: 15)") }
+    func run(model modelURL: URL, output outURL: URL, side predictionsURL: URL?) throws {
+        let testURL = try existingPath(testData, option: "--test-data")
+        guard batchSize >= 1 else { throw CircuitsError(item: "--batch-size", problem: "is \(batchSize)", fix: "use at least 1") }
+        guard maxNewTokens >= 1 else { throw CircuitsError(item: "--max-new-tokens", problem: "is \(maxNewTokens)", fix: "use at least 1 (the study: 15)") }
 
-            let entities = try TestEntities.read(testURL)
-            let buckets = try FrequencyBuckets.forData(at: testURL)
-            let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
-            let model = try CircuitModel.load(folder: modelURL)
-            let step = model.step
-            let decoder = KnowledgeAcquisition(circuitModel: model)
+        let entities = try TestEntities.read(testURL)
+        let buckets = try FrequencyBuckets.forData(at: testURL)
+        let tok = try loadCircuitTokenizer(option: modelOptions.tokenizer, model: modelURL)
+        let model = try CircuitModel.load(folder: modelURL)
+        let step = model.step
+        let decoder = KnowledgeAcquisition(circuitModel: model)
 
-            let progress = ProgressLine()
-            let started = Date()
-            let rows = try Acquisition.predict(entities: entities, decoder: decoder, tokenizer: tok,
-                                               options: .init(maxNewTokens: maxNewTokens, batchSize: batchSize)) { done, total in
-                progress.update("predict", done: done, total: total, unit: "prompts")
-            }
-            progress.finish()
-            let seconds = Date().timeIntervalSince(started)
-
-            var table = AcquisitionTable()
-            try table.addCheckpoint(step: step, path: modelOptions.model)
-            table.declare(attributes: Acquisition.attributes.map(\.rawValue))
-            for (cell, result) in Acquisition.summarize(rows, checkpoint: step, buckets: buckets) { try table.set(cell, result) }
-            try table.setTestEntities(Acquisition.testEntityLabels(entities, buckets: buckets))
-            try table.setEntityResults(checkpoint: step, try Acquisition.entityResults(rows, entities: entities))
-            var provenance = try commandProvenance([
-                ("model", .string(modelURL.path)), ("test_data", .string(testURL.path)),
-                ("max_new_tokens", .int(maxNewTokens)), ("batch_size", .int(batchSize)),
-            ])
-            provenance.testSet = DataManifest.testSet(forData: testURL)
-            try table.write(to: outURL, provenance: provenance)
-            if let predictionsURL { try write(rows, to: predictionsURL) }
-            let query = rows.filter(\.queryCorrect).count, exact = rows.filter(\.exactMatch).count
-            print("wrote \(outURL.path): \(rows.count) prompts (\(entities.count) entities × \(Acquisition.attributes.count) attributes), "
-                  + "query accuracy \(query)/\(rows.count), exact match \(exact)/\(rows.count)" + String(format: ", %.1f s", seconds))
+        let progress = ProgressLine()
+        let started = Date()
+        let rows = try Acquisition.predict(entities: entities, decoder: decoder, tokenizer: tok,
+                                           options: .init(maxNewTokens: maxNewTokens, batchSize: batchSize)) { done, total in
+            progress.update("predict", done: done, total: total, unit: "prompts")
         }
+        progress.finish()
+        let seconds = Date().timeIntervalSince(started)
+
+        var table = AcquisitionTable()
+        try table.addCheckpoint(step: step, path: modelOptions.model)
+        table.declare(attributes: Acquisition.attributes.map(\.rawValue))
+        for (cell, result) in Acquisition.summarize(rows, checkpoint: step, buckets: buckets) { try table.set(cell, result) }
+        try table.setTestEntities(Acquisition.testEntityLabels(entities, buckets: buckets))
+        try table.setEntityResults(checkpoint: step, try Acquisition.entityResults(rows, entities: entities))
+        var provenance = try commandProvenance([
+            ("model", .string(modelURL.path)), ("test_data", .string(testURL.path)),
+            ("max_new_tokens", .int(maxNewTokens)), ("batch_size", .int(batchSize)),
+        ])
+        provenance.testSet = DataManifest.testSet(forData: testURL)
+        try table.write(to: outURL, provenance: provenance)
+        if let predictionsURL { try write(rows, to: predictionsURL) }
+        let query = rows.filter(\.queryCorrect).count, exact = rows.filter(\.exactMatch).count
+        print("wrote \(outURL.path): \(rows.count) prompts (\(entities.count) entities × \(Acquisition.attributes.count) attributes), "
+              + "query accuracy \(query)/\(rows.count), exact match \(exact)/\(rows.count)" + String(format: ", %.1f s", seconds))
     }
 
     /// The study's prediction rows (`correct` under its rule, `ground_truth`, `prediction`, `output`, the

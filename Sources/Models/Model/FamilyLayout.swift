@@ -113,7 +113,7 @@ public struct FamilyLayout: Equatable, Sendable {
 }
 
 /// One flat buffer laid out by a `FamilyLayout`: a model's parameters, or its gradients, or an AdamW moment.
-public final class FamilyArena: @unchecked Sendable {
+public final class FamilyArena: ParameterStore, @unchecked Sendable {
     public let layout: FamilyLayout
     public let storage: FloatBuffer
 
@@ -124,15 +124,6 @@ public final class FamilyArena: @unchecked Sendable {
     }
 
     public var config: ModelConfig { layout.config }
-    public var base: UnsafeMutablePointer<Float> { storage.base }
-    public var count: Int { layout.count }
-    public func pointer(_ t: ParameterLayout.Tensor) -> UnsafeMutablePointer<Float> { storage.base + t.offset }
-    public func buffer(_ t: ParameterLayout.Tensor) -> UnsafeMutableBufferPointer<Float> {
-        UnsafeMutableBufferPointer(start: storage.base + t.offset, count: t.count)
-    }
-    /// A copy of tensor `name`; nil when the layout has no such tensor.
-    public func values(_ name: String) -> [Float]? { layout.tensor(named: name).map { Array(buffer($0)) } }
-    public func zero() { storage.zero() }
 
     /// Fills the parameters as `LlamaForCausalLM(config)` / `PhiForCausalLM(config)` initialise them (not the same
     /// random numbers): matrices ~ N(0, initializer_range²), biases 0, norm weights 1. Deterministic in `seed`.

@@ -18,17 +18,10 @@ import Numerics
 /// (`attention_dropout`, both families), Phi's token embeddings (`embd_pdrop`) and its attention and MLP
 /// outputs before they join the residual (`resid_pdrop`); masks are hashed, not stored (`Dropout`).
 /// docs/model-families.md describes the conventions and the parity numbers.
-public final class FamilyModel: @unchecked Sendable {
+/// Parameters, gradients, threads and `lastLabelCount` come from `ModelParameters`.
+public final class FamilyModel: ModelParameters<FamilyArena>, @unchecked Sendable {
     public let config: ModelConfig
-    public let params: FamilyArena
-    /// Gradients, laid out like `params`; accumulated by `backward()`.
-    public private(set) lazy var grads = FamilyArena(layout: params.layout)
-    public var threads: Int
     public let rotary: RotaryTable
-
-    /// Number of labels the last `forwardLoss` averaged over.
-    public var lastLabelCount: Int { pass.labelCount }
-    private var pass = LossPass()
     private var dropout: DropoutPlan? { pass.dropout }
 
     // Activations for the current (B, T).
@@ -50,16 +43,14 @@ public final class FamilyModel: @unchecked Sendable {
     private var dBranch: UnsafeMutablePointer<Float>!   // (N, C): a dropped residual branch, forward and backward
     private var tokens: [Int32] = [], targets: [Int32] = [], lengths: [Int32] = [], losses: [Double] = []
 
-    public init(params: FamilyArena, threads: Int = max(1, BLAS.threads)) {
+    public override init(params: FamilyArena, threads: Int = max(1, BLAS.threads)) {
         precondition(params.config.family != .gpt2, "GPT-2 runs as GPT2")
         config = params.config
-        self.params = params
-        self.threads = max(1, threads)
-        rotary = RotaryTable(rotaryDim: config.rotaryDim, base: config.ropeTheta, positions: config.maxPositions)
+        rotary = RotaryTable(rotaryDim: params.config.rotaryDim, base: params.config.ropeTheta, positions: params.config.maxPositions)
+        super.init(params: params, threads: threads)
     }
 
     public var layout: FamilyLayout { params.layout }
-    public func zeroGradients() { grads.zero() }
 
     /// The (B·T, V) logits buffer of the last call: the logits after `forward`, exp(logit − row max) after
     /// `forwardLoss` (the same argmax per row). Valid until the next call.
@@ -115,19 +106,7 @@ public final class FamilyModel: @unchecked Sendable {
     // MARK: - Forward
 
     private func prepare(tokens ids: [Int], B: Int, T: Int, lengths lens: [Int]?) throws {
-        guard B >= 1, T >= 1 else { throw ModelError("batch size \(B) and sequence length \(T) must be positive") }
-        guard T <= config.maxPositions else {
-            throw ModelError("sequence length \(T) exceeds the model's max_position_embeddings \(config.maxPositions)")
-        }
-        guard ids.count == B * T else { throw ModelError("\(ids.count) token ids for batch \(B) × \(T) = \(B * T)") }
-        if let lens {
-            guard lens.count == B else { throw ModelError("lengths: \(lens.count) values for batch size \(B)") }
-            for (b, L) in lens.enumerated() where L < 1 || L > T { throw ModelError("lengths[\(b)] = \(L) is outside 1...\(T)") }
-        }
-        let V = config.vocabSize
-        for (n, id) in ids.enumerated() where id < 0 || id >= V {
-            throw ModelError("token id \(id) at row \(n / T), position \(n % T) is outside the vocabulary 0..<\(V)")
-        }
+        try checkBatch(ids, B: B, T: T, lengths: lens, positions: config.maxPositions, positionsKey: "max_position_embeddings", vocabSize: config.vocabSize)
         try reshape(B: B, T: T)
         for (n, id) in ids.enumerated() { tokens[n] = Int32(id) }
         for b in 0..<B { lengths[b] = Int32(lens?[b] ?? T) }

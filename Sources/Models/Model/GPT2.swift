@@ -27,30 +27,21 @@ public struct ModelError: UserFacingError {
 /// tokens; padded keys are masked, padded positions produce outputs nobody should read); positions are
 /// 0 ..< T for every row. Returned buffers point into the activation arena and are valid until the next call.
 /// Threads: kernels split rows over `threads` workers; OpenBLAS uses its own setting (`BLAS.setThreads`).
-public final class GPT2: @unchecked Sendable {
+///
+/// The parameters (HF layout; replace their values with `HFCheckpoint.load(folder:into:)`), gradients, threads and
+/// `lastLabelCount` (per-row losses are in `acts.losses`) come from `ModelParameters`.
+public final class GPT2: ModelParameters<ParameterArena>, @unchecked Sendable {
     public let config: GPT2Config
-    /// The parameters (HF layout). Replace their values with `HFCheckpoint.load(folder:into:)`.
-    public let params: ParameterArena
-    /// Gradients, same layout as `params`; allocated on first use, accumulated by `backward()`.
-    public private(set) lazy var grads = ParameterArena(layout: params.layout)
     /// Every intermediate value of the last forward pass.
     public let acts: GPT2Activations
-    /// Workers for the non-GEMM kernels.
-    public var threads: Int
     /// When set, accumulates the wall time of every kernel (names like "fwd.matmul", "bwd.attention").
     public var phaseTimer: PhaseTimer?
-
-    /// Number of labels the last `forwardLoss` averaged over (per-row losses are in `acts.losses`).
-    public var lastLabelCount: Int { pass.labelCount }
-
-    private var pass = LossPass()
     private var dropout: DropoutPlan? { pass.dropout }
 
-    public init(params: ParameterArena, threads: Int = max(1, BLAS.threads)) {
-        self.config = params.config
-        self.params = params
-        self.acts = GPT2Activations(config: params.config)
-        self.threads = max(1, threads)
+    public override init(params: ParameterArena, threads: Int = max(1, BLAS.threads)) {
+        config = params.config
+        acts = GPT2Activations(config: params.config)
+        super.init(params: params, threads: threads)
     }
 
     /// A randomly initialised model (see `ParameterArena.initializeGPT2`).
@@ -61,9 +52,6 @@ public final class GPT2: @unchecked Sendable {
     }
 
     public var layout: ParameterLayout { params.layout }
-
-    /// Sets every gradient to 0.
-    public func zeroGradients() { grads.zero() }
 
     // MARK: - Public forward entry points
 
@@ -233,25 +221,9 @@ public final class GPT2: @unchecked Sendable {
 
     /// Validates the inputs and copies them into the activation arena (Int32 ids, lengths).
     private func prepare(tokens: [Int], B: Int, T: Int, lengths: [Int]?, fullLogits: Bool) throws {
-        guard B >= 1, T >= 1 else { throw ModelError("batch size \(B) and sequence length \(T) must be positive") }
-        guard T <= config.nPositions else {
-            throw ModelError("sequence length \(T) exceeds the model's n_positions \(config.nPositions)")
-        }
-        guard tokens.count == B * T else { throw ModelError("\(tokens.count) token ids for batch \(B) × \(T) = \(B * T)") }
-        if let lengths {
-            guard lengths.count == B else { throw ModelError("lengths: \(lengths.count) values for batch size \(B)") }
-            for (b, L) in lengths.enumerated() where L < 1 || L > T {
-                throw ModelError("lengths[\(b)] = \(L) is outside 1...\(T)")
-            }
-        }
+        try checkBatch(tokens, B: B, T: T, lengths: lengths, positions: config.nPositions, positionsKey: "n_positions", vocabSize: config.vocabSize)
         acts.reshape(B: B, T: T, fullLogits: fullLogits, threads: threads)
-        let V = config.vocabSize
-        for (n, id) in tokens.enumerated() {
-            guard id >= 0 && id < V else {
-                throw ModelError("token id \(id) at row \(n / T), position \(n % T) is outside the vocabulary 0..<\(V)")
-            }
-            acts.tokens[n] = Int32(id)
-        }
+        for (n, id) in tokens.enumerated() { acts.tokens[n] = Int32(id) }
         for b in 0..<B { acts.lengths[b] = Int32(lengths?[b] ?? T) }
     }
 

@@ -5,7 +5,7 @@ import Numerics
 /// gradients, or an AdamW moment (all share `ParameterLayout`). Loading checkpoint after checkpoint copies
 /// into the same arena; the buffer is allocated once and never moves, so pointers from `views` stay valid
 /// for the arena's lifetime.
-public final class ParameterArena: @unchecked Sendable {
+public final class ParameterArena: ParameterStore, @unchecked Sendable {
     public let layout: ParameterLayout
     public let storage: FloatBuffer
     /// Named pointers into `storage`.
@@ -21,25 +21,6 @@ public final class ParameterArena: @unchecked Sendable {
     public convenience init(config: GPT2Config) { self.init(layout: ParameterLayout(config: config)) }
 
     public var config: GPT2Config { layout.config }
-    public var base: UnsafeMutablePointer<Float> { storage.base }
-    public var count: Int { layout.count }
-    public var buffer: UnsafeMutableBufferPointer<Float> { storage.buffer }
-
-    /// Start of tensor `t` inside this arena.
-    public func pointer(_ t: ParameterLayout.Tensor) -> UnsafeMutablePointer<Float> { storage.base + t.offset }
-
-    /// The elements of tensor `t` as a buffer.
-    public func buffer(_ t: ParameterLayout.Tensor) -> UnsafeMutableBufferPointer<Float> {
-        UnsafeMutableBufferPointer(start: storage.base + t.offset, count: t.count)
-    }
-
-    /// A copy of tensor `name` (HF name, prefix optional); nil when the layout has no such tensor.
-    public func values(_ name: String) -> [Float]? {
-        guard let t = layout.tensor(named: name) else { return nil }
-        return Array(buffer(t))
-    }
-
-    public func zero() { storage.zero() }
 
     /// Copies every float of `other`, which must have the same layout.
     public func copy(from other: ParameterArena) {

@@ -33,14 +33,7 @@ extension CircuitsTable {
     }
 
     /// The source cell's circuits on one model.
-    public struct Transplant: Equatable, Sendable {
-        @NaNEqual public var cleanBaseline: Double
-        @NaNEqual public var corruptedBaseline: Double
-        public var circuits: [Int: TransplantCircuit]
-        public init(cleanBaseline: Double, corruptedBaseline: Double, circuits: [Int: TransplantCircuit] = [:]) {
-            self.cleanBaseline = cleanBaseline; self.corruptedBaseline = corruptedBaseline; self.circuits = circuits
-        }
-    }
+    public typealias Transplant = Evaluated<TransplantCircuit>
 
     /// Adds source checkpoints that have no transplant yet (so the file has its final shape early).
     public mutating func declare(transplantSources: [Int64]) { self.transplantSources.formUnion(transplantSources) }

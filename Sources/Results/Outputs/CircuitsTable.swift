@@ -17,11 +17,10 @@ import Circuits
 public struct CircuitsTable: MergeableTable, ResultGridTable, Equatable, Sendable {
     public static let tableName = "circuit"
     /// Target type × target frequency of a circuit test.
-    public struct Target: Hashable, Sendable, CustomStringConvertible {
+    public struct Target: Hashable, Sendable {
         public var type: String
         public var frequency: String
         public init(type: String, frequency: String) { self.type = type; self.frequency = frequency }
-        public var description: String { "target_type=\(type) target_frequency=\(frequency)" }
     }
 
     /// A circuit tested on other entities, every edge outside it zero-ablated.
@@ -63,18 +62,22 @@ public struct CircuitsTable: MergeableTable, ResultGridTable, Equatable, Sendabl
         }
     }
 
-    /// One source cell.
-    public struct Cell: Equatable, Sendable {
+    /// A cell's circuits on one model with the model's two baselines: `Cell` (the cell's own circuits, `Circuit`)
+    /// and `Transplant` (a source checkpoint's circuits on another model, `TransplantCircuit`).
+    public struct Evaluated<Result: Equatable & Sendable>: Equatable, Sendable {
         /// Mean logit difference on the clean and on the corrupted prompts.
         @NaNEqual public var cleanBaseline: Double
         @NaNEqual public var corruptedBaseline: Double
         /// Circuits by top-n.
-        public var circuits: [Int: Circuit]
+        public var circuits: [Int: Result]
 
-        public init(cleanBaseline: Double, corruptedBaseline: Double, circuits: [Int: Circuit] = [:]) {
+        public init(cleanBaseline: Double, corruptedBaseline: Double, circuits: [Int: Result] = [:]) {
             self.cleanBaseline = cleanBaseline; self.corruptedBaseline = corruptedBaseline; self.circuits = circuits
         }
     }
+
+    /// One source cell.
+    public typealias Cell = Evaluated<Circuit>
 
     public let edges: EdgeLayout
     /// Faithfulness is NaN when |clean − corrupted| is below this (the `faithfulness` attribute
