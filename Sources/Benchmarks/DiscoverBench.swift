@@ -149,7 +149,9 @@ public enum DiscoverBench {
     ///   (its gradient does not depend on the logits and touches two columns of W_U);
     /// - the score contraction: 2·B·T·C per (forward row, backward column) pair of the dense per-layer blocks.
     ///
-    /// EAP: 2 recorded forwards + 1 backward. EAP-IG: 2 recorded forwards + m × (forward + backward).
+    /// EAP: 2 recorded forwards + 1 backward. EAP-IG: 2 recorded forwards + m × (forward + backward); with the logit
+    /// difference the last step's forward is the clean run (`EdgeAttribution`), so 1 recorded forward + the last
+    /// step's per-head outputs + m × (forward + backward).
     /// clean-corrupted: 2 recorded + 1 forward + 2 backwards. EAP-IG-activations: 2 recorded + (1 + 2L)·m ×
     /// (forward + backward), an upper bound (a replaced group's own backward is skipped).
     /// This counts dkc's work, not the study's: TransformerLens also computes full logits at every position.
@@ -169,7 +171,9 @@ public enum DiscoverBench {
         let m = Double(options.igSteps)
         switch options.method {
         case .eap: return 2 * recorded + 2 * unembed + backward + contraction
-        case .eapIG: return 2 * recorded + unembed + m * (plain + unembed + backward) + contraction
+        case .eapIG:
+            if options.metric.kind == .logitDifference { return recorded + perHead + m * (plain + backward) + contraction }
+            return 2 * recorded + unembed + m * (plain + unembed + backward) + contraction
         case .cleanCorrupted: return 2 * recorded + unembed + plain + unembed + 2 * backward + contraction
         case .eapIGActivations: return 2 * recorded + unembed + (1 + 2 * L) * m * (plain + unembed + backward) + contraction
         }

@@ -57,18 +57,21 @@ final class DiscoverBenchTests: XCTestCase {
         let c = GPT2Config(nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 8, vocabSize: 50)
         let eap = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: AttributionOptions(method: .eap))
         XCTAssertEqual(eap, 126_144)
-        // Each integration step adds one forward (36864 + 1152) and one backward (36864 + 2304).
+        // Each integration step adds one forward (36864 + 1152) and one backward (36864 + 2304); with the logit
+        // difference the last step's run is the clean run, recorded: one recorded forward and the per-head outputs
+        // (3072) of that step.
         let plainForward = 36864.0 + 1152, backward = 36864.0 + 2304
         for m in 1...5 {
             let ig = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: AttributionOptions(method: .eapIG, igSteps: m))
-            XCTAssertEqual(ig, 2 * (36864 + 3072 + 1152) + Double(m) * (plainForward + backward) + 4800, "m = \(m)")
+            XCTAssertEqual(ig, (36864 + 3072 + 1152) + 3072 + Double(m) * (plainForward + backward) + 4800, "m = \(m)")
         }
-        // A metric that reads the logits adds 2·B·C·V per unembedding: the clean run, and each step's forward and backward.
+        // A metric that reads the logits runs the clean forward of its own (36864 + 1152, its per-head outputs already
+        // counted) and adds 2·B·C·V per unembedding: the clean run, and each step's forward and backward.
         var probability = AttributionOptions(method: .eapIG, igSteps: 2)
         probability.metric = AttributionMetric(kind: .probabilityDifference)
         let withLogits = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: probability)
         let without = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: AttributionOptions(method: .eapIG, igSteps: 2))
-        XCTAssertEqual(withLogits - without, 5 * 2 * 2 * 16 * 50)
+        XCTAssertEqual(withLogits - without, plainForward + 5 * 2 * 2 * 16 * 50)
     }
 
     /// The families by hand: 1 layer, 2 heads of 4, C 8, d_mlp 16, B 2, T 3 (N 6), EAP, logit difference.

@@ -160,7 +160,7 @@ public final class EdgeAttribution: @unchecked Sendable {
         let nF = graph.nForward, nB = graph.nBackward
         if deltaBuffer.count < nF * BTC { deltaBuffer = FloatBuffer(count: nF * BTC) }
         if gradBuffer.count < nB * BTC { gradBuffer = FloatBuffer(count: nB * BTC) }
-        let extra = options.method == .eapIGActivations ? 2 * nF * BTC : (options.method == .eapIG ? (1 + stepsPerPass(BTC)) * BTC : 0)
+        let extra = options.method == .eapIGActivations ? 2 * nF * BTC : (options.method == .eapIG ? (2 + stepsPerPass(BTC)) * BTC : 0)
         if extraBuffer.count < extra { extraBuffer = FloatBuffer(count: extra) }
     }
 
@@ -246,29 +246,40 @@ public final class EdgeAttribution: @unchecked Sendable {
     }
 
     /// EAP-IG: the token embedding interpolated from corrupted to clean, steps k = 1 … m, up to
-    /// `stepsPerPass` of them stacked in one pass, their gradients summed in step order.
+    /// `stepsPerPass` of them stacked in one pass, their gradients summed in step order. The last step's input is
+    /// the clean embedding (up to rounding), so when the metric needs no clean logits (the logit difference) the
+    /// clean run is not made separately: the last step's run is recorded as the clean one, and the input node's
+    /// Δ is the exact embedding difference.
     private func eapIG(_ p: Pass) {
         let batch = p.batch, B = batch.batch, V = model.vocabSize, BTC = p.BTC, delta = p.delta
         let k = stepsPerPass(BTC)
-        let corruptedEmb = extraBuffer.base, steps = extraBuffer.base + BTC   // (k, B, T, C)
+        let corruptedEmb = extraBuffer.base, inputDelta = extraBuffer.base + BTC, steps = extraBuffer.base + 2 * BTC   // (k, B, T, C)
+        let fused = !logitsNeeded
         model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
         corruptedEmb.update(from: delta, count: BTC)
-        keepReference(model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: logitsNeeded), p)
+        if fused {
+            model.tokenEmbedding(batch, clean: true, into: inputDelta)
+            for i in 0..<BTC { inputDelta[i] = corruptedEmb[i] - inputDelta[i] }
+        } else {
+            keepReference(model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: true), p)
+            inputDelta.update(from: delta, count: BTC)
+        }
         if dLogits.count < k * B * V { dLogits = [Float](repeating: 0, count: k * B * V) }
         // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted).
         let m = options.igSteps, metric = options.batchMetric
         var first = 1
         while first <= m {
-            let n = min(k, m - first + 1)
+            let n = min(k, m - first + 1), last = first + n - 1 == m
             for c in 0..<n {
                 let alpha = Float(Double(first + c) / Double(m))
                 let step = steps + c * BTC
                 for i in 0..<BTC {
-                    let x = corruptedEmb[i], cleanPrime = x - delta[i]
+                    let x = corruptedEmb[i], cleanPrime = x - inputDelta[i]
                     step[i] = x + alpha * (cleanPrime - x)
                 }
             }
-            model.forward(batch.repeated(n), clean: true, replace: [0: UnsafePointer(steps)], computeLogits: logitsNeeded)
+            model.forward(batch.repeated(n), clean: true, record: fused && last ? delta : nil, recordMode: .subtractLastCopy(of: n),
+                          replace: [0: UnsafePointer(steps)], computeLogits: logitsNeeded)
             referenceLogits.withUnsafeBufferPointer { ref in
                 dLogits.withUnsafeMutableBufferPointer { d in
                     for c in 0..<n {
@@ -280,6 +291,8 @@ public final class EdgeAttribution: @unchecked Sendable {
             }
             first += n
         }
+        // The input node's Δ: the embeddings' difference itself (the last step recorded its rebuilt input).
+        if fused { delta.update(from: inputDelta, count: BTC) }
     }
 
     /// Clean-corrupted: gradients on the clean run and on the corrupted run, both against the clean logits.

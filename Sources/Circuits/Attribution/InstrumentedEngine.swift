@@ -134,11 +134,13 @@ public class InstrumentedEngine: @unchecked Sendable {
     final func record(_ f: Int, _ out: UnsafePointer<Float>, into record: UnsafeMutablePointer<Float>?, mode: InstrumentedGPT2.RecordMode,
                       count: Int) {
         guard let record else { return }
-        let dst = record + f * count
         switch mode {
-        case .set: dst.update(from: out, count: count)
-        case .subtract: for i in 0..<count { dst[i] -= out[i] }
-        case .negate: for i in 0..<count { dst[i] = -out[i] }
+        case .set: (record + f * count).update(from: out, count: count)
+        case .subtract: let dst = record + f * count; for i in 0..<count { dst[i] -= out[i] }
+        case .negate: let dst = record + f * count; for i in 0..<count { dst[i] = -out[i] }
+        case .subtractLastCopy(let copies):
+            let per = count / copies, dst = record + f * per, src = out + (copies - 1) * per
+            for i in 0..<per { dst[i] -= src[i] }
         }
     }
 
@@ -188,15 +190,18 @@ public class InstrumentedEngine: @unchecked Sendable {
             Matmul.sgemm(false, transposed, M: BT, N: C, K: C, alpha: 1, A: z, lda: C, B: wo, ldb: C, beta: 1, C: attnOut, ldc: C)
         }
         guard recordBuffer != nil || anyReplaced else { return }
+        // Each head's own output is formed only for the rows that are recorded (all of them when a head is replaced).
+        let rows = anyReplaced ? 0..<BT : mode.recordedRows(BT)
+        let rowMode = rows.count == BT ? mode : .subtract
         for h in 0..<H {
             let f = graph.headForward(layer: l, head: h)
             if let r = replace[f] {
                 head.update(from: r, count: BTC)
             } else {
-                Matmul.sgemm(false, transposed, M: BT, N: C, K: dh, alpha: 1, A: z + h * dh, lda: C,
+                Matmul.sgemm(false, transposed, M: rows.count, N: C, K: dh, alpha: 1, A: z + rows.lowerBound * C + h * dh, lda: C,
                              B: wo + (transposed ? h * dh : h * dh * C), ldb: C, beta: 0, C: head, ldc: C)
             }
-            record(f, head, into: recordBuffer, mode: mode, count: BTC)
+            record(f, head, into: recordBuffer, mode: rowMode, count: rows.count * C)
             if anyReplaced { for i in 0..<BTC { attnOut[i] += head[i] } }
         }
     }

@@ -113,6 +113,11 @@ public final class InstrumentedFamily: InstrumentedEngine, InstrumentedModel, @u
         }
     }
 
+    public func tokenEmbedding(_ batch: PromptBatch, clean: Bool, into out: UnsafeMutablePointer<Float>) {
+        let tokens = clean ? batch.cleanTokens : batch.corruptedTokens!, embed = parameters.base + layout.embed
+        for row in 0..<(batch.batch * batch.seqLen) { (out + row * C).update(from: embed + Int(tokens[row]) * C, count: C) }
+    }
+
     @discardableResult
     public func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: InstrumentedGPT2.RecordMode,
                     replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?, computeLogits: Bool) -> UnsafeMutablePointer<Float> {
@@ -127,7 +132,7 @@ public final class InstrumentedFamily: InstrumentedEngine, InstrumentedModel, @u
         if let r = replace[0] {
             x0.update(from: r, count: BTC)
         } else {
-            for row in 0..<BT { (x0 + row * C).update(from: p + lay.embed + Int(tokens[row]) * C, count: C) }
+            tokenEmbedding(batch, clean: clean, into: x0)
         }
         recordOutput(0, x0)
 

@@ -47,7 +47,18 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
 
     /// How `forward` writes node outputs into a record buffer `[nForward, B·T·C]`: copied (`set`), subtracted from
     /// what is there (`subtract`), or negated (`negate`: what `subtract` gives on a zeroed buffer, without zeroing it).
-    public enum RecordMode: Sendable { case set, subtract, negate }
+    /// How node outputs reach the record buffer: copied, subtracted, negated; or, for a batch of `copies` stacked
+    /// copies (`PromptBatch.repeated`), only the last copy subtracted (EAP-IG's last integration step, whose run is
+    /// the clean run).
+    public enum RecordMode: Sendable, Equatable {
+        case set, subtract, negate, subtractLastCopy(of: Int)
+
+        /// The rows of a batch of `rows` rows whose outputs this mode records: all, or the last copy's.
+        func recordedRows(_ rows: Int) -> Range<Int> {
+            guard case .subtractLastCopy(let copies) = self else { return 0..<rows }
+            return (rows - rows / copies)..<rows
+        }
+    }
 
     /// Patching of downstream inputs for circuit evaluation: with `differences` = the record buffer of this
     /// same run in `.subtract` mode (it holds corrupted − current) or `.negate` mode (0 − current, zero ablation), each
@@ -111,7 +122,7 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
         if let r = replace[0] {
             emb.update(from: r, count: BTC)
         } else {
-            for row in 0..<BT { (emb + row * C).update(from: p.wte + Int(tokens[row]) * C, count: C) }
+            tokenEmbedding(batch, clean: clean, into: emb)
         }
         recordOutput(0, emb)
         for row in 0..<BT {

@@ -21,6 +21,10 @@ public protocol InstrumentedModel: AnyObject, Sendable {
     func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: InstrumentedGPT2.RecordMode,
              replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?, computeLogits: Bool) -> UnsafeMutablePointer<Float>
 
+    /// The input node's output for `batch` (`hook_embed`: the token embeddings of the clean or corrupted tokens,
+    /// `(B, T, C)`), as a forward pass computes it first.
+    func tokenEmbedding(_ batch: PromptBatch, clean: Bool, into out: UnsafeMutablePointer<Float>)
+
     /// Given ∂metric/∂logits `(B, V)` of the last unpatched forward, adds ∂metric/∂(input of column b) to
     /// `grads + b·B/copies·T·C` for every column of the graph (`InstrumentedGPT2.backward`).
     func backward(dLogits: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, copies: Int)
@@ -43,6 +47,10 @@ extension InstrumentedModel {
 }
 
 extension InstrumentedGPT2: InstrumentedModel {
+    public func tokenEmbedding(_ batch: PromptBatch, clean: Bool, into out: UnsafeMutablePointer<Float>) {
+        let tokens = clean ? batch.cleanTokens : batch.corruptedTokens!, wte = parameters.views.wte
+        for row in 0..<(batch.batch * batch.seqLen) { (out + row * C).update(from: wte + Int(tokens[row]) * C, count: C) }
+    }
 
     @discardableResult
     public func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: RecordMode,
