@@ -253,8 +253,10 @@ public final class EdgeAttribution: @unchecked Sendable {
     private func eapIG(_ p: Pass) {
         let batch = p.batch, B = batch.batch, V = model.vocabSize, BTC = p.BTC, delta = p.delta
         let k = stepsPerPass(BTC)
-        let corruptedEmb = extraBuffer.base, inputDelta = extraBuffer.base + BTC, steps = extraBuffer.base + 2 * BTC   // (k, B, T, C)
         let fused = !logitsNeeded
+        // Δ of the input node: its rows of `delta` after the clean run, or (fused) a buffer of its own until the end.
+        let corruptedEmb = extraBuffer.base, inputDelta = fused ? extraBuffer.base + BTC : delta
+        let steps = extraBuffer.base + 2 * BTC   // (k, B, T, C)
         model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
         corruptedEmb.update(from: delta, count: BTC)
         if fused {
@@ -262,7 +264,6 @@ public final class EdgeAttribution: @unchecked Sendable {
             for i in 0..<BTC { inputDelta[i] = corruptedEmb[i] - inputDelta[i] }
         } else {
             keepReference(model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: true), p)
-            inputDelta.update(from: delta, count: BTC)
         }
         if dLogits.count < k * B * V { dLogits = [Float](repeating: 0, count: k * B * V) }
         // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted).

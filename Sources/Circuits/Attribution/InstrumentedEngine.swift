@@ -134,13 +134,11 @@ public class InstrumentedEngine: @unchecked Sendable {
     final func record(_ f: Int, _ out: UnsafePointer<Float>, into record: UnsafeMutablePointer<Float>?, mode: InstrumentedGPT2.RecordMode,
                       count: Int) {
         guard let record else { return }
+        let kept = mode.recordedRows(count), n = kept.count, dst = record + f * n, src = out + kept.lowerBound
         switch mode {
-        case .set: (record + f * count).update(from: out, count: count)
-        case .subtract: let dst = record + f * count; for i in 0..<count { dst[i] -= out[i] }
-        case .negate: let dst = record + f * count; for i in 0..<count { dst[i] = -out[i] }
-        case .subtractLastCopy(let copies):
-            let per = count / copies, dst = record + f * per, src = out + (copies - 1) * per
-            for i in 0..<per { dst[i] -= src[i] }
+        case .set: dst.update(from: src, count: n)
+        case .subtract, .subtractLastCopy: for i in 0..<n { dst[i] -= src[i] }
+        case .negate: for i in 0..<n { dst[i] = -src[i] }
         }
     }
 

@@ -123,7 +123,6 @@ public final class InstrumentedFamily: InstrumentedEngine, InstrumentedModel, @u
                     replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?, computeLogits: Bool) -> UnsafeMutablePointer<Float> {
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
         beginForward(batch, maxPositions: config.maxPositions, record: record, recordMode: recordMode, replace: replace, patch: patch)
-        let tokens = clean ? batch.cleanTokens : batch.corruptedTokens!
         let p = parameters.base, lay = layout, g = graph
         func recordOutput(_ f: Int, _ out: UnsafePointer<Float>) { self.record(f, out, into: record, mode: recordMode, count: BTC) }
 

@@ -46,14 +46,13 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
     }
 
     /// How `forward` writes node outputs into a record buffer `[nForward, B·T·C]`: copied (`set`), subtracted from
-    /// what is there (`subtract`), or negated (`negate`: what `subtract` gives on a zeroed buffer, without zeroing it).
-    /// How node outputs reach the record buffer: copied, subtracted, negated; or, for a batch of `copies` stacked
-    /// copies (`PromptBatch.repeated`), only the last copy subtracted (EAP-IG's last integration step, whose run is
-    /// the clean run).
+    /// what is there (`subtract`), or negated (`negate`: what `subtract` gives on a zeroed buffer, without zeroing it);
+    /// or, for a batch of `copies` stacked copies (`PromptBatch.repeated`), only the last copy subtracted into a
+    /// buffer of one copy (`subtractLastCopy`: EAP-IG's last integration step, whose run is the clean run).
     public enum RecordMode: Sendable, Equatable {
         case set, subtract, negate, subtractLastCopy(of: Int)
 
-        /// The rows of a batch of `rows` rows whose outputs this mode records: all, or the last copy's.
+        /// Which of `rows` rows (or floats) this mode records: all, or the last copy's.
         func recordedRows(_ rows: Int) -> Range<Int> {
             guard case .subtractLastCopy(let copies) = self else { return 0..<rows }
             return (rows - rows / copies)..<rows
@@ -112,7 +111,6 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
                         computeLogits: Bool = true) -> UnsafeMutablePointer<Float> {
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
         beginForward(batch, maxPositions: config.nPositions, record: record, recordMode: recordMode, replace: replace, patch: patch)
-        let tokens = clean ? batch.cleanTokens : batch.corruptedTokens!
         let p = parameters.views, g = graph
         func recordOutput(_ f: Int, _ out: UnsafePointer<Float>) { self.record(f, out, into: record, mode: recordMode, count: BTC) }
 

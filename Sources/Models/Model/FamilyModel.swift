@@ -22,7 +22,6 @@ import Numerics
 public final class FamilyModel: ModelParameters<FamilyArena>, @unchecked Sendable {
     public let config: ModelConfig
     public let rotary: RotaryTable
-    private var dropout: DropoutPlan? { pass.dropout }
 
     // Activations for the current (B, T).
     private var B = 0, T = 0, capacityThreads = 0

@@ -36,7 +36,6 @@ public final class GPT2: ModelParameters<ParameterArena>, @unchecked Sendable {
     public let acts: GPT2Activations
     /// When set, accumulates the wall time of every kernel (names like "fwd.matmul", "bwd.attention").
     public var phaseTimer: PhaseTimer?
-    private var dropout: DropoutPlan? { pass.dropout }
 
     public override init(params: ParameterArena, threads: Int = max(1, BLAS.threads)) {
         config = params.config

@@ -46,6 +46,8 @@ public class ModelParameters<Store: ParameterStore>: @unchecked Sendable {
     /// Workers for the non-GEMM kernels; OpenBLAS keeps its own setting (`BLAS.setThreads`).
     public var threads: Int
     var pass = LossPass()
+    /// The dropout of the last `forwardLoss` (nil: none), for `backward` to regenerate its masks.
+    var dropout: DropoutPlan? { pass.dropout }
 
     init(params: Store, threads: Int) {
         self.params = params

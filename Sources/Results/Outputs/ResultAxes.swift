@@ -216,8 +216,7 @@ public struct EdgeLayout: Equatable, Sendable {
 /// NaN-aware equality used by the tables: two values are the same if they are equal or both NaN,
 /// which is what a reader of the file sees. A record's scalar fields carry it as `@NaNEqual`, so the
 /// record's `==` is synthesized; arrays compare with `sameValues`.
-@inline(__always) func sameValue(_ a: Double, _ b: Double) -> Bool { a == b || (a.isNaN && b.isNaN) }
-@inline(__always) func sameValue(_ a: Float, _ b: Float) -> Bool { a == b || (a.isNaN && b.isNaN) }
+@inline(__always) func sameValue<F: BinaryFloatingPoint>(_ a: F, _ b: F) -> Bool { a == b || (a.isNaN && b.isNaN) }
 
 func sameValues(_ a: [Float], _ b: [Float]) -> Bool {
     guard a.count == b.count else { return false }
@@ -235,5 +234,5 @@ func sameValues(_ a: [Float], _ b: [Float]) -> Bool {
 public struct NaNEqual<Value: BinaryFloatingPoint & Sendable>: Equatable, Sendable {
     public var wrappedValue: Value
     public init(wrappedValue: Value) { self.wrappedValue = wrappedValue }
-    public static func == (a: NaNEqual, b: NaNEqual) -> Bool { a.wrappedValue == b.wrappedValue || (a.wrappedValue.isNaN && b.wrappedValue.isNaN) }
+    public static func == (a: NaNEqual, b: NaNEqual) -> Bool { sameValue(a.wrappedValue, b.wrappedValue) }
 }
