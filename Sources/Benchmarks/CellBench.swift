@@ -123,20 +123,20 @@ public enum CellBench {
         return recordedFlops(c, B: B, T: T) + 2 * rows * BTC + 2 * Double(g.nForward * B * c.nEmbd)
     }
 
-    /// FLOPs per phase of a cell as `CellRunner` runs it: attribution (`DiscoverBench.flops` per batch), selection
-    /// (none counted), baselines (a recorded corrupted and a plain clean forward per batch), faithfulness (a patched
-    /// forward per batch and non-empty circuit), tests (a patched forward per test batch, prompts sorted by length,
-    /// and non-empty circuit).
+    /// FLOPs per phase of a cell as `CellRunner` runs it, every phase in length-ordered batches: attribution
+    /// (`DiscoverBench.flops` per batch), selection (none counted), baselines (a recorded corrupted and a plain clean
+    /// forward per batch), faithfulness (a patched forward per batch and non-empty circuit), tests (a patched forward
+    /// per test batch and non-empty circuit).
     public static func flops(config c: GPT2Config, pairs: [PromptPair], testPrompts: [[Int]], options: CellOptions,
                              circuits: Int) -> [String: Double] {
-        let shapes = DiscoverBench.batchShapes(pairs, batchSize: options.batchSize)
-        let lengths = testPrompts.map(\.count).sorted()
-        let testShapes = stride(from: 0, to: lengths.count, by: options.batchSize).map { start in
-            (batch: min(options.batchSize, lengths.count - start), seqLen: 1 + lengths[min(start + options.batchSize, lengths.count) - 1])
-        }
+        let lengths = pairs.map(\.clean.count)
+        let attributionShapes = DiscoverBench.batchShapes(lengths: lengths, batchSize: options.batchSize,
+                                                          weightedByBatch: options.attribution.normalisation == .study)
+        let shapes = DiscoverBench.batchShapes(lengths: lengths, batchSize: options.batchSize, weightedByBatch: false)
+        let testShapes = DiscoverBench.batchShapes(lengths: testPrompts.map(\.count), batchSize: options.batchSize, weightedByBatch: false)
         let n = Double(circuits)
         return [
-            "attribution": shapes.reduce(0) { $0 + DiscoverBench.flops(config: c, batch: $1.batch, seqLen: $1.seqLen, options: options.attribution) },
+            "attribution": attributionShapes.reduce(0) { $0 + DiscoverBench.flops(config: c, batch: $1.batch, seqLen: $1.seqLen, options: options.attribution) },
             "selection": 0,
             "baselines": shapes.reduce(0) { $0 + recordedFlops(c, B: $1.batch, T: $1.seqLen) + forwardFlops(c, B: $1.batch, T: $1.seqLen) },
             "faithfulness": n * shapes.reduce(0) { $0 + patchedFlops(c, B: $1.batch, T: $1.seqLen) },
@@ -195,7 +195,7 @@ public enum CellBench {
         let testPrompts = targets.flatMap { $0.entities.map { encoder.encode(CircuitTask.city.prompt(subject: $0.fullName)) } }
         let flops = flops(config: config, pairs: pairs, testPrompts: testPrompts, options: options, circuits: options.topn.count)
         let phases = CellRunner.phases.map { CellBenchPhase(name: $0, seconds: median.phases[$0] ?? 0, flops: flops[$0] ?? 0) }
-        let seqLen = max(DiscoverBench.batchShapes(pairs, batchSize: options.batchSize).map(\.seqLen).max()!,
+        let seqLen = max(1 + pairs.map(\.clean.count).max()!,
                          1 + (testPrompts.map(\.count).max() ?? 0))
         return CellBenchResult(config: name, options: options, samples: pairs.count, testPrompts: testPrompts.count,
                                targets: targets.count, seqLen: seqLen, threads: threads, cellSeconds: seconds, cpuSeconds: median.cpu,

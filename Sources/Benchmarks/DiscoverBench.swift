@@ -184,14 +184,12 @@ public enum DiscoverBench {
         flops(model: ModelConfig(gpt2: c), batch: B, seqLen: T, options: options)
     }
 
-    /// The batch shapes (B, T) `EdgeAttribution.scores` forms from `pairs`: consecutive batches of `batchSize`,
-    /// the last shorter, each padded to 1 + its longest prompt.
-    public static func batchShapes(_ pairs: [PromptPair], batchSize: Int) -> [(batch: Int, seqLen: Int)] {
+    /// The batch shapes (B, T) dkc runs prompts of token counts `lengths` in (`PromptBatch.lengthOrderedBatches`;
+    /// `weightedByBatch` for attribution with the study's normalisation), each padded to BOS + its longest prompt.
+    public static func batchShapes(lengths: [Int], batchSize: Int, weightedByBatch: Bool) -> [(batch: Int, seqLen: Int)] {
         precondition(batchSize >= 1)
-        return stride(from: 0, to: pairs.count, by: batchSize).map { start in
-            let slice = pairs[start..<min(start + batchSize, pairs.count)]
-            return (slice.count, 1 + slice.map(\.clean.count).max()!)
-        }
+        let batches = (try? PromptBatch.lengthOrderedBatches(lengths: lengths, batchSize: batchSize, weightedByBatch: weightedByBatch)) ?? []
+        return batches.map { ($0.count, 1 + $0.map { lengths[$0] }.max()!) }
     }
 
     // MARK: Run
@@ -211,7 +209,7 @@ public enum DiscoverBench {
         BLAS.setThreads(threads)
         let initialRoof = roof ?? ModelBench.sgemmRoof(threads: threads, progress: progress)
         let probeBuffers = (FloatBuffer(count: 1024 * 1024), FloatBuffer(count: 1024 * 1024), FloatBuffer(count: 1024 * 1024))
-        let shapes = batchShapes(pairs, batchSize: batchSize)
+        let shapes = batchShapes(lengths: pairs.map(\.clean.count), batchSize: batchSize, weightedByBatch: options.normalisation == .study)
         let flopsPerCall = shapes.reduce(0.0) { $0 + flops(model: config, batch: $1.batch, seqLen: $1.seqLen, options: options) }
 
         let perMeasurement = ProcessMemory.resetPeak()

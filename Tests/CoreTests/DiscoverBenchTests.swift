@@ -128,7 +128,7 @@ final class DiscoverBenchTests: XCTestCase {
         XCTAssertEqual(r.minSamplesPerS, r.samplesPerS)
         XCTAssertEqual(r.maxSamplesPerS, r.samplesPerS)
         // Two batches, of 4 and 1 prompts, each padded to its own longest prompt.
-        let shapes = DiscoverBench.batchShapes(pairs, batchSize: 4)
+        let shapes = DiscoverBench.batchShapes(lengths: pairs.map(\.clean.count), batchSize: 4, weightedByBatch: true)
         XCTAssertEqual(shapes.map(\.batch), [4, 1])
         XCTAssertEqual(shapes[1].seqLen, 1 + pairs[4].clean.count)
         let flops = shapes.reduce(0.0) { $0 + DiscoverBench.flops(config: .tiny, batch: $1.batch, seqLen: $1.seqLen, options: options) }

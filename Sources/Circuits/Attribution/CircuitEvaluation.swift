@@ -168,13 +168,11 @@ extension CircuitEvaluator {
     public func evaluate(_ circuit: Circuit, pairs: [PromptPair], batchSize: Int, topN: Int? = nil) throws -> CircuitEvalResult {
         var c = circuit
         c.pruneDeadNodes()
-        var clean: [Float] = [], corrupted: [Float] = [], perf: [Float] = []
-        try PromptBatch.forEachBatch(pairs.count, batchSize) { range in
-            let batch = try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound)
-            let base = baselines(batch)
-            clean += base.clean
-            corrupted += base.corrupted
-            perf += circuitPerformance(c, batch)
+        let n = pairs.count
+        var clean = [Float](repeating: 0, count: n), corrupted = clean, perf = clean
+        try model.forEachLengthOrderedBatch(of: pairs, batchSize: batchSize, weightedByBatch: false) { indices, batch in
+            let base = baselines(batch), patched = circuitPerformance(c, batch)
+            for (k, i) in indices.enumerated() { (clean[i], corrupted[i], perf[i]) = (base.clean[k], base.corrupted[k], patched[k]) }
         }
         return CircuitEvalResult(topN: topN, cleanBaseline: Self.mean(clean), corruptedBaseline: Self.mean(corrupted),
                                  circuitPerformance: Self.mean(perf), perSampleClean: clean, perSampleCorrupted: corrupted,

@@ -351,20 +351,25 @@ public final class EdgeAttribution: @unchecked Sendable {
         }
     }
 
-    /// Scores of `pairs` in consecutive batches of `batchSize` (the last one shorter), as the study's
-    /// DataLoader batches them.
+    /// Scores of `pairs` in batches of `batchSize`: the scores of the study's consecutive batches (the last one
+    /// shorter), computed in batches of prompts of similar length (`accumulate(pairs:batchSize:)`).
     public static func scores(model: any InstrumentedModel, pairs: [PromptPair], batchSize: Int,
                               options: AttributionOptions = AttributionOptions()) throws -> ScoreMatrix {
-        guard batchSize >= 1 else { throw AttributionError(item: "batch size", problem: "is \(batchSize)", fix: "use at least 1") }
-        guard !pairs.isEmpty else { throw AttributionError(item: "attribution data", problem: "has no samples", fix: "check the task, type and frequency filters") }
         let engine = try EdgeAttribution(model: model, options: options)
-        var start = 0
-        while start < pairs.count {
-            let end = min(start + batchSize, pairs.count)
-            let batch = try model.promptBatch(pairs: Array(pairs[start..<end]), firstIndex: start)
-            engine.accumulate(batch)
-            start = end
-        }
+        try engine.accumulate(pairs: pairs, batchSize: batchSize)
         return engine.scores()
+    }
+
+    /// Adds `pairs` in batches of `batchSize` as the study's DataLoader forms them (consecutive, the last one
+    /// shorter), run in the length-ordered batches of `PromptBatch.lengthOrderedBatches`: the same scores up to
+    /// float summation order, with fewer padded rows. `progress` gets the samples done after each batch.
+    public func accumulate(pairs: [PromptPair], batchSize: Int, progress: ((Int) -> Void)? = nil) throws {
+        guard !pairs.isEmpty else { throw AttributionError(item: "attribution data", problem: "has no samples", fix: "check the task, type and frequency filters") }
+        var done = 0
+        try model.forEachLengthOrderedBatch(of: pairs, batchSize: batchSize, weightedByBatch: options.normalisation == .study) { indices, batch in
+            accumulate(batch)
+            done += indices.count
+            progress?(done)
+        }
     }
 }

@@ -68,9 +68,9 @@ public final class InstrumentedFamily: InstrumentedEngine, InstrumentedModel, @u
         }
     }
 
-    public func promptBatch(pairs: [PromptPair], firstIndex: Int) throws -> PromptBatch {
+    public func promptBatch(pairs: [PromptPair], numbers: [Int]) throws -> PromptBatch {
         try PromptBatch(pairs: pairs, vocabSize: V, maxPositions: config.maxPositions, bos: config.bosTokenId,
-                        pad: config.eosTokenId, firstIndex: firstIndex)
+                        pad: config.eosTokenId, numbers: numbers)
     }
 
     public func promptBatch(prompts: [[Int]], labels: [Int], firstIndex: Int) throws -> PromptBatch {

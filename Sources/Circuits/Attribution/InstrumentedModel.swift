@@ -29,8 +29,9 @@ public protocol InstrumentedModel: AnyObject, Sendable {
     /// `grads + b·B/copies·T·C` for every column of the graph (`InstrumentedGPT2.backward`).
     func backward(dLogits: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, copies: Int)
 
-    /// A batch of attribution pairs with this model's BOS, pad, vocabulary and positions.
-    func promptBatch(pairs: [PromptPair], firstIndex: Int) throws -> PromptBatch
+    /// A batch of attribution pairs with this model's BOS, pad, vocabulary and positions; `numbers[i]` is the
+    /// index of `pairs[i]` in the whole data set (for error messages).
+    func promptBatch(pairs: [PromptPair], numbers: [Int]) throws -> PromptBatch
     /// A batch of clean prompts (circuit tests) with this model's BOS, pad, vocabulary and positions.
     func promptBatch(prompts: [[Int]], labels: [Int], firstIndex: Int) throws -> PromptBatch
 }
@@ -43,6 +44,20 @@ extension InstrumentedModel {
                         replace: [Int: UnsafePointer<Float>] = [:], patch: InstrumentedGPT2.Patch? = nil,
                         computeLogits: Bool = true) -> UnsafeMutablePointer<Float> {
         run(batch, clean: clean, record: record, recordMode: recordMode, replace: replace, patch: patch, computeLogits: computeLogits)
+    }
+
+    /// `promptBatch(pairs:numbers:)` for samples numbered from `firstIndex`.
+    public func promptBatch(pairs: [PromptPair], firstIndex: Int) throws -> PromptBatch {
+        try promptBatch(pairs: pairs, numbers: Array(firstIndex..<firstIndex + pairs.count))
+    }
+
+    /// Runs `body` on each batch of `pairs` as `PromptBatch.lengthOrderedBatches` groups them, with the indices
+    /// (into `pairs`) of its samples.
+    public func forEachLengthOrderedBatch(of pairs: [PromptPair], batchSize: Int, weightedByBatch: Bool,
+                                          _ body: (_ indices: [Int], PromptBatch) throws -> Void) throws {
+        let batches = try PromptBatch.lengthOrderedBatches(lengths: pairs.map(\.clean.count), batchSize: batchSize,
+                                                           weightedByBatch: weightedByBatch)
+        for indices in batches { try body(indices, try promptBatch(pairs: indices.map { pairs[$0] }, numbers: indices)) }
     }
 }
 
@@ -58,8 +73,8 @@ extension InstrumentedGPT2: InstrumentedModel {
         forward(batch, clean: clean, record: record, recordMode: recordMode, replace: replace, patch: patch, computeLogits: computeLogits)
     }
 
-    public func promptBatch(pairs: [PromptPair], firstIndex: Int) throws -> PromptBatch {
-        try PromptBatch(pairs: pairs, config: config, firstIndex: firstIndex)
+    public func promptBatch(pairs: [PromptPair], numbers: [Int]) throws -> PromptBatch {
+        try PromptBatch(pairs: pairs, config: config, numbers: numbers)
     }
 
     public func promptBatch(prompts: [[Int]], labels: [Int], firstIndex: Int) throws -> PromptBatch {

@@ -156,9 +156,8 @@ public final class CellRunner: @unchecked Sendable {
             attribution = engine
         }
         try timed("attribution") {
-            try PromptBatch.forEachBatch(pairs.count, options.batchSize) { range in
-                engine.accumulate(try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound))
-                progress?(CellProgress(phase: .discover, done: range.upperBound, total: pairs.count))
+            try engine.accumulate(pairs: pairs, batchSize: options.batchSize) { done in
+                progress?(CellProgress(phase: .discover, done: done, total: pairs.count))
             }
         }
         // The attribution buffers (the largest of a cell) are not held while the cell is evaluated.
@@ -240,19 +239,21 @@ public final class CellRunner: @unchecked Sendable {
     /// of a batch is made once, with the baselines, and shared by every circuit). Per-sample values.
     private func faithfulnessRuns(circuits: [Circuit], pairs: [PromptPair], options: CellOptions,
                                   progress: ((CellProgress) -> Void)?) throws -> ([Float], [Float], [[Float]]) {
-        var clean: [Float] = [], corrupted: [Float] = []
-        var performance = [[Float]](repeating: [], count: circuits.count)
-        try PromptBatch.forEachBatch(pairs.count, options.batchSize) { range in
-            let batch = try model.promptBatch(pairs: Array(pairs[range]), firstIndex: range.lowerBound)
+        let n = pairs.count
+        var clean = [Float](repeating: 0, count: n), corrupted = [Float](repeating: 0, count: n)
+        var performance = [[Float]](repeating: [Float](repeating: 0, count: n), count: circuits.count)
+        var done = 0
+        try model.forEachLengthOrderedBatch(of: pairs, batchSize: options.batchSize, weightedByBatch: false) { indices, batch in
             let base = timed("baselines") { evaluator.baselinesKeepingCorruptedRun(batch) }
-            clean += base.clean
-            corrupted += base.corrupted
+            for (k, i) in indices.enumerated() { (clean[i], corrupted[i]) = (base.clean[k], base.corrupted[k]) }
             timed("faithfulness") {
-                for (i, c) in circuits.enumerated() {
-                    performance[i] += evaluator.keptRunPerformance(c, batch, more: i + 1 < circuits.count)
+                for (j, c) in circuits.enumerated() {
+                    let values = evaluator.keptRunPerformance(c, batch, more: j + 1 < circuits.count)
+                    for (k, i) in indices.enumerated() { performance[j][i] = values[k] }
                 }
             }
-            progress?(CellProgress(phase: .evaluate, done: range.upperBound, total: pairs.count))
+            done += indices.count
+            progress?(CellProgress(phase: .evaluate, done: done, total: n))
         }
         return (clean, corrupted, performance)
     }
