@@ -33,9 +33,10 @@ struct BenchDiscover: ParsableCommand {
         configuration per process then.
 
         The study's figures (EAP-IG 5 steps, tiny 10.4 / 10.0 samples/s at batch 16 / 64, GPT-2 small 0.67 / 0.36; \
-        EAP tiny 51 / 44, GPT-2 small 3.0 / 1.1) and dkc's targets (EAP-IG ≥ 3×: tiny ≥ 31, GPT-2 small ≥ 2.0 at \
-        batch 16 and ≥ 1.1 at batch 64; peak ≤ 4 GB for GPT-2 small at batch 64) are compared when the run is like \
-        the study's: 64 prompts, 2 threads, 5 steps.
+        EAP tiny 51 / 44, GPT-2 small 3.0 / 1.1, recorded on a 2-core Zen 3) and dkc's targets (EAP-IG ≥ 10× the study \
+        on tiny, ≥ 8× on GPT-2 small at batch 16; peak ≤ 4 GB for GPT-2 small at batch 64) are compared when the run is \
+        like the study's: 64 prompts, 2 threads, 5 steps. The targets are ratios to the study's code run beside dkc on \
+        the same machine (docs/performance.md says how); against the recorded figures they are indicative.
         """
     )
 

@@ -28,7 +28,7 @@ public class InstrumentedEngine: @unchecked Sendable {
     final var mlpPre = FloatBuffer(count: 0)      // (L, BT, F)    the MLP's first projection (blocks.ℓ.mlp.hook_pre)
     final var scratchC = FloatBuffer(count: 0)    // (4, BT, C)    norm / z / head or MLP output / attention output
     final var scratchF = FloatBuffer(count: 0)    // (BT, F)
-    final var statScratch = FloatBuffer(count: 0) // (2, BT)       norm stats of rebuilt inputs
+    final var statScratch = FloatBuffer(count: 0) // (2, 2, BT)    norm stats of rebuilt inputs (one pair per side: forEachRebuiltColumn)
     final var patchInputs = FloatBuffer(count: 0) // (3H, BT, C)   rebuilt head inputs (patched runs)
     final var lnfIn = FloatBuffer(count: 0)       // (B, C)        final residual at the read-out rows
     final var lnfOut = FloatBuffer(count: 0)      // (B, C)
@@ -83,7 +83,7 @@ public class InstrumentedEngine: @unchecked Sendable {
         mlpPre = FloatBuffer(count: L * nBT * F)
         scratchC = FloatBuffer(count: 4 * nBT * C)
         scratchF = FloatBuffer(count: nBT * F)
-        statScratch = FloatBuffer(count: 2 * nBT)
+        statScratch = FloatBuffer(count: 4 * nBT)
         patchInputs = FloatBuffer(count: 0)
         lnfIn = FloatBuffer(count: nB * C)
         lnfOut = FloatBuffer(count: nB * C)
@@ -171,6 +171,24 @@ public class InstrumentedEngine: @unchecked Sendable {
             for i in 0..<count { u[i] += x[i] }
         }
         return columns
+    }
+
+    /// Runs `body(column, norm, stats, threads)` for each of `columns` (rebuilt head inputs, `rebuildHeadInputs`):
+    /// `norm` is a (BT, C) buffer for the column's normalised input, `stats` 2 · `capacity` floats for its
+    /// statistics, `threads` the thread count its kernels use. On two threads (OpenBLAS at two) the columns run in two
+    /// halves side by side with one thread each (`Matmul.pair`): one column's norm and narrow (BT, C)·(C, d_head)
+    /// product are too small to split well over two cores. The second half's norm buffer is the `z` slot of
+    /// `scratchC`, free until the layer's attention runs. Each column's result does not depend on the split.
+    final func forEachRebuiltColumn(_ columns: [Int],
+                                    _ body: (_ column: Int, _ norm: UnsafeMutablePointer<Float>, _ stats: UnsafeMutablePointer<Float>, _ threads: Int) -> Void) {
+        let norms = (scratchC.base, scratchC.base + capacity * C), stats = (statScratch.base, statScratch.base + 2 * capacity)
+        guard threads == 2, BLAS.threads == 2, columns.count > 1 else {
+            for c in columns { body(c, norms.0, stats.0, threads) }
+            return
+        }
+        let half = (columns.count + 1) / 2
+        Matmul.pair(threads: threads, { for c in columns[..<half] { body(c, norms.0, stats.0, 1) } },
+                    { for c in columns[half...] { body(c, norms.1, stats.1, 1) } })
     }
 
     /// Layer ℓ's attention output into `attnOut (BT, C)`: b_O' plus z·W_O in one product, unless a head's output is

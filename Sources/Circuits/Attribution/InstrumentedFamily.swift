@@ -87,7 +87,8 @@ public final class InstrumentedFamily: InstrumentedEngine, InstrumentedModel, @u
     /// The norm in front of attention (`first`) or the MLP: RMSNorm (Llama; `mean` untouched) or LayerNorm (Phi,
     /// whose MLP reuses the attention LayerNorm's weights).
     func norm(first: Bool, layer l: Int, out: UnsafeMutablePointer<Float>, stats: UnsafeMutablePointer<Float>, statStride: Int,
-              inp: UnsafePointer<Float>, N: Int) {
+              inp: UnsafePointer<Float>, N: Int, threads: Int? = nil) {
+        let threads = threads ?? self.threads
         let p = parameters.base, w = layout.blocks[l]
         if llama {
             RMSNorm.forward(out: out, rstd: stats + statStride, inp: inp, weight: p + (first ? w.norm1 : w.norm2!), N: N, C: C, eps: eps, threads: threads)
@@ -162,11 +163,11 @@ public final class InstrumentedFamily: InstrumentedEngine, InstrumentedModel, @u
                 // (inputs without absent edges are left alone, so a circuit holding every edge is the clean run).
                 if let patch, patch.rebuildHeads[l] {
                     let U = patchInputs.base
-                    for c in rebuildHeadInputs(layer: l, x: x, patch: patch, record: record!, count: BTC) {
+                    forEachRebuiltColumn(rebuildHeadInputs(layer: l, x: x, patch: patch, record: record!, count: BTC)) { c, out, stats, threads in
                         let j = QKV(rawValue: c / H)!, h = c % H
-                        norm(first: true, layer: l, out: ln, stats: statScratch.base, statStride: capacity, inp: U + c * BTC, N: BT)
+                        norm(first: true, layer: l, out: out, stats: stats, statStride: capacity, inp: U + c * BTC, N: BT, threads: threads)
                         let (weight, bias) = projection(j, head: h, layer: l)
-                        Linear.forward(y: q + j.rawValue * C + h * dh, ldy: 3 * C, x: ln, ldx: C, weight: weight, bias: bias,
+                        Linear.forward(y: q + j.rawValue * C + h * dh, ldy: 3 * C, x: out, ldx: C, weight: weight, bias: bias,
                                        N: BT, IC: C, OC: dh, threads: threads)
                     }
                 }

@@ -156,16 +156,16 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
                 // edge reproduces the clean run bit for bit.
                 if let patch, patch.rebuildHeads[l] {
                     let U = patchInputs.base
-                    for c in rebuildHeadInputs(layer: l, x: x, patch: patch, record: record!, count: BTC) {
+                    forEachRebuiltColumn(rebuildHeadInputs(layer: l, x: x, patch: patch, record: record!, count: BTC)) { c, norm, stats, threads in
                         let j = c / H, h = c % H
-                        LayerNorm.forward(out: ln, mean: statScratch.base, rstd: statScratch.base + capacity, inp: U + c * BTC,
+                        LayerNorm.forward(out: norm, mean: stats, rstd: stats + capacity, inp: U + c * BTC,
                                           weight: w.ln1Weight, bias: w.ln1Bias, N: BT, C: C, eps: eps, threads: threads)
                         let col = j * C + h * dh
                         for row in 0..<BT {
                             let dst = q + row * 3 * C + col
                             if j < 2 { dst.update(from: w.attnBias + col, count: dh) } else { dst.update(repeating: 0, count: dh) }
                         }
-                        Matmul.sgemm(false, false, M: BT, N: dh, K: C, alpha: 1, A: ln, lda: C, B: w.attnWeight + col, ldb: 3 * C,
+                        Matmul.sgemm(false, false, M: BT, N: dh, K: C, alpha: 1, A: norm, lda: C, B: w.attnWeight + col, ldb: 3 * C,
                                      beta: 1, C: q + col, ldc: 3 * C)
                     }
                 }
