@@ -2,7 +2,7 @@ import Foundation
 import Core
 
 /// One attribution benchmark: `EdgeAttribution.scores` over a set of prompt pairs on a randomly initialised
-/// model (GPT-2, Llama or Phi), timed per call (all prompts, in consecutive batches).
+/// model (GPT-2, Llama or Phi), timed per call (all prompts, in the length-ordered batches of `PromptBatch.lengthOrderedBatches`).
 public struct DiscoverBenchResult: Sendable {
     public let config: String
     public let method: AttributionMethod

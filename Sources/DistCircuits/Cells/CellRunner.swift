@@ -141,7 +141,7 @@ public final class CellRunner: @unchecked Sendable {
     /// The edge layout of every result file of this model.
     public var edgeLayout: EdgeLayout { graph.edgeLayout }
 
-    /// Attribution scores of `pairs` in consecutive batches of `options.batchSize`.
+    /// Attribution scores of `pairs` in batches of `options.batchSize` (the study's scores, run in length-ordered batches).
     public func discover(_ pairs: [PromptPair], options: CellOptions, progress: ((CellProgress) -> Void)? = nil) throws -> CellDiscovery {
         guard !pairs.isEmpty else {
             throw CircuitsError(item: "attribution data", problem: "has no samples", fix: "check the task, type and frequency filters")
