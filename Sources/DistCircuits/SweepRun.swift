@@ -124,7 +124,8 @@ final class SweepCoordinator {
         // Idle waits grow from 0.25 ms to 2 ms while nothing happens: a finished local item wakes the wait at
         // once; a request from another rank waits at most 2 ms. Every wait costs one MPI_Iprobe (microseconds),
         // while a rank kept waiting idles its core: with items of a second, 20 ms cost 1–2 % of the sweep.
-        var idle = 0.00025
+        let shortestWait = 0.00025, longestWait = 0.002
+        var idle = shortestWait
         while !(inFlight.isEmpty && remote.isEmpty) {
             if let signal = StopRequest.shared.signalName { stop(signal) }
             var progressed = try collectLocal()
@@ -140,10 +141,10 @@ final class SweepCoordinator {
                 report(.wrote(seconds: store.writeSeconds))
             }
             if progressed {
-                idle = 0.00025
+                idle = shortestWait
             } else {
                 local.wait(timeout: idle)
-                idle = min(2 * idle, 0.002)
+                idle = min(2 * idle, longestWait)
             }
         }
         try store.write()

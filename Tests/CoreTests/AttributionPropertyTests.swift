@@ -288,7 +288,7 @@ final class AttributionInputTests: XCTestCase {
         let t = try PromptBatch(prompts: [[5, 99], [5, 6, 7]], labels: [1, 1], vocabSize: 100, maxPositions: 10, bos: 99, pad: 99)
         XCTAssertEqual(t.lengths, [2, 4])
         XCTAssertThrowsError(try PromptBatch(pairs: [PromptPair(clean: [5, 6], corrupted: [5], cleanLabel: 1, corruptedLabel: 2)],
-                                             vocabSize: 100, maxPositions: 10, bos: 99, pad: 99, firstIndex: 7)) { e in
+                                             vocabSize: 100, maxPositions: 10, bos: 99, pad: 99, numbers: [7])) { e in
             XCTAssertTrue("\(e)".contains("sample 7"), "\(e)")
         }
         XCTAssertThrowsError(try PromptBatch(prompts: [[500]], labels: [1], vocabSize: 100, maxPositions: 10, bos: 99, pad: 99))

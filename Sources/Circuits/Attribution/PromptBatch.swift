@@ -49,21 +49,20 @@ public struct PromptBatch: Sendable {
     public let corruptedLabels: [Int]
 
     /// `bos` is prepended; `pad` fills the tail (both 50256 for GPT-2). `vocabSize` bounds every id.
-    /// `firstIndex` numbers the samples in error messages (the index of `pairs[0]` in the whole data set).
-    /// `numbers[i]` (default `firstIndex + i`) is the index of `pairs[i]` in the whole data set, named in error
-    /// messages.
+    /// `numbers[i]` (default i) is the index of `pairs[i]` in the whole data set, named in error messages.
     public init(pairs: [PromptPair], vocabSize: Int, maxPositions: Int, bos: Int = 50256, pad: Int = 50256,
-                firstIndex: Int = 0, numbers: [Int]? = nil) throws {
+                numbers: [Int]? = nil) throws {
         try self.init(clean: pairs.map(\.clean), corrupted: pairs.map(\.corrupted),
                       cleanLabels: pairs.map(\.cleanLabel), corruptedLabels: pairs.map(\.corruptedLabel),
-                      vocabSize: vocabSize, maxPositions: maxPositions, bos: bos, pad: pad, number: { numbers?[$0] ?? firstIndex + $0 })
+                      vocabSize: vocabSize, maxPositions: maxPositions, bos: bos, pad: pad, number: { numbers?[$0] ?? $0 })
     }
 
     /// Clean prompts only (circuit tests, predictions): `labels` is the token whose probability is read.
+    /// `firstIndex` numbers the prompts in error messages (the index of `prompts[0]` in the whole list).
     public init(prompts: [[Int]], labels: [Int], vocabSize: Int, maxPositions: Int, bos: Int = 50256, pad: Int = 50256,
-                firstIndex: Int = 0, numbers: [Int]? = nil) throws {
+                firstIndex: Int = 0) throws {
         try self.init(clean: prompts, corrupted: nil, cleanLabels: labels, corruptedLabels: labels,
-                      vocabSize: vocabSize, maxPositions: maxPositions, bos: bos, pad: pad, number: { numbers?[$0] ?? firstIndex + $0 })
+                      vocabSize: vocabSize, maxPositions: maxPositions, bos: bos, pad: pad, number: { firstIndex + $0 })
     }
 
     private init(clean: [[Int]], corrupted: [[Int]]?, cleanLabels: [Int], corruptedLabels: [Int],
@@ -124,15 +123,15 @@ public struct PromptBatch: Sendable {
 
     /// A batch for a model with `config`: BOS its `bos_token_id`, pad its `eos_token_id` (GPT-2: both 50256),
     /// ids checked against its vocabulary and positions.
-    public init(pairs: [PromptPair], config: GPT2Config, firstIndex: Int = 0, numbers: [Int]? = nil) throws {
+    public init(pairs: [PromptPair], config: GPT2Config, numbers: [Int]? = nil) throws {
         try self.init(pairs: pairs, vocabSize: config.vocabSize, maxPositions: config.nPositions,
-                      bos: config.bosTokenId, pad: config.eosTokenId, firstIndex: firstIndex, numbers: numbers)
+                      bos: config.bosTokenId, pad: config.eosTokenId, numbers: numbers)
     }
 
     /// Clean prompts only, for a model with `config`.
-    public init(prompts: [[Int]], labels: [Int], config: GPT2Config, firstIndex: Int = 0, numbers: [Int]? = nil) throws {
+    public init(prompts: [[Int]], labels: [Int], config: GPT2Config, firstIndex: Int = 0) throws {
         try self.init(prompts: prompts, labels: labels, vocabSize: config.vocabSize, maxPositions: config.nPositions,
-                      bos: config.bosTokenId, pad: config.eosTokenId, firstIndex: firstIndex, numbers: numbers)
+                      bos: config.bosTokenId, pad: config.eosTokenId, firstIndex: firstIndex)
     }
 
     /// The batch stacked `copies` times (sample c·B + b is a copy of sample b), for running several
