@@ -39,6 +39,7 @@ struct DKC: ParsableCommand {
     /// standard error, then the usage. Help, version and the errors a command reported itself pass through.
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
+        BLAS.applyIdleSpin()
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

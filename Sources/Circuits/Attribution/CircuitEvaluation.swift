@@ -19,6 +19,8 @@ public final class CircuitEvaluator: @unchecked Sendable {
     private enum KeptRun { case none, fresh, copied }
     private var kept = KeptRun.none
     private var keptCorrupted: [Float] = []
+    /// How often the record buffer was (re)allocated.
+    package private(set) var recordGrowths = 0
 
     public init(model: any InstrumentedModel) { self.model = model }
 
@@ -31,8 +33,17 @@ public final class CircuitEvaluator: @unchecked Sendable {
 
     private func recordBuffer(_ batch: PromptBatch) -> UnsafeMutablePointer<Float> {
         let n = graph.nForward * batch.batch * batch.seqLen * model.dModel
-        if record.count < n { record = FloatBuffer(count: n) }
+        if record.count < n { record = FloatBuffer(count: n); recordGrowths += 1 }
         return record.base
+    }
+
+    /// Sizes the record buffer and the model's activations once for all of `batches` (run shortest first, they
+    /// would otherwise be reallocated and refilled whenever a batch is longer than the last).
+    public func reserve(for batches: [PromptBatch]) {
+        guard let rows = batches.map({ $0.batch * $0.seqLen }).max() else { return }
+        let n = graph.nForward * rows * model.dModel
+        if record.count < n { record = FloatBuffer(count: n); recordGrowths += 1 }
+        model.reserve(batches.map { ($0.batch, $0.seqLen) })
     }
 
     /// Per-sample logit difference of logits `(B, V)` at the read-out positions.
@@ -73,7 +84,8 @@ public final class CircuitEvaluator: @unchecked Sendable {
         if kept == .copied {
             rec.update(from: keptCopy.base, count: n)
         } else if more {
-            if keptCopy.count < n { keptCopy = FloatBuffer(count: n) }
+            // As large as the record buffer, so it too is allocated once for the batches `reserve` sized.
+            if keptCopy.count < n { keptCopy = FloatBuffer(count: max(n, record.count)) }
             keptCopy.base.update(from: rec, count: n)
         }
         let logits = model.forward(batch, clean: true, record: rec, recordMode: .subtract, patch: .init(circuit: circuit))
@@ -170,7 +182,7 @@ extension CircuitEvaluator {
         c.pruneDeadNodes()
         let n = pairs.count
         var clean = [Float](repeating: 0, count: n), corrupted = clean, perf = clean
-        try model.forEachLengthOrderedBatch(of: pairs, batchSize: batchSize, weightedByBatch: false) { indices, batch in
+        try model.forEachLengthOrderedBatch(of: pairs, batchSize: batchSize, weightedByBatch: false, reserving: reserve(for:)) { indices, batch in
             let base = baselines(batch), patched = circuitPerformance(c, batch)
             for (k, i) in indices.enumerated() { (clean[i], corrupted[i], perf[i]) = (base.clean[k], base.corrupted[k], patched[k]) }
         }
@@ -190,11 +202,16 @@ extension CircuitEvaluator {
             throw AttributionError(item: "circuit test", problem: "the circuit is empty after pruning (logits has no kept parent edge)",
                                    fix: "choose a larger top-n")
         }
-        var out: [(probability: Double, rank: Int)] = []
+        var batches: [(PromptBatch, Int)] = []
         try PromptBatch.forEachBatch(prompts.count, batchSize) { range in
-            let batch = try model.promptBatch(prompts: Array(prompts[range]), labels: Array(labels[range]), firstIndex: range.lowerBound)
+            batches.append((try model.promptBatch(prompts: Array(prompts[range]), labels: Array(labels[range]), firstIndex: range.lowerBound),
+                            range.upperBound))
+        }
+        reserve(for: batches.map(\.0))
+        var out: [(probability: Double, rank: Int)] = []
+        for (batch, done) in batches {
             out += labelProbabilityAndRank(zeroAblatedLogits(c, batch), batch)
-            progress?(range.upperBound)
+            progress?(done)
         }
         return out
     }

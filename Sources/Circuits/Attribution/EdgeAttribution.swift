@@ -99,6 +99,8 @@ public final class EdgeAttribution: @unchecked Sendable {
     private var deltaBuffer = FloatBuffer(count: 0)   // (nForward, B·T·C)  corrupted − clean
     private var gradBuffer = FloatBuffer(count: 0)    // (nBackward, B·T·C) Σ over passes of ∂metric/∂input
     private var extraBuffer = FloatBuffer(count: 0)   // (nForward, B·T·C)  clean outputs (IG on activations), interpolations
+    /// How often the Δ, gradient or extra buffer was (re)allocated.
+    package private(set) var bufferGrowths = 0
     private var referenceLogits: [Float] = []
     private var dLogits: [Float] = []
 
@@ -156,12 +158,43 @@ public final class EdgeAttribution: @unchecked Sendable {
         return s
     }
 
-    private func ensureBuffers(_ BTC: Int) {
+    private func ensureBuffers(_ BTC: Int) { ensureBuffers(BTC: BTC, extra: extraCount(BTC)) }
+
+    /// Grows the Δ and gradient buffers to parts of `BTC` floats a row block, and the method's extra buffer to `extra` floats.
+    private func ensureBuffers(BTC: Int, extra: Int) {
         let nF = graph.nForward, nB = graph.nBackward
+        guard deltaBuffer.count < nF * BTC || gradBuffer.count < nB * BTC || extraBuffer.count < extra else { return }
+        bufferGrowths += 1
         if deltaBuffer.count < nF * BTC { deltaBuffer = FloatBuffer(count: nF * BTC) }
         if gradBuffer.count < nB * BTC { gradBuffer = FloatBuffer(count: nB * BTC) }
-        let extra = options.method == .eapIGActivations ? 2 * nF * BTC : (options.method == .eapIG ? (2 + stepsPerPass(BTC)) * BTC : 0)
         if extraBuffer.count < extra { extraBuffer = FloatBuffer(count: extra) }
+    }
+
+    /// Floats of the extra buffer for a part of `BTC`: clean outputs and mixtures (IG on activations), or the
+    /// corrupted embedding, the input's Δ and the stacked interpolations (EAP-IG).
+    private func extraCount(_ BTC: Int) -> Int {
+        switch options.method {
+        case .eapIGActivations: return 2 * graph.nForward * BTC
+        case .eapIG: return (2 + stepsPerPass(BTC)) * BTC
+        case .eap, .cleanCorrupted: return 0
+        }
+    }
+
+    /// Sizes this engine's buffers and the model's once for `batches` (their parts, and EAP-IG's stacked steps), so
+    /// batches that grow from the shortest prompts to the longest do not reallocate and refill them one after another.
+    private func reserve(for batches: [PromptBatch]) {
+        var BTC = 0, extra = 0, shapes: [(batch: Int, seqLen: Int)] = []
+        for batch in batches {
+            for part in batch.parts(maxRows: rowsPerPart) {
+                let partBTC = part.batch * part.seqLen * model.dModel
+                BTC = max(BTC, partBTC)
+                extra = max(extra, extraCount(partBTC))
+                let copies = options.method == .eapIG ? stepsPerPass(partBTC) : 1
+                shapes.append((copies * part.batch, part.seqLen))
+            }
+        }
+        ensureBuffers(BTC: BTC, extra: extra)
+        model.reserve(shapes)
     }
 
     /// Bytes the Δ and gradient buffers may take: (forward nodes + backward columns) × d_model floats per row.
@@ -366,7 +399,8 @@ public final class EdgeAttribution: @unchecked Sendable {
     public func accumulate(pairs: [PromptPair], batchSize: Int, progress: ((Int) -> Void)? = nil) throws {
         guard !pairs.isEmpty else { throw AttributionError(item: "attribution data", problem: "has no samples", fix: "check the task, type and frequency filters") }
         var done = 0
-        try model.forEachLengthOrderedBatch(of: pairs, batchSize: batchSize, weightedByBatch: options.normalisation == .study) { indices, batch in
+        try model.forEachLengthOrderedBatch(of: pairs, batchSize: batchSize, weightedByBatch: options.normalisation == .study,
+                                            reserving: reserve(for:)) { indices, batch in
             accumulate(batch)
             done += indices.count
             progress?(done)

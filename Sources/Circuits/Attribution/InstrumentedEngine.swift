@@ -43,6 +43,9 @@ public class InstrumentedEngine: @unchecked Sendable {
     final var dLnf = FloatBuffer(count: 0)        // (B, C)
     final var attScratch = FloatBuffer(count: 0)  // (B, H, T, T)  Attention.backward's per-head blocks
 
+    /// How often the activation buffers were (re)allocated: once per run whose batches were reserved up front.
+    package private(set) final var bufferGrowths = 0
+
     final var lastBatch: PromptBatch?
     final var lastLengths: [Int32] = []
     final var lastWasPatched = false
@@ -69,10 +72,21 @@ public class InstrumentedEngine: @unchecked Sendable {
     public final func foldedOutputBias(layer l: Int) -> [Float] { Array(UnsafeBufferPointer(start: foldedBias.base + l * C, count: C)) }
 
     /// Grows the buffers to hold a batch of B sequences of T tokens (never shrinks them).
-    final func ensureCapacity(B: Int, T: Int) {
+    final func ensureCapacity(B: Int, T: Int) { ensureCapacity(rows: B * T, batch: B, seqLen: T) }
+
+    /// Sizes the buffers once for every batch of `shapes` (sequences, padded length), so a run whose batches grow
+    /// (length-ordered batches run shortest first) does not reallocate and refill them batch after batch.
+    public final func reserve(_ shapes: [(batch: Int, seqLen: Int)]) {
+        guard let rows = shapes.map({ $0.batch * $0.seqLen }).max() else { return }
+        ensureCapacity(rows: rows, batch: shapes.map(\.batch).max()!, seqLen: shapes.map(\.seqLen).max()!)
+    }
+
+    /// Grows the buffers to hold `rows` token rows in batches of up to B sequences of up to T tokens.
+    final func ensureCapacity(rows: Int, batch B: Int, seqLen T: Int) {
         if B * H * T * T > attScratch.count { attScratch = FloatBuffer(count: B * H * T * T) }
-        guard B * T > capacity || B > batchCapacity || T > seqCapacity else { return }
-        let nB = max(B, batchCapacity), nT = max(T, seqCapacity), nBT = max(B * T, capacity)
+        guard rows > capacity || B > batchCapacity || T > seqCapacity else { return }
+        let nB = max(B, batchCapacity), nT = max(T, seqCapacity), nBT = max(rows, capacity)
+        bufferGrowths += 1
         capacity = nBT; batchCapacity = nB; seqCapacity = nT
         resid = FloatBuffer(count: (L + 1) * nBT * C)
         residMid = FloatBuffer(count: keepsResidMid ? L * nBT * C : 0)

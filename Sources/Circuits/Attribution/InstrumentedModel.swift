@@ -34,6 +34,10 @@ public protocol InstrumentedModel: AnyObject, Sendable {
     func promptBatch(pairs: [PromptPair], numbers: [Int]) throws -> PromptBatch
     /// A batch of clean prompts (circuit tests) with this model's BOS, pad, vocabulary and positions.
     func promptBatch(prompts: [[Int]], labels: [Int], firstIndex: Int) throws -> PromptBatch
+
+    /// Sizes the activation buffers once for forward passes of all `shapes` (sequences, padded length)
+    /// (`InstrumentedEngine.reserve`); a forward pass past them still grows them.
+    func reserve(_ shapes: [(batch: Int, seqLen: Int)])
 }
 
 extension InstrumentedModel {
@@ -52,12 +56,17 @@ extension InstrumentedModel {
     }
 
     /// Runs `body` on each batch of `pairs` as `PromptBatch.lengthOrderedBatches` groups them, with the indices
-    /// (into `pairs`) of its samples.
+    /// (into `pairs`) of its samples. All batches are formed first (a bad sample fails before any work) and
+    /// handed to `reserving`, which sizes the buffers the caller's runs need once (default: the model's own
+    /// for one forward pass of each batch), since the batches grow from the shortest prompts to the longest.
     public func forEachLengthOrderedBatch(of pairs: [PromptPair], batchSize: Int, weightedByBatch: Bool,
+                                          reserving: (([PromptBatch]) -> Void)? = nil,
                                           _ body: (_ indices: [Int], PromptBatch) throws -> Void) throws {
-        let batches = try PromptBatch.lengthOrderedBatches(lengths: pairs.map(\.clean.count), batchSize: batchSize,
-                                                           weightedByBatch: weightedByBatch)
-        for indices in batches { try body(indices, try promptBatch(pairs: indices.map { pairs[$0] }, numbers: indices)) }
+        let groups = try PromptBatch.lengthOrderedBatches(lengths: pairs.map(\.clean.count), batchSize: batchSize,
+                                                          weightedByBatch: weightedByBatch)
+        let batches = try groups.map { try promptBatch(pairs: $0.map { pairs[$0] }, numbers: $0) }
+        if let reserving { reserving(batches) } else { reserve(batches.map { ($0.batch, $0.seqLen) }) }
+        for (indices, batch) in zip(groups, batches) { try body(indices, batch) }
     }
 }
 

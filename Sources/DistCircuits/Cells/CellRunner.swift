@@ -243,7 +243,8 @@ public final class CellRunner: @unchecked Sendable {
         var clean = [Float](repeating: 0, count: n), corrupted = [Float](repeating: 0, count: n)
         var performance = [[Float]](repeating: [Float](repeating: 0, count: n), count: circuits.count)
         var done = 0
-        try model.forEachLengthOrderedBatch(of: pairs, batchSize: options.batchSize, weightedByBatch: false) { indices, batch in
+        try model.forEachLengthOrderedBatch(of: pairs, batchSize: options.batchSize, weightedByBatch: false,
+                                            reserving: evaluator.reserve(for:)) { indices, batch in
             let base = timed("baselines") { evaluator.baselinesKeepingCorruptedRun(batch) }
             for (k, i) in indices.enumerated() { (clean[i], corrupted[i]) = (base.clean[k], base.corrupted[k]) }
             timed("faithfulness") {
