@@ -14,7 +14,8 @@ struct Doctor: ParsableCommand {
             let env = ProcessInfo.processInfo.environment
             let line = "rank \(comm.rank)/\(comm.size) host=\(MPICommunicator.processorName()) pid=\(getpid()) " +
                 "blas_core=\(BLAS.coreName) blas_threads=\(BLAS.threads) " +
-                "OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "-") OPENBLAS_NUM_THREADS=\(env["OPENBLAS_NUM_THREADS"] ?? "-")"
+                "OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "-") OPENBLAS_NUM_THREADS=\(env["OPENBLAS_NUM_THREADS"] ?? "-") " +
+                "OPENBLAS_THREAD_TIMEOUT=\(env["OPENBLAS_THREAD_TIMEOUT"] ?? "-")"
             let lines = try comm.gather(string: line)
             guard comm.isRoot else { return }
             let fm = FileManager.default

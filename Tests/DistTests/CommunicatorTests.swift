@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Core
 @testable import MPIShim
 
 final class CommunicatorTests: XCTestCase {
@@ -56,6 +57,9 @@ final class CommunicatorTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("rank 0/2"), r.stdout)
         XCTAssertTrue(r.stdout.contains("rank 1/2"), r.stdout)
         XCTAssertLessThan(r.stdout.range(of: "rank 0/2")!.lowerBound, r.stdout.range(of: "rank 1/2")!.lowerBound)
+        // Every rank runs with dkc's shorter OpenBLAS idle spin unless the environment chose one (BLAS.applyIdleSpin).
+        let timeout = ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] ?? String(BLAS.idleSpinExponent)
+        XCTAssertEqual(r.stdout.components(separatedBy: "OPENBLAS_THREAD_TIMEOUT=\(timeout)").count - 1, 2, r.stdout)
     }
 
     func testSingletonUnderUnwiredLauncherStops() throws {
