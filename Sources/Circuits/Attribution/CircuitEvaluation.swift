@@ -31,8 +31,11 @@ public final class CircuitEvaluator: @unchecked Sendable {
         kept = .none
     }
 
-    private func recordBuffer(_ batch: PromptBatch) -> UnsafeMutablePointer<Float> {
-        let n = graph.nForward * batch.batch * batch.seqLen * model.dModel
+    private func recordBuffer(_ batch: PromptBatch) -> UnsafeMutablePointer<Float> { recordBuffer(rows: batch.batch * batch.seqLen) }
+
+    /// The record buffer, grown to hold `rows` token rows of every node.
+    private func recordBuffer(rows: Int) -> UnsafeMutablePointer<Float> {
+        let n = graph.nForward * rows * model.dModel
         if record.count < n { record = FloatBuffer(count: n); recordGrowths += 1 }
         return record.base
     }
@@ -41,8 +44,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
     /// would otherwise be reallocated and refilled whenever a batch is longer than the last).
     public func reserve(for batches: [PromptBatch]) {
         guard let rows = batches.map({ $0.batch * $0.seqLen }).max() else { return }
-        let n = graph.nForward * rows * model.dModel
-        if record.count < n { record = FloatBuffer(count: n); recordGrowths += 1 }
+        _ = recordBuffer(rows: rows)
         model.reserve(batches.map { ($0.batch, $0.seqLen) })
     }
 

@@ -274,9 +274,10 @@ public final class CellRunner: @unchecked Sendable {
                                     fix: "regenerate the test set")
             }
         }
-        let order = tests.indices.flatMap { t in tests[t].1.indices.map { (t, $0) } }
-            .enumerated().sorted { (tests[$0.element.0].1[$0.element.1].count, $0.offset) < (tests[$1.element.0].1[$1.element.1].count, $1.offset) }
-            .map(\.element)
-        return (tests, order)
+        let entries = tests.indices.flatMap { t in tests[t].1.indices.map { (t, $0) } }
+        // One length-ordered batch of all entries is their stable order by prompt length.
+        let sorted = try PromptBatch.lengthOrderedBatches(lengths: entries.map { tests[$0.0].1[$0.1].count },
+                                                          batchSize: max(1, entries.count), weightedByBatch: false)
+        return (tests, sorted.flatMap { $0 }.map { entries[$0] })
     }
 }

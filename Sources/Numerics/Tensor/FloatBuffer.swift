@@ -24,19 +24,20 @@ public final class FloatBuffer: @unchecked Sendable {
         self.count = count
         let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
         precondition(!overflow, "a buffer of \(count) floats does not fit in memory")
+        let raw: UnsafeMutableRawPointer
         if bytes >= Self.mappedBytes {
             let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
             guard let p, p != MAP_FAILED else {
                 fatalError("out of memory: cannot map \(bytes) bytes (\(String(cString: strerror(errno))))")
             }
+            raw = p
             mapped = bytes
-            base = p.bindMemory(to: Float.self, capacity: max(count, 1))
         } else {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
             memset(raw, 0, bytes)
             mapped = 0
-            base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         }
+        base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
     deinit {
