@@ -29,7 +29,7 @@ public class InstrumentedEngine: @unchecked Sendable {
     final var scratchC = FloatBuffer(count: 0)    // (4, BT, C)    norm / z / head or MLP output / attention output
     final var scratchF = FloatBuffer(count: 0)    // (BT, F)
     final var statScratch = FloatBuffer(count: 0) // (2, 2, BT)    norm stats of rebuilt inputs (one pair per side: forEachRebuiltColumn)
-    final var patchInputs = FloatBuffer(count: 0) // (3H, BT, C)   rebuilt head inputs (patched runs)
+    final var patchInputs = FloatBuffer(count: 0) // (3H + 1, BT, C) rebuilt head inputs and the MLP's partial sum (patched runs)
     final var lnfIn = FloatBuffer(count: 0)       // (B, C)        final residual at the read-out rows
     final var lnfOut = FloatBuffer(count: 0)      // (B, C)
     final var lnfStats = FloatBuffer(count: 0)    // (2, B)
@@ -50,6 +50,8 @@ public class InstrumentedEngine: @unchecked Sendable {
     final var lastLengths: [Int32] = []
     final var lastWasPatched = false
     final var lastReplaced: Set<Int> = []
+    /// The layer whose MLP input sum over the heads' parents `rebuildHeadInputs` left in row 3H of `patchInputs`.
+    final var mlpPartialLayer: Int?
 
     init(graph: AttributionGraph, threads: Int, layers L: Int, heads H: Int, width C: Int, headSize dh: Int, vocab V: Int,
          mlpWidth F: Int, eps: Float, keepsResidMid: Bool) {
@@ -134,9 +136,10 @@ public class InstrumentedEngine: @unchecked Sendable {
         precondition(T <= maxPositions, "sequence longer than the model's positions")
         precondition(patch == nil || (record != nil && recordMode != .set), "patching reads the record buffer of the same run")
         ensureCapacity(B: B, T: T)
-        if let patch, patch.rebuildHeads.contains(true), patchInputs.count < 3 * H * B * T * C {
-            patchInputs = FloatBuffer(count: 3 * H * capacity * C)
+        if let patch, patch.rebuildHeads.contains(true), patchInputs.count < (3 * H + 1) * B * T * C {
+            patchInputs = FloatBuffer(count: (3 * H + 1) * capacity * C)
         }
+        mlpPartialLayer = nil
         lastBatch = batch
         lastLengths = batch.lengths.map { Int32($0) }
         lastWasPatched = patch != nil
@@ -167,24 +170,55 @@ public class InstrumentedEngine: @unchecked Sendable {
     }
 
     /// The q/k/v inputs of layer ℓ's heads that `patch` rebuilds: for each column c (j · H + h) with an absent edge,
-    /// `patchInputs` row c becomes x + Σ_f absent[f, b] · record[f] (one GEMM for all 3H columns). Returns those
-    /// columns; the others are left as the shared projection made them (their update is exactly 0), so a circuit
-    /// holding every edge reproduces the clean run bit for bit.
+    /// `patchInputs` row c becomes x + Σ_f absent[f, b] · record[f] (one GEMM for all 3H columns, onto copies of x).
+    /// Returns those columns; the others are left as the shared projection made them (their update is exactly 0),
+    /// so a circuit holding every edge reproduces the clean run bit for bit.
+    ///
+    /// When the layer's MLP input is rebuilt too, the same GEMM also forms its sum over the parents the heads share
+    /// (row 3H of `patchInputs`): the GEMM reads every parent's record once for 3H + 1 columns, and `rebuildMLPInput`
+    /// then adds only the parents the heads do not have (the layer's own heads). A separate product for the MLP input
+    /// alone would read all of them again for one column, which is bound by memory, not arithmetic.
     final func rebuildHeadInputs(layer l: Int, x: UnsafePointer<Float>, patch: InstrumentedGPT2.Patch, record: UnsafePointer<Float>,
                                  count: Int) -> [Int] {
         let col0 = graph.headBackward(layer: l, head: 0, qkv: .q), prev = graph.backwardPrevIndex[col0]
         let columns = (0..<(3 * H)).filter { patch.hasAbsent[col0 + $0] }
+        mlpPartialLayer = nil
         guard !columns.isEmpty else { return [] }
+        let mlpCol = graph.mlpBackward(layer: l)
+        precondition(mlpCol == col0 + 3 * H, "the MLP column follows the layer's head columns")
+        let withMLP = patch.rebuildMLP[l] && patch.hasAbsent[mlpCol]
+        let M = 3 * H + (withMLP ? 1 : 0)
         let U = patchInputs.base
+        // Starting from x with beta = 1 spares the pass that zeroes the output and the one that adds x afterwards.
+        for c in 0..<M { (U + c * count).update(from: x, count: count) }
         patch.absent.withUnsafeBufferPointer { a in
-            Matmul.sgemm(true, false, M: 3 * H, N: count, K: prev, alpha: 1, A: a.baseAddress! + col0, lda: graph.nBackward,
-                         B: record, ldb: count, beta: 0, C: U, ldc: count)
+            Matmul.sgemm(true, false, M: M, N: count, K: prev, alpha: 1, A: a.baseAddress! + col0, lda: graph.nBackward,
+                         B: record, ldb: count, beta: 1, C: U, ldc: count)
         }
-        for c in columns {
-            let u = U + c * count
-            for i in 0..<count { u[i] += x[i] }
-        }
+        if withMLP { mlpPartialLayer = l }
         return columns
+    }
+
+    /// The rebuilt input of MLP ℓ into `dst`: base + Σ_{f < prev(mlp)} absent[f, mlp] · record[f]. `base` is the MLP's
+    /// unpatched input and `x` the block input. After `rebuildHeadInputs` of the same layer formed x plus the sum over
+    /// the heads' parents, only `base` − x (`added`, e.g. the attention output; nil when the MLP reads x itself) and the
+    /// remaining parents are added; otherwise the whole sum is formed here.
+    final func rebuildMLPInput(layer l: Int, base: UnsafePointer<Float>, added: UnsafePointer<Float>?, into dst: UnsafeMutablePointer<Float>,
+                               patch: InstrumentedGPT2.Patch, record: UnsafePointer<Float>, count: Int) {
+        let col = graph.mlpBackward(layer: l)
+        guard mlpPartialLayer == l else {
+            rebuildInput(column: col, base: base, into: dst, patch: patch, record: record, count: count)
+            return
+        }
+        mlpPartialLayer = nil
+        let partial = UnsafePointer(patchInputs.base + 3 * H * count)
+        if let added { for i in 0..<count { dst[i] = partial[i] + added[i] } } else { dst.update(from: partial, count: count) }
+        let from = graph.backwardPrevIndex[graph.headBackward(layer: l, head: 0, qkv: .q)], to = graph.backwardPrevIndex[col]
+        guard to > from else { return }
+        patch.absent.withUnsafeBufferPointer { a in
+            Matmul.sgemm(true, false, M: 1, N: count, K: to - from, alpha: 1, A: a.baseAddress! + from * graph.nBackward + col,
+                         lda: graph.nBackward, B: record + from * count, ldb: count, beta: 1, C: dst, ldc: count)
+        }
     }
 
     /// Runs `body(column, norm, stats, threads)` for each of `columns` (rebuilt head inputs, `rebuildHeadInputs`):

@@ -188,7 +188,7 @@ public final class InstrumentedFamily: InstrumentedEngine, InstrumentedModel, @u
                     mlpIn = UnsafePointer(mid)
                 }
                 if let patch, patch.rebuildMLP[l], patch.hasAbsent[g.mlpBackward(layer: l)] {
-                    rebuildInput(column: g.mlpBackward(layer: l), base: mlpIn, into: head, patch: patch, record: record!, count: BTC)
+                    rebuildMLPInput(layer: l, base: mlpIn, added: llama ? attnOut : nil, into: head, patch: patch, record: record!, count: BTC)
                     mlpIn = UnsafePointer(head)
                 }
                 let stats2 = layerSlice(norm2Stats, l, width: 2)

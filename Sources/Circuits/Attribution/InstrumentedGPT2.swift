@@ -179,7 +179,7 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
                 // MLP on its own input (hook_mlp_in: the residual, or its rebuilt copy).
                 var mlpIn = UnsafePointer(mid)
                 if let patch, patch.rebuildMLP[l], patch.hasAbsent[g.mlpBackward(layer: l)] {
-                    rebuildInput(column: g.mlpBackward(layer: l), base: mid, into: head, patch: patch, record: record!, count: BTC)
+                    rebuildMLPInput(layer: l, base: mid, added: attnOut, into: head, patch: patch, record: record!, count: BTC)
                     mlpIn = UnsafePointer(head)
                 }
                 let stats2 = layerSlice(norm2Stats, l, width: 2)
