@@ -4,8 +4,32 @@ import XCTest
 
 /// A patched forward rebuilds each head input on its own; on two threads the rebuilt inputs run in two halves side
 /// by side (`InstrumentedEngine.forEachRebuiltColumn`). Every circuit test and faithfulness value must be the one
-/// a single thread gives.
+/// a single thread gives. Likewise the attribution backward pass forms each head input's gradient on its own, in two
+/// halves on two threads (`InstrumentedEngine.inHalves`), each half adding to its own residual gradient.
 final class PatchedRunThreadsTests: XCTestCase {
+    /// EAP-IG scores (one integration step per pass, and several stacked) on two threads equal a single thread's.
+    func testGPT2AttributionOnTwoThreads() throws {
+        let model = AttributionPropertyTests.tinyModel(seed: 13)
+        let pairs = AttributionPropertyTests.randomPairs(7, vocab: model.vocabSize, seed: 22)
+        let saved = BLAS.threads
+        defer { BLAS.setThreads(saved); model.threads = saved }
+        for rowsPerPass in [1, 512] {
+            var options = AttributionOptions(method: .eapIG, igSteps: 3)
+            options.rowsPerPass = rowsPerPass
+            func scores(_ threads: Int) throws -> ScoreMatrix {
+                BLAS.setThreads(threads)
+                model.threads = threads
+                XCTAssertEqual(BLAS.threads, threads)
+                return try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 4, options: options)
+            }
+            let one = try scores(1), two = try scores(2)
+            let scale = Double(one.values.map { abs($0) }.max()!)
+            XCTAssertGreaterThan(scale, 0)
+            XCTAssertLessThanOrEqual(ScoreMatrix.maxAbsDifference(one, two), 1e-5 * scale, "rows per pass \(rowsPerPass)")
+        }
+    }
+
+
     func check(_ model: any InstrumentedModel, setThreads: (Int) -> Void, name: String) throws {
         let vocab = model.vocabSize
         let pairs = AttributionPropertyTests.randomPairs(6, vocab: vocab, seed: 21)

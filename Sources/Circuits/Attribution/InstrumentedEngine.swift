@@ -223,20 +223,30 @@ public class InstrumentedEngine: @unchecked Sendable {
 
     /// Runs `body(column, norm, stats, threads)` for each of `columns` (rebuilt head inputs, `rebuildHeadInputs`):
     /// `norm` is a (BT, C) buffer for the column's normalised input, `stats` 2 · `capacity` floats for its
-    /// statistics, `threads` the thread count its kernels use. On two threads (OpenBLAS at two) the columns run in two
-    /// halves side by side with one thread each (`Matmul.pair`): one column's norm and narrow (BT, C)·(C, d_head)
-    /// product are too small to split well over two cores. The second half's norm buffer is the `z` slot of
-    /// `scratchC`, free until the layer's attention runs. Each column's result does not depend on the split.
+    /// statistics, `threads` the thread count its kernels use (`inHalves`). The second half's norm buffer is the `z`
+    /// slot of `scratchC`, free until the layer's attention runs.
     final func forEachRebuiltColumn(_ columns: [Int],
                                     _ body: (_ column: Int, _ norm: UnsafeMutablePointer<Float>, _ stats: UnsafeMutablePointer<Float>, _ threads: Int) -> Void) {
-        let norms = (scratchC.base, scratchC.base + capacity * C), stats = (statScratch.base, statScratch.base + 2 * capacity)
-        guard threads == 2, BLAS.threads == 2, columns.count > 1 else {
-            for c in columns { body(c, norms.0, stats.0, threads) }
+        inHalves(columns) { c, half, threads in
+            body(c, scratchC.base + half * capacity * C, statScratch.base + half * 2 * capacity, threads)
+        }
+    }
+
+    /// Whether `inHalves` runs `count` items in two halves side by side.
+    final func splitsInHalves(_ count: Int) -> Bool { threads == 2 && BLAS.threads == 2 && count > 1 }
+
+    /// Runs `body(item, half, threads)` for each of `items`, in order within each half. On two threads (OpenBLAS at
+    /// two) the items run in two halves side by side with one thread each (`Matmul.pair`): one head input's norm and
+    /// narrow (BT, C)·(C, d_head) product, or its gradient, are too small to split well over two cores. `half` (0 or
+    /// 1) names the scratch the call may use; otherwise every item runs with half 0 at `threads`. Each item's result
+    /// does not depend on the split.
+    final func inHalves(_ items: [Int], _ body: (_ item: Int, _ half: Int, _ threads: Int) -> Void) {
+        guard splitsInHalves(items.count) else {
+            for c in items { body(c, 0, threads) }
             return
         }
-        let half = (columns.count + 1) / 2
-        Matmul.pair(threads: threads, { for c in columns[..<half] { body(c, norms.0, stats.0, 1) } },
-                    { for c in columns[half...] { body(c, norms.1, stats.1, 1) } })
+        let mid = (items.count + 1) / 2
+        Matmul.pair(threads: threads, { for c in items[..<mid] { body(c, 0, 1) } }, { for c in items[mid...] { body(c, 1, 1) } })
     }
 
     /// Layer ℓ's attention output into `attnOut (BT, C)`: b_O' plus z·W_O in one product, unless a head's output is
