@@ -8,27 +8,34 @@ import XCTest
 /// halves on two threads (`InstrumentedEngine.inHalves`), each half adding to its own residual gradient.
 final class PatchedRunThreadsTests: XCTestCase {
     /// EAP-IG scores (one integration step per pass, and several stacked) on two threads equal a single thread's.
-    func testGPT2AttributionOnTwoThreads() throws {
-        let model = AttributionPropertyTests.tinyModel(seed: 13)
+    func checkAttribution(_ model: any InstrumentedModel, setThreads: (Int) -> Void, name: String) throws {
         let pairs = AttributionPropertyTests.randomPairs(7, vocab: model.vocabSize, seed: 22)
         let saved = BLAS.threads
-        defer { BLAS.setThreads(saved); model.threads = saved }
+        defer { BLAS.setThreads(saved); setThreads(saved) }
         for rowsPerPass in [1, 512] {
             var options = AttributionOptions(method: .eapIG, igSteps: 3)
             options.rowsPerPass = rowsPerPass
             func scores(_ threads: Int) throws -> ScoreMatrix {
                 BLAS.setThreads(threads)
-                model.threads = threads
+                setThreads(threads)
                 XCTAssertEqual(BLAS.threads, threads)
                 return try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: 4, options: options)
             }
             let one = try scores(1), two = try scores(2)
             let scale = Double(one.values.map { abs($0) }.max()!)
             XCTAssertGreaterThan(scale, 0)
-            XCTAssertLessThanOrEqual(ScoreMatrix.maxAbsDifference(one, two), 1e-5 * scale, "rows per pass \(rowsPerPass)")
+            XCTAssertLessThanOrEqual(ScoreMatrix.maxAbsDifference(one, two), 1e-5 * scale, "\(name), rows per pass \(rowsPerPass)")
         }
     }
 
+    func testAttributionOnTwoThreads() throws {
+        let gpt2 = AttributionPropertyTests.tinyModel(seed: 13)
+        try checkAttribution(gpt2, setThreads: { gpt2.threads = $0 }, name: "gpt2")
+        for family in [ModelFamily.llama, .phi] {
+            let model = try FamilyAttributionPropertyTests.tinyModel(family, seed: 14)
+            try checkAttribution(model, setThreads: { model.threads = $0 }, name: family.rawValue)
+        }
+    }
 
     func check(_ model: any InstrumentedModel, setThreads: (Int) -> Void, name: String) throws {
         let vocab = model.vocabSize

@@ -16,16 +16,18 @@ extension InstrumentedFamily {
         let rows = batch.readRows
 
         /// acc1 += ∂/∂inp and acc2 (base rows) += ∂/∂inp of the norm `first` (attention) or of the MLP of layer l.
+        /// `workers`: the thread count of the norm's kernel (default: the model's).
         func normInputGrad(first: Bool, layer l: Int, acc1: UnsafeMutablePointer<Float>, acc2: UnsafeMutablePointer<Float>,
-                           dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, stats: UnsafePointer<Float>, lengths: UnsafePointer<Int32>) {
-            let w = lay.blocks[l]
+                           dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, stats: UnsafePointer<Float>, lengths: UnsafePointer<Int32>,
+                           workers: Int? = nil) {
+            let w = lay.blocks[l], n = workers ?? threads
             if llama {
                 AttributionKernels.rmsNormInputGrad(acc1: acc1, acc2: acc2, dout: dout, inp: inp, weight: p + (first ? w.norm1 : w.norm2!),
-                                                    rstd: stats + capacity, lengths: lengths, B: baseB, copies: copies, T: T, C: C, threads: threads)
+                                                    rstd: stats + capacity, lengths: lengths, B: baseB, copies: copies, T: T, C: C, threads: n)
             } else {
                 AttributionKernels.layerNormInputGrad(acc1: acc1, acc2: acc2, dout: dout, inp: inp, weight: p + w.norm1,
                                                       mean: stats, rstd: stats + capacity, lengths: lengths, B: baseB, copies: copies,
-                                                      T: T, C: C, threads: threads)
+                                                      T: T, C: C, threads: n)
             }
         }
 
@@ -92,15 +94,21 @@ extension InstrumentedFamily {
                 Rotary.apply(dQKV.base, table: rotary, N: BT, T: T, heads: H, headSize: dh, rowStride: 3 * C, inverse: true, threads: threads)
                 Rotary.apply(dQKV.base + C, table: rotary, N: BT, T: T, heads: H, headSize: dh, rowStride: 3 * C, inverse: true, threads: threads)
                 let stats1 = layerSlice(norm1Stats, l, width: 2)
-                for j in QKV.allCases {
-                    for h in 0..<H where !cut[h] {
-                        let (weight, _) = projection(j, head: h, layer: l)
-                        Matmul.sgemm(false, false, M: BT, N: C, K: dh, alpha: 1, A: dQKV.base + j.rawValue * C + h * dh, lda: 3 * C,
-                                     B: weight, ldb: C, beta: 0, C: dln, ldc: C)
-                        normInputGrad(first: true, layer: l, acc1: dx, acc2: grads + g.headBackward(layer: l, head: h, qkv: j) * baseBTC,
-                                      dout: dln, inp: x, stats: stats1, lengths: lengths)
-                    }
+                // Each input's own gradient, added to the residual's too, in two halves side by side (as GPT-2's): the
+                // second half's product goes to the dz slot and its residual gradient to dy, both free once dz is formed.
+                let inputs = QKV.allCases.flatMap { j in (0..<H).filter { !cut[$0] }.map { j.rawValue * H + $0 } }
+                let split = splitsInHalves(inputs.count)
+                if split { dy.update(repeating: 0, count: BTC) }
+                inHalves(inputs) { c, half, workers in
+                    let j = QKV(rawValue: c / H)!, h = c % H
+                    let (out, acc) = half == 0 ? (dln, dx) : (dz, dy)
+                    let (weight, _) = projection(j, head: h, layer: l)
+                    Matmul.sgemm(false, false, M: BT, N: C, K: dh, alpha: 1, A: dQKV.base + j.rawValue * C + h * dh, lda: 3 * C,
+                                 B: weight, ldb: C, beta: 0, C: out, ldc: C)
+                    normInputGrad(first: true, layer: l, acc1: acc, acc2: grads + g.headBackward(layer: l, head: h, qkv: j) * baseBTC,
+                                  dout: out, inp: x, stats: stats1, lengths: lengths, workers: workers)
                 }
+                if split { for i in 0..<BTC { dx[i] += dy[i] } }
             }
         }
     }
