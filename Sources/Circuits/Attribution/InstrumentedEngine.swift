@@ -50,8 +50,6 @@ public class InstrumentedEngine: @unchecked Sendable {
     final var lastLengths: [Int32] = []
     final var lastWasPatched = false
     final var lastReplaced: Set<Int> = []
-    /// The layer whose MLP input sum over the heads' parents `rebuildHeadInputs` left in row 3H of `patchInputs`.
-    final var mlpPartialLayer: Int?
 
     init(graph: AttributionGraph, threads: Int, layers L: Int, heads H: Int, width C: Int, headSize dh: Int, vocab V: Int,
          mlpWidth F: Int, eps: Float, keepsResidMid: Bool) {
@@ -139,7 +137,6 @@ public class InstrumentedEngine: @unchecked Sendable {
         if let patch, patch.rebuildHeads.contains(true), patchInputs.count < (3 * H + 1) * B * T * C {
             patchInputs = FloatBuffer(count: (3 * H + 1) * capacity * C)
         }
-        mlpPartialLayer = nil
         lastBatch = batch
         lastLengths = batch.lengths.map { Int32($0) }
         lastWasPatched = patch != nil
@@ -182,12 +179,9 @@ public class InstrumentedEngine: @unchecked Sendable {
                                  count: Int) -> [Int] {
         let col0 = graph.headBackward(layer: l, head: 0, qkv: .q), prev = graph.backwardPrevIndex[col0]
         let columns = (0..<(3 * H)).filter { patch.hasAbsent[col0 + $0] }
-        mlpPartialLayer = nil
         guard !columns.isEmpty else { return [] }
-        let mlpCol = graph.mlpBackward(layer: l)
-        precondition(mlpCol == col0 + 3 * H, "the MLP column follows the layer's head columns")
-        let withMLP = patch.rebuildMLP[l] && patch.hasAbsent[mlpCol]
-        let M = 3 * H + (withMLP ? 1 : 0)
+        precondition(graph.mlpBackward(layer: l) == col0 + 3 * H, "the MLP column follows the layer's head columns")
+        let M = 3 * H + (headProductFormsMLPPartial(layer: l, patch: patch) ? 1 : 0)
         let U = patchInputs.base
         // Starting from x with beta = 1 spares the pass that zeroes the output and the one that adds x afterwards.
         for c in 0..<M { (U + c * count).update(from: x, count: count) }
@@ -195,8 +189,14 @@ public class InstrumentedEngine: @unchecked Sendable {
             Matmul.sgemm(true, false, M: M, N: count, K: prev, alpha: 1, A: a.baseAddress! + col0, lda: graph.nBackward,
                          B: record, ldb: count, beta: 1, C: U, ldc: count)
         }
-        if withMLP { mlpPartialLayer = l }
         return columns
+    }
+
+    /// Whether `rebuildHeadInputs` of layer ℓ (run when `patch` rebuilds the layer's heads) also forms the MLP
+    /// input's sum over the heads' parents: when some head input and the MLP input of ℓ have absent edges.
+    final func headProductFormsMLPPartial(layer l: Int, patch: InstrumentedGPT2.Patch) -> Bool {
+        let col0 = graph.headBackward(layer: l, head: 0, qkv: .q), mlp = graph.mlpBackward(layer: l)
+        return patch.rebuildHeads[l] && patch.rebuildMLP[l] && patch.hasAbsent[mlp] && patch.hasAbsent[col0..<(col0 + 3 * H)].contains(true)
     }
 
     /// The rebuilt input of MLP ℓ into `dst`: base + Σ_{f < prev(mlp)} absent[f, mlp] · record[f]. `base` is the MLP's
@@ -206,11 +206,10 @@ public class InstrumentedEngine: @unchecked Sendable {
     final func rebuildMLPInput(layer l: Int, base: UnsafePointer<Float>, added: UnsafePointer<Float>?, into dst: UnsafeMutablePointer<Float>,
                                patch: InstrumentedGPT2.Patch, record: UnsafePointer<Float>, count: Int) {
         let col = graph.mlpBackward(layer: l)
-        guard mlpPartialLayer == l else {
+        guard headProductFormsMLPPartial(layer: l, patch: patch) else {
             rebuildInput(column: col, base: base, into: dst, patch: patch, record: record, count: count)
             return
         }
-        mlpPartialLayer = nil
         let partial = UnsafePointer(patchInputs.base + 3 * H * count)
         if let added { for i in 0..<count { dst[i] = partial[i] + added[i] } } else { dst.update(from: partial, count: count) }
         let from = graph.backwardPrevIndex[graph.headBackward(layer: l, head: 0, qkv: .q)], to = graph.backwardPrevIndex[col]
@@ -230,6 +229,23 @@ public class InstrumentedEngine: @unchecked Sendable {
         inHalves(columns) { c, half, threads in
             body(c, scratchC.base + half * capacity * C, statScratch.base + half * 2 * capacity, threads)
         }
+    }
+
+    /// Runs `body(column, out, acc, threads)` for the q/k/v input columns c = j · H + h of layer's heads not `cut`, in
+    /// halves (`inHalves`), for the attribution backward: `out` is a (BT, C) buffer for the column's product and `acc`
+    /// the residual gradient the column's norm gradient adds to. The first half uses `scratch.0` and `dx`; the second
+    /// `scratch.1` and `spare`, which is zeroed first and added to `dx` at the end (`count` floats), so the two halves
+    /// never write the same memory. Only the summation order of `dx` depends on the split.
+    final func forEachHeadInputGradient(cut: [Bool], scratch: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>),
+                                        dx: UnsafeMutablePointer<Float>, spare: UnsafeMutablePointer<Float>, count: Int,
+                                        _ body: (_ column: Int, _ out: UnsafeMutablePointer<Float>, _ acc: UnsafeMutablePointer<Float>, _ threads: Int) -> Void) {
+        let columns = QKV.allCases.flatMap { j in (0..<H).filter { !cut[$0] }.map { j.rawValue * H + $0 } }
+        let split = splitsInHalves(columns.count)
+        if split { spare.update(repeating: 0, count: count) }
+        inHalves(columns) { c, half, threads in
+            half == 0 ? body(c, scratch.0, dx, threads) : body(c, scratch.1, spare, threads)
+        }
+        if split { for i in 0..<count { dx[i] += spare[i] } }
     }
 
     /// Whether `inHalves` runs `count` items in two halves side by side.

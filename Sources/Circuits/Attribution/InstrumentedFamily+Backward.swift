@@ -96,19 +96,14 @@ extension InstrumentedFamily {
                 let stats1 = layerSlice(norm1Stats, l, width: 2)
                 // Each input's own gradient, added to the residual's too, in two halves side by side (as GPT-2's): the
                 // second half's product goes to the dz slot and its residual gradient to dy, both free once dz is formed.
-                let inputs = QKV.allCases.flatMap { j in (0..<H).filter { !cut[$0] }.map { j.rawValue * H + $0 } }
-                let split = splitsInHalves(inputs.count)
-                if split { dy.update(repeating: 0, count: BTC) }
-                inHalves(inputs) { c, half, workers in
+                forEachHeadInputGradient(cut: cut, scratch: (dln, dz), dx: dx, spare: dy, count: BTC) { c, out, acc, workers in
                     let j = QKV(rawValue: c / H)!, h = c % H
-                    let (out, acc) = half == 0 ? (dln, dx) : (dz, dy)
                     let (weight, _) = projection(j, head: h, layer: l)
                     Matmul.sgemm(false, false, M: BT, N: C, K: dh, alpha: 1, A: dQKV.base + j.rawValue * C + h * dh, lda: 3 * C,
                                  B: weight, ldb: C, beta: 0, C: out, ldc: C)
                     normInputGrad(first: true, layer: l, acc1: acc, acc2: grads + g.headBackward(layer: l, head: h, qkv: j) * baseBTC,
                                   dout: out, inp: x, stats: stats1, lengths: lengths, workers: workers)
                 }
-                if split { for i in 0..<BTC { dx[i] += dy[i] } }
             }
         }
     }

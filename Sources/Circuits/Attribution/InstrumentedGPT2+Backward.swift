@@ -61,22 +61,17 @@ extension InstrumentedGPT2 {
                 Attention.backward(dqkv: dQKV.base, scratch: attScratch.base, dout: dz, qkv: q, att: patternSlice(layer: l), lengths: lengths,
                                    B: B, T: T, C: C, NH: H, threads: threads)
                 let stats1 = layerSlice(norm1Stats, l, width: 2)
-                // Each input's own gradient (q, k, v of every head not cut), added to the residual's too, in two halves
-                // side by side: the second half's product goes to the dz slot (free once Attention.backward has read it)
-                // and its residual gradient to dMid (free once dz is formed), added to dx at the end.
-                let inputs = QKV.allCases.flatMap { j in (0..<H).filter { !cut[$0] }.map { j.rawValue * H + $0 } }
-                let split = splitsInHalves(inputs.count)
-                if split { dmid.update(repeating: 0, count: BTC) }
-                inHalves(inputs) { c, half, threads in
+                // Each input's own gradient, added to the residual's too, in two halves side by side: the second half's
+                // product goes to the dz slot (free once Attention.backward has read it), its residual gradient to dMid
+                // (free once dz is formed).
+                forEachHeadInputGradient(cut: cut, scratch: (dln, dz), dx: dx, spare: dmid, count: BTC) { c, out, acc, threads in
                     let j = QKV(rawValue: c / H)!, h = c % H, col = j.rawValue * C + h * dh
-                    let (out, acc) = half == 0 ? (dln, dx) : (dz, dmid)
                     Matmul.sgemm(false, true, M: BT, N: C, K: dh, alpha: 1, A: dQKV.base + col, lda: 3 * C,
                                  B: w.attnWeight + col, ldb: 3 * C, beta: 0, C: out, ldc: C)
                     AttributionKernels.layerNormInputGrad(acc1: acc, acc2: grads + g.headBackward(layer: l, head: h, qkv: j) * baseBTC,
                                                           dout: out, inp: x, weight: w.ln1Weight, mean: stats1, rstd: stats1 + capacity,
                                                           lengths: lengths, B: baseB, copies: copies, T: T, C: C, threads: threads)
                 }
-                if split { for i in 0..<BTC { dx[i] += dmid[i] } }
             }
         }
     }
