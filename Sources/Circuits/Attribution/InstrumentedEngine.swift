@@ -156,39 +156,53 @@ public class InstrumentedEngine: @unchecked Sendable {
         }
     }
 
-    /// dst = base + Σ_{f < prev(col)} absent[f, col] · record[f]: the rebuilt input of one column (`count` floats).
-    final func rebuildInput(column col: Int, base: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>,
-                            patch: InstrumentedGPT2.Patch, record: UnsafePointer<Float>, count: Int) {
-        dst.update(from: base, count: count)
+    /// The rebuilt inputs of `outputs` (a graph column and where its input goes), all over the parents `parents`:
+    /// dst = base + Σ_{f ∈ parents} absent[f, column] · record[f], `count` floats each (`WeightedSums`). Each column's
+    /// sum is formed from the shorter of its two sparse forms: the parents with a nonzero coefficient, or, starting
+    /// from the total base + Σ_f record[f], the parents whose coefficient is not 1 (with coefficient − 1). A circuit
+    /// that keeps a quarter of the edges is then a sum over that quarter, not over the three quarters it leaves out,
+    /// and parents with coefficient 0 are never read. `dst` may equal `base` only for a single output.
+    final func rebuildSums(_ outputs: [(column: Int, dst: UnsafeMutablePointer<Float>)], base: UnsafePointer<Float>, parents: Range<Int>,
+                           patch: InstrumentedGPT2.Patch, record: UnsafePointer<Float>, count: Int) {
+        let nB = graph.nBackward
+        var indices: [Int32] = [], coefficients: [Float] = [], sums: [WeightedSums.Output] = []
         patch.absent.withUnsafeBufferPointer { a in
-            Matmul.sgemm(true, false, M: 1, N: count, K: graph.backwardPrevIndex[col], alpha: 1, A: a.baseAddress! + col,
-                         lda: graph.nBackward, B: record, ldb: count, beta: 1, C: dst, ldc: count)
+            for (col, dst) in outputs {
+                var nonzero = 0, notOne = 0
+                for f in parents { let v = a[f * nB + col]; if v != 0 { nonzero += 1 }; if v != 1 { notOne += 1 } }
+                let fromTotal = notOne < nonzero, first = indices.count
+                for f in parents {
+                    let v = a[f * nB + col]
+                    if fromTotal ? v != 1 : v != 0 {
+                        indices.append(Int32(f - parents.lowerBound))
+                        coefficients.append(fromTotal ? v - 1 : v)
+                    }
+                }
+                sums.append(.init(dst: dst, fromTotal: fromTotal, terms: first..<indices.count))
+            }
         }
+        WeightedSums.run(sums, indices: indices, coefficients: coefficients, base: base, sources: record + parents.lowerBound * count,
+                         stride: count, sourceRows: parents.count, count: count, threads: threads)
     }
 
     /// The q/k/v inputs of layer ℓ's heads that `patch` rebuilds: for each column c (j · H + h) with an absent edge,
-    /// `patchInputs` row c becomes x + Σ_f absent[f, b] · record[f] (one GEMM for all 3H columns, onto copies of x).
-    /// Returns those columns; the others are left as the shared projection made them (their update is exactly 0),
-    /// so a circuit holding every edge reproduces the clean run bit for bit.
+    /// `patchInputs` row c becomes x + Σ_f absent[f, b] · record[f] (`rebuildSums`, all 3H columns in one pass over
+    /// the record). Returns those columns; the others are left as the shared projection made them (their update is
+    /// exactly 0), so a circuit holding every edge reproduces the clean run bit for bit.
     ///
-    /// When the layer's MLP input is rebuilt too, the same GEMM also forms its sum over the parents the heads share
-    /// (row 3H of `patchInputs`): the GEMM reads every parent's record once for 3H + 1 columns, and `rebuildMLPInput`
-    /// then adds only the parents the heads do not have (the layer's own heads). A separate product for the MLP input
-    /// alone would read all of them again for one column, which is bound by memory, not arithmetic.
+    /// When the layer's MLP input is rebuilt too, the same pass also forms its sum over the parents the heads share
+    /// (row 3H of `patchInputs`), while those parents' records are in cache, and `rebuildMLPInput` then adds only the
+    /// parents the heads do not have (the layer's own heads).
     final func rebuildHeadInputs(layer l: Int, x: UnsafePointer<Float>, patch: InstrumentedGPT2.Patch, record: UnsafePointer<Float>,
                                  count: Int) -> [Int] {
         let col0 = graph.headBackward(layer: l, head: 0, qkv: .q), prev = graph.backwardPrevIndex[col0]
         let columns = (0..<(3 * H)).filter { patch.hasAbsent[col0 + $0] }
         guard !columns.isEmpty else { return [] }
         precondition(graph.mlpBackward(layer: l) == col0 + 3 * H, "the MLP column follows the layer's head columns")
-        let M = 3 * H + (headProductFormsMLPPartial(layer: l, patch: patch) ? 1 : 0)
         let U = patchInputs.base
-        // Starting from x with beta = 1 spares the pass that zeroes the output and the one that adds x afterwards.
-        for c in 0..<M { (U + c * count).update(from: x, count: count) }
-        patch.absent.withUnsafeBufferPointer { a in
-            Matmul.sgemm(true, false, M: M, N: count, K: prev, alpha: 1, A: a.baseAddress! + col0, lda: graph.nBackward,
-                         B: record, ldb: count, beta: 1, C: U, ldc: count)
-        }
+        var outputs = columns.map { (column: col0 + $0, dst: U + $0 * count) }
+        if headProductFormsMLPPartial(layer: l, patch: patch) { outputs.append((column: col0 + 3 * H, dst: U + 3 * H * count)) }
+        rebuildSums(outputs, base: x, parents: 0..<prev, patch: patch, record: record, count: count)
         return columns
     }
 
@@ -205,19 +219,16 @@ public class InstrumentedEngine: @unchecked Sendable {
     /// remaining parents are added; otherwise the whole sum is formed here.
     final func rebuildMLPInput(layer l: Int, base: UnsafePointer<Float>, added: UnsafePointer<Float>?, into dst: UnsafeMutablePointer<Float>,
                                patch: InstrumentedGPT2.Patch, record: UnsafePointer<Float>, count: Int) {
-        let col = graph.mlpBackward(layer: l)
+        let col = graph.mlpBackward(layer: l), to = graph.backwardPrevIndex[col]
         guard headProductFormsMLPPartial(layer: l, patch: patch) else {
-            rebuildInput(column: col, base: base, into: dst, patch: patch, record: record, count: count)
+            rebuildSums([(column: col, dst: dst)], base: base, parents: 0..<to, patch: patch, record: record, count: count)
             return
         }
         let partial = UnsafePointer(patchInputs.base + 3 * H * count)
         if let added { for i in 0..<count { dst[i] = partial[i] + added[i] } } else { dst.update(from: partial, count: count) }
-        let from = graph.backwardPrevIndex[graph.headBackward(layer: l, head: 0, qkv: .q)], to = graph.backwardPrevIndex[col]
+        let from = graph.backwardPrevIndex[graph.headBackward(layer: l, head: 0, qkv: .q)]
         guard to > from else { return }
-        patch.absent.withUnsafeBufferPointer { a in
-            Matmul.sgemm(true, false, M: 1, N: count, K: to - from, alpha: 1, A: a.baseAddress! + from * graph.nBackward + col,
-                         lda: graph.nBackward, B: record + from * count, ldb: count, beta: 1, C: dst, ldc: count)
-        }
+        rebuildSums([(column: col, dst: dst)], base: dst, parents: from..<to, patch: patch, record: record, count: count)
     }
 
     /// Runs `body(column, norm, stats, threads)` for each of `columns` (rebuilt head inputs, `rebuildHeadInputs`):
