@@ -25,13 +25,15 @@ let package = Package(
                        providers: [.apt(["libnetcdf-dev"])]),
         // The handles mpi.h defines as macros (communicator, datatypes, ops, MPI_IN_PLACE).
         .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
+        // Inner loops compiled once per x86-64 level and chosen at load time (docs/performance.md, "Kernels in C").
+        .target(name: "CKernels", path: "Sources/CKernels"),
 
         // The library, one target per concept, lowest first; a target imports only those above it in this list,
         // so a wrong-way import does not compile (docs/architecture.md). None of them knows MPI or the CLI.
         // Files, JSON, SHA-256, the TOML configuration language, errors and paths.
         .target(name: "Support", path: "Sources/Support", swiftSettings: optimise),
         // Float buffers, OpenBLAS, the forward/backward kernels, deterministic random numbers, timing and memory.
-        .target(name: "Numerics", dependencies: ["COpenBLAS", "Support"], path: "Sources/Numerics", swiftSettings: optimise),
+        .target(name: "Numerics", dependencies: ["COpenBLAS", "CKernels", "Support"], path: "Sources/Numerics", swiftSettings: optimise),
         // GPT-2 and the Llama/Phi families, their checkpoints, tokenizers and optimizer.
         .target(name: "Models", dependencies: ["Numerics", "Support"], path: "Sources/Models", swiftSettings: optimise),
         // The synthetic biography world: entities, corpora, evaluation sets, circuit data, forget data.

@@ -1,3 +1,10 @@
+import CKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Softmax cross-entropy over the vocabulary, one row per predicted position.
 ///
 /// Contract: loss[n] = log Σᵥ exp(logits[n, v]) − logits[n, target[n]], computed as m + log Σ exp(l − m) with
@@ -17,6 +24,7 @@ public enum CrossEntropy {
                                logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
                                N: Int, V: Int, keepExponentials: Bool = false, gradientScale: Float? = nil,
                                threads: Int) -> (sum: Double, count: Int) {
+        precondition(V > 0, "an empty vocabulary")
         let keep = keepExponentials || gradientScale != nil
         Parallel.pieces(N, threads: threads) { rows in
             for n in rows {
@@ -51,14 +59,11 @@ public enum CrossEntropy {
                 let t = Int(targets[n])
                 guard t >= 0 else { row.update(repeating: 0, count: V); continue }
                 let mx = stats[2 * n], k = stats[2 * n + 1] * scale
-                let m = FastMath.V8(repeating: mx), kv = FastMath.V8(repeating: k)
-                var v = 0
                 if keepExponentials {
                     scaleExponentials(row, V: V, k: k, target: t, scale: scale)
                     continue
                 }
-                while v + 8 <= V { FastMath.store(FastMath.exp(FastMath.load(row + v) - m) * kv, row + v); v += 8 }
-                while v < V { row[v] = FastMath.exp(row[v] - mx) * k; v += 1 }
+                dkc_exp_scale(row, row, V, mx, k)
                 row[t] -= scale
             }
         }
@@ -67,57 +72,23 @@ public enum CrossEntropy {
     /// `row[v] = row[v] · k − [v == target] · scale`: exponentials to the gradient of the scaled loss.
     @inline(__always)
     static func scaleExponentials(_ row: UnsafeMutablePointer<Float>, V: Int, k: Float, target t: Int, scale: Float) {
-        let kv = FastMath.V8(repeating: k)
-        var v = 0
-        while v + 8 <= V { FastMath.store(FastMath.load(row + v) * kv, row + v); v += 8 }
-        while v < V { row[v] *= k; v += 1 }
+        dkc_scale(row, V, k)
         row[t] -= scale
     }
 
+    // The passes over a row of the vocabulary are C (`CKernels`): compiled per x86-64 level, they use the CPU's full
+    // vector width for the exponentials, which dominate a small model's step.
+
     /// Row maximum m and Σ exp(row − m) (exponentials in Float, summed in Double).
-    @inlinable @inline(__always)
     public static func maxAndSumExp(_ row: UnsafePointer<Float>, _ V: Int) -> (Float, Double) {
-        let m = rowMax(row, V)
-        let mm = FastMath.V8(repeating: m)
-        var acc = SIMD8<Double>()
-        var v = 0
-        while v + 8 <= V { acc += SIMD8<Double>(FastMath.exp(FastMath.load(row + v) - mm)); v += 8 }
-        var s = acc.sum()
-        while v < V { s += Double(FastMath.exp(row[v] - m)); v += 1 }
-        return (m, s)
+        let m = dkc_row_max(row, V)
+        return (m, dkc_exp_sum(nil, row, V, m))
     }
 
     /// As `maxAndSumExp`, also storing exp(row − m) over the row.
     @inline(__always)
     static func maxAndSumExp(overwriting row: UnsafeMutablePointer<Float>, _ V: Int) -> (Float, Double) {
-        let m = rowMax(row, V)
-        let mm = FastMath.V8(repeating: m)
-        var acc = SIMD8<Double>()
-        var v = 0
-        while v + 8 <= V {
-            let e = FastMath.exp(FastMath.load(row + v) - mm)
-            FastMath.store(e, row + v)
-            acc += SIMD8<Double>(e)
-            v += 8
-        }
-        var s = acc.sum()
-        while v < V { let e = FastMath.exp(row[v] - m); row[v] = e; s += Double(e); v += 1 }
-        return (m, s)
-    }
-
-    @inline(__always)
-    @usableFromInline static func rowMax(_ row: UnsafePointer<Float>, _ V: Int) -> Float {
-        var mv = FastMath.V8(repeating: -.infinity)
-        var v = 0
-        while v + 8 <= V { let x = FastMath.load(row + v); mv.replace(with: x, where: x .> mv); v += 8 }
-        var m = mv.max()
-        while v < V { m = max(m, row[v]); v += 1 }
-        return m
+        let m = dkc_row_max(row, V)
+        return (m, dkc_exp_sum(row, row, V, m))
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

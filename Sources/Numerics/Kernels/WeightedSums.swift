@@ -1,3 +1,5 @@
+import CKernels
+
 /// Sparse weighted sums of equal-length source rows, for the patched runs' rebuilt inputs.
 ///
 /// Contract: `sources` holds rows f = 0..<`sourceRows` of `count` floats each, `stride` floats apart. Output k is
@@ -10,11 +12,11 @@
 ///
 /// The work goes in blocks of `count` small enough that every source's part of a block stays in the core's cache
 /// while all outputs read it; each output's part of a block is summed in registers and written once. The sum over
-/// a output's terms is formed first and added to its start last, in term order, so results do not depend on the
-/// thread count. `dst` of an output must not overlap `base` or `sources` unless it is the only output and equals `base`.
+/// an output's terms is formed first and added to its start last, in a fixed order, so results do not depend on the
+/// thread count. They may differ in the last bits between CPUs: the loops are C (`CKernels`), compiled per x86-64
+/// level with fused multiply-adds where the level has them. `dst` of an output must not overlap `base` or `sources`
+/// unless it is the only output and equals `base`.
 public enum WeightedSums {
-    public typealias V16 = SIMD16<Float>
-
     public struct Output {
         public var dst: UnsafeMutablePointer<Float>
         public var fromTotal: Bool
@@ -64,45 +66,21 @@ public enum WeightedSums {
         }
     }
 
-    /// total[i] = base[i] + Σ_{f < rows} sources[f · stride + i], i < count.
+    /// total[i] = base[i] + Σ_{f < rows} sources[f · stride + i], i < count (the C kernel, in row order).
     @inline(__always)
     static func sumRows(into total: UnsafeMutablePointer<Float>, base: UnsafePointer<Float>, sources: UnsafePointer<Float>,
                         stride: Int, rows: Int, count: Int) {
-        total.update(from: base, count: count)
-        for f in 0..<rows {
-            let s = sources + f * stride
-            var i = 0
-            while i + 16 <= count { store(load(total + i) + load(s + i), total + i); i += 16 }
-            while i < count { total[i] += s[i]; i += 1 }
-        }
+        dkc_sum_rows(total, base, sources, stride, rows, count)
     }
 
-    /// dst[i] = start[i] + Σ_t coefficients[t] · sources[indices[t] · stride + i], i < count, 64 floats at a time in
-    /// registers.
+    /// dst[i] = start[i] + Σ_t coefficients[t] · sources[indices[t] · stride + i], i < count (the C kernel: 64 floats
+    /// at a time in registers, even and odd terms in two partial sums).
     @inline(__always)
     static func weightedSum(into dst: UnsafeMutablePointer<Float>, start: UnsafePointer<Float>, sources: UnsafePointer<Float>,
                             stride: Int, indices: UnsafePointer<Int32>, coefficients: UnsafePointer<Float>, terms: Int, count: Int) {
-        var i = 0
-        while i + 64 <= count {
-            var a0 = V16(), a1 = V16(), a2 = V16(), a3 = V16()
-            for t in 0..<terms {
-                let s = sources + Int(indices[t]) * stride + i, c = V16(repeating: coefficients[t])
-                a0 += c * load(s); a1 += c * load(s + 16); a2 += c * load(s + 32); a3 += c * load(s + 48)
-            }
-            store(load(start + i) + a0, dst + i); store(load(start + i + 16) + a1, dst + i + 16)
-            store(load(start + i + 32) + a2, dst + i + 32); store(load(start + i + 48) + a3, dst + i + 48)
-            i += 64
-        }
-        while i < count {
-            var a: Float = 0
-            for t in 0..<terms { a += coefficients[t] * sources[Int(indices[t]) * stride + i] }
-            dst[i] = start[i] + a
-            i += 1
-        }
+        dkc_weighted_sum(dst, start, sources, stride, indices, coefficients, terms, count)
     }
 
-    @inline(__always)
-    static func load(_ p: UnsafePointer<Float>) -> V16 { UnsafeRawPointer(p).loadUnaligned(as: V16.self) }
-    @inline(__always)
-    static func store(_ v: V16, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V16.self) }
+    /// The instruction set of the kernels the loader picked on this CPU: "avx512", "avx2" or "baseline".
+    public static var instructionSet: String { String(cString: dkc_kernels_isa()) }
 }
