@@ -109,9 +109,12 @@ public enum CellBench {
     }
 
     /// A patched forward (faithfulness, or zero ablation), counted as if every input is rebuilt: a recorded
-    /// forward, plus per layer the rebuild products (3H head inputs and the MLP input from the rows that feed
-    /// them, 2·rows·B·T·C each) and the final residual's (2·nForward·B·C). The per-input q/k/v products replace
-    /// the shared one, so they add nothing.
+    /// forward, plus per layer the rebuild as the dense products the reference forms (3H head inputs and the MLP
+    /// input from the rows that feed them, 2·rows·B·T·C each) and the final residual's (2·nForward·B·C). The
+    /// per-input q/k/v products replace the shared one, so they add nothing. dkc forms the rebuilt inputs as sparse
+    /// sums over the shorter of a circuit's kept and left-out edges (`InstrumentedEngine.rebuildSums`), a fraction
+    /// of these FLOPs that depends on the circuit: the count stays the reference's workload, so cells stay
+    /// comparable across versions, and the patched phases' GFLOP/s are rates of that workload.
     static func patchedFlops(_ c: GPT2Config, B: Int, T: Int) -> Double {
         let g = AttributionGraph(nLayers: c.nLayer, nHeads: c.nHead)
         let BTC = Double(B * T * c.nEmbd)

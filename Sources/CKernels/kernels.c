@@ -126,6 +126,108 @@ void dkc_scale(float *row, ptrdiff_t n, float k) {
     for (ptrdiff_t i = 0; i < n; i++) row[i] *= k;
 }
 
+// σ(2u) of GELU's tanh form (½(1 + tanh u) = σ(2u)), accurate in both tails.
+#define DKC_GELU_SIGMA(x) ({ const v16 gx_ = (x); 1.0f / (1.0f + DKC_EXP16((gx_ + 0.044715f * gx_ * gx_ * gx_) * (-2.0f * 0.79788456f))); })
+#define DKC_GELU(x) ({ const v16 gy_ = (x); gy_ * DKC_GELU_SIGMA(gy_); })
+#define DKC_GELU_SLOPE(x) ({ const v16 sx_ = (x); const v16 sg_ = DKC_GELU_SIGMA(sx_); \
+    sg_ + (2.0f * 0.79788456f) * sx_ * sg_ * (1.0f - sg_) * (1.0f + (3.0f * 0.044715f) * sx_ * sx_); })
+
+// Loop tails go through the vector code on a copy padded with zeros, so every element gets the same arithmetic.
+#define DKC_TAIL_LOAD(dst, src, k) do { for (ptrdiff_t j_ = 0; j_ < 16; j_++) (dst)[j_] = j_ < (k) ? (src)[j_] : 0.0f; } while (0)
+
+DKC_CLONES
+void dkc_gelu_forward(float *out, const float *inp, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) *(v16 *)(out + i) = DKC_GELU(*(const v16 *)(inp + i));
+    if (i < n) {
+        v16 x;
+        DKC_TAIL_LOAD(x, inp + i, n - i);
+        const v16 y = DKC_GELU(x);
+        for (ptrdiff_t j = 0; j < n - i; j++) out[i + j] = y[j];
+    }
+}
+
+DKC_CLONES
+void dkc_gelu_bias_forward(float *out, float *pre, const float *bias, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const v16 x = *(const v16 *)(pre + i) + *(const v16 *)(bias + i);
+        *(v16 *)(pre + i) = x;
+        *(v16 *)(out + i) = DKC_GELU(x);
+    }
+    if (i < n) {
+        v16 x;
+        for (ptrdiff_t j = 0; j < 16; j++) x[j] = j < n - i ? pre[i + j] + bias[i + j] : 0.0f;
+        const v16 y = DKC_GELU(x);
+        for (ptrdiff_t j = 0; j < n - i; j++) { pre[i + j] = x[j]; out[i + j] = y[j]; }
+    }
+}
+
+DKC_CLONES
+void dkc_gelu_backward(float *dinp, const float *inp, const float *dout, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) *(v16 *)(dinp + i) = DKC_GELU_SLOPE(*(const v16 *)(inp + i)) * *(const v16 *)(dout + i);
+    if (i < n) {
+        v16 x;
+        DKC_TAIL_LOAD(x, inp + i, n - i);
+        const v16 s = DKC_GELU_SLOPE(x);
+        for (ptrdiff_t j = 0; j < n - i; j++) dinp[i + j] = s[j] * dout[i + j];
+    }
+}
+
+#define DKC_SIGMOID(x) (1.0f / (1.0f + DKC_EXP16(-(x))))
+
+DKC_CLONES
+void dkc_swiglu_forward(float *out, const float *gate, const float *up, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const v16 g = *(const v16 *)(gate + i);
+        *(v16 *)(out + i) = g * DKC_SIGMOID(g) * *(const v16 *)(up + i);
+    }
+    if (i < n) {
+        v16 g, u;
+        DKC_TAIL_LOAD(g, gate + i, n - i);
+        DKC_TAIL_LOAD(u, up + i, n - i);
+        const v16 y = g * DKC_SIGMOID(g) * u;
+        for (ptrdiff_t j = 0; j < n - i; j++) out[i + j] = y[j];
+    }
+}
+
+DKC_CLONES
+void dkc_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const v16 g = *(const v16 *)(gate + i), d = *(const v16 *)(dout + i), s = DKC_SIGMOID(g);
+        *(v16 *)(dgate + i) = d * *(const v16 *)(up + i) * s * (1.0f + g * (1.0f - s));
+        *(v16 *)(dup + i) = d * g * s;
+    }
+    if (i < n) {
+        v16 g, d, u;
+        DKC_TAIL_LOAD(g, gate + i, n - i);
+        DKC_TAIL_LOAD(d, dout + i, n - i);
+        DKC_TAIL_LOAD(u, up + i, n - i);
+        const v16 s = DKC_SIGMOID(g), dg = d * u * s * (1.0f + g * (1.0f - s)), du = d * g * s;
+        for (ptrdiff_t j = 0; j < n - i; j++) { dgate[i + j] = dg[j]; dup[i + j] = du[j]; }
+    }
+}
+
+DKC_CLONES
+void dkc_softmax_row(float *row, ptrdiff_t n) {
+    const float m = dkc_row_max(row, n);
+    v16 acc = {0};
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const v16 e = DKC_EXP16(*(const v16 *)(row + i) - m);
+        *(v16 *)(row + i) = e;
+        acc += e;
+    }
+    float sum = 0;
+    for (int j = 0; j < 16; j++) sum += acc[j];
+    for (; i < n; i++) { const float e = DKC_EXP1(row[i] - m); row[i] = e; sum += e; }
+    const float inv = 1.0f / sum;
+    for (i = 0; i < n; i++) row[i] *= inv;
+}
+
 const char *dkc_kernels_isa(void) {
 #if defined(__x86_64__) && defined(__clang__)
     __builtin_cpu_init();

@@ -4,7 +4,7 @@ import XCTest
 
 /// The keys every `dkc bench … --json` line carries (docs/performance.md).
 let benchCommonKeys = ["bench", "config", "method", "batch_size", "seq_len", "ig_steps", "ranks", "threads", "repeats", "samples_per_s",
-                       "min", "max", "gflops", "roof_gflops", "mfu", "peak_rss_mib", "blas_core", "dkc_version"]
+                       "min", "max", "gflops", "roof_gflops", "mfu", "peak_rss_mib", "blas_core", "kernels_isa", "dkc_version"]
 
 /// Runs `dkc bench <arguments> --json --tokenizer <the fixtures' GPT-2 tokenizer>` and returns each line of its
 /// output with the JSON object it holds. A missing fixture tokenizer is `missingFixtures` (a failure under CI);

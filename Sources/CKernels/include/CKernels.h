@@ -27,6 +27,25 @@ void dkc_exp_scale(float *out, const float *row, ptrdiff_t n, float m, float k);
 /// row[i] *= k for i < n.
 void dkc_scale(float *row, ptrdiff_t n, float k);
 
+/// GELU, tanh form, as x·σ(2u), u = √(2/π)(x + 0.044715x³): out[i] = gelu(inp[i]) for i < n (`out` may equal `inp`).
+void dkc_gelu_forward(float *out, const float *inp, ptrdiff_t n);
+
+/// pre[i] += bias[i], then out[i] = gelu(pre[i]) for i < n (one row of a linear layer's output).
+void dkc_gelu_bias_forward(float *out, float *pre, const float *bias, ptrdiff_t n);
+
+/// dinp[i] = gelu'(inp[i]) · dout[i] for i < n (`dinp` may equal `dout`).
+void dkc_gelu_backward(float *dinp, const float *inp, const float *dout, ptrdiff_t n);
+
+/// Llama's gated activation: out[i] = silu(gate[i]) · up[i], silu(g) = g · σ(g), for i < n.
+void dkc_swiglu_forward(float *out, const float *gate, const float *up, ptrdiff_t n);
+
+/// dgate[i] = dout[i] · up[i] · silu'(gate[i]) and dup[i] = dout[i] · silu(gate[i]), silu'(g) = σ(g)(1 + g(1 − σ(g))),
+/// for i < n (`dup` may equal `dout`; `dgate` may not).
+void dkc_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, ptrdiff_t n);
+
+/// In-place softmax of row[0..<n] (n ≥ 1), the sum in float.
+void dkc_softmax_row(float *row, ptrdiff_t n);
+
 /// The instruction set the loaded clones use: "avx512", "avx2" or "baseline".
 const char *dkc_kernels_isa(void);
 #endif

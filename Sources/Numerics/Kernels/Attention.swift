@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Causal multi-head self-attention with right padding, on the fused projection `qkv (B, T, 3C)` whose columns
@@ -135,24 +136,9 @@ public enum Attention {
         for r in 0..<rows { (p + r * stride).update(repeating: 0, count: width) }
     }
 
-    /// In-place softmax of `row[0 ..< n]` (Float sums; n ≤ T is short).
+    /// In-place softmax of `row[0 ..< n]` (Float sums; n ≤ T is short; the C kernel).
     @inline(__always)
-    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
-        var m = -Float.infinity
-        for j in 0..<n { m = max(m, row[j]) }
-        var sum: Float = 0
-        var j = 0
-        let mv = FastMath.V8(repeating: m)
-        while j + 8 <= n {
-            let e = FastMath.exp(FastMath.load(row + j) - mv)
-            FastMath.store(e, row + j)
-            sum += e.sum()
-            j += 8
-        }
-        while j < n { let e = FastMath.exp(row[j] - m); row[j] = e; sum += e; j += 1 }
-        let inv = 1 / sum
-        for j in 0..<n { row[j] *= inv }
-    }
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ n: Int) { dkc_softmax_row(row, n) }
 
     /// Head `bh` = b·NH + h of a batch: its sample b, head h, real length L, and its q, k and v columns in `qkv (B, T, 3C)`.
     @inline(__always)
