@@ -25,7 +25,8 @@ let package = Package(
                        providers: [.apt(["libnetcdf-dev"])]),
         // The handles mpi.h defines as macros (communicator, datatypes, ops, MPI_IN_PLACE).
         .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
-        // Inner loops compiled once per x86-64 level and chosen at load time (docs/performance.md, "Kernels in C").
+        // Inner loops compiled once per x86-64 level and chosen at load time (docs/performance.md, "Sparse rebuilt inputs
+        // and kernels in C").
         .target(name: "CKernels", path: "Sources/CKernels"),
 
         // The library, one target per concept, lowest first; a target imports only those above it in this list,
