@@ -57,8 +57,8 @@ public final class CircuitEvaluator: @unchecked Sendable {
     /// Per-sample logit difference on the clean prompts and on the corrupted prompts (same mask and labels).
     public func baselines(_ batch: PromptBatch) -> (clean: [Float], corrupted: [Float]) {
         precondition(batch.corruptedTokens != nil, "baselines need corrupted prompts")
-        let corrupted = logitDifference(model.forward(batch, clean: false), batch)
-        let clean = logitDifference(model.forward(batch, clean: true), batch)
+        let corrupted = logitDifference(model.forward(batch, clean: false, readOutOnly: true), batch)
+        let clean = logitDifference(model.forward(batch, clean: true, readOutOnly: true), batch)
         return (clean, corrupted)
     }
 
@@ -68,10 +68,10 @@ public final class CircuitEvaluator: @unchecked Sendable {
     public func baselinesKeepingCorruptedRun(_ batch: PromptBatch) -> (clean: [Float], corrupted: [Float]) {
         precondition(batch.corruptedTokens != nil, "baselines need corrupted prompts")
         let rec = recordBuffer(batch)
-        let corrupted = logitDifference(model.forward(batch, clean: false, record: rec, recordMode: .set), batch)
+        let corrupted = logitDifference(model.forward(batch, clean: false, record: rec, recordMode: .set, readOutOnly: true), batch)
         kept = .fresh
         keptCorrupted = corrupted
-        let clean = logitDifference(model.forward(batch, clean: true), batch)
+        let clean = logitDifference(model.forward(batch, clean: true, readOutOnly: true), batch)
         return (clean, corrupted)
     }
 
@@ -90,7 +90,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
             if keptCopy.count < n { keptCopy = FloatBuffer(count: max(n, record.count)) }
             keptCopy.base.update(from: rec, count: n)
         }
-        let logits = model.forward(batch, clean: true, record: rec, recordMode: .subtract, patch: .init(circuit: circuit))
+        let logits = model.forward(batch, clean: true, record: rec, recordMode: .subtract, patch: .init(circuit: circuit), readOutOnly: true)
         kept = (kept == .copied || more) ? .copied : .none
         return logitDifference(logits, batch)
     }
@@ -104,9 +104,9 @@ public final class CircuitEvaluator: @unchecked Sendable {
         let V = model.vocabSize
         let rec = recordBuffer(batch)
         kept = .none
-        let corrupted = model.forward(batch, clean: false, record: rec, recordMode: .set)
+        let corrupted = model.forward(batch, clean: false, record: rec, recordMode: .set, readOutOnly: true)
         if circuit.isEmpty { return Array(UnsafeBufferPointer(start: corrupted, count: batch.batch * V)) }
-        let logits = model.forward(batch, clean: true, record: rec, recordMode: .subtract, patch: .init(circuit: circuit))
+        let logits = model.forward(batch, clean: true, record: rec, recordMode: .subtract, patch: .init(circuit: circuit), readOutOnly: true)
         return Array(UnsafeBufferPointer(start: logits, count: batch.batch * V))
     }
 
@@ -123,7 +123,7 @@ public final class CircuitEvaluator: @unchecked Sendable {
         let V = model.vocabSize
         let rec = recordBuffer(batch)
         kept = .none
-        let logits = model.forward(batch, clean: true, record: rec, recordMode: .negate, patch: .init(circuit: circuit))
+        let logits = model.forward(batch, clean: true, record: rec, recordMode: .negate, patch: .init(circuit: circuit), readOutOnly: true)
         return Array(UnsafeBufferPointer(start: logits, count: batch.batch * V))
     }
 

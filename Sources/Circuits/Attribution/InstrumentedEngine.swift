@@ -49,6 +49,8 @@ public class InstrumentedEngine: @unchecked Sendable {
     final var lastBatch: PromptBatch?
     final var lastLengths: [Int32] = []
     final var lastWasPatched = false
+    /// Whether the last forward ran its last MLP at the read-out rows only (then no backward pass may follow).
+    final var lastWasReadOutOnly = false
     final var lastReplaced: Set<Int> = []
 
     init(graph: AttributionGraph, threads: Int, layers L: Int, heads H: Int, width C: Int, headSize dh: Int, vocab V: Int,
@@ -140,6 +142,7 @@ public class InstrumentedEngine: @unchecked Sendable {
         lastBatch = batch
         lastLengths = batch.lengths.map { Int32($0) }
         lastWasPatched = patch != nil
+        lastWasReadOutOnly = false
         lastReplaced = Set(replace.keys)
     }
 
@@ -316,6 +319,24 @@ public class InstrumentedEngine: @unchecked Sendable {
         record(f, out, into: recordBuffer, mode: mode, count: BT * C)
     }
 
+    /// Records node `f`'s output at the read-out rows only: `out (B, C)` holds row `rows[b]`'s output at b (a
+    /// `readOutOnly` run's last MLP). `.set` zeroes the node's other rows; the other modes leave them, since nothing
+    /// reads them (the node feeds only the logits, at the read-out rows).
+    final func recordReadOutRows(_ f: Int, _ out: UnsafePointer<Float>, rows: [Int], into record: UnsafeMutablePointer<Float>?,
+                                 mode: InstrumentedGPT2.RecordMode, count: Int) {
+        guard let record else { return }
+        let dst = record + f * count
+        if mode == .set { dst.update(repeating: 0, count: count) }
+        for (b, r) in rows.enumerated() {
+            let d = dst + r * C, s = out + b * C
+            switch mode {
+            case .set: d.update(from: s, count: C)
+            case .subtract, .subtractLastCopy: for i in 0..<C { d[i] -= s[i] }
+            case .negate: for i in 0..<C { d[i] = -s[i] }
+            }
+        }
+    }
+
     /// Copies the final residual's read-out rows to `lnfIn` and, when `patch` rebuilds the logits' input, adds
     /// Σ_f absent[f, logits] · record[f] at those rows.
     final func gatherReadOut(_ batch: PromptBatch, patch: InstrumentedGPT2.Patch?, record: UnsafePointer<Float>?) {
@@ -338,6 +359,7 @@ public class InstrumentedEngine: @unchecked Sendable {
     final func backwardBatch(copies: Int) -> PromptBatch {
         guard let batch = lastBatch else { preconditionFailure("backward needs a forward pass first") }
         precondition(!lastWasPatched, "backward through a patched forward pass is not supported")
+        precondition(!lastWasReadOutOnly, "backward after a read-out-only forward pass is not supported")
         precondition(copies >= 1 && batch.batch % copies == 0, "the batch is not a stack of \(copies) copies")
         return batch
     }

@@ -121,7 +121,9 @@ public final class InstrumentedFamily: InstrumentedEngine, InstrumentedModel, @u
 
     @discardableResult
     public func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: InstrumentedGPT2.RecordMode,
-                    replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?, computeLogits: Bool) -> UnsafeMutablePointer<Float> {
+                    replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?, computeLogits: Bool,
+                    readOutOnly: Bool = false) -> UnsafeMutablePointer<Float> {
+        // `readOutOnly` allows, but does not require, a shorter last layer: this family always runs every row.
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
         beginForward(batch, maxPositions: config.maxPositions, record: record, recordMode: recordMode, replace: replace, patch: patch)
         let p = parameters.base, lay = layout, g = graph

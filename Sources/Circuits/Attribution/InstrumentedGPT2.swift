@@ -103,14 +103,19 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
     ///   embedding; the positional embedding is still added). Replaced nodes pass no gradient in `backward`.
     /// - `patch`: rebuild downstream inputs from `record` (which must be given, in `.subtract` or `.negate` mode).
     /// - `computeLogits`: false skips the unembedding (when only the gradient of a logit difference is needed).
+    /// - `readOutOnly`: only the read-out logits are read and no backward pass follows: the last MLP runs on the
+    ///   read-out rows alone (unless its output is replaced), so the final residual and that MLP's recorded output
+    ///   hold only those rows (`.set` zeroes the MLP's other rows). Its output reaches nothing but the logits.
     /// Returns a pointer to the logits at the read-out positions `(B, V)`, valid until the next call.
     @discardableResult
     public func forward(_ batch: PromptBatch, clean: Bool = true,
                         record: UnsafeMutablePointer<Float>? = nil, recordMode: RecordMode = .set,
                         replace: [Int: UnsafePointer<Float>] = [:], patch: Patch? = nil,
-                        computeLogits: Bool = true) -> UnsafeMutablePointer<Float> {
+                        computeLogits: Bool = true, readOutOnly: Bool = false) -> UnsafeMutablePointer<Float> {
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
         beginForward(batch, maxPositions: config.nPositions, record: record, recordMode: recordMode, replace: replace, patch: patch)
+        precondition(!readOutOnly || recordMode.recordedRows(BTC) == 0..<BTC, "a read-out-only run records whole copies")
+        lastWasReadOutOnly = readOutOnly
         let p = parameters.views, g = graph
         func recordOutput(_ f: Int, _ out: UnsafePointer<Float>) { self.record(f, out, into: record, mode: recordMode, count: BTC) }
 
@@ -183,16 +188,33 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
                     mlpIn = UnsafePointer(head)
                 }
                 let stats2 = layerSlice(norm2Stats, l, width: 2)
+                let pre = layerSlice(mlpPre, l, width: F), act = scratchF.base
+                let xNext = layerSlice(resid, l + 1, width: C)
+                if readOutOnly && l == L - 1 && replace[g.mlpForward(layer: l)] == nil {
+                    // The last MLP at the read-out rows only: gathered to (B, C) in z (free once the attention
+                    // output is formed), its output in attnOut (free once mid holds x + attnOut).
+                    let rows = batch.readRows
+                    for (b, r) in rows.enumerated() { (z + b * C).update(from: mlpIn + r * C, count: C) }
+                    LayerNorm.forward(out: ln, mean: stats2, rstd: stats2 + capacity, inp: z, weight: w.ln2Weight, bias: w.ln2Bias,
+                                      N: B, C: C, eps: eps, threads: threads)
+                    Matmul.forward(out: pre, inp: ln, weight: w.fcWeight, bias: w.fcBias, N: B, IC: C, OC: F, threads: threads)
+                    GELU.forward(out: act, inp: pre, count: B * F, threads: threads)
+                    Matmul.forward(out: attnOut, inp: act, weight: w.fcProjWeight, bias: w.fcProjBias, N: B, IC: F, OC: C, threads: threads)
+                    recordReadOutRows(g.mlpForward(layer: l), attnOut, rows: rows, into: record, mode: recordMode, count: BTC)
+                    for (b, r) in rows.enumerated() {
+                        let dst = xNext + r * C, m = mid + r * C, o = attnOut + b * C
+                        for i in 0..<C { dst[i] = m[i] + o[i] }
+                    }
+                    continue
+                }
                 LayerNorm.forward(out: ln, mean: stats2, rstd: stats2 + capacity, inp: mlpIn, weight: w.ln2Weight, bias: w.ln2Bias,
                                   N: BT, C: C, eps: eps, threads: threads)
-                let pre = layerSlice(mlpPre, l, width: F), act = scratchF.base
                 Matmul.forward(out: pre, inp: ln, weight: w.fcWeight, bias: w.fcBias, N: BT, IC: C, OC: F, threads: threads)
                 GELU.forward(out: act, inp: pre, count: BT * F, threads: threads)
                 let mlpOut = head
                 mlpOutput(layer: l, into: mlpOut, rows: BT, replace: replace, record: record, mode: recordMode) {
                     Matmul.forward(out: mlpOut, inp: act, weight: w.fcProjWeight, bias: w.fcProjBias, N: BT, IC: F, OC: C, threads: threads)
                 }
-                let xNext = layerSlice(resid, l + 1, width: C)
                 for i in 0..<BTC { xNext[i] = mid[i] + mlpOut[i] }
             }
         }

@@ -17,9 +17,12 @@ public protocol InstrumentedModel: AnyObject, Sendable {
     /// Runs the model on `clean ? batch.cleanTokens : batch.corruptedTokens` (see `InstrumentedGPT2.forward`):
     /// node outputs go to `record` `[nForward, B·T·C]` as `recordMode` says, `replace` substitutes node outputs
     /// (they then pass no gradient), `patch` rebuilds downstream inputs from `record`. Returns the read-out logits.
+    /// `readOutOnly`: the caller reads nothing but the read-out logits and runs no backward pass, so the model may
+    /// run its last MLP at the read-out rows alone (then the final residual and that MLP's recorded output hold
+    /// only those rows).
     @discardableResult
     func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: InstrumentedGPT2.RecordMode,
-             replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?, computeLogits: Bool) -> UnsafeMutablePointer<Float>
+             replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?, computeLogits: Bool, readOutOnly: Bool) -> UnsafeMutablePointer<Float>
 
     /// The input node's output for `batch` (`hook_embed`: the token embeddings of the clean or corrupted tokens,
     /// `(B, T, C)`), as a forward pass computes it first.
@@ -46,8 +49,9 @@ extension InstrumentedModel {
     public func forward(_ batch: PromptBatch, clean: Bool = true,
                         record: UnsafeMutablePointer<Float>? = nil, recordMode: InstrumentedGPT2.RecordMode = .set,
                         replace: [Int: UnsafePointer<Float>] = [:], patch: InstrumentedGPT2.Patch? = nil,
-                        computeLogits: Bool = true) -> UnsafeMutablePointer<Float> {
-        run(batch, clean: clean, record: record, recordMode: recordMode, replace: replace, patch: patch, computeLogits: computeLogits)
+                        computeLogits: Bool = true, readOutOnly: Bool = false) -> UnsafeMutablePointer<Float> {
+        run(batch, clean: clean, record: record, recordMode: recordMode, replace: replace, patch: patch, computeLogits: computeLogits,
+            readOutOnly: readOutOnly)
     }
 
     /// `promptBatch(pairs:numbers:)` for samples numbered from `firstIndex`.
@@ -78,8 +82,9 @@ extension InstrumentedGPT2: InstrumentedModel {
 
     @discardableResult
     public func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: RecordMode,
-                    replace: [Int: UnsafePointer<Float>], patch: Patch?, computeLogits: Bool) -> UnsafeMutablePointer<Float> {
-        forward(batch, clean: clean, record: record, recordMode: recordMode, replace: replace, patch: patch, computeLogits: computeLogits)
+                    replace: [Int: UnsafePointer<Float>], patch: Patch?, computeLogits: Bool, readOutOnly: Bool) -> UnsafeMutablePointer<Float> {
+        forward(batch, clean: clean, record: record, recordMode: recordMode, replace: replace, patch: patch, computeLogits: computeLogits,
+                readOutOnly: readOutOnly)
     }
 
     public func promptBatch(pairs: [PromptPair], numbers: [Int]) throws -> PromptBatch {
