@@ -38,7 +38,7 @@ struct BenchRecord {
             ("ranks", "\(ranks)"), ("threads", "\(threads)"), ("repeats", "\(repeats)"), (rateKey, J.number(rate)),
             ("min", J.number(min)), ("max", J.number(max)), ("gflops", J.number(gflops)),
             ("roof_gflops", J.number(roofGflops)), ("mfu", J.number(mfu)), ("peak_rss_mib", J.number(peakRSSMiB)),
-            ("blas_core", J.string(blasCore)), ("kernels_isa", J.string(WeightedSums.instructionSet)),
+            ("blas_core", J.string(blasCore)), ("kernels_isa", J.string(NativeKernels.instructionSet)),
             ("dkc_version", J.string(dkcVersion)),
         ]
         return J.object(fields + extra)

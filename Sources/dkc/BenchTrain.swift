@@ -128,7 +128,7 @@ struct BenchTrain: ParsableCommand {
             ("threads", .int(r.threads)), ("repeats", .int(r.repeats)), ("tokens_per_s", num(r.tokensPerS)),
             ("min", num(r.minTokensPerS)), ("max", num(r.maxTokensPerS)), ("gflops", num(r.gflops)),
             ("roof_gflops", num(r.roofGflops)), ("mfu", num(r.mfu)), ("peak_rss_mib", num(r.peakRSSMiB)),
-            ("blas_core", .string(r.blasCore)), ("kernels_isa", .string(WeightedSums.instructionSet)),
+            ("blas_core", .string(r.blasCore)), ("kernels_isa", .string(NativeKernels.instructionSet)),
             ("dkc_version", .string(DKCVersion.source)),
             ("accumulation", .int(r.accumulation)), ("global_batch", .int(r.ranks * r.batchSize * r.accumulation)),
             ("deterministic", .bool(r.deterministic)), ("reduce_seconds", num(r.reduceSeconds)),

@@ -13,7 +13,7 @@ struct Doctor: ParsableCommand {
         withWorld { comm in
             let env = ProcessInfo.processInfo.environment
             let line = "rank \(comm.rank)/\(comm.size) host=\(MPICommunicator.processorName()) pid=\(getpid()) " +
-                "blas_core=\(BLAS.coreName) blas_threads=\(BLAS.threads) kernels_isa=\(WeightedSums.instructionSet) " +
+                "blas_core=\(BLAS.coreName) blas_threads=\(BLAS.threads) kernels_isa=\(NativeKernels.instructionSet) " +
                 "OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "-") OPENBLAS_NUM_THREADS=\(env["OPENBLAS_NUM_THREADS"] ?? "-") " +
                 "OPENBLAS_THREAD_TIMEOUT=\(env["OPENBLAS_THREAD_TIMEOUT"] ?? "-")"
             let lines = try comm.gather(string: line)

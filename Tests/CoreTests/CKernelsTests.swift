@@ -48,6 +48,6 @@ final class CKernelsTests: XCTestCase {
     }
 
     func testInstructionSetIsNamed() {
-        XCTAssertTrue(["avx512", "avx2", "baseline"].contains(WeightedSums.instructionSet), WeightedSums.instructionSet)
+        XCTAssertTrue(["avx512", "avx2", "baseline"].contains(NativeKernels.instructionSet), NativeKernels.instructionSet)
     }
 }

@@ -80,7 +80,4 @@ public enum WeightedSums {
                             stride: Int, indices: UnsafePointer<Int32>, coefficients: UnsafePointer<Float>, terms: Int, count: Int) {
         dkc_weighted_sum(dst, start, sources, stride, indices, coefficients, terms, count)
     }
-
-    /// The instruction set of the kernels the loader picked on this CPU: "avx512", "avx2" or "baseline".
-    public static var instructionSet: String { String(cString: dkc_kernels_isa()) }
 }
