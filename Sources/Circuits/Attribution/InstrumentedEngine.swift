@@ -131,7 +131,8 @@ public class InstrumentedEngine: @unchecked Sendable {
     /// What every forward pass does first: checks the request, grows the buffers, and remembers the batch, its
     /// lengths, whether it is patched and which nodes are replaced (the backward pass reads them).
     final func beginForward(_ batch: PromptBatch, maxPositions: Int, record: UnsafeMutablePointer<Float>?,
-                            recordMode: InstrumentedGPT2.RecordMode, replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?) {
+                            recordMode: InstrumentedGPT2.RecordMode, replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?,
+                            readOutOnly: Bool = false) {
         let B = batch.batch, T = batch.seqLen
         precondition(T <= maxPositions, "sequence longer than the model's positions")
         precondition(patch == nil || (record != nil && recordMode != .set), "patching reads the record buffer of the same run")
@@ -142,7 +143,7 @@ public class InstrumentedEngine: @unchecked Sendable {
         lastBatch = batch
         lastLengths = batch.lengths.map { Int32($0) }
         lastWasPatched = patch != nil
-        lastWasReadOutOnly = false
+        lastWasReadOutOnly = readOutOnly
         lastReplaced = Set(replace.keys)
     }
 
@@ -151,12 +152,8 @@ public class InstrumentedEngine: @unchecked Sendable {
     final func record(_ f: Int, _ out: UnsafePointer<Float>, into record: UnsafeMutablePointer<Float>?, mode: InstrumentedGPT2.RecordMode,
                       count: Int) {
         guard let record else { return }
-        let kept = mode.recordedRows(count), n = kept.count, dst = record + f * n, src = out + kept.lowerBound
-        switch mode {
-        case .set: dst.update(from: src, count: n)
-        case .subtract, .subtractLastCopy: for i in 0..<n { dst[i] -= src[i] }
-        case .negate: for i in 0..<n { dst[i] = -src[i] }
-        }
+        let kept = mode.recordedRows(count), n = kept.count
+        mode.write(out + kept.lowerBound, into: record + f * n, count: n)
     }
 
     /// The rebuilt inputs of `outputs` (a graph column and where its input goes), all over the parents `parents`:
@@ -327,14 +324,7 @@ public class InstrumentedEngine: @unchecked Sendable {
         guard let record else { return }
         let dst = record + f * count
         if mode == .set { dst.update(repeating: 0, count: count) }
-        for (b, r) in rows.enumerated() {
-            let d = dst + r * C, s = out + b * C
-            switch mode {
-            case .set: d.update(from: s, count: C)
-            case .subtract, .subtractLastCopy: for i in 0..<C { d[i] -= s[i] }
-            case .negate: for i in 0..<C { d[i] = -s[i] }
-            }
-        }
+        for (b, r) in rows.enumerated() { mode.write(out + b * C, into: dst + r * C, count: C) }
     }
 
     /// Copies the final residual's read-out rows to `lnfIn` and, when `patch` rebuilds the logits' input, adds

@@ -57,6 +57,16 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
             guard case .subtractLastCopy(let copies) = self else { return 0..<rows }
             return (rows - rows / copies)..<rows
         }
+
+        /// Writes `count` floats of a node's output `src` into its record `dst` as this mode says.
+        @inline(__always)
+        func write(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count n: Int) {
+            switch self {
+            case .set: dst.update(from: src, count: n)
+            case .subtract, .subtractLastCopy: for i in 0..<n { dst[i] -= src[i] }
+            case .negate: for i in 0..<n { dst[i] = -src[i] }
+            }
+        }
     }
 
     /// Patching of downstream inputs for circuit evaluation: with `differences` = the record buffer of this
@@ -113,9 +123,9 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
                         replace: [Int: UnsafePointer<Float>] = [:], patch: Patch? = nil,
                         computeLogits: Bool = true, readOutOnly: Bool = false) -> UnsafeMutablePointer<Float> {
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
-        beginForward(batch, maxPositions: config.nPositions, record: record, recordMode: recordMode, replace: replace, patch: patch)
+        beginForward(batch, maxPositions: config.nPositions, record: record, recordMode: recordMode, replace: replace, patch: patch,
+                     readOutOnly: readOutOnly)
         precondition(!readOutOnly || recordMode.recordedRows(BTC) == 0..<BTC, "a read-out-only run records whole copies")
-        lastWasReadOutOnly = readOutOnly
         let p = parameters.views, g = graph
         func recordOutput(_ f: Int, _ out: UnsafePointer<Float>) { self.record(f, out, into: record, mode: recordMode, count: BTC) }
 

@@ -6,12 +6,9 @@ import CKernels
 /// gelu'(x) = σ + 2·x·σ·(1 − σ)·√(2/π)·(1 + 3·0.044715·x²). The loops are C (`CKernels`, compiled per x86-64 level);
 /// a loop's tail goes through the same vector arithmetic as its body.
 public enum GELU {
-    /// Floats per piece of the parallel split: a multiple of the C kernels' 16-float vectors.
-    static let piece = 16 * 256
-
     /// `out (count) = gelu(inp)`; `out` may alias `inp`.
     public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int, threads: Int) {
-        pieces(count, threads: threads) { i, n in dkc_gelu_forward(out + i, inp + i, n) }
+        Parallel.spans(count, granule: Parallel.vectorSpan, threads: threads) { i, n in dkc_gelu_forward(out + i, inp + i, n) }
     }
 
     /// `pre (N, C) += bias (C)`, then `out (N, C) = gelu(pre)`: a linear layer's bias and its activation in one pass.
@@ -24,14 +21,13 @@ public enum GELU {
 
     /// `dinp (count) = gelu'(inp) · dout`; `dinp` may alias `dout`.
     public static func backward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>, count: Int, threads: Int) {
-        pieces(count, threads: threads) { i, n in dkc_gelu_backward(dinp + i, inp + i, dout + i, n) }
+        Parallel.spans(count, granule: Parallel.vectorSpan, threads: threads) { i, n in dkc_gelu_backward(dinp + i, inp + i, dout + i, n) }
     }
 
     /// gelu(x) for one value.
     public static func scalar(_ x: Float) -> Float {
-        let v = x
         var y: Float = 0
-        dkc_gelu_forward(&y, [v], 1)
+        dkc_gelu_forward(&y, [x], 1)
         return y
     }
 
@@ -40,15 +36,5 @@ public enum GELU {
         var d: Float = 0
         dkc_gelu_backward(&d, [x], [1], 1)
         return d
-    }
-
-    /// Runs `body(start, count)` over `0..<count` in pieces of `piece` floats (the last shorter) spread over `threads`.
-    @inline(__always)
-    static func pieces(_ count: Int, threads: Int, _ body: (Int, Int) -> Void) {
-        let n = (count + piece - 1) / piece
-        Parallel.pieces(n, threads: threads, minPerPiece: 1) { blocks in
-            let start = blocks.lowerBound * piece, end = min(count, blocks.upperBound * piece)
-            if end > start { body(start, end - start) }
-        }
     }
 }

@@ -27,4 +27,18 @@ public enum Parallel {
             body((n * i / k)..<(n * (i + 1) / k))
         }
     }
+
+    /// Floats per span for the C kernels' flat loops (`spans`): a multiple of their 16-float vectors.
+    public static let vectorSpan = 16 * 256
+
+    /// Runs `body(start, length)` over `0..<count` in spans that are whole multiples of `granule` (the last shorter),
+    /// about 8 per thread as `pieces` hands them out: for kernels that work on a flat float range in vectors.
+    @inlinable @inline(__always)
+    public static func spans(_ count: Int, granule: Int, threads: Int, _ body: (Int, Int) -> Void) {
+        let n = (count + granule - 1) / granule
+        pieces(n, threads: threads) { blocks in
+            let start = blocks.lowerBound * granule, end = min(count, blocks.upperBound * granule)
+            if end > start { body(start, end - start) }
+        }
+    }
 }

@@ -5,12 +5,12 @@ import CKernels
 public enum SwiGLU {
     /// `out (count) = silu(gate) ⊙ up`.
     public static func forward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int, threads: Int) {
-        GELU.pieces(count, threads: threads) { i, n in dkc_swiglu_forward(out + i, gate + i, up + i, n) }
+        Parallel.spans(count, granule: Parallel.vectorSpan, threads: threads) { i, n in dkc_swiglu_forward(out + i, gate + i, up + i, n) }
     }
 
     /// `dgate = dout ⊙ up ⊙ silu'(gate)`, `dup = dout ⊙ silu(gate)` (both overwritten; `dup` may alias `dout`, `dgate` may not).
     public static func backward(dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                                 gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int, threads: Int) {
-        GELU.pieces(count, threads: threads) { i, n in dkc_swiglu_backward(dgate + i, dup + i, dout + i, gate + i, up + i, n) }
+        Parallel.spans(count, granule: Parallel.vectorSpan, threads: threads) { i, n in dkc_swiglu_backward(dgate + i, dup + i, dout + i, gate + i, up + i, n) }
     }
 }
