@@ -96,11 +96,13 @@ public enum CellBench {
 
     // MARK: FLOPs
 
-    /// FLOPs of one forward pass over `B` prompts padded to `T`, with the unembedding at the read-out rows:
-    /// 24·C² per token and layer, 4·B·T²·C per layer (attention over the full square), 2·B·C·V.
+    /// FLOPs of one read-out-only forward pass over `B` prompts padded to `T` (what evaluation runs): 24·C² per
+    /// token and layer, but the last layer's MLP (16·C²) at the B read-out rows alone, 4·B·T²·C per layer
+    /// (attention over the full square), and the unembedding at the read-out rows, 2·B·C·V.
     static func forwardFlops(_ c: GPT2Config, B: Int, T: Int) -> Double {
         let L = Double(c.nLayer), C = Double(c.nEmbd)
-        return Double(B * T) * L * 24 * C * C + L * 4 * Double(B) * Double(T * T) * C + 2 * Double(B) * C * Double(c.vocabSize)
+        return Double(B * T) * L * 24 * C * C - Double(B * T - B) * 16 * C * C + L * 4 * Double(B) * Double(T * T) * C
+            + 2 * Double(B) * C * Double(c.vocabSize)
     }
 
     /// A recorded forward also forms each head's own output: + 2·C² per token and layer.

@@ -144,7 +144,8 @@ public enum DiscoverBench {
     /// multiply-add; elementwise work, norms, rotary and softmaxes not counted), per node of the method:
     ///
     /// - a forward pass: the blocks' matrix products per token (`ModelConfig.blockMatmulFlopsPerToken`: 24·C² per
-    ///   layer for GPT-2; Llama's K/V at the grouped width and its three MLP products) plus 4·B·T²·C per layer
+    ///   layer for GPT-2; Llama's K/V at the grouped width and its three MLP products; GPT-2's last MLP only at
+    ///   the B read-out rows, `InstrumentedGPT2.forward`'s `readOutOnly`) plus 4·B·T²·C per layer
     ///   (scores and mixing over the full square, as `dkc bench model` counts them); a recorded pass (the clean
     ///   and the corrupted run) also forms each head's own output z_h·W_O,h: 2·C² per token per layer;
     /// - an activation backward (no parameter gradients): the same products (input side only, including each
@@ -162,7 +163,10 @@ public enum DiscoverBench {
     public static func flops(model c: ModelConfig, batch B: Int, seqLen T: Int, options: AttributionOptions) -> Double {
         let L = Double(c.numLayers), C = Double(c.hiddenSize), V = Double(c.vocabSize)
         let N = Double(B * T), square = Double(B) * Double(T) * Double(T)
-        let body = N * L * c.blockMatmulFlopsPerToken
+        // GPT-2 runs its last MLP at the read-out rows alone (B of the B·T rows), forward and backward, in every
+        // method's passes but IG-on-activations' (which replaces that MLP's output).
+        let lastMLPRows = c.family == .gpt2 && options.method != .eapIGActivations ? Double(B) : N
+        let body = N * L * c.blockMatmulFlopsPerToken - (N - lastMLPRows) * c.mlpMatmulFlopsPerToken
         let perHead = N * L * 2 * C * C
         let unembed = options.metric.kind == .logitDifference ? 0 : 2 * Double(B) * C * V
         let recorded = body + perHead + L * 4 * square * C

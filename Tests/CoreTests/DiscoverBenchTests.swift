@@ -49,23 +49,24 @@ final class DiscoverBenchTests: XCTestCase {
     }
 
     /// A hand count: 1 layer, 2 heads, C 16, B 2, T 3 (N 6), logit difference (no unembedding).
-    /// Forward body 6·24·16² = 36864, per-head outputs 6·2·16² = 3072, attention 4·2·9·16 = 1152 forward and
-    /// 2304 backward; graph: 4 forward nodes (input, 2 heads, MLP), 7 backward columns (2 heads × q/k/v, MLP,
-    /// logits); the layer's block is 3 rows × 7 columns and the logits column reads 4 rows: 25 pairs,
-    /// contraction 2·6·16·25 = 4800. EAP = 2·(36864 + 3072 + 1152) + (36864 + 2304) + 4800 = 126144.
+    /// Forward body 6·24·16² = 36864 less the last (only) MLP's 16·16² at the 4 rows that are not read out,
+    /// 36864 − 16384 = 20480 (forward and backward alike); per-head outputs 6·2·16² = 3072, attention
+    /// 4·2·9·16 = 1152 forward and 2304 backward; graph: 4 forward nodes (input, 2 heads, MLP), 7 backward columns
+    /// (2 heads × q/k/v, MLP, logits); the layer's block is 3 rows × 7 columns and the logits column reads 4 rows:
+    /// 25 pairs, contraction 2·6·16·25 = 4800. EAP = 2·(20480 + 3072 + 1152) + (20480 + 2304) + 4800 = 76992.
     func testFlopCountMatchesAHandCount() {
         let c = GPT2Config(nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 8, vocabSize: 50)
         let eap = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: AttributionOptions(method: .eap))
-        XCTAssertEqual(eap, 126_144)
-        // Each integration step adds one forward (36864 + 1152) and one backward (36864 + 2304); with the logit
+        XCTAssertEqual(eap, 76_992)
+        // Each integration step adds one forward (20480 + 1152) and one backward (20480 + 2304); with the logit
         // difference the last step's run is the clean run, recorded: one recorded forward and the per-head outputs
         // (3072) of that step.
-        let plainForward = 36864.0 + 1152, backward = 36864.0 + 2304
+        let plainForward = 20480.0 + 1152, backward = 20480.0 + 2304
         for m in 1...5 {
             let ig = DiscoverBench.flops(config: c, batch: 2, seqLen: 3, options: AttributionOptions(method: .eapIG, igSteps: m))
-            XCTAssertEqual(ig, (36864 + 3072 + 1152) + 3072 + Double(m) * (plainForward + backward) + 4800, "m = \(m)")
+            XCTAssertEqual(ig, (20480 + 3072 + 1152) + 3072 + Double(m) * (plainForward + backward) + 4800, "m = \(m)")
         }
-        // A metric that reads the logits runs the clean forward of its own (36864 + 1152, its per-head outputs already
+        // A metric that reads the logits runs the clean forward of its own (20480 + 1152, its per-head outputs already
         // counted) and adds 2·B·C·V per unembedding: the clean run, and each step's forward and backward.
         var probability = AttributionOptions(method: .eapIG, igSteps: 2)
         probability.metric = AttributionMetric(kind: .probabilityDifference)
@@ -89,9 +90,10 @@ final class DiscoverBenchTests: XCTestCase {
         let eap = AttributionOptions(method: .eap)
         XCTAssertEqual(DiscoverBench.flops(model: shape(.llama), batch: 2, seqLen: 3, options: eap), 2 * (6912 + 768 + 576) + (6912 + 1152) + 2400)
         XCTAssertEqual(DiscoverBench.flops(model: shape(.phi), batch: 2, seqLen: 3, options: eap), 2 * (6144 + 768 + 576) + (6144 + 1152) + 1056)
-        // GPT-2 through the general count is the GPT-2 count.
+        // GPT-2 through the general count is the GPT-2 count (its last MLP at the read-out rows; the families run
+        // every row).
         let g = GPT2Config(nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 8, vocabSize: 50)
-        XCTAssertEqual(DiscoverBench.flops(model: ModelConfig(gpt2: g), batch: 2, seqLen: 3, options: eap), 126_144)
+        XCTAssertEqual(DiscoverBench.flops(model: ModelConfig(gpt2: g), batch: 2, seqLen: 3, options: eap), 76_992)
     }
 
     func testPeakResetCoversOnlyWhatFollows() throws {

@@ -61,11 +61,13 @@ extension ModelConfig {
     /// projections (K and V at the grouped width), the output projection and the MLP (three products for
     /// Llama's SwiGLU, two otherwise). GPT-2: 24·C².
     public var blockMatmulFlopsPerToken: Double {
-        let C = Double(hiddenSize), KV = Double(kvSize), F = Double(intermediateSize)
+        let C = Double(hiddenSize), KV = Double(kvSize)
         let attention = 2 * C * (C + 2 * KV) + 2 * C * C
-        let mlp = Double(family == .llama ? 3 : 2) * 2 * C * F
-        return attention + mlp
+        return attention + mlpMatmulFlopsPerToken
     }
+
+    /// The MLP's part of `blockMatmulFlopsPerToken`: three products of C × F for Llama's SwiGLU, two otherwise.
+    public var mlpMatmulFlopsPerToken: Double { Double(family == .llama ? 3 : 2) * 2 * Double(hiddenSize) * Double(intermediateSize) }
 }
 
 /// The training step of a checkpoint folder named `checkpoint-<step>` (Hugging Face Trainer names), else nil.

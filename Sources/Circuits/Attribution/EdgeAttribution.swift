@@ -272,9 +272,9 @@ public final class EdgeAttribution: @unchecked Sendable {
 
     /// EAP: Δ from the corrupted and clean runs, one backward on the clean run against the corrupted logits.
     private func eap(_ p: Pass) {
-        let corrupted = model.forward(p.batch, clean: false, record: p.delta, recordMode: .set, computeLogits: logitsNeeded)
+        let corrupted = model.forward(p.batch, clean: false, record: p.delta, recordMode: .set, computeLogits: logitsNeeded, readOutOnly: true)
         keepReference(corrupted, p)
-        model.forward(p.batch, clean: true, record: p.delta, recordMode: .subtract, computeLogits: logitsNeeded)
+        model.forward(p.batch, clean: true, record: p.delta, recordMode: .subtract, computeLogits: logitsNeeded, readOutOnly: true)
         backward(p)
     }
 
@@ -290,13 +290,13 @@ public final class EdgeAttribution: @unchecked Sendable {
         // Δ of the input node: its rows of `delta` after the clean run, or (fused) a buffer of its own until the end.
         let corruptedEmb = extraBuffer.base, inputDelta = fused ? extraBuffer.base + BTC : delta
         let steps = extraBuffer.base + 2 * BTC   // (k, B, T, C)
-        model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false)
+        model.forward(batch, clean: false, record: delta, recordMode: .set, computeLogits: false, readOutOnly: true)
         corruptedEmb.update(from: delta, count: BTC)
         if fused {
             model.tokenEmbedding(batch, clean: true, into: inputDelta)
             for i in 0..<BTC { inputDelta[i] = corruptedEmb[i] - inputDelta[i] }
         } else {
-            keepReference(model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: true), p)
+            keepReference(model.forward(batch, clean: true, record: delta, recordMode: .subtract, computeLogits: true, readOutOnly: true), p)
         }
         if dLogits.count < k * B * V { dLogits = [Float](repeating: 0, count: k * B * V) }
         // As the reference: clean' = corrupted − (corrupted − clean), input_k = corrupted + (k/m)·(clean' − corrupted).
@@ -313,7 +313,7 @@ public final class EdgeAttribution: @unchecked Sendable {
                 }
             }
             model.forward(batch.repeated(n), clean: true, record: fused && last ? delta : nil, recordMode: .subtractLastCopy(of: n),
-                          replace: [0: UnsafePointer(steps)], computeLogits: logitsNeeded)
+                          replace: [0: UnsafePointer(steps)], computeLogits: logitsNeeded, readOutOnly: true)
             referenceLogits.withUnsafeBufferPointer { ref in
                 dLogits.withUnsafeMutableBufferPointer { d in
                     for c in 0..<n {
@@ -331,10 +331,10 @@ public final class EdgeAttribution: @unchecked Sendable {
 
     /// Clean-corrupted: gradients on the clean run and on the corrupted run, both against the clean logits.
     private func cleanCorrupted(_ p: Pass) {
-        model.forward(p.batch, clean: false, record: p.delta, recordMode: .set, computeLogits: false)
-        keepReference(model.forward(p.batch, clean: true, record: p.delta, recordMode: .subtract, computeLogits: logitsNeeded), p)
+        model.forward(p.batch, clean: false, record: p.delta, recordMode: .set, computeLogits: false, readOutOnly: true)
+        keepReference(model.forward(p.batch, clean: true, record: p.delta, recordMode: .subtract, computeLogits: logitsNeeded, readOutOnly: true), p)
         backward(p)
-        model.forward(p.batch, clean: false, computeLogits: logitsNeeded)
+        model.forward(p.batch, clean: false, computeLogits: logitsNeeded, readOutOnly: true)
         backward(p)
     }
 

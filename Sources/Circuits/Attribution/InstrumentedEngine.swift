@@ -49,8 +49,9 @@ public class InstrumentedEngine: @unchecked Sendable {
     final var lastBatch: PromptBatch?
     final var lastLengths: [Int32] = []
     final var lastWasPatched = false
-    /// Whether the last forward ran its last MLP at the read-out rows only (then no backward pass may follow).
-    final var lastWasReadOutOnly = false
+    /// Whether the last forward ran its last MLP at the read-out rows only (GPT-2's `readOutOnly`): its
+    /// activations then hold those rows alone, gathered, and the backward pass takes that MLP on those rows.
+    final var lastMLPReadOutOnly = false
     final var lastReplaced: Set<Int> = []
 
     init(graph: AttributionGraph, threads: Int, layers L: Int, heads H: Int, width C: Int, headSize dh: Int, vocab V: Int,
@@ -128,6 +129,10 @@ public class InstrumentedEngine: @unchecked Sendable {
         pattern.base + l * batchCapacity * H * seqCapacity * seqCapacity
     }
 
+    /// Whether this engine's `readOutOnly` forward runs the last MLP at the read-out rows alone (GPT-2); an engine
+    /// that runs every row anyway says false.
+    var readOutOnlyMLP: Bool { false }
+
     /// What every forward pass does first: checks the request, grows the buffers, and remembers the batch, its
     /// lengths, whether it is patched and which nodes are replaced (the backward pass reads them).
     final func beginForward(_ batch: PromptBatch, maxPositions: Int, record: UnsafeMutablePointer<Float>?,
@@ -143,8 +148,8 @@ public class InstrumentedEngine: @unchecked Sendable {
         lastBatch = batch
         lastLengths = batch.lengths.map { Int32($0) }
         lastWasPatched = patch != nil
-        lastWasReadOutOnly = readOutOnly
         lastReplaced = Set(replace.keys)
+        lastMLPReadOutOnly = readOutOnly && readOutOnlyMLP && !lastReplaced.contains(graph.mlpForward(layer: L - 1))
     }
 
     /// Writes node `f`'s output `out` (`count` floats) into its row of `record` as `mode` says; nothing without a record.
@@ -317,14 +322,16 @@ public class InstrumentedEngine: @unchecked Sendable {
     }
 
     /// Records node `f`'s output at the read-out rows only: `out (B, C)` holds row `rows[b]`'s output at b (a
-    /// `readOutOnly` run's last MLP). `.set` zeroes the node's other rows; the other modes leave them, since nothing
-    /// reads them (the node feeds only the logits, at the read-out rows).
+    /// `readOutOnly` run's last MLP; `count` = B·T·C). `.set` zeroes the node's other rows; the other modes leave
+    /// them, since nothing reads them (the node feeds only the logits, at the read-out rows). `.subtractLastCopy(n)`
+    /// subtracts the last copy's rows from a record of one copy.
     final func recordReadOutRows(_ f: Int, _ out: UnsafePointer<Float>, rows: [Int], into record: UnsafeMutablePointer<Float>?,
                                  mode: InstrumentedGPT2.RecordMode, count: Int) {
         guard let record else { return }
-        let dst = record + f * count
-        if mode == .set { dst.update(repeating: 0, count: count) }
-        for (b, r) in rows.enumerated() { mode.write(out + b * C, into: dst + r * C, count: C) }
+        let kept = mode.recordedRows(count), dst = record + f * kept.count
+        let firstRow = kept.lowerBound / C, B = rows.count, firstSample = B - B * kept.count / count
+        if mode == .set { dst.update(repeating: 0, count: kept.count) }
+        for b in firstSample..<B { mode.write(out + b * C, into: dst + (rows[b] - firstRow) * C, count: C) }
     }
 
     /// Copies the final residual's read-out rows to `lnfIn` and, when `patch` rebuilds the logits' input, adds
@@ -349,7 +356,6 @@ public class InstrumentedEngine: @unchecked Sendable {
     final func backwardBatch(copies: Int) -> PromptBatch {
         guard let batch = lastBatch else { preconditionFailure("backward needs a forward pass first") }
         precondition(!lastWasPatched, "backward through a patched forward pass is not supported")
-        precondition(!lastWasReadOutOnly, "backward after a read-out-only forward pass is not supported")
         precondition(copies >= 1 && batch.batch % copies == 0, "the batch is not a stack of \(copies) copies")
         return batch
     }

@@ -39,7 +39,10 @@ extension InstrumentedGPT2 {
                 dmid.update(from: dx, count: BTC)
 
                 // MLP ℓ: gradient at its input (before LN2), added to the residual gradient.
-                if !lastReplaced.contains(g.mlpForward(layer: l)) {
+                if l == L - 1 && lastMLPReadOutOnly {
+                    lastMLPBackwardAtReadOutRows(dx: dx, dmid: dmid, mid: mid, grads: grads + g.mlpBackward(layer: l) * baseBTC,
+                                                 rows: rows, baseB: baseB, T: T)
+                } else if !lastReplaced.contains(g.mlpForward(layer: l)) {
                     let pre = layerSlice(mlpPre, l, width: F), dact = scratchF.base
                     Matmul.sgemm(false, true, M: BT, N: F, K: C, alpha: 1, A: dx, lda: C, B: w.fcProjWeight, ldb: C, beta: 0, C: dact, ldc: F)
                     GELU.backward(dinp: dact, inp: pre, dout: dact, count: BT * F, threads: threads)
@@ -73,6 +76,26 @@ extension InstrumentedGPT2 {
                                                           lengths: lengths, B: baseB, copies: copies, T: T, C: C, threads: threads)
                 }
             }
+        }
+    }
+
+    /// The last MLP's backward after a forward that ran it at the read-out rows alone: the residual gradient `dx`
+    /// is nonzero only there (it comes from the logits), so the MLP's products take those B rows, gathered, with
+    /// the activations the forward kept for them in gathered order (pre-activations and LN2 statistics at b). Each
+    /// row's input gradient goes to `dmid` and to the MLP's gradient column `grads` (at the base sample's row).
+    private func lastMLPBackwardAtReadOutRows(dx: UnsafePointer<Float>, dmid: UnsafeMutablePointer<Float>, mid: UnsafePointer<Float>,
+                                              grads: UnsafeMutablePointer<Float>, rows: [Int], baseB: Int, T: Int) {
+        let B = rows.count, w = parameters.views.layers[L - 1]
+        let gathered = scratchC.base, dln = scratchC.base + 2 * capacity * C
+        let pre = layerSlice(mlpPre, L - 1, width: F), dact = scratchF.base, stats2 = layerSlice(norm2Stats, L - 1, width: 2)
+        for (b, r) in rows.enumerated() { (gathered + b * C).update(from: dx + r * C, count: C) }
+        Matmul.sgemm(false, true, M: B, N: F, K: C, alpha: 1, A: gathered, lda: C, B: w.fcProjWeight, ldb: C, beta: 0, C: dact, ldc: F)
+        GELU.backward(dinp: dact, inp: pre, dout: dact, count: B * F, threads: threads)
+        Matmul.sgemm(false, true, M: B, N: C, K: F, alpha: 1, A: dact, lda: F, B: w.fcWeight, ldb: F, beta: 0, C: dln, ldc: C)
+        for (b, r) in rows.enumerated() {
+            let baseRow = r - (b / baseB) * baseB * T
+            AttributionKernels.layerNormInputGradRow(acc1: dmid + r * C, acc2: grads + baseRow * C, dout: dln + b * C, inp: mid + r * C,
+                                                     weight: w.ln2Weight, mean: stats2[b], rstd: stats2[capacity + b], C: C)
         }
     }
 }

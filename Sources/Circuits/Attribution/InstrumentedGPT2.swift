@@ -34,6 +34,8 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
         refreshFoldedBiases()
     }
 
+    override var readOutOnlyMLP: Bool { true }
+
     /// Recomputes b_O' = b_O + b_V · W_O from the arena; call after loading another checkpoint into it.
     public func refreshFoldedBiases() {
         let p = parameters.views
@@ -113,9 +115,10 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
     ///   embedding; the positional embedding is still added). Replaced nodes pass no gradient in `backward`.
     /// - `patch`: rebuild downstream inputs from `record` (which must be given, in `.subtract` or `.negate` mode).
     /// - `computeLogits`: false skips the unembedding (when only the gradient of a logit difference is needed).
-    /// - `readOutOnly`: only the read-out logits are read and no backward pass follows: the last MLP runs on the
-    ///   read-out rows alone (unless its output is replaced), so the final residual and that MLP's recorded output
-    ///   hold only those rows (`.set` zeroes the MLP's other rows). Its output reaches nothing but the logits.
+    /// - `readOutOnly`: only the read-out logits are read: the last MLP runs on the read-out rows alone (unless its
+    ///   output is replaced), so the final residual and that MLP's recorded output hold only those rows (`.set`
+    ///   zeroes the MLP's other rows). Its output reaches nothing but the logits, and its gradient comes from them
+    ///   alone, so `backward` still gives every gradient (it takes that MLP on the same rows).
     /// Returns a pointer to the logits at the read-out positions `(B, V)`, valid until the next call.
     @discardableResult
     public func forward(_ batch: PromptBatch, clean: Bool = true,
@@ -125,7 +128,6 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
         let B = batch.batch, T = batch.seqLen, BT = B * T, BTC = BT * C
         beginForward(batch, maxPositions: config.nPositions, record: record, recordMode: recordMode, replace: replace, patch: patch,
                      readOutOnly: readOutOnly)
-        precondition(!readOutOnly || recordMode.recordedRows(BTC) == 0..<BTC, "a read-out-only run records whole copies")
         let p = parameters.views, g = graph
         func recordOutput(_ f: Int, _ out: UnsafePointer<Float>) { self.record(f, out, into: record, mode: recordMode, count: BTC) }
 
@@ -200,7 +202,7 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
                 let stats2 = layerSlice(norm2Stats, l, width: 2)
                 let pre = layerSlice(mlpPre, l, width: F), act = scratchF.base
                 let xNext = layerSlice(resid, l + 1, width: C)
-                if readOutOnly && l == L - 1 && replace[g.mlpForward(layer: l)] == nil {
+                if l == L - 1 && lastMLPReadOutOnly {
                     // The last MLP at the read-out rows only: gathered to (B, C) in z (free once the attention
                     // output is formed), its output in attnOut (free once mid holds x + attnOut).
                     let rows = batch.readRows

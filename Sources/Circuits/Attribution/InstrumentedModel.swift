@@ -17,9 +17,9 @@ public protocol InstrumentedModel: AnyObject, Sendable {
     /// Runs the model on `clean ? batch.cleanTokens : batch.corruptedTokens` (see `InstrumentedGPT2.forward`):
     /// node outputs go to `record` `[nForward, B·T·C]` as `recordMode` says, `replace` substitutes node outputs
     /// (they then pass no gradient), `patch` rebuilds downstream inputs from `record`. Returns the read-out logits.
-    /// `readOutOnly`: the caller reads nothing but the read-out logits and runs no backward pass, so the model may
-    /// run its last MLP at the read-out rows alone (then the final residual and that MLP's recorded output hold
-    /// only those rows).
+    /// `readOutOnly`: the caller reads nothing of the forward pass but the read-out logits and the gradients of a
+    /// following backward pass, so the model may run its last MLP at the read-out rows alone (then the final
+    /// residual and that MLP's recorded output hold only those rows; its other rows reach nothing the metric reads).
     @discardableResult
     func run(_ batch: PromptBatch, clean: Bool, record: UnsafeMutablePointer<Float>?, recordMode: InstrumentedGPT2.RecordMode,
              replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?, computeLogits: Bool, readOutOnly: Bool) -> UnsafeMutablePointer<Float>
