@@ -22,6 +22,14 @@ func collectives(_ comm: MPICommunicator, chunkLimit: Int) throws {
     let tri = Float(n * (n + 1) / 2)
     expect(comm, f, (0..<len).map { Float($0 % 11) * tri }, "allreduce sum Float")
 
+    // Longer than `allreduceBytes`: reduced in several pieces whatever the chunk limit, the last one partial.
+    let long = 5 * MPICommunicator.allreduceBytes / 2 / MemoryLayout<Float>.stride + 3
+    var big = (0..<long).map { Float($0 % 13) * Float(r + 1) }
+    try comm.allreduce(&big, op: .sum)
+    if let k = (0..<long).first(where: { big[$0] != Float($0 % 13) * tri }) {
+        fail(comm, "allreduce sum of \(long) Floats: entry \(k) is \(big[k]), want \(Float(k % 13) * tri)")
+    }
+
     var d = (0..<len).map { Double($0) + Double(r) * 0.5 }
     try comm.allreduce(&d, op: .max)
     expect(comm, d, (0..<len).map { Double($0) + Double(n - 1) * 0.5 }, "allreduce max Double")
