@@ -146,11 +146,13 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public let size: Int
     /// Largest count passed to one MPI call; lowered in tests to exercise splitting.
     public var chunkLimit: Int = Int(Int32.max)
-    /// Largest piece of one `MPI_Allreduce`, in bytes (8 MiB). OpenMPI's allreduce works in a temporary buffer the
-    /// size of its message (or of a part per rank), taken from `malloc`. Above glibc's mmap threshold (at most
-    /// 32 MiB) that buffer is a fresh mapping on every call, whose pages the kernel faults in and zeroes one by one:
-    /// GPT-2 small's 498 MB gradient spent about 0.4 s of each data-parallel step there on the 2-core machines
-    /// (docs/performance.md). Pieces of at most 8 MiB keep the temporary in the heap, where it is reused.
+    /// Largest piece of one `MPI_Allreduce` per rank, in bytes (8 MiB): a piece is at most `size` × this. OpenMPI's
+    /// allreduce works in temporary buffers taken from `malloc`, about a rank's share of the message (ring) or twice
+    /// that (two ranks). Above glibc's mmap threshold (at most 32 MiB) such a buffer is a fresh mapping on every
+    /// call, whose pages the kernel faults in and zeroes one by one: GPT-2 small's 498 MB gradient spent about
+    /// 0.4 s of each 2-rank data-parallel step there on the 2-core machines (docs/performance.md). Pieces of 8 MiB
+    /// per rank keep the temporaries in the heap, where they are reused, and many ranks still make few calls (each
+    /// call pays the collective's latency once).
     public static let allreduceBytes = 8 << 20
     private let comm: MPI_Comm
 
@@ -216,7 +218,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     /// In-place allreduce of `count` elements starting at `buffer`, split into pieces of at most `chunkLimit`.
     public func allreduce<T: MPIScalar>(_ buffer: UnsafeMutablePointer<T>, count: Int, op: ReduceOp) throws {
-        let limit = Swift.min(chunkLimit, Swift.max(1, Self.allreduceBytes / MemoryLayout<T>.stride))
+        let (pieceBytes, overflow) = Self.allreduceBytes.multipliedReportingOverflow(by: size)
+        let limit = Swift.min(chunkLimit, overflow ? chunkLimit : Swift.max(1, pieceBytes / MemoryLayout<T>.stride))
         for piece in mpiChunks(count: count, limit: limit) {
             try MPICommunicator.check(MPI_Allreduce(dkc_mpi_in_place(), buffer + piece.lowerBound, Int32(piece.count),
                                                  T.mpiDatatype, op.handle, comm), "MPI_Allreduce")

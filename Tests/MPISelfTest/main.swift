@@ -22,8 +22,9 @@ func collectives(_ comm: MPICommunicator, chunkLimit: Int) throws {
     let tri = Float(n * (n + 1) / 2)
     expect(comm, f, (0..<len).map { Float($0 % 11) * tri }, "allreduce sum Float")
 
-    // Longer than `allreduceBytes`: reduced in several pieces whatever the chunk limit, the last one partial.
-    let long = 5 * MPICommunicator.allreduceBytes / 2 / MemoryLayout<Float>.stride + 3
+    // Longer than a piece (`allreduceBytes` per rank): reduced in several pieces whatever the chunk limit, the
+    // last one partial.
+    let long = 5 * n * MPICommunicator.allreduceBytes / 2 / MemoryLayout<Float>.stride + 3
     var big = (0..<long).map { Float($0 % 13) * Float(r + 1) }
     try comm.allreduce(&big, op: .sum)
     if let k = (0..<long).first(where: { big[$0] != Float($0 % 13) * tri }) {
