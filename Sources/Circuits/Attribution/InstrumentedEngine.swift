@@ -129,12 +129,10 @@ public class InstrumentedEngine: @unchecked Sendable {
         pattern.base + l * batchCapacity * H * seqCapacity * seqCapacity
     }
 
-    /// Whether this engine's `readOutOnly` forward runs the last MLP at the read-out rows alone (GPT-2); an engine
-    /// that runs every row anyway says false.
-    var readOutOnlyMLP: Bool { false }
-
     /// What every forward pass does first: checks the request, grows the buffers, and remembers the batch, its
-    /// lengths, whether it is patched and which nodes are replaced (the backward pass reads them).
+    /// lengths, whether it is patched, which nodes are replaced and whether the last MLP runs at the read-out rows
+    /// alone (the backward pass reads them). `readOutOnly`: the engine's forward runs that MLP so (GPT-2; the
+    /// families run every row and leave it false).
     final func beginForward(_ batch: PromptBatch, maxPositions: Int, record: UnsafeMutablePointer<Float>?,
                             recordMode: InstrumentedGPT2.RecordMode, replace: [Int: UnsafePointer<Float>], patch: InstrumentedGPT2.Patch?,
                             readOutOnly: Bool = false) {
@@ -149,7 +147,7 @@ public class InstrumentedEngine: @unchecked Sendable {
         lastLengths = batch.lengths.map { Int32($0) }
         lastWasPatched = patch != nil
         lastReplaced = Set(replace.keys)
-        lastMLPReadOutOnly = readOutOnly && readOutOnlyMLP && !lastReplaced.contains(graph.mlpForward(layer: L - 1))
+        lastMLPReadOutOnly = readOutOnly && !lastReplaced.contains(graph.mlpForward(layer: L - 1))
     }
 
     /// Writes node `f`'s output `out` (`count` floats) into its row of `record` as `mode` says; nothing without a record.

@@ -34,8 +34,6 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
         refreshFoldedBiases()
     }
 
-    override var readOutOnlyMLP: Bool { true }
-
     /// Recomputes b_O' = b_O + b_V · W_O from the arena; call after loading another checkpoint into it.
     public func refreshFoldedBiases() {
         let p = parameters.views
