@@ -34,6 +34,8 @@ public struct DiscoverBenchResult: Sendable {
     /// Resident size (MiB) when the measurement began (tokenizer, runtime, what earlier measurements left).
     public let baseRSSMiB: Double
     public let peakIsPerMeasurement: Bool
+    /// The timed calls' products by shape, when the run was asked to profile them (`GemmProfile`); else empty.
+    public var gemmProfile: [GemmProfile.Entry] = []
     public let blasCore: String
     public let parameters: Int
     /// Σ |score| over the edges of the last call: shows the work was done (finite, non-zero).
@@ -207,10 +209,11 @@ public enum DiscoverBench {
     /// `InstrumentedFamily`), then makes `warmup` untimed and `repeats` timed calls of `EdgeAttribution.scores` over all
     /// `pairs`. Sets OpenBLAS to `threads` threads. Without a given `roof`, the roof is the best of `sgemmRoof`
     /// before the calls and a 1024³ sgemm after each call. The peak memory is reset (`ProcessMemory.resetPeak`)
-    /// after the roof and before the model is created. `progress` receives a line per phase; nothing is printed.
+    /// after the roof and before the model is created. `gemmProfile`: the timed calls' products are timed by shape
+    /// (`GemmProfile`, in the result). `progress` receives a line per phase; nothing is printed.
     public static func run(name: String, config: ModelConfig, pairs: [PromptPair], batchSize: Int, options: AttributionOptions,
                            threads: Int, repeats: Int, warmup: Int = 1, seed: UInt64 = 1234, roof: Double? = nil,
-                           progress: ((String) -> Void)? = nil) throws -> DiscoverBenchResult {
+                           gemmProfile: Bool = false, progress: ((String) -> Void)? = nil) throws -> DiscoverBenchResult {
         precondition(repeats >= 1 && warmup >= 0 && threads >= 1 && batchSize >= 1)
         try options.validate()
         guard !pairs.isEmpty else { throw BenchError.usage("no prompts to attribute: ask for at least one") }
@@ -241,10 +244,13 @@ public enum DiscoverBench {
         var times: [Double] = []
         var probe = 0.0
         var absSum = 0.0
+        GemmProfile.reset()
         for i in 0..<(warmup + repeats) {
+            GemmProfile.record(gemmProfile && i >= warmup)
             let t0 = DispatchTime.now().uptimeNanoseconds
             let scores = try EdgeAttribution.scores(model: model, pairs: pairs, batchSize: batchSize, options: options)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            GemmProfile.record(false)
             absSum = scores.values.reduce(0.0) { $0 + Double(abs($1)) }
             let what = i < warmup ? "warm-up \(i + 1)/\(warmup)" : "call \(i - warmup + 1)/\(repeats)"
             progress?("\(label): \(what) \(String(format: "%.2f", dt)) s (\(String(format: "%.2f", Double(pairs.count) / dt)) samples/s)")
@@ -257,7 +263,7 @@ public enum DiscoverBench {
         let sorted = times.sorted()
         let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
         let n = Double(pairs.count)
-        return DiscoverBenchResult(config: name, method: options.method, igSteps: options.method.usesSteps ? options.igSteps : nil,
+        var result = DiscoverBenchResult(config: name, method: options.method, igSteps: options.method.usesSteps ? options.igSteps : nil,
                                    batchSize: batchSize, samples: pairs.count, seqLen: shapes.map(\.seqLen).max()!,
                                    threads: threads, repeats: repeats, callSeconds: times,
                                    samplesPerS: n / median, minSamplesPerS: n / sorted.last!, maxSamplesPerS: n / sorted.first!,
@@ -265,5 +271,7 @@ public enum DiscoverBench {
                                    roofGflops: max(initialRoof, probe), peakRSSMiB: peak, baseRSSMiB: baseRSS,
                                    peakIsPerMeasurement: perMeasurement, blasCore: BLAS.coreName, parameters: parameters,
                                    scoreAbsSum: absSum)
+        if gemmProfile { result.gemmProfile = GemmProfile.entries }
+        return result
     }
 }

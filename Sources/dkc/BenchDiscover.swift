@@ -67,6 +67,11 @@ struct BenchDiscover: ParsableCommand {
     @Option(name: .customLong("rows-per-pass"), help: "EAP-IG stacks integration steps up to this many rows (B·T) per pass.")
     var rowsPerPass: Int = AttributionOptions().rowsPerPass
 
+    @Flag(name: .customLong("gemm-profile"), help: ArgumentHelp(
+        "Also time every matrix product of the timed calls by shape and print, after each measurement, their share of the cores' time and GFLOP/s against the roof (on standard error).",
+        discussion: "Where the time goes against the roof: the products that run below it, and the time outside products."))
+    var gemmProfile = false
+
     @OptionGroup var promptOptions: BenchPromptOptions
 
     @Option(name: .customLong("write-prompts"), help: ArgumentHelp(
@@ -115,9 +120,17 @@ struct BenchDiscover: ParsableCommand {
                 let pairs = samples.map { $0.promptPair(task: .city, encoder: encoder) }
                 for b in batchSizes {
                     var r = try DiscoverBench.run(name: name, config: cfg, pairs: pairs, batchSize: b, options: options,
-                                                  threads: threads, repeats: repeats, warmup: warmup, progress: { progress($0) })
+                                                  threads: threads, repeats: repeats, warmup: warmup, gemmProfile: gemmProfile,
+                                                  progress: { progress($0) })
                     r.roofGflops = max(r.roofGflops, ModelBench.sgemmRoof(threads: threads, progress: { progress($0) }))
                     results.append(r)
+                    if gemmProfile {
+                        let head = "\(name) \(r.method.rawValue) b\(b), \(r.repeats) timed call(s), \(String(format: "%.2f", r.callSeconds.reduce(0, +))) s:"
+                        let lines = [head] + GemmProfile.report(r.gemmProfile, wallSeconds: r.callSeconds.reduce(0, +), threads: threads,
+                                                                roofGflops: r.roofGflops)
+                        progress.finish()
+                        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+                    }
                     if json { print(record(r, ranks: comm.size).jsonLine); fflush(stdout) }
                 }
             }

@@ -147,6 +147,34 @@ final class DiscoverBenchTests: XCTestCase {
         XCTAssertNil(DiscoverBench.reference(for: r))
     }
 
+    /// `--gemm-profile`: the products of the timed calls alone, by shape; their FLOPs are the call's as
+    /// `DiscoverBench.flops` counts them (within what the count leaves out or rounds), and on one thread their time
+    /// fits inside the call's.
+    func testGemmProfileCoversTheTimedCallsOnly() throws {
+        let tok = try tokenizer()
+        let pairs = try DiscoverBench.prompts(count: 5, pools: try pools(), encoder: tok)
+        let options = AttributionOptions(method: .eapIG, igSteps: 5)
+        let plain = try DiscoverBench.run(name: "tiny", config: ModelConfig(gpt2: .tiny), pairs: pairs, batchSize: 4, options: options,
+                                          threads: 1, repeats: 1, warmup: 0, roof: 100)
+        XCTAssertTrue(plain.gemmProfile.isEmpty)
+        let r = try DiscoverBench.run(name: "tiny", config: ModelConfig(gpt2: .tiny), pairs: pairs, batchSize: 4, options: options,
+                                      threads: 1, repeats: 1, warmup: 2, roof: 100, gemmProfile: true)
+        XCTAssertFalse(GemmProfile.isOn, "the profile stays on after the run")
+        XCTAssertFalse(r.gemmProfile.isEmpty)
+        XCTAssertTrue(r.gemmProfile.allSatisfy { $0.shape.blasThreads == 1 && $0.calls > 0 && $0.seconds >= 0 })
+        let core = r.gemmProfile.reduce(0) { $0 + $1.coreSeconds }, flops = r.gemmProfile.reduce(0) { $0 + $1.flops }
+        XCTAssertLessThanOrEqual(core, r.callSeconds[0])
+        // The two warm-up calls would triple the FLOPs.
+        XCTAssertEqual(flops / r.flopsPerCall, 1, accuracy: 0.25, "profiled \(flops) FLOPs against \(r.flopsPerCall) counted per call")
+        let report = GemmProfile.report(r.gemmProfile, wallSeconds: r.callSeconds[0], threads: 1, roofGflops: 100, top: 3)
+        let groups = GemmProfile.groups(r.gemmProfile)
+        XCTAssertEqual(groups.reduce(0) { $0 + $1.calls }, r.gemmProfile.reduce(0) { $0 + $1.calls })
+        XCTAssertEqual(groups.reduce(0) { $0 + $1.flops }, flops, accuracy: 1e-9 * flops)
+        XCTAssertEqual(report.count, 2 + min(3, groups.count) + (groups.count > 3 ? 1 : 0))
+        XCTAssertTrue(report[0].hasPrefix("sgemm: "), report[0])
+        if groups.count > 3 { XCTAssertTrue(report.last!.hasSuffix("\(groups.count - 3) other groups"), report.last!) }
+    }
+
     func testStudyFiguresApplyOnlyToRunsLikeTheStudys() throws {
         let tok = try tokenizer()
         let pairs = try DiscoverBench.prompts(count: 2, pools: try pools(), encoder: tok)

@@ -85,7 +85,12 @@ public enum Matmul {
                              A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
                              beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int) {
         guard M > 0, N > 0 else { return }
+        let t0 = GemmProfile.isOn ? DispatchTime.now().uptimeNanoseconds : 0
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     blasint(M), blasint(N), blasint(K), alpha, A, blasint(lda), B, blasint(ldb), beta, C, blasint(ldc))
+        if t0 != 0 {
+            GemmProfile.add(GemmProfile.Shape(transA: transA, transB: transB, M: M, N: N, K: K, blasThreads: BLAS.threads),
+                            nanoseconds: DispatchTime.now().uptimeNanoseconds - t0)
+        }
     }
 }
