@@ -282,9 +282,12 @@ public class InstrumentedEngine: @unchecked Sendable {
     /// Layer ℓ's attention output into `attnOut (BT, C)`: b_O' plus z·W_O in one product, unless a head's output is
     /// replaced (then b_O' + Σ_h result_h). Each head's own output result_h = z_h·W_O,h (`blocks.ℓ.attn.hook_result`)
     /// is formed, in `head`, only when it is recorded or replaced. `wo` is W_O stored (in, out) (GPT-2's Conv1D) or,
-    /// `transposed`, (out, in) (a Hugging Face Linear).
+    /// `transposed`, (out, in) (a Hugging Face Linear). With a `spare` (BT, C) buffer and no head replaced, the recorded
+    /// heads run in two halves side by side (`inHalves`, the second half's output in `spare`): a head's
+    /// (BT, d_head)·(d_head, C) product is too narrow to split well over two threads.
     final func attentionOutput(layer l: Int, z: UnsafePointer<Float>, wo: UnsafePointer<Float>, transposed: Bool,
-                               head: UnsafeMutablePointer<Float>, attnOut: UnsafeMutablePointer<Float>, rows BT: Int,
+                               head: UnsafeMutablePointer<Float>, spare: UnsafeMutablePointer<Float>? = nil,
+                               attnOut: UnsafeMutablePointer<Float>, rows BT: Int,
                                replace: [Int: UnsafePointer<Float>], record recordBuffer: UnsafeMutablePointer<Float>?,
                                mode: InstrumentedGPT2.RecordMode) {
         let BTC = BT * C
@@ -297,15 +300,24 @@ public class InstrumentedEngine: @unchecked Sendable {
         // Each head's own output is formed only for the rows that are recorded (all of them when a head is replaced).
         let rows = anyReplaced ? 0..<BT : mode.recordedRows(BT)
         let rowMode = rows.count == BT ? mode : .subtract
+        func headOutput(_ h: Int, into out: UnsafeMutablePointer<Float>) {
+            Matmul.sgemm(false, transposed, M: rows.count, N: C, K: dh, alpha: 1, A: z + rows.lowerBound * C + h * dh, lda: C,
+                         B: wo + (transposed ? h * dh : h * dh * C), ldb: C, beta: 0, C: out, ldc: C)
+            record(graph.headForward(layer: l, head: h), out, into: recordBuffer, mode: rowMode, count: rows.count * C)
+        }
+        if let spare, !anyReplaced {
+            // Each head's record is its own rows of the buffer, so the halves never write the same place.
+            inHalves(Array(0..<H)) { h, half, _ in headOutput(h, into: half == 0 ? head : spare) }
+            return
+        }
         for h in 0..<H {
             let f = graph.headForward(layer: l, head: h)
             if let r = replace[f] {
                 head.update(from: r, count: BTC)
+                record(f, head, into: recordBuffer, mode: rowMode, count: rows.count * C)
             } else {
-                Matmul.sgemm(false, transposed, M: rows.count, N: C, K: dh, alpha: 1, A: z + rows.lowerBound * C + h * dh, lda: C,
-                             B: wo + (transposed ? h * dh : h * dh * C), ldb: C, beta: 0, C: head, ldc: C)
+                headOutput(h, into: head)
             }
-            record(f, head, into: recordBuffer, mode: rowMode, count: rows.count * C)
             if anyReplaced { for i in 0..<BTC { attnOut[i] += head[i] } }
         }
     }

@@ -187,8 +187,9 @@ public final class InstrumentedGPT2: InstrumentedEngine, @unchecked Sendable {
                 Attention.forward(out: z, att: patternSlice(layer: l), qkv: q, lengths: lengths, B: B, T: T, C: C, NH: H, threads: threads)
 
                 // Attention output (z·W_O + b_O', each head's result recorded or replaced: InstrumentedEngine).
-                attentionOutput(layer: l, z: z, wo: w.attnProjWeight, transposed: false, head: head, attnOut: attnOut, rows: BT, replace: replace,
-                                record: record, mode: recordMode)
+                // (ln is free once q, k and v are formed: the heads' outputs may use it.)
+                attentionOutput(layer: l, z: z, wo: w.attnProjWeight, transposed: false, head: head, spare: ln, attnOut: attnOut, rows: BT,
+                                replace: replace, record: record, mode: recordMode)
                 for i in 0..<BTC { mid[i] = x[i] + attnOut[i] }
 
                 // MLP on its own input (hook_mlp_in: the residual, or its rebuilt copy).
