@@ -64,7 +64,7 @@ struct BenchDiscover: ParsableCommand {
     @Option(help: "Untimed warm-up calls per measurement.")
     var warmup: Int = 1
 
-    @Option(name: .customLong("rows-per-pass"), help: "EAP-IG stacks integration steps up to this many rows (B·T) per pass.")
+    @Option(name: .customLong("rows-per-pass"), help: "Rows (B·T) one pass holds: a larger batch is attributed in parts of whole samples, and EAP-IG stacks integration steps up to this many rows.")
     var rowsPerPass: Int = AttributionOptions().rowsPerPass
 
     @Flag(name: .customLong("gemm-profile"), help: ArgumentHelp(
