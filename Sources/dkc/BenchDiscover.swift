@@ -125,9 +125,9 @@ struct BenchDiscover: ParsableCommand {
                     r.roofGflops = max(r.roofGflops, ModelBench.sgemmRoof(threads: threads, progress: { progress($0) }))
                     results.append(r)
                     if gemmProfile {
-                        let head = "\(name) \(r.method.rawValue) b\(b), \(r.repeats) timed call(s), \(String(format: "%.2f", r.callSeconds.reduce(0, +))) s:"
-                        let lines = [head] + GemmProfile.report(r.gemmProfile, wallSeconds: r.callSeconds.reduce(0, +), threads: threads,
-                                                                roofGflops: r.roofGflops)
+                        let wall = r.callSeconds.reduce(0, +)
+                        let head = "\(name) \(r.method.rawValue) b\(b), \(r.repeats) timed call(s), \(String(format: "%.2f", wall)) s:"
+                        let lines = [head] + GemmProfile.report(r.gemmProfile, wallSeconds: wall, threads: threads, roofGflops: r.roofGflops)
                         progress.finish()
                         FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
                     }

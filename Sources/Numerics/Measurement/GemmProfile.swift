@@ -41,8 +41,6 @@ public enum GemmProfile {
         public var flops: Double { Double(calls) * 2 * Double(shape.M) * Double(shape.N) * Double(shape.K) }
         /// Seconds × OpenBLAS threads: the share of the cores these calls held.
         public var coreSeconds: Double { seconds * Double(shape.blasThreads) }
-        /// GFLOP/s per OpenBLAS thread of the call.
-        public var gflopsPerThread: Double { coreSeconds > 0 ? flops / coreSeconds / 1e9 : 0 }
     }
 
     /// Whether `Matmul.sgemm` records its calls now.
@@ -84,6 +82,22 @@ public enum GemmProfile {
         public let coreSeconds: Double
         public let flops: Double
         public var gflopsPerThread: Double { coreSeconds > 0 ? flops / coreSeconds / 1e9 : 0 }
+
+        /// The calls of `parts` together, under `label`.
+        init(_ label: String, summing parts: some Collection<Group>) {
+            self.label = label
+            calls = parts.reduce(0) { $0 + $1.calls }
+            coreSeconds = parts.reduce(0) { $0 + $1.coreSeconds }
+            flops = parts.reduce(0) { $0 + $1.flops }
+        }
+
+        /// One shape's calls.
+        init(_ entry: Entry) {
+            label = entry.shape.label
+            calls = entry.calls
+            coreSeconds = entry.coreSeconds
+            flops = entry.flops
+        }
     }
 
     /// Sides below which a product counts as small in `groups`.
@@ -108,8 +122,7 @@ public enum GemmProfile {
                 let ms = list.map(\.shape.M), lo = ms.min()!, hi = ms.max()!
                 label = "\(key.transA ? "T" : "N")\(key.transB ? "T" : "N") \(lo == hi ? "\(lo)" : "(\(lo)–\(hi))")×\(key.N)×\(key.K) @\(key.threads)"
             }
-            return Group(label: label, calls: list.reduce(0) { $0 + $1.calls }, coreSeconds: list.reduce(0) { $0 + $1.coreSeconds },
-                         flops: list.reduce(0) { $0 + $1.flops })
+            return Group(label, summing: list.map(Group.init))
         }.sorted { $0.coreSeconds != $1.coreSeconds ? $0.coreSeconds > $1.coreSeconds : $0.label < $1.label }
     }
 
@@ -120,23 +133,19 @@ public enum GemmProfile {
         let available = wallSeconds * Double(threads), perThreadRoof = roofGflops / Double(max(1, threads))
         func share(_ x: Double) -> Double { 100 * x / max(available, 1e-12) }
         func ofRoof(_ g: Double) -> Double { 100 * g / max(perThreadRoof, 1e-12) }
-        let core = entries.reduce(0) { $0 + $1.coreSeconds }, flops = entries.reduce(0) { $0 + $1.flops }
+        func line(_ g: Group) -> String {
+            String(format: "%8.3f  %5.1f%%  %7d  %11.1f  %6.1f%%  %@", g.coreSeconds, share(g.coreSeconds), g.calls,
+                   g.gflopsPerThread, ofRoof(g.gflopsPerThread), g.label as NSString)
+        }
+        let all = groups(entries), whole = Group("", summing: all), core = whole.coreSeconds
         var lines = [String(format: "sgemm: %.2f of %.2f core-seconds (%.1f%%) at %.1f GFLOP/s per thread (%.1f%% of the roof per thread, %.1f); "
                             + "outside the products: %.2f core-seconds (%.1f%%)", core, available, share(core),
-                            flops / max(core, 1e-12) / 1e9, ofRoof(flops / max(core, 1e-12) / 1e9), perThreadRoof,
+                            whole.gflopsPerThread, ofRoof(whole.gflopsPerThread), perThreadRoof,
                             max(0, available - core), max(0, share(available - core)))]
         lines.append("  core-s   share    calls  GFLOP/s/thr  of roof  products (transposes M×N×K @OpenBLAS threads)")
-        let all = groups(entries)
-        for g in all.prefix(top) {
-            lines.append(String(format: "%8.3f  %5.1f%%  %7d  %11.1f  %6.1f%%  %@", g.coreSeconds, share(g.coreSeconds), g.calls,
-                                g.gflopsPerThread, ofRoof(g.gflopsPerThread), g.label as NSString))
-        }
+        lines += all.prefix(top).map(line)
         let rest = all.dropFirst(top)
-        if !rest.isEmpty {
-            let c = rest.reduce(0) { $0 + $1.coreSeconds }, f = rest.reduce(0) { $0 + $1.flops }
-            lines.append(String(format: "%8.3f  %5.1f%%  %7d  %11.1f  %6.1f%%  %d other groups", c, share(c), rest.reduce(0) { $0 + $1.calls },
-                                f / max(c, 1e-12) / 1e9, ofRoof(f / max(c, 1e-12) / 1e9), rest.count))
-        }
+        if !rest.isEmpty { lines.append(line(Group("\(rest.count) other groups", summing: rest))) }
         return lines
     }
 }
